@@ -1,0 +1,5 @@
+"""Allow ``python -m mailstack``."""
+
+from mailstack.cli import main
+
+raise SystemExit(main())

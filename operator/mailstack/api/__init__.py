@@ -1,0 +1,1 @@
+"""Resource models, validation and defaults: raw documents in, typed models or problems out."""

@@ -1,0 +1,178 @@
+"""Cross-document validation: which Mailboxes belong to which MailDomain, and do aliases resolve.
+
+Single documents are checked by ``api.parse``; this module checks what only the whole set can
+tell: a Mailbox for a domain no MailDomain serves, an address claimed twice, an alias that points
+at nothing or at itself, a catch-all that is not a mailbox. Problems are attached to the document
+that must change. The result is one ``MailService`` per valid MailDomain.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from mailstack.api.errors import Problem
+from mailstack.api.models import Mailbox, MailDomain
+
+
+@dataclass(frozen=True)
+class MailService:
+    """A MailDomain together with its valid Mailboxes (sorted by address)."""
+
+    domain: MailDomain
+    mailboxes: tuple[Mailbox, ...]
+
+    @property
+    def addresses(self) -> frozenset[str]:
+        return frozenset(box.address for box in self.mailboxes)
+
+    def alias_map(self) -> dict[str, tuple[str, ...]]:
+        """Every alias address of the domain (domain aliases and mailbox aliases) → targets."""
+        result: dict[str, tuple[str, ...]] = {}
+        for local, targets in self.domain.aliases:
+            result[f"{local}@{self.domain.domain}"] = targets
+        for box in self.mailboxes:
+            for alias in box.aliases:
+                result[alias] = (box.address,)
+        return result
+
+    def resolve(self, address: str, seen: frozenset[str] = frozenset()) -> frozenset[str]:
+        """The final recipients of an address: mailboxes of this domain or external addresses.
+
+        Returns an empty set when an internal address leads nowhere (or only into a loop).
+        """
+        if address in self.addresses:
+            return frozenset({address})
+        if not address.endswith("@" + self.domain.domain):
+            return frozenset({address})
+        aliases = self.alias_map()
+        if address not in aliases or address in seen:
+            return frozenset()
+        found: set[str] = set()
+        for target in aliases[address]:
+            found |= self.resolve(target, seen | {address})
+        return frozenset(found)
+
+    def postmaster_target(self) -> str | None:
+        """Where postmaster@ mail goes: the configured address if it resolves, else a fallback.
+
+        RFC 5321 requires postmaster to be deliverable; when the configured (or default) address
+        leads nowhere we fall back to the catch-all, then to the first mailbox.
+        """
+        if self.resolve(self.domain.postmaster):
+            return self.domain.postmaster
+        if self.domain.catch_all and self.domain.catch_all in self.addresses:
+            return self.domain.catch_all
+        if self.mailboxes:
+            return self.mailboxes[0].address
+        return None
+
+
+def assemble(
+    domains: Iterable[MailDomain], mailboxes: Iterable[Mailbox]
+) -> tuple[list[MailService], list[Problem]]:
+    """Group Mailboxes under their MailDomains and check the cross-document rules."""
+    problems: list[Problem] = []
+    by_key: dict[tuple[str, str], MailDomain] = {}
+    for dom in sorted(domains, key=lambda d: (d.namespace, d.name)):
+        key = (dom.namespace, dom.domain)
+        if key in by_key:
+            problems.append(
+                Problem(
+                    dom.ref, "spec.domain", f"{dom.domain} is already served by {by_key[key].ref}"
+                )
+            )
+            continue
+        by_key[key] = dom
+
+    owners: dict[tuple[str, str], list[Mailbox]] = defaultdict(list)
+    for box in sorted(mailboxes, key=lambda b: (b.namespace, b.name)):
+        if (box.namespace, box.domain) not in by_key:
+            problems.append(
+                Problem(
+                    box.ref,
+                    "spec.address",
+                    f"no MailDomain in namespace {box.namespace} serves the domain {box.domain}",
+                )
+            )
+            continue
+        owners[(box.namespace, box.domain)].append(box)
+
+    services: list[MailService] = []
+    for key, dom in sorted(by_key.items()):
+        accepted: list[Mailbox] = []
+        claimed: dict[str, str] = {}  # address -> ref of the document that claims it
+        for local, _ in dom.aliases:
+            claimed[f"{local}@{dom.domain}"] = f"{dom.ref} spec.aliases.{local}"
+        for box in owners.get(key, []):
+            box_problems = []
+            if box.address in claimed:
+                box_problems.append(
+                    Problem(
+                        box.ref,
+                        "spec.address",
+                        f"{box.address} is already used by {claimed[box.address]}",
+                    )
+                )
+            for index, alias in enumerate(box.aliases):
+                if alias in claimed:
+                    box_problems.append(
+                        Problem(
+                            box.ref,
+                            f"spec.aliases[{index}]",
+                            f"{alias} is already used by {claimed[alias]}",
+                        )
+                    )
+            if box_problems:
+                problems.extend(box_problems)
+                continue
+            claimed[box.address] = box.ref
+            for alias in box.aliases:
+                claimed[alias] = f"{box.ref} spec.aliases"
+            accepted.append(box)
+        service = MailService(dom, tuple(sorted(accepted, key=lambda b: b.address)))
+        problems.extend(_check_routing(service))
+        services.append(service)
+    return services, problems
+
+
+def _check_routing(service: MailService) -> list[Problem]:
+    dom = service.domain
+    problems: list[Problem] = []
+    for local, targets in dom.aliases:
+        for index, target in enumerate(targets):
+            if target.endswith("@" + dom.domain) and not service.resolve(target):
+                problems.append(
+                    Problem(
+                        dom.ref,
+                        f"spec.aliases.{local}[{index}]",
+                        f"{target} is neither a Mailbox nor an alias that leads to one",
+                    )
+                )
+        if not service.resolve(f"{local}@{dom.domain}") and not any(
+            t.endswith("@" + dom.domain) and not service.resolve(t) for t in targets
+        ):
+            problems.append(
+                Problem(
+                    dom.ref, f"spec.aliases.{local}", "the alias only leads back to itself (a loop)"
+                )
+            )
+    if dom.catch_all and dom.catch_all not in service.addresses:
+        problems.append(
+            Problem(
+                dom.ref,
+                "spec.catchAll",
+                f"{dom.catch_all} is not the address of a Mailbox of this domain",
+            )
+        )
+    explicit_postmaster = dom.postmaster != f"postmaster@{dom.domain}"
+    if explicit_postmaster and not service.resolve(dom.postmaster):
+        problems.append(
+            Problem(
+                dom.ref,
+                "spec.postmaster",
+                f"{dom.postmaster} is neither a Mailbox nor an alias that leads to one",
+            )
+        )
+    return problems
