@@ -1,0 +1,107 @@
+"""Load MailDomain, Mailbox and Secret documents from YAML files and folders.
+
+Folders are read recursively (``*.yaml``, ``*.yml``) in sorted order. Documents of other kinds
+are skipped, so an examples folder may also hold, say, a kustomization. Everything is parsed
+before anything is returned: the caller gets all models and all problems at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mailstack.api import models as m
+from mailstack.api.errors import Problem, ValidationError
+from mailstack.api.parse import parse_mailbox, parse_maildomain, parse_secret
+
+
+@dataclass
+class Inputs:
+    domains: list[m.MailDomain] = field(default_factory=list)
+    mailboxes: list[m.Mailbox] = field(default_factory=list)
+    secrets: list[m.Secret] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    def secrets_in(self, namespace: str) -> dict[str, m.Secret]:
+        return {s.name: s for s in self.secrets if s.namespace == namespace}
+
+
+def yaml_files(paths: Iterable[str | Path]) -> list[Path]:
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files += sorted(
+                p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()
+            )
+        else:
+            files.append(path)
+    return files
+
+
+def parse_documents(
+    documents: Iterable[tuple[str, Any]], default_namespace: str = "default"
+) -> Inputs:
+    """Parse (source, document) pairs; problems are collected, never raised."""
+    inputs = Inputs()
+    seen: dict[tuple[str, str, str], str] = {}
+    for source, doc in documents:
+        if doc is None:
+            continue
+        if not isinstance(doc, Mapping):
+            inputs.problems.append(
+                Problem("document", "", "expected a mapping (a Kubernetes object)", source)
+            )
+            continue
+        kind = doc.get("kind")
+        if kind not in ("MailDomain", "Mailbox", "Secret"):
+            continue
+        meta = doc.get("metadata") if isinstance(doc.get("metadata"), Mapping) else {}
+        key = (str(kind), str(meta.get("namespace") or default_namespace), str(meta.get("name")))
+        if key in seen:
+            inputs.problems.append(
+                Problem(
+                    f"{key[0]}/{key[1]}/{key[2]}",
+                    "metadata.name",
+                    f"defined twice (also in {seen[key]})",
+                    source,
+                )
+            )
+            continue
+        seen[key] = source
+        try:
+            if kind == "MailDomain":
+                inputs.domains.append(parse_maildomain(doc, source, default_namespace))
+            elif kind == "Mailbox":
+                inputs.mailboxes.append(parse_mailbox(doc, source, default_namespace))
+            else:
+                inputs.secrets.append(parse_secret(doc, source, default_namespace))
+        except ValidationError as err:
+            inputs.problems.extend(err.problems)
+    return inputs
+
+
+def load_documents(paths: Iterable[str | Path], default_namespace: str = "default") -> Inputs:
+    """Read and parse every document in the given files and folders."""
+    pairs: list[tuple[str, Any]] = []
+    problems: list[Problem] = []
+    for path in yaml_files(paths):
+        try:
+            text = path.read_text(encoding="utf-8")
+            for index, doc in enumerate(yaml.safe_load_all(text)):
+                pairs.append((f"{path}#{index + 1}" if index else str(path), doc))
+        except OSError as err:
+            problems.append(Problem("file", "", f"cannot read: {err.strerror}", str(path)))
+        except UnicodeDecodeError:
+            problems.append(Problem("file", "", "is not UTF-8 text", str(path)))
+        except yaml.YAMLError as err:
+            problems.append(
+                Problem("file", "", f"is not valid YAML: {err}".replace("\n", " "), str(path))
+            )
+    inputs = parse_documents(pairs, default_namespace)
+    inputs.problems[:0] = problems
+    return inputs

@@ -1,0 +1,127 @@
+"""The ``mailstack`` command line (design §5). A thin shell over the pure core.
+
+Exit codes: 0 success, 2 invalid input (every problem printed on stderr as
+``file: Kind/namespace/name field.path: message``), 1 an unexpected failure. Nothing is written
+unless the whole input is valid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from mailstack import __version__
+from mailstack.api.errors import Problem
+from mailstack.dns.records import desired_records, render_zone
+from mailstack.material.errors import MaterialError
+from mailstack.pipeline import prepare, render_all, save_state
+from mailstack.render.templating import RenderError
+from mailstack.render.yamlio import dump_objects, object_file_name
+from mailstack.statedir import StateDir, write_atomic
+
+EXIT_INVALID = 2
+
+
+def _report(problems: list[Problem]) -> int:
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    print(f"{len(problems)} problem(s); nothing was written", file=sys.stderr)
+    return EXIT_INVALID
+
+
+def _write_dir(directory: Path, objects: list[dict[str, object]]) -> None:
+    """Write one file per object; files are complete before any is renamed into place."""
+    directory.mkdir(parents=True, exist_ok=True)
+    staged: list[tuple[Path, str]] = []
+    for obj in objects:
+        staged.append((directory / object_file_name(obj), dump_objects([obj])))  # type: ignore[arg-type]
+    names = [path.name for path, _ in staged]
+    if len(set(names)) != len(names):
+        raise RenderError("two objects would be written to the same file name")
+    for path, text in staged:
+        write_atomic(path, text.encode())
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    state = StateDir(args.state) if args.state else None
+    prepared = prepare(args.file, state)
+    if prepared.problems:
+        return _report(prepared.problems)
+    if not prepared.services:
+        return _report([Problem("input", "", "no MailDomain found in the given files")])
+    objects = render_all(prepared)
+    if args.output:
+        _write_dir(Path(args.output), objects)
+    else:
+        sys.stdout.write(dump_objects(objects))
+    if state:
+        save_state(state, prepared, objects)
+    return 0
+
+
+def cmd_dns_plan(args: argparse.Namespace) -> int:
+    state = StateDir(args.state) if args.state else None
+    prepared = prepare(args.file, state)
+    if prepared.problems:
+        return _report(prepared.problems)
+    if not prepared.services:
+        return _report([Problem("input", "", "no MailDomain found in the given files")])
+    for service, material in prepared.services:
+        provider = service.domain.dns.provider.kind
+        print(
+            f"; MailDomain {service.domain.namespace}/{service.domain.name}: "
+            f"{service.domain.domain} (provider {provider})"
+        )
+        if provider != "manual":
+            print(
+                f"; provider {provider}: comparing with the provider's records is not "
+                "available in this version; these are the desired records",
+                file=sys.stderr,
+            )
+        sys.stdout.write(render_zone(desired_records(service.domain, material.dkim)))
+    if state is None:
+        print("note: without --state a new DKIM key was generated for this plan", file=sys.stderr)
+    else:
+        objects = render_all(prepared)
+        save_state(state, prepared, objects)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mailstack", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"mailstack {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    render = commands.add_parser("render", help="print every object the operator would create")
+    render.add_argument(
+        "-f", "--file", action="append", required=True, help="YAML file or folder (repeatable)"
+    )
+    render.add_argument("-o", "--output", help="write one YAML file per object into this folder")
+    render.add_argument("--state", help="keep generated keys and certificates in this folder")
+    render.set_defaults(handler=cmd_render)
+
+    dns = commands.add_parser("dns", help="DNS records of the MailDomains")
+    dns_commands = dns.add_subparsers(dest="dns_command", required=True)
+    plan = dns_commands.add_parser("plan", help="print the desired records (zone-file form)")
+    plan.add_argument("-f", "--file", action="append", required=True)
+    plan.add_argument("--state", help="folder with the keys of earlier runs")
+    plan.set_defaults(handler=cmd_dns_plan)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except (RenderError, MaterialError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""DNS: the records a MailDomain needs, the plan against a provider, and the providers."""

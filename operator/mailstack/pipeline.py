@@ -1,0 +1,85 @@
+"""From files to rendered objects: the sequence shared by the CLI commands (a thin shell).
+
+load documents → parse → assemble → resolve material (state dir, given Secrets, else generate)
+→ render. Any problem anywhere stops the pipeline before anything is written.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from mailstack.api.assemble import MailService, assemble
+from mailstack.api.documents import load_documents
+from mailstack.api.errors import Problem
+from mailstack.api.models import Secret
+from mailstack.material import Material
+from mailstack.material.resolve import resolve_material
+from mailstack.render.objects import Obj, RenderOptions
+from mailstack.render.stack import render_stack
+from mailstack.statedir import StateDir
+
+
+@dataclass
+class Prepared:
+    services: list[tuple[MailService, Material]]
+    problems: list[Problem]
+
+
+def prepare(
+    paths: Iterable[str | Path],
+    state: StateDir | None,
+    now: datetime | None = None,
+    random_bytes: Callable[[int], bytes] = os.urandom,
+) -> Prepared:
+    inputs = load_documents(paths)
+    services, problems = assemble(inputs.domains, inputs.mailboxes)
+    problems = inputs.problems + problems
+    result: list[tuple[MailService, Material]] = []
+    for service in services:
+        namespace = service.domain.namespace
+        secrets: dict[str, Secret] = state.secrets(namespace) if state else {}
+        # Secrets given in the files win over the state directory, as the cluster's would.
+        secrets.update(inputs.secrets_in(namespace))
+        material, material_problems = resolve_material(
+            service, secrets, now or datetime.now(UTC), random_bytes
+        )
+        problems += material_problems
+        result.append((service, material))
+    return Prepared(result, problems)
+
+
+def generated_secret_names(service: MailService) -> set[str]:
+    name = service.domain.name
+    return {f"{name}-dkim", f"{name}-tls", f"{name}-ca", f"{name}-users"}
+
+
+def render_all(prepared: Prepared, options: RenderOptions | None = None) -> list[Obj]:
+    objects: list[Obj] = []
+    for service, material in prepared.services:
+        objects += render_stack(service, material, options)
+    return objects
+
+
+def save_state(state: StateDir, prepared: Prepared, objects: list[Obj]) -> None:
+    """Keep the generated Secrets, the CA and the zone so the next run reuses them."""
+    from mailstack.dns.records import desired_records, render_zone
+
+    wanted = set()
+    for service, _ in prepared.services:
+        wanted |= {(service.domain.namespace, n) for n in generated_secret_names(service)}
+    for obj in objects:
+        meta = obj["metadata"]
+        if obj["kind"] == "Secret" and (meta["namespace"], meta["name"]) in wanted:
+            state.save_secret(obj)
+    cas = [m.ca.cert_pem for _, m in prepared.services if m.ca is not None]
+    if cas:
+        state.write_file("ca.crt", "".join(dict.fromkeys(cas)))
+    zone = "".join(
+        render_zone(desired_records(service.domain, material.dkim))
+        for service, material in prepared.services
+    )
+    state.write_file("records.zone", zone)

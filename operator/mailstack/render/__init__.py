@@ -1,0 +1,1 @@
+"""Render a MailService and its material into Kubernetes objects and daemon config files (pure)."""

@@ -1,0 +1,52 @@
+"""Dovecot configuration: dovecot.conf and the global Sieve script for the MDA pod."""
+
+from __future__ import annotations
+
+from mailstack.api.assemble import MailService
+from mailstack.render import layout
+from mailstack.render.templating import render_template
+
+
+def dovecot_protocols(service: MailService) -> list[str]:
+    enabled = service.domain.protocols
+    names = []
+    if enabled.imap:
+        names.append("imap")
+    if enabled.pop3:
+        names.append("pop3")
+    names.append("lmtp")
+    if enabled.managesieve:
+        names.append("sieve")
+    return names
+
+
+def render_dovecot_conf(service: MailService) -> str:
+    domain = service.domain
+    return render_template(
+        "dovecot/dovecot.conf.j2",
+        domain=domain,
+        protocols=" ".join(dovecot_protocols(service)),
+        postmaster=service.postmaster_target() or f"postmaster@{domain.domain}",
+        paths={
+            "dovecot_run": layout.DOVECOT_RUN_DIR,
+            "dovecot_state": layout.DOVECOT_STATE_DIR,
+            "dovecot_config": layout.DOVECOT_CONFIG_DIR,
+            "tls_cert": layout.TLS_CERT,
+            "tls_key": layout.TLS_KEY,
+            "passwd": layout.PASSWD_FILE,
+            "mail": layout.MAIL_DIR,
+        },
+        vmail_uid=layout.VMAIL_UID,
+        vmail_gid=layout.VMAIL_GID,
+        lmtp_port=layout.LMTP_PORT.number,
+        sasl_port=layout.SASL_PORT.number,
+        spam_to_junk=domain.spam.enabled and domain.spam.junk_folder,
+    )
+
+
+def render_dovecot_config(service: MailService) -> dict[str, str]:
+    """The files of the ``<name>-dovecot`` ConfigMap."""
+    files = {"dovecot.conf": render_dovecot_conf(service)}
+    if service.domain.spam.enabled and service.domain.spam.junk_folder:
+        files["spam-to-junk.sieve"] = render_template("dovecot/spam-to-junk.sieve.j2")
+    return files

@@ -1,0 +1,97 @@
+"""Services and NetworkPolicies: what is reachable, from where.
+
+The public Service selects both pods and uses named target ports, so each port's endpoints are
+exactly the pods that declare it (SMTP → MTA, IMAP/POP3/ManageSieve → MDA). LMTP and SASL live on
+the internal ``<name>-mda`` Service, and the NetworkPolicy admits only the MTA pods to them.
+"""
+
+from __future__ import annotations
+
+from mailstack.api.assemble import MailService
+from mailstack.render import layout
+from mailstack.render.objects import Obj, metadata, selector_labels
+from mailstack.render.workloads import enabled_public_ports
+
+
+def render_public_service(service: MailService) -> Obj:
+    domain = service.domain
+    names = layout.object_names(domain.name)
+    meta = metadata(domain, names["service"], "service")
+    meta["annotations"].update(dict(domain.service.annotations))
+    spec: Obj = {
+        "type": domain.service.type,
+        "selector": selector_labels(domain, None),
+        "ports": [
+            {"name": p.name, "port": p.number, "targetPort": p.name, "protocol": "TCP"}
+            for p in enabled_public_ports(service)
+        ],
+    }
+    if domain.service.type in ("LoadBalancer", "NodePort"):
+        # Local keeps the client's address visible to Postfix (relay checks, SPF) and Dovecot.
+        spec["externalTrafficPolicy"] = domain.service.external_traffic_policy
+    if domain.service.type == "LoadBalancer" and domain.service.load_balancer_ip:
+        spec["loadBalancerIP"] = domain.service.load_balancer_ip
+    return {"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": spec}
+
+
+def render_mda_service(service: MailService) -> Obj:
+    domain = service.domain
+    names = layout.object_names(domain.name)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(domain, names["mda_service"], "mda"),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(domain, "mda"),
+            "ports": [
+                {"name": p.name, "port": p.number, "targetPort": p.name, "protocol": "TCP"}
+                for p in (layout.LMTP_PORT, layout.SASL_PORT)
+            ],
+        },
+    }
+
+
+def _tcp(ports: list[str | int]) -> list[Obj]:
+    return [{"protocol": "TCP", "port": port} for port in ports]
+
+
+def render_network_policies(service: MailService) -> list[Obj]:
+    domain = service.domain
+    names = layout.object_names(domain.name)
+    public = enabled_public_ports(service)
+    mta_public: list[str | int] = [p.name for p in public if p.component == "mta"]
+    mda_public: list[str | int] = [p.name for p in public if p.component == "mda"]
+    policies = []
+    mta_policy: Obj = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(domain, names["mta"], "mta"),
+        "spec": {
+            "podSelector": {"matchLabels": selector_labels(domain, "mta")},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"ports": _tcp(mta_public)}],
+        },
+    }
+    policies.append(mta_policy)
+    mda_ingress: list[Obj] = [
+        {
+            "from": [{"podSelector": {"matchLabels": selector_labels(domain, "mta")}}],
+            "ports": _tcp([layout.LMTP_PORT.name, layout.SASL_PORT.name]),
+        }
+    ]
+    if mda_public:
+        mda_ingress.insert(0, {"ports": _tcp(mda_public)})
+    policies.append(
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": metadata(domain, names["mda"], "mda"),
+            "spec": {
+                "podSelector": {"matchLabels": selector_labels(domain, "mda")},
+                "policyTypes": ["Ingress"],
+                "ingress": mda_ingress,
+            },
+        }
+    )
+    return policies

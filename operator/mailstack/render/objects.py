@@ -1,0 +1,59 @@
+"""Helpers shared by the object renderers: labels, metadata, checksums, options."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mailstack import __version__
+from mailstack.api.models import MailDomain
+
+Obj = dict[str, Any]
+
+CHECKSUM_ANNOTATION = "mailstack.dev/config-checksum"
+DOMAIN_ANNOTATION = "mailstack.dev/domain"
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """Settings of the operator installation, not of a MailDomain."""
+
+    image: str = f"mailstack/mail:{__version__}"
+    image_pull_policy: str = "IfNotPresent"
+
+
+def labels(domain: MailDomain, component: str) -> dict[str, str]:
+    """The app.kubernetes.io labels of every object; ``selector_labels`` is the stable subset."""
+    return {
+        **selector_labels(domain, component),
+        "app.kubernetes.io/managed-by": "mailstack",
+        "app.kubernetes.io/part-of": "mailstack",
+        "app.kubernetes.io/version": __version__,
+    }
+
+
+def selector_labels(domain: MailDomain, component: str | None) -> dict[str, str]:
+    result = {"app.kubernetes.io/name": "mailstack", "app.kubernetes.io/instance": domain.name}
+    if component:
+        result["app.kubernetes.io/component"] = component
+    return result
+
+
+def metadata(domain: MailDomain, name: str, component: str) -> Obj:
+    return {
+        "name": name,
+        "namespace": domain.namespace,
+        "labels": labels(domain, component),
+        "annotations": {DOMAIN_ANNOTATION: domain.domain},
+    }
+
+
+def checksum(*parts: Mapping[str, Any]) -> str:
+    """A stable digest of config data: changes exactly when the data does."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(json.dumps(part, sort_keys=True, separators=(",", ":")).encode())
+    return digest.hexdigest()

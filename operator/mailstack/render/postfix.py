@@ -1,0 +1,51 @@
+"""Postfix configuration: main.cf and master.cf for the MTA pod."""
+
+from __future__ import annotations
+
+from mailstack.api.assemble import MailService
+from mailstack.render import layout
+from mailstack.render.templating import render_template
+
+
+def _paths() -> dict[str, str]:
+    return {
+        "postfix_config": layout.POSTFIX_CONFIG_DIR,
+        "queue": layout.QUEUE_DIR,
+        "postfix_data": layout.POSTFIX_DATA_DIR,
+        "virtual_mailboxes": layout.VIRTUAL_MAILBOXES,
+        "virtual_aliases": layout.VIRTUAL_ALIASES,
+        "sender_logins": layout.SENDER_LOGINS,
+        "relay_passwords": layout.RELAY_PASSWORDS,
+        "tls_cert": layout.TLS_CERT,
+        "tls_key": layout.TLS_KEY,
+        "milter_socket": layout.MILTER_SOCKET,
+    }
+
+
+def render_postfix_main_cf(service: MailService) -> str:
+    domain = service.domain
+    return render_template(
+        "postfix/main.cf.j2",
+        domain=domain,
+        names=layout.object_names(domain.name),
+        paths=_paths(),
+        lmtp_port=layout.LMTP_PORT.number,
+        sasl_port=layout.SASL_PORT.number,
+        postmaster=service.postmaster_target(),
+        relay=domain.relay,
+        relay_auth=bool(domain.relay and domain.relay.credentials_secret),
+        # rspamd always runs: it signs outbound mail even when spam filtering is off.
+        milter=True,
+    )
+
+
+def render_postfix_master_cf(service: MailService) -> str:
+    return render_template("postfix/master.cf.j2", domain=service.domain)
+
+
+def render_postfix_config(service: MailService) -> dict[str, str]:
+    """The files of the ``<name>-postfix`` ConfigMap."""
+    return {
+        "main.cf": render_postfix_main_cf(service),
+        "master.cf": render_postfix_master_cf(service),
+    }

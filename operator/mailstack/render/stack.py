@@ -1,0 +1,165 @@
+"""The whole object set of one MailService: the pure function behind ``mailstack render``.
+
+``render_stack`` is deterministic: the same MailService, Material and options give the same
+objects in the same order, byte for byte once dumped. It never reads the clock, the network or the
+disk; key material comes in through ``Material``.
+"""
+
+from __future__ import annotations
+
+import base64
+
+from mailstack.api.assemble import MailService
+from mailstack.material import Material
+from mailstack.render import layout
+from mailstack.render.dovecot import render_dovecot_config
+from mailstack.render.network import (
+    render_mda_service,
+    render_network_policies,
+    render_public_service,
+)
+from mailstack.render.objects import Obj, RenderOptions, checksum, metadata, selector_labels
+from mailstack.render.postfix import render_postfix_config
+from mailstack.render.rspamd import dkim_key_file, render_rspamd_config
+from mailstack.render.templating import RenderError
+from mailstack.render.users import render_sieve_scripts, render_users_secret_data
+from mailstack.render.workloads import render_mda_statefulset, render_mta_statefulset
+
+
+def _b64(data: dict[str, str]) -> dict[str, str]:
+    return {key: base64.b64encode(value.encode()).decode() for key, value in sorted(data.items())}
+
+
+def _config_map(service: MailService, name: str, component: str, data: dict[str, str]) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(service.domain, name, component),
+        "data": dict(sorted(data.items())),
+    }
+
+
+def _secret(
+    service: MailService, name: str, component: str, data: dict[str, str], kind: str = "Opaque"
+) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata(service.domain, name, component),
+        "type": kind,
+        "data": _b64(data),
+    }
+
+
+def render_tls_objects(service: MailService, material: Material) -> list[Obj]:
+    """The CA and TLS Secrets (internal issuer), or a cert-manager Certificate."""
+    domain = service.domain
+    names = layout.object_names(domain.name)
+    if domain.tls.issuer == "certManager":
+        issuer = domain.tls.cert_manager_issuer
+        if issuer is None:
+            raise RenderError("issuer certManager without issuerRef")
+        dns_names = list(dict.fromkeys([domain.hostname, domain.domain]))
+        return [
+            {
+                "apiVersion": "cert-manager.io/v1",
+                "kind": "Certificate",
+                "metadata": metadata(domain, names["tls"], "tls"),
+                "spec": {
+                    "secretName": names["tls"],
+                    "commonName": domain.hostname,
+                    "dnsNames": dns_names,
+                    "duration": "2160h",
+                    "renewBefore": "720h",
+                    "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
+                    "usages": ["server auth", "digital signature", "key encipherment"],
+                    "issuerRef": {"name": issuer.name, "kind": issuer.kind, "group": issuer.group},
+                },
+            }
+        ]
+    if material.tls is None or material.ca is None:
+        raise RenderError(
+            f"{domain.ref}: no TLS certificate material for issuer {domain.tls.issuer}"
+        )
+    return [
+        _secret(
+            service,
+            names["ca"],
+            "tls",
+            {"ca.crt": material.ca.cert_pem, "ca.key": material.ca.key_pem},
+        ),
+        _secret(
+            service,
+            names["tls"],
+            "tls",
+            {
+                "tls.crt": material.tls.cert_pem,
+                "tls.key": material.tls.key_pem,
+                "ca.crt": material.tls.ca_pem,
+            },
+            kind="kubernetes.io/tls",
+        ),
+    ]
+
+
+def render_stack(
+    service: MailService, material: Material, options: RenderOptions | None = None
+) -> list[Obj]:
+    """Every Kubernetes object for one MailService, in apply order."""
+    options = options or RenderOptions()
+    domain = service.domain
+    names = layout.object_names(domain.name)
+
+    postfix_files = render_postfix_config(service)
+    rspamd_files = render_rspamd_config(service)
+    dovecot_files = render_dovecot_config(service)
+    users = render_users_secret_data(service, material)
+    dkim = material.dkim
+    if dkim.selector != domain.dkim.selector:
+        raise RenderError(f"{domain.ref}: DKIM key is for selector {dkim.selector}")
+
+    objects: list[Obj] = [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": metadata(domain, names["service_account"], "service-account"),
+            "automountServiceAccountToken": False,
+        },
+        _config_map(service, names["postfix_config"], "mta", postfix_files),
+        _config_map(service, names["rspamd_config"], "mta", rspamd_files),
+        _config_map(service, names["dovecot_config"], "mda", dovecot_files),
+        _config_map(service, names["sieve"], "mda", render_sieve_scripts(service)),
+        _secret(service, names["users"], "users", users),
+        _secret(
+            service,
+            names["dkim"],
+            "dkim",
+            {
+                dkim_key_file(dkim.selector): dkim.rspamd_private_key(),
+                f"{dkim.selector}.txt": dkim.dns_value() + "\n",
+            },
+        ),
+        *render_tls_objects(service, material),
+        render_public_service(service),
+        render_mda_service(service),
+        render_mta_statefulset(
+            service,
+            options,
+            checksum(postfix_files, rspamd_files),
+            relay_auth="relay_passwords" in users,
+        ),
+        render_mda_statefulset(service, options, checksum(dovecot_files)),
+        *render_network_policies(service),
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": metadata(domain, names["pdb"], "pdb"),
+            # At most one of MTA and MDA is evicted at a time: while Dovecot is away, mail waits
+            # in Postfix's queue; while Postfix is away, users still read their mail.
+            "spec": {
+                "maxUnavailable": 1,
+                "selector": {"matchLabels": selector_labels(domain, None)},
+            },
+        },
+    ]
+    return objects

@@ -1,0 +1,155 @@
+"""The account data: Dovecot's passwd-file, Postfix's lookup tables and the users' Sieve scripts.
+
+These change whenever a Mailbox does, so they live in the ``<name>-users`` Secret and the
+``<name>-sieve`` ConfigMap, which the agents reload without restarting the pods. Postfix reads the
+tables as ``texthash:`` maps (no postmap step). Every key and value here is a validated address or
+hash, and ``_line`` refuses anything that could split a line or a field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+from mailstack.api.assemble import MailService
+from mailstack.api.models import Mailbox
+from mailstack.material import Material
+from mailstack.render import layout
+from mailstack.render.templating import RenderError
+
+
+def _line(*fields: str, separator: str) -> str:
+    for value in fields:
+        if not value or any(c.isspace() or ord(c) < 32 for c in value):
+            raise RenderError(f"refusing to write a map entry with whitespace: {value[:40]!r}")
+    return separator.join(fields)
+
+
+def dovecot_quota_rule(quota: int) -> str:
+    """A Dovecot quota rule for a size in bytes (Dovecot's k/M/G are powers of 1024)."""
+    for suffix, factor in (("G", 1024**3), ("M", 1024**2)):
+        if quota % factor == 0:
+            return f"*:storage={quota // factor}{suffix}"
+    return f"*:storage={math.ceil(quota / 1024)}k"
+
+
+def sieve_file_name(address: str) -> str:
+    """A file name for a user's Sieve script that no address can turn into a path."""
+    return "user-" + hashlib.sha256(address.encode()).hexdigest()[:24] + ".sieve"
+
+
+def _passwd_entry(box: Mailbox, password_hash: str) -> str:
+    extra: list[str] = []
+    if box.quota is not None:
+        extra.append(f"userdb_quota_rule={dovecot_quota_rule(box.quota)}")
+    if box.sieve is not None:
+        extra.append(f"userdb_sieve_before2={layout.SIEVE_DIR}/{sieve_file_name(box.address)}")
+    if box.suspended:
+        # The account keeps receiving mail, but no login (IMAP, POP3, SMTP AUTH) succeeds.
+        extra.append("nologin=y")
+        extra.append("reason=account_suspended")
+    for field in (box.address, password_hash, *extra):
+        if (":" in field and not field.startswith("userdb_quota_rule=")) or "\n" in field:
+            raise RenderError(f"refusing to write a passwd-file field with ':': {field[:40]!r}")
+    # user:password:uid:gid:gecos:home:shell:extra (uid, gid and home come from default_fields)
+    return f"{box.address}:{password_hash}::::::{' '.join(extra)}".rstrip(":")
+
+
+def render_passwd_file(service: MailService, material: Material) -> str:
+    """Dovecot's passwd-file: one line per Mailbox whose password could be resolved."""
+    lines = []
+    for box in service.mailboxes:
+        password_hash = material.password_hash(box.address)
+        if password_hash is None:
+            continue
+        lines.append(_passwd_entry(box, password_hash))
+    return "".join(line + "\n" for line in lines)
+
+
+def virtual_alias_entries(service: MailService) -> list[tuple[str, tuple[str, ...]]]:
+    """Every virtual alias of the domain, in lookup-table order (the catch-all last)."""
+    domain = service.domain
+    entries: dict[str, tuple[str, ...]] = {}
+    for box in service.mailboxes:
+        # The identity entry keeps the catch-all from swallowing real mailboxes, and is how a
+        # forwarding mailbox keeps its copy.
+        if box.forward_to:
+            targets = ((box.address,) if box.keep_copy else ()) + box.forward_to
+        else:
+            targets = (box.address,)
+        entries[box.address] = targets
+    for address, targets in service.alias_map().items():
+        entries[address] = targets
+    postmaster = service.postmaster_target()
+    if postmaster:
+        for role in ("postmaster", "abuse"):
+            address = f"{role}@{domain.domain}"
+            if address not in entries and address != postmaster:
+                entries[address] = (postmaster,)
+    ordered = sorted(entries.items())
+    if domain.catch_all:
+        ordered.append((f"@{domain.domain}", (domain.catch_all,)))
+    return ordered
+
+
+def render_virtual_aliases(service: MailService) -> str:
+    return "".join(
+        _line(address, ",".join(targets), separator=" ") + "\n"
+        for address, targets in virtual_alias_entries(service)
+    )
+
+
+def render_virtual_mailboxes(service: MailService) -> str:
+    return "".join(_line(box.address, "OK", separator=" ") + "\n" for box in service.mailboxes)
+
+
+def sender_login_entries(service: MailService) -> list[tuple[str, tuple[str, ...]]]:
+    """Which logins may use which sender address: their own and the aliases that reach them."""
+    logins: dict[str, set[str]] = {box.address: {box.address} for box in service.mailboxes}
+    for address, _ in virtual_alias_entries(service):
+        if address.startswith("@") or address in logins:
+            continue
+        owners = service.resolve(address) & service.addresses
+        if owners:
+            logins[address] = set(owners)
+    return [(address, tuple(sorted(owners))) for address, owners in sorted(logins.items())]
+
+
+def render_sender_logins(service: MailService) -> str:
+    return "".join(
+        _line(address, ",".join(owners), separator=" ") + "\n"
+        for address, owners in sender_login_entries(service)
+    )
+
+
+def render_relay_passwords(service: MailService, material: Material) -> str | None:
+    relay = service.domain.relay
+    if relay is None or material.relay_credentials is None:
+        return None
+    username, password = material.relay_credentials
+    if ":" in username or any(c.isspace() or ord(c) < 32 for c in username + password):
+        raise RenderError("relay credentials contain whitespace, control characters or ':'")
+    return f"[{relay.host}]:{relay.port} {username}:{password}\n"
+
+
+def render_users_secret_data(service: MailService, material: Material) -> dict[str, str]:
+    """The files of the ``<name>-users`` Secret."""
+    data = {
+        "passwd": render_passwd_file(service, material),
+        "virtual_mailboxes": render_virtual_mailboxes(service),
+        "virtual_aliases": render_virtual_aliases(service),
+        "sender_logins": render_sender_logins(service),
+    }
+    relay = render_relay_passwords(service, material)
+    if relay is not None:
+        data["relay_passwords"] = relay
+    return data
+
+
+def render_sieve_scripts(service: MailService) -> dict[str, str]:
+    """The files of the ``<name>-sieve`` ConfigMap: each user's script under a hashed name."""
+    return {
+        sieve_file_name(box.address): box.sieve
+        for box in service.mailboxes
+        if box.sieve is not None
+    }

@@ -1,0 +1,306 @@
+"""The two StatefulSets: ``<name>-mta`` (postfix + rspamd) and ``<name>-mda`` (dovecot).
+
+Every container runs ``mailstack agent <daemon>`` from the mail image. Config comes from mounted
+ConfigMaps and Secrets; the pod templates carry a checksum of the ConfigMaps, so a changed spec
+rolls the pods, while account and certificate changes (Secrets) are reloaded in place by the agent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mailstack.api.assemble import MailService
+from mailstack.render import layout
+from mailstack.render.objects import (
+    CHECKSUM_ANNOTATION,
+    Obj,
+    RenderOptions,
+    labels,
+    metadata,
+    selector_labels,
+)
+
+_SECRET_MODE = 0o440
+_CONFIG_MODE = 0o444
+
+
+def _resources(cpu: str, memory: str, memory_limit: str) -> Obj:
+    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory_limit}}
+
+
+def _security_context(capabilities: list[str]) -> Obj:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"], "add": capabilities},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _probes(port: int) -> Obj:
+    return {
+        "startupProbe": {
+            "httpGet": {"path": "/healthz", "port": "health"},
+            "periodSeconds": 2,
+            "failureThreshold": 60,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": "health"},
+            "periodSeconds": 20,
+            "timeoutSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": "health"},
+            "periodSeconds": 10,
+            "timeoutSeconds": 5,
+            "failureThreshold": 2,
+        },
+    }
+
+
+def _container(
+    daemon: str,
+    options: RenderOptions,
+    ports: list[Obj],
+    mounts: list[Obj],
+    resources: Obj,
+    capabilities: list[str],
+) -> Obj:
+    health = layout.HEALTH_PORTS[daemon]
+    return {
+        "name": daemon,
+        "image": options.image,
+        "imagePullPolicy": options.image_pull_policy,
+        "command": ["mailstack"],
+        "args": ["agent", daemon, "--health-port", str(health)],
+        "ports": [*ports, {"name": "health", "containerPort": health, "protocol": "TCP"}],
+        "volumeMounts": mounts,
+        **_probes(health),
+        "resources": resources,
+        "securityContext": _security_context(capabilities),
+    }
+
+
+def _port(name: str, number: int) -> Obj:
+    return {"name": name, "containerPort": number, "protocol": "TCP"}
+
+
+def enabled_public_ports(service: MailService) -> list[layout.Port]:
+    """The public ports the MailDomain's ``protocols`` switch on (SMTP on 25 always)."""
+    enabled = service.domain.protocols
+    wanted = {
+        "smtp": True,
+        "submissions": enabled.submissions,
+        "submission": enabled.submission,
+        "imap": enabled.imap,
+        "imaps": enabled.imap,
+        "pop3": enabled.pop3,
+        "pop3s": enabled.pop3,
+        "sieve": enabled.managesieve,
+    }
+    return [port for port in layout.PUBLIC_PORTS if wanted[port.name]]
+
+
+def _mount(name: str, path: str, read_only: bool = True) -> Obj:
+    return {"name": name, "mountPath": path, "readOnly": read_only}
+
+
+def _config_map_volume(name: str, config_map: str) -> Obj:
+    return {"name": name, "configMap": {"name": config_map, "defaultMode": _CONFIG_MODE}}
+
+
+def _secret_volume(name: str, secret: str, keys: list[str] | None = None) -> Obj:
+    source: dict[str, Any] = {"secretName": secret, "defaultMode": _SECRET_MODE}
+    if keys is not None:
+        source["items"] = [{"key": key, "path": key} for key in keys]
+    return {"name": name, "secret": source}
+
+
+def _empty_dir(name: str, memory: bool = False) -> Obj:
+    return {"name": name, "emptyDir": {"medium": "Memory"} if memory else {}}
+
+
+def _claim(domain_labels: dict[str, str], name: str, size: str, storage_class: str | None) -> Obj:
+    spec: Obj = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}
+    if storage_class:
+        spec["storageClassName"] = storage_class
+    return {"metadata": {"name": name, "labels": domain_labels}, "spec": spec}
+
+
+def _statefulset(
+    service: MailService,
+    component: str,
+    governing_service: str,
+    pod_spec: Obj,
+    claims: list[Obj],
+    config_checksum: str,
+) -> Obj:
+    domain = service.domain
+    names = layout.object_names(domain.name)
+    retention = domain.storage.retention
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": metadata(domain, names[component], component),
+        "spec": {
+            "replicas": 1,
+            "serviceName": governing_service,
+            "podManagementPolicy": "Parallel",
+            "updateStrategy": {"type": "RollingUpdate"},
+            "selector": {"matchLabels": selector_labels(domain, component)},
+            "persistentVolumeClaimRetentionPolicy": {
+                "whenDeleted": retention,
+                "whenScaled": "Retain",
+            },
+            "template": {
+                "metadata": {
+                    "labels": labels(domain, component),
+                    "annotations": {CHECKSUM_ANNOTATION: config_checksum},
+                },
+                "spec": pod_spec,
+            },
+            "volumeClaimTemplates": claims,
+        },
+    }
+
+
+def _pod_spec(
+    service: MailService, containers: list[Obj], volumes: list[Obj], fs_group: int
+) -> Obj:
+    names = layout.object_names(service.domain.name)
+    return {
+        "serviceAccountName": names["service_account"],
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        # Postfix finishes the deliveries in progress; Dovecot flushes its indexes.
+        "terminationGracePeriodSeconds": 60,
+        "securityContext": {
+            "fsGroup": fs_group,
+            "fsGroupChangePolicy": "OnRootMismatch",
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": containers,
+        "volumes": volumes,
+    }
+
+
+def render_mta_statefulset(
+    service: MailService, options: RenderOptions, config_checksum: str, relay_auth: bool
+) -> Obj:
+    domain = service.domain
+    names = layout.object_names(domain.name)
+    mta_ports = [p for p in enabled_public_ports(service) if p.component == "mta"]
+    user_keys = ["virtual_mailboxes", "virtual_aliases", "sender_logins"]
+    if relay_auth:
+        user_keys.append("relay_passwords")
+    postfix = _container(
+        "postfix",
+        options,
+        [_port(p.name, p.number) for p in mta_ports],
+        [
+            _mount("postfix-config", layout.POSTFIX_CONFIG_DIR),
+            _mount("users", layout.USERS_DIR),
+            _mount("tls", layout.TLS_DIR),
+            _mount("queue", layout.QUEUE_VOLUME, read_only=False),
+            _mount("postfix-data", layout.POSTFIX_DATA_DIR, read_only=False),
+            _mount("milter", layout.MILTER_DIR, read_only=False),
+            _mount("tmp", "/tmp", read_only=False),
+        ],
+        _resources("50m", "64Mi", "256Mi"),
+        ["CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "NET_BIND_SERVICE", "SETGID", "SETUID"],
+    )
+    rspamd = _container(
+        "rspamd",
+        options,
+        [],
+        [
+            _mount("rspamd-config", f"{layout.RSPAMD_CONFIG_DIR}/local.d"),
+            _mount("dkim", layout.DKIM_DIR),
+            _mount("milter", layout.MILTER_DIR, read_only=False),
+            _mount("rspamd-db", layout.RSPAMD_DB_DIR, read_only=False),
+            _mount("rspamd-run", layout.RSPAMD_RUN_DIR, read_only=False),
+            _mount("tmp", "/tmp", read_only=False),
+        ],
+        _resources("100m", "192Mi", "512Mi"),
+        ["CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETGID", "SETUID"],
+    )
+    volumes = [
+        _config_map_volume("postfix-config", names["postfix_config"]),
+        _config_map_volume("rspamd-config", names["rspamd_config"]),
+        _secret_volume("users", names["users"], user_keys),
+        _secret_volume("tls", names["tls"], ["tls.crt", "tls.key", "ca.crt"]),
+        _secret_volume("dkim", names["dkim"]),
+        _empty_dir("postfix-data"),
+        _empty_dir("milter"),
+        _empty_dir("rspamd-db"),
+        _empty_dir("rspamd-run", memory=True),
+        _empty_dir("tmp"),
+    ]
+    pod = _pod_spec(service, [postfix, rspamd], volumes, layout.RSPAMD_GID)
+    claims = [
+        _claim(
+            selector_labels(domain, "mta"),
+            "queue",
+            domain.storage.queue.size,
+            domain.storage.queue.storage_class_name,
+        )
+    ]
+    return _statefulset(service, "mta", names["service"], pod, claims, config_checksum)
+
+
+def render_mda_statefulset(
+    service: MailService, options: RenderOptions, config_checksum: str
+) -> Obj:
+    domain = service.domain
+    names = layout.object_names(domain.name)
+    mda_ports = [p for p in enabled_public_ports(service) if p.component == "mda"]
+    dovecot = _container(
+        "dovecot",
+        options,
+        [
+            *[_port(p.name, p.number) for p in mda_ports],
+            _port(layout.LMTP_PORT.name, layout.LMTP_PORT.number),
+            _port(layout.SASL_PORT.name, layout.SASL_PORT.number),
+        ],
+        [
+            _mount("dovecot-config", layout.DOVECOT_CONFIG_DIR),
+            _mount("users", layout.USERS_DIR),
+            _mount("sieve", layout.SIEVE_DIR),
+            _mount("tls", layout.TLS_DIR),
+            _mount("mail", layout.MAIL_DIR, read_only=False),
+            _mount("dovecot-state", layout.DOVECOT_STATE_DIR, read_only=False),
+            _mount("dovecot-run", layout.DOVECOT_RUN_DIR, read_only=False),
+            _mount("tmp", "/tmp", read_only=False),
+        ],
+        _resources("50m", "64Mi", "512Mi"),
+        [
+            "CHOWN",
+            "DAC_OVERRIDE",
+            "FOWNER",
+            "KILL",
+            "NET_BIND_SERVICE",
+            "SETGID",
+            "SETUID",
+            "SYS_CHROOT",
+        ],
+    )
+    volumes = [
+        _config_map_volume("dovecot-config", names["dovecot_config"]),
+        _config_map_volume("sieve", names["sieve"]),
+        _secret_volume("users", names["users"], ["passwd"]),
+        _secret_volume("tls", names["tls"], ["tls.crt", "tls.key", "ca.crt"]),
+        _empty_dir("dovecot-state"),
+        _empty_dir("dovecot-run", memory=True),
+        _empty_dir("tmp"),
+    ]
+    pod = _pod_spec(service, [dovecot], volumes, layout.DOVECOT_GID)
+    claims = [
+        _claim(
+            selector_labels(domain, "mda"),
+            "mail",
+            domain.storage.mailboxes.size,
+            domain.storage.mailboxes.storage_class_name,
+        )
+    ]
+    return _statefulset(service, "mda", names["mda_service"], pod, claims, config_checksum)
