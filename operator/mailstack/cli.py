@@ -41,7 +41,7 @@ def _write_dir(directory: Path, objects: list[dict[str, object]]) -> None:
     if len(set(names)) != len(names):
         raise RenderError("two objects would be written to the same file name")
     for path, text in staged:
-        write_atomic(path, text.encode())
+        write_atomic(path, text.encode())  # creates the namespace folder
 
 
 def cmd_render(args: argparse.Namespace) -> int:

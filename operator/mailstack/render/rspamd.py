@@ -13,10 +13,12 @@ from mailstack.render.templating import render_template
 RSPAMD_FILES = (
     "actions.conf",
     "dkim_signing.conf",
+    "fuzzy_check.conf",
     "logging.inc",
     "milter_headers.conf",
     "options.inc",
     "worker-controller.inc",
+    "worker-fuzzy.inc",
     "worker-normal.inc",
     "worker-proxy.inc",
 )

@@ -34,5 +34,6 @@ def dump_objects(objects: Iterable[dict[str, Any]]) -> str:
 
 
 def object_file_name(obj: dict[str, Any]) -> str:
-    """``<kind>-<name>.yaml`` in lowercase, unique within one namespace's render."""
-    return f"{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
+    """``<namespace>/<kind>-<name>.yaml``: unique for every object of a render."""
+    meta = obj["metadata"]
+    return f"{meta['namespace']}/{obj['kind'].lower()}-{meta['name']}.yaml"

@@ -1,0 +1,123 @@
+"""The rendered configs are accepted, without warnings, by the real daemons' own checkers.
+
+postconf (Postfix 3.7), doveconf (Dovecot 2.3), rspamadm configtest (rspamd 3.4) and sievec
+(Pigeonhole) from Debian's packages; .ci/run installs them. Paths inside the configs point at
+the container's mounts, so the checks run on copies with those paths rewritten to the test's
+folders where a checker opens the files.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from mailstack.render import layout
+
+
+def _need(tool: str) -> str:
+    path = shutil.which(tool) or next(
+        (p for p in (f"/usr/sbin/{tool}", f"/usr/bin/{tool}") if os.path.exists(p)), None
+    )
+    if path is None:
+        pytest.fail(f"{tool} is not installed (the Debian package is required by the test suite)")
+    return path
+
+
+def _run(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.mark.parametrize("domain", ["mail/example-com", "default/example-org"])
+def test_postconf_accepts_main_and_master(
+    example_files: dict[str, Path], domain: str, tmp_path: Path
+) -> None:
+    postconf = _need("postconf")
+    config = tmp_path / "postfix"
+    shutil.copytree(example_files[f"{domain}-postfix"], config)
+    # Postfix ignores a main.cf younger than ~2 s; backdate the fresh copy.
+    old = time.time() - 10
+    for path in config.iterdir():
+        os.utime(path, (old, old))
+    result = _run(postconf, "-c", str(config), "-n")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "", result.stderr
+    params = dict(line.split(" = ", 1) for line in result.stdout.splitlines() if " = " in line)
+    assert params["mynetworks"] == "127.0.0.0/8 [::1]/128"
+    assert params["smtpd_tls_auth_only"] == "yes"
+    assert params["smtpd_relay_restrictions"].endswith("reject_unauth_destination")
+    masters = _run(postconf, "-c", str(config), "-M")
+    assert masters.returncode == 0 and masters.stderr == "", masters.stderr
+    services = {tuple(line.split()[:2]) for line in masters.stdout.splitlines()}
+    assert ("25", "inet") in services
+    assert ("postlog", "unix-dgram") in services
+
+
+def test_postconf_detects_a_broken_file(example_files: dict[str, Path], tmp_path: Path) -> None:
+    postconf = _need("postconf")
+    config = tmp_path / "postfix"
+    shutil.copytree(example_files["mail/example-com-postfix"], config)
+    with open(config / "main.cf", "a") as handle:
+        handle.write("no_such_parameter = 1\n")
+    old = time.time() - 10
+    for path in config.iterdir():
+        os.utime(path, (old, old))
+    assert "unused parameter" in _run(postconf, "-c", str(config), "-n").stderr
+
+
+@pytest.mark.parametrize("domain", ["mail/example-com", "default/example-org"])
+def test_doveconf_accepts_dovecot_conf(example_files: dict[str, Path], domain: str) -> None:
+    doveconf = _need("doveconf")
+    result = _run(doveconf, "-c", str(example_files[f"{domain}-dovecot"] / "dovecot.conf"), "-n")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "", result.stderr
+    assert "ssl = required" in result.stdout
+    conf = str(example_files[f"{domain}-dovecot"] / "dovecot.conf")
+    assert _run(doveconf, "-c", conf, "-h", "disable_plaintext_auth").stdout.strip() == "yes"
+    for folder in ("Drafts", "Sent", "Junk", "Trash"):
+        assert f"mailbox {folder} {{" in result.stdout
+
+
+def test_doveconf_detects_a_broken_file(example_files: dict[str, Path], tmp_path: Path) -> None:
+    doveconf = _need("doveconf")
+    conf = tmp_path / "dovecot.conf"
+    conf.write_text(
+        (example_files["mail/example-com-dovecot"] / "dovecot.conf").read_text() + "bogus = 1\n"
+    )
+    assert _run(doveconf, "-c", str(conf), "-n").returncode != 0
+
+
+def test_rspamd_accepts_local_d(example_files: dict[str, Path], tmp_path: Path) -> None:
+    rspamadm = _need("rspamadm")
+    local = tmp_path / "rspamd"
+    shutil.copytree(example_files["mail/example-com-rspamd"], local / "local.d")
+    dkim = example_files["mail/example-com-dkim"]
+    signing = local / "local.d" / "dkim_signing.conf"
+    signing.write_text(signing.read_text().replace(layout.DKIM_DIR, str(dkim)))
+    for sub in ("db", "run"):
+        (tmp_path / sub).mkdir()
+    variables = [
+        f"--var=LOCAL_CONFDIR={local}",
+        f"--var=DBDIR={tmp_path / 'db'}",
+        f"--var=RUNDIR={tmp_path / 'run'}",
+    ]
+    result = _run(rspamadm, *variables, "configtest", "-s")
+    assert result.returncode == 0 and "syntax OK" in result.stdout, result.stdout + result.stderr
+    dump = _run(rspamadm, *variables, "configdump", "actions")
+    assert "reject = 15" in dump.stdout and "add_header = 6" in dump.stdout
+
+
+def test_sieve_scripts_compile(example_files: dict[str, Path], tmp_path: Path) -> None:
+    sievec = _need("sievec")
+    conf = tmp_path / "sievec.conf"
+    conf.write_text(f"base_dir = {tmp_path}/run\n")
+    scripts = list(example_files["mail/example-com-sieve"].iterdir())
+    scripts.append(example_files["mail/example-com-dovecot"] / "spam-to-junk.sieve")
+    assert len(scripts) == 2
+    for script in scripts:
+        result = _run(sievec, "-c", str(conf), str(script), str(tmp_path / "out.svbin"))
+        assert result.returncode == 0, f"{script.name}: {result.stdout}{result.stderr}"

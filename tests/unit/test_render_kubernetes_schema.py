@@ -1,0 +1,60 @@
+"""Every rendered object validates against the Kubernetes 1.30 schemas, strictly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+KUBERNETES_VERSION = "1.30"
+# Objects of CRDs that are not part of Kubernetes (cert-manager) are checked elsewhere.
+CORE_GROUPS = ("v1", "apps/v1", "policy/v1", "networking.k8s.io/v1")
+
+
+def _core(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [obj for obj in objects if obj["apiVersion"] in CORE_GROUPS]
+
+
+def test_every_object_is_core_kubernetes(example_render: list[dict[str, Any]]) -> None:
+    assert _core(example_render) == example_render
+
+
+def test_objects_validate_strictly(example_render: list[dict[str, Any]]) -> None:
+    for obj in example_render:
+        try:
+            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as err:
+            name = f"{obj['kind']}/{obj['metadata']['name']}"
+            pytest.fail(f"{name}: {err.message} at {'/'.join(map(str, err.path))}")
+
+
+def test_a_broken_object_is_caught(example_render: list[dict[str, Any]]) -> None:
+    # The check itself must be able to fail: an unknown field in a container is refused.
+    statefulset = next(o for o in example_render if o["kind"] == "StatefulSet")
+    broken = {**statefulset, "spec": {**statefulset["spec"], "replica": 1}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
+
+
+def test_expected_object_set(example_render: list[dict[str, Any]]) -> None:
+    names = {(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]) for o in example_render}
+    for kind, name in [
+        ("ServiceAccount", "example-com"),
+        ("ConfigMap", "example-com-postfix"),
+        ("ConfigMap", "example-com-dovecot"),
+        ("ConfigMap", "example-com-rspamd"),
+        ("ConfigMap", "example-com-sieve"),
+        ("Secret", "example-com-users"),
+        ("Secret", "example-com-tls"),
+        ("Secret", "example-com-ca"),
+        ("Secret", "example-com-dkim"),
+        ("Service", "example-com"),
+        ("Service", "example-com-mda"),
+        ("StatefulSet", "example-com-mta"),
+        ("StatefulSet", "example-com-mda"),
+        ("NetworkPolicy", "example-com-mta"),
+        ("NetworkPolicy", "example-com-mda"),
+        ("PodDisruptionBudget", "example-com"),
+    ]:
+        assert (kind, "mail", name) in names
