@@ -11,6 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from mailstack import __version__
 from mailstack.api.errors import Problem
@@ -31,12 +32,12 @@ def _report(problems: list[Problem]) -> int:
     return EXIT_INVALID
 
 
-def _write_dir(directory: Path, objects: list[dict[str, object]]) -> None:
+def _write_dir(directory: Path, objects: list[dict[str, Any]]) -> None:
     """Write one file per object; files are complete before any is renamed into place."""
     directory.mkdir(parents=True, exist_ok=True)
     staged: list[tuple[Path, str]] = []
     for obj in objects:
-        staged.append((directory / object_file_name(obj), dump_objects([obj])))  # type: ignore[arg-type]
+        staged.append((directory / object_file_name(obj), dump_objects([obj])))
     names = [path.name for path, _ in staged]
     if len(set(names)) != len(names):
         raise RenderError("two objects would be written to the same file name")

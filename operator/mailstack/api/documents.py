@@ -60,7 +60,8 @@ def parse_documents(
         kind = doc.get("kind")
         if kind not in ("MailDomain", "Mailbox", "Secret"):
             continue
-        meta = doc.get("metadata") if isinstance(doc.get("metadata"), Mapping) else {}
+        raw_meta = doc.get("metadata")
+        meta: Mapping[str, Any] = raw_meta if isinstance(raw_meta, Mapping) else {}
         key = (str(kind), str(meta.get("namespace") or default_namespace), str(meta.get("name")))
         if key in seen:
             inputs.problems.append(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from mailstack.api import models as m
 from mailstack.api import validate as v
@@ -314,7 +314,7 @@ def _tls(r: Reader, value: object) -> m.Tls:
     if issuer != "acme" and "acme" in tls:
         r.fail(join(path, "acme"), f"only allowed with issuer acme (issuer is {issuer})")
     return m.Tls(
-        issuer=issuer,
+        issuer=cast(m.TlsIssuer, issuer),
         cert_manager_issuer=issuer_ref,
         acme_server=acme_server,
         acme_email=acme_email if r.present(acme_email) else "",
@@ -392,11 +392,13 @@ def _dns(r: Reader, value: object, domain: str) -> m.Dns:
                 name = r.field(ref, "name", s_path, v.kubernetes_subdomain) if ref else None
                 if not ref:
                     r.fail(s_path, "is required")
-                elif r.present(name):
+                elif r.present(name) and name is not None:
                     secret = m.SecretKeyRef(name, "")
             else:
                 secret = _secret_ref(r, conf.get(secret_field), s_path, secret_default_key)
-        provider = m.DnsProvider(kind=kind, settings=tuple(settings), secret=secret)
+        provider = m.DnsProvider(
+            kind=cast(m.DnsProviderKind, kind), settings=tuple(settings), secret=secret
+        )
 
     ttl = r.field(dns, "ttl", path, integer(60, 86400), 3600)
     a_path = join(path, "addresses")

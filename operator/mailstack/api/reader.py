@@ -68,13 +68,13 @@ class Reader:
         if key not in mapping or mapping[key] is None:
             if default is _MISSING:
                 self.fail(where, "is required")
-                return _MISSING  # type: ignore[no-any-return]
+                return _MISSING  # type: ignore[no-any-return,unused-ignore]
             return default
         try:
             return validate(mapping[key])
         except FieldError as err:
             self.fail(where, err.message)
-            return default if default is not _MISSING else _MISSING  # type: ignore[no-any-return]
+            return default if default is not _MISSING else _MISSING  # type: ignore[no-any-return,unused-ignore]
 
     def items(
         self, mapping: Mapping[str, Any], key: str, path: str, validate: Callable[[Any], T]

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Install what mailstack needs on a Debian 12 machine (as root), then the Python virtualenv.
+# Idempotent: packages already present are not reinstalled; the venv is rebuilt only when
+# pyproject.toml changed. Sourced by run.sh and test.sh.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+
+# The daemons the configs are checked with (and, later, run).
+DEBIAN_PACKAGES=(
+  python3 python3-venv python3-pip ca-certificates openssl
+  postfix
+  dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-sieve dovecot-managesieved
+  rspamd
+)
+
+missing_packages() {
+  local pkg
+  for pkg in "${DEBIAN_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || echo "$pkg"
+  done
+}
+
+install_debian_packages() {
+  local missing
+  missing="$(missing_packages | tr '\n' ' ')"
+  [ -z "${missing// /}" ] && return 0
+  if [ "$(id -u)" != 0 ]; then
+    echo "error: these Debian packages are missing and installing them needs root: $missing" >&2
+    exit 1
+  fi
+  echo ">> installing Debian packages: $missing"
+  # Package scripts would start the daemons on all interfaces; forbid that while installing.
+  local created_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    created_policy=1
+  fi
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # shellcheck disable=SC2086
+  apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  if [ "$created_policy" = 1 ]; then
+    rm -f /usr/sbin/policy-rc.d
+  fi
+}
+
+install_virtualenv() {
+  local stamp="$VENV/.installed"
+  if [ -f "$stamp" ] && [ "$stamp" -nt "$ROOT/pyproject.toml" ]; then
+    return 0
+  fi
+  echo ">> creating the virtualenv in .venv"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+  "$VENV/bin/pip" install -q -e "$ROOT[test]"
+  touch "$stamp"
+}
+
+install_debian_packages
+install_virtualenv

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole test suite: lint, format check, type check, then every test.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$ROOT/scripts/setup.sh"
+cd "$ROOT"
+
+echo ">> ruff check";        .venv/bin/ruff check operator tests
+echo ">> ruff format";       .venv/bin/ruff format --check operator tests
+echo ">> mypy";              .venv/bin/mypy
+echo ">> pytest";            .venv/bin/pytest "$@"
