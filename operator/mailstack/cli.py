@@ -109,7 +109,30 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("-f", "--file", action="append", required=True)
     plan.add_argument("--state", help="folder with the keys of earlier runs")
     plan.set_defaults(handler=cmd_dns_plan)
+    agent = commands.add_parser("agent", help="in-container supervisor of one daemon")
+    agent.add_argument("daemon", choices=["postfix", "dovecot", "rspamd"])
+    agent.add_argument("--health-port", type=int, help="serve /healthz and /readyz on this port")
+    agent.set_defaults(handler=cmd_agent)
+
+    up = commands.add_parser("up", help="run the rendered stack on this host (as root)")
+    up.add_argument("-f", "--file", action="append", required=True)
+    up.add_argument("--state", default="state", help="folder for keys, mail and queues")
+    up.add_argument("--listen", default="127.0.0.1", help="address for the public ports")
+    up.add_argument("--port-offset", type=int, default=0, help="publish port P on P + offset")
+    up.set_defaults(handler=cmd_up)
     return parser
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    from mailstack.agent.supervisor import main as agent_main
+
+    return agent_main(args.daemon, args.health_port)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from mailstack.local.runtime import run_up
+
+    return run_up(args.file, args.state, args.listen, args.port_offset)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,233 @@
+"""What the agent knows about each daemon: how to prepare, start, reload and probe it.
+
+Paths come from ``render.layout``, the same module the renderer uses for the mounts, so the agent
+and the rendered pod specs cannot disagree. Each ``Daemon`` is plain data plus small functions;
+the supervisor loop in ``agent.supervisor`` is daemon-agnostic.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mailstack.render import layout
+
+POSTFIX_MASTER = "/usr/lib/postfix/sbin/master"
+DOVECOT_CONF = f"{layout.DOVECOT_CONFIG_DIR}/dovecot.conf"
+RSPAMD_CONTROLLER = "http://127.0.0.1:11334/ping"
+# Postfix ignores a main.cf younger than this; a freshly mounted ConfigMap must age first.
+POSTFIX_CONFIG_MIN_AGE = 2.1
+
+
+class AgentError(Exception):
+    """The daemon cannot be prepared or started; the message says what is missing."""
+
+
+@dataclass(frozen=True)
+class Daemon:
+    name: str
+    command: list[str]
+    watched: list[str]
+    prepare: Callable[[], None]
+    reload: Callable[[int], None]  # called with the daemon's pid
+    probes: list[Callable[[], str | None]] = field(default_factory=list)  # None = healthy
+    stop_signal: int = 15
+
+
+def _require(binary: str, package: str) -> str:
+    path = shutil.which(binary) or (binary if os.path.exists(binary) else None)
+    if path is None:
+        raise AgentError(f"{binary} not found: install the Debian package {package}")
+    return path
+
+
+def _ids(user: str, group: str | None = None) -> tuple[int, int]:
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise AgentError(f"user {user} does not exist (is its Debian package installed?)") from None
+    gid = grp.getgrnam(group).gr_gid if group else entry.pw_gid
+    return entry.pw_uid, gid
+
+
+def _directory(path: str, uid: int = 0, gid: int = 0, mode: int = 0o755) -> None:
+    os.makedirs(path, exist_ok=True)
+    os.chown(path, uid, gid)
+    os.chmod(path, mode)
+
+
+def probe_banner(port: int, prefix: bytes, host: str = "127.0.0.1") -> Callable[[], str | None]:
+    """Healthy when something on the port greets with the given prefix within 3 s."""
+
+    def probe() -> str | None:
+        try:
+            with socket.create_connection((host, port), timeout=3) as conn:
+                conn.settimeout(3)
+                greeting = conn.recv(512)
+        except OSError as err:
+            return f"port {port}: {err}"
+        if not greeting.startswith(prefix):
+            return f"port {port}: unexpected greeting {greeting[:40]!r}"
+        return None
+
+    return probe
+
+
+def probe_http(url: str, expected: bytes) -> Callable[[], str | None]:
+    def probe() -> str | None:
+        try:
+            with urllib.request.urlopen(url, timeout=3) as response:
+                body = bytes(response.read(256))
+        except OSError as err:
+            return f"{url}: {err}"
+        return None if expected in body else f"{url}: unexpected answer {body[:40]!r}"
+
+    return probe
+
+
+def wait_for_config_age(directory: str, minimum: float = POSTFIX_CONFIG_MIN_AGE) -> None:
+    """Sleep until every file in the directory is at least ``minimum`` seconds old."""
+    newest = max((p.stat().st_mtime for p in Path(directory).iterdir() if p.is_file()), default=0)
+    delay = newest + minimum - time.time()
+    if delay > 0:
+        time.sleep(min(delay, minimum))
+
+
+# --- Postfix ------------------------------------------------------------------------------------
+
+
+def _prepare_postfix() -> None:
+    postfix = _require("postfix", "postfix")
+    _require(POSTFIX_MASTER, "postfix")
+    uid, gid = _ids("postfix")
+    _directory(layout.QUEUE_DIR, 0, 0, 0o755)
+    _directory(layout.POSTFIX_DATA_DIR, uid, gid, 0o700)
+    wait_for_config_age(layout.POSTFIX_CONFIG_DIR)
+    subprocess.run(
+        [postfix, "-c", layout.POSTFIX_CONFIG_DIR, "post-install", "create-missing"], check=True
+    )
+
+
+def _reload_postfix(pid: int) -> None:
+    wait_for_config_age(layout.POSTFIX_CONFIG_DIR)
+    subprocess.run(["postfix", "-c", layout.POSTFIX_CONFIG_DIR, "reload"], check=False)
+
+
+def postfix() -> Daemon:
+    enabled = [probe_banner(25, b"220 ")]
+    return Daemon(
+        name="postfix",
+        command=[POSTFIX_MASTER, "-c", layout.POSTFIX_CONFIG_DIR, "-s"],
+        watched=[layout.POSTFIX_CONFIG_DIR, layout.USERS_DIR, layout.TLS_DIR],
+        prepare=_prepare_postfix,
+        reload=_reload_postfix,
+        probes=enabled,
+    )
+
+
+# --- Dovecot ------------------------------------------------------------------------------------
+
+
+def _prepare_dovecot() -> None:
+    _require("dovecot", "dovecot-core")
+    _ids("dovecot")
+    _ids("dovenull")
+    _directory(layout.DOVECOT_RUN_DIR, 0, 0, 0o755)
+    _directory(layout.DOVECOT_STATE_DIR, 0, 0, 0o750)
+    # The volume root belongs to the kubelet (fsGroup); the Maildirs live one level down.
+    _directory(f"{layout.MAIL_DIR}", 0, os.stat(layout.MAIL_DIR).st_gid, 0o2775)
+    for entry in Path(layout.MAIL_DIR).iterdir():
+        if entry.is_dir() and entry.stat().st_uid != layout.VMAIL_UID:
+            os.chown(entry, layout.VMAIL_UID, layout.VMAIL_GID)
+    result = subprocess.run(["doveconf", "-c", DOVECOT_CONF, "-n"], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise AgentError(f"dovecot.conf is not valid: {result.stderr.strip()}")
+
+
+def _ensure_domain_dir() -> None:
+    """Create <mail>/<domain> for the vmail user: Dovecot creates the homes below it itself."""
+    passwd = Path(layout.PASSWD_FILE)
+    domains = set()
+    if passwd.exists():
+        for line in passwd.read_text().splitlines():
+            user = line.split(":", 1)[0]
+            if "@" in user:
+                domains.add(user.split("@", 1)[1])
+    for name in domains:
+        _directory(f"{layout.MAIL_DIR}/{name}", layout.VMAIL_UID, layout.VMAIL_GID, 0o700)
+
+
+def _prepare_dovecot_all() -> None:
+    _prepare_dovecot()
+    _ensure_domain_dir()
+
+
+def _reload_dovecot(pid: int) -> None:
+    _ensure_domain_dir()
+    subprocess.run(["doveadm", "-c", DOVECOT_CONF, "reload"], check=False)
+
+
+def dovecot() -> Daemon:
+    return Daemon(
+        name="dovecot",
+        command=["dovecot", "-F", "-c", DOVECOT_CONF],
+        watched=[layout.DOVECOT_CONFIG_DIR, layout.USERS_DIR, layout.TLS_DIR, layout.SIEVE_DIR],
+        prepare=_prepare_dovecot_all,
+        reload=_reload_dovecot,
+        probes=[probe_banner(layout.LMTP_PORT.number, b"220 ")],
+    )
+
+
+# --- rspamd -------------------------------------------------------------------------------------
+
+
+def _prepare_rspamd() -> None:
+    _require("rspamd", "rspamd")
+    uid, gid = _ids("_rspamd")
+    _directory(layout.RSPAMD_DB_DIR, uid, gid, 0o750)
+    _directory(layout.RSPAMD_RUN_DIR, uid, gid, 0o750)
+    # The milter socket directory is shared with Postfix, whose cleanup must reach the socket.
+    _directory(layout.MILTER_DIR, uid, gid, 0o755)
+
+
+def _reload_rspamd(pid: int) -> None:
+    os.kill(pid, 1)  # SIGHUP: rspamd re-reads its configuration and keys
+
+
+def rspamd() -> Daemon:
+    return Daemon(
+        name="rspamd",
+        command=[
+            "rspamd",
+            "-f",
+            "-u",
+            "_rspamd",
+            "-g",
+            "_rspamd",
+            "-c",
+            "/etc/rspamd/rspamd.conf",
+            f"--var=LOCAL_CONFDIR={layout.RSPAMD_CONFIG_DIR}",
+            f"--var=DBDIR={layout.RSPAMD_DB_DIR}",
+            f"--var=RUNDIR={layout.RSPAMD_RUN_DIR}",
+        ],
+        watched=[f"{layout.RSPAMD_CONFIG_DIR}/local.d", layout.DKIM_DIR],
+        prepare=_prepare_rspamd,
+        reload=_reload_rspamd,
+        probes=[probe_http(RSPAMD_CONTROLLER, b"pong")],
+    )
+
+
+DAEMONS: dict[str, Callable[[], Daemon]] = {
+    "postfix": postfix,
+    "dovecot": dovecot,
+    "rspamd": rspamd,
+}

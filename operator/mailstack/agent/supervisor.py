@@ -1,0 +1,80 @@
+"""The agent's main loop: prepare, run the daemon in the foreground, reload on change, stop.
+
+The daemon is a child process that inherits stdout/stderr (its logs are the container's logs).
+SIGTERM/SIGINT are forwarded; when the daemon exits, the agent exits with its status so the
+kubelet (or ``mailstack up``) restarts the container. Mounted config changes are detected by
+digest every ``poll`` seconds and, once stable for one more poll, trigger the daemon's reload.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from types import FrameType
+
+from mailstack.agent.daemons import DAEMONS, AgentError, Daemon
+from mailstack.agent.health import HealthState, serve_health
+from mailstack.agent.watch import fingerprint
+
+
+def log(message: str) -> None:
+    print(f"mailstack-agent: {message}", file=sys.stderr, flush=True)
+
+
+def run_daemon(daemon: Daemon, health_port: int | None, poll: float = 2.0) -> int:
+    try:
+        daemon.prepare()
+    except (AgentError, OSError, subprocess.CalledProcessError) as err:
+        log(f"{daemon.name}: cannot prepare: {err}")
+        return 1
+    state = HealthState(daemon.probes)
+    server = serve_health(state, health_port) if health_port else None
+    seen = fingerprint(daemon.watched)
+    process = subprocess.Popen(daemon.command)
+    state.running = True
+    log(f"{daemon.name} started (pid {process.pid})")
+    stopping = False
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        if process.poll() is None:
+            process.send_signal(daemon.stop_signal)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    pending: str | None = None
+    try:
+        while True:
+            try:
+                code = process.wait(timeout=poll)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if stopping:
+                continue
+            current = fingerprint(daemon.watched)
+            if current == seen:
+                pending = None
+                continue
+            if pending != current:
+                pending = current  # wait one more poll: the kubelet may still be writing
+                continue
+            log(f"{daemon.name}: mounted configuration changed, reloading")
+            daemon.reload(process.pid)
+            seen, pending = current, None
+    finally:
+        state.running = False
+        if server is not None:
+            server.shutdown()
+    log(f"{daemon.name} exited with status {code}")
+    return 0 if stopping and code in (0, -daemon.stop_signal) else (code or 1)
+
+
+def main(name: str, health_port: int | None) -> int:
+    factory = DAEMONS.get(name)
+    if factory is None:
+        log(f"unknown daemon {name!r}; expected one of {', '.join(DAEMONS)}")
+        return 2
+    return run_daemon(factory(), health_port)

@@ -1,0 +1,116 @@
+"""The init of one local container, run inside fresh mount and PID namespaces.
+
+``python -m mailstack.local.container SPEC.json``: mount /proc and a private /run, bind the
+pod's volumes at their mountPaths (read-only where the pod spec says so), bind /etc/hosts and
+/etc/resolv.conf, then fork the container's command and act as PID 1: forward SIGTERM/SIGINT,
+reap every orphan, and exit with the command's status.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _mount(*args: str) -> None:
+    subprocess.run(["mount", *args], check=True)
+
+
+def _bind(source: str, target: str, read_only: bool) -> None:
+    src = Path(source)
+    dst = Path(target)
+    if src.is_dir():
+        dst.mkdir(parents=True, exist_ok=True)
+    elif not dst.exists():
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.touch()
+    _mount("--bind", source, target)
+    if read_only:
+        _mount("-o", "remount,bind,ro", target)
+
+
+def setup_mounts(spec: dict[str, Any]) -> None:
+    _mount("--make-rprivate", "/")
+    _mount("-t", "proc", "proc", "/proc")
+    _mount("-t", "tmpfs", "-o", "mode=0755", "tmpfs", "/run")
+    # Stage every source first: a volume mounted on, say, /tmp must not hide the sources of the
+    # mounts that follow it.
+    staging = Path("/run/.mailstack-sources")
+    staging.mkdir()
+    mounts = sorted(spec["mounts"], key=lambda m: m["target"].count("/"))
+    extra = [
+        (spec[k], t, True)
+        for k, t in (("hosts", "/etc/hosts"), ("resolv", "/etc/resolv.conf"))
+        if spec.get(k)
+    ]
+    planned = [(m["source"], m["target"], m["readOnly"]) for m in mounts] + extra
+    staged: list[tuple[str, str, bool]] = []
+    for index, (source, target, read_only) in enumerate(planned):
+        place = staging / str(index)
+        if Path(source).is_dir():
+            place.mkdir()
+        else:
+            place.touch()
+        _mount("--bind", source, str(place))
+        staged.append((str(place), target, read_only))
+    # /etc/mailstack is a mount point only: a tmpfs lets the sub-folders exist without touching
+    # the host's /etc beyond the one empty folder.
+    Path("/etc/mailstack").mkdir(exist_ok=True)
+    _mount("-t", "tmpfs", "-o", "mode=0755", "tmpfs", "/etc/mailstack")
+    for source, target, read_only in staged:
+        _bind(source, target, read_only)
+    for source, _, _ in staged:
+        _mount_umount(source)
+    staging.rmdir()
+
+
+def _mount_umount(path: str) -> None:
+    subprocess.run(["umount", "-l", path], check=True)
+    target = Path(path)
+    if target.is_dir():
+        target.rmdir()
+    else:
+        target.unlink()
+
+
+def run(spec: dict[str, Any]) -> int:
+    setup_mounts(spec)
+    env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root"}
+    env.update(spec.get("env", {}))
+    child = subprocess.Popen(spec["command"], env=env, cwd=spec.get("workingDir") or "/")
+
+    def forward(signum: int, frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, forward)
+    status = 0
+    while True:
+        try:
+            pid, wait_status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        if pid == child.pid:
+            status = os.waitstatus_to_exitcode(wait_status)
+            child.returncode = status
+            break
+    # Whatever is left in the namespace dies with PID 1.
+    return status if status >= 0 else 128 - status
+
+
+def main() -> int:
+    spec = json.loads(Path(sys.argv[1]).read_text())
+    return run(spec)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,156 @@
+"""Pod networking for the local runtime: a bridge, a network namespace per pod, DNAT for the
+public ports.
+
+Pods get addresses on a private /24 behind a bridge owned by this run; the host is ``.1``. The
+public ports are published with nftables DNAT (never a userspace forwarder), so a client's real
+address reaches Postfix and Dovecot: relay and authentication checks see who is really talking.
+Clients on the host's loopback are masqueraded to the bridge address (the host is then the
+client, which is the truth). Everything is named after a run id and removed on teardown.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class NetworkError(Exception):
+    pass
+
+
+def _run(
+    *argv: str, check: bool = True, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(argv, capture_output=True, text=True, input=stdin, check=False)
+    if check and result.returncode != 0:
+        raise NetworkError(f"{' '.join(argv)}: {result.stderr.strip() or result.stdout.strip()}")
+    return result
+
+
+def run_id_for(state: Path) -> str:
+    return hashlib.sha256(str(state.resolve()).encode()).hexdigest()[:6]
+
+
+def _used_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    out = _run("ip", "-j", "-4", "addr", "show", check=False).stdout or "[]"
+    networks = []
+    for link in json.loads(out):
+        for info in link.get("addr_info", []):
+            networks.append(
+                ipaddress.ip_network(f"{info['local']}/{info['prefixlen']}", strict=False)
+            )
+    return networks
+
+
+def choose_subnet(run_id: str) -> ipaddress.IPv4Network:
+    used = _used_networks()
+    start = int(run_id, 16)
+    for attempt in range(256):
+        index = (start + attempt) % (64 * 256)
+        candidate = ipaddress.IPv4Network(f"10.{192 + index // 256}.{index % 256}.0/24")
+        if not any(candidate.overlaps(net) for net in used):
+            return candidate
+    raise NetworkError("no free 10.192.0.0/10 subnet for the pod bridge")
+
+
+@dataclass
+class PodNetwork:
+    name: str  # netns name
+    address: str
+    veth: str
+
+
+@dataclass
+class Network:
+    run_id: str
+    subnet: ipaddress.IPv4Network
+    bridge: str = ""
+    pods: dict[str, PodNetwork] = field(default_factory=dict)
+    table: str = ""
+    forwarding_was: str | None = None
+
+    @property
+    def host_address(self) -> str:
+        return str(self.subnet.network_address + 1)
+
+    def setup_bridge(self) -> None:
+        self.bridge = f"msb{self.run_id}"
+        self.teardown_leftovers()
+        _run("ip", "link", "add", self.bridge, "type", "bridge")
+        _run(
+            "ip", "addr", "add", f"{self.host_address}/{self.subnet.prefixlen}", "dev", self.bridge
+        )
+        _run("ip", "link", "set", self.bridge, "up")
+        # Loopback clients are DNATed to the pods and leave through the bridge before SNAT.
+        _run("sysctl", "-q", "-w", f"net.ipv4.conf.{self.bridge}.route_localnet=1")
+
+    def add_pod(self, pod: str) -> PodNetwork:
+        index = len(self.pods)
+        netns = f"ms{self.run_id}-{index}"
+        veth = f"msv{self.run_id}{index}"
+        address = str(self.subnet.network_address + 2 + index)
+        _run("ip", "netns", "add", netns)
+        _run("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns)
+        _run("ip", "link", "set", veth, "master", self.bridge, "up")
+        _run("ip", "-n", netns, "addr", "add", f"{address}/{self.subnet.prefixlen}", "dev", "eth0")
+        _run("ip", "-n", netns, "link", "set", "eth0", "up")
+        _run("ip", "-n", netns, "link", "set", "lo", "up")
+        _run("ip", "-n", netns, "route", "add", "default", "via", self.host_address)
+        self.pods[pod] = PodNetwork(netns, address, veth)
+        return self.pods[pod]
+
+    def publish(self, listen: str, forwards: list[tuple[int, str, int]]) -> None:
+        """DNAT ``listen:port`` to ``address:target`` for each (port, address, target)."""
+        self.table = f"mailstack_{self.run_id}"
+        if listen in ("0.0.0.0", ""):
+            match = "fib daddr type local"
+        else:
+            match = f"ip daddr {ipaddress.ip_address(listen)}"
+        rules = "\n".join(
+            f"    {match} tcp dport {port} dnat to {address}:{target}"
+            for port, address, target in forwards
+        )
+        ruleset = f"""
+table ip {self.table} {{
+  chain prerouting {{
+    type nat hook prerouting priority dstnat; policy accept;
+{rules}
+  }}
+  chain output {{
+    type nat hook output priority -100; policy accept;
+{rules}
+  }}
+  chain postrouting {{
+    type nat hook postrouting priority srcnat; policy accept;
+    ip saddr 127.0.0.0/8 oifname "{self.bridge}" masquerade
+    ip saddr {self.subnet} oifname != "{self.bridge}" masquerade
+  }}
+}}
+"""
+        _run("nft", "-f", "-", stdin=ruleset)
+        self.forwarding_was = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
+        # Forwarding carries DNATed clients to the pods and the pods' outbound mail out.
+        _run("sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+
+    def teardown_leftovers(self) -> None:
+        """Remove what a previous run with the same id left behind (after a crash)."""
+        _run("nft", "delete", "table", "ip", f"mailstack_{self.run_id}", check=False)
+        for netns in _run("ip", "netns", "list", check=False).stdout.split("\n"):
+            name = netns.split(" ")[0]
+            if name.startswith(f"ms{self.run_id}-"):
+                _run("ip", "netns", "delete", name, check=False)
+        _run("ip", "link", "delete", f"msb{self.run_id}", check=False)
+
+    def teardown(self) -> None:
+        if self.table:
+            _run("nft", "delete", "table", "ip", self.table, check=False)
+        for pod in self.pods.values():
+            _run("ip", "netns", "delete", pod.name, check=False)
+        if self.bridge:
+            _run("ip", "link", "delete", self.bridge, check=False)
+        if self.forwarding_was is not None:
+            _run("sysctl", "-q", "-w", f"net.ipv4.ip_forward={self.forwarding_was}", check=False)

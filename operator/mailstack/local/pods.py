@@ -1,0 +1,187 @@
+"""Turn rendered objects into local pods: which containers, which mounts, which names resolve.
+
+Pure: from the objects of a render to ``PodPlan`` values. The runtime then makes them real. A
+StatefulSet ``<sts>`` becomes pod ``<sts>-0``; its PVCs are ``<claim>-<sts>-0`` as in a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+Obj = dict[str, Any]
+
+
+@dataclass
+class VolumePlan:
+    name: str
+    kind: str  # configMap | secret | emptyDir | claim
+    source: Obj | None = None  # the ConfigMap/Secret object
+    items: list[Obj] | None = None
+    mode: int = 0o644
+    claim: str = ""
+
+
+@dataclass
+class ContainerPlan:
+    name: str
+    command: list[str]
+    mounts: list[Obj]  # {"volume", "target", "readOnly"}
+    health_port: int | None
+
+
+@dataclass
+class PodPlan:
+    namespace: str
+    name: str
+    statefulset: str
+    labels: dict[str, str]
+    fs_group: int | None
+    volumes: dict[str, VolumePlan]
+    containers: list[ContainerPlan]
+    ports: dict[str, int]  # named container ports of the pod
+    template_digest: str
+    grace_seconds: int = 30
+    services: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def _image_command(container: Obj) -> list[str]:
+    command = list(container.get("command", [])) + list(container.get("args", []))
+    if command and command[0] == "mailstack":
+        # The mail image's entry point is this very package.
+        command = [sys.executable, "-m", "mailstack", *command[1:]]
+    return command
+
+
+def plan_pods(objects: list[Obj]) -> list[PodPlan]:
+    by_ref = {(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]): o for o in objects}
+    pods = []
+    for sts in (o for o in objects if o["kind"] == "StatefulSet"):
+        meta = sts["metadata"]
+        namespace = meta["namespace"]
+        template = sts["spec"]["template"]
+        spec = template["spec"]
+        pod_name = f"{meta['name']}-0"
+        volumes: dict[str, VolumePlan] = {}
+        for volume in spec.get("volumes", []):
+            if "configMap" in volume:
+                ref = volume["configMap"]
+                volumes[volume["name"]] = VolumePlan(
+                    volume["name"],
+                    "configMap",
+                    by_ref.get(("ConfigMap", namespace, ref["name"])),
+                    ref.get("items"),
+                    ref.get("defaultMode", 0o644),
+                )
+            elif "secret" in volume:
+                ref = volume["secret"]
+                volumes[volume["name"]] = VolumePlan(
+                    volume["name"],
+                    "secret",
+                    by_ref.get(("Secret", namespace, ref["secretName"])),
+                    ref.get("items"),
+                    ref.get("defaultMode", 0o644),
+                )
+            elif "emptyDir" in volume:
+                volumes[volume["name"]] = VolumePlan(volume["name"], "emptyDir")
+        for claim in sts["spec"].get("volumeClaimTemplates", []):
+            name = claim["metadata"]["name"]
+            volumes[name] = VolumePlan(name, "claim", claim=f"{name}-{pod_name}")
+        containers = []
+        ports: dict[str, int] = {}
+        for container in spec["containers"]:
+            health = None
+            for port in container.get("ports", []):
+                ports[port["name"]] = port["containerPort"]
+                if port["name"] == "health":
+                    health = port["containerPort"]
+            containers.append(
+                ContainerPlan(
+                    container["name"],
+                    _image_command(container),
+                    [
+                        {
+                            "volume": m["name"],
+                            "target": m["mountPath"],
+                            "readOnly": m.get("readOnly", False),
+                        }
+                        for m in container.get("volumeMounts", [])
+                    ],
+                    health,
+                )
+            )
+        pods.append(
+            PodPlan(
+                namespace=namespace,
+                name=pod_name,
+                statefulset=meta["name"],
+                labels=dict(template["metadata"].get("labels", {})),
+                fs_group=spec.get("securityContext", {}).get("fsGroup"),
+                volumes=volumes,
+                containers=containers,
+                ports=ports,
+                template_digest=json.dumps(template, sort_keys=True),
+                grace_seconds=min(int(spec.get("terminationGracePeriodSeconds", 30)), 30),
+            )
+        )
+    return pods
+
+
+def service_addresses(
+    objects: list[Obj], pods: list[PodPlan], address: dict[str, str]
+) -> list[tuple[str, str]]:
+    """(host name, address) pairs for /etc/hosts: every Service and pod name of the render."""
+    entries: list[tuple[str, str]] = []
+    for service in (o for o in objects if o["kind"] == "Service"):
+        meta = service["metadata"]
+        selector = service["spec"].get("selector", {})
+        targets = {p.get("targetPort") for p in service["spec"].get("ports", [])}
+        chosen = [
+            p
+            for p in pods
+            if p.namespace == meta["namespace"]
+            and selector.items() <= p.labels.items()
+            and targets & set(p.ports)
+        ]
+        if not chosen:
+            continue
+        ip = address[chosen[0].key]
+        ns = meta["namespace"]
+        name = meta["name"]
+        entries.append((f"{name} {name}.{ns} {name}.{ns}.svc {name}.{ns}.svc.cluster.local", ip))
+    for pod in pods:
+        entries.append((pod.name, address[pod.key]))
+    return entries
+
+
+def public_forwards(objects: list[Obj], pods: list[PodPlan]) -> list[tuple[int, str, str, int]]:
+    """(service port, pod key, port name, container port) of every public Service port."""
+    result = []
+    for service in (o for o in objects if o["kind"] == "Service"):
+        if service["spec"].get("type", "ClusterIP") == "ClusterIP":
+            continue
+        meta = service["metadata"]
+        selector = service["spec"].get("selector", {})
+        for port in service["spec"]["ports"]:
+            for pod in pods:
+                if (
+                    pod.namespace == meta["namespace"]
+                    and selector.items() <= pod.labels.items()
+                    and port["targetPort"] in pod.ports
+                ):
+                    result.append(
+                        (port["port"], pod.key, port["name"], pod.ports[port["targetPort"]])
+                    )
+                    break
+    return result
+
+
+def volume_root(state: Path, pod: PodPlan) -> Path:
+    return state / "pods" / pod.namespace / pod.name
