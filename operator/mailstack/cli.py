@@ -34,13 +34,13 @@ def _report(problems: list[Problem]) -> int:
 
 def _write_dir(directory: Path, objects: list[dict[str, Any]]) -> None:
     """Write one file per object; files are complete before any is renamed into place."""
-    directory.mkdir(parents=True, exist_ok=True)
     staged: list[tuple[Path, str]] = []
     for obj in objects:
         staged.append((directory / object_file_name(obj), dump_objects([obj])))
-    names = [path.name for path, _ in staged]
-    if len(set(names)) != len(names):
+    paths = [path for path, _ in staged]
+    if len(set(paths)) != len(paths):
         raise RenderError("two objects would be written to the same file name")
+    directory.mkdir(parents=True, exist_ok=True)
     for path, text in staged:
         write_atomic(path, text.encode())  # creates the namespace folder
 

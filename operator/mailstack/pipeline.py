@@ -6,6 +6,7 @@ load documents → parse → assemble → resolve material (state dir, given Sec
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ def prepare(
 ) -> Prepared:
     inputs = load_documents(paths)
     services, problems = assemble(inputs.domains, inputs.mailboxes)
-    problems = inputs.problems + problems
+    problems = inputs.problems + _with_sources(problems, inputs.sources)
     result: list[tuple[MailService, Material]] = []
     for service in services:
         namespace = service.domain.namespace
@@ -47,9 +48,17 @@ def prepare(
         material, material_problems = resolve_material(
             service, secrets, now or datetime.now(UTC), random_bytes
         )
-        problems += material_problems
+        problems += _with_sources(material_problems, inputs.sources)
         result.append((service, material))
     return Prepared(result, problems)
+
+
+def _with_sources(problems: list[Problem], sources: dict[str, str]) -> list[Problem]:
+    """Problems found across documents, with the file of the document at fault."""
+    return [
+        p if p.source else dataclasses.replace(p, source=sources.get(p.document, ""))
+        for p in problems
+    ]
 
 
 def generated_secret_names(service: MailService) -> set[str]:

