@@ -1,48 +1,156 @@
-"""The desired DNS record set of a MailDomain (pure).
+"""The desired DNS record set of a MailDomain, and the canonical form of record values (pure).
 
-Each record carries the reason it exists, for ``mailstack dns plan`` and for status. TXT values are
-kept whole here; splitting into 255-byte strings is the wire format's concern (``txt_strings``).
+Owns: what records a mail domain needs and why (``desired_records``), the zone-file rendering of
+them (``render_zone``, written to ``records.zone`` and printed by ``dns plan`` for the manual
+provider), and the one textual form of a value that plans and providers compare
+(``canonical_value``, ``txt_value_from_text``, ``txt_zone_text``).
+
+Value forms: names are absolute, lower case, without the trailing dot (``mail.example.com``);
+targets inside values are absolute *with* the trailing dot (``10 mail.example.com.``). A TXT value
+is the joined text of its character-strings, unquoted: a 2048-bit DKIM key is one value here and
+several ≤255-byte strings on the wire (``txt_strings``), so values compare joined whatever the
+split a server returns.
+
+Records deliberately *not* published:
+
+- ``autoconfig`` / ``autodiscover`` CNAMEs: nothing in the stack serves the Thunderbird autoconfig
+  XML or the Outlook autodiscover endpoint yet. A CNAME to the mail host would send Thunderbird
+  to a closed HTTP port and Outlook to an HTTPS endpoint whose certificate does not cover the
+  name (a certificate warning shown to users). The RFC 6186 SRV records describe the same
+  settings; the CNAMEs come when an HTTP endpoint serves them.
+- ``_sieve._tcp``: ManageSieve (4190) is not on the public Service.
+- extra MX hosts: the MailDomain spec has no field for them yet.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import dns.exception
+import dns.name
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+from dns.rdtypes.ANY.TXT import TXT
 
 from mailstack.api.models import MailDomain
 from mailstack.material.dkim import DkimKey
 
+SPF_PREFIX = "v=spf1"
+
 
 @dataclass(frozen=True, order=True)
 class Record:
-    """One RRset: owner name (absolute, no trailing dot), type, TTL, values, and why."""
+    """One desired RRset: owner name (absolute, no trailing dot), type, TTL, values, and why.
+
+    ``value_prefix`` marks a *shared* RRset: only the values starting with it are ours, every
+    other value at the same name and type belongs to someone else and is never touched (the SPF
+    value among the other TXT records at the apex).
+    """
 
     name: str
     type: str
     ttl: int
     values: tuple[str, ...]
     reason: str = ""
+    value_prefix: str = ""
+
+    def owns_value(self, value: str) -> bool:
+        return not self.value_prefix or value.startswith(self.value_prefix)
 
 
-# RFC 6186 service records: (service label, port, protocol switch or None for always-on SMTP).
-SRV_SERVICES: tuple[tuple[str, int, str], ...] = (
-    ("_submissions._tcp", 465, "submissions"),
-    ("_submission._tcp", 587, "submission"),
-    ("_imaps._tcp", 993, "imap"),
-    ("_imap._tcp", 143, "imap"),
-    ("_pop3s._tcp", 995, "pop3"),
-    ("_pop3._tcp", 110, "pop3"),
+# RFC 6186 service records: (service label, priority, port, protocol switch). RFC 8314 §5.1:
+# implicit TLS is preferred, so its records have the lower (preferred) priority; IMAP is
+# preferred over POP3 (RFC 6186 §3.4 lets clients compare priorities across the services).
+SRV_SERVICES: tuple[tuple[str, int, int, str], ...] = (
+    ("_submissions._tcp", 0, 465, "submissions"),
+    ("_submission._tcp", 10, 587, "submission"),
+    ("_imaps._tcp", 0, 993, "imap"),
+    ("_imap._tcp", 10, 143, "imap"),
+    ("_pop3s._tcp", 20, 995, "pop3"),
+    ("_pop3._tcp", 30, 110, "pop3"),
+)
+_SRV_WHAT = {
+    "_submissions._tcp": "message submission over implicit TLS (RFC 8314)",
+    "_submission._tcp": "message submission with STARTTLS",
+    "_imaps._tcp": "IMAP over implicit TLS",
+    "_imap._tcp": "IMAP with STARTTLS",
+    "_pop3s._tcp": "POP3 over implicit TLS",
+    "_pop3._tcp": "POP3 with STARTTLS",
+}
+
+# ACME directory host (suffix) -> the CA's CAA issuer domain name (RFC 8659 §4.2).
+CAA_ISSUERS: tuple[tuple[str, str], ...] = (
+    ("letsencrypt.org", "letsencrypt.org"),  # production and staging honour the same name
+    ("zerossl.com", "sectigo.com"),
+    ("pki.goog", "pki.goog"),
+    ("buypass.com", "buypass.com"),
+    ("buypass.no", "buypass.com"),
+    ("ssl.com", "ssl.com"),
+    ("digicert.com", "digicert.com"),
 )
 
 
 def txt_strings(value: str) -> list[str]:
     """A TXT value split into character-strings of at most 255 bytes (RFC 1035 §3.3.14)."""
     data = value.encode()
-    return [data[i : i + 255].decode() for i in range(0, len(data), 255)] or [""]
+    parts: list[str] = []
+    while data:
+        cut = min(255, len(data))
+        while cut < len(data) and (data[cut] & 0xC0) == 0x80:  # never split a UTF-8 sequence
+            cut -= 1
+        parts.append(data[:cut].decode())
+        data = data[cut:]
+    return parts or [""]
+
+
+def txt_zone_text(value: str) -> str:
+    """A TXT value in zone-file form: quoted ≤255-byte strings, escaped as dnspython does."""
+    rdata = TXT(dns.rdataclass.IN, dns.rdatatype.TXT, [s.encode() for s in txt_strings(value)])
+    return rdata.to_text()
+
+
+def txt_value_from_strings(strings: Sequence[bytes]) -> str:
+    """The joined value of a TXT record's character-strings (bytes that are not UTF-8 kept)."""
+    return b"".join(strings).decode("utf-8", errors="surrogateescape")
+
+
+def txt_value_from_text(text: str) -> str:
+    """The joined value of TXT rdata in zone-file form (``"a" "b"``, escapes allowed)."""
+    rdata = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.TXT, text)
+    assert isinstance(rdata, TXT)
+    return txt_value_from_strings(rdata.strings)
+
+
+def canonical_value(rtype: str, value: str) -> str:
+    """The one textual form of a value that plans compare and providers translate.
+
+    TXT values are kept as they are (joined, unquoted). Addresses are normalised (IPv6
+    compressed); names inside values are lower case and absolute. Raises ``ValueError`` for a
+    value that does not parse as the given type.
+    """
+    if rtype == "TXT":
+        return value
+    if rtype == "A":
+        return str(ipaddress.IPv4Address(value.strip()))
+    if rtype == "AAAA":
+        return str(ipaddress.IPv6Address(value.strip()))
+    try:
+        rdtype = dns.rdatatype.from_text(rtype)
+        # Names without a trailing dot are absolute, as every provider API treats them.
+        rdata = dns.rdata.from_text(dns.rdataclass.IN, rdtype, value, origin=dns.name.root)
+    except (dns.exception.DNSException, ValueError) as err:
+        raise ValueError(f"{rtype} value {value!r} does not parse: {err}") from None
+    text = rdata.to_text()
+    return text if rtype == "CAA" else text.lower()
 
 
 def spf_value(domain: MailDomain) -> str:
-    terms = ["v=spf1", "mx"]
+    terms = [SPF_PREFIX, "mx"]
     terms += [f"include:{include}" for include in domain.dns.spf.includes]
     terms.append(domain.dns.spf.policy)
     return " ".join(terms)
@@ -61,6 +169,11 @@ def dmarc_value(domain: MailDomain) -> str:
     return "; ".join(tags)
 
 
+def tls_rpt_value(domain: MailDomain) -> str:
+    rua = domain.dns.tls_rpt.rua or (f"postmaster@{domain.domain}",)
+    return "v=TLSRPTv1; rua=" + ",".join(f"mailto:{a}" for a in rua)
+
+
 def mta_sts_policy(domain: MailDomain) -> str:
     """The policy file served at https://mta-sts.<domain>/.well-known/mta-sts.txt (RFC 8461)."""
     sts = domain.dns.mta_sts
@@ -74,20 +187,56 @@ def mta_sts_id(domain: MailDomain) -> str:
     return hashlib.sha256(mta_sts_policy(domain).encode()).hexdigest()[:20]
 
 
-def desired_records(domain: MailDomain, dkim: DkimKey) -> list[Record]:
-    """Every record the MailDomain needs, in a stable order."""
+def caa_issuer(acme_server: str) -> str | None:
+    """The CAA ``issue`` value for an ACME directory URL, or None for an unknown CA."""
+    host = (urlsplit(acme_server).hostname or "").lower().rstrip(".")
+    for suffix, issuer in CAA_ISSUERS:
+        if host == suffix or host.endswith("." + suffix):
+            return issuer
+    return None
+
+
+def _addresses(
+    domain: MailDomain, service_addresses: Sequence[str]
+) -> tuple[tuple[str, ...], tuple[str, ...], str]:
+    if domain.dns.ipv4 or domain.dns.ipv6:
+        return domain.dns.ipv4, domain.dns.ipv6, "spec.dns.addresses"
+    v4: list[str] = []
+    v6: list[str] = []
+    for text in service_addresses:
+        address = ipaddress.ip_address(text)
+        (v4 if address.version == 4 else v6).append(str(address))
+    return tuple(dict.fromkeys(v4)), tuple(dict.fromkeys(v6)), "the public Service's addresses"
+
+
+def desired_records(
+    domain: MailDomain, dkim: DkimKey, service_addresses: Sequence[str] = ()
+) -> list[Record]:
+    """Every record the MailDomain needs, in a stable order.
+
+    ``service_addresses`` (the public Service's load-balancer addresses) are used for A/AAAA
+    only when ``spec.dns.addresses`` is empty.
+    """
     ttl = domain.dns.ttl
     apex = domain.domain
     host = domain.hostname
     records = [
-        Record(apex, "MX", ttl, (f"10 {host}.",), "mail for the domain goes to its hostname"),
+        Record(apex, "MX", ttl, (f"10 {host}.",), f"mail for {apex} is delivered to {host}"),
     ]
-    if domain.dns.ipv4:
-        records.append(Record(host, "A", ttl, domain.dns.ipv4, "address of the mail hostname"))
-    if domain.dns.ipv6:
-        records.append(Record(host, "AAAA", ttl, domain.dns.ipv6, "address of the mail hostname"))
+    ipv4, ipv6, source = _addresses(domain, service_addresses)
+    if ipv4:
+        records.append(Record(host, "A", ttl, ipv4, f"IPv4 address of {host} (from {source})"))
+    if ipv6:
+        records.append(Record(host, "AAAA", ttl, ipv6, f"IPv6 address of {host} (from {source})"))
     records.append(
-        Record(apex, "TXT", ttl, (spf_value(domain),), "SPF: the MX hosts may send for the domain")
+        Record(
+            apex,
+            "TXT",
+            ttl,
+            (spf_value(domain),),
+            "SPF: the MX hosts may send mail for the domain (only the v=spf1 value is managed)",
+            value_prefix=SPF_PREFIX,
+        )
     )
     records.append(
         Record(
@@ -95,10 +244,13 @@ def desired_records(domain: MailDomain, dkim: DkimKey) -> list[Record]:
             "TXT",
             ttl,
             (dkim.dns_value(),),
-            f"DKIM public key of selector {dkim.selector}",
+            f"DKIM public key of selector {dkim.selector} ({dkim.algorithm}), the key rspamd "
+            "signs with",
         )
     )
-    records.append(Record(f"_dmarc.{apex}", "TXT", ttl, (dmarc_value(domain),), "DMARC policy"))
+    records.append(
+        Record(f"_dmarc.{apex}", "TXT", ttl, (dmarc_value(domain),), "DMARC policy (RFC 7489)")
+    )
     if domain.dns.mta_sts.enabled:
         records.append(
             Record(
@@ -106,32 +258,53 @@ def desired_records(domain: MailDomain, dkim: DkimKey) -> list[Record]:
                 "TXT",
                 ttl,
                 (f"v=STSv1; id={mta_sts_id(domain)}",),
-                "MTA-STS policy id",
+                f"MTA-STS policy id (RFC 8461); the policy itself is served at "
+                f"https://mta-sts.{apex}/.well-known/mta-sts.txt",
             )
         )
     if domain.dns.tls_rpt.enabled:
-        rua = ",".join(f"mailto:{a}" for a in domain.dns.tls_rpt.rua) or f"mailto:postmaster@{apex}"
         records.append(
-            Record(f"_smtp._tls.{apex}", "TXT", ttl, (f"v=TLSRPTv1; rua={rua}",), "TLS reporting")
+            Record(
+                f"_smtp._tls.{apex}",
+                "TXT",
+                ttl,
+                (tls_rpt_value(domain),),
+                "SMTP TLS reporting address (RFC 8460)",
+            )
         )
     protocols = domain.protocols
-    for label, port, switch in SRV_SERVICES:
-        enabled = getattr(protocols, switch)
-        value = f"0 1 {port} {host}." if enabled else "0 0 0 ."
-        why = "RFC 6186 client autoconfiguration" + ("" if enabled else " (service disabled)")
+    for label, priority, port, switch in SRV_SERVICES:
+        what = _SRV_WHAT[label]
+        if getattr(protocols, switch):
+            value = f"{priority} 1 {port} {host}."
+            why = f"RFC 6186 client autoconfiguration: {what} on {host}:{port}"
+        else:
+            value = "0 0 0 ."
+            why = f"RFC 6186: {what} is not offered (protocols.{switch} is off)"
         records.append(Record(f"{label}.{apex}", "SRV", ttl, (value,), why))
+    if domain.tls.issuer == "acme":
+        issuer = caa_issuer(domain.tls.acme_server)
+        # At the hostname, not the apex: a CAA record at the apex would restrict every
+        # certificate of the domain (the web site's too) to this one CA.
+        if issuer is not None and host != apex:
+            records.append(
+                Record(
+                    host,
+                    "CAA",
+                    ttl,
+                    (f'0 issue "{issuer}"',),
+                    f"CAA: only {issuer} (the ACME CA at {domain.tls.acme_server}) may issue "
+                    f"certificates for {host}",
+                )
+            )
     return records
 
 
 def _zone_value(record: Record, value: str) -> str:
-    if record.type != "TXT":
-        return value
-    return " ".join(
-        '"' + part.replace("\\", "\\\\").replace('"', '\\"') + '"' for part in txt_strings(value)
-    )
+    return txt_zone_text(value) if record.type == "TXT" else value
 
 
-def render_zone(records: list[Record]) -> str:
+def render_zone(records: Sequence[Record]) -> str:
     """The records in zone-file form (absolute names), with each record's reason as a comment."""
     lines = []
     for record in records:
@@ -141,3 +314,16 @@ def render_zone(records: list[Record]) -> str:
                 f"{record.name}.\t{record.ttl}\tIN\t{record.type}\t{_zone_value(record, value)}"
             )
     return "\n".join(lines) + "\n"
+
+
+def managed_names(domain: MailDomain, selectors: Sequence[str] = ()) -> list[str]:
+    """Every name ``desired_records`` may use for this spec (and the given extra DKIM selectors).
+
+    What a provider that cannot list its zone reads, so records of ours that are no longer
+    desired (MTA-STS switched off, addresses removed) are still found and deleted.
+    """
+    apex = domain.domain
+    names = [apex, domain.hostname, f"_dmarc.{apex}", f"_mta-sts.{apex}", f"_smtp._tls.{apex}"]
+    names += [f"{s}._domainkey.{apex}" for s in (domain.dkim.selector, *selectors)]
+    names += [f"{label}.{apex}" for label, _, _, _ in SRV_SERVICES]
+    return list(dict.fromkeys(names))

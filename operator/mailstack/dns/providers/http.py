@@ -1,0 +1,121 @@
+"""A small JSON-over-HTTP client for the provider APIs (PowerDNS, Cloudflare), stdlib only.
+
+Owns: retries with backoff for what is worth retrying (HTTP 429 honouring ``Retry-After``, 500,
+502, 503, 504, connection errors and timeouts), and the mapping of failures to one-line errors:
+401/403 → ``CredentialsError``, anything else after the last attempt → ``ProviderError``. Other
+4xx answers are returned to the caller, which knows the API's error format.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mailstack.dns.errors import CredentialsError, ProviderError
+
+RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: Any
+    headers: Mapping[str, str]
+
+
+def _retry_after(value: str | None, default: float) -> float:
+    if not value:
+        return default
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return default
+    return max(0.0, when.timestamp() - time.time())
+
+
+class JsonApi:
+    def __init__(
+        self,
+        base_url: str,
+        headers: Mapping[str, str],
+        what: str,
+        error_text: Callable[[Any], str],
+        timeout: float = 10.0,
+        attempts: int = 5,
+        backoff: float = 0.5,
+        max_wait: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.headers = dict(headers)
+        self.what = what
+        self.error_text = error_text
+        self.timeout = timeout
+        self.attempts = attempts
+        self.backoff = backoff
+        self.max_wait = max_wait
+        self.sleep = sleep
+        self.requests = 0
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: object = None,
+        query: Mapping[str, str | int] | None = None,
+    ) -> Response:
+        url = self.base_url + path
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Accept": "application/json", **self.headers}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        last = ""
+        for attempt in range(self.attempts):
+            wait = min(self.max_wait, self.backoff * 2**attempt)
+            request = urllib.request.Request(url, data=data, method=method, headers=headers)
+            self.requests += 1
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as answer:
+                    return Response(answer.status, _decode(answer.read()), dict(answer.headers))
+            except urllib.error.HTTPError as err:
+                payload = _decode(err.read())
+                status = err.code
+                text = self.error_text(payload) or err.reason
+                if status in (401, 403):
+                    raise CredentialsError(
+                        f"{self.what}: {method} {path}: HTTP {status}: {text}"
+                    ) from None
+                if status not in RETRY_STATUS:
+                    return Response(status, payload, dict(err.headers))
+                last = f"HTTP {status}: {text}"
+                wait = min(self.max_wait, _retry_after(err.headers.get("Retry-After"), wait))
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
+                reason = getattr(err, "reason", err)
+                last = f"cannot reach {self.base_url}: {reason}"
+            if attempt + 1 < self.attempts:
+                self.sleep(wait)
+        raise ProviderError(
+            f"{self.what}: {method} {path}: {last} (after {self.attempts} attempts)"
+        )
+
+
+def _decode(raw: bytes) -> Any:
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", "replace")[:200]

@@ -1,0 +1,1 @@
+"""End-to-end tests: real daemons started on loopback by the tests themselves."""
