@@ -209,13 +209,23 @@ def test_problem_path_of_a_key_with_a_newline_stays_on_one_line() -> None:
 
 def test_domain_alias_targets_are_completed_and_sorted() -> None:
     doc = maildomain(
-        domain_spec(aliases={"sales": ["alice", "bob@example.com", "x@example.net"], "info": "bob"})
+        domain_spec(
+            aliases={"sales": ["alice", "bob@example.com", "x@example.net"], "info": ["bob"]}
+        )
     )
     parsed = parse_maildomain(doc)
     assert parsed.aliases == (
         ("info", ("bob@example.com",)),
         ("sales", ("alice@example.com", "bob@example.com", "x@example.net")),
     )
+
+
+def test_domain_alias_target_must_be_a_list() -> None:
+    # The CRD cannot express "string or list"; the parser refuses what the API server would.
+    doc = maildomain(domain_spec(aliases={"info": "bob"}))
+    problem = only_problem(parse_maildomain, doc)
+    assert problem.path == "spec.aliases.info"
+    assert "expected a list" in problem.message
 
 
 def test_domain_alias_with_a_bad_external_target() -> None:

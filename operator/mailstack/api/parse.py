@@ -128,6 +128,8 @@ def parse_maildomain(
     )
 
     def address_on_domain(value: object) -> str:
+        if not isinstance(value, str):
+            raise FieldError(f"expected an address or a local part (string), got {value!r}")
         text = value if isinstance(value, str) and "@" in value else f"{value}@{domain}"
         local, dom = v.own_address(text)
         if ok_domain and dom != domain:
@@ -154,8 +156,6 @@ def parse_maildomain(
                 except FieldError as err:
                     r.fail(path, err.message)
                     continue
-                if isinstance(targets, str):
-                    targets = [targets]
                 if targets is None or (isinstance(targets, list) and not targets):
                     r.fail(path, "an alias needs at least one target address")
                     continue
@@ -264,7 +264,8 @@ def _relay(r: Reader, value: object) -> m.Relay | None:
     cred = r.mapping(
         rel.get("credentialsSecretRef"), cred_path, {"name", "usernameKey", "passwordKey"}
     )
-    secret = r.field(cred, "name", cred_path, v.kubernetes_subdomain) if cred else None
+    has_cred = isinstance(rel.get("credentialsSecretRef"), Mapping)
+    secret = r.field(cred, "name", cred_path, v.kubernetes_subdomain) if has_cred else None
     user_key = r.field(cred, "usernameKey", cred_path, v.secret_key, "username")
     pass_key = r.field(cred, "passwordKey", cred_path, v.secret_key, "password")
     if not r.present(host):
@@ -283,7 +284,7 @@ def _tls(r: Reader, value: object) -> m.Tls:
     tls = r.mapping(value, path, {"issuer", "certManager", "acme"})
     issuer = r.field(tls, "issuer", path, one_of("internal", "certManager", "acme"), "internal")
     issuer_ref = None
-    if "certManager" in tls:
+    if tls.get("certManager") is not None:
         cm_path = join(path, "certManager")
         cm = r.mapping(tls["certManager"], cm_path, {"issuerRef"})
         ref_path = join(cm_path, "issuerRef")
@@ -299,20 +300,20 @@ def _tls(r: Reader, value: object) -> m.Tls:
                 group=r.field(ref, "group", ref_path, v.kubernetes_subdomain, "cert-manager.io"),
             )
     acme_server, acme_email = m.Tls.acme_server, ""
-    if "acme" in tls:
+    if tls.get("acme") is not None:
         ac_path = join(path, "acme")
         ac = r.mapping(tls["acme"], ac_path, {"server", "email"})
         acme_server = r.field(ac, "server", ac_path, v.http_url, m.Tls.acme_server)
         acme_email = r.field(ac, "email", ac_path, v.external_address)
-    if issuer == "certManager" and issuer_ref is None and "certManager" not in tls:
+    if issuer == "certManager" and issuer_ref is None and tls.get("certManager") is None:
         r.fail(path, "issuer certManager needs certManager.issuerRef")
-    if issuer == "acme" and "acme" not in tls:
+    if issuer == "acme" and tls.get("acme") is None:
         r.fail(path, "issuer acme needs acme.email (and optionally acme.server)")
-    if issuer != "certManager" and "certManager" in tls:
+    if issuer != "certManager" and tls.get("certManager") is not None:
         r.fail(
             join(path, "certManager"), f"only allowed with issuer certManager (issuer is {issuer})"
         )
-    if issuer != "acme" and "acme" in tls:
+    if issuer != "acme" and tls.get("acme") is not None:
         r.fail(join(path, "acme"), f"only allowed with issuer acme (issuer is {issuer})")
     return m.Tls(
         issuer=cast(m.TlsIssuer, issuer),
@@ -364,7 +365,7 @@ def _dns(r: Reader, value: object, domain: str) -> m.Dns:
     provider = m.DnsProvider()
     p_path = join(path, "provider")
     raw = r.mapping(dns.get("provider"), p_path, set(_PROVIDERS))
-    if "provider" in dns and len(raw) != 1:
+    if dns.get("provider") is not None and len(raw) != 1:
         r.fail(p_path, "set exactly one provider: " + ", ".join(_PROVIDERS))
     elif len(raw) == 1:
         kind, body = next(iter(raw.items()))
@@ -556,6 +557,8 @@ def parse_mailbox(
     password = _secret_ref(r, spec.get("passwordSecretRef"), "spec.passwordSecretRef", "password")
 
     def alias(value: object) -> str:
+        if not isinstance(value, str):
+            raise FieldError(f"expected an address or a local part (string), got {value!r}")
         text = value if isinstance(value, str) and "@" in value else f"{value}@{domain}"
         a_local, a_domain = v.own_address(text)
         if domain and a_domain != domain:

@@ -84,7 +84,7 @@ def domain_name(value: object) -> str:
     if len(labels) < 2:
         raise FieldError(f"{value!r} is not fully qualified (expected e.g. example.com)")
     for label in labels:
-        if not _LABEL.match(label):
+        if not _LABEL.fullmatch(label):
             raise FieldError(
                 f"{value!r}: label {label!r} must be 1-63 characters of a-z, 0-9 and '-', "
                 "not starting or ending with '-'"
@@ -102,11 +102,11 @@ def local_part(value: object) -> str:
         raise FieldError("expected a local part, got an empty string")
     if len(value) > 64:
         raise FieldError(f"local part {value[:20]!r}... is longer than 64 characters")
-    if value != value.lower() and _LOCAL_PART.match(value.lower()):
+    if value != value.lower() and _LOCAL_PART.fullmatch(value.lower()):
         raise FieldError(f"local part {value!r} must be lowercase ({value.lower()!r})")
     if ".." in value:
         raise FieldError(f"local part {value!r} contains '..'")
-    if not _LOCAL_PART.match(value):
+    if not _LOCAL_PART.fullmatch(value):
         raise FieldError(
             f"local part {value!r} may only contain a-z, 0-9, '.', '_' and '-' "
             "(no spaces, quotes, '+' or control characters; not starting or ending with '.')"
@@ -136,7 +136,7 @@ def external_address(value: object) -> str:
     if value.count("@") != 1:
         raise FieldError(f"{value!r} is not an address of the form local@domain")
     local, domain = value.split("@")
-    if not local or len(local) > 64 or not _EXTERNAL_LOCAL_PART.match(local):
+    if not local or len(local) > 64 or not _EXTERNAL_LOCAL_PART.fullmatch(local):
         raise FieldError(
             f"address {value!r}: the local part must be 1-64 characters of an unquoted "
             "RFC 5321 dot-atom (no spaces, quotes, commas or control characters)"
@@ -158,7 +158,7 @@ def size_bytes(value: object) -> int:
         return value
     if not isinstance(value, str):
         raise FieldError(f"expected a size such as 25Mi, got {type(value).__name__}")
-    match = _SIZE.match(value)
+    match = _SIZE.fullmatch(value)
     if not match:
         raise FieldError(
             f"{value!r} is not a size; write a number with an optional unit "
@@ -173,7 +173,7 @@ def kubernetes_name(value: object, max_length: int = 63) -> str:
         raise FieldError("expected a non-empty name")
     if len(value) > max_length:
         raise FieldError(f"name {value!r} is longer than {max_length} characters")
-    if not _K8S_NAME.match(value):
+    if not _K8S_NAME.fullmatch(value):
         raise FieldError(
             f"name {value!r} must start with a-z, contain only a-z, 0-9 and '-', "
             "and end with a letter or digit"
@@ -185,7 +185,7 @@ def kubernetes_subdomain(value: object) -> str:
     """A DNS-1123 subdomain: the names of Secrets, ConfigMaps, Issuers."""
     if not isinstance(value, str) or not value:
         raise FieldError("expected a non-empty name")
-    if len(value) > 253 or not _K8S_SUBDOMAIN.match(value):
+    if len(value) > 253 or not _K8S_SUBDOMAIN.fullmatch(value):
         raise FieldError(
             f"name {value!r} must be a DNS-1123 subdomain (a-z, 0-9, '-', '.'; at most 253)"
         )
@@ -194,14 +194,19 @@ def kubernetes_subdomain(value: object) -> str:
 
 def secret_key(value: object) -> str:
     """A key inside a Secret's data."""
-    if not isinstance(value, str) or not value or len(value) > 253 or not _SECRET_KEY.match(value):
+    if (
+        not isinstance(value, str)
+        or not value
+        or len(value) > 253
+        or not _SECRET_KEY.fullmatch(value)
+    ):
         raise FieldError(f"{value!r} is not a valid Secret key (a-z, A-Z, 0-9, '-', '_', '.')")
     return value
 
 
 def dkim_selector(value: object) -> str:
     """A DKIM selector: one DNS label."""
-    if not isinstance(value, str) or not _SELECTOR.match(value):
+    if not isinstance(value, str) or not _SELECTOR.fullmatch(value):
         raise FieldError(
             f"selector {value!r} must be one DNS label: a-z, 0-9 and '-', at most 63 characters"
         )
@@ -218,6 +223,8 @@ def ip_address(value: object, version: int) -> str:
         raise FieldError(f"{value!r} is not an IPv{version} address") from None
     if parsed.version != version:
         raise FieldError(f"{value!r} is not an IPv{version} address")
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.scope_id:
+        raise FieldError(f"{value!r}: a zone index (%...) is not allowed")
     return str(parsed)
 
 
@@ -226,9 +233,12 @@ def any_ip_address(value: object) -> str:
     if not isinstance(value, str):
         raise FieldError("expected an IP address (string)")
     try:
-        return str(ipaddress.ip_address(value))
+        parsed = ipaddress.ip_address(value)
     except ValueError:
         raise FieldError(f"{value!r} is not an IP address") from None
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.scope_id:
+        raise FieldError(f"{value!r}: a zone index (%...) is not allowed")
+    return str(parsed)
 
 
 def password(value: str) -> str:
@@ -239,7 +249,7 @@ def password(value: str) -> str:
     """
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
         raise FieldError("the password contains a newline or another control character")
-    scheme = _HASH_SCHEME.match(value)
+    scheme = _HASH_SCHEME.fullmatch(value)
     if scheme:
         name, rest = scheme.group(1), scheme.group(2)
         if name in ("PLAIN", "CLEARTEXT", "CLEAR", "PLAIN-TRUNC"):
@@ -264,7 +274,7 @@ def password(value: str) -> str:
 
 def is_hashed_password(value: str) -> bool:
     """True when the value is an ``{SCHEME}hash`` rather than a plain password."""
-    match = _HASH_SCHEME.match(value)
+    match = _HASH_SCHEME.fullmatch(value)
     return bool(match) and match is not None and match.group(1) in ACCEPTED_HASH_SCHEMES
 
 
@@ -292,7 +302,7 @@ def display_name(value: object) -> str:
 
 def http_url(value: object) -> str:
     """An http(s) URL without whitespace or quotes."""
-    if not isinstance(value, str) or not re.match(
+    if not isinstance(value, str) or not re.fullmatch(
         r"^https?://[A-Za-z0-9._~:/?#\[\]@!$&*+,;=%-]+$", value
     ):
         raise FieldError(f"{value!r} is not an http(s) URL")
@@ -301,19 +311,19 @@ def http_url(value: object) -> str:
 
 def domain_name_or_label(value: object) -> str:
     """A TSIG key name: one label or a domain name."""
-    if isinstance(value, str) and _LABEL.match(value):
+    if isinstance(value, str) and _LABEL.fullmatch(value):
         return value
     return domain_name(value)
 
 
 def hex_id(value: object) -> str:
-    if not isinstance(value, str) or not re.match(r"^[0-9a-f]{32}$", value):
+    if not isinstance(value, str) or not re.fullmatch(r"^[0-9a-f]{32}$", value):
         raise FieldError(f"{value!r} is not a 32-character lowercase hex id")
     return value
 
 
 def route53_zone_id(value: object) -> str:
-    if not isinstance(value, str) or not re.match(r"^Z[A-Z0-9]{1,31}$", value):
+    if not isinstance(value, str) or not re.fullmatch(r"^Z[A-Z0-9]{1,31}$", value):
         raise FieldError(f"{value!r} is not a Route 53 hosted zone id (Z...)")
     return value
 
@@ -332,6 +342,6 @@ _ANNOTATION_KEY = re.compile(
 
 
 def annotation_key(value: object) -> str:
-    if not isinstance(value, str) or not _ANNOTATION_KEY.match(value) or len(value) > 316:
+    if not isinstance(value, str) or not _ANNOTATION_KEY.fullmatch(value) or len(value) > 316:
         raise FieldError(f"{value!r} is not a valid annotation key")
     return value
