@@ -15,7 +15,7 @@ from typing import Any
 
 from mailstack import __version__
 from mailstack.api.errors import Problem
-from mailstack.dns.records import desired_records, render_zone
+from mailstack.dns.commands import add_dns_commands
 from mailstack.material.errors import MaterialError
 from mailstack.pipeline import prepare, render_all, save_state
 from mailstack.render.templating import RenderError
@@ -62,34 +62,6 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_dns_plan(args: argparse.Namespace) -> int:
-    state = StateDir(args.state) if args.state else None
-    prepared = prepare(args.file, state)
-    if prepared.problems:
-        return _report(prepared.problems)
-    if not prepared.services:
-        return _report([Problem("input", "", "no MailDomain found in the given files")])
-    for service, material in prepared.services:
-        provider = service.domain.dns.provider.kind
-        print(
-            f"; MailDomain {service.domain.namespace}/{service.domain.name}: "
-            f"{service.domain.domain} (provider {provider})"
-        )
-        if provider != "manual":
-            print(
-                f"; provider {provider}: comparing with the provider's records is not "
-                "available in this version; these are the desired records",
-                file=sys.stderr,
-            )
-        sys.stdout.write(render_zone(desired_records(service.domain, material.dkim)))
-    if state is None:
-        print("note: without --state a new DKIM key was generated for this plan", file=sys.stderr)
-    else:
-        objects = render_all(prepared)
-        save_state(state, prepared, objects)
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mailstack", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"mailstack {__version__}")
@@ -103,12 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--state", help="keep generated keys and certificates in this folder")
     render.set_defaults(handler=cmd_render)
 
-    dns = commands.add_parser("dns", help="DNS records of the MailDomains")
-    dns_commands = dns.add_subparsers(dest="dns_command", required=True)
-    plan = dns_commands.add_parser("plan", help="print the desired records (zone-file form)")
-    plan.add_argument("-f", "--file", action="append", required=True)
-    plan.add_argument("--state", help="folder with the keys of earlier runs")
-    plan.set_defaults(handler=cmd_dns_plan)
+    add_dns_commands(commands)
+
     agent = commands.add_parser("agent", help="in-container supervisor of one daemon")
     agent.add_argument("daemon", choices=["postfix", "dovecot", "rspamd"])
     agent.add_argument("--health-port", type=int, help="serve /healthz and /readyz on this port")

@@ -149,6 +149,13 @@ def canonical_value(rtype: str, value: str) -> str:
     return text if rtype == "CAA" else text.lower()
 
 
+def rdata_value(rdata: dns.rdata.Rdata) -> str:
+    """The canonical value of one rdata (TXT strings joined)."""
+    if isinstance(rdata, TXT):
+        return txt_value_from_strings(rdata.strings)
+    return canonical_value(dns.rdatatype.to_text(rdata.rdtype), rdata.to_text())
+
+
 def spf_value(domain: MailDomain) -> str:
     terms = [SPF_PREFIX, "mx"]
     terms += [f"include:{include}" for include in domain.dns.spf.includes]

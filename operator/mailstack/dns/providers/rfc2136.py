@@ -37,7 +37,7 @@ from dns.rdtypes.ANY.TXT import TXT
 from mailstack.dns.errors import CredentialsError, DnsConfigError, ProviderError
 from mailstack.dns.plan import Change, RRset, ZoneState, marker_name
 from mailstack.dns.providers.base import MAIL_TYPES, Provider
-from mailstack.dns.records import canonical_value, txt_strings, txt_value_from_strings
+from mailstack.dns.records import rdata_value, txt_strings
 
 ALGORITHMS = {"hmac-sha256": dns.tsig.HMAC_SHA256, "hmac-sha512": dns.tsig.HMAC_SHA512}
 BATCH = 50  # changes per UPDATE message; keeps messages far below 64 KiB with DKIM keys
@@ -48,13 +48,6 @@ _PREREQ_FAILED = {
     dns.rcode.NXRRSET,
     dns.rcode.NXDOMAIN,
 }
-
-
-def rdata_value(rdata: dns.rdata.Rdata) -> str:
-    """The canonical value of one rdata (TXT strings joined)."""
-    if isinstance(rdata, TXT):
-        return txt_value_from_strings(rdata.strings)
-    return canonical_value(dns.rdatatype.to_text(rdata.rdtype), rdata.to_text())
 
 
 def value_rdata(rtype: str, value: str) -> dns.rdata.Rdata:
