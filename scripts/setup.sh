@@ -13,6 +13,7 @@ DEBIAN_PACKAGES=(
   postfix
   dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-sieve dovecot-managesieved
   rspamd
+  bind9 bind9-dnsutils pdns-server pdns-backend-sqlite3
 )
 
 missing_packages() {
