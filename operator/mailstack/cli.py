@@ -85,7 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="run the rendered stack on this host (as root)")
     up.add_argument("-f", "--file", action="append", required=True)
     up.add_argument("--state", default="state", help="folder for keys, mail and queues")
-    up.add_argument("--listen", default="127.0.0.1", help="address for the public ports")
+    up.add_argument(
+        "--listen",
+        action="append",
+        help="IPv4 address for the public ports (repeatable; default 127.0.0.1; 0.0.0.0: all)",
+    )
     up.add_argument("--port-offset", type=int, default=0, help="publish port P on P + offset")
     up.set_defaults(handler=cmd_up)
     return parser
@@ -100,7 +104,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     from mailstack.local.runtime import run_up
 
-    return run_up(args.file, args.state, args.listen, args.port_offset)
+    return run_up(args.file, args.state, args.listen or ["127.0.0.1"], args.port_offset)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

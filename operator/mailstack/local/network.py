@@ -103,13 +103,14 @@ class Network:
         self.pods[pod] = PodNetwork(netns, address, veth)
         return self.pods[pod]
 
-    def publish(self, listen: str, forwards: list[tuple[int, str, int]]) -> None:
+    def publish(self, listen: list[str], forwards: list[tuple[int, str, int]]) -> None:
         """DNAT ``listen:port`` to ``address:target`` for each (port, address, target)."""
         self.table = f"mailstack_{self.run_id}"
-        if listen in ("0.0.0.0", ""):
+        if "0.0.0.0" in listen:
             match = "fib daddr type local"
         else:
-            match = f"ip daddr {ipaddress.ip_address(listen)}"
+            addresses = ", ".join(str(ipaddress.IPv4Address(a)) for a in listen)
+            match = f"ip daddr {{ {addresses} }}"
         rules = "\n".join(
             f"    {match} tcp dport {port} dnat to {address}:{target}"
             for port, address, target in forwards

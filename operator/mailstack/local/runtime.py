@@ -92,9 +92,17 @@ class RunningContainer:
 
 
 class LocalRuntime:
-    def __init__(self, state: Path, listen: str, port_offset: int) -> None:
+    def __init__(
+        self,
+        state: Path,
+        listen: list[str],
+        port_offset: int,
+        resolvers: dict[str, tuple[str, ...]] | None = None,
+    ) -> None:
         self.state = state
         self.listen = listen
+        # MailDomain name -> spec.resolvers: the DNS servers its pods use (default: the host's).
+        self.resolvers = resolvers or {}
         self.port_offset = port_offset
         self.network = Network(run_id_for(state), choose_subnet(run_id_for(state)))
         self.pods: dict[str, PodPlan] = {}
@@ -152,8 +160,14 @@ class LocalRuntime:
             lines.append(f"{address}\t{names}")
         hosts.write_text("\n".join(lines) + "\n")
         resolv = root / "resolv.conf"
+        servers = self.resolvers.get(
+            f"{pod.namespace}/{pod.labels.get('app.kubernetes.io/instance')}"
+        )
         host_resolv = Path("/etc/resolv.conf")
-        resolv.write_text(host_resolv.read_text() if host_resolv.exists() else "")
+        if servers:
+            resolv.write_text("".join(f"nameserver {server}\n" for server in servers))
+        else:
+            resolv.write_text(host_resolv.read_text() if host_resolv.exists() else "")
         return hosts, resolv
 
     def _start_container(self, pod: PodPlan, running: RunningContainer) -> None:
@@ -361,7 +375,9 @@ def _inputs_digest(files: list[str]) -> str:
     return digest.hexdigest()
 
 
-def _render(files: list[str], state: StateDir) -> list[dict[str, Any]] | None:
+def _render(
+    files: list[str], state: StateDir, resolvers: dict[str, tuple[str, ...]] | None = None
+) -> list[dict[str, Any]] | None:
     prepared = prepare(files, state)
     if prepared.problems:
         for problem in prepared.problems:
@@ -372,10 +388,14 @@ def _render(files: list[str], state: StateDir) -> list[dict[str, Any]] | None:
         return None
     objects = render_all(prepared)
     save_state(state, prepared, objects)
+    if resolvers is not None:
+        for service, _ in prepared.services:
+            key = f"{service.domain.namespace}/{service.domain.name}"
+            resolvers[key] = service.domain.resolvers
     return objects
 
 
-def run_up(files: list[str], state_dir: str, listen: str, port_offset: int) -> int:
+def run_up(files: list[str], state_dir: str, listen: list[str], port_offset: int) -> int:
     if os.geteuid() != 0:
         print(
             "error: mailstack up must run as root (network namespaces, mounts, ports < 1024)",
@@ -403,10 +423,11 @@ def run_up(files: list[str], state_dir: str, listen: str, port_offset: int) -> i
         )
         return 1
     state = StateDir(state_path)
-    objects = _render(files, state)
+    resolvers: dict[str, tuple[str, ...]] = {}
+    objects = _render(files, state, resolvers)
     if objects is None:
         return 2
-    runtime = LocalRuntime(state_path, listen, port_offset)
+    runtime = LocalRuntime(state_path, listen, port_offset, resolvers)
     reload_requested = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -438,7 +459,7 @@ def run_up(files: list[str], state_dir: str, listen: str, port_offset: int) -> i
                 reload_requested.clear()
                 digest = current
                 log("re-rendering")
-                new_objects = _render(files, state)
+                new_objects = _render(files, state, resolvers)
                 if new_objects is not None:
                     runtime.apply_render(new_objects)
                     (state_path / "rendered").write_text(str(time.time()) + "\n")
@@ -454,7 +475,7 @@ def run_up(files: list[str], state_dir: str, listen: str, port_offset: int) -> i
 
 def _print_endpoints(endpoints: dict[str, Any], state: Path) -> None:
     ports = endpoints["ports"]
-    listen = endpoints["listen"]
+    listen = endpoints["listen"][0]
     describe = {
         "smtp": "SMTP (inbound, STARTTLS)",
         "submission": "submission (STARTTLS + AUTH)",

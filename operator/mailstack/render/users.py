@@ -51,8 +51,11 @@ def _passwd_entry(box: Mailbox, password_hash: str) -> str:
     for field in (box.address, password_hash, *extra):
         if (":" in field and not field.startswith("userdb_quota_rule=")) or "\n" in field:
             raise RenderError(f"refusing to write a passwd-file field with ':': {field[:40]!r}")
-    # user:password:uid:gid:gecos:home:shell:extra (uid, gid and home come from default_fields)
-    return f"{box.address}:{password_hash}::::::{' '.join(extra)}".rstrip(":")
+    # user:password:uid:gid:gecos:home:shell:extra. All eight fields are written: Dovecot's
+    # passwd-file userdb does not find an entry that stops after the password.
+    home = f"{layout.MAIL_DIR}/{box.domain}/{box.local_part}"
+    fields = [box.address, password_hash, str(layout.VMAIL_UID), str(layout.VMAIL_GID), "", home]
+    return ":".join([*fields, "", " ".join(extra)])
 
 
 def render_passwd_file(service: MailService, material: Material) -> str:

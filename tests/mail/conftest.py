@@ -1,0 +1,368 @@
+"""The mail path end to end: ``mailstack up`` with real Postfix, Dovecot and rspamd.
+
+One stack per test session (it takes ~10-20 s to come up): a MailDomain for example.com with
+Mailboxes covering the features under test, DNS served by BIND in the test's "internet" network
+namespace, and an SMTP sink there standing for remote servers and the smarthost.
+"""
+
+from __future__ import annotations
+
+import email
+import imaplib
+import os
+import poplib
+import secrets
+import shutil
+import signal
+import smtplib
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.mail.internet import ROOT, Internet
+
+HOSTNAME = "mail.example.com"
+PASSWORDS = {
+    "alice": "alice-secret-password",
+    "bob": "bob-secret-password",
+    "carol": "carol-secret-password",
+    "dave": "dave-secret-password",
+    "erin": "erin-secret-password",
+}
+ERIN_SIEVE = """require ["fileinto", "mailbox"];
+if header :contains "Subject" "[proj]" {
+  fileinto :create "Projects";
+}
+"""
+
+
+def _needs_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the mail path tests need root (network namespaces)")
+
+
+def stack_documents(
+    internet_ip: str, extra_domain_spec: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    spec: dict[str, Any] = {
+        "domain": "example.com",
+        "hostname": HOSTNAME,
+        "aliases": {"sales": ["alice", "bob"]},
+        "postmaster": "alice@example.com",
+        "limits": {"messageSize": "10Mi"},
+        "protocols": {"managesieve": True},
+        "relay": {"host": internet_ip, "port": 2525},
+        "resolvers": [internet_ip],
+        "dkim": {"selector": "test"},
+        "dns": {"addresses": {"ipv4": [internet_ip]}},
+    }
+    spec.update(extra_domain_spec or {})
+    docs: list[dict[str, Any]] = [
+        {
+            "apiVersion": "mailstack.dev/v1alpha1",
+            "kind": "MailDomain",
+            "metadata": {"name": "example-com", "namespace": "mail"},
+            "spec": spec,
+        }
+    ]
+    boxes: dict[str, dict[str, Any]] = {
+        "alice": {},
+        "bob": {"forwardTo": ["bob@example.net"], "keepCopy": True},
+        "carol": {"forwardTo": ["carol@example.net"]},
+        "dave": {"quota": "1Mi"},
+        "erin": {"sieve": ERIN_SIEVE},
+    }
+    for name, extra in boxes.items():
+        docs.append(
+            {
+                "apiVersion": "mailstack.dev/v1alpha1",
+                "kind": "Mailbox",
+                "metadata": {"name": name, "namespace": "mail"},
+                "spec": {
+                    "address": f"{name}@example.com",
+                    "passwordSecretRef": {"name": f"{name}-password"},
+                    **extra,
+                },
+            }
+        )
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": f"{name}-password", "namespace": "mail"},
+                "stringData": {"password": PASSWORDS[name]},
+            }
+        )
+    return docs
+
+
+@dataclass
+class Stack:
+    workdir: Path
+    state: Path
+    inputs: Path
+    internet: Internet
+    offset: int
+    process: subprocess.Popen[bytes] | None = None
+
+    # --- connections ------------------------------------------------------------------------
+
+    def port(self, name: str) -> int:
+        standard = {
+            "smtp": 25,
+            "submission": 587,
+            "submissions": 465,
+            "imap": 143,
+            "imaps": 993,
+            "pop3": 110,
+            "pop3s": 995,
+            "sieve": 4190,
+        }
+        return standard[name] + self.offset
+
+    def tls_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.state / "ca.crt"))
+        return context
+
+    def smtp(self, name: str = "smtp", starttls: bool = True) -> smtplib.SMTP:
+        if name == "submissions":
+            conn: smtplib.SMTP = smtplib.SMTP_SSL(
+                "127.0.0.1", self.port(name), context=self.tls_context(), timeout=30
+            )
+            conn._host = HOSTNAME  # type: ignore[attr-defined]
+        else:
+            conn = smtplib.SMTP("127.0.0.1", self.port(name), timeout=30)
+            conn._host = HOSTNAME  # type: ignore[attr-defined]
+        conn.ehlo("client.example.net")
+        if starttls and name != "submissions":
+            conn.starttls(context=self.tls_context())
+            conn.ehlo("client.example.net")
+        return conn
+
+    def imap(self, user: str, tls: str = "imaps") -> imaplib.IMAP4:
+        if tls == "imaps":
+            conn: imaplib.IMAP4 = imaplib.IMAP4_SSL(
+                "127.0.0.1", self.port("imaps"), ssl_context=self._named_context(), timeout=30
+            )
+        else:
+            conn = imaplib.IMAP4("127.0.0.1", self.port("imap"), timeout=30)
+            conn.starttls(ssl_context=self._named_context())
+        conn.login(f"{user}@example.com", PASSWORDS[user])
+        return conn
+
+    def pop3(self, user: str, implicit: bool = True) -> poplib.POP3:
+        if implicit:
+            conn: poplib.POP3 = poplib.POP3_SSL(
+                "127.0.0.1", self.port("pop3s"), context=self._named_context(), timeout=30
+            )
+        else:
+            conn = poplib.POP3("127.0.0.1", self.port("pop3"), timeout=30)
+            conn.stls(context=self._named_context())
+        conn.user(f"{user}@example.com")
+        conn.pass_(PASSWORDS[user])
+        return conn
+
+    def _named_context(self) -> ssl.SSLContext:
+        # Clients connect to 127.0.0.1 but must check the certificate against the mail hostname.
+        context = self.tls_context()
+        original = context.wrap_socket
+
+        def wrap(sock: Any, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
+            kwargs["server_hostname"] = HOSTNAME
+            return original(sock, *args, **kwargs)
+
+        context.wrap_socket = wrap  # type: ignore[method-assign]
+        return context
+
+    # --- what the mailbox and the world see ---------------------------------------------------
+
+    def maildir(self, user: str, folder: str = "") -> Path:
+        base = self.state / "volumes" / "mail" / "mail-example-com-mda-0" / "example.com" / user
+        base = base / "Maildir"
+        return base / f".{folder}" if folder else base
+
+    def messages(self, user: str, folder: str = "") -> list[Message]:
+        root = self.maildir(user, folder)
+        found = []
+        for sub in ("new", "cur"):
+            directory = root / sub
+            if directory.is_dir():
+                for path in sorted(directory.iterdir()):
+                    found.append(email.message_from_bytes(path.read_bytes()))
+        return found
+
+    def raw_messages(self, user: str, folder: str = "") -> list[bytes]:
+        root = self.maildir(user, folder)
+        return [
+            path.read_bytes()
+            for sub in ("new", "cur")
+            if (root / sub).is_dir()
+            for path in sorted((root / sub).iterdir())
+        ]
+
+    def sink_messages(self) -> list[Message]:
+        return [
+            email.message_from_bytes(path.read_bytes())
+            for path in sorted(self.internet.sink_dir.glob("*.eml"))
+        ]
+
+    def wait_for(self, what: str, predicate: Callable[[], Any], timeout: float = 30) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            result = predicate()
+            if result:
+                return result
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    def wait_for_subject(
+        self, user: str, subject: str, folder: str = "", timeout: float = 30
+    ) -> Message:
+        def find() -> Message | None:
+            return next((m for m in self.messages(user, folder) if m["Subject"] == subject), None)
+
+        return self.wait_for(f"{subject!r} in {user}/{folder or 'INBOX'}", find, timeout)  # type: ignore[no-any-return]
+
+    def wait_for_sink(self, predicate: Callable[[Message], bool], timeout: float = 30) -> Message:
+        def find() -> Message | None:
+            return next((m for m in self.sink_messages() if predicate(m)), None)
+
+        return self.wait_for("a message at the remote server", find, timeout)  # type: ignore[no-any-return]
+
+    def log(self, pod: str, container: str) -> str:
+        path = self.state / "logs" / f"mail_{pod}_{container}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    # --- changing the running stack ------------------------------------------------------------
+
+    def write_inputs(self, documents: list[dict[str, Any]]) -> None:
+        text = yaml.safe_dump_all(documents, sort_keys=False)
+        tmp = self.inputs.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, self.inputs)
+
+    def rerender(self, timeout: float = 60) -> None:
+        """Ask ``up`` to re-render now and wait until it did."""
+        marker = self.state / "rendered"
+        before = marker.stat().st_mtime if marker.exists() else 0.0
+        assert self.process is not None
+        self.process.send_signal(signal.SIGHUP)
+        self.wait_for(
+            "re-render", lambda: marker.exists() and marker.stat().st_mtime > before, timeout
+        )
+
+    def daemon_pids(self) -> dict[str, set[int]]:
+        """Host PIDs of the daemons' main processes, by name."""
+        result: dict[str, set[int]] = {}
+        for name, pattern in (
+            ("postfix", "postfix/sbin/master"),
+            ("dovecot", "dovecot -F"),
+            ("rspamd", "rspamd -f"),
+        ):
+            out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
+            result[name] = {int(pid) for pid in out.split()}
+        return result
+
+
+def _zone_for(domain: str, zone_text: str) -> str:
+    lines = []
+    for line in zone_text.splitlines():
+        if not line or line.startswith(";"):
+            continue
+        owner = line.split("\t", 1)[0]
+        if owner == f"{domain}." or owner.endswith(f".{domain}."):
+            lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    _needs_root()
+    for tool in ("postfix", "dovecot", "rspamd", "named", "nft"):
+        if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
+            pytest.fail(f"{tool} is not installed: run ./scripts/setup.sh")
+    workdir = tmp_path_factory.mktemp("mailpath")
+    os.chmod(workdir, 0o755)
+    internet = Internet(workdir)
+    internet.start()
+    offset = 20000 + secrets.randbelow(20) * 1000
+    state = workdir / "state"
+    inputs = workdir / "inputs.yaml"
+    result = Stack(workdir, state, inputs, internet, offset)
+    try:
+        result.write_inputs(stack_documents(internet.ip))
+        env = {**os.environ, "MAILSTACK_UP_QUIET": "1", "PYTHONPATH": str(ROOT / "operator")}
+        render = subprocess.run(
+            [sys.executable, "-m", "mailstack", "render", "-f", str(inputs), "--state", str(state)],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
+        assert render.returncode == 0, render.stderr
+        zone = (state / "records.zone").read_text()
+        internet.start_dns(
+            {
+                "example.com": _zone_for("example.com", zone),
+                "example.net": (
+                    "example.net. 300 IN MX 10 sink.example.net.\n"
+                    f"sink.example.net. 300 IN A {internet.ip}\n"
+                    f'example.net. 300 IN TXT "v=spf1 ip4:{internet.ip} -all"\n'
+                ),
+            }
+        )
+        internet.start_sink(2525)
+        log = open(workdir / "up.log", "ab")  # noqa: SIM115
+        result.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "mailstack",
+                "up",
+                "-f",
+                str(inputs),
+                "--state",
+                str(state),
+                "--listen",
+                "127.0.0.1",
+                "--listen",
+                internet.host_ip,
+                "--port-offset",
+                str(offset),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
+        )
+        deadline = time.monotonic() + 240
+        while not (state / "ready").exists():
+            if result.process.poll() is not None:
+                raise AssertionError(
+                    "mailstack up exited:\n" + (workdir / "up.log").read_text()[-3000:]
+                )
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    "mailstack up not ready:\n" + (workdir / "up.log").read_text()[-3000:]
+                )
+            time.sleep(0.3)
+        assert (state / "ready").read_text() == "ready\n", (workdir / "up.log").read_text()[-3000:]
+        yield result
+    finally:
+        if result.process is not None and result.process.poll() is None:
+            result.process.send_signal(signal.SIGTERM)
+            try:
+                result.process.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                result.process.kill()
+                result.process.wait()
+        internet.stop()

@@ -1,0 +1,164 @@
+"""The rest of the world, for the mail tests: a network namespace with DNS and a remote MTA.
+
+The namespace is connected to the host by a veth pair on a private /30. Inside it run BIND
+(authoritative for the test domains, so Postfix and rspamd resolve MX, SPF, DKIM and DMARC for
+real) and the SMTP sink standing for remote servers and the smarthost. Clients can run inside it
+too, so the mail stack sees a genuine remote address. Everything is removed on ``stop``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, check=check)
+
+
+def _free_subnet() -> ipaddress.IPv4Network:
+    used = []
+    for link in json.loads(_run("ip", "-j", "-4", "addr", "show").stdout or "[]"):
+        for info in link.get("addr_info", []):
+            used.append(ipaddress.ip_network(f"{info['local']}/{info['prefixlen']}", strict=False))
+    for _ in range(1000):
+        third, fourth = secrets.randbelow(256), secrets.randbelow(64) * 4
+        candidate = ipaddress.IPv4Network(f"10.250.{third}.{fourth}/30")
+        if not any(candidate.overlaps(net) for net in used):
+            return candidate
+    raise RuntimeError("no free /30 in 10.250.0.0/16")
+
+
+class Internet:
+    def __init__(self, workdir: Path) -> None:
+        self.tag = secrets.token_hex(3)
+        self.netns = f"msnet-{self.tag}"
+        self.veth = f"msn{self.tag}"
+        self.subnet = _free_subnet()
+        self.host_ip = str(self.subnet.network_address + 1)
+        self.ip = str(self.subnet.network_address + 2)
+        self.workdir = workdir
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.sink_dir = workdir / "sink"
+
+    def start(self) -> None:
+        _run("ip", "netns", "add", self.netns)
+        _run(
+            "ip",
+            "link",
+            "add",
+            self.veth,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            self.netns,
+        )
+        _run("ip", "addr", "add", f"{self.host_ip}/30", "dev", self.veth)
+        _run("ip", "link", "set", self.veth, "up")
+        _run("ip", "-n", self.netns, "addr", "add", f"{self.ip}/30", "dev", "eth0")
+        _run("ip", "-n", self.netns, "link", "set", "eth0", "up")
+        _run("ip", "-n", self.netns, "link", "set", "lo", "up")
+        _run("ip", "-n", self.netns, "route", "add", "default", "via", self.host_ip)
+
+    def spawn(self, *argv: str, log: Path) -> subprocess.Popen[bytes]:
+        handle = open(log, "ab")  # noqa: SIM115 (owned by the process)
+        process = subprocess.Popen(
+            ["ip", "netns", "exec", self.netns, *argv], stdout=handle, stderr=subprocess.STDOUT
+        )
+        self.processes.append(process)
+        return process
+
+    def run(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["ip", "netns", "exec", self.netns, *argv],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def start_sink(self, port: int = 2525) -> None:
+        self.sink_dir.mkdir(parents=True, exist_ok=True)
+        env_python = sys.executable
+        self.spawn(
+            env_python,
+            "-m",
+            "tests.mail.sink",
+            self.ip,
+            str(port),
+            str(self.sink_dir),
+            log=self.workdir / "sink.log",
+        )
+        self._wait_port(port)
+
+    def start_dns(self, zones: dict[str, str]) -> None:
+        """BIND authoritative for ``zones`` (name -> records in zone-file form), on port 53."""
+        named = shutil.which("named") or "/usr/sbin/named"
+        if not os.path.exists(named):
+            raise RuntimeError("named is not installed (Debian package bind9)")
+        conf_dir = self.workdir / "named"
+        conf_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.workdir, 0o755)
+        os.chmod(conf_dir, 0o777)
+        zone_conf = []
+        for name, records in zones.items():
+            path = conf_dir / f"{name}.zone"
+            path.write_text(
+                f"$TTL 300\n{name}. 300 IN SOA ns.{name}. hostmaster.{name}. 1 3600 600 86400 300\n"
+                f"{name}. 300 IN NS ns.{name}.\nns.{name}. 300 IN A {self.ip}\n{records}"
+            )
+            os.chmod(path, 0o644)
+            zone_conf.append(f'zone "{name}" {{ type primary; file "{path}"; }};')
+        conf = conf_dir / "named.conf"
+        conf.write_text(
+            "options {\n"
+            f'  directory "{conf_dir}";\n'
+            f'  pid-file "{conf_dir}/named.pid";\n'
+            f"  listen-on port 53 {{ {self.ip}; }};\n"
+            "  listen-on-v6 { none; };\n"
+            "  recursion no;\n"
+            "  dnssec-validation no;\n"
+            "};\n" + "\n".join(zone_conf) + "\n"
+        )
+        # As root: the pytest folders are private to root, and the namespace is the sandbox.
+        self.spawn(named, "-g", "-c", str(conf), log=self.workdir / "named.log")
+        self._wait_port(53)
+
+    def _wait_port(self, port: int, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            probe = self.run(
+                sys.executable,
+                "-c",
+                f"import socket; socket.create_connection(('{self.ip}', {port}), 1)",
+            )
+            if probe.returncode == 0:
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"nothing listens on {self.ip}:{port} in {self.netns}")
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        _run("ip", "netns", "delete", self.netns, check=False)
+        _run("ip", "link", "delete", self.veth, check=False)
