@@ -142,7 +142,9 @@ def canonical_value(rtype: str, value: str) -> str:
     try:
         rdtype = dns.rdatatype.from_text(rtype)
         # Names without a trailing dot are absolute, as every provider API treats them.
-        rdata = dns.rdata.from_text(dns.rdataclass.IN, rdtype, value, origin=dns.name.root)
+        rdata = dns.rdata.from_text(
+            dns.rdataclass.IN, rdtype, value, origin=dns.name.root, relativize=False
+        )
     except (dns.exception.DNSException, ValueError) as err:
         raise ValueError(f"{rtype} value {value!r} does not parse: {err}") from None
     text = rdata.to_text()
