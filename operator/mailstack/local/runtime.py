@@ -170,15 +170,20 @@ class LocalRuntime:
             resolv.write_text(host_resolv.read_text() if host_resolv.exists() else "")
         return hosts, resolv
 
+    def _mount_source(self, pod: PodPlan, mount: dict[str, Any]) -> dict[str, Any]:
+        source = self._volume_path(pod, mount["volume"])
+        if mount.get("subPath"):
+            # As the kubelet: the sub-folder is created on first use.
+            source = source / mount["subPath"]
+            source.mkdir(exist_ok=True)
+        return {"source": str(source), "target": mount["target"], "readOnly": mount["readOnly"]}
+
     def _start_container(self, pod: PodPlan, running: RunningContainer) -> None:
         hosts, resolv = self._write_pod_files(pod)
         plan = running.plan
         spec = {
             "command": plan.command,
-            "mounts": [
-                {
-                    "source": str(self._volume_path(pod, m["volume"])),
-                    "target": m["target"],
+            "mounts": [self._mount_source(pod, m) for m in plan.mounts],
                     "readOnly": m["readOnly"],
                 }
                 for m in plan.mounts

@@ -102,8 +102,11 @@ def enabled_public_ports(service: MailService) -> list[layout.Port]:
     return [port for port in layout.PUBLIC_PORTS if wanted[port.name]]
 
 
-def _mount(name: str, path: str, read_only: bool = True) -> Obj:
-    return {"name": name, "mountPath": path, "readOnly": read_only}
+def _mount(name: str, path: str, read_only: bool = True, sub_path: str | None = None) -> Obj:
+    mount: Obj = {"name": name, "mountPath": path, "readOnly": read_only}
+    if sub_path:
+        mount["subPath"] = sub_path
+    return mount
 
 
 def _config_map_volume(name: str, config_map: str) -> Obj:
@@ -218,7 +221,8 @@ def render_mta_statefulset(
             _mount("rspamd-config", f"{layout.RSPAMD_CONFIG_DIR}/local.d"),
             _mount("dkim", layout.DKIM_DIR),
             _mount("milter", layout.MILTER_DIR, read_only=False),
-            _mount("rspamd-db", layout.RSPAMD_DB_DIR, read_only=False),
+            # rspamd's compiled regexp cache takes ~12 s to build: keep it on the queue volume.
+            _mount("queue", layout.RSPAMD_DB_DIR, read_only=False, sub_path="rspamd"),
             _mount("rspamd-run", layout.RSPAMD_RUN_DIR, read_only=False),
             _mount("tmp", "/tmp", read_only=False),
         ],
@@ -233,7 +237,6 @@ def render_mta_statefulset(
         _secret_volume("dkim", names["dkim"]),
         _empty_dir("postfix-data"),
         _empty_dir("milter"),
-        _empty_dir("rspamd-db"),
         _empty_dir("rspamd-run", memory=True),
         _empty_dir("tmp"),
     ]
