@@ -184,10 +184,6 @@ class LocalRuntime:
         spec = {
             "command": plan.command,
             "mounts": [self._mount_source(pod, m) for m in plan.mounts],
-                    "readOnly": m["readOnly"],
-                }
-                for m in plan.mounts
-            ],
             "hosts": str(hosts),
             "resolv": str(resolv),
             "env": {"MAILSTACK_POD": pod.name, "MAILSTACK_NAMESPACE": pod.namespace},
