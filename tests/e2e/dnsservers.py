@@ -20,7 +20,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from mailstack.dns.errors import ProviderError
 from mailstack.dns.plan import Change, RRset, ZoneState, marker_name
 from mailstack.dns.providers.base import Provider
 
+READER_KEY = "test-reader"
 PDNS_SCHEMA = Path("/usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql")
 
 
@@ -103,17 +104,15 @@ class Bind:
     key_name: str
     algorithm: str
     secret: str  # base64
+    reader_secret: str
     process: subprocess.Popen[bytes]
-    writes_log: Path = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.writes_log = self.root / "named.log"
 
     def stop(self) -> None:
         _stop(self.process)
 
     def keyring(self) -> dict[dns.name.Name, dns.tsig.Key]:
-        key = dns.tsig.Key(self.key_name, self.secret, self.algorithm)
+        """The harness's own key: it may always transfer the zone (to look at it)."""
+        key = dns.tsig.Key(READER_KEY, self.reader_secret, "hmac-sha256")
         return {key.name: key}
 
     def rrsets(self) -> dict[tuple[str, str], tuple[int, list[str]]]:
@@ -121,7 +120,7 @@ class Bind:
         origin = dns.name.from_text(self.zone)
         zone = dns.zone.Zone(origin, relativize=False)
         query = dns.message.make_query(origin, dns.rdatatype.AXFR)
-        query.use_tsig(self.keyring(), dns.name.from_text(self.key_name), algorithm=self.algorithm)
+        query.use_tsig(self.keyring(), dns.name.from_text(READER_KEY), algorithm="hmac-sha256")
         dns.query.inbound_xfr("127.0.0.1", zone, query, port=self.port, timeout=5)
         result: dict[tuple[str, str], tuple[int, list[str]]] = {}
         for name, rdataset in zone.iterate_rdatasets():
@@ -146,7 +145,8 @@ def start_bind(
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
     secret = base64.b64encode(os.urandom(32)).decode()
-    transfer = f'key "{key_name}";' if allow_transfer else "none;"
+    reader_secret = base64.b64encode(os.urandom(32)).decode()
+    transfer = f'key "{READER_KEY}";' + (f' key "{key_name}";' if allow_transfer else "")
     (root / "named.conf").write_text(
         f"""
 options {{
@@ -162,6 +162,7 @@ options {{
 }};
 controls {{ }};
 key "{key_name}" {{ algorithm {algorithm}; secret "{secret}"; }};
+key "{READER_KEY}" {{ algorithm hmac-sha256; secret "{reader_secret}"; }};
 zone "{zone}" {{
     type primary;
     file "{root}/zone.db";
@@ -194,7 +195,7 @@ ns1 IN A   127.0.0.1
         return bool(answer.answer)
 
     _wait(ready, process, log, "named")
-    return Bind(root, zone, port, key_name, algorithm, secret, process)
+    return Bind(root, zone, port, key_name, algorithm, secret, reader_secret, process)
 
 
 @contextmanager
@@ -321,12 +322,17 @@ def powerdns_server(root: Path) -> Iterator[PowerDns]:
 
 
 def maildomain(provider: dict[str, Any] | None = None, **spec: Any) -> MailDomain:
-    """A MailDomain for example.com (namespace mail, name example-com) with spec overrides."""
+    """A MailDomain for example.com (namespace mail, name example-com) with spec overrides.
+
+    ``dns`` overrides are merged into the default (which has addresses; ``addresses: None``
+    removes them).
+    """
     body: dict[str, Any] = {
         "domain": "example.com",
         "dns": {"addresses": {"ipv4": ["192.0.2.10"], "ipv6": ["2001:db8::10"]}},
     }
-    body.update(spec)
+    body.update({k: v for k, v in spec.items() if k != "dns"})
+    body["dns"] = {**body["dns"], **spec.get("dns", {})}
     if provider is not None:
         body["dns"] = {**body["dns"], "provider": provider}
     doc = {

@@ -163,7 +163,7 @@ def test_caa_at_the_hostname_only_with_a_known_acme_ca(dkim: DkimKey) -> None:
 
 
 def test_service_addresses_only_without_spec_addresses(dkim: DkimKey) -> None:
-    bare = maildomain(dns={})
+    bare = maildomain(dns={"addresses": None})
     assert all(r.type not in ("A", "AAAA") for r in desired_records(bare, dkim))
     records = by_key(desired_records(bare, dkim, ["198.51.100.7", "2001:DB8:0::7"]))
     assert records[("mail.example.com", "A")].values == ("198.51.100.7",)
