@@ -12,7 +12,8 @@ TXT values are quoted character-strings of at most 255 characters each (``"v=DKI
 Route 53 rejects an unquoted value or a longer string. Names come back absolute with special
 characters as ``\\ddd`` octal escapes. ``Throttling`` and ``PriorRequestNotComplete`` are retried
 with backoff. boto3 is imported only when a real client is built (``make_client``): the provider
-works with any object that has boto3's method signatures, which is how the tests drive it.
+works with any object that has boto3's method signatures, which is how the tests drive it. boto3
+is not a dependency: botocore (1.44) pins python-dateutil<3 while kubernetes 37 requires >=3.
 """
 
 from __future__ import annotations
@@ -69,7 +70,9 @@ def make_client(
         boto3 = importlib.import_module("boto3")
     except ImportError:
         raise DnsConfigError(
-            "the route53 provider needs boto3 (pip install 'boto3>=1.34')"
+            "the route53 provider needs boto3, which is not installed (note: botocore 1.44 pins "
+            "python-dateutil<3 and kubernetes 37 needs >=3, so it cannot share the operator's "
+            "environment; run `mailstack dns apply` from one that has boto3)"
         ) from None
     return boto3.client(
         "route53",
