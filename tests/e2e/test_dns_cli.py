@@ -109,7 +109,7 @@ def test_apply_publishes_what_dig_reads_back_and_check_agrees(bind: Bind, tmp_pa
             assert sorted(canonical_value(record.type, a) for a in answer) == sorted(
                 record.values
             ), record
-    assert dig(bind, "example.com", "TXT")[0] == '"google-site-verification=abc123"'
+    assert '"google-site-verification=abc123"' in dig(bind, "example.com", "TXT")
     assert dig(bind, "www.example.com", "A") == ["192.0.2.80"]
 
     second = cli("dns", "apply", "-f", files, "--state", state)
