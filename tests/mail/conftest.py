@@ -272,6 +272,27 @@ class Stack:
             result[name] = {int(pid) for pid in out.split()}
         return result
 
+    # --- SMTP/TLS test helpers ------------------------------------------------------------------
+
+    def sink_raw_messages(self) -> list[bytes]:
+        """The messages at the remote server as stored bytes (``X-Sink-*`` envelope lines first)."""
+        return [path.read_bytes() for path in sorted(self.internet.sink_dir.glob("*.eml"))]
+
+    def wait_for_log(self, pod: str, container: str, *needles: str, timeout: float = 30) -> str:
+        """The first line of a container's log that contains every one of ``needles``."""
+
+        def find() -> str | None:
+            lines = self.log(pod, container).splitlines()
+            return next((ln for ln in lines if all(n in ln for n in needles)), None)
+
+        return self.wait_for(f"{needles!r} in the {pod}/{container} log", find, timeout)  # type: ignore[no-any-return]
+
+    def run_in_internet(self, script: str, *args: str, timeout: float = 60) -> str:
+        """Run a Python script in the internet namespace (a genuinely remote client); its stdout."""
+        result = self.internet.run(sys.executable, "-c", script, *args, timeout=timeout)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result.stdout
+
 
 def _zone_for(domain: str, zone_text: str) -> str:
     lines = []

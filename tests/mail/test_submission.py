@@ -1,0 +1,238 @@
+"""Message submission: 587 (STARTTLS) and 465 (implicit TLS), DKIM, delivery reports.
+
+Users authenticate against Dovecot's SASL service, may send only as their own addresses, and
+mail they send to other domains leaves through the smarthost (the sink in the test's internet
+namespace) signed with the domain's DKIM key, which a verifier checks against the key published
+in DNS. Delivery status notifications and bounces come back to the sender's INBOX.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import email.utils
+import secrets
+import smtplib
+from collections.abc import Callable
+from email.message import EmailMessage, Message
+
+import dkim
+import dns.resolver
+import pytest
+
+from tests.mail.conftest import HOSTNAME, PASSWORDS, Stack
+
+PORTS = ["submission", "submissions"]
+
+
+def token(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(4)}"
+
+
+def connect(stack: Stack, port: str, starttls: bool = True) -> smtplib.SMTP:
+    """An SMTP client on a submission port, TLS verified against ca.crt and the mail hostname."""
+    if port == "submissions":
+        # Implicit TLS: the handshake happens in the constructor, so the name to check must be
+        # given to the context (the clients connect to 127.0.0.1).
+        conn: smtplib.SMTP = smtplib.SMTP_SSL(
+            "127.0.0.1", stack.port(port), context=stack._named_context(), timeout=30
+        )
+        conn.ehlo("client.example.net")
+        return conn
+    return stack.smtp(port, starttls=starttls)
+
+
+def login(stack: Stack, port: str, user: str) -> smtplib.SMTP:
+    conn = connect(stack, port)
+    conn.login(f"{user}@example.com", PASSWORDS[user])
+    return conn
+
+
+def message(sender: str, to: str, subject: str, body: str = "hello\n") -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Date"] = email.utils.formatdate()
+    msg["Message-ID"] = email.utils.make_msgid(domain="example.com")
+    msg.set_content(body)
+    return msg
+
+
+def wait_for_raw(
+    stack: Stack, user: str, predicate: Callable[[bytes], bool], what: str
+) -> EmailMessage:
+    def find() -> bytes | None:
+        return next((raw for raw in stack.raw_messages(user) if predicate(raw)), None)
+
+    raw: bytes = stack.wait_for(f"{what} in {user}'s INBOX", find)
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    return parsed
+
+
+def status_groups(report: EmailMessage) -> list[Message]:
+    """The field groups of a multipart/report DSN (RFC 3464): the first describes the message,
+    each further one a recipient."""
+    assert report.get_content_type() == "multipart/report", report.get_content_type()
+    assert report.get_param("report-type") == "delivery-status"
+    part = next(p for p in report.walk() if p.get_content_type() == "message/delivery-status")
+    groups = part.get_payload()
+    assert isinstance(groups, list)
+    assert all(isinstance(g, Message) for g in groups)
+    return [g for g in groups if isinstance(g, Message)]
+
+
+def delivery_status(report: EmailMessage) -> list[Message]:
+    """The per-recipient field groups of a DSN."""
+    return status_groups(report)[1:]
+
+
+def txt_lookup(server: str) -> Callable[..., bytes | None]:
+    """A dkimpy ``dnsfunc``: TXT records from the given DNS server (names arrive as bytes)."""
+    resolver = dns.resolver.Resolver(configure=False)
+    resolver.nameservers = [server]
+
+    def lookup(name: bytes, timeout: float = 5) -> bytes | None:
+        try:
+            answer = resolver.resolve(name.decode(), "TXT", lifetime=timeout)
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            return None
+        return b"".join(next(iter(answer)).strings)
+
+    return lookup
+
+
+def without_sink_envelope(raw: bytes) -> bytes:
+    """The message as sent over the wire: without the sink's ``X-Sink-*`` envelope lines."""
+    lines = raw.split(b"\n")
+    while lines and lines[0].startswith(b"X-Sink-"):
+        lines.pop(0)
+    return b"\n".join(lines)
+
+
+# --- authentication ---------------------------------------------------------------------------
+
+
+def test_auth_is_refused_before_starttls_on_587(stack: Stack) -> None:
+    with stack.smtp("submission", starttls=False) as smtp:
+        assert smtp.has_extn("starttls")
+        assert not smtp.has_extn("auth"), smtp.esmtp_features
+        code, text = smtp.docmd("AUTH", "PLAIN AGFsaWNlQGV4YW1wbGUuY29tAHg=")
+        assert code == 530, (code, text)
+        # Nor can mail be sent without TLS.
+        code, text = smtp.mail("alice@example.com")
+        assert code == 530, (code, text)
+    with stack.smtp("submission") as smtp:
+        assert "PLAIN" in smtp.esmtp_features["auth"].upper().split()
+
+
+@pytest.mark.parametrize("port", PORTS)
+def test_wrong_password_is_refused_with_535(stack: Stack, port: str) -> None:
+    with connect(stack, port) as smtp:
+        assert smtp.has_extn("auth")
+        # One AUTH PLAIN (login() would retry with every other mechanism, each failure costing
+        # Dovecot's auth_failure_delay).
+        smtp.user, smtp.password = "alice@example.com", PASSWORDS["alice"] + "x"
+        with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
+            smtp.auth("PLAIN", smtp.auth_plain)
+        assert refused.value.smtp_code == 535
+        assert b"5.7.8" in refused.value.smtp_error
+        # The right password on the same connection works: the refusal was about the password.
+        assert smtp.login("alice@example.com", PASSWORDS["alice"])[0] == 235
+
+
+@pytest.mark.parametrize("port", PORTS)
+def test_unauthenticated_submission_is_refused(stack: Stack, port: str) -> None:
+    with connect(stack, port) as smtp:
+        smtp.mail("alice@example.com")
+        code, text = smtp.rcpt("erin@example.com")
+        assert code == 554, (code, text)
+
+
+@pytest.mark.parametrize("port", PORTS)
+def test_sending_as_another_user_is_refused_with_553(stack: Stack, port: str) -> None:
+    with login(stack, port, "alice") as smtp:
+        assert smtp.mail("bob@example.com")[0] == 250
+        code, text = smtp.rcpt("erin@example.com")
+        assert code == 553, (code, text)
+        assert b"not owned by user alice@example.com" in text
+        smtp.rset()
+        # An alias that reaches alice is hers to send as.
+        assert smtp.mail("sales@example.com")[0] == 250
+        assert smtp.rcpt("erin@example.com")[0] == 250
+        smtp.rset()
+
+
+# --- relay through the smarthost, DKIM --------------------------------------------------------
+
+
+@pytest.mark.parametrize("port", PORTS)
+def test_authenticated_relay_is_dkim_signed_with_the_published_key(stack: Stack, port: str) -> None:
+    friend = f"{token('friend')}@example.net"
+    subject = token(f"relayed via {port}")
+    with login(stack, port, "alice") as smtp:
+        refused = smtp.send_message(message("alice@example.com", friend, subject, "signed\n"))
+    assert refused == {}
+    stack.wait_for_sink(lambda m: m["X-Sink-Rcpt-To"] == friend)
+    raw = next(r for r in stack.sink_raw_messages() if f"X-Sink-Rcpt-To: {friend}".encode() in r)
+    sent = email.message_from_bytes(raw)
+    assert sent["X-Sink-Mail-From"] == "alice@example.com"
+    assert sent["Subject"] == subject
+    signature = sent["DKIM-Signature"]
+    assert signature is not None, sent.keys()
+    tags = {k.strip(): v.strip() for k, v in (t.split("=", 1) for t in signature.split(";") if t)}
+    assert (tags["d"], tags["s"]) == ("example.com", "test")
+
+    dnsfunc = txt_lookup(stack.internet.ip)
+    assert dnsfunc(b"test._domainkey.example.com.") is not None
+    wire = without_sink_envelope(raw)
+    assert dkim.verify(wire, dnsfunc=dnsfunc)
+    # The verifier really checks: the same message with its body changed fails.
+    assert not dkim.verify(wire.replace(b"signed", b"forged"), dnsfunc=dnsfunc)
+
+
+# --- delivery reports -------------------------------------------------------------------------
+
+
+def test_notify_success_gives_the_sender_a_dsn(stack: Stack) -> None:
+    envid = token("envid")
+    subject = token("dsn please")
+    with login(stack, "submission", "alice") as smtp:
+        refused = smtp.sendmail(
+            "alice@example.com",
+            ["erin@example.com"],
+            message("alice@example.com", "erin@example.com", subject).as_bytes(),
+            mail_options=["RET=HDRS", f"ENVID={envid}"],
+            rcpt_options=["NOTIFY=SUCCESS"],
+        )
+    assert refused == {}
+    stack.wait_for_subject("erin", subject)
+    report = wait_for_raw(stack, "alice", lambda r: envid.encode() in r, "a success DSN")
+    assert "MAILER-DAEMON" in str(report["From"])
+    (recipient,) = delivery_status(report)
+    assert recipient["Final-Recipient"].lower() == "rfc822; erin@example.com"
+    # Dovecot's LMTP does not announce DSN, so Postfix reports the hand-over as "relayed"
+    # (RFC 3464: delivered to a system that sends no further notifications).
+    assert recipient["Action"] in ("delivered", "relayed")
+    assert str(recipient["Status"]).startswith("2.")
+
+
+def test_undeliverable_relay_bounces_to_the_sender(stack: Stack) -> None:
+    nobody = f"{token('reject')}@example.net"
+    subject = token("will bounce")
+    with login(stack, "submissions", "bob") as smtp:
+        # Accepted here: only the remote server knows the address does not exist.
+        assert smtp.send_message(message("bob@example.com", nobody, subject)) == {}
+    bounce = wait_for_raw(stack, "bob", lambda r: nobody.encode() in r, "a bounce")
+    assert "MAILER-DAEMON" in str(bounce["From"])
+    (recipient,) = delivery_status(bounce)
+    assert recipient["Final-Recipient"].lower() == f"rfc822; {nobody}"
+    assert recipient["Action"] == "failed"
+    assert recipient["Status"] == "5.1.1"
+    diagnostic = " ".join(str(recipient["Diagnostic-Code"]).split())  # unfolded
+    assert diagnostic == f"smtp; 550 5.1.1 <{nobody}>: no such user here"
+    # The bounce returns the original message (or its headers) so the sender can tell which.
+    assert subject in bounce.as_string()
+    # And the bounce came from the stack itself: it names the mail host as the reporting MTA.
+    assert status_groups(bounce)[0]["Reporting-MTA"] == f"dns; {HOSTNAME}"
