@@ -4,6 +4,10 @@ Each server runs in the foreground from a temporary directory, listens on 127.0.
 ports, and is stopped by its PID (``stop``). ``require`` skips a test when the daemon is not
 installed, unless ``MAILSTACK_REQUIRE_DAEMONS`` is set (CI installs them through
 scripts/setup.sh, so there a missing daemon is a failure, not a skip).
+
+Also shared by the DNS unit tests: ``maildomain`` (an example.com MailDomain with overrides),
+``secret``, and ``MemoryProvider`` (an in-memory zone that applies a plan atomically and refuses a
+change whose ``before`` is stale, as RFC 2136 prerequisites do).
 """
 
 from __future__ import annotations
