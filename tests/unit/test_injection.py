@@ -18,6 +18,7 @@ import dataclasses
 import functools
 import hashlib
 import ipaddress
+import posixpath
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -550,22 +551,39 @@ def check_rendered(r: Rendered) -> None:
     for key, value in user_dovecot(service).items():
         assert not set(value) & set("%$"), f"dovecot.conf {key} = {value!r}: Dovecot expands it"
 
-    # passwd-file: exactly one well-formed entry per Mailbox.
+    # passwd-file: exactly one well-formed entry per Mailbox: the baseline's entry for the same
+    # kind of box (plain or suspended), with its address, home and Sieve file name translated.
+    base_entries = {
+        box.suspended: (box, entry)
+        for box, entry in zip(base.service.mailboxes, base_parsed.passwd, strict=True)
+    }
     want_passwd = []
     for box in service.mailboxes:
         password_hash = r.material.password_hash(box.address)
         assert password_hash is not None
-        extra: list[tuple[str, str]] = []
-        if box.quota is not None:
-            extra.append(("userdb_quota_rule", _quota_rule(box.quota)))
-        if box.sieve is not None:
-            extra.append(("userdb_sieve_before2", f"{layout.SIEVE_DIR}/{_sieve_file(box.address)}"))
-        if box.suspended:
-            extra += [("nologin", "y"), ("reason", "account_suspended")]
+        was, entry = base_entries[box.suspended]
+        old_dir, new_dir = f"/{was.domain}/{was.local_part}", f"/{box.domain}/{box.local_part}"
+        assert old_dir in entry.home
+        extra = tuple(
+            (key, _quota_rule(box.quota))
+            if key == "userdb_quota_rule" and box.quota is not None
+            else (key, value.replace(_sieve_file(was.address), _sieve_file(box.address)))
+            for key, value in entry.extra
+        )
+        home = entry.home.replace(old_dir, new_dir)
         want_passwd.append(
-            PasswdEntry(box.address, password_hash, "", "", "", "", "", tuple(extra))
+            dataclasses.replace(
+                entry, user=box.address, password=password_hash, home=home, extra=extra
+            )
         )
     assert parsed.passwd == want_passwd
+    for entry in parsed.passwd:  # the home is built from user strings: it stays in its place
+        assert posixpath.normpath(entry.home) == entry.home
+        assert entry.home.startswith(layout.MAIL_DIR + "/") and entry.home.count("/") == 4
+    for box in service.mailboxes:  # the Sieve script is where the entry says, under its hash
+        (entry,) = [e for e in parsed.passwd if e.user == box.address]
+        sieve = dict(entry.extra).get("userdb_sieve_before2", "")
+        assert sieve.startswith(f"{layout.SIEVE_DIR}/{_sieve_file(box.address)}")
 
     # Postfix maps: exactly the entries the model calls for.
     addresses = {box.address for box in service.mailboxes}
