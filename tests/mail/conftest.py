@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import email
 import imaplib
+import json
 import os
 import poplib
 import secrets
 import shutil
 import signal
 import smtplib
+import socket
 import ssl
 import subprocess
 import sys
@@ -293,6 +295,70 @@ class Stack:
         assert result.returncode == 0, result.stderr[-3000:]
         return result.stdout
 
+    # --- this stack's processes (other stacks may run on the same host) -------------------------
+
+    def own_processes(self) -> dict[int, str]:
+        """PID -> command line of every process below this stack's ``mailstack up``."""
+        children: dict[int, list[int]] = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+                children.setdefault(ppid, []).append(int(entry.name))
+        assert self.process is not None
+        found: dict[int, str] = {}
+        todo = [self.process.pid]
+        while todo:
+            for child in children.get(todo.pop(), []):
+                try:
+                    raw = Path(f"/proc/{child}/cmdline").read_bytes()
+                except OSError:
+                    continue
+                found[child] = raw.replace(b"\0", b" ").decode(errors="replace").strip()
+                todo.append(child)
+        return found
+
+    def own_daemon_pids(self) -> dict[str, set[int]]:
+        """Like ``daemon_pids``, limited to this stack's daemons."""
+        # rspamd retitles its main process ("rspamd: main process; ..."): "rspamd -f" is gone.
+        patterns = {
+            "postfix": ("postfix/sbin/master",),
+            "dovecot": ("dovecot -F",),
+            "rspamd": ("rspamd -f", "rspamd: main process"),
+        }
+        own = self.own_processes()
+        return {
+            name: {pid for pid, cmd in own.items() if any(p in cmd for p in options)}
+            for name, options in patterns.items()
+        }
+
+    def in_container(
+        self, daemon: str, *argv: str, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command in the mount and network namespaces of this stack's ``daemon``."""
+        pids = self.own_daemon_pids()[daemon]
+        assert len(pids) == 1, f"expected one {daemon} main process, found {pids}"
+        return subprocess.run(
+            ["nsenter", "-t", str(pids.pop()), "-m", "-n", *argv],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def postfix_queue(self) -> list[dict[str, Any]]:
+        """The Postfix queue as ``postqueue -j`` reports it (one dict per message)."""
+        result = self.in_container("postfix", "postqueue", "-c", "/etc/mailstack/postfix", "-j")
+        assert result.returncode == 0, result.stderr
+        return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+    def flush_queue(self) -> None:
+        """``postqueue -f``: retry every deferred message now (and forget dead destinations)."""
+        result = self.in_container("postfix", "postqueue", "-c", "/etc/mailstack/postfix", "-f")
+        assert result.returncode == 0, result.stderr
+
 
 def _zone_for(domain: str, zone_text: str) -> str:
     lines = []
@@ -387,3 +453,44 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 result.process.kill()
                 result.process.wait()
         internet.stop()
+
+
+class LineSocket:
+    """A protocol client on a raw socket (for IDLE and ManageSieve, which the stdlib lacks)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = b""
+
+    def send(self, line: bytes) -> None:
+        self.sock.sendall(line + b"\r\n")
+
+    def readline(self, timeout: float = 15) -> bytes:
+        deadline = time.monotonic() + timeout
+        while b"\r\n" not in self.buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no complete line within {timeout} s: {self.buffer!r}")
+            self.sock.settimeout(remaining)
+            try:
+                chunk = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            if not chunk:
+                raise ConnectionError(f"connection closed; pending {self.buffer!r}")
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\r\n", 1)
+        return line
+
+    def until(self, prefix: bytes, timeout: float = 15) -> list[bytes]:
+        """Lines up to and including the first that starts with ``prefix``."""
+        lines = []
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self.readline(max(deadline - time.monotonic(), 0.01))
+            lines.append(line)
+            if line.startswith(prefix):
+                return lines
+
+    def close(self) -> None:
+        self.sock.close()

@@ -18,7 +18,7 @@ from email.message import EmailMessage
 
 import pytest
 
-from tests.mail.conftest import HOSTNAME, PASSWORDS, Stack
+from tests.mail.conftest import HOSTNAME, PASSWORDS, LineSocket, Stack
 
 MDA = "example-com-mda-0"
 SENDER = "someone@example.net"
@@ -58,47 +58,6 @@ def new_log_line(stack: Stack, needle: str, before: int, timeout: float = 10) ->
         return next((line for line in lines if needle in line), None)
 
     return stack.wait_for(f"{needle!r} in the dovecot log", find, timeout)  # type: ignore[no-any-return]
-
-
-class LineSocket:
-    """A protocol client on a raw socket (for IDLE and ManageSieve, which the stdlib lacks)."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.buffer = b""
-
-    def send(self, line: bytes) -> None:
-        self.sock.sendall(line + b"\r\n")
-
-    def readline(self, timeout: float = 15) -> bytes:
-        deadline = time.monotonic() + timeout
-        while b"\r\n" not in self.buffer:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"no complete line within {timeout} s: {self.buffer!r}")
-            self.sock.settimeout(remaining)
-            try:
-                chunk = self.sock.recv(65536)
-            except TimeoutError:
-                continue
-            if not chunk:
-                raise ConnectionError(f"connection closed; pending {self.buffer!r}")
-            self.buffer += chunk
-        line, self.buffer = self.buffer.split(b"\r\n", 1)
-        return line
-
-    def until(self, prefix: bytes, timeout: float = 15) -> list[bytes]:
-        """Lines up to and including the first that starts with ``prefix``."""
-        lines = []
-        deadline = time.monotonic() + timeout
-        while True:
-            line = self.readline(max(deadline - time.monotonic(), 0.01))
-            lines.append(line)
-            if line.startswith(prefix):
-                return lines
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def tls_socket(stack: Stack, port: str) -> LineSocket:

@@ -6,6 +6,11 @@ from mailstack.api.assemble import MailService
 from mailstack.render import layout
 from mailstack.render.templating import render_template
 
+# Where Pigeonhole keeps the compiled form of scripts that live on read-only mounts (the global
+# spam-to-Junk script, the spec's per-user scripts): without it, every delivery recompiles them
+# and logs "Read-only file system". In the user's home, which the vmail user owns.
+SIEVE_BINDIR = "~/.sieve-bin"
+
 
 def dovecot_protocols(service: MailService) -> list[str]:
     enabled = service.domain.protocols
@@ -41,6 +46,7 @@ def render_dovecot_conf(service: MailService) -> str:
         lmtp_port=layout.LMTP_PORT.number,
         sasl_port=layout.SASL_PORT.number,
         spam_to_junk=domain.spam.enabled and domain.spam.junk_folder,
+        sieve_bindir=SIEVE_BINDIR,
     )
 
 

@@ -15,6 +15,7 @@ from mailstack.api.assemble import MailService
 from mailstack.api.models import Mailbox
 from mailstack.material import Material
 from mailstack.render import layout
+from mailstack.render.dovecot import SIEVE_BINDIR
 from mailstack.render.templating import RenderError
 
 
@@ -43,7 +44,8 @@ def _passwd_entry(box: Mailbox, password_hash: str) -> str:
     if box.quota is not None:
         extra.append(f"userdb_quota_rule={dovecot_quota_rule(box.quota)}")
     if box.sieve is not None:
-        extra.append(f"userdb_sieve_before2={layout.SIEVE_DIR}/{sieve_file_name(box.address)}")
+        script = f"{layout.SIEVE_DIR}/{sieve_file_name(box.address)}"
+        extra.append(f"userdb_sieve_before2={script};bindir={SIEVE_BINDIR}")
     if box.suspended:
         # The account keeps receiving mail, but no login (IMAP, POP3, SMTP AUTH) succeeds.
         extra.append("nologin=y")

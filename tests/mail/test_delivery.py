@@ -1,0 +1,450 @@
+"""What happens to mail after Postfix accepted it: quota, forwarding, Sieve, Junk, durability.
+
+Every test sends through the real Postfix (and rspamd) of the session stack and asserts on what
+the mailbox, the sender's bounce, the remote server or the Postfix queue really hold.
+"""
+
+from __future__ import annotations
+
+import base64
+import imaplib
+import itertools
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+from email.message import EmailMessage, Message
+from email.utils import formatdate, make_msgid
+from pathlib import Path
+
+from tests.mail.conftest import HOSTNAME, PASSWORDS, LineSocket, Stack
+
+MTA = "example-com-mta-0"
+MDA = "example-com-mda-0"
+SENDER = "someone@example.net"
+
+
+def token(prefix: str) -> str:
+    return f"{prefix} {secrets.token_hex(4)}"
+
+
+def text_message(subject: str, to: str, body: str = "hello\n", sender: str = SENDER) -> bytes:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = to
+    message["Subject"] = subject
+    message["Date"] = formatdate()
+    message["Message-ID"] = make_msgid(domain="example.net")
+    message.set_content(body)
+    return message.as_bytes()
+
+
+def send(stack: Stack, to: str, raw: bytes, sender: str = SENDER, port: str = "smtp") -> str:
+    """Send one message; the Postfix queue id from the 250 reply to DATA."""
+    with stack.smtp(port) as smtp:
+        if port != "smtp":
+            smtp.login(sender, PASSWORDS[sender.split("@")[0]])
+        code, text = smtp.mail(sender)
+        assert code == 250, text
+        code, text = smtp.rcpt(to)
+        assert code == 250, text
+        code, text = smtp.data(raw)
+        assert code == 250, text
+    match = re.search(rb"queued as ([0-9A-Za-z]+)", text)
+    assert match, text
+    return match.group(1).decode()
+
+
+def subjects(stack: Stack, user: str, folder: str = "") -> list[str]:
+    return [str(m["Subject"]) for m in stack.messages(user, folder)]
+
+
+def wait_for_postfix_log(stack: Stack, needle: str, timeout: float = 30) -> str:
+    def find() -> str | None:
+        return next((ln for ln in stack.log(MTA, "postfix").splitlines() if needle in ln), None)
+
+    return stack.wait_for(f"{needle!r} in the postfix log", find, timeout)  # type: ignore[no-any-return]
+
+
+def rspamd_verdict(stack: Stack, queue_id: str) -> str:
+    def find() -> str | None:
+        lines = stack.log(MTA, "rspamd").splitlines()
+        return next((ln for ln in lines if f"qid: <{queue_id}>" in ln), None)
+
+    return stack.wait_for(f"rspamd's verdict on {queue_id}", find)  # type: ignore[no-any-return]
+
+
+# --- quota ------------------------------------------------------------------------------------
+
+
+def bounce_about(stack: Stack, user: str, subject: str) -> Message | None:
+    """The delivery status notification in ``user``'s INBOX about the message ``subject``."""
+    for message in stack.messages(user):
+        if message.get_content_type() != "multipart/report":
+            continue
+        for part in message.walk():
+            if part.get_content_type() in ("text/rfc822-headers", "message/rfc822"):
+                payload = part.get_payload()
+                text = payload if isinstance(payload, str) else str(payload[0])
+                if f"Subject: {subject}" in text:
+                    return message
+    return None
+
+
+def test_over_quota_mail_bounces_to_the_sender(stack: Stack) -> None:
+    # dave's quota is 1Mi: ~600 KB messages fill it within two deliveries (plus 10% grace).
+    filler = "".join(f"{i:06d} {'x' * 69}\n" for i in range(8000))
+    refused = None
+    for attempt in range(6):
+        subject = token(f"quota filler {attempt}")
+        raw = text_message(subject, "dave@example.com", filler, sender="alice@example.com")
+        send(stack, "dave@example.com", raw, sender="alice@example.com", port="submission")
+
+        def outcome(subject: str = subject) -> str | None:
+            if subject in subjects(stack, "dave"):
+                return "delivered"
+            return "bounced" if bounce_about(stack, "alice", subject) else None
+
+        if stack.wait_for(f"{subject!r} delivered or bounced", outcome) == "bounced":
+            refused = subject
+            break
+    assert refused is not None, "dave's mailbox never filled up"
+    assert refused not in subjects(stack, "dave")
+
+    dsn = bounce_about(stack, "alice", refused)
+    assert dsn is not None
+    assert dsn["From"].startswith("Mail Delivery System <MAILER-DAEMON@example.com>"), dsn["From"]
+    assert dsn["To"] == "alice@example.com"
+    status = next(p for p in dsn.walk() if p.get_content_type() == "message/delivery-status")
+    fields = "\n".join(str(block) for block in status.get_payload())
+    assert "Final-Recipient: rfc822; dave@example.com" in fields, fields
+    assert "Action: failed" in fields, fields
+    assert "Status: 5.2.2" in fields, fields
+    diagnostic = re.search(r"Diagnostic-Code: (.*(?:\n\s+.*)*)", fields)
+    assert diagnostic, fields
+    assert "552" in diagnostic.group(1) and re.search(
+        r"full|quota", diagnostic.group(1), re.IGNORECASE
+    ), diagnostic.group(1)
+    # One enhanced status code, not the server's code repeated inside the text.
+    assert diagnostic.group(1).count("5.2.2") == 1, diagnostic.group(1)
+
+    conn = stack.imap("dave")
+    try:
+        typ, data = conn.getquotaroot("INBOX")
+        assert typ == "OK", data
+        roots, quotas = data
+        assert roots == [b'INBOX "User quota"'], roots
+        usage = re.fullmatch(rb'"User quota" \(STORAGE (\d+) (\d+)\)', quotas[0])  # type: ignore[arg-type]
+        assert usage, quotas
+        used_kb, limit_kb = int(usage.group(1)), int(usage.group(2))
+        assert limit_kb == 1024
+        assert 600 <= used_kb <= limit_kb * 1.1, (used_kb, limit_kb)
+        # IMAP clients are refused too, with the OVERQUOTA response code.
+        typ, data = conn.append("INBOX", None, None, filler.replace("\n", "\r\n").encode())
+        assert typ == "NO" and b"[OVERQUOTA]" in data[0], (typ, data)
+    finally:
+        conn.logout()
+
+
+# --- forwarding -------------------------------------------------------------------------------
+
+
+def test_forward_with_keep_copy_reaches_the_remote_and_the_mailbox(stack: Stack) -> None:
+    subject = token("for bob")
+    queue_id = send(stack, "bob@example.com", text_message(subject, "bob@example.com"))
+    copy = stack.wait_for_subject("bob", subject)
+    assert copy["Delivered-To"] == "bob@example.com"
+    remote = stack.wait_for_sink(lambda m: m["Subject"] == subject)
+    assert remote.get_all("X-Sink-Rcpt-To") == ["bob@example.net"]
+    assert remote["To"] == "bob@example.com"
+    wait_for_postfix_log(stack, f"{queue_id}: removed")
+    assert subjects(stack, "bob").count(subject) == 1
+    assert len([m for m in stack.sink_messages() if m["Subject"] == subject]) == 1
+
+
+def test_forward_without_copy_leaves_nothing_in_the_mailbox(stack: Stack) -> None:
+    subject = token("for carol")
+    queue_id = send(stack, "carol@example.com", text_message(subject, "carol@example.com"))
+    remote = stack.wait_for_sink(lambda m: m["Subject"] == subject)
+    assert remote.get_all("X-Sink-Rcpt-To") == ["carol@example.net"]
+    # Postfix is done with the message (every recipient handled): nothing went to Dovecot.
+    wait_for_postfix_log(stack, f"{queue_id}: removed")
+    log = [ln for ln in stack.log(MTA, "postfix").splitlines() if f"{queue_id}: to=<" in ln]
+    assert len(log) == 1 and "to=<carol@example.net>" in log[0], log
+    assert "orig_to=<carol@example.com>" in log[0] and "status=sent" in log[0], log
+    assert subject not in subjects(stack, "carol")
+
+
+# --- sieve ------------------------------------------------------------------------------------
+
+
+def test_spec_sieve_script_files_into_a_folder(stack: Stack) -> None:
+    filed = token("[proj] status")
+    other = token("lunch")
+    send(stack, "erin@example.com", text_message(filed, "erin@example.com"))
+    send(stack, "erin@example.com", text_message(other, "erin@example.com"))
+    stack.wait_for_subject("erin", filed, folder="Projects")
+    stack.wait_for_subject("erin", other)
+    assert filed not in subjects(stack, "erin")
+    assert other not in subjects(stack, "erin", "Projects")
+    # Created on first use and subscribed, so clients show it.
+    conn = stack.imap("erin")
+    try:
+        typ, data = conn.lsub('""', "Projects")
+        assert typ == "OK" and data and data[0] and b"Projects" in data[0], data
+    finally:
+        conn.logout()
+
+
+class ManageSieve:
+    """A ManageSieve (RFC 5804) client: STARTTLS then AUTHENTICATE PLAIN."""
+
+    def __init__(self, stack: Stack) -> None:
+        raw = socket.create_connection(("127.0.0.1", stack.port("sieve")), timeout=30)
+        plain = LineSocket(raw)
+        self.greeting = plain.until(b"OK")
+        plain.send(b"STARTTLS")
+        assert plain.readline().startswith(b"OK"), "STARTTLS refused"
+        self.conn = LineSocket(stack.tls_context().wrap_socket(raw, server_hostname=HOSTNAME))
+        self.capabilities = self.conn.until(b"OK")
+
+    def command(self, line: bytes) -> list[bytes]:
+        self.conn.send(line)
+        lines = []
+        while True:
+            lines.append(self.conn.readline())
+            if re.match(rb"(OK|NO|BYE)\b", lines[-1]):
+                return lines
+
+    def login(self, user: str) -> list[bytes]:
+        blob = base64.b64encode(f"\0{user}@example.com\0{PASSWORDS[user]}".encode())
+        return self.command(b'AUTHENTICATE "PLAIN" "' + blob + b'"')
+
+    def putscript(self, name: str, script: str) -> list[bytes]:
+        data = script.encode()
+        return self.command(f'PUTSCRIPT "{name}" {{{len(data)}+}}\r\n'.encode() + data)
+
+    def close(self) -> None:
+        self.command(b"LOGOUT")
+        self.conn.close()
+
+
+def test_managesieve_script_files_deliveries(stack: Stack) -> None:
+    script = (
+        'require ["fileinto", "mailbox", "imap4flags"];\r\n'
+        'if header :contains "Subject" "[invoice]" {\r\n'
+        '  addflag "$invoice";\r\n  fileinto :create "Invoices";\r\n}\r\n'
+    )
+    client = ManageSieve(stack)
+    try:
+        assert b'"SASL" ""' in client.greeting  # no password before TLS
+        assert any(line.startswith(b'"SASL" "PLAIN') for line in client.capabilities)
+        assert client.login("erin")[-1].startswith(b"OK"), "login refused"
+        broken = client.putscript("broken", 'require "fileinto";\r\nfileinto "x"\r\n')
+        assert broken[-1].startswith(b"NO"), broken  # syntax errors are refused at upload
+        assert client.putscript("invoices", script)[-1].startswith(b"OK")
+        assert client.command(b'SETACTIVE "invoices"')[-1].startswith(b"OK")
+        assert b'"invoices" ACTIVE' in client.command(b"LISTSCRIPTS")
+    finally:
+        client.close()
+    try:
+        invoice = token("[invoice] March")
+        project = token("[proj] kickoff")
+        plain = token("hello erin")
+        for subject in (invoice, project, plain):
+            send(stack, "erin@example.com", text_message(subject, "erin@example.com"))
+        stack.wait_for_subject("erin", invoice, folder="Invoices")
+        # The user's script runs after the spec's script, which still files its own mail.
+        stack.wait_for_subject("erin", project, folder="Projects")
+        stack.wait_for_subject("erin", plain)
+        assert invoice not in subjects(stack, "erin")
+        # The flag set by the script is a keyword the IMAP client sees.
+        conn = stack.imap("erin")
+        try:
+            assert conn.select("Invoices", readonly=True)[0] == "OK"
+            typ, data = conn.search(None, "KEYWORD", "$invoice")
+            assert typ == "OK" and data[0], data
+        finally:
+            conn.logout()
+    finally:
+        client = ManageSieve(stack)
+        try:
+            client.login("erin")
+            client.command(b'SETACTIVE ""')
+            client.command(b'DELETESCRIPT "invoices"')
+        finally:
+            client.close()
+    # Deactivated: the same subject stays in the INBOX now.
+    again = token("[invoice] April")
+    send(stack, "erin@example.com", text_message(again, "erin@example.com"))
+    stack.wait_for_subject("erin", again)
+
+
+# --- spam to Junk -----------------------------------------------------------------------------
+
+
+INTERNET_CLIENT = """
+import re, smtplib, ssl, sys
+host, port, sender, rcpt = sys.argv[1:5]
+raw = sys.stdin.buffer.read()
+with smtplib.SMTP(host, int(port), local_hostname="sink.example.net", timeout=30) as smtp:
+    smtp.starttls(context=ssl._create_unverified_context())
+    smtp.ehlo("sink.example.net")
+    smtp.mail(sender)
+    code, text = smtp.rcpt(rcpt)
+    assert code == 250, text
+    code, text = smtp.data(raw)
+    assert code == 250, text
+print(re.search(rb"queued as ([0-9A-Za-z]+)", text).group(1).decode())
+"""
+
+
+def send_from_internet(stack: Stack, to: str, raw: bytes, sender: str = SENDER) -> str:
+    """Send as the remote MTA of example.net (its SPF-authorised address); the queue id."""
+    result = subprocess.run(
+        [
+            *("ip", "netns", "exec", stack.internet.netns, sys.executable, "-c", INTERNET_CLIENT),
+            *(stack.internet.host_ip, str(stack.port("smtp")), sender, to),
+        ],
+        input=raw,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr.decode(errors="replace")[-2000:]
+    return result.stdout.decode().strip()
+
+
+def test_message_between_add_header_and_reject_goes_to_junk(stack: Stack) -> None:
+    """rspamd scores it above add_header (6) and below reject (15); Dovecot files it to Junk.
+
+    Offline and deterministic: an upstream spam flag (SPAM_FLAG, 5) and no Message-ID or Date
+    (MISSING_MID 2.5, MISSING_DATE 1) give ~8.4. The same flag on an otherwise clean message
+    from the sender's SPF-authorised server stays below 6 and in the INBOX: rspamd's verdict
+    decides, not a header the client wrote.
+    """
+    spammy = token("spammy offer")
+    head = f"From: {SENDER}\r\nTo: alice@example.com\r\nSubject: {spammy}\r\n"
+    raw = (head + "X-Spam-Flag: YES\r\n\r\nbuy now\r\n").encode()
+    spam_id = send_from_internet(stack, "alice@example.com", raw)
+    junk = stack.wait_for_subject("alice", spammy, folder="Junk")
+    verdict = rspamd_verdict(stack, spam_id)
+    score = re.search(r"\(add header\): \[([\d.]+)/15\.00\]", verdict)
+    assert score and 6 <= float(score.group(1)) < 15, verdict
+    assert junk.get_all("X-Spam") == ["Yes"]  # added by rspamd, read by the global Sieve script
+    assert spammy not in subjects(stack, "alice")
+
+    # A client cannot file clean mail to Junk by writing the header itself: rspamd removes it
+    # when its own verdict is "no action".
+    clean = token("clean with fake header")
+    headers = f"Date: {formatdate()}\r\nMessage-ID: {make_msgid(domain='example.net')}\r\n"
+    raw = (
+        f"From: {SENDER}\r\nTo: alice@example.com\r\nSubject: {clean}\r\n{headers}"
+        "X-Spam: Yes\r\n\r\nhello\r\n"
+    ).encode()
+    clean_id = send_from_internet(stack, "alice@example.com", raw)
+    inbox = stack.wait_for_subject("alice", clean)
+    assert "(no action)" in rspamd_verdict(stack, clean_id)
+    assert inbox.get_all("X-Spam") is None
+    assert clean not in subjects(stack, "alice", "Junk")
+
+
+# --- durability ---------------------------------------------------------------------------------
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _queue_entry(stack: Stack, queue_id: str) -> dict[str, object] | None:
+    return next((e for e in stack.postfix_queue() if e.get("queue_id") == queue_id), None)
+
+
+def _restarts(up_log: Path) -> list[int]:
+    pattern = r"mail/example-com-mda-0/dovecot exited with -?\d+; restarting in (\d+) s"
+    return [int(d) for d in re.findall(pattern, up_log.read_text())]
+
+
+def test_mail_waits_in_the_queue_while_dovecot_is_down(stack: Stack) -> None:
+    up_log = stack.workdir / "up.log"
+    waiting: dict[str, str] = {}  # queue id -> subject
+    try:
+        # Stop Dovecot (its master: the container exits and ``up`` restarts it after a back-off)
+        # and send at once. Should the restart win the race, stop it again: the back-off doubles.
+        for attempt in range(5):
+            (dovecot,) = stack.own_daemon_pids()["dovecot"]
+            restarts_before = len(_restarts(up_log))
+            os.kill(dovecot, signal.SIGTERM)
+            stack.wait_for("dovecot to stop", lambda pid=dovecot: not _alive(pid), 20)
+            subject = token(f"while dovecot is down {attempt}")
+            queue_id = send(stack, "alice@example.com", text_message(subject, "alice@example.com"))
+
+            def deferred_or_delivered(queue_id: str = queue_id, subject: str = subject) -> str:
+                entry = _queue_entry(stack, queue_id)
+                if entry is not None and entry.get("queue_name") == "deferred":
+                    return "deferred"
+                return "delivered" if subject in subjects(stack, "alice") else ""
+
+            outcome = stack.wait_for("deferral or delivery", deferred_or_delivered)
+            stack.wait_for(
+                "the restart announced", lambda n=restarts_before: len(_restarts(up_log)) > n
+            )
+            if outcome == "deferred":
+                waiting[queue_id] = subject
+                break
+        assert waiting, "Dovecot came back before Postfix tried to deliver, every time"
+        # More mail while the destination is known to be down: accepted, and queued too.
+        for number in range(3):
+            subject = token(f"queued behind {number}")
+            queue_id = send(stack, "alice@example.com", text_message(subject, "alice@example.com"))
+            waiting[queue_id] = subject
+        for queue_id in waiting:
+            stack.wait_for(
+                f"{queue_id} deferred",
+                lambda q=queue_id: (_queue_entry(stack, q) or {}).get("queue_name") == "deferred",
+            )
+        entry = _queue_entry(stack, next(iter(waiting)))
+        assert entry is not None
+        reasons = " ".join(str(r.get("delay_reason")) for r in entry["recipients"])  # type: ignore[attr-defined]
+        assert re.search(r"refused|timed out|suspended", reasons), reasons
+
+        # ``up`` restarts the container after its back-off: a new Dovecot master serves again.
+        stack.wait_for(
+            "dovecot back",
+            lambda: (pids := stack.own_daemon_pids()["dovecot"]) and dovecot not in pids,
+            timeout=90,
+        )
+        restarts = _restarts(up_log)
+        assert restarts and all(b > a for a, b in itertools.pairwise(restarts)), restarts
+        conn = stack.wait_for("IMAP login", lambda: _try_imap(stack, "alice"), timeout=60)
+        conn.logout()
+        # Still only in the queue: Postfix waits for its retry time.
+        for subject in waiting.values():
+            assert subject not in subjects(stack, "alice")
+        queued = {e["queue_id"] for e in stack.postfix_queue()}
+        assert set(waiting) <= queued, (waiting, queued)
+    finally:
+        stack.flush_queue()
+    for subject in waiting.values():
+        stack.wait_for_subject("alice", subject, timeout=60)
+    stack.wait_for(
+        "an empty queue",
+        lambda: not ({e["queue_id"] for e in stack.postfix_queue()} & set(waiting)),
+    )
+    # No mail lost, none duplicated.
+    delivered = subjects(stack, "alice")
+    assert all(delivered.count(subject) == 1 for subject in waiting.values()), waiting
+
+
+def _try_imap(stack: Stack, user: str) -> imaplib.IMAP4 | None:
+    try:
+        return stack.imap(user)
+    except (OSError, imaplib.IMAP4.error):
+        return None
