@@ -15,6 +15,7 @@ from typing import Any
 
 from mailstack import __version__
 from mailstack.api.errors import Problem
+from mailstack.controller.command import add_operator_command
 from mailstack.dns.commands import add_dns_commands
 from mailstack.material.errors import MaterialError
 from mailstack.pipeline import prepare, render_all, save_state
@@ -76,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.set_defaults(handler=cmd_render)
 
     add_dns_commands(commands)
+    add_operator_command(commands)
 
     agent = commands.add_parser("agent", help="in-container supervisor of one daemon")
     agent.add_argument("daemon", choices=["postfix", "dovecot", "rspamd"])

@@ -1,0 +1,132 @@
+"""``mailstack operator``: run the kopf operator, in-cluster or against a kubeconfig.
+
+``run`` is also what the component tests and the benchmark start (in a thread or a process):
+one function from options to a running operator, so what is tested is what is deployed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from mailstack.render.objects import RenderOptions
+
+if TYPE_CHECKING:  # kopf is imported when the operator runs, not on every CLI call
+    from mailstack.controller.handlers import Operator, OperatorConfig
+
+DEFAULT_LIVENESS = "http://0.0.0.0:8080/healthz"
+
+
+async def serve(
+    config: OperatorConfig,
+    *,
+    liveness: str | None = None,
+    stop_flag: asyncio.Event | threading.Event | None = None,
+    ready_flag: asyncio.Event | threading.Event | None = None,
+    operator: Operator | None = None,
+) -> None:
+    """Run the operator in the current event loop until ``stop_flag`` is set (or a signal)."""
+    import kopf
+
+    from mailstack.controller.handlers import Operator, build_registry, configure
+
+    op = operator or Operator(config)
+    settings = kopf.OperatorSettings()
+    configure(settings, config)
+    await kopf.operator(
+        registry=build_registry(op),
+        settings=settings,
+        clusterwide=not config.namespaces,
+        namespaces=list(config.namespaces),
+        standalone=config.peering is None,
+        peering_name=config.peering,
+        priority=config.priority,
+        liveness_endpoint=liveness,
+        stop_flag=stop_flag,
+        ready_flag=ready_flag,
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> OperatorConfig:
+    from mailstack.controller.handlers import OperatorConfig
+
+    return OperatorConfig(
+        namespaces=tuple(args.namespaces or ()),
+        peering=None if args.standalone else args.peering,
+        priority=args.priority,
+        resync_interval=args.resync_interval,
+        debounce=args.debounce,
+        render=RenderOptions(image=args.mail_image, image_pull_policy=args.image_pull_policy),
+    )
+
+
+def cmd_operator(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not args.verbose:
+        logging.getLogger("kopf").setLevel(logging.WARNING)  # per-event chatter
+        logging.getLogger("aiohttp").setLevel(logging.WARNING)
+    asyncio.run(serve(config_from_args(args), liveness=args.liveness or None))
+    return 0
+
+
+def add_operator_command(commands: Any) -> None:
+    """Register ``operator`` on the CLI's sub-command parser (called by ``cli.build_parser``)."""
+    parser = commands.add_parser(
+        "operator",
+        help="run the Kubernetes operator",
+        description="Reconcile MailDomain and Mailbox resources (in-cluster, or with KUBECONFIG).",
+    )
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        dest="namespaces",
+        metavar="NS",
+        help="serve only this namespace (repeatable)",
+    )
+    scope.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="serve every namespace (the default)"
+    )
+    parser.add_argument(
+        "--peering",
+        default="mailstack",
+        help="name of the kopf peering object that keeps one replica active (default: mailstack)",
+    )
+    parser.add_argument(
+        "--standalone", action="store_true", help="no peering: for a single local instance"
+    )
+    parser.add_argument("--priority", type=int, default=0, help="peering priority")
+    parser.add_argument(
+        "--liveness",
+        default=DEFAULT_LIVENESS,
+        help=f"kopf's liveness endpoint (default {DEFAULT_LIVENESS}; empty to disable)",
+    )
+    parser.add_argument(
+        "--resync-interval",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="re-check every MailDomain this often even without events (default 300)",
+    )
+    parser.add_argument(
+        "--debounce",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="let a burst of Mailbox changes settle this long before rendering (default 1)",
+    )
+    parser.add_argument("--mail-image", default=RenderOptions.image, help="image of the mail pods")
+    parser.add_argument(
+        "--image-pull-policy",
+        default=RenderOptions.image_pull_policy,
+        choices=["Always", "IfNotPresent", "Never"],
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.set_defaults(handler=cmd_operator)

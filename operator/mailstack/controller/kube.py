@@ -1,0 +1,216 @@
+"""A small async Kubernetes API client for the requests the controller makes itself.
+
+kopf brings its own client for watching and for patching the objects it handles; the controller
+also needs server-side apply (``application/apply-patch+yaml``, field manager ``mailstack``),
+status subresource patches, Events and a few reads. This client does exactly those on aiohttp
+(already a kopf dependency), with the credentials kopf logged in with, in kopf's event loop:
+no threads, and none of the official client's generated models (which would cost memory and
+reject fields they do not know).
+
+Errors are ``ApiError`` with the HTTP status; ``transient`` tells retryable failures (network,
+5xx, 409, 429) from those that need a change first (403, 404, 422).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import ssl
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import aiohttp
+import kopf
+
+from mailstack.controller.children import FIELD_MANAGER
+from mailstack.controller.kinds import Kind, kind_of
+
+logger = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+Login = Callable[[], Awaitable[kopf.ConnectionInfo]]
+
+APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
+MERGE_CONTENT_TYPE = "application/merge-patch+json"
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class ApiError(Exception):
+    """A failed API request: the HTTP status (0 for a connection failure) and the message."""
+
+    def __init__(self, status: int, reason: str, message: str, what: str = "") -> None:
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.what = what
+        super().__init__(f"{what}: {status} {reason}: {message}" if what else message)
+
+    @property
+    def transient(self) -> bool:
+        return self.status == 0 or self.status >= 500 or self.status in (408, 409, 429)
+
+    def short(self) -> str:
+        """For condition messages: what failed and the API server's explanation."""
+        return f"{self.what}: {self.message or self.reason}" if self.what else self.message
+
+
+class Kube:
+    """The controller's API client. Create inside the running event loop; ``close()`` at exit."""
+
+    def __init__(self, login: Login, *, request_timeout: float = 30.0, connections: int = 16):
+        self._login = login
+        self._timeout = aiohttp.ClientTimeout(total=request_timeout)
+        self._connections = connections
+        self._session: aiohttp.ClientSession | None = None
+        self._server = ""
+        self._lock = asyncio.Lock()
+        # Requests by method, for logs and the benchmark ("writes during a no-op resync").
+        self.requests: Counter[str] = Counter()
+
+    async def _connect(self, renew: bool = False) -> aiohttp.ClientSession:
+        async with self._lock:
+            if self._session is not None and not renew:
+                return self._session
+            if self._session is not None:
+                await self._session.close()
+            info = await self._login()
+            self._server = info.server.rstrip("/")
+            ssl_context: ssl.SSLContext | bool = False
+            if self._server.startswith("https:"):
+                ssl_context = info.as_ssl_context()
+            self._session = aiohttp.ClientSession(
+                headers={"Accept": "application/json", **info.as_http_headers()},
+                connector=aiohttp.TCPConnector(limit=self._connections, ssl=ssl_context),
+                timeout=self._timeout,
+            )
+            return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        what: str = "",
+    ) -> Obj:
+        """One request; returns the decoded JSON response, raises ``ApiError``."""
+        data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        headers = {"Content-Type": content_type} if data is not None else {}
+        for attempt in (1, 2):
+            session = await self._connect(renew=attempt == 2)
+            self.requests[method] += 1
+            try:
+                async with session.request(
+                    method, self._server + path, params=params, data=data, headers=headers
+                ) as response:
+                    text = await response.text()
+                    status = response.status
+            except (aiohttp.ClientError, TimeoutError) as err:
+                raise ApiError(0, type(err).__name__, str(err) or repr(err), what) from err
+            if status == 401 and attempt == 1:
+                continue  # an expired token (bound service account tokens rotate): log in again
+            payload = _decode(text)
+            if status >= 400:
+                raise ApiError(
+                    status,
+                    str(payload.get("reason") or response.reason or ""),
+                    str(payload.get("message") or text[:500]),
+                    what,
+                )
+            return payload
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def get(self, kind: Kind, namespace: str | None, name: str) -> Obj | None:
+        """The object, or None when it does not exist (or its kind is not served)."""
+        try:
+            return await self.request(
+                "GET", kind.path(namespace, name), what=f"get {kind.kind}/{name}"
+            )
+        except ApiError as err:
+            if err.status == 404:
+                return None
+            raise
+
+    async def list(
+        self, kind: Kind, namespace: str | None, label_selector: str | None = None
+    ) -> list[Obj]:
+        params = {"labelSelector": label_selector} if label_selector else None
+        result = await self.request(
+            "GET", kind.path(namespace), params=params, what=f"list {kind.plural}"
+        )
+        items = result.get("items") or []
+        return [item for item in items if isinstance(item, dict)]
+
+    async def apply(self, obj: Obj, *, force: bool = True) -> Obj:
+        """Server-side apply of a whole object, owned by the ``mailstack`` field manager.
+
+        ``force`` takes the fields back from whoever changed them by hand: the operator is the
+        authority over its children (that is the drift correction).
+        """
+        kind = kind_of(obj)
+        meta = obj["metadata"]
+        params = {"fieldManager": FIELD_MANAGER}
+        if force:
+            params["force"] = "true"
+        return await self.request(
+            "PATCH",
+            kind.path(meta.get("namespace"), meta["name"]),
+            params=params,
+            body=obj,  # JSON is YAML: the apply content type accepts it
+            content_type=APPLY_CONTENT_TYPE,
+            what=f"apply {obj['kind']}/{meta['name']}",
+        )
+
+    async def patch_status(
+        self, kind: Kind, namespace: str | None, name: str, status: Mapping[str, Any]
+    ) -> Obj:
+        """A JSON merge patch of the status subresource (the spec cannot be touched there)."""
+        return await self.request(
+            "PATCH",
+            kind.path(namespace, name, "status"),
+            params={"fieldManager": FIELD_MANAGER},
+            body={"status": status},
+            content_type=MERGE_CONTENT_TYPE,
+            what=f"status of {kind.kind}/{name}",
+        )
+
+    async def create(self, kind: Kind, namespace: str | None, obj: Obj) -> Obj:
+        return await self.request(
+            "POST",
+            kind.path(namespace),
+            params={"fieldManager": FIELD_MANAGER},
+            body=obj,
+            what=f"create {kind.kind}",
+        )
+
+    async def delete(self, kind: Kind, namespace: str | None, name: str) -> bool:
+        """Delete (background propagation); False when it was already gone."""
+        try:
+            await self.request(
+                "DELETE",
+                kind.path(namespace, name),
+                body={"propagationPolicy": "Background"},
+                what=f"delete {kind.kind}/{name}",
+            )
+        except ApiError as err:
+            if err.status == 404:
+                return False
+            raise
+        return True
+
+
+def _decode(text: str) -> Obj:
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

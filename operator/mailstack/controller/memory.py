@@ -1,0 +1,171 @@
+"""The controller's in-memory state: what it has to remember between events, and nothing else.
+
+- ``Coalescer``: one "something changed" flag per MailDomain. Events (Mailboxes, Secrets,
+  children) only set the flag; the MailDomain's daemon waits for it, lets the burst settle, and
+  renders once. Many Mailbox changes therefore cost one render, not one each.
+- ``SecretCache``: the user Secrets that Mailboxes and MailDomains refer to (passwords, relay
+  credentials), kept current by the Secret watch. Unreferenced Secrets are never stored.
+- ``Echoes``: the resourceVersion of every object the operator itself just wrote, so the watch
+  event of its own write does not trigger another reconcile.
+- ``WrittenStatus``: the status the operator last wrote per object. The watch may deliver that
+  write a moment later; comparing with what was written avoids writing the same status twice.
+
+All of it is a cache: losing it (a restart) costs reads, never correctness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from mailstack.api.errors import ValidationError
+from mailstack.api.models import Secret
+from mailstack.api.parse import parse_secret
+
+DomainKey = tuple[str, str]  # namespace, MailDomain name
+
+
+def newer(candidate: str | None, current: str | None) -> bool:
+    """Whether resourceVersion ``candidate`` is newer than ``current``.
+
+    resourceVersions are opaque by contract; etcd's (and the emulator's) are increasing integers,
+    which is what lets a late watch event be told from a fresh one. When they are not integers,
+    the candidate wins: at worst one redundant read or write.
+    """
+    if current is None or candidate is None:
+        return True
+    if candidate.isdigit() and current.isdigit():
+        return int(candidate) >= int(current)
+    return True
+
+
+class Coalescer:
+    """Per-MailDomain dirty flags; see the module docstring."""
+
+    def __init__(self) -> None:
+        self._flags: dict[DomainKey, asyncio.Event] = {}
+        self.marks = 0  # for the logs and tests: how many events were coalesced
+
+    def _flag(self, key: DomainKey) -> asyncio.Event:
+        flag = self._flags.get(key)
+        if flag is None:
+            flag = self._flags[key] = asyncio.Event()
+        return flag
+
+    def mark(self, key: DomainKey) -> None:
+        self.marks += 1
+        self._flag(key).set()
+
+    def is_marked(self, key: DomainKey) -> bool:
+        return self._flag(key).is_set()
+
+    def clear(self, key: DomainKey) -> None:
+        self._flag(key).clear()
+
+    async def wait(self, key: DomainKey, timeout: float) -> bool:
+        """True when marked within ``timeout`` seconds, False when the time ran out."""
+        try:
+            await asyncio.wait_for(self._flag(key).wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def forget(self, key: DomainKey) -> None:
+        self._flags.pop(key, None)
+
+    def pending(self) -> list[DomainKey]:
+        """MailDomains marked and not reconciled yet (for tests and the benchmark)."""
+        return [key for key, flag in list(self._flags.items()) if flag.is_set()]
+
+
+class SecretCache:
+    """Referenced user Secrets by (namespace, name), with their resourceVersion."""
+
+    def __init__(self) -> None:
+        self._items: dict[tuple[str, str], tuple[str | None, Secret | None]] = {}
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, raw: Mapping[str, Any]) -> bool:
+        """Store a Secret as read or watched; True when its content changed."""
+        meta = raw.get("metadata") or {}
+        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        version = meta.get("resourceVersion")
+        version = str(version) if version is not None else None
+        old = self._items.get(key)
+        if old is not None and not newer(version, old[0]):
+            return False
+        try:
+            secret: Secret | None = parse_secret(raw, "cluster", key[0])
+        except ValidationError:
+            secret = None  # unreadable: treated as missing, the Mailbox says so
+        self._items[key] = (version, secret)
+        return old is None or old[1] != secret
+
+    def drop(self, namespace: str, name: str) -> bool:
+        return self._items.pop((namespace, name), None) is not None
+
+    def known(self, namespace: str, name: str) -> bool:
+        return (namespace, name) in self._items
+
+    def get(self, namespace: str, name: str) -> Secret | None:
+        entry = self._items.get((namespace, name))
+        return None if entry is None else entry[1]
+
+
+class Echoes:
+    """resourceVersions of the operator's own writes (see the module docstring)."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self._versions: dict[tuple[str, str, str], str] = {}
+        self._limit = limit
+
+    @staticmethod
+    def _key(obj: Mapping[str, Any]) -> tuple[str, str, str]:
+        meta = obj.get("metadata") or {}
+        return (str(obj.get("kind")), str(meta.get("namespace")), str(meta.get("name")))
+
+    def record(self, obj: Mapping[str, Any]) -> None:
+        version = (obj.get("metadata") or {}).get("resourceVersion")
+        if version is None:
+            return
+        if len(self._versions) >= self._limit:
+            self._versions.clear()  # a cache: forgetting only costs an extra no-op reconcile
+        self._versions[self._key(obj)] = str(version)
+
+    def is_echo(self, obj: Mapping[str, Any]) -> bool:
+        version = (obj.get("metadata") or {}).get("resourceVersion")
+        return version is not None and self._versions.get(self._key(obj)) == str(version)
+
+
+class WrittenStatus:
+    """A digest of the last status written per (kind, namespace, name), valid for one uid.
+
+    Digests rather than documents: with ten thousand Mailboxes the difference is tens of MB.
+    """
+
+    def __init__(self) -> None:
+        self._digests: dict[tuple[str, str, str], tuple[str, str]] = {}
+
+    @staticmethod
+    def digest(status: Mapping[str, Any]) -> str:
+        text = json.dumps(status, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+    def matches(
+        self, kind: str, namespace: str, name: str, uid: str, status: Mapping[str, Any]
+    ) -> bool:
+        entry = self._digests.get((kind, namespace, name))
+        return entry is not None and entry == (uid, self.digest(status))
+
+    def put(
+        self, kind: str, namespace: str, name: str, uid: str, status: Mapping[str, Any]
+    ) -> None:
+        self._digests[(kind, namespace, name)] = (uid, self.digest(status))
+
+    def forget(self, kind: str, namespace: str, name: str) -> None:
+        self._digests.pop((kind, namespace, name), None)
