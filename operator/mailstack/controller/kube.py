@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 import kopf
 
+from mailstack import __version__
 from mailstack.controller.children import FIELD_MANAGER
 from mailstack.controller.kinds import Kind, kind_of
 
@@ -81,7 +82,11 @@ class Kube:
             if self._server.startswith("https:"):
                 ssl_context = info.as_ssl_context()
             self._session = aiohttp.ClientSession(
-                headers={"Accept": "application/json", **info.as_http_headers()},
+                headers={
+                    "Accept": "application/json",
+                    "User-Agent": f"mailstack/{__version__}",
+                    **info.as_http_headers(),
+                },
                 connector=aiohttp.TCPConnector(limit=self._connections, ssl=ssl_context),
                 timeout=self._timeout,
             )

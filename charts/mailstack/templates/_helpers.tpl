@@ -1,0 +1,97 @@
+{{/* Names, labels and image references shared by the templates. */}}
+
+{{- define "mailstack.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "mailstack.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "mailstack.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "mailstack.name" . }}-operator
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "mailstack.labels" -}}
+{{ include "mailstack.selectorLabels" . }}
+app.kubernetes.io/component: operator
+app.kubernetes.io/part-of: mailstack
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{- define "mailstack.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "mailstack.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* repository:tag, or repository@digest when a digest is given. */}}
+{{- define "mailstack.imageRef" -}}
+{{- $image := index . 0 -}}
+{{- $root := index . 1 -}}
+{{- if $image.digest -}}
+{{- printf "%s@%s" $image.repository $image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $image.repository (default $root.Chart.AppVersion $image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The RBAC rules of the operator, the same for a ClusterRole (all namespaces) and a Role (one
+namespace). Each rule is what the controller does, no more (see controller/kinds.py and
+tests/unit/test_chart.py, which checks the two agree).
+*/}}
+{{- define "mailstack.rules" -}}
+# The resources it serves: watched (read from the watch cache, never fetched one by one);
+# MailDomains get kopf's finalizer and annotations; both get their status written.
+- apiGroups: [mailstack.dev]
+  resources: [maildomains]
+  verbs: [list, watch, patch]
+- apiGroups: [mailstack.dev]
+  resources: [mailboxes]
+  verbs: [list, watch]
+- apiGroups: [mailstack.dev]
+  resources: [maildomains/status, mailboxes/status]
+  verbs: [patch]
+# ownerReferences with blockOwnerDeletion need this (OwnerReferencesPermissionEnforcement).
+- apiGroups: [mailstack.dev]
+  resources: [maildomains/finalizers]
+  verbs: [update]
+# Children, applied server-side (patch; create when new). Secrets are also read: Mailbox
+# passwords and relay credentials, and the rendered keys and certificates, which are reused.
+# Secrets and Certificates are deleted when a TLS issuer change leaves one behind.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [""]
+  resources: [configmaps, services, serviceaccounts]
+  verbs: [get, list, watch, create, patch]
+- apiGroups: [apps]
+  resources: [statefulsets]
+  verbs: [get, list, watch, create, patch]
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [get, list, watch, create, patch]
+- apiGroups: [policy]
+  resources: [poddisruptionbudgets]
+  verbs: [get, list, watch, create, patch]
+- apiGroups: [cert-manager.io]
+  resources: [certificates]
+  verbs: [get, list, watch, create, patch, delete]
+# Mail volumes: deleted on MailDomain deletion only with storage.retention Delete.
+- apiGroups: [""]
+  resources: [persistentvolumeclaims]
+  verbs: [list, delete]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- end -}}

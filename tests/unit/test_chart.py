@@ -1,0 +1,231 @@
+"""The operator's Helm chart and manifests/install.yaml, checked with the real helm binary.
+
+helm comes from scripts/setup.sh (the npm package named in ../shared/facts.md, into
+.venv/bin): these tests fail, rather than skip, when it is missing. Rendered objects are
+validated against the Kubernetes 1.30 schemas (strict: unknown fields are errors); CRDs as
+apiextensions.k8s.io/v1 objects.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from mailstack.controller.kinds import CHILD_KINDS
+from mailstack.render.objects import RenderOptions
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "mailstack"
+INSTALL = ROOT / "manifests" / "install.yaml"
+GENERATOR = ROOT / "scripts" / "gen-install-manifest.sh"
+KUBE_VERSION = "1.30"
+
+
+@functools.cache
+def helm() -> str:
+    local = ROOT / ".venv" / "bin" / "helm"
+    found = str(local) if local.exists() else shutil.which("helm")
+    if found is None:
+        pytest.fail("helm is missing: run scripts/setup.sh (it installs helm into .venv/bin)")
+    return found
+
+
+def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    if check and result.returncode != 0:
+        pytest.fail(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@functools.cache
+def render(*sets: str) -> list[dict[str, Any]]:
+    args = [helm(), "template", "mailstack", str(CHART), "--namespace", "mailstack"]
+    args += ["--include-crds", "--kube-version", f"{KUBE_VERSION}.0"]
+    for value in sets:
+        args += ["--set", value]
+    docs = yaml.safe_load_all(run(*args).stdout)
+    return [d for d in docs if isinstance(d, dict)]
+
+
+def kinds(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def deployment(*sets: str) -> dict[str, Any]:
+    (found,) = kinds(render(*sets), "Deployment")
+    return found
+
+
+def container(*sets: str) -> dict[str, Any]:
+    (found,) = deployment(*sets)["spec"]["template"]["spec"]["containers"]
+    return found
+
+
+def test_helm_lint_strict_passes_for_the_default_and_a_namespaced_install() -> None:
+    run(helm(), "lint", "--strict", str(CHART))
+    run(
+        helm(),
+        "lint",
+        "--strict",
+        str(CHART),
+        "--set",
+        "watchNamespaces={mail,other}",
+        "--set",
+        "peering.enabled=false",
+    )
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "image.pullPolicy=Sometimes",
+        "watchNamespaces={Not_A_Namespace}",
+        "operator.debounce=-1",
+        "image.digest=latest",
+        "unknownValue=1",
+    ],
+)
+def test_values_schema_refuses_bad_values(bad: str) -> None:
+    result = run(helm(), "lint", "--strict", str(CHART), "--set", bad, check=False)
+    assert result.returncode != 0, bad
+
+
+@pytest.mark.parametrize("sets", [(), ("watchNamespaces={mail,other}", "peering.enabled=false")])
+def test_every_rendered_object_is_valid_for_kubernetes(sets: tuple[str, ...]) -> None:
+    docs = render(*sets)
+    assert docs
+    for doc in docs:
+        if doc["kind"] in ("ClusterKopfPeering", "KopfPeering"):
+            continue  # a custom resource: its CRD is the chart's (validated below)
+        kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+
+
+def test_crds_are_the_repository_crds_plus_kopf_peering() -> None:
+    crds = {d["metadata"]["name"]: d for d in kinds(render(), "CustomResourceDefinition")}
+    assert set(crds) == {
+        "maildomains.mailstack.dev",
+        "mailboxes.mailstack.dev",
+        "clusterkopfpeerings.kopf.dev",
+        "kopfpeerings.kopf.dev",
+    }
+    for name in ("maildomain", "mailbox"):
+        source = yaml.safe_load((ROOT / "crds" / f"{name}.yaml").read_text())
+        assert crds[source["metadata"]["name"]] == source
+
+
+def test_install_manifest_and_chart_crds_are_current() -> None:
+    result = run("bash", str(GENERATOR), "--check", check=False)
+    assert result.returncode == 0, result.stderr + "(run scripts/gen-install-manifest.sh)"
+    docs = [d for d in yaml.safe_load_all(INSTALL.read_text()) if d]
+    assert {d["kind"] for d in docs} >= {"Namespace", "Deployment", "ClusterRole"}
+
+
+def test_deployment_runs_one_hardened_operator_with_probes() -> None:
+    dep = deployment()
+    spec = dep["spec"]
+    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+    pod = spec["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    box = container()
+    sc = box["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert box["resources"]["requests"]["memory"] and box["resources"]["limits"]["memory"]
+    assert box["command"] == ["mailstack"] and box["args"][0] == "operator"
+    # The probes ask kopf's liveness endpoint, on the port the operator is told to serve it.
+    assert "--liveness=http://0.0.0.0:8080/healthz" in box["args"]
+    assert box["ports"] == [{"name": "health", "containerPort": 8080, "protocol": "TCP"}]
+    for probe in ("startupProbe", "livenessProbe"):
+        assert box[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert "--peering=mailstack" in box["args"]
+    assert (
+        f"--mail-image=ghcr.io/mailstack/mail:{RenderOptions.image.rpartition(':')[2]}"
+        in box["args"]
+    )
+    # The operator's own labels cannot select mail pods (app.kubernetes.io/name differs).
+    assert spec["selector"]["matchLabels"]["app.kubernetes.io/name"] != "mailstack"
+
+
+def test_digests_pin_the_images() -> None:
+    digest = "sha256:" + "a" * 64
+    box = container(f"image.digest={digest}", f"mailImage.digest={digest}")
+    assert box["image"] == f"ghcr.io/mailstack/operator@{digest}"
+    assert f"--mail-image=ghcr.io/mailstack/mail@{digest}" in box["args"]
+
+
+def test_cluster_wide_install_has_a_cluster_role_and_peering() -> None:
+    docs = render()
+    (role,) = kinds(docs, "ClusterRole")
+    (binding,) = kinds(docs, "ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"][0]["namespace"] == "mailstack"
+    assert not kinds(docs, "Role")
+    (peering,) = kinds(docs, "ClusterKopfPeering")
+    assert peering["metadata"]["name"] == "mailstack"
+    assert not any(a.startswith("--namespace") for a in container()["args"])
+
+
+def test_namespaced_install_has_a_role_per_namespace_and_no_cluster_role() -> None:
+    sets = ("watchNamespaces={mail,other}",)
+    docs = render(*sets)
+    assert not kinds(docs, "ClusterRole") and not kinds(docs, "ClusterRoleBinding")
+    assert {r["metadata"]["namespace"] for r in kinds(docs, "Role")} == {"mail", "other"}
+    assert {b["metadata"]["namespace"] for b in kinds(docs, "RoleBinding")} == {"mail", "other"}
+    assert {p["metadata"]["namespace"] for p in kinds(docs, "KopfPeering")} == {"mail", "other"}
+    args = container(*sets)["args"]
+    assert "--namespace=mail" in args and "--namespace=other" in args
+    standalone = container("peering.enabled=false")["args"]
+    assert "--standalone" in standalone and not kinds(
+        render("peering.enabled=false"), "ClusterKopfPeering"
+    )
+
+
+def rules(docs: list[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:
+    (role,) = kinds(docs, "ClusterRole")
+    granted: dict[tuple[str, str], set[str]] = {}
+    for rule in role["rules"]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                granted.setdefault((group, resource), set()).update(rule["verbs"])
+    return granted
+
+
+def test_rbac_is_least_privilege_and_covers_every_child_kind() -> None:
+    granted = rules(render())
+    for kind in CHILD_KINDS:
+        assert {"get", "list", "watch", "create", "patch"} <= granted[(kind.group, kind.plural)]
+    assert granted[("mailstack.dev", "mailboxes")] == {"list", "watch"}
+    assert granted[("mailstack.dev", "maildomains/finalizers")] == {"update"}
+    # Nothing the operator never does: no wildcards, no update of whole objects, no RBAC,
+    # no pods, no cluster-scoped kinds but its peering.
+    everything = set().union(*granted.values())
+    assert "*" not in everything and "update" not in granted[("", "secrets")]
+    assert not any(group == "rbac.authorization.k8s.io" for group, _ in granted)
+    assert ("", "pods") not in granted and ("", "namespaces") not in granted
+    assert granted[("", "events")] == {"create"}
+
+
+def test_notes_render_with_next_steps() -> None:
+    result = run(
+        helm(), "install", "mailstack", str(CHART), "--dry-run=client", "--namespace", "mailstack"
+    )
+    notes = result.stdout.split("NOTES:", 1)[1]
+    assert "kubectl get maildomains" in notes and "serving every namespace" in notes
+
+
+def test_values_schema_is_json_schema() -> None:
+    import jsonschema
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    jsonschema.Draft202012Validator(schema).validate(values)
