@@ -359,6 +359,38 @@ class Stack:
         result = self.in_container("postfix", "postqueue", "-c", "/etc/mailstack/postfix", "-f")
         assert result.returncode == 0, result.stderr
 
+    def send_from_internet(self, to: str, raw: bytes, sender: str = "someone@example.net") -> str:
+        """Deliver as example.net's MTA would (its SPF-authorised address, a HELO that resolves,
+        STARTTLS): inbound mail that is not spam by its origin. Returns the Postfix queue id."""
+        result = subprocess.run(
+            [
+                *("ip", "netns", "exec", self.internet.netns, sys.executable, "-c"),
+                *(_INTERNET_CLIENT, self.internet.host_ip, str(self.port("smtp")), sender, to),
+            ],
+            input=raw,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr.decode(errors="replace")[-2000:]
+        return result.stdout.decode().strip()
+
+
+_INTERNET_CLIENT = r"""
+import re, smtplib, ssl, sys
+host, port, sender, rcpt = sys.argv[1:5]
+raw = sys.stdin.buffer.read().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+with smtplib.SMTP(host, int(port), local_hostname="sink.example.net", timeout=30) as smtp:
+    smtp.starttls(context=ssl._create_unverified_context())
+    smtp.ehlo("sink.example.net")
+    smtp.mail(sender)
+    code, text = smtp.rcpt(rcpt)
+    assert code == 250, (code, text)
+    code, text = smtp.data(raw)
+    assert code == 250, (code, text)
+print(re.search(rb"queued as ([0-9A-Za-z]+)", text).group(1).decode())
+"""
+
 
 def _zone_for(domain: str, zone_text: str) -> str:
     lines = []
