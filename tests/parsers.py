@@ -145,15 +145,20 @@ def parse_master_cf(text: str) -> list[MasterEntry]:
 
 
 _MAP_LINE = re.compile(r"^(\S+) (\S+)$")
+# Postfix takes a value up to the end of its line; only the relay password may hold blanks.
+_MAP_LINE_BLANKS = re.compile(r"^(\S+) (\S(?:.*\S)?)$")
 
 
-def parse_postfix_map(text: str, what: str = "map") -> list[tuple[str, str]]:
+def parse_postfix_map(
+    text: str, what: str = "map", value_blanks: bool = False
+) -> list[tuple[str, str]]:
     """A texthash: table → (key, value) pairs; exactly ``key value`` per line, no continuation,
-    no comment, no blank line, no duplicate key, no whitespace inside a key or a value."""
+    no comment, no blank line, no duplicate key, no whitespace inside a key (nor inside a value
+    unless ``value_blanks``)."""
     entries: list[tuple[str, str]] = []
     keys: set[str] = set()
     for lineno, line in _lines(text, what):
-        match = _MAP_LINE.match(line)
+        match = (_MAP_LINE_BLANKS if value_blanks else _MAP_LINE).match(line)
         if not match or line.startswith("#"):
             raise ParseError(what, lineno, line, "not 'key value'")
         key, value = match.groups()

@@ -869,8 +869,14 @@ def test_secret_wrong_kind() -> None:
         ("{PLAIN}correct horse", "{PLAIN} stores the password in clear"),
         ("{CLEARTEXT}correcthorse", "{CLEARTEXT} stores the password in clear"),
         ("{MD5}abcdefabcdef", "unknown password scheme {MD5}; accepted: ARGON2I"),
-        ("{BLF-CRYPT}$2b$10$abc:def", "the {BLF-CRYPT} hash contains ':' or whitespace"),
-        ("{SHA512-CRYPT}$6$ab cd", "the {SHA512-CRYPT} hash contains ':' or whitespace"),
+        (
+            "{BLF-CRYPT}$2b$10$abc:def",
+            "the {BLF-CRYPT} hash must be printable ASCII without ':' or blanks",
+        ),
+        (
+            "{SHA512-CRYPT}$6$ab cd",
+            "the {SHA512-CRYPT} hash must be printable ASCII without ':' or blanks",
+        ),
         ("short", "shorter than 8 characters"),
         ("x" * 1025, "longer than 1024 characters"),
     ],

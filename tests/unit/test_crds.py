@@ -409,17 +409,7 @@ EMPTY_RELAY_CREDENTIALS = "parser bug: relay.credentialsSecretRef {} is taken as
 IPV6_ZONE = "parser bug: ipaddress accepts an IPv6 zone index (%eth0)"
 STRING_ALIAS = "parser leniency: a single string is accepted where a list of targets is expected"
 INT_LOCAL_PART = "parser leniency: a bare integer is accepted as a local part"
-PARSER_ACCEPTS = {
-    "domain-trailing-newline": TRAILING_NEWLINE,
-    "local-part-trailing-newline": TRAILING_NEWLINE,
-    "rfc2136-empty-secret-ref": EMPTY_SECRET_REF,
-    "relay-empty-credentials": EMPTY_RELAY_CREDENTIALS,
-    "password-ref-empty": EMPTY_SECRET_REF,
-    "ipv6-zone-index": IPV6_ZONE,
-    "alias-target-string": STRING_ALIAS,
-    "catch-all-integer": INT_LOCAL_PART,
-    "alias-integer": INT_LOCAL_PART,
-}
+PARSER_ACCEPTS: dict[str, str] = {}
 
 NO_MATCH = "does not match"
 UNKNOWN = "Additional properties are not allowed"

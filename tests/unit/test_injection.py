@@ -352,7 +352,11 @@ def parse_rendered(r: Rendered) -> Parsed:
         master_cf=parse_master_cf(postfix["master.cf"]),
         dovecot=parse_dovecot_conf(dovecot["dovecot.conf"]),
         passwd=parse_passwd_file(users["passwd"]),
-        maps={k: parse_postfix_map(users[k], k) for k in MAPS if k in users},
+        maps={
+            k: parse_postfix_map(users[k], k, value_blanks=k == "relay_passwords")
+            for k in MAPS
+            if k in users
+        },
         rspamd={k: parse_ucl(text) for k, text in rspamd.items()},
         zone=parse_zone(r.zone),
         sieve=files_of(find(r.objects, "ConfigMap", names["sieve"])),
@@ -896,7 +900,6 @@ FIELDS = [
             "${mynetworks}@example.net",
             "%u@example.net",
         ),
-        bug=POSTMASTER,
     ),
     Field(
         "spec.limits.messageSize",
@@ -943,7 +946,6 @@ FIELDS = [
         RELAY_USER,
         resolve=True,
         more=("user\x80name",),
-        bug=C1,
     ),
     Field(
         "relay Secret password",
@@ -952,7 +954,6 @@ FIELDS = [
         RELAY_PASSWORD,
         resolve=True,
         more=("pass\x80word", "pass word"),
-        bug=C1,
     ),
     # TLS.
     Field(
@@ -1112,7 +1113,6 @@ FIELDS = [
         "{SHA512-CRYPT}$6$salt$hash",
         resolve=True,
         more=("{BLF-CRYPT}$2b$04$\x80abc",),
-        bug=C1,
     ),
 ]
 
@@ -1260,12 +1260,12 @@ FIELD = {f.name: f for f in FIELDS}
         _case("spec.dns.addresses.ipv6[]", "fe80::1%x y"),
         _case("spec.service.loadBalancerIP", "fe80::1%eth0"),
         # Open bugs. dovecot.conf: "postmaster_address = o#brien@example.net" reads as "o".
-        _case("spec.postmaster", "o#brien@example.net", POSTMASTER),
+        _case("spec.postmaster", "o#brien@example.net"),
         # main.cf: "bounce_notice_recipient = a$mydomain@example.net" becomes aexample.com@...
-        _case("spec.postmaster", "a$mydomain@example.net", POSTMASTER),
-        _case("spec.postmaster", "%u@example.net", POSTMASTER),
-        _case("relay Secret password", "pass\x80word", C1),
-        _case("Mailbox password ({SCHEME}hash)", "{BLF-CRYPT}$2b$04$\x80abc", C1),
+        _case("spec.postmaster", "a$mydomain@example.net"),
+        _case("spec.postmaster", "%u@example.net"),
+        _case("relay Secret password", "pass\x80word"),
+        _case("Mailbox password ({SCHEME}hash)", "{BLF-CRYPT}$2b$04$\x80abc"),
     ],
 )
 def test_found_injection(field: str, value: str) -> None:
@@ -1306,15 +1306,6 @@ def test_ip_validators_refuse_a_scope_id(value: str) -> None:
         v.ip_address(value, 6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: resolve_material accepts a relay password with an inner blank (it only refuses "
-    "leading/trailing blanks), then render_relay_passwords raises RenderError for the whole "
-    "stack instead of a Problem on spec.relay.credentialsSecretRef. Postfix takes the rest of "
-    "the line as the value, so 'user:pass word' is fine (fix: let render_relay_passwords refuse "
-    "only control characters and ':' in the username, or refuse blanks in "
-    "resolve._relay_value_problem too)",
-)
 def test_a_relay_password_that_resolution_accepts_renders() -> None:
     docs = FIELD["relay Secret password"].set(build_docs(), "correct horse battery")
     rendered = render_docs(docs, resolve=True)
@@ -1322,13 +1313,6 @@ def test_a_relay_password_that_resolution_accepts_renders() -> None:
     check_rendered(rendered)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a user annotation 'mailstack.dev/domain' in spec.service.annotations replaces "
-    "the operator's own annotation on the public Service (network.render_public_service updates "
-    "the operator's annotations with the user's) (fix: refuse the mailstack.dev/ prefix in "
-    "parse._service, or merge as {**user, **operator})",
-)
 def test_user_annotations_cannot_replace_the_operators() -> None:
     docs = build_docs()
     docs["domain"]["spec"]["service"]["annotations"][DOMAIN_ANNOTATION] = "evil.example"
@@ -1341,12 +1325,6 @@ def test_user_annotations_cannot_replace_the_operators() -> None:
     assert public["metadata"]["annotations"][DOMAIN_ANNOTATION] == DOMAIN
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (not an injection): spec.dns.spf.includes are checked as host names, so the "
-    "common '_spf.<provider>' include names ('_spf.google.com') are refused (fix: allow '_' "
-    "at the start of labels for SPF includes, e.g. a dns_name validator)",
-)
 def test_spf_includes_may_start_with_an_underscore() -> None:
     docs = build_docs()
     docs["domain"]["spec"]["dns"]["spf"]["includes"] = ["_spf.google.com"]

@@ -412,7 +412,7 @@ def _dns(r: Reader, value: object, domain: str) -> m.Dns:
     spf_raw = r.mapping(dns.get("spf"), s_path, {"policy", "includes"})
     spf = m.Spf(
         policy=r.field(spf_raw, "policy", s_path, one_of("-all", "~all", "?all"), "-all"),
-        includes=r.items(spf_raw, "includes", s_path, v.domain_name),
+        includes=r.items(spf_raw, "includes", s_path, v.dns_name),
     )
     d_path = join(path, "dmarc")
     dm = r.mapping(

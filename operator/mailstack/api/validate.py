@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 
 from mailstack.api.errors import FieldError
 
@@ -17,11 +18,11 @@ _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 # Our own local parts (mailboxes, aliases): lowercase dot-atoms from a conservative set. '+' is the
 # recipient delimiter, so it is not allowed in a mailbox name.
 _LOCAL_PART = re.compile(r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*$")
-# External addresses (forwarding and alias targets): RFC 5321 dot-atom, any case. No quoted strings,
-# no whitespace, no comma (the Postfix map separator), no '"', '\\', '(', ')', '<', '>', ';', ':'.
-_EXTERNAL_LOCAL_PART = re.compile(
-    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$"
-)
+# External addresses (forwarding and alias targets, an external postmaster): an RFC 5321 dot-atom,
+# any case, without the atext characters that some config format gives a meaning: '#' (Dovecot
+# comment), '$' (Postfix expansion), '%' (Dovecot variable), '{' and '}' (sections). No quoted
+# strings, whitespace, commas (the Postfix map separator), '"', '\\', '(', ')', '<', '>', ';', ':'.
+_EXTERNAL_LOCAL_PART = re.compile(r"^[A-Za-z0-9!&'*+/=?^_`|~-]+(\.[A-Za-z0-9!&'*+/=?^_`|~-]+)*$")
 _K8S_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _K8S_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
@@ -139,7 +140,7 @@ def external_address(value: object) -> str:
     if not local or len(local) > 64 or not _EXTERNAL_LOCAL_PART.fullmatch(local):
         raise FieldError(
             f"address {value!r}: the local part must be 1-64 characters of an unquoted "
-            "RFC 5321 dot-atom (no spaces, quotes, commas or control characters)"
+            "RFC 5321 dot-atom (no spaces, quotes, commas, control characters or # $ % {{ }})"
         )
     try:
         domain_name(domain)
@@ -241,13 +242,18 @@ def any_ip_address(value: object) -> str:
     return str(parsed)
 
 
+def has_control_characters(text: str) -> bool:
+    """True for C0/C1 control characters and Unicode line/paragraph separators (U+2028/9)."""
+    return any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in text)
+
+
 def password(value: str) -> str:
     """A password value from a Secret: plain text (hashed by us) or an ``{SCHEME}`` hash.
 
     Plain passwords may contain any printable character, ':' included: only their hash reaches
     the passwd-file. Hashes are copied verbatim, so they must not contain ':' or whitespace.
     """
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+    if has_control_characters(value):
         raise FieldError("the password contains a newline or another control character")
     scheme = _HASH_SCHEME.fullmatch(value)
     if scheme:
@@ -262,8 +268,8 @@ def password(value: str) -> str:
                 f"unknown password scheme {{{name}}}; accepted: "
                 + ", ".join(sorted(ACCEPTED_HASH_SCHEMES))
             )
-        if ":" in rest or any(c.isspace() for c in rest):
-            raise FieldError(f"the {{{name}}} hash contains ':' or whitespace")
+        if ":" in rest or not all(33 <= ord(c) <= 126 for c in rest):
+            raise FieldError(f"the {{{name}}} hash must be printable ASCII without ':' or blanks")
         return value
     if len(value) < MIN_PASSWORD_LENGTH:
         raise FieldError(f"the password is shorter than {MIN_PASSWORD_LENGTH} characters")
@@ -344,4 +350,21 @@ _ANNOTATION_KEY = re.compile(
 def annotation_key(value: object) -> str:
     if not isinstance(value, str) or not _ANNOTATION_KEY.fullmatch(value) or len(value) > 316:
         raise FieldError(f"{value!r} is not a valid annotation key")
+    return value
+
+
+_DNS_LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?$")
+
+
+def dns_name(value: object) -> str:
+    """A DNS owner name as SPF includes use them: like a domain name, labels may start with '_'."""
+    if not isinstance(value, str) or not value:
+        raise FieldError("expected a DNS name (string)")
+    if value != value.lower():
+        raise FieldError(f"{value!r} must be lowercase ({value.lower()!r})")
+    labels = value.split(".")
+    if len(value) > 253 or len(labels) < 2 or not all(_DNS_LABEL.fullmatch(x) for x in labels):
+        raise FieldError(
+            f"{value!r} is not a DNS name (labels of a-z, 0-9, '-' and a leading '_'; at least two)"
+        )
     return value

@@ -17,6 +17,7 @@ from datetime import datetime
 from mailstack.api.assemble import MailService
 from mailstack.api.errors import FieldError, Problem
 from mailstack.api.models import Mailbox, MailDomain, Secret
+from mailstack.api.validate import has_control_characters
 from mailstack.api.validate import password as validate_password
 from mailstack.material import Material
 from mailstack.material.dkim import DkimKey, generate_dkim_key, load_dkim_key
@@ -254,10 +255,11 @@ def _relay_value_problem(raw: bytes, what: str) -> str | None:
         return f"the {what} is not UTF-8 text"
     if not text:
         return f"the {what} is empty"
-    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+    if has_control_characters(text):
         return f"the {what} contains a newline or another control character"
     if what == "username" and (":" in text or any(c.isspace() for c in text)):
         return "the username contains ':' or whitespace"
+
     if text != text.strip():
         # Postfix trims map values, so leading or trailing blanks would be silently lost.
         return f"the {what} starts or ends with whitespace"

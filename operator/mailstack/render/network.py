@@ -17,7 +17,8 @@ def render_public_service(service: MailService) -> Obj:
     domain = service.domain
     names = layout.object_names(domain.name)
     meta = metadata(domain, names["service"], "service")
-    meta["annotations"].update(dict(domain.service.annotations))
+    # The user's annotations never replace the operator's own.
+    meta["annotations"] = {**dict(domain.service.annotations), **meta["annotations"]}
     spec: Obj = {
         "type": domain.service.type,
         "selector": selector_labels(domain, None),

@@ -13,6 +13,7 @@ import math
 
 from mailstack.api.assemble import MailService
 from mailstack.api.models import Mailbox
+from mailstack.api.validate import has_control_characters
 from mailstack.material import Material
 from mailstack.render import layout
 from mailstack.render.dovecot import SIEVE_BINDIR
@@ -132,8 +133,14 @@ def render_relay_passwords(service: MailService, material: Material) -> str | No
     if relay is None or material.relay_credentials is None:
         return None
     username, password = material.relay_credentials
-    if ":" in username or any(c.isspace() or ord(c) < 32 for c in username + password):
-        raise RenderError("relay credentials contain whitespace, control characters or ':'")
+    # A map value runs to the end of its line, so blanks inside the password are kept; the user
+    # name ends at the first ':' and no value may break the line.
+    if ":" in username or any(c.isspace() for c in username):
+        raise RenderError("the relay user name contains ':' or whitespace")
+    if has_control_characters(username + password):
+        raise RenderError("relay credentials contain control characters")
+    if password != password.strip():
+        raise RenderError("the relay password starts or ends with whitespace")
     return f"[{relay.host}]:{relay.port} {username}:{password}\n"
 
 
