@@ -1,16 +1,10 @@
 #!/usr/bin/env bash
-# The main job on the example: render the complete object set of examples/ (keys and certificates
-# kept in ./state, objects written to ./out) and show the DNS records to publish.
+# The main job on the example: run the example.com mail stack on this host with `mailstack up`
+# (the exact objects the operator would create, run as local pods), until Ctrl-C.
+# Keys, certificates, mail and queues are kept in ./state for the next run.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/setup.sh"
 cd "$ROOT"
 
-MAILSTACK="$ROOT/.venv/bin/mailstack"
-rm -rf out
-"$MAILSTACK" render -f examples/ --state state -o out
-echo ">> rendered $(find out -name '*.yaml' | wc -l) objects into out/ (one file per object):"
-find out -name '*.yaml' | sort | sed 's/^/   /'
-echo ">> DNS records for the example domains (also in state/records.zone):"
-"$MAILSTACK" dns plan -f examples/ --state state
-echo ">> the internal CA that clients must trust: state/ca.crt"
+exec "$ROOT/.venv/bin/mailstack" up -f examples/example.com --state state "$@"

@@ -13,6 +13,7 @@ DEBIAN_PACKAGES=(
   postfix
   dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-sieve dovecot-managesieved
   rspamd
+  iproute2 nftables util-linux mount procps
   bind9 bind9-dnsutils pdns-server pdns-backend-sqlite3
 )
 

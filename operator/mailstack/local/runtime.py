@@ -267,12 +267,18 @@ class LocalRuntime:
         for pod in pods:
             self.pods[pod.key] = pod
             self.addresses[pod.key] = self.network.add_pod(pod.key).address
-        for pod in pods:
-            self.start_pod(pod)
         forwards = [
             (port + self.port_offset, self.addresses[pod_key], target)
             for port, pod_key, _, target in public_forwards(objects, pods)
         ]
+        ports = [port for port, _, _ in forwards]
+        if len(ports) != len(set(ports)):
+            raise NetworkError(
+                "several MailDomains publish the same ports; run one mailstack up per MailDomain "
+                "(with its own --state, and --listen or --port-offset)"
+            )
+        for pod in pods:
+            self.start_pod(pod)
         self.network.publish(self.listen, forwards)
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> list[str]:
