@@ -358,3 +358,17 @@ def test_property_idempotent_and_never_touching_foreign_records(
         assert held == rrset or key == ("example.com", "TXT")
     zone.apply(cleanup_plan(zone.read([]), OWNER).changes)
     assert {r.key: r for r in zone.rrsets.values()} == original
+
+
+def test_status_entries_carry_what_the_resource_status_shows() -> None:
+    [status] = plan([DMARC], ZoneState(ZONE, ()), OWNER).statuses
+    assert status.to_dict() == {
+        "name": "_dmarc.example.com",
+        "type": "TXT",
+        "ttl": 3600,
+        "values": ["v=DMARC1; p=reject"],
+        "state": "Pending",
+        "reason": "dmarc",
+    }
+    conflict = plan([DMARC], ZoneState(ZONE, (RRset(DMARC.name, "TXT", 60, ("x",)),)), OWNER)
+    assert conflict.statuses[0].to_dict()["message"] == "held by records mailstack did not write: x"

@@ -32,6 +32,7 @@ only ever deletes what is claimed, so it is not subject to it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -157,13 +158,23 @@ class RecordStatus:
     values: tuple[str, ...]
     state: State
     message: str = ""
+    ttl: int = 0
+    reason: str = ""  # why the record exists (records.Record.reason)
+
+    @staticmethod
+    def of(record: Record, state: State, message: str = "") -> RecordStatus:
+        return RecordStatus(
+            record.name, record.type, record.values, state, message, record.ttl, record.reason
+        )
 
     def to_dict(self) -> dict[str, object]:
         result: dict[str, object] = {
             "name": self.name,
             "type": self.type,
+            "ttl": self.ttl,
             "values": list(self.values),
             "state": self.state,
+            "reason": self.reason,
         }
         if self.message:
             result["message"] = self.message
@@ -210,9 +221,7 @@ class Plan:
     def applied(self) -> list[RecordStatus]:
         """The statuses once the plan's changes are applied: Pending becomes Published."""
         return [
-            RecordStatus(s.name, s.type, s.values, "Published", s.message)
-            if s.state == "Pending"
-            else s
+            dataclasses.replace(s, state="Published") if s.state == "Pending" else s
             for s in self.statuses
         ]
 
@@ -257,7 +266,7 @@ class _Builder:
         return sorted({c.owner for c in self.claims.get(key, ()) if c.owner != self.owner})
 
     def status(self, record: Record, state: State, message: str = "") -> None:
-        self.statuses.append(RecordStatus(record.name, record.type, record.values, state, message))
+        self.statuses.append(RecordStatus.of(record, state, message))
 
     def change(self, before: RRset | None, after: RRset | None, reason: str) -> None:
         if after is not None and not after.values:

@@ -32,7 +32,7 @@ def domain_owner(domain: MailDomain) -> str:
 
 
 def manual_statuses(records: Sequence[Record], message: str) -> list[RecordStatus]:
-    return [RecordStatus(r.name, r.type, r.values, "Manual", message) for r in records]
+    return [RecordStatus.of(r, "Manual", message) for r in records]
 
 
 def plan_dns(

@@ -79,23 +79,9 @@ def endpoint_statuses(domain: MailDomain, records: Sequence[Record]) -> list[Rec
     result = []
     for record in records:
         if record.type in SUPPORTED:
-            result.append(
-                RecordStatus(
-                    record.name,
-                    record.type,
-                    record.values,
-                    "Pending",
-                    f"handed to external-dns in DNSEndpoint {endpoint_name(domain)}",
-                )
-            )
+            message = f"handed to external-dns in DNSEndpoint {endpoint_name(domain)}"
+            result.append(RecordStatus.of(record, "Pending", message))
         else:
-            result.append(
-                RecordStatus(
-                    record.name,
-                    record.type,
-                    record.values,
-                    "Manual",
-                    f"external-dns cannot publish {record.type} records: publish it yourself",
-                )
-            )
+            message = f"external-dns cannot publish {record.type} records: publish it yourself"
+            result.append(RecordStatus.of(record, "Manual", message))
     return result
