@@ -38,6 +38,7 @@ import dns.rdatatype
 from dns.rdtypes.ANY.TXT import TXT
 
 from mailstack.api.models import MailDomain
+from mailstack.api.validate import has_control_characters
 from mailstack.material.dkim import DkimKey
 
 SPF_PREFIX = "v=spf1"
@@ -322,6 +323,10 @@ def render_zone(records: Sequence[Record]) -> str:
             lines.append(
                 f"{record.name}.\t{record.ttl}\tIN\t{record.type}\t{_zone_value(record, value)}"
             )
+    for line in lines:
+        # Defence in depth, as the templates' finalize: validation keeps these out already.
+        if has_control_characters(line.replace("\t", " ")):
+            raise ValueError(f"refusing to write a zone line with a control character: {line!r}")
     return "\n".join(lines) + "\n"
 
 
