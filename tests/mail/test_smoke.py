@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
 
 from tests.mail.conftest import Stack
 
@@ -12,8 +13,11 @@ def test_inbound_message_reaches_the_mailbox(stack: Stack) -> None:
     message["From"] = "someone@example.net"
     message["To"] = "alice@example.com"
     message["Subject"] = "smoke test"
+    message["Date"] = formatdate()
+    message["Message-ID"] = make_msgid(domain="example.net")
     message.set_content("hello")
-    with stack.smtp("smtp") as smtp:
-        smtp.send_message(message)
+    stack.send_from_internet("alice@example.com", message.as_bytes())
     received = stack.wait_for_subject("alice", "smoke test")
     assert received.get_payload().strip() == "hello"
+    # rspamd checked the sender's SPF against the internet namespace's DNS.
+    assert "spf=pass" in str(received["Authentication-Results"])

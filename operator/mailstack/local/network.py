@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,18 @@ def choose_subnet(run_id: str) -> ipaddress.IPv4Network:
         if not any(candidate.overlaps(net) for net in used):
             return candidate
     raise NetworkError("no free 10.192.0.0/10 subnet for the pod bridge")
+
+
+def _ports_of_other_tables(own: str) -> set[int]:
+    """Ports DNATed by the nftables tables of other ``mailstack up`` runs."""
+    listing = _run("nft", "list", "tables", check=False).stdout
+    ports: set[int] = set()
+    for line in listing.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[2].startswith("mailstack_") and parts[2] != own:
+            rules = _run("nft", "list", "table", parts[1], parts[2], check=False).stdout
+            ports |= {int(p) for p in re.findall(r"tcp dport (\d+) dnat", rules)}
+    return ports
 
 
 @dataclass
@@ -106,6 +119,13 @@ class Network:
     def publish(self, listen: list[str], forwards: list[tuple[int, str, int]]) -> None:
         """DNAT ``listen:port`` to ``address:target`` for each (port, address, target)."""
         self.table = f"mailstack_{self.run_id}"
+        taken = _ports_of_other_tables(self.table)
+        clash = sorted({port for port, _, _ in forwards} & taken)
+        if clash:
+            raise NetworkError(
+                f"ports {', '.join(map(str, clash))} are already published by another mailstack up"
+                " on this host; choose another --port-offset"
+            )
         if "0.0.0.0" in listen:
             match = "fib daddr type local"
         else:

@@ -89,6 +89,7 @@ class RunningContainer:
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     next_start: float = 0.0
+    started: float = 0.0
 
 
 class LocalRuntime:
@@ -213,6 +214,7 @@ class LocalRuntime:
             argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
         running.process = process
+        running.started = time.monotonic()
         threading.Thread(
             target=_pump, args=(process.stdout, log_file, f"{pod.name}/{plan.name}"), daemon=True
         ).start()
@@ -311,6 +313,8 @@ class LocalRuntime:
                 if self.stopping or running.process is None or running.process.poll() is None:
                     continue
                 if running.next_start == 0.0:
+                    if now - running.started > 600:
+                        running.restarts = 0  # as the kubelet: ten good minutes reset the back-off
                     delay = min(2**running.restarts, 30)
                     running.next_start = now + delay
                     log(
