@@ -14,7 +14,6 @@ import shutil
 import socket
 import subprocess
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,6 @@ from mailstack.render import layout
 
 POSTFIX_MASTER = "/usr/lib/postfix/sbin/master"
 DOVECOT_CONF = f"{layout.DOVECOT_CONFIG_DIR}/dovecot.conf"
-RSPAMD_CONTROLLER = "http://127.0.0.1:11334/ping"
 # Postfix ignores a main.cf younger than this; a freshly mounted ConfigMap must age first.
 POSTFIX_CONFIG_MIN_AGE = 2.1
 
@@ -82,14 +80,17 @@ def probe_banner(port: int, prefix: bytes, host: str = "127.0.0.1") -> Callable[
     return probe
 
 
-def probe_http(url: str, expected: bytes) -> Callable[[], str | None]:
+def probe_unix_socket(path: str) -> Callable[[], str | None]:
+    """Healthy when a process accepts connections on the unix socket."""
+
     def probe() -> str | None:
         try:
-            with urllib.request.urlopen(url, timeout=3) as response:
-                body = bytes(response.read(256))
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+                conn.settimeout(3)
+                conn.connect(path)
         except OSError as err:
-            return f"{url}: {err}"
-        return None if expected in body else f"{url}: unexpected answer {body[:40]!r}"
+            return f"{path}: {err}"
+        return None
 
     return probe
 
@@ -222,7 +223,8 @@ def rspamd() -> Daemon:
         watched=[f"{layout.RSPAMD_CONFIG_DIR}/local.d", layout.DKIM_DIR],
         prepare=_prepare_rspamd,
         reload=_reload_rspamd,
-        probes=[probe_http(RSPAMD_CONTROLLER, b"pong")],
+        # The milter socket is what Postfix needs; rspamd's controller (HTTP) is not run.
+        probes=[probe_unix_socket(layout.MILTER_SOCKET)],
     )
 
 

@@ -1,0 +1,369 @@
+"""Mail path benchmark: messages per second through the running stack, memory, start time.
+
+    sudo .venv/bin/python -m bench.mailpath [-n 2000] [--connections 20] [--write]
+
+Runs, side by side on this machine:
+1. the rendered stack (``mailstack up``) with rspamd as milter,
+2. the same stack with the milter switched off in Postfix (the rendered main.cf with
+   ``smtpd_milters`` emptied, bind-mounted over the ConfigMap's file inside the MTA pod only),
+3. a hand-minimal Postfix → LMTP → Dovecot pair (smallest configs that deliver to Maildir),
+each fed N messages by Postfix's ``smtp-source`` over N/connections sessions and counted as files
+in the Maildir. It also measures the stack's idle memory (PSS of every process in its pods) and
+the time ``mailstack up`` takes to be ready with rspamd's cache warm. With ``--write`` the
+figures replace the "Mail path" section of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.mail.internet import Internet  # noqa: E402
+
+SMTP_SOURCE = "/usr/sbin/smtp-source"
+
+
+def domain_documents(internet_ip: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "apiVersion": "mailstack.dev/v1alpha1",
+            "kind": "MailDomain",
+            "metadata": {"name": "bench", "namespace": "bench"},
+            "spec": {
+                "domain": "example.com",
+                "resolvers": [internet_ip],
+                "dns": {"addresses": {"ipv4": [internet_ip]}},
+            },
+        },
+        {
+            "apiVersion": "mailstack.dev/v1alpha1",
+            "kind": "Mailbox",
+            "metadata": {"name": "alice", "namespace": "bench"},
+            "spec": {"address": "alice@example.com", "passwordSecretRef": {"name": "alice"}},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "alice", "namespace": "bench"},
+            "stringData": {"password": "benchmark-password"},
+        },
+    ]
+
+
+def count_files(directory: Path) -> int:
+    """Messages in a Maildir, every folder included (smtp-source's mail may be filed as Junk)."""
+    folders = [directory]
+    if directory.is_dir():
+        folders += [p for p in directory.iterdir() if p.name.startswith(".") and p.is_dir()]
+    total = 0
+    for folder in folders:
+        for sub in ("new", "cur"):
+            path = folder / sub
+            if path.is_dir():
+                total += sum(1 for _ in os.scandir(path))
+    return total
+
+
+def feed(address: str, port: int, count: int, connections: int, maildir: Path) -> float:
+    """Send ``count`` messages with smtp-source; seconds until all are in the Maildir."""
+    before = count_files(maildir)
+    start = time.monotonic()
+    subprocess.run(
+        [SMTP_SOURCE, "-s", str(connections), "-m", str(count), "-l", "2048",
+         "-f", "sender@example.net", "-t", "alice@example.com", "-M", "client.example.net",
+         f"{address}:{port}"],
+        check=True, capture_output=True, timeout=1800,
+    )
+    deadline = time.monotonic() + 600
+    while count_files(maildir) - before < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {count_files(maildir) - before} of {count} delivered")
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def pss_of_tree(root_pid: int) -> int:
+    """Proportional set size (bytes) of a process and all its descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                stat = Path(f"/proc/{entry.name}/stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+    total, todo = 0, [root_pid]
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        try:
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        match = re.search(r"^Pss:\s+(\d+) kB", rollup, re.M)
+        if match:
+            total += int(match.group(1)) * 1024
+    return total
+
+
+class Up:
+    """A ``mailstack up`` in the background."""
+
+    def __init__(self, workdir: Path, inputs: Path, listen: str, offset: int) -> None:
+        self.state = workdir / "state"
+        self.inputs, self.listen, self.offset = inputs, listen, offset
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = workdir / "up.log"
+
+    def start(self) -> float:
+        ready = self.state / "ready"
+        ready.unlink(missing_ok=True)
+        start = time.monotonic()
+        env = {**os.environ, "MAILSTACK_UP_QUIET": "1", "PYTHONPATH": str(ROOT / "operator")}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mailstack", "up", "-f", str(self.inputs), "--state",
+             str(self.state), "--listen", self.listen, "--port-offset", str(self.offset)],
+            stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, env=env,  # noqa: SIM115
+        )
+        while not ready.exists():
+            if self.process.poll() is not None:
+                raise RuntimeError("mailstack up exited: " + self.log.read_text()[-2000:])
+            if time.monotonic() - start > 300:
+                raise RuntimeError("mailstack up not ready in 300 s")
+            time.sleep(0.05)
+        return time.monotonic() - start
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=120)
+
+    def maildir(self) -> Path:
+        return self.state / "volumes/bench/mail-bench-mda-0/example.com/alice/Maildir"
+
+    def disable_milter(self) -> None:
+        """Bind an edited main.cf (no milter) over the mounted one, in the MTA pod only."""
+        pid = int(subprocess.run(["pgrep", "-f", "postfix/sbin/master"], capture_output=True,
+                                 text=True, check=True).stdout.split()[0])
+        main_cf = next((self.state / "pods/bench/bench-mta-0/volumes/postfix-config").glob("..2*"))
+        # Written where the pod can see it: its postfix-data emptyDir (/var/lib/postfix).
+        edited = self.state / "pods/bench/bench-mta-0/empty/postfix-data/main.cf.nomilter"
+        text = (main_cf / "main.cf").read_text()
+        text = re.sub(r"^smtpd_milters = .*$", "smtpd_milters =", text, flags=re.M)
+        text = re.sub(r"^non_smtpd_milters = .*$", "non_smtpd_milters =", text, flags=re.M)
+        edited.write_text(text)
+        os.utime(edited, (time.time() - 10, time.time() - 10))
+        enter = ["nsenter", "-t", str(pid), "-m", "-p", "-n"]
+        inside = "/var/lib/postfix/main.cf.nomilter"
+        subprocess.run([*enter, "mount", "--bind", inside, "/etc/mailstack/postfix/main.cf"],
+                       check=True)
+        subprocess.run([*enter, "postfix", "-c", "/etc/mailstack/postfix", "reload"], check=True,
+                       capture_output=True)
+        time.sleep(2)
+
+
+def minimal_pair(workdir: Path, internet: Internet) -> tuple[list[subprocess.Popen[bytes]], Path, int]:
+    """Postfix → LMTP (unix socket) → Dovecot with the smallest configs that work."""
+    base = workdir / "minimal"
+    for sub in ("postfix", "spool", "data", "dovecot", "mail", "run", "state"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    os.chmod(workdir, 0o755)
+    os.chmod(base, 0o755)
+    shutil.chown(base / "data", "postfix")
+    shutil.chown(base / "mail", 5000, 5000)
+    port = 2600
+    (base / "postfix/main.cf").write_text(textwrap.dedent(f"""\
+        compatibility_level = 3.6
+        queue_directory = {base}/spool
+        data_directory = {base}/data
+        meta_directory = /etc/postfix
+        myhostname = minimal.example.com
+        mydestination =
+        virtual_mailbox_domains = example.com
+        virtual_mailbox_maps = static:OK
+        virtual_transport = lmtp:unix:{base}/run/lmtp
+        maillog_file = {base}/postfix.log
+        maillog_file_prefixes = {base}
+        smtpd_relay_restrictions = reject_unauth_destination
+        inet_interfaces = {internet.host_ip}
+        inet_protocols = ipv4
+        """))
+    (base / "postfix/master.cf").write_text(textwrap.dedent(f"""\
+        {internet.host_ip}:{port} inet n - n - - smtpd
+        pickup unix n - n 60 1 pickup
+        cleanup unix n - n - 0 cleanup
+        qmgr unix n - n 300 1 qmgr
+        rewrite unix - - n - - trivial-rewrite
+        bounce unix - - n - 0 bounce
+        defer unix - - n - 0 bounce
+        trace unix - - n - 0 bounce
+        verify unix - - n - 1 verify
+        proxymap unix - - n - - proxymap
+        error unix - - n - - error
+        retry unix - - n - - error
+        discard unix - - n - - discard
+        lmtp unix - - n - - lmtp
+        anvil unix - - n - 1 anvil
+        scache unix - - n - 1 scache
+        postlog unix-dgram n - n - 1 postlogd
+        smtp unix - - n - - smtp
+        showq unix n - n - - showq
+        flush unix n - n 1000? 0 flush
+        """))
+    old = time.time() - 10
+    for name in ("main.cf", "master.cf"):
+        os.utime(base / "postfix" / name, (old, old))
+    (base / "dovecot/dovecot.conf").write_text(textwrap.dedent(f"""\
+        protocols = lmtp
+        base_dir = {base}/run/dovecot
+        state_dir = {base}/state
+        instance_name = bench-minimal
+        log_path = {base}/dovecot.log
+        ssl = no
+        passdb {{
+          driver = static
+          args = nopassword=y
+        }}
+        userdb {{
+          driver = static
+          args = uid=5000 gid=5000 home={base}/mail/%d/%n
+        }}
+        mail_location = maildir:~/Maildir
+        service lmtp {{
+          unix_listener {base}/run/lmtp {{
+            mode = 0666
+          }}
+        }}
+        """))
+    # The same resolver as the stack's pods (client name lookups cost the same on both sides).
+    resolv = base / "resolv.conf"
+    resolv.write_text(f"nameserver {internet.ip}\n")
+
+    def private_resolver(*argv: str) -> list[str]:
+        command = " ".join(argv)
+        return ["unshare", "-m", "--propagation", "private", "sh", "-c",
+                f"mount --bind {resolv} /etc/resolv.conf && exec {command}"]
+
+    processes = [
+        subprocess.Popen(private_resolver("dovecot", "-F", "-c", str(base / "dovecot/dovecot.conf"))),
+    ]
+    subprocess.run(["postfix", "-c", str(base / "postfix"), "post-install", "create-missing"],
+                   check=True, capture_output=True)
+    processes.append(subprocess.Popen(
+        private_resolver("/usr/lib/postfix/sbin/master", "-c", str(base / "postfix"), "-s")
+    ))
+    time.sleep(2)
+    return processes, base / "mail/example.com/alice/Maildir", port
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("-n", "--messages", type=int, default=2000)
+    parser.add_argument("--connections", type=int, default=20)
+    parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("run as root", file=sys.stderr)
+        return 1
+    workdir = Path(tempfile.mkdtemp(prefix="mailstack-bench-"))
+    os.chmod(workdir, 0o755)
+    internet = Internet(workdir)
+    internet.start()
+    results: dict[str, Any] = {}
+    up: Up | None = None
+    minimal: list[subprocess.Popen[bytes]] = []
+    try:
+        internet.start_dns({"example.net": (
+            f"example.net. 300 IN MX 10 sink.example.net.\nsink.example.net. 300 IN A {internet.ip}\n"
+            f'example.net. 300 IN TXT "v=spf1 ip4:{internet.ip} ip4:{internet.host_ip} -all"\n'
+        )})
+        inputs = workdir / "inputs.yaml"
+        inputs.write_text(yaml.safe_dump_all(domain_documents(internet.ip)))
+        up = Up(workdir, inputs, internet.host_ip, 30000)
+        results["first_start_s"] = up.start()  # cold: rspamd compiles its regexp cache
+        up.stop()
+        results["warm_start_s"] = up.start()
+        time.sleep(10)  # idle: let rspamd settle after start
+        results["idle_pss_mb"] = pss_of_tree(up.process.pid) / 1e6 if up.process else 0.0
+        warm = min(200, args.messages)
+        feed(internet.host_ip, 30025, warm, args.connections, up.maildir())
+        seconds = feed(internet.host_ip, 30025, args.messages, args.connections, up.maildir())
+        results["with_rspamd"] = args.messages / seconds
+        print(results, flush=True)
+        up.disable_milter()
+        seconds = feed(internet.host_ip, 30025, args.messages, args.connections, up.maildir())
+        results["without_rspamd"] = args.messages / seconds
+        up.stop()
+        minimal, maildir, port = minimal_pair(workdir, internet)
+        feed(internet.host_ip, port, warm, args.connections, maildir)
+        seconds = feed(internet.host_ip, port, args.messages, args.connections, maildir)
+        results["minimal"] = args.messages / seconds
+    finally:
+        if up is not None:
+            up.stop()
+        for process in minimal:
+            process.terminate()
+        for process in minimal:
+            process.wait(timeout=30)
+        internet.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(results, flush=True)
+    report = render_report(results, args.messages, args.connections)
+    print(report)
+    if args.write:
+        write_section(ROOT / "docs" / "benchmarks.md", "Mail path", report)
+    return 0
+
+
+def render_report(results: dict[str, Any], messages: int, connections: int) -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text()
+                .splitlines() if line.startswith("model name")), platform.processor())
+    minimal = results["minimal"]
+    return textwrap.dedent(f"""\
+        Measured by `bench/mailpath.py` on {time.strftime('%Y-%m-%d')}: {os.cpu_count()} cores
+        ({cpu}), Debian {Path('/etc/debian_version').read_text().strip()}, Python
+        {platform.python_version()}. {messages} messages of 2 KB from `smtp-source` over
+        {connections} connections, counted as files in the Maildir.
+
+        | configuration | msg/s | vs minimal | target |
+        |---|---|---|---|
+        | hand-minimal Postfix → LMTP → Dovecot | {minimal:.0f} | 1.00× | |
+        | rendered stack, milter off | {results['without_rspamd']:.0f} | {results['without_rspamd'] / minimal:.2f}× | ≥ 0.95× |
+        | rendered stack with rspamd | {results['with_rspamd']:.0f} | {results['with_rspamd'] / minimal:.2f}× | ≥ 0.5× |
+
+        | measure | value | target |
+        |---|---|---|
+        | idle memory of the stack (PSS, all processes of both pods) | {results['idle_pss_mb']:.0f} MB | ≤ 150 MB |
+        | `mailstack up` ready, first start (rspamd compiles its cache) | {results['first_start_s']:.1f} s | |
+        | `mailstack up` ready, rspamd cache warm | {results['warm_start_s']:.1f} s | ≤ 5 s |
+        """)
+
+
+def write_section(path: Path, title: str, body: str) -> None:
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    section = f"## {title}\n\n{body}\n"
+    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
+    text = pattern.sub(section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
