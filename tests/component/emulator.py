@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import copy
 import functools
 import itertools
@@ -476,6 +477,7 @@ class Store:
         validate_builtin: bool = True,
         statefulset_ready: bool = True,
         controller_delay: float = 0.05,
+        cel: bool = True,
     ) -> None:
         self.resources: dict[tuple[str, str], ResourceDef] = {}
         for res in resources if resources is not None else [*builtin_resources(), *crd_resources()]:
@@ -490,6 +492,7 @@ class Store:
         self.watchers: dict[tuple[str, str], set[Watcher]] = {k: set() for k in self.resources}
         self.writes: list[Write] = []
         self.validate_builtin = validate_builtin
+        self.cel = cel
         self.statefulset_ready = statefulset_ready
         self.controller_delay = controller_delay
         self._uids: dict[str, tuple[tuple[str, str], str | None, str]] = {}
@@ -613,7 +616,7 @@ class Store:
         if len(controllers) > 1:
             errors.append("metadata.ownerReferences: Invalid value: only one controller")
         if res.schema is not None:
-            errors += res.schema.admit(obj, old)
+            errors += res.schema.admit(obj, old, cel=self.cel)
         elif res.validate and self.validate_builtin:
             body = {k: v for k, v in obj.items() if k != "status"}
             validator = builtin_validator(res.api_version, res.kind)
@@ -1224,8 +1227,12 @@ class Emulator(kmock.KubernetesScaffold):
     bookmark_interval: float = 10.0
     record_requests: bool = False  # kmock keeps every request otherwise (memory, in the bench)
     failures: list[Callable[[kmock.Request], ApiStatus | None]] = attrs.field(factory=list)
-    # (user agent, RBAC verb, API group, resource[/subresource]) of every request served.
+    # (user agent, RBAC verb, API group, resource[/subresource]) of every request served,
+    # and how many of each.
     verbs: set[tuple[str, str, str, str]] = attrs.field(factory=set)
+    counts: collections.Counter[tuple[str, str, str, str]] = attrs.field(
+        factory=collections.Counter
+    )
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -1379,6 +1386,7 @@ class Emulator(kmock.KubernetesScaffold):
         headers = {k.lower(): v for k, v in request.headers.items()}
         agent = headers.get("user-agent", "")
         self.verbs.add((_manager(agent), verb, res.group, resource))
+        self.counts[(_manager(agent), verb, res.group, resource)] += 1
         if verb == "patch" and "apply-patch" in headers.get("content-type", ""):
             exists = self.store.find(res, t.namespace if res.namespaced else None, t.name or "")
             if exists is None:  # an apply that creates needs create as well
@@ -1568,13 +1576,13 @@ class ApiServer:
         assert self.emulator is not None
         return self.emulator.store
 
-    def call(self, fn: Callable[[], Any]) -> Any:
+    def call(self, fn: Callable[[], Any], timeout: float = 30) -> Any:
         """Run ``fn`` on the emulator's loop (where the store lives) and return its result."""
 
         async def run() -> Any:
             return fn()
 
-        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(10)
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout)
 
     # conveniences for tests
 

@@ -41,9 +41,12 @@ class _Errors(logging.Handler):
         super().__init__(logging.ERROR)
         self.thread = thread
         self.records: list[logging.LogRecord] = []
+        self.stopping = False
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.thread == self.thread.ident:
+        # Requests kopf has in flight when it is told to stop fail with "Connector is closed":
+        # shutdown noise, not a failure of the operator.
+        if record.thread == self.thread.ident and not self.stopping:
             self.records.append(record)
 
 
@@ -80,6 +83,7 @@ class OperatorThread:
         return self
 
     def stop(self, allow_errors: bool = False) -> None:
+        self._errors.stopping = True
         self._stop.set()
         self._thread.join(30)
         for name in ("kopf", "mailstack"):

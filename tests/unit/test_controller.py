@@ -356,3 +356,39 @@ def test_coalescer_merges_marks_until_cleared() -> None:
 
     woke, timed_out, pending = asyncio.run(scenario())
     assert woke and not timed_out and pending == [("n", "d")]
+
+
+# --- index ----------------------------------------------------------------------------------
+
+
+def test_documents_index_mailboxes_domains_and_secret_users() -> None:
+    from mailstack.controller.index import Documents
+
+    docs = Documents()
+    domain = domain_doc(relay={"host": "smtp.example.net", "credentialsSecretRef": {"name": "r"}})
+    assert docs.put_domain(domain) == {("default", "example-org")}
+    assert docs.put_mailbox(box_doc("alice")) == {("default", "example-org")}
+    assert docs.put_mailbox(box_doc("bob")) == {("default", "example-org")}
+    assert [plan.doc_name(d) for d in docs.mailboxes("default", "example.org")] == ["alice", "bob"]
+    assert docs.secret_users("default", "alice") == {("default", "example-org")}
+    assert docs.secret_users("default", "r") == {("default", "example-org")}
+    assert docs.secret_users("default", "nobody") == set()
+    # An address moving to another domain concerns both domains' owners.
+    other = domain_doc()
+    other["metadata"] = {**other["metadata"], "name": "example-net", "uid": "u2"}
+    other["spec"] = {"domain": "example.net"}
+    docs.put_domain(other)
+    moved = box_doc("bob")
+    moved["spec"]["address"] = "bob@example.net"
+    assert docs.put_mailbox(moved) == {("default", "example-org"), ("default", "example-net")}
+    assert docs.drop_mailbox("default", "alice") == {("default", "example-org")}
+    assert docs.mailboxes("default", "example.org") == []
+    assert docs.drop_mailbox("default", "alice") == set()
+    assert docs.mailbox_count() == 1
+    # Siblings: two MailDomains claiming one domain, by name.
+    twin = domain_doc()
+    twin["metadata"] = {**twin["metadata"], "name": "a-first", "uid": "u3"}
+    docs.put_domain(twin)
+    assert docs.domain_names("default", "example.org") == ["a-first", "example-org"]
+    assert docs.drop_domain("default", "example-org") >= {("default", "a-first")}
+    assert docs.secret_users("default", "r") == set()

@@ -1,8 +1,9 @@
-"""The Kubernetes operator: kopf handlers around the pure core (design §1, "appliers").
+"""The Kubernetes operator: kopf handlers and informers around the pure core (design §1).
 
-Pure decision logic lives in ``children`` (what to apply), ``status`` (conditions and status
-documents) and ``plan`` (one MailDomain's inputs → desired objects and problems); the modules
-that talk to the API are ``kube`` (a small async client), ``reconcile`` (one idempotent pass for
-one MailDomain) and ``handlers`` (the kopf registry: thin handlers, indices, the coalescing
-daemon). ``command`` is the ``mailstack operator`` sub-command.
+Pure decisions: ``children`` (what to apply), ``status`` (conditions and status documents),
+``plan`` (one MailDomain's documents → desired objects, problems and statuses), ``index`` (the
+in-memory view of Mailboxes and MailDomains), ``memory`` (coalescing flags and caches).
+Talking to the API: ``kube`` (a small async client: server-side apply, status patches, list and
+watch), ``informer`` (list + watch into memory), ``reconcile`` (one idempotent pass for one
+MailDomain). ``handlers`` wires it to kopf; ``command`` is ``mailstack operator``.
 """

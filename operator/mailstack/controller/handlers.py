@@ -1,27 +1,31 @@
-"""The kopf side of the operator: settings, indices and thin handlers around ``Reconciler``.
+"""The kopf side of the operator: settings, the MailDomain handlers, the informers' callbacks.
 
-Handlers (all in one registry, built per operator instance so tests can run several in turn):
+kopf runs the MailDomain lifecycle (one registry per operator instance, so tests can run several
+in turn):
 
-- MailDomain create / update / resume → ``reconcile`` now (kopf retries on ``TemporaryError``).
-- MailDomain daemon → the coalescing loop: waits until something relevant changed (or the resync
-  interval passed: drift correction), lets a burst settle for ``debounce`` seconds, reconciles.
-- MailDomain delete → ``finalize`` (the kopf finalizer is ``mailstack.dev/finalizer``).
-- Mailbox event → mark its MailDomain (found through the ``maildomains_by_domain`` index, no API
-  call), or write the orphan status when none serves it.
-- Secret event → refresh the cache when a Mailbox or MailDomain refers to it, mark them.
-- child event (ConfigMap, Secret, Service, ...) → mark the owning MailDomain, unless the event is
-  the echo of the operator's own write. A deleted or edited child is thus restored within the
-  debounce time; a StatefulSet's readiness reaches ``WorkloadsReady`` the same way.
+- create / update / resume → ``reconcile`` now (kopf retries on ``TemporaryError``);
+- a daemon per MailDomain → the coalescing loop: waits until something relevant changed (or the
+  resync interval passed: drift correction), lets a burst settle for ``debounce`` seconds,
+  reconciles once;
+- delete → ``finalize`` (kopf's finalizer is ``mailstack.dev/finalizer``).
 
-Indices hold slim copies of Mailboxes and MailDomains (metadata, spec, status), so a reconcile
-reads its inputs from memory: no list call per event.
+Mailboxes, Secrets and the children are watched by informers (``informer``, see there why not
+kopf) whose callbacks only update memory (``index.Documents``, ``memory.SecretCache``) and mark
+the MailDomains concerned:
+
+- a Mailbox whose spec changed, appeared or went → its MailDomain (found in memory, no API
+  call); one that no MailDomain serves gets its status from here;
+- a referenced Secret (password, relay credentials) that changed → the MailDomains using it;
+- a child changed or deleted by someone else (not the echo of the operator's own write) → its
+  owner, so a deleted or edited child is restored within the debounce time, and a StatefulSet's
+  readiness reaches ``WorkloadsReady``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +33,9 @@ import kopf
 
 from mailstack.api.models import GROUP, VERSION
 from mailstack.controller import plan
-from mailstack.controller.kinds import CHILD_KINDS, MAILDOMAIN, SECRET
+from mailstack.controller.index import Documents
+from mailstack.controller.informer import Informer, Obj
+from mailstack.controller.kinds import CERTIFICATE, CHILD_KINDS, MAILBOX, MAILDOMAIN, SECRET
 from mailstack.controller.kube import Kube
 from mailstack.controller.memory import Coalescer, DomainKey, Echoes, SecretCache
 from mailstack.controller.reconcile import Outcome, ReconcileError, Reconciler
@@ -57,10 +63,13 @@ class OperatorConfig:
     connection: kopf.ConnectionInfo | None = None  # tests: a fixed API server; else in-cluster
     watch_timeout: float | None = None  # server-side watch timeout (None: the server's)
     concurrency: int = 16  # parallel reads and status writes per reconcile
+    # MailDomains reconciled at the same time: rendering is CPU-bound (more would not finish
+    # sooner on a few cores), and each pass holds a domain's parsed and rendered objects.
+    parallel_reconciles: int = 4
 
 
 def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
-    """kopf settings: mailstack.dev annotations, peering, server-side filters, no scanning."""
+    """kopf settings: mailstack.dev annotations, peering, no scanning."""
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -77,28 +86,8 @@ def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
     # The kinds are known in advance: no watching of CRDs and namespaces, which would need
     # cluster-wide list/watch on both (see the chart's RBAC).
     settings.scanning.disabled = True
-    for kind in CHILD_KINDS:
-        if kind is not SECRET:  # Secrets are watched whole: passwords are user Secrets
-            settings.watching.label_selectors[kind.group, kind.plural] = MANAGED_BY
     settings.watching.server_timeout = config.watch_timeout
     settings.networking.request_timeout = 60
-    settings.queueing.idle_timeout = 60  # per-object workers; 10k Mailboxes would churn them
-
-
-def slim(body: Mapping[str, Any]) -> dict[str, Any]:
-    """What the indices keep of an object: enough to parse it and compare its status."""
-    meta = body.get("metadata") or {}
-    return {
-        "apiVersion": body.get("apiVersion"),
-        "kind": body.get("kind"),
-        "metadata": {
-            key: meta[key]
-            for key in ("name", "namespace", "uid", "generation", "resourceVersion")
-            if key in meta
-        },
-        "spec": body.get("spec"),
-        "status": body.get("status"),
-    }
 
 
 def owner_of(body: Mapping[str, Any]) -> str | None:
@@ -113,19 +102,27 @@ def owner_of(body: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _key(body: Mapping[str, Any]) -> DomainKey:
+    meta = body.get("metadata") or {}
+    return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+
+
 class Operator:
-    """The state one running operator shares between its handlers."""
+    """The state one running operator shares between its handlers and informers."""
 
     def __init__(self, config: OperatorConfig | None = None) -> None:
         self.config = config or OperatorConfig()
         self.coalescer = Coalescer()
         self.secrets = SecretCache()
         self.echoes = Echoes()
+        self.documents = Documents()
+        self.informers: list[Informer] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._locks: dict[DomainKey, asyncio.Lock] = {}
+        self._passes: asyncio.Semaphore | None = None
         self._kube: Kube | None = None
         self._reconciler: Reconciler | None = None
         self._settings: kopf.OperatorSettings | None = None
-        self.indices: dict[str, Any] = {}
 
     # --- wiring ---------------------------------------------------------------------------
 
@@ -141,11 +138,16 @@ class Operator:
         return info
 
     @property
+    def kube(self) -> Kube:
+        if self._kube is None:
+            self._kube = Kube(self.login)
+        return self._kube
+
+    @property
     def reconciler(self) -> Reconciler:
         if self._reconciler is None:
-            self._kube = Kube(self.login)
             self._reconciler = Reconciler(
-                self._kube,
+                self.kube,
                 options=self.config.render,
                 secrets=self.secrets,
                 echoes=self.echoes,
@@ -153,59 +155,128 @@ class Operator:
             )
         return self._reconciler
 
+    async def start(self) -> None:
+        """Start the informers, in dependency order, each primed before the next starts.
+
+        MailDomains first (a Mailbox without one is reported as such), then Mailboxes (a Secret
+        is kept when a Mailbox refers to it), then Secrets and the children. When this returns,
+        the first reconcile of every MailDomain sees every Mailbox and password.
+        """
+        namespaces: tuple[str | None, ...] = self.config.namespaces or (None,)
+        stages: list[list[Informer]] = [
+            [Informer(self.kube, MAILDOMAIN, ns, self._on_domain) for ns in namespaces],
+            [Informer(self.kube, MAILBOX, ns, self._on_mailbox) for ns in namespaces],
+            [Informer(self.kube, SECRET, ns, self._on_secret) for ns in namespaces]
+            + [
+                Informer(
+                    self.kube,
+                    kind,
+                    ns,
+                    self._on_child,
+                    label_selector=MANAGED_BY,
+                    optional=kind is CERTIFICATE,
+                )
+                for kind in CHILD_KINDS
+                if kind is not SECRET
+                for ns in namespaces
+            ],
+        ]
+        for stage in stages:
+            for informer in stage:
+                self.informers.append(informer)
+                self._tasks.append(asyncio.create_task(informer.run(), name=repr(informer)))
+            await asyncio.gather(*(informer.primed.wait() for informer in stage))
+        logger.info(
+            "watching %d MailDomain(s), %d Mailbox(es), %d referenced Secret(s)",
+            len(self.documents.domain_keys()),
+            self.documents.mailbox_count(),
+            len(self.secrets),
+        )
+
     async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
         if self._kube is not None:
             await self._kube.close()
 
-    def _index(self, name: str) -> Mapping[Any, Iterable[Any]]:
-        index = self.indices.get(name)
-        return index if index is not None else {}
+    # --- informer callbacks: cheap; they only update memory and mark MailDomains --------------
 
-    def domain_names(self, namespace: str, domain: str | None) -> list[str]:
-        """Names of the MailDomains of ``namespace`` that serve ``domain``."""
-        if domain is None:
-            return []
-        docs = self._index("maildomains_by_domain").get((namespace, domain), ())
-        return sorted(plan.doc_name(doc) for doc in docs)
+    def _mark(self, keys: set[DomainKey]) -> None:
+        for key in keys:
+            self.coalescer.mark(key)
 
-    def mailboxes(self, namespace: str, domain: str | None) -> list[Mapping[str, Any]]:
-        if domain is None:
-            return []
-        return list(self._index("mailboxes_by_domain").get((namespace, domain), ()))
+    async def _on_domain(self, kind: str, body: Obj, primed: bool) -> None:
+        namespace, name = _key(body)
+        if kind == "DELETED":
+            affected = self.documents.drop_domain(namespace, name)
+        else:
+            affected = self.documents.put_domain(body)
+        # The MailDomain itself is kopf's (create/update handlers); its siblings, which may now
+        # win or lose the domain, are ours.
+        if primed:
+            self._mark(affected - {(namespace, name)})
 
-    def siblings(self, namespace: str, domain: str | None) -> list[Mapping[str, Any]]:
-        if domain is None:
-            return []
-        return list(self._index("maildomains_by_domain").get((namespace, domain), ()))
+    async def _on_mailbox(self, kind: str, body: Obj, primed: bool) -> None:
+        namespace, name = _key(body)
+        old = self.documents.mailbox(namespace, name)
+        if kind == "DELETED":
+            affected = self.documents.drop_mailbox(namespace, name)
+        else:
+            affected = self.documents.put_mailbox(body)
+            if old is not None and old.get("spec") == body.get("spec"):
+                affected = set()  # only status or metadata changed (the operator's own writes)
+        if primed:
+            self._mark(affected)
+        domain = plan.address_domain(body)
+        if kind != "DELETED" and not self.documents.domain_names(namespace, domain):
+            try:
+                await self.reconciler.orphan(body)
+            except ReconcileError as err:
+                logger.warning("%s/%s: %s", namespace, name, err)
 
-    def secret_users(self, namespace: str, name: str) -> set[DomainKey]:
-        """The MailDomains whose reconcile reads the Secret ``name``."""
-        users: set[DomainKey] = set()
-        for domain in self._index("mailbox_secret_refs").get((namespace, name), ()):
-            users |= {(namespace, n) for n in self.domain_names(namespace, domain)}
-        for owner in self._index("maildomain_secret_refs").get((namespace, name), ()):
-            users.add((namespace, owner))
-        return users
+    async def _on_secret(self, kind: str, body: Obj, primed: bool) -> None:
+        namespace, name = _key(body)
+        users = self.documents.secret_users(namespace, name)
+        if users:
+            if kind == "DELETED":
+                changed = self.secrets.drop(namespace, name)
+            else:
+                changed = self.secrets.put(body)
+            if changed and primed:
+                self._mark(users)
+        else:
+            self.secrets.drop(namespace, name)  # not referenced (any more): not kept
+        labels = (body.get("metadata") or {}).get("labels") or {}
+        if labels.get("app.kubernetes.io/managed-by") == "mailstack":
+            await self._on_child(kind, body, primed)
+
+    async def _on_child(self, kind: str, body: Obj, primed: bool) -> None:
+        if primed:
+            child_changed(self, {"type": kind}, body, _key(body)[0])
 
     # --- actions --------------------------------------------------------------------------
 
     async def reconcile(self, body: Mapping[str, Any]) -> Outcome:
         """One pass for one MailDomain, serialised per MailDomain."""
         snapshot = {key: body[key] for key in body}  # the daemon's body is a live view
-        meta = snapshot.get("metadata") or {}
-        key = (str(meta.get("namespace")), str(meta.get("name")))
+        key = _key(snapshot)
         lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
+        if self._passes is None:
+            self._passes = asyncio.Semaphore(self.config.parallel_reconciles)
+        async with lock, self._passes:
             self.coalescer.clear(key)  # this pass covers every change seen so far
             domain = plan.served_domain(snapshot)
             return await self.reconciler.reconcile(
-                snapshot, self.mailboxes(key[0], domain), self.siblings(key[0], domain)
+                snapshot,
+                self.documents.mailboxes(key[0], domain),
+                self.documents.siblings(key[0], domain),
             )
 
     async def run_daemon(self, body: Mapping[str, Any], stopped: kopf.DaemonStopped) -> None:
         """Coalesce changes into reconciles; resync when nothing happens for a while."""
-        meta = body.get("metadata") or {}
-        key = (str(meta.get("namespace")), str(meta.get("name")))
+        key = _key(body)
         try:
             while not stopped:
                 marked = await self.coalescer.wait(key, self.config.resync_interval)
@@ -223,33 +294,25 @@ class Operator:
             self.coalescer.forget(key)
 
     async def finalize(self, body: Mapping[str, Any]) -> str:
-        meta = body.get("metadata") or {}
-        namespace = str(meta.get("namespace"))
+        namespace, name = _key(body)
         domain = plan.served_domain(body)
-        others = [n for n in self.domain_names(namespace, domain) if n != meta.get("name")]
+        others = [n for n in self.documents.domain_names(namespace, domain) if n != name]
         # The Mailboxes stay with a remaining MailDomain of the same domain, if there is one.
-        boxes = [] if others else self.mailboxes(namespace, domain)
+        boxes = [] if others else self.documents.mailboxes(namespace, domain)
         summary = await self.reconciler.finalize(body, boxes)
-        for other in others:
-            self.coalescer.mark((namespace, other))
-        self._locks.pop((namespace, str(meta.get("name"))), None)
+        self._mark({(namespace, other) for other in others})
+        self._locks.pop((namespace, name), None)
         return summary
 
 
 def build_registry(op: Operator) -> kopf.OperatorRegistry:
-    """Every handler of one operator instance, bound to its state ``op``."""
+    """Every kopf handler of one operator instance, bound to its state ``op``."""
     registry = kopf.OperatorRegistry()
 
     @kopf.on.startup(registry=registry, id="startup")
-    async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
+    async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         op._settings = settings
-        for name in (
-            "mailboxes_by_domain",
-            "mailbox_secret_refs",
-            "maildomains_by_domain",
-            "maildomain_secret_refs",
-        ):
-            op.indices[name] = kwargs[name]
+        await op.start()
 
     @kopf.on.cleanup(registry=registry, id="cleanup")
     async def cleanup(**_: Any) -> None:
@@ -259,30 +322,6 @@ def build_registry(op: Operator) -> kopf.OperatorRegistry:
     async def login(**_: Any) -> kopf.ConnectionInfo:
         return await op.login()
 
-    # Indices (kopf keeps them current from the watch streams).
-    @kopf.index(*MAILBOXES, registry=registry, id="mailboxes_by_domain")
-    def mailboxes_by_domain(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any, Any]:
-        return {(namespace, plan.address_domain(body)): slim(body)}
-
-    @kopf.index(*MAILBOXES, registry=registry, id="mailbox_secret_refs")
-    def mailbox_secret_refs(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any, Any]:
-        ref = (body.get("spec") or {}).get("passwordSecretRef")
-        if not isinstance(ref, Mapping) or not isinstance(ref.get("name"), str):
-            return {}
-        return {(namespace, ref["name"]): plan.address_domain(body)}
-
-    @kopf.index(*MAILDOMAINS, registry=registry, id="maildomains_by_domain")
-    def maildomains_by_domain(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any, Any]:
-        return {(namespace, plan.served_domain(body)): slim(body)}
-
-    @kopf.index(*MAILDOMAINS, registry=registry, id="maildomain_secret_refs")
-    def maildomain_secret_refs(
-        body: kopf.Body, namespace: str | None, name: str, **_: Any
-    ) -> dict[Any, Any]:
-        names = plan.referenced_secret_names(body, ())
-        return {(namespace, secret): name for secret in names}
-
-    # MailDomain lifecycle.
     @kopf.on.resume(*MAILDOMAINS, registry=registry, id="reconcile")
     @kopf.on.create(*MAILDOMAINS, registry=registry, id="reconcile")
     @kopf.on.update(*MAILDOMAINS, registry=registry, id="reconcile")
@@ -305,54 +344,6 @@ def build_registry(op: Operator) -> kopf.OperatorRegistry:
         except ReconcileError as err:
             raise kopf.TemporaryError(str(err), delay=err.delay) from err
         logger.info("finalized: %s", summary)
-
-    # Events that only mark MailDomains for the daemon.
-    @kopf.on.event(*MAILBOXES, registry=registry, id="mailbox")
-    async def mailbox_event(
-        event: kopf.RawEvent, body: kopf.Body, namespace: str | None, **_: Any
-    ) -> None:
-        ns = namespace or ""
-        owners = op.domain_names(ns, plan.address_domain(body))
-        if event["type"] is not None:  # None: the initial listing; resume handles that
-            for owner in owners:
-                op.coalescer.mark((ns, owner))
-        if not owners and event["type"] != "DELETED":
-            try:
-                await op.reconciler.orphan(body)
-            except ReconcileError as err:
-                raise kopf.TemporaryError(str(err), delay=err.delay) from err
-
-    @kopf.on.event("v1", "secrets", registry=registry, id="secret")
-    async def secret_event(
-        event: kopf.RawEvent, body: kopf.Body, namespace: str | None, name: str, **_: Any
-    ) -> None:
-        ns = namespace or ""
-        users = op.secret_users(ns, name)
-        if users:
-            if event["type"] == "DELETED":
-                changed = op.secrets.drop(ns, name)
-            else:
-                changed = op.secrets.put(body)
-            if changed and event["type"] is not None:
-                for key in users:
-                    op.coalescer.mark(key)
-        else:
-            op.secrets.drop(ns, name)  # no longer referenced: not kept
-        labels = (body.get("metadata") or {}).get("labels") or {}
-        if labels.get("app.kubernetes.io/managed-by") == "mailstack":
-            child_changed(op, event, body, ns)
-
-    for kind in CHILD_KINDS:
-        if kind is SECRET:
-            continue
-
-        @kopf.on.event(
-            kind.group, kind.version, kind.plural, registry=registry, id=f"child-{kind.plural}"
-        )
-        async def child_event(
-            event: kopf.RawEvent, body: kopf.Body, namespace: str | None, **_: Any
-        ) -> None:
-            child_changed(op, event, body, namespace or "")
 
     return registry
 

@@ -18,7 +18,7 @@ import json
 import logging
 import ssl
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -154,6 +154,75 @@ class Kube:
         )
         items = result.get("items") or []
         return [item for item in items if isinstance(item, dict)]
+
+    async def list_page(
+        self,
+        kind: Kind,
+        namespace: str | None,
+        *,
+        label_selector: str | None = None,
+        limit: int = 500,
+        token: str | None = None,
+    ) -> Obj:
+        """One page of a (chunked) list: ``items`` and ``metadata.continue``/``resourceVersion``."""
+        params = {"limit": str(limit)}
+        if label_selector:
+            params["labelSelector"] = label_selector
+        if token:
+            params["continue"] = token
+        return await self.request(
+            "GET", kind.path(namespace), params=params, what=f"list {kind.plural}"
+        )
+
+    async def watch(
+        self,
+        kind: Kind,
+        namespace: str | None,
+        resource_version: str,
+        *,
+        label_selector: str | None = None,
+        timeout: int = 300,
+    ) -> AsyncIterator[Obj]:
+        """The events of one watch request, until the server ends it (``timeoutSeconds``)."""
+        params = {
+            "watch": "true",
+            "allowWatchBookmarks": "true",
+            "resourceVersion": resource_version,
+            "timeoutSeconds": str(timeout),
+        }
+        if label_selector:
+            params["labelSelector"] = label_selector
+        session = await self._connect()
+        self.requests["WATCH"] += 1
+        what = f"watch {kind.plural}"
+        try:
+            async with session.get(
+                self._server + kind.path(namespace),
+                params=params,
+                # No total timeout: the stream lasts; a silent one (no bookmark in twice the
+                # server's interval) is a dead one.
+                timeout=aiohttp.ClientTimeout(total=None, sock_read=timeout + 30),
+            ) as response:
+                if response.status >= 400:
+                    payload = _decode(await response.text())
+                    raise ApiError(
+                        response.status,
+                        str(payload.get("reason") or response.reason or ""),
+                        str(payload.get("message") or ""),
+                        what,
+                    )
+                # Objects can be larger than aiohttp's line limit: split lines by hand.
+                buffer = b""
+                async for chunk in response.content.iter_any():
+                    buffer += chunk
+                    *lines, buffer = buffer.split(b"\n")
+                    for line in lines:
+                        if line.strip():
+                            event = _decode(line.decode())
+                            if event:
+                                yield event
+        except (aiohttp.ClientError, TimeoutError) as err:
+            raise ApiError(0, type(err).__name__, str(err) or repr(err), what) from err
 
     async def apply(self, obj: Obj, *, force: bool = True) -> Obj:
         """Server-side apply of a whole object, owned by the ``mailstack`` field manager.

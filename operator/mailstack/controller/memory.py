@@ -143,13 +143,18 @@ class Echoes:
 
 
 class WrittenStatus:
-    """A digest of the last status written per (kind, namespace, name), valid for one uid.
+    """What the operator last wrote to each status, per (kind, namespace, name), for one uid.
 
-    Digests rather than documents: with ten thousand Mailboxes the difference is tens of MB.
+    Two uses: not writing the same status twice while the watch has not delivered the first
+    write yet (a digest), and computing condition transitions from that write rather than from a
+    stale copy, which would move ``lastTransitionTime`` and so write again (each condition's
+    type, status and transition time). Compact on purpose: ten thousand Mailboxes.
     """
 
     def __init__(self) -> None:
-        self._digests: dict[tuple[str, str, str], tuple[str, str]] = {}
+        self._entries: dict[
+            tuple[str, str, str], tuple[str, str, tuple[tuple[str, str, str], ...]]
+        ] = {}
 
     @staticmethod
     def digest(status: Mapping[str, Any]) -> str:
@@ -159,13 +164,29 @@ class WrittenStatus:
     def matches(
         self, kind: str, namespace: str, name: str, uid: str, status: Mapping[str, Any]
     ) -> bool:
-        entry = self._digests.get((kind, namespace, name))
-        return entry is not None and entry == (uid, self.digest(status))
+        entry = self._entries.get((kind, namespace, name))
+        return entry is not None and entry[:2] == (uid, self.digest(status))
 
     def put(
         self, kind: str, namespace: str, name: str, uid: str, status: Mapping[str, Any]
     ) -> None:
-        self._digests[(kind, namespace, name)] = (uid, self.digest(status))
+        conditions = tuple(
+            (str(c.get("type")), str(c.get("status")), str(c.get("lastTransitionTime")))
+            for c in status.get("conditions") or []
+            if isinstance(c, Mapping)
+        )
+        self._entries[(kind, namespace, name)] = (uid, self.digest(status), conditions)
+
+    def previous(self, kind: str, namespace: str, name: str, uid: str, live: Any) -> Any:
+        """The status to compute transitions from: the operator's own last write, else ``live``."""
+        entry = self._entries.get((kind, namespace, name))
+        if entry is None or entry[0] != uid:
+            return live
+        base = dict(live) if isinstance(live, Mapping) else {}
+        base["conditions"] = [
+            {"type": t, "status": s, "lastTransitionTime": since} for t, s, since in entry[2]
+        ]
+        return base
 
     def forget(self, kind: str, namespace: str, name: str) -> None:
-        self._digests.pop((kind, namespace, name), None)
+        self._entries.pop((kind, namespace, name), None)

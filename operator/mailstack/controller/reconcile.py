@@ -99,10 +99,12 @@ class Reconciler:
     ) -> None:
         self.kube = kube
         self.options = options or RenderOptions()
-        self.secrets = secrets or SecretCache()
-        self.echoes = echoes or Echoes()
-        self.written = written or WrittenStatus()
+        # `is not None`: an empty SecretCache is falsy (it has a length).
+        self.secrets = secrets if secrets is not None else SecretCache()
+        self.echoes = echoes if echoes is not None else Echoes()
+        self.written = written if written is not None else WrittenStatus()
         self._limit = asyncio.Semaphore(concurrency)
+        self._batch = concurrency
         self._instance = os.environ.get("POD_NAME") or socket.gethostname()
         self.passes = 0
 
@@ -214,7 +216,9 @@ class Reconciler:
         status = plan.domain_status(
             rendered,
             generation=generation,
-            previous=body.get("status"),
+            previous=self.written.previous(
+                MAILDOMAIN.kind, namespace, name, uid, body.get("status")
+            ),
             now=now,
             applied=len(outcome.applied),
             apply_error=apply_error.short() if apply_error else None,
@@ -232,23 +236,34 @@ class Reconciler:
         elif outcome.applied or outcome.deleted:
             await self._change_events(body, outcome)
 
+        # Mailbox statuses: computed one by one, written (when they differ) a batch at a time:
+        # a first reconcile of a large domain writes hundreds, and building them all as
+        # concurrent requests at once would only hold their memory longer.
         by_name = {plan.doc_name(doc): doc for doc in mailboxes}
-
-        async def mailbox(verdict: plan.MailboxVerdict) -> int:
+        changed: list[tuple[Mapping[str, Any], Obj]] = []
+        for verdict in verdicts:
             doc = by_name[verdict.name]
+            box_meta = _meta(doc)
             box_status = plan.mailbox_status(
                 verdict.valid,
                 verdict.ready,
                 generation=plan.doc_generation(doc),
-                previous=doc.get("status"),
+                previous=self.written.previous(
+                    MAILBOX.kind,
+                    namespace,
+                    str(box_meta.get("name", "")),
+                    str(box_meta.get("uid", "")),
+                    doc.get("status"),
+                ),
                 now=now,
                 domain_name=name,
             )
-            async with self._limit:
-                return await self._mailbox_status(doc, box_status)
-
-        counts = await asyncio.gather(*(mailbox(v) for v in verdicts))
-        outcome.status_writes += sum(counts)
+            if not self._status_current(MAILBOX, doc, box_status):
+                changed.append((doc, box_status))
+        for start in range(0, len(changed), self._batch):
+            batch = changed[start : start + self._batch]
+            counts = await asyncio.gather(*(self._mailbox_status(d, st) for d, st in batch))
+            outcome.status_writes += sum(counts)
 
         if apply_error is not None:
             raise ReconcileError(
@@ -267,6 +282,19 @@ class Reconciler:
 
     # --- statuses and events -------------------------------------------------------------
 
+    def _status_current(self, kind: Kind, doc: Mapping[str, Any], status: Obj) -> bool:
+        """Whether ``status`` is what the object has, or what the operator last wrote to it."""
+        meta = _meta(doc)
+        if doc.get("status") == status:
+            return True
+        return self.written.matches(
+            kind.kind,
+            str(meta.get("namespace", "")),
+            str(meta.get("name", "")),
+            str(meta.get("uid", "")),
+            status,
+        )
+
     async def _write_status(self, kind: Kind, doc: Mapping[str, Any], status: Obj) -> bool:
         """Patch the status subresource when ``status`` differs; True when written."""
         meta = _meta(doc)
@@ -276,7 +304,7 @@ class Reconciler:
             str(meta.get("uid", "")),
         )
         current = doc.get("status")
-        if current == status or self.written.matches(kind.kind, namespace, name, uid, status):
+        if self._status_current(kind, doc, status):
             return False
         patch: dict[str, Any] = dict(status)
         if isinstance(current, Mapping):
@@ -304,11 +332,18 @@ class Reconciler:
     async def orphan(self, mailbox: Mapping[str, Any], now: datetime | None = None) -> bool:
         """Status of a Mailbox no MailDomain serves (or whose address cannot be read)."""
         valid, ready = plan.orphan_verdict(mailbox)
+        meta = _meta(mailbox)
         status = plan.mailbox_status(
             valid,
             ready,
             generation=plan.doc_generation(mailbox),
-            previous=mailbox.get("status"),
+            previous=self.written.previous(
+                MAILBOX.kind,
+                str(meta.get("namespace", "")),
+                str(meta.get("name", "")),
+                str(meta.get("uid", "")),
+                mailbox.get("status"),
+            ),
             now=now or datetime.now(UTC),
             domain_name=None,
         )

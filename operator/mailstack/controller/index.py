@@ -1,0 +1,160 @@
+"""Slim copies of Mailboxes and MailDomains, indexed the ways the handlers look them up.
+
+Kept current by the informers; a reconcile reads its Mailboxes from here (no list call per
+event), a Mailbox event finds its MailDomains here, a Secret event finds who refers to it.
+Every ``put``/``drop`` returns the MailDomains whose render the change may affect (before and
+after: a Mailbox whose address moved between domains concerns both).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+from mailstack.controller import plan
+
+Obj = dict[str, Any]
+DomainKey = tuple[str, str]  # namespace, MailDomain name
+
+
+def slim(body: Mapping[str, Any]) -> Obj:
+    """What is kept of an object: enough to parse it and to compare its status."""
+    meta = body.get("metadata") or {}
+    return {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": {
+            key: meta[key]
+            for key in ("name", "namespace", "uid", "generation", "resourceVersion")
+            if key in meta
+        },
+        "spec": body.get("spec"),
+        "status": body.get("status"),
+    }
+
+
+def _key(doc: Mapping[str, Any]) -> tuple[str, str]:
+    meta = doc.get("metadata") or {}
+    return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+
+
+def _password_secret(doc: Mapping[str, Any]) -> str | None:
+    ref = (doc.get("spec") or {}).get("passwordSecretRef")
+    if isinstance(ref, Mapping) and isinstance(ref.get("name"), str):
+        return str(ref["name"])
+    return None
+
+
+class Documents:
+    def __init__(self) -> None:
+        self._boxes: dict[tuple[str, str], Obj] = {}
+        self._boxes_by_domain: dict[tuple[str, str | None], dict[str, Obj]] = defaultdict(dict)
+        self._boxes_by_secret: dict[tuple[str, str], set[str]] = defaultdict(set)
+        self._domains: dict[tuple[str, str], Obj] = {}
+        self._domains_by_domain: dict[tuple[str, str | None], dict[str, Obj]] = defaultdict(dict)
+        self._domain_secrets: dict[tuple[str, str], set[str]] = defaultdict(set)
+
+    # --- Mailboxes ------------------------------------------------------------------------
+
+    def put_mailbox(self, body: Mapping[str, Any]) -> set[DomainKey]:
+        doc = slim(body)
+        affected = self.drop_mailbox(*_key(doc))
+        namespace, name = _key(doc)
+        domain = plan.address_domain(doc)
+        self._boxes[(namespace, name)] = doc
+        self._boxes_by_domain[(namespace, domain)][name] = doc
+        secret = _password_secret(doc)
+        if secret is not None:
+            self._boxes_by_secret[(namespace, secret)].add(name)
+        return affected | self._owners(namespace, domain)
+
+    def drop_mailbox(self, namespace: str, name: str) -> set[DomainKey]:
+        old = self._boxes.pop((namespace, name), None)
+        if old is None:
+            return set()
+        domain = plan.address_domain(old)
+        self._remove(self._boxes_by_domain, (namespace, domain), name)
+        secret = _password_secret(old)
+        if secret is not None:
+            self._discard(self._boxes_by_secret, (namespace, secret), name)
+        return self._owners(namespace, domain)
+
+    def mailboxes(self, namespace: str, domain: str | None) -> list[Obj]:
+        """The Mailboxes of ``namespace`` whose address is on ``domain``, by name."""
+        found = self._boxes_by_domain.get((namespace, domain), {})
+        return [found[name] for name in sorted(found)]
+
+    def mailbox(self, namespace: str, name: str) -> Obj | None:
+        return self._boxes.get((namespace, name))
+
+    def mailbox_count(self) -> int:
+        return len(self._boxes)
+
+    # --- MailDomains ----------------------------------------------------------------------
+
+    def put_domain(self, body: Mapping[str, Any]) -> set[DomainKey]:
+        doc = slim(body)
+        affected = self.drop_domain(*_key(doc))
+        namespace, name = _key(doc)
+        domain = plan.served_domain(doc)
+        self._domains[(namespace, name)] = doc
+        self._domains_by_domain[(namespace, domain)][name] = doc
+        for secret in plan.referenced_secret_names(doc, ()):
+            self._domain_secrets[(namespace, secret)].add(name)
+        return affected | self._owners(namespace, domain)
+
+    def drop_domain(self, namespace: str, name: str) -> set[DomainKey]:
+        old = self._domains.pop((namespace, name), None)
+        if old is None:
+            return set()
+        domain = plan.served_domain(old)
+        self._remove(self._domains_by_domain, (namespace, domain), name)
+        for secret in plan.referenced_secret_names(old, ()):
+            self._discard(self._domain_secrets, (namespace, secret), name)
+        return self._owners(namespace, domain) | {(namespace, name)}
+
+    def siblings(self, namespace: str, domain: str | None) -> list[Obj]:
+        """The MailDomains of ``namespace`` that claim ``domain`` (the first by name wins)."""
+        found = self._domains_by_domain.get((namespace, domain), {})
+        return [found[name] for name in sorted(found)]
+
+    def domain_keys(self) -> list[tuple[str, str]]:
+        return sorted(self._domains)
+
+    def domain_names(self, namespace: str, domain: str | None) -> list[str]:
+        if domain is None:
+            return []
+        return sorted(self._domains_by_domain.get((namespace, domain), {}))
+
+    # --- Secrets --------------------------------------------------------------------------
+
+    def secret_users(self, namespace: str, secret: str) -> set[DomainKey]:
+        """The MailDomains whose render reads the Secret (a password or relay credentials)."""
+        users = {(namespace, n) for n in self._domain_secrets.get((namespace, secret), ())}
+        for box in self._boxes_by_secret.get((namespace, secret), ()):
+            doc = self._boxes.get((namespace, box))
+            if doc is not None:
+                users |= self._owners(namespace, plan.address_domain(doc))
+        return users
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _owners(self, namespace: str, domain: str | None) -> set[DomainKey]:
+        return {(namespace, n) for n in self.domain_names(namespace, domain)}
+
+    @staticmethod
+    def _remove(index: dict[Any, dict[str, Obj]], key: Any, name: str) -> None:
+        bucket = index.get(key)
+        if bucket is not None:
+            bucket.pop(name, None)
+            if not bucket:
+                del index[key]
+
+    @staticmethod
+    def _discard(index: dict[Any, set[str]], key: Any, name: str) -> None:
+        bucket = index.get(key)
+        if bucket is not None:
+            bucket.discard(name)
+            if not bucket:
+                del index[key]
