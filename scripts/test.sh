@@ -5,7 +5,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/setup.sh"
 cd "$ROOT"
 
-echo ">> ruff check";        .venv/bin/ruff check operator tests
-echo ">> ruff format";       .venv/bin/ruff format --check operator tests
+echo ">> ruff check";        .venv/bin/ruff check operator tests bench
+echo ">> ruff format";       .venv/bin/ruff format --check operator tests bench
 echo ">> mypy";              .venv/bin/mypy
 echo ">> pytest";            .venv/bin/pytest "$@"
