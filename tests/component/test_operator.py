@@ -464,3 +464,52 @@ def test_restart_writes_nothing_when_nothing_changed(api: ApiServer) -> None:
     writes = operator_writes(api.writes(before))
     assert writes == [], writes
     assert api.get("secrets", "example-org-dkim") == dkim
+
+
+# --- peering --------------------------------------------------------------------------------
+
+
+def test_peering_keeps_a_single_replica_active(api: ApiServer) -> None:
+    api.create(
+        {
+            "apiVersion": "kopf.dev/v1",
+            "kind": "ClusterKopfPeering",
+            "metadata": {"name": "mailstack"},
+        },
+        namespace=None,
+    )
+    populate(api, boxes=1)
+    with OperatorThread(api, peering="mailstack", identity="low", priority=0) as low:
+        wait_ready(api, "example-org")
+        peering = wait_for(
+            lambda: (
+                (api.get("clusterkopfpeerings", "mailstack", None) or {})
+                .get("status", {})
+                .get("low")
+            )
+        )
+        assert peering["priority"] == 0
+        with OperatorThread(api, peering="mailstack", identity="high", priority=10) as high:
+            wait_for(lambda: not low.operator.peering.active())
+            assert high.operator.peering.active()
+            time.sleep(0.5)  # kopf pauses on the same peering event
+            passes = low.operator.reconciler.passes
+            api.create(password("zoe", HASH))
+            api.create(mailbox("zoe", "zoe@nowhere.example"))  # an orphan: informer-written
+            api.create(maildomain("example-net", "example.net"))
+            wait_ready(api, "example-net")
+            wait_for(lambda: condition(api.get("mailboxes", "zoe"), "Valid") == "False")
+            settle(api, high)
+            assert low.operator.reconciler.passes == passes  # the paused replica did nothing
+            assert high.operator.reconciler.passes > 0
+            orphan_writes = [
+                w
+                for w in api.writes()
+                if (w.resource, w.name, w.subresource) == ("mailboxes", "zoe", "status")
+            ]
+            assert len(orphan_writes) == 1
+        # The high-priority replica left the peering: the other one takes over.
+        wait_for(lambda: low.operator.peering.active())
+        api.patch("maildomains", "example-net", {"spec": {"limits": {"messageSize": "10Mi"}}})
+        wait_for(lambda: api.get("maildomains", "example-net")["status"]["observedGeneration"] == 2)
+        assert low.operator.reconciler.passes > passes

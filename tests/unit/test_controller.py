@@ -392,3 +392,21 @@ def test_documents_index_mailboxes_domains_and_secret_users() -> None:
     assert docs.domain_names("default", "example.org") == ["a-first", "example-org"]
     assert docs.drop_domain("default", "example-org") >= {("default", "a-first")}
     assert docs.secret_users("default", "r") == set()
+
+
+def test_peering_is_active_unless_a_live_peer_outranks_or_ties() -> None:
+    from mailstack.controller.memory import Peering
+
+    def peer(priority: int, seen: datetime, lifetime: int = 60) -> dict[str, Any]:
+        return {"priority": priority, "lifetime": lifetime, "lastseen": seen.isoformat()}
+
+    view = Peering("me", priority=5, enabled=True)
+    assert view.active(NOW)
+    view.update(("", "mailstack"), {"me": peer(5, NOW), "low": peer(1, NOW)})
+    assert view.active(NOW)
+    view.update(("", "mailstack"), {"me": peer(5, NOW), "high": peer(9, NOW)})
+    assert not view.active(NOW)
+    assert view.active(NOW + timedelta(seconds=61))  # the high one stopped renewing: dead
+    view.update(("", "mailstack"), {"twin": peer(5, NOW)})
+    assert not view.active(NOW)  # same priority: kopf pauses everyone
+    assert Peering("me", 0, enabled=False).active(NOW)

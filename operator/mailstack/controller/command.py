@@ -44,6 +44,7 @@ async def serve(
         standalone=config.peering is None,
         peering_name=config.peering,
         priority=config.priority,
+        identity=op.identity,  # type: ignore[arg-type]  # kopf's NewType over str
         liveness_endpoint=liveness,
         stop_flag=stop_flag,
         ready_flag=ready_flag,

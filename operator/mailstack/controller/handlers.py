@@ -25,6 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets as secrets_module
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,9 +38,17 @@ from mailstack.api.models import GROUP, VERSION
 from mailstack.controller import plan
 from mailstack.controller.index import Documents
 from mailstack.controller.informer import Informer, Obj
-from mailstack.controller.kinds import CERTIFICATE, CHILD_KINDS, MAILBOX, MAILDOMAIN, SECRET
+from mailstack.controller.kinds import (
+    CERTIFICATE,
+    CHILD_KINDS,
+    CLUSTER_PEERING,
+    MAILBOX,
+    MAILDOMAIN,
+    PEERING,
+    SECRET,
+)
 from mailstack.controller.kube import Kube
-from mailstack.controller.memory import Coalescer, DomainKey, Echoes, SecretCache
+from mailstack.controller.memory import Coalescer, DomainKey, Echoes, Peering, SecretCache
 from mailstack.controller.reconcile import Outcome, ReconcileError, Reconciler
 from mailstack.render.objects import RenderOptions
 
@@ -63,6 +74,7 @@ class OperatorConfig:
     connection: kopf.ConnectionInfo | None = None  # tests: a fixed API server; else in-cluster
     watch_timeout: float | None = None  # server-side watch timeout (None: the server's)
     concurrency: int = 16  # parallel reads and status writes per reconcile
+    identity: str | None = None  # the peering identity (kopf's default: user@host/pid)
     # MailDomains reconciled at the same time: rendering is CPU-bound (more would not finish
     # sooner on a few cores), and each pass holds a domain's parsed and rendered objects.
     parallel_reconciles: int = 4
@@ -116,6 +128,14 @@ class Operator:
         self.secrets = SecretCache()
         self.echoes = Echoes()
         self.documents = Documents()
+        # An explicit peering identity, so that this code and kopf agree on which peer is us.
+        self.identity = self.config.identity or (
+            f"{os.environ.get('POD_NAME') or socket.gethostname()}/{os.getpid()}"
+            f"/{secrets_module.token_hex(3)}"
+        )
+        self.peering = Peering(
+            self.identity, self.config.priority, enabled=self.config.peering is not None
+        )
         self.informers: list[Informer] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._locks: dict[DomainKey, asyncio.Lock] = {}
@@ -163,8 +183,14 @@ class Operator:
         the first reconcile of every MailDomain sees every Mailbox and password.
         """
         namespaces: tuple[str | None, ...] = self.config.namespaces or (None,)
+        peerings: list[Informer] = []
+        if self.config.peering is not None:
+            if self.config.namespaces:
+                peerings = [Informer(self.kube, PEERING, ns, self._on_peering) for ns in namespaces]
+            else:
+                peerings = [Informer(self.kube, CLUSTER_PEERING, None, self._on_peering)]
         stages: list[list[Informer]] = [
-            [Informer(self.kube, MAILDOMAIN, ns, self._on_domain) for ns in namespaces],
+            peerings + [Informer(self.kube, MAILDOMAIN, ns, self._on_domain) for ns in namespaces],
             [Informer(self.kube, MAILBOX, ns, self._on_mailbox) for ns in namespaces],
             [Informer(self.kube, SECRET, ns, self._on_secret) for ns in namespaces]
             + [
@@ -188,7 +214,7 @@ class Operator:
             await asyncio.gather(*(informer.primed.wait() for informer in stage))
         logger.info(
             "watching %d MailDomain(s), %d Mailbox(es), %d referenced Secret(s)",
-            len(self.documents.domain_keys()),
+            self.documents.domain_count(),
             self.documents.mailbox_count(),
             len(self.secrets),
         )
@@ -218,6 +244,11 @@ class Operator:
         if primed:
             self._mark(affected - {(namespace, name)})
 
+    async def _on_peering(self, kind: str, body: Obj, primed: bool) -> None:
+        if _key(body)[1] == self.config.peering:
+            status = body.get("status") if kind != "DELETED" else None
+            self.peering.update(_key(body), status if isinstance(status, Mapping) else {})
+
     async def _on_mailbox(self, kind: str, body: Obj, primed: bool) -> None:
         namespace, name = _key(body)
         old = self.documents.mailbox(namespace, name)
@@ -230,7 +261,8 @@ class Operator:
         if primed:
             self._mark(affected)
         domain = plan.address_domain(body)
-        if kind != "DELETED" and not self.documents.domain_names(namespace, domain):
+        orphan = kind != "DELETED" and not self.documents.domain_names(namespace, domain)
+        if orphan and self.peering.active():
             try:
                 await self.reconciler.orphan(body)
             except ReconcileError as err:
@@ -355,5 +387,5 @@ def child_changed(op: Operator, event: Mapping[str, Any], body: Mapping[str, Any
     if event.get("type") != "DELETED" and op.echoes.is_echo(body):
         return
     owner = owner_of(body)
-    if owner is not None:
-        op.coalescer.mark((ns, owner))
+    if owner is not None and op.documents.has_domain(ns, owner):
+        op.coalescer.mark((ns, owner))  # (not for the children the GC removes after their owner)

@@ -119,8 +119,11 @@ class Documents:
         found = self._domains_by_domain.get((namespace, domain), {})
         return [found[name] for name in sorted(found)]
 
-    def domain_keys(self) -> list[tuple[str, str]]:
-        return sorted(self._domains)
+    def domain_count(self) -> int:
+        return len(self._domains)
+
+    def has_domain(self, namespace: str, name: str) -> bool:
+        return (namespace, name) in self._domains
 
     def domain_names(self, namespace: str, domain: str | None) -> list[str]:
         if domain is None:

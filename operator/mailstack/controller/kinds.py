@@ -57,6 +57,10 @@ NETWORK_POLICY = Kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"
 PDB = Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets", status_subresource=True)
 CERTIFICATE = Kind("cert-manager.io/v1", "Certificate", "certificates", status_subresource=True)
 
+# kopf's peering objects (the operator only reads them; kopf writes the keep-alives).
+CLUSTER_PEERING = Kind("kopf.dev/v1", "ClusterKopfPeering", "clusterkopfpeerings", namespaced=False)
+PEERING = Kind("kopf.dev/v1", "KopfPeering", "kopfpeerings")
+
 # Everything render/ may produce, in the order it produces it.
 CHILD_KINDS: tuple[Kind, ...] = (
     SERVICE_ACCOUNT,
@@ -68,7 +72,15 @@ CHILD_KINDS: tuple[Kind, ...] = (
     NETWORK_POLICY,
     PDB,
 )
-ALL_KINDS: tuple[Kind, ...] = (MAILDOMAIN, MAILBOX, *CHILD_KINDS, PVC, EVENT)
+ALL_KINDS: tuple[Kind, ...] = (
+    MAILDOMAIN,
+    MAILBOX,
+    *CHILD_KINDS,
+    PVC,
+    EVENT,
+    CLUSTER_PEERING,
+    PEERING,
+)
 _BY_TYPE = {(k.api_version, k.kind): k for k in ALL_KINDS}
 
 

@@ -19,6 +19,7 @@ import asyncio
 import hashlib
 import json
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from mailstack.api.errors import ValidationError
@@ -190,3 +191,45 @@ class WrittenStatus:
 
     def forget(self, kind: str, namespace: str, name: str) -> None:
         self._entries.pop((kind, namespace, name), None)
+
+
+class Peering:
+    """Whether this replica is the active one, read from kopf's peering objects.
+
+    kopf pauses its own handlers and daemons when a peer with a higher priority is alive (or one
+    with the same priority: then every replica pauses). The informers are the operator's, not
+    kopf's, so the few writes they make themselves (the status of a Mailbox no MailDomain serves)
+    ask this first. Same rule as kopf's, evaluated at the time of asking, as peers expire.
+    """
+
+    def __init__(self, identity: str, priority: int, enabled: bool) -> None:
+        self.identity = identity
+        self.priority = priority
+        self.enabled = enabled
+        self._statuses: dict[tuple[str, str], Mapping[str, Any]] = {}
+
+    def update(self, key: tuple[str, str], status: Mapping[str, Any] | None) -> None:
+        if status is None:
+            self._statuses.pop(key, None)
+        else:
+            self._statuses[key] = status
+
+    def active(self, now: datetime | None = None) -> bool:
+        if not self.enabled:
+            return True
+        moment = now or datetime.now(UTC)
+        for status in self._statuses.values():
+            for identity, info in status.items():
+                if identity == self.identity or not isinstance(info, Mapping):
+                    continue
+                try:
+                    seen = datetime.fromisoformat(str(info.get("lastseen")))
+                    lifetime = float(info.get("lifetime", 60))
+                    priority = int(info.get("priority", 0))
+                except (TypeError, ValueError):
+                    continue
+                if seen.tzinfo is None:
+                    seen = seen.replace(tzinfo=UTC)
+                if (moment - seen).total_seconds() < lifetime and priority >= self.priority:
+                    return False
+        return True
