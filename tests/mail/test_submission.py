@@ -236,3 +236,38 @@ def test_undeliverable_relay_bounces_to_the_sender(stack: Stack) -> None:
     assert subject in bounce.as_string()
     # And the bounce came from the stack itself: it names the mail host as the reporting MTA.
     assert status_groups(bounce)[0]["Reporting-MTA"] == f"dns; {HOSTNAME}"
+    # bob keeps a copy and forwards to bob@example.net: the outside world gets the bounce as
+    # well, and it must pass the domain's DMARC policy there, so it is DKIM-signed.
+    assert bounce["From"].addresses[0].domain == "example.com"
+    forwarded = stack.wait_for(
+        "the forwarded bounce at the remote server",
+        lambda: next(
+            (
+                r
+                for r in stack.sink_raw_messages()
+                if b"X-Sink-Rcpt-To: bob@example.net" in r and nobody.encode() in r
+            ),
+            None,
+        ),
+    )
+    assert dkim.verify(without_sink_envelope(forwarded), dnsfunc=txt_lookup(stack.internet.ip))
+
+
+def test_submission_gets_message_id_and_date_before_signing(stack: Stack) -> None:
+    """A client that leaves out Message-ID and Date (scripts do): many receivers refuse such
+    mail, so the submission service adds them, and the signature covers them."""
+    friend = f"{token('friend')}@example.net"
+    bare = (
+        f"From: alice@example.com\r\nTo: {friend}\r\nSubject: bare\r\n\r\nno headers\r\n"
+    ).encode()
+    with login(stack, "submission", "alice") as smtp:
+        assert smtp.sendmail("alice@example.com", [friend], bare) == {}
+    stack.wait_for_sink(lambda m: m["X-Sink-Rcpt-To"] == friend)
+    raw = next(r for r in stack.sink_raw_messages() if f"X-Sink-Rcpt-To: {friend}".encode() in r)
+    sent = email.message_from_bytes(raw)
+    assert sent["Message-ID"] is not None, sent.keys()
+    assert sent["Date"] is not None, sent.keys()
+    signed = sent["DKIM-Signature"]
+    assert signed is not None
+    assert "message-id" in " ".join(signed.split()).lower()
+    assert dkim.verify(without_sink_envelope(raw), dnsfunc=txt_lookup(stack.internet.ip))
