@@ -278,10 +278,13 @@ def run(domains: int, mailboxes: int, resync: float, quiet: float) -> dict[str, 
                 if agent == "mailstack" and verb == "get" and res == "configmaps"
             )
         )
-        resync = operator_writes(api.writes(before))
-        result["resync_writes"] = len(resync)
+        idle_writes = operator_writes(api.writes(before))
+        result["resync_writes"] = len(idle_writes)
         result["resync_write_kinds"] = sorted(
-            {f"{w.verb} {w.resource}{'/' + w.subresource if w.subresource else ''}" for w in resync}
+            {
+                f"{w.verb} {w.resource}{'/' + w.subresource if w.subresource else ''}"
+                for w in idle_writes
+            }
         )
         # Each pass reads the four ConfigMaps of each MailDomain.
         result["resync_passes"] = (reads - reads_before) / (4 * domains)
