@@ -22,7 +22,7 @@ from tests.component.emulator import ApiServer
 logger = logging.getLogger(__name__)
 
 
-def test_config(api: ApiServer, **overrides: Any) -> OperatorConfig:
+def fast_config(api: ApiServer, **overrides: Any) -> OperatorConfig:
     """Fast settings: no peering, short debounce, resync only when a test wants it."""
     base = OperatorConfig(
         connection=kopf.ConnectionInfo(server=api.url, token="test"),
@@ -52,7 +52,7 @@ class _Errors(logging.Handler):
 
 class OperatorThread:
     def __init__(self, api: ApiServer, **overrides: Any) -> None:
-        self.config = test_config(api, **overrides)
+        self.config = fast_config(api, **overrides)
         self.operator = Operator(self.config)
         self._stop = threading.Event()
         self._ready = threading.Event()

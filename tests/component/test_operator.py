@@ -239,13 +239,22 @@ def test_mailbox_added_first_in_order_does_not_touch_the_configs(
 
 def test_a_burst_of_mailboxes_is_rendered_once(api: ApiServer) -> None:
     populate(api, boxes=1)
-    with OperatorThread(api, debounce=0.5) as op:
+    with OperatorThread(api, debounce=1.0) as op:
         wait_ready(api, "example-org")
         start = settle(api, op)
         passes = op.operator.reconciler.passes
-        for index in range(20):
-            api.create(password(f"burst{index}", HASH))
-            api.create(mailbox(f"burst{index}", f"burst{index}@example.org"))
+        store = api.store
+
+        def burst() -> None:  # forty writes in one go, as a `kubectl apply -f dir/` would
+            for index in range(20):
+                for doc in (
+                    password(f"burst{index}", HASH),
+                    mailbox(f"burst{index}", f"burst{index}@example.org"),
+                ):
+                    res = next(r for r in store.resources.values() if r.kind == doc["kind"])
+                    store.create(res, NS, doc, manager="kubectl")
+
+        api.call(burst)
         wait_for(lambda: api.get("maildomains", "example-org")["status"]["mailboxes"] == 21)
         settle(api, op)
         users_applies = [
