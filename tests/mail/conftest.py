@@ -440,7 +440,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 "example.net": (
                     "example.net. 300 IN MX 10 sink.example.net.\n"
                     f"sink.example.net. 300 IN A {internet.ip}\n"
-                    f'example.net. 300 IN TXT "v=spf1 ip4:{internet.ip} -all"\n'
+                    # The host's clients reach the pods from a bridge in 10.192.0.0/10.
+                    f'example.net. 300 IN TXT "v=spf1 ip4:{internet.ip} ip4:10.192.0.0/10 -all"\n'
                 ),
             }
         )
