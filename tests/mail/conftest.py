@@ -139,7 +139,7 @@ class Stack:
     def smtp(self, name: str = "smtp", starttls: bool = True) -> smtplib.SMTP:
         if name == "submissions":
             conn: smtplib.SMTP = smtplib.SMTP_SSL(
-                "127.0.0.1", self.port(name), context=self.tls_context(), timeout=30
+                "127.0.0.1", self.port(name), context=self._named_context(), timeout=30
             )
             conn._host = HOSTNAME  # type: ignore[attr-defined]
         else:
