@@ -111,6 +111,7 @@ def plan_pods(objects: list[Obj]) -> list[PodPlan]:
                             "volume": m["name"],
                             "target": m["mountPath"],
                             "readOnly": m.get("readOnly", False),
+                            **({"subPath": m["subPath"]} if m.get("subPath") else {}),
                         }
                         for m in container.get("volumeMounts", [])
                     ],
@@ -161,12 +162,38 @@ def service_addresses(
     return entries
 
 
-def public_forwards(objects: list[Obj], pods: list[PodPlan]) -> list[tuple[int, str, str, int]]:
-    """(service port, pod key, port name, container port) of every public Service port."""
+# Each further MailDomain of one ``up`` is published this many ports higher: a host has one set
+# of standard ports per address, as a cluster has one load-balancer address per Service.
+DOMAIN_PORT_STEP = 1000
+
+
+@dataclass(frozen=True)
+class Forward:
+    domain: str
+    port: int  # the published port, before --port-offset
+    pod: str
+    name: str
+    target: int
+
+
+def public_forwards(objects: list[Obj], pods: list[PodPlan]) -> list[Forward]:
+    """Every public Service port and the pod port it reaches.
+
+    The MailDomains are ranked by domain name: the first gets the standard ports, the next ones
+    the standard ports + ``DOMAIN_PORT_STEP`` × rank.
+    """
+    services = [
+        o
+        for o in objects
+        if o["kind"] == "Service" and o["spec"].get("type", "ClusterIP") != "ClusterIP"
+    ]
+
+    def domain_of(service: Obj) -> str:
+        meta = service["metadata"]
+        return str(meta.get("annotations", {}).get("mailstack.dev/domain", meta["name"]))
+
     result = []
-    for service in (o for o in objects if o["kind"] == "Service"):
-        if service["spec"].get("type", "ClusterIP") == "ClusterIP":
-            continue
+    for rank, service in enumerate(sorted(services, key=domain_of)):
         meta = service["metadata"]
         selector = service["spec"].get("selector", {})
         for port in service["spec"]["ports"]:
@@ -177,7 +204,13 @@ def public_forwards(objects: list[Obj], pods: list[PodPlan]) -> list[tuple[int, 
                     and port["targetPort"] in pod.ports
                 ):
                     result.append(
-                        (port["port"], pod.key, port["name"], pod.ports[port["targetPort"]])
+                        Forward(
+                            domain_of(service),
+                            port["port"] + DOMAIN_PORT_STEP * rank,
+                            pod.key,
+                            port["name"],
+                            pod.ports[port["targetPort"]],
+                        )
                     )
                     break
     return result

@@ -32,6 +32,7 @@ from mailstack.api.documents import yaml_files
 from mailstack.local.network import Network, NetworkError, choose_subnet, run_id_for
 from mailstack.local.pods import (
     ContainerPlan,
+    Forward,
     PodPlan,
     plan_pods,
     public_forwards,
@@ -270,14 +271,14 @@ class LocalRuntime:
             self.pods[pod.key] = pod
             self.addresses[pod.key] = self.network.add_pod(pod.key).address
         forwards = [
-            (port + self.port_offset, self.addresses[pod_key], target)
-            for port, pod_key, _, target in public_forwards(objects, pods)
+            (f.port + self.port_offset, self.addresses[f.pod], f.target)
+            for f in public_forwards(objects, pods)
         ]
         ports = [port for port, _, _ in forwards]
         if len(ports) != len(set(ports)):
             raise NetworkError(
-                "several MailDomains publish the same ports; run one mailstack up per MailDomain "
-                "(with its own --state, and --listen or --port-offset)"
+                "published ports clash (a --port-offset that puts one MailDomain's ports on "
+                "another's?); choose another --port-offset"
             )
         for pod in pods:
             self.start_pod(pod)
@@ -353,13 +354,18 @@ class LocalRuntime:
             thread.join()
         self.network.teardown()
 
-    def endpoints(self, forwards: list[tuple[int, str, str, int]]) -> dict[str, Any]:
+    def endpoints(self, forwards: list[Forward]) -> dict[str, Any]:
+        domains: dict[str, dict[str, int]] = {}
+        for forward in forwards:
+            domains.setdefault(forward.domain, {})[forward.name] = forward.port + self.port_offset
+        first = sorted(domains)[0] if domains else ""
         return {
             "listen": self.listen,
             "portOffset": self.port_offset,
             "hostAddress": self.network.host_address,
             "pods": {key: self.addresses[key] for key in self.pods},
-            "ports": {name: port + self.port_offset for port, _, name, _ in forwards},
+            "ports": domains.get(first, {}),
+            "domains": domains,
         }
 
 
@@ -485,7 +491,6 @@ def run_up(files: list[str], state_dir: str, listen: list[str], port_offset: int
 
 
 def _print_endpoints(endpoints: dict[str, Any], state: Path) -> None:
-    ports = endpoints["ports"]
     listen = endpoints["listen"][0]
     describe = {
         "smtp": "SMTP (inbound, STARTTLS)",
@@ -498,7 +503,9 @@ def _print_endpoints(endpoints: dict[str, Any], state: Path) -> None:
         "sieve": "ManageSieve",
     }
     print("mailstack up: ready", flush=True)
-    for name, port in sorted(ports.items(), key=lambda item: item[1]):
-        print(f"  {describe.get(name, name):36} {listen}:{port}")
-    print(f"  CA certificate clients must trust:   {state / 'ca.crt'}")
-    print(f"  DNS records to publish:              {state / 'records.zone'}", flush=True)
+    for domain, ports in sorted(endpoints["domains"].items()):
+        print(f"{domain}:")
+        for name, port in sorted(ports.items(), key=lambda item: item[1]):
+            print(f"  {describe.get(name, name):36} {listen}:{port}")
+    print(f"CA certificate clients must trust:     {state / 'ca.crt'}")
+    print(f"DNS records to publish:                {state / 'records.zone'}", flush=True)
