@@ -522,3 +522,30 @@ def test_peering_keeps_a_single_replica_active(api: ApiServer) -> None:
         api.patch("maildomains", "example-net", {"spec": {"limits": {"messageSize": "10Mi"}}})
         wait_for(lambda: api.get("maildomains", "example-net")["status"]["observedGeneration"] == 2)
         assert low.operator.reconciler.passes > passes
+
+
+def test_storage_change_recreates_the_statefulset_and_keeps_the_volumes(
+    api: ApiServer, operator: OperatorThread
+) -> None:
+    populate(api, boxes=1)
+    wait_ready(api, "example-org")
+    wait_for(lambda: len(api.list("persistentvolumeclaims")) == 2)
+    claims = {c["metadata"]["uid"] for c in api.list("persistentvolumeclaims")}
+    old = api.get("statefulsets", "example-org-mda")
+    # volumeClaimTemplates are immutable: a plain apply gets 422 from the API server.
+    api.patch("maildomains", "example-org", {"spec": {"storage": {"mailboxes": {"size": "50Gi"}}}})
+    new = wait_for(
+        lambda: (
+            (s := api.get("statefulsets", "example-org-mda"))
+            and s["metadata"]["uid"] != old["metadata"]["uid"]
+            and s
+        )
+    )
+    (template,) = new["spec"]["volumeClaimTemplates"]
+    assert template["spec"]["resources"]["requests"]["storage"] == "50Gi"
+    assert {c["metadata"]["uid"] for c in api.list("persistentvolumeclaims")} == claims
+    domain = wait_ready(api, "example-org")
+    assert domain["status"]["observedGeneration"] == 2
+    assert any(e["reason"] == "Recreated" for e in api.list("events"))
+    deletions = [w for w in api.writes() if w.verb == "delete" and w.resource == "statefulsets"]
+    assert [w.name for w in deletions] == ["example-org-mda"]  # the MTA was left alone

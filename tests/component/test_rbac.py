@@ -85,6 +85,17 @@ def test_the_operator_needs_exactly_the_chart_rbac(api: ApiServer) -> None:
         wait_for(lambda: condition(api.get("mailboxes", "bob"), "Valid") == "False")
         api.delete("configmaps", "example-org-postfix")
         wait_for(lambda: api.get("configmaps", "example-org-postfix"))
+        # A storage change: the StatefulSet is recreated (delete with orphan propagation).
+        uid = api.get("statefulsets", "example-org-mda")["metadata"]["uid"]
+        api.patch(
+            "maildomains", "example-org", {"spec": {"storage": {"mailboxes": {"size": "5Gi"}}}}
+        )
+        wait_for(
+            lambda: (
+                (api.get("statefulsets", "example-org-mda") or {}).get("metadata", {}).get("uid")
+                not in (None, uid)
+            )
+        )
         # TLS issuer switch: the Certificate appears, the CA Secret goes; and back.
         issuer = {"issuer": "certManager", "certManager": {"issuerRef": {"name": "letsencrypt"}}}
         api.patch("maildomains", "example-org", {"spec": {"tls": issuer}})

@@ -266,13 +266,15 @@ class Kube:
             what=f"create {kind.kind}",
         )
 
-    async def delete(self, kind: Kind, namespace: str | None, name: str) -> bool:
-        """Delete (background propagation); False when it was already gone."""
+    async def delete(
+        self, kind: Kind, namespace: str | None, name: str, propagation: str = "Background"
+    ) -> bool:
+        """Delete; False when it was already gone. ``Orphan`` keeps the dependents (pods)."""
         try:
             await self.request(
                 "DELETE",
                 kind.path(namespace, name),
-                body={"propagationPolicy": "Background"},
+                body={"propagationPolicy": propagation},
                 what=f"delete {kind.kind}/{name}",
             )
         except ApiError as err:

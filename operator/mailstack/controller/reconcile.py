@@ -71,6 +71,7 @@ class Outcome:
 
     applied: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
+    recreated: list[str] = field(default_factory=list)  # StatefulSets, orphaning their pods
     status_writes: int = 0
     valid: bool = True
 
@@ -188,7 +189,7 @@ class Reconciler:
                 raise ReconcileError(f"reading the children failed: {err}", 10) from err
             for change in plan_changes(rendered.objects, live):
                 try:
-                    result = await self.kube.apply(change.obj)
+                    result = await self._apply(change.obj, outcome)
                 except ApiError as err:
                     logger.warning("%s/%s: %s failed: %s", namespace, name, change.action, err)
                     apply_error = apply_error or err
@@ -280,6 +281,26 @@ class Reconciler:
             )
         return outcome
 
+    async def _apply(self, obj: Obj, outcome: Outcome) -> Obj:
+        """Server-side apply; a StatefulSet whose immutable fields changed is recreated.
+
+        The API server refuses changes to a StatefulSet's selector, serviceName or
+        volumeClaimTemplates (a new ``spec.storage`` size or class, say). Deleting it with
+        ``propagationPolicy: Orphan`` keeps its pods running and its volume claims in place;
+        the new StatefulSet adopts both (same labels, same claim names). Existing volumes keep
+        their size: growing them is the StorageClass's business (``allowVolumeExpansion``).
+        """
+        try:
+            return await self.kube.apply(obj)
+        except ApiError as err:
+            kind, name = obj["kind"], obj["metadata"]["name"]
+            if not (kind == STATEFUL_SET.kind and err.status == 422 and "Forbidden" in err.message):
+                raise
+            logger.info("recreating StatefulSet %s (immutable fields changed): %s", name, err)
+            await self.kube.delete(STATEFUL_SET, obj["metadata"]["namespace"], name, "Orphan")
+            outcome.recreated.append(name)
+            return await self.kube.apply(obj)
+
     # --- statuses and events -------------------------------------------------------------
 
     def _status_current(self, kind: Kind, doc: Mapping[str, Any], status: Obj) -> bool:
@@ -358,6 +379,15 @@ class Reconciler:
         await self._change_events(body, outcome)
 
     async def _change_events(self, body: Mapping[str, Any], outcome: Outcome) -> None:
+        for sts in outcome.recreated:
+            await self.event(
+                MAILDOMAIN,
+                body,
+                "Normal",
+                "Recreated",
+                f"StatefulSet {sts} recreated: a field it cannot change did (storage); its pods "
+                "and volume claims were kept, existing volumes keep their size",
+            )
         restored = [a for a in outcome.applied if a.startswith("restore ")]
         if restored:
             await self.event(
