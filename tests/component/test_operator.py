@@ -216,12 +216,6 @@ def test_mailbox_changes_only_rewrite_the_account_objects(
     assert api.get("maildomains", "example-org")["status"]["mailboxes"] == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="render: without a postmaster mailbox or alias, main.cf and dovecot.conf name the "
-    "first mailbox by address as postmaster, so adding 'aaron' rolls the pods (requested change: "
-    "render postmaster@<domain> there and leave the fallback to the virtual alias map)",
-)
 def test_mailbox_added_first_in_order_does_not_touch_the_configs(
     api: ApiServer, operator: OperatorThread
 ) -> None:

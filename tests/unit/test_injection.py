@@ -417,10 +417,10 @@ def user_main_cf(service: MailService) -> dict[str, str]:
         "message_size_limit": str(dom.limits.message_size),
         "smtpd_recipient_limit": str(dom.limits.recipients_per_message),
     }
-    postmaster = service.postmaster_target()
-    assert postmaster is not None
+    assert service.postmaster_target() is not None
+    # The configs name the role address; the alias map says where it leads.
     for kind in ("bounce", "2bounce", "delay", "error"):
-        result[f"{kind}_notice_recipient"] = postmaster
+        result[f"{kind}_notice_recipient"] = f"postmaster@{dom.domain}"
     if dom.relay:
         result["relayhost"] = f"[{dom.relay.host}]:{dom.relay.port}"
     return result
@@ -431,7 +431,7 @@ def user_dovecot(service: MailService) -> dict[str, str]:
     return {
         "instance_name": dom.name,
         "hostname": dom.hostname,
-        "postmaster_address": service.postmaster_target() or f"postmaster@{dom.domain}",
+        "postmaster_address": f"postmaster@{dom.domain}",
         "login_greeting": f"{dom.hostname} ready",
     }
 
@@ -1130,7 +1130,7 @@ def test_baseline_parses_to_the_intended_directives() -> None:
     assert main["mynetworks"] == "127.0.0.0/8 [::1]/128"
     assert main["relayhost"] == "[smtp.relay.example.net]:587"
     assert main["smtp_sasl_auth_enable"] == "yes"
-    assert main["bounce_notice_recipient"] == f"alice@{DOMAIN}"
+    assert main["bounce_notice_recipient"] == f"postmaster@{DOMAIN}"
     assert main["smtpd_relay_restrictions"].endswith("reject_unauth_destination")
     services = {(e.service, e.type) for e in parsed.master_cf}
     assert {("25", "inet"), ("587", "inet"), ("465", "inet")} <= services
@@ -1141,7 +1141,7 @@ def test_baseline_parses_to_the_intended_directives() -> None:
     assert root.get("hostname") == f"mail.{DOMAIN}"
     assert root.get("auth_mechanisms") == "plain login"
     assert root.get("disable_plaintext_auth") == "yes"
-    assert root.get("postmaster_address") == f"alice@{DOMAIN}"
+    assert root.get("postmaster_address") == f"postmaster@{DOMAIN}"
     passdb = next(s for s in root.sections if s.name == "passdb")
     assert passdb.get("driver") == "passwd-file"
     assert [e.user for e in parsed.passwd] == [f"alice@{DOMAIN}", f"bob@{DOMAIN}"]

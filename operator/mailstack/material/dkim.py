@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -119,6 +120,7 @@ def load_dkim_key(selector: str, algorithm: DkimAlgorithm, pem: str | bytes) -> 
     return DkimKey(selector, algorithm, _pkcs8_pem(_parse_private_key(algorithm, text)))
 
 
+@functools.lru_cache(maxsize=1024)  # keys are immutable; parsing an RSA key costs ~25 ms
 def _parse_private_key(
     algorithm: DkimAlgorithm, text: str
 ) -> rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey:

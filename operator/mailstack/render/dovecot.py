@@ -31,7 +31,7 @@ def render_dovecot_conf(service: MailService) -> str:
         "dovecot/dovecot.conf.j2",
         domain=domain,
         protocols=" ".join(dovecot_protocols(service)),
-        postmaster=service.postmaster_target() or f"postmaster@{domain.domain}",
+        postmaster=f"postmaster@{domain.domain}",  # routed by the alias map, see postfix.py
         paths={
             "dovecot_run": layout.DOVECOT_RUN_DIR,
             "dovecot_state": layout.DOVECOT_STATE_DIR,

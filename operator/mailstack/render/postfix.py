@@ -31,7 +31,9 @@ def render_postfix_main_cf(service: MailService) -> str:
         paths=_paths(),
         lmtp_port=layout.LMTP_PORT.number,
         sasl_port=layout.SASL_PORT.number,
-        postmaster=service.postmaster_target(),
+        # The address, not where it leads: the alias map routes it, so adding a Mailbox never
+        # changes main.cf (and never rolls the pod).
+        postmaster=f"postmaster@{domain.domain}" if service.postmaster_target() else None,
         relay=domain.relay,
         relay_auth=bool(domain.relay and domain.relay.credentials_secret),
         # rspamd always runs: it signs outbound mail even when spam filtering is off.
