@@ -9,7 +9,6 @@ hash, and ``_line`` refuses anything that could split a line or a field.
 from __future__ import annotations
 
 import hashlib
-import math
 
 from mailstack.api.assemble import MailService
 from mailstack.api.models import Mailbox
@@ -32,7 +31,7 @@ def dovecot_quota_rule(quota: int) -> str:
     for suffix, factor in (("G", 1024**3), ("M", 1024**2)):
         if quota % factor == 0:
             return f"*:storage={quota // factor}{suffix}"
-    return f"*:storage={math.ceil(quota / 1024)}k"
+    return f"*:storage={-(-quota // 1024)}k"  # integer ceiling: floats lose precision
 
 
 def sieve_file_name(address: str) -> str:
