@@ -410,3 +410,78 @@ def test_peering_is_active_unless_a_live_peer_outranks_or_ties() -> None:
     view.update(("", "mailstack"), {"twin": peer(5, NOW)})
     assert not view.active(NOW)  # same priority: kopf pauses everyone
     assert Peering("me", 0, enabled=False).active(NOW)
+
+
+# --- DNS publishing (dnshook.DnsPublisher) ---------------------------------------------------
+
+
+def test_dns_publisher_publishes_on_change_or_resync_and_reports_failures(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mailstack.api.assemble import assemble
+    from mailstack.api.models import Secret
+    from mailstack.api.parse import parse_maildomain
+    from mailstack.controller import dnshook
+    from mailstack.dns.errors import CredentialsError
+    from mailstack.dns.plan import RecordStatus
+    from mailstack.dns.records import desired_records
+    from mailstack.material.dkim import generate_dkim_key
+
+    doc = {
+        "apiVersion": "mailstack.dev/v1alpha1",
+        "kind": "MailDomain",
+        "metadata": {"name": "example-org", "namespace": "default"},
+        "spec": {
+            "domain": "example.org",
+            "dns": {
+                "addresses": {"ipv4": ["192.0.2.25"]},
+                "provider": {
+                    "rfc2136": {
+                        "server": "127.0.0.1",
+                        "tsigKeyName": "k",
+                        "tsigSecretRef": {"name": "tsig"},
+                    }
+                },
+            },
+        },
+    }
+    assert plan.referenced_secret_names(doc, ()) == {"tsig"}
+    services, problems = assemble([parse_maildomain(doc)], [])
+    assert not problems
+    service = services[0]
+    dkim = generate_dkim_key("mailstack", "rsa2048")
+    calls: list[dict[str, Secret]] = []
+    failing = [False]
+
+    def fake(svc: Any, key: Any, secrets: dict[str, Secret], **_: Any) -> list[RecordStatus]:
+        calls.append(secrets)
+        if failing[0]:
+            raise CredentialsError("TSIG BADSIG: wrong secret")
+        return [RecordStatus.of(r, "Published") for r in desired_records(svc.domain, key)]
+
+    monkeypatch.setattr(dnshook, "reconcile_dns", fake)
+    publisher = dnshook.DnsPublisher()
+    key = ("default", "example-org", "uid-1")
+    tsig = {"tsig": Secret("tsig", "default", (("secret", b"one"),)), "other": Secret("o", "d")}
+
+    def publish(secrets: dict[str, Secret], resync: bool = False) -> dnshook.DnsOutcome:
+        return asyncio.run(publisher.publish(key, service, dkim, secrets, resync=resync))
+
+    first = publish(tsig)
+    assert (first.condition.status, first.condition.reason) == ("True", "Published")
+    assert {r["state"] for r in first.records} == {"Published"}
+    assert list(calls[0]) == ["tsig"]  # only the provider's Secret goes to the provider
+    assert publish(tsig) == first and len(calls) == 1  # unchanged: not asked again
+    publish(tsig, resync=True)
+    assert len(calls) == 2  # the periodic resync publishes anyway
+
+    failing[0] = True
+    changed = {"tsig": Secret("tsig", "default", (("secret", b"two"),))}
+    failed = publish(changed)
+    assert (failed.condition.status, failed.condition.reason) == ("False", "DNSCredentialsRefused")
+    assert "BADSIG" in failed.condition.message
+    assert publish(changed) == failed and len(calls) == 3  # retried on the resync, not each pass
+    failing[0] = False
+    assert publish(changed, resync=True).condition.status == "True"
+    ready = summarise([failed.condition], "the mail service")
+    assert (ready.status, ready.reason) == ("False", "DNSCredentialsRefused")

@@ -7,7 +7,9 @@ in turn):
 - a daemon per MailDomain → the coalescing loop: waits until something relevant changed (or the
   resync interval passed: drift correction), lets a burst settle for ``debounce`` seconds,
   reconciles once;
-- delete → ``finalize`` (kopf's finalizer is ``mailstack.dev/finalizer``).
+- delete → ``finalize`` (kopf's finalizer is ``mailstack.dev/finalizer``): the DNS records the
+  MailDomain published are removed first; while the provider fails, the finalizer stays (kopf
+  retries, a Warning Event says why).
 
 Mailboxes, Secrets and the children are watched by informers (``informer``, see there why not
 kopf) whose callbacks only update memory (``index.Documents``, ``memory.SecretCache``) and mark
@@ -290,8 +292,11 @@ class Operator:
 
     # --- actions --------------------------------------------------------------------------
 
-    async def reconcile(self, body: Mapping[str, Any]) -> Outcome:
-        """One pass for one MailDomain, serialised per MailDomain."""
+    async def reconcile(self, body: Mapping[str, Any], *, resync: bool = False) -> Outcome:
+        """One pass for one MailDomain, serialised per MailDomain.
+
+        ``resync``: the periodic pass (nothing marked): DNS records are published again too.
+        """
         snapshot = {key: body[key] for key in body}  # the daemon's body is a live view
         key = _key(snapshot)
         lock = self._locks.setdefault(key, asyncio.Lock())
@@ -304,6 +309,7 @@ class Operator:
                 snapshot,
                 self.documents.mailboxes(key[0], domain),
                 self.documents.siblings(key[0], domain),
+                resync=resync,
             )
 
     async def run_daemon(self, body: Mapping[str, Any], stopped: kopf.DaemonStopped) -> None:
@@ -317,7 +323,7 @@ class Operator:
                 if marked:
                     await asyncio.sleep(self.config.debounce)  # let the burst land
                 try:
-                    await self.reconcile(body)
+                    await self.reconcile(body, resync=not marked)
                 except ReconcileError as err:
                     logger.warning("%s/%s: %s (retrying in %gs)", *key, err, err.delay)
                     await asyncio.sleep(err.delay)

@@ -119,6 +119,19 @@ def referenced_secret_names(
         cred = relay.get("credentialsSecretRef")
         if isinstance(cred, Mapping) and isinstance(cred.get("name"), str):
             names.add(cred["name"])
+    dns = _spec(maildomain).get("dns")
+    provider = dns.get("provider") if isinstance(dns, Mapping) else None
+    if isinstance(provider, Mapping):
+        for settings in provider.values():
+            if not isinstance(settings, Mapping):
+                continue
+            for field_name, ref in settings.items():
+                if (
+                    str(field_name).endswith("SecretRef")
+                    and isinstance(ref, Mapping)
+                    and isinstance(ref.get("name"), str)
+                ):
+                    names.add(ref["name"])  # the DNS provider's credentials
     for box in mailboxes:
         ref = _spec(box).get("passwordSecretRef")
         if isinstance(ref, Mapping) and isinstance(ref.get("name"), str):
@@ -385,14 +398,16 @@ def domain_status(
     statefulsets: Mapping[str, Mapping[str, Any] | None] | None = None,
     certificate: Mapping[str, Any] | None = None,
     valid_mailboxes: int = 0,
+    dns: dnshook.DnsOutcome | None = None,
 ) -> Obj:
-    """The MailDomain's status document after a reconcile."""
+    """The MailDomain's status document after a reconcile.
+
+    ``dns``: what the provider said (``dnshook.DnsPublisher``); without it, the records as the
+    spec wants them, not published.
+    """
     previous_map: Mapping[str, Any] = previous if isinstance(previous, Mapping) else {}
-    dns = (
-        dnshook.dns_outcome(rendered.model, rendered.material.dkim)
-        if rendered.model is not None and rendered.material is not None
-        else None
-    )
+    if dns is None and rendered.model is not None and rendered.material is not None:
+        dns = dnshook.dns_outcome(rendered.model, rendered.material.dkim)
     conditions = [
         valid_condition(rendered),
         rendered_condition(rendered, applied, apply_error),

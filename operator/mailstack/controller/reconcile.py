@@ -11,6 +11,8 @@ Order of a pass:
    DKIM key because the API was briefly unavailable would rotate it by accident.
 2. ``plan.render_domain``: parse, assemble, resolve material, render.
 3. read the remaining children, apply (server-side) those that differ, delete stale ones.
+3b. publish the DNS records at the provider (``dnshook.DnsPublisher``: only when the desired
+   records changed since the last publish, or on the periodic resync; in a thread).
 4. write the MailDomain's and its Mailboxes' status when it differs; Events for transitions.
 """
 
@@ -21,12 +23,14 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from mailstack.api.errors import ValidationError
 from mailstack.api.models import MailDomain, Secret
+from mailstack.api.parse import parse_maildomain
 from mailstack.controller import plan
 from mailstack.controller.children import (
     APPLIED_ANNOTATION,
@@ -37,6 +41,7 @@ from mailstack.controller.children import (
     plan_changes,
     stale_children,
 )
+from mailstack.controller.dnshook import DnsOutcome, DnsPublisher
 from mailstack.controller.kinds import (
     CERTIFICATE,
     EVENT,
@@ -51,6 +56,7 @@ from mailstack.controller.kinds import (
 from mailstack.controller.kube import ApiError, Kube
 from mailstack.controller.memory import Echoes, SecretCache, WrittenStatus
 from mailstack.controller.status import Condition, domain_event_type, transitions
+from mailstack.dns.errors import DnsError
 from mailstack.render import layout
 from mailstack.render.objects import RenderOptions, selector_labels
 
@@ -97,6 +103,7 @@ class Reconciler:
         echoes: Echoes | None = None,
         written: WrittenStatus | None = None,
         concurrency: int = 16,
+        dns: DnsPublisher | None = None,
     ) -> None:
         self.kube = kube
         self.options = options or RenderOptions()
@@ -104,6 +111,7 @@ class Reconciler:
         self.secrets = secrets if secrets is not None else SecretCache()
         self.echoes = echoes if echoes is not None else Echoes()
         self.written = written if written is not None else WrittenStatus()
+        self.dns = dns if dns is not None else DnsPublisher()
         self._limit = asyncio.Semaphore(concurrency)
         self._batch = concurrency
         self._instance = os.environ.get("POD_NAME") or socket.gethostname()
@@ -144,8 +152,12 @@ class Reconciler:
         siblings: Sequence[Mapping[str, Any]] = (),
         *,
         now: datetime | None = None,
+        resync: bool = False,
     ) -> Outcome:
-        """Bring one MailDomain's children and statuses in line with its spec."""
+        """Bring one MailDomain's children and statuses in line with its spec.
+
+        ``resync``: the periodic pass, which also publishes DNS records that did not change.
+        """
         meta = _meta(body)
         namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
         uid = str(meta.get("uid", ""))
@@ -209,6 +221,22 @@ class Reconciler:
                     live[key] = None
                     outcome.deleted.append(f"{key[1]}/{key[2]}")
 
+        # DNS, once the children are in place. A provider failure is a condition, not an error.
+        dns: DnsOutcome | None = None
+        if rendered.ok and rendered.service is not None and rendered.material is not None:
+            dns_key = (namespace, name, uid)
+            if apply_error is None:
+                dns = await self.dns.publish(
+                    dns_key,
+                    rendered.service,
+                    rendered.material.dkim,
+                    secrets,
+                    service_addresses=load_balancer_addresses(live.values()),
+                    resync=resync,
+                )
+            else:
+                dns = self.dns.remembered(dns_key)
+
         # Status: the MailDomain, then its Mailboxes.
         names = layout.object_names(name)
         verdicts = plan.mailbox_verdicts(
@@ -230,6 +258,7 @@ class Reconciler:
             },
             certificate=live.get((CERTIFICATE.api_version, CERTIFICATE.kind, names["tls"])),
             valid_mailboxes=sum(1 for v in verdicts if v.valid.status == "True"),
+            dns=dns,
         )
         if await self._write_status(MAILDOMAIN, body, status):
             outcome.status_writes += 1
@@ -464,7 +493,7 @@ class Reconciler:
         storage = (body.get("spec") or {}).get("storage")
         if isinstance(storage, Mapping) and storage.get("retention") == "Delete":
             retention = "Delete"
-        # DNS HOOK: cleanup_dns(...) goes here once the DNS providers exist (see dnshook).
+        dns_summary = await self._cleanup_dns(body)
         selector = ",".join(f"{k}={v}" for k, v in sorted(selector_labels_for(name).items()))
         try:
             claims = await self.kube.list(PVC, namespace, selector)
@@ -482,11 +511,62 @@ class Reconciler:
             summary = f"retention Retain: kept {len(claim_names)} volume claim(s) holding mail" + (
                 f" ({', '.join(claim_names)})" if claim_names else ""
             )
+        if dns_summary:
+            summary = f"{dns_summary}; {summary}"
         for doc in mailboxes:
             await self.orphan(doc)
         self.written.forget(MAILDOMAIN.kind, namespace, name)
+        self.dns.forget(namespace, name)
         await self.event(MAILDOMAIN, body, "Normal", "Finalized", summary)
         return summary
+
+    async def _cleanup_dns(self, body: Mapping[str, Any]) -> str:
+        """Remove the records the MailDomain published; ``ReconcileError`` keeps the finalizer.
+
+        An invalid spec cannot name a provider: nothing is removed (and a warning logged).
+        """
+        meta = _meta(body)
+        namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
+        try:
+            model = parse_maildomain(body, plan.SOURCE)
+        except ValidationError as err:
+            logger.warning("%s/%s: invalid spec, DNS records not removed: %s", namespace, name, err)
+            return ""
+        if model.dns.provider.kind in ("manual", "externalDNS"):
+            return ""
+        try:
+            secrets = await self._user_secrets(namespace, plan.referenced_secret_names(body, ()))
+        except ApiError as err:
+            raise ReconcileError(f"reading the DNS credentials failed: {err}", 10) from err
+        selectors: list[str] = []
+        status = body.get("status")
+        if isinstance(status, Mapping) and isinstance(status.get("dkim"), Mapping):
+            selector = status["dkim"].get("selector")
+            if isinstance(selector, str) and selector:
+                selectors.append(selector)  # the one published, should the spec have changed
+        try:
+            removed = await self.dns.cleanup(model, secrets, selectors)
+        except DnsError as err:
+            message = f"removing the DNS records failed ({err.reason}): {err}"
+            await self.event(MAILDOMAIN, body, "Warning", err.reason, message)
+            raise ReconcileError(message + "; the finalizer stays until it succeeds", 10) from err
+        count = len(removed.changes) if removed is not None else 0
+        return f"provider {model.dns.provider.kind}: {count} DNS record set(s) removed"
+
+
+def load_balancer_addresses(children: Iterable[Any]) -> list[str]:
+    """The ingress addresses of the LoadBalancer Services among the children."""
+    found: list[str] = []
+    for obj in children:
+        if not isinstance(obj, Mapping) or obj.get("kind") != "Service":
+            continue
+        status = obj.get("status")
+        balancer = status.get("loadBalancer") if isinstance(status, Mapping) else None
+        ingress = balancer.get("ingress") if isinstance(balancer, Mapping) else None
+        for entry in ingress if isinstance(ingress, list) else []:
+            if isinstance(entry, Mapping) and isinstance(entry.get("ip"), str):
+                found.append(entry["ip"])
+    return list(dict.fromkeys(found))
 
 
 def selector_labels_for(name: str) -> dict[str, str]:
