@@ -50,6 +50,15 @@ def setup_mounts(spec: dict[str, Any]) -> None:
         if spec.get(k)
     ]
     planned = [(m["source"], m["target"], m["readOnly"]) for m in mounts] + extra
+    # The "image" is this host: the interpreter and the package must stay visible even where a
+    # volume covers their folder (a checkout under /tmp, which the pods mount an emptyDir on).
+    covered = [target for _, target, _ in planned] + ["/etc/mailstack"]
+    keep = [
+        path
+        for path in sorted(set(spec.get("keep", [])), key=lambda p: p.count("/"))
+        if Path(path).is_dir() and any(path == t or path.startswith(t + "/") for t in covered)
+    ]
+    planned += [(path, path, True) for path in keep]
     staged: list[tuple[str, str, bool]] = []
     for index, (source, target, read_only) in enumerate(planned):
         place = staging / str(index)

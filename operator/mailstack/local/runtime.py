@@ -80,6 +80,19 @@ def missing_packages() -> list[str]:
     return sorted(set(missing))
 
 
+def image_paths() -> list[str]:
+    """Where the "image" lives on this host: the interpreter, the venv, this package."""
+    package = Path(__file__).resolve().parents[1]
+    return sorted(
+        {
+            str(Path(sys.prefix).resolve()),
+            str(Path(sys.base_prefix).resolve()),
+            str(Path(sys.executable).resolve().parent),
+            str(package.parent),
+        }
+    )
+
+
 def log(message: str) -> None:
     print(f"mailstack up: {message}", file=sys.stderr, flush=True)
 
@@ -189,6 +202,7 @@ class LocalRuntime:
             "hosts": str(hosts),
             "resolv": str(resolv),
             "env": {"MAILSTACK_POD": pod.name, "MAILSTACK_NAMESPACE": pod.namespace},
+            "keep": image_paths(),
         }
         spec_file = volume_root(self.state, pod) / f"container-{plan.name}.json"
         spec_file.write_text(json.dumps(spec, indent=1))
