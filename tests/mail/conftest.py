@@ -532,3 +532,17 @@ class LineSocket:
 
     def close(self) -> None:
         self.sock.close()
+
+
+# Tests that restart or reload Dovecot run last: Postfix's smtpd processes keep their connection
+# to Dovecot's auth service between sessions, and the first AUTH after Dovecot restarted gets a
+# 454 (temporary failure, as a real client would see once). Running them last keeps the other
+# tests' expectations exact.
+_DISRUPTIVE = ("test_reload.py", "test_mail_waits_in_the_queue_while_dovecot_is_down")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def disruptive(item: pytest.Item) -> bool:
+        return any(marker in item.nodeid for marker in _DISRUPTIVE)
+
+    items.sort(key=disruptive)  # stable: the rest keep their order
