@@ -181,7 +181,9 @@ def dovecot() -> Daemon:
     return Daemon(
         name="dovecot",
         command=["dovecot", "-F", "-c", DOVECOT_CONF],
-        watched=[layout.DOVECOT_CONFIG_DIR, layout.USERS_DIR, layout.TLS_DIR, layout.SIEVE_DIR],
+        # Not the passwd-file nor the users' Sieve scripts: Dovecot reads them on use. A reload
+        # restarts the auth service and drops Postfix's connections to it (one 454 each).
+        watched=[layout.DOVECOT_CONFIG_DIR, layout.TLS_DIR],
         prepare=_prepare_dovecot_all,
         reload=_reload_dovecot,
         probes=[probe_banner(layout.LMTP_PORT.number, b"220 ")],
