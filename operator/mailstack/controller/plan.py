@@ -10,16 +10,12 @@ status documents of design §3. Nothing here performs I/O; ``reconcile`` does th
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import os
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from mailstack.api.assemble import MailService, assemble
 from mailstack.api.errors import Problem, ValidationError
@@ -38,7 +34,6 @@ from mailstack.controller.status import (
     unknown,
 )
 from mailstack.material import Material
-from mailstack.material.dkim import DkimKey
 from mailstack.material.errors import MaterialError
 from mailstack.material.resolve import resolve_material
 from mailstack.render import layout
@@ -49,26 +44,6 @@ from mailstack.render.workloads import enabled_public_ports
 
 SOURCE = "cluster"
 RandomBytes = Callable[[int], bytes]
-PrivateKey = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
-
-
-@functools.lru_cache(maxsize=1024)
-def _parsed_dkim_key(key: DkimKey) -> PrivateKey:
-    return DkimKey._private_key(key)
-
-
-@dataclass(frozen=True)
-class _ParsedOnceDkimKey(DkimKey):
-    """A DkimKey that parses its PEM once per process, not on every use.
-
-    Loading an RSA key (with cryptography's consistency checks) costs ~25 ms, and one reconcile
-    uses the key five times (the rspamd key file, the TXT record in the DKIM Secret, the
-    status, the DNS records): that was most of the operator's CPU time in the benchmark.
-    Requested in material/dkim.py instead (an lru_cache on _parse_private_key); this goes then.
-    """
-
-    def _private_key(self) -> PrivateKey:
-        return _parsed_dkim_key(DkimKey(self.selector, self.algorithm, self.private_key_pem))
 
 
 def _meta(doc: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -264,10 +239,6 @@ def render_domain(inputs: DomainInputs) -> Rendered:
     if out.domain_problems:
         out.invalid_reason = "InvalidSecret"
         return out
-    dkim = material.dkim
-    material = dataclasses.replace(
-        material, dkim=_ParsedOnceDkimKey(dkim.selector, dkim.algorithm, dkim.private_key_pem)
-    )
     out.material = material
 
     owner = Owner(model.name, model.namespace, str(_meta(inputs.domain).get("uid", "")))
