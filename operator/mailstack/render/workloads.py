@@ -37,7 +37,7 @@ def _security_context(capabilities: list[str]) -> Obj:
     }
 
 
-def _probes(port: int) -> Obj:
+def _probes() -> Obj:
     return {
         "startupProbe": {
             "httpGet": {"path": "/healthz", "port": "health"},
@@ -76,7 +76,7 @@ def _container(
         "args": ["agent", daemon, "--health-port", str(health)],
         "ports": [*ports, {"name": "health", "containerPort": health, "protocol": "TCP"}],
         "volumeMounts": mounts,
-        **_probes(health),
+        **_probes(),  # on the named "health" port
         "resources": resources,
         "securityContext": _security_context(capabilities),
     }
