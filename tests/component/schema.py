@@ -20,17 +20,16 @@ import copy
 import functools
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import celpy
-import jsonschema
-import re2
 import yaml
 from celpy import celtypes
 from celpy.adapter import json_to_cel
 from celpy.evaluation import CELEvalError
+
+from tests.apiserver_dialects import RE2Validator, cel_program
 
 Schema = dict[str, Any]
 _MISSING: Any = object()
@@ -107,39 +106,6 @@ def _to_jsonschema(node: Any) -> Any:
     return out
 
 
-def _re2_pattern(
-    validator: Any, pattern: str, instance: Any, schema: Schema
-) -> Iterator[jsonschema.ValidationError]:
-    if validator.is_type(instance, "string") and not re2.search(pattern, instance):
-        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
-
-
-_Validator = jsonschema.validators.extend(
-    jsonschema.Draft202012Validator, {"pattern": _re2_pattern}
-)
-
-
-def _index_of(text: Any, sub: Any) -> celtypes.IntType:
-    return celtypes.IntType(str(text).find(str(sub)))
-
-
-def _substring(text: Any, start: Any, end: Any = None) -> celtypes.StringType:
-    s, b = str(text), int(start)
-    e = len(s) if end is None else int(end)
-    if not 0 <= b <= e <= len(s):
-        raise ValueError(f"substring({b}, {e}) out of range")
-    return celtypes.StringType(s[b:e])
-
-
-_CEL = celpy.Environment()
-_CEL_FUNCTIONS: dict[str, Callable[..., Any]] = {"indexOf": _index_of, "substring": _substring}
-
-
-@functools.cache
-def _program(expression: str) -> Any:
-    return _CEL.program(_CEL.compile(expression), functions=_CEL_FUNCTIONS)
-
-
 @functools.lru_cache(maxsize=20000)
 def _evaluate(expression: str, values: str) -> Any:
     args = json.loads(values)
@@ -147,7 +113,7 @@ def _evaluate(expression: str, values: str) -> Any:
     if len(args) > 1:
         activation["oldSelf"] = json_to_cel(args[1])
     try:
-        return _program(expression).evaluate(activation)
+        return cel_program(expression).evaluate(activation)
     except (CELEvalError, ValueError, TypeError, KeyError) as err:
         return err
 
@@ -207,10 +173,10 @@ class CustomResourceSchema:
         self.schema = schema
         converted = _to_jsonschema(schema)
         meta = converted.get("properties", {}).pop("metadata", None)  # the server's, mostly
-        self._validator = _Validator(converted)
+        self._validator = RE2Validator(converted)
         # ... except that a CRD may constrain metadata.name (and only that).
         name = ((meta or {}).get("properties") or {}).get("name")
-        self._name_validator = _Validator(name) if isinstance(name, dict) else None
+        self._name_validator = RE2Validator(name) if isinstance(name, dict) else None
 
     @classmethod
     def from_crd(cls, crd: Mapping[str, Any]) -> CustomResourceSchema:

@@ -24,11 +24,9 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import celpy
 import jsonschema
 import kubernetes_validate
 import pytest
-import re2  # RE2 bindings that cel-python depends on: the regex dialect of the API server
 import yaml
 from celpy import celtypes
 from celpy.adapter import json_to_cel
@@ -39,6 +37,7 @@ from hypothesis import strategies as st
 from mailstack.api import parse as parser
 from mailstack.api import validate as v
 from mailstack.api.errors import FieldError, ValidationError
+from tests.apiserver_dialects import RE2Validator, cel_program
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILES = {
@@ -143,52 +142,17 @@ def to_jsonschema(node: Any) -> Any:
     return out
 
 
-def _re2_pattern(
-    validator: Any, pattern: str, instance: Any, schema: Schema
-) -> Iterator[jsonschema.ValidationError]:
-    # Python's `$` also matches before a final newline; RE2's does not.
-    if validator.is_type(instance, "string") and not re2.search(pattern, instance):
-        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
-
-
-_Validator = jsonschema.validators.extend(
-    jsonschema.Draft202012Validator, {"pattern": _re2_pattern}
-)
-
-
 def schema_validator(node: Schema, *, root: bool = False) -> Any:
     converted = to_jsonschema(node)
     if root:
         # Only metadata.name is constrained; the API server owns the rest of ObjectMeta.
         converted["properties"]["metadata"].pop("additionalProperties", None)
-    return _Validator(converted, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+    return RE2Validator(converted, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
 
 
 @functools.cache
 def document_validator(kind: str) -> Any:
     return schema_validator(root_schema(kind), root=True)
-
-
-# The part of the Kubernetes CEL strings extension that the rules use (indices are code points).
-def _index_of(text: Any, sub: Any) -> celtypes.IntType:
-    return celtypes.IntType(str(text).find(str(sub)))
-
-
-def _substring(text: Any, start: Any, end: Any = None) -> celtypes.StringType:
-    s, b = str(text), int(start)
-    e = len(s) if end is None else int(end)
-    if not 0 <= b <= e <= len(s):
-        raise ValueError(f"substring({b}, {e}) out of range for a string of {len(s)}")
-    return celtypes.StringType(s[b:e])
-
-
-_CEL_ENV = celpy.Environment()
-_CEL_FUNCTIONS: dict[str, Callable[..., Any]] = {"indexOf": _index_of, "substring": _substring}
-
-
-@functools.cache
-def cel_program(expression: str) -> Any:
-    return _CEL_ENV.program(_CEL_ENV.compile(expression), functions=_CEL_FUNCTIONS)
 
 
 def typed(node: Schema, value: Any) -> Any:
