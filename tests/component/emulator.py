@@ -168,6 +168,13 @@ def cert_manager_resources() -> list[ResourceDef]:
     ]
 
 
+def external_dns_resources() -> list[ResourceDef]:
+    """external-dns's DNSEndpoint, with its schema (``tests/fixtures/crds``)."""
+    return crd_resources(
+        [ROOT / "tests" / "fixtures" / "crds" / "dnsendpoints.externaldns.k8s.io.yaml"]
+    )
+
+
 def builtin_resources() -> list[ResourceDef]:
     r = ResourceDef
     return [

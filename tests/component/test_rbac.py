@@ -20,6 +20,7 @@ from tests.component.emulator import (
     builtin_resources,
     cert_manager_resources,
     crd_resources,
+    external_dns_resources,
     wait_for,
 )
 from tests.component.harness import OperatorThread
@@ -56,7 +57,16 @@ def chart_rules() -> dict[tuple[str, str], set[str]]:
 
 @pytest.mark.parametrize(
     "api",
-    [{"resources": [*builtin_resources(), *crd_resources(), *cert_manager_resources()]}],
+    [
+        {
+            "resources": [
+                *builtin_resources(),
+                *crd_resources(),
+                *cert_manager_resources(),
+                *external_dns_resources(),
+            ]
+        }
+    ],
     indirect=True,
 )
 def test_the_operator_needs_exactly_the_chart_rbac(api: ApiServer) -> None:
@@ -108,6 +118,19 @@ def test_the_operator_needs_exactly_the_chart_rbac(api: ApiServer) -> None:
         )
         wait_for(lambda: api.get("certificates", "example-org-tls") is None)
         wait_for(lambda: api.get("secrets", "example-org-ca"))
+        # DNS provider switch: the DNSEndpoint appears, and goes with the next switch.
+        api.patch(
+            "maildomains",
+            "example-org",
+            {"spec": {"dns": {"provider": {"manual": None, "externalDNS": {}}}}},
+        )
+        wait_for(lambda: api.get("dnsendpoints", "example-org-dns"))
+        api.patch(
+            "maildomains",
+            "example-org",
+            {"spec": {"dns": {"provider": {"externalDNS": None, "manual": {}}}}},
+        )
+        wait_for(lambda: api.get("dnsendpoints", "example-org-dns") is None)
         api.delete("maildomains", "example-org")
         wait_for(lambda: api.get("maildomains", "example-org") is None)
         wait_for(lambda: not api.list("persistentvolumeclaims"))

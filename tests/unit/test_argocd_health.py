@@ -120,7 +120,7 @@ def test_verdicts_about_an_older_generation_are_not_trusted() -> None:
         (Condition("WorkloadsReady", "False", "NotReady", "mda: 0/1 ready"), "Progressing"),
         (Condition("WorkloadsReady", "False", "RollingOut", "mta: rolling out"), "Progressing"),
         (Condition("WorkloadsReady", "Unknown", "Pending", "waiting"), "Progressing"),
-        (Condition("DNSReady", "Unknown", "ProviderNotAvailable", "rfc2136"), "Progressing"),
+        (Condition("DNSReady", "Unknown", "WaitingForExternalDNS", "x"), "Progressing"),
     ],
 )
 def test_not_ready_is_degraded_only_for_what_needs_a_fix(

@@ -150,7 +150,7 @@ def test_summarise_false_wins_then_unknown_except_manual_dns() -> None:
     ready = summarise([bad, *ok[1:], manual], "x")
     assert (ready.status, ready.reason) == ("False", "InvalidSpec")
     assert ready.message == "Valid: spec.catchAll: no"
-    other = Condition("DNSReady", "Unknown", "ProviderNotAvailable", "")
+    other = Condition("DNSReady", "Unknown", "WaitingForExternalDNS", "")
     assert summarise([*ok, other], "x").status == "Unknown"
 
 

@@ -88,6 +88,10 @@ tests/unit/test_chart.py, which checks the two agree).
 - apiGroups: [cert-manager.io]
   resources: [certificates]
   verbs: [get, list, watch, create, patch, delete]
+# The externalDNS provider's records; deleted when the MailDomain switches to another provider.
+- apiGroups: [externaldns.k8s.io]
+  resources: [dnsendpoints]
+  verbs: [get, list, watch, create, patch, delete]
 # Mail volumes: deleted on MailDomain deletion only with storage.retention Delete.
 - apiGroups: [""]
   resources: [persistentvolumeclaims]

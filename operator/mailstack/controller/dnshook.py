@@ -2,7 +2,15 @@
 
 ``manual``: the desired records (``dns.records``) are listed in the status with state ``Manual``
 and DNSReady is ``Unknown / NotConfigured``, which does not hold back ``Ready`` (only the user can
-publish those records). ``externalDNS``: not wired yet, ``Unknown / ProviderNotAvailable``.
+publish those records).
+
+``externalDNS``: the records go into a ``DNSEndpoint`` child (``endpoint_object``), applied by the
+reconciler once the Services' load-balancer addresses are known. external-dns's CRD source sets
+the DNSEndpoint's ``status.observedGeneration`` when it has read a generation, which is the one
+signal it gives: until then DNSReady is ``Unknown / WaitingForExternalDNS``, then ``True /
+AcceptedByExternalDNS`` (``endpoint_outcome``). A cluster without the DNSEndpoint CRD answers
+404: ``False / ExternalDNSNotInstalled``. CAA records, which external-dns cannot publish, stay
+``Manual``.
 
 Any other provider (rfc2136, powerdns, cloudflare, route53) is published by ``DnsPublisher``
 after the children are applied: ``reconcile_dns`` runs in a thread (provider calls block), only
@@ -21,7 +29,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from mailstack.api.assemble import MailService
@@ -29,6 +37,7 @@ from mailstack.api.models import MailDomain, Secret
 from mailstack.controller.status import Condition
 from mailstack.dns.errors import DnsError
 from mailstack.dns.plan import Plan, RecordStatus
+from mailstack.dns.providers.external_dns import dns_endpoint, endpoint_name, endpoint_statuses
 from mailstack.dns.reconcile import cleanup_dns, reconcile_dns
 from mailstack.dns.records import desired_records
 from mailstack.material.dkim import DkimKey
@@ -76,12 +85,12 @@ def dns_outcome(domain: MailDomain, dkim: DkimKey) -> DnsOutcome:
             "(`mailstack dns plan` prints them as a zone file)",
         )
     elif provider == "externalDNS":
+        records = record_entries(domain, dkim, "Pending")
         condition = Condition(
             "DNSReady",
             "Unknown",
-            "ProviderNotAvailable",
-            f"provider {provider} is not available in this version: publish the "
-            f"{len(records)} records of status.dns.records yourself",
+            "Pending",
+            f"provider {provider}: the DNSEndpoint is written once the children are applied",
         )
     else:
         records = record_entries(domain, dkim, "Pending")
@@ -92,6 +101,83 @@ def dns_outcome(domain: MailDomain, dkim: DkimKey) -> DnsOutcome:
             f"provider {provider}: the records are published once the children are applied",
         )
     return DnsOutcome(condition, records)
+
+
+def endpoint_object(
+    domain: MailDomain, dkim: DkimKey, service_addresses: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The DNSEndpoint of an externalDNS MailDomain, before ownership is stamped on it."""
+    return dns_endpoint(domain, desired_records(domain, dkim, service_addresses))
+
+
+def observed_generation(endpoint: Mapping[str, Any] | None) -> int | None:
+    """The generation external-dns has read, when it has read the current one."""
+    if not endpoint:
+        return None
+    generation = (endpoint.get("metadata") or {}).get("generation")
+    observed = (endpoint.get("status") or {}).get("observedGeneration")
+    if isinstance(generation, int) and observed == generation:
+        return generation
+    return None
+
+
+def endpoint_failure(endpoint: Mapping[str, Any], status: int, message: str) -> Condition:
+    """DNSReady for a DNSEndpoint the API server refused (404: external-dns's CRD is missing)."""
+    name = endpoint["metadata"]["name"]
+    if status == 404:
+        return Condition(
+            "DNSReady",
+            "False",
+            "ExternalDNSNotInstalled",
+            f"provider externalDNS: the API server does not serve {endpoint['apiVersion']} "
+            f"DNSEndpoint: install external-dns's CRD (DNSEndpoint {name} is written once it is "
+            "served), or choose another provider",
+        )
+    return Condition(
+        "DNSReady",
+        "False",
+        "DNSEndpointRefused",
+        f"provider externalDNS: writing DNSEndpoint {name} failed: {message}",
+    )
+
+
+def endpoint_outcome(
+    domain: MailDomain,
+    dkim: DkimKey,
+    service_addresses: Sequence[str],
+    endpoint: Mapping[str, Any] | None,
+    failure: Condition | None = None,
+) -> DnsOutcome:
+    """DNSReady and the record states of an externalDNS MailDomain, from its live DNSEndpoint.
+
+    ``failure``: the condition for a DNSEndpoint that could not be applied.
+    """
+    records = desired_records(domain, dkim, service_addresses)
+    statuses = endpoint_statuses(domain, records)
+    name = endpoint_name(domain)
+    if failure is not None:
+        return DnsOutcome(failure, [s.to_dict() for s in statuses])
+    generation = observed_generation(endpoint)
+    if generation is None:
+        condition = Condition(
+            "DNSReady",
+            "Unknown",
+            "WaitingForExternalDNS",
+            f"provider externalDNS: DNSEndpoint {name} is written; external-dns has not read "
+            "it yet (it sets status.observedGeneration when it does: is it running with "
+            "--source=crd and the mail record types in --managed-record-types?)",
+        )
+        return DnsOutcome(condition, [s.to_dict() for s in statuses])
+    read = f"external-dns read DNSEndpoint {name} (generation {generation})"
+    accepted = [
+        replace(s, state="Published", message=read) if s.state == "Pending" else s for s in statuses
+    ]
+    manual = [f"{s.name} {s.type}" for s in accepted if s.state == "Manual"]
+    message = f"provider externalDNS: {read}; it publishes on its own schedule"
+    if manual:
+        message += f"; publish yourself what it cannot: {', '.join(manual)}"
+    condition = Condition("DNSReady", "True", "AcceptedByExternalDNS", message)
+    return DnsOutcome(condition, [s.to_dict() for s in accepted])
 
 
 def published(domain: MailDomain) -> bool:

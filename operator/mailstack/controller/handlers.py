@@ -41,11 +41,11 @@ from mailstack.controller import plan
 from mailstack.controller.index import Documents
 from mailstack.controller.informer import Informer, Obj
 from mailstack.controller.kinds import (
-    CERTIFICATE,
     CHILD_KINDS,
     CLUSTER_PEERING,
     MAILBOX,
     MAILDOMAIN,
+    OPTIONAL_KINDS,
     PEERING,
     SECRET,
 )
@@ -202,7 +202,7 @@ class Operator:
                     ns,
                     self._on_child,
                     label_selector=MANAGED_BY,
-                    optional=kind is CERTIFICATE,
+                    optional=kind in OPTIONAL_KINDS,
                 )
                 for kind in CHILD_KINDS
                 if kind is not SECRET

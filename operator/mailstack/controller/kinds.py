@@ -56,12 +56,16 @@ STATEFUL_SET = Kind("apps/v1", "StatefulSet", "statefulsets", status_subresource
 NETWORK_POLICY = Kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies")
 PDB = Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets", status_subresource=True)
 CERTIFICATE = Kind("cert-manager.io/v1", "Certificate", "certificates", status_subresource=True)
+DNS_ENDPOINT = Kind(
+    "externaldns.k8s.io/v1alpha1", "DNSEndpoint", "dnsendpoints", status_subresource=True
+)
 
 # kopf's peering objects (the operator only reads them; kopf writes the keep-alives).
 CLUSTER_PEERING = Kind("kopf.dev/v1", "ClusterKopfPeering", "clusterkopfpeerings", namespaced=False)
 PEERING = Kind("kopf.dev/v1", "KopfPeering", "kopfpeerings")
 
-# Everything render/ may produce, in the order it produces it.
+# Everything render/ may produce, in the order it produces it, then the DNSEndpoint of the
+# externalDNS provider (written once the Services' load-balancer addresses are known).
 CHILD_KINDS: tuple[Kind, ...] = (
     SERVICE_ACCOUNT,
     CONFIG_MAP,
@@ -71,7 +75,10 @@ CHILD_KINDS: tuple[Kind, ...] = (
     STATEFUL_SET,
     NETWORK_POLICY,
     PDB,
+    DNS_ENDPOINT,
 )
+# Kinds of other projects' CRDs, which a cluster may not serve: a 404 means "not installed".
+OPTIONAL_KINDS: tuple[Kind, ...] = (CERTIFICATE, DNS_ENDPOINT)
 ALL_KINDS: tuple[Kind, ...] = (
     MAILDOMAIN,
     MAILBOX,

@@ -23,7 +23,7 @@ from mailstack.api.models import Mailbox, MailDomain, Secret
 from mailstack.api.parse import parse_mailbox, parse_maildomain, parse_secret
 from mailstack.controller import dnshook
 from mailstack.controller.children import ChildKey, Obj, Owner, child_key, owned
-from mailstack.controller.kinds import CERTIFICATE, SECRET
+from mailstack.controller.kinds import CERTIFICATE, DNS_ENDPOINT, SECRET
 from mailstack.controller.status import (
     DOMAIN_CONDITIONS,
     MAILBOX_CONDITIONS,
@@ -115,16 +115,19 @@ def referenced_secret_names(
 
 
 def prune_candidates(name: str) -> list[ChildKey]:
-    """Children that one setting renders and another does not (``spec.tls.issuer``).
+    """Children that one setting writes and another does not (TLS issuer, DNS provider).
 
     The CA Secret only exists for the internal issuer, the Certificate only for cert-manager:
     a stale Certificate would keep cert-manager rewriting the TLS Secret, and a stale CA Secret
-    keeps a private key around that nothing uses.
+    keeps a private key around that nothing uses. The DNSEndpoint only exists for the
+    externalDNS provider: a stale one would keep external-dns publishing records that another
+    provider now owns.
     """
     names = layout.object_names(name)
     return [
         (SECRET.api_version, SECRET.kind, names["ca"]),
         (CERTIFICATE.api_version, CERTIFICATE.kind, names["tls"]),
+        (DNS_ENDPOINT.api_version, DNS_ENDPOINT.kind, names["dns_endpoint"]),
     ]
 
 
@@ -184,6 +187,15 @@ class Rendered:
     @property
     def ok(self) -> bool:
         return self.valid and self.render_error is None and self.material is not None
+
+    @property
+    def externally_published(self) -> bool:
+        """Whether the records go to external-dns in a DNSEndpoint (provider externalDNS)."""
+        return (
+            self.ok
+            and self.service is not None
+            and self.service.domain.dns.provider.kind == "externalDNS"
+        )
 
 
 def _split(problems: list[Problem], rendered: Rendered, domain_ref: str) -> None:

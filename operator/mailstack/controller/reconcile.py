@@ -31,13 +31,14 @@ from typing import Any
 from mailstack.api.errors import ValidationError
 from mailstack.api.models import MailDomain, Secret
 from mailstack.api.parse import parse_maildomain
-from mailstack.controller import plan
+from mailstack.controller import dnshook, plan
 from mailstack.controller.children import (
     APPLIED_ANNOTATION,
     ChildKey,
     Obj,
     Owner,
     child_key,
+    owned,
     plan_changes,
     stale_children,
 )
@@ -192,6 +193,7 @@ class Reconciler:
         outcome.valid = rendered.valid
 
         apply_error: ApiError | None = None
+        dns: DnsOutcome | None = None
         if rendered.ok:
             wanted = [child_key(obj) for obj in rendered.objects]
             others = [k for k in wanted + plan.prune_candidates(name) if k not in live]
@@ -209,10 +211,12 @@ class Reconciler:
                 self.echoes.record(result)
                 live[change.key] = result
                 outcome.applied.append(f"{change.action} {change.describe()}")
+            written = list(rendered.objects)
+            if apply_error is None and rendered.externally_published:
+                endpoint, dns = await self._apply_endpoint(rendered, owner, live, outcome)
+                written.append(endpoint)
             if apply_error is None:
-                for key in stale_children(
-                    rendered.objects, plan.prune_candidates(name), live, owner
-                ):
+                for key in stale_children(written, plan.prune_candidates(name), live, owner):
                     try:
                         await self.kube.delete(_kind_for(key), namespace, key[2])
                     except ApiError as err:
@@ -222,8 +226,12 @@ class Reconciler:
                     outcome.deleted.append(f"{key[1]}/{key[2]}")
 
         # DNS, once the children are in place. A provider failure is a condition, not an error.
-        dns: DnsOutcome | None = None
-        if rendered.ok and rendered.service is not None and rendered.material is not None:
+        if (
+            dns is None
+            and rendered.ok
+            and rendered.service is not None
+            and rendered.material is not None
+        ):
             dns_key = (namespace, name, uid)
             if apply_error is None:
                 dns = await self.dns.publish(
@@ -309,6 +317,36 @@ class Reconciler:
                 outcome.status_writes,
             )
         return outcome
+
+    async def _apply_endpoint(
+        self,
+        rendered: plan.Rendered,
+        owner: Owner,
+        live: dict[ChildKey, Any],
+        outcome: Outcome,
+    ) -> tuple[Obj, DnsOutcome]:
+        """Write the externalDNS DNSEndpoint (when it differs) and say where external-dns is.
+
+        It is written after the other children because its A/AAAA records may come from the
+        public Service's load-balancer addresses. A failure here is DNSReady's business, not
+        the pass's: the mail service works without its DNS records.
+        """
+        assert rendered.service is not None and rendered.material is not None
+        domain, dkim = rendered.service.domain, rendered.material.dkim
+        addresses = load_balancer_addresses(live.values())
+        endpoint = owned(dnshook.endpoint_object(domain, dkim, addresses), owner)
+        key = child_key(endpoint)
+        failure: Condition | None = None
+        for change in plan_changes([endpoint], live):
+            try:
+                live[key] = await self._apply(change.obj, outcome)
+            except ApiError as err:
+                logger.warning("%s/%s: %s failed: %s", owner.namespace, owner.name, change, err)
+                failure = dnshook.endpoint_failure(endpoint, err.status, err.short())
+                break
+            self.echoes.record(live[key])
+            outcome.applied.append(f"{change.action} {change.describe()}")
+        return endpoint, dnshook.endpoint_outcome(domain, dkim, addresses, live.get(key), failure)
 
     async def _apply(self, obj: Obj, outcome: Outcome) -> Obj:
         """Server-side apply; a StatefulSet whose immutable fields changed is recreated.

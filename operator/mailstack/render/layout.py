@@ -75,7 +75,7 @@ HEALTH_PORTS = {"postfix": 9101, "rspamd": 9102, "dovecot": 9103}
 
 
 def object_names(name: str) -> dict[str, str]:
-    """The names of every object rendered for the MailDomain called ``name``."""
+    """The names of every object written for the MailDomain called ``name``."""
     return {
         "service": name,
         "mda_service": f"{name}-mda",
@@ -91,4 +91,5 @@ def object_names(name: str) -> dict[str, str]:
         "dkim": f"{name}-dkim",
         "service_account": name,
         "pdb": name,
+        "dns_endpoint": f"{name}-dns",  # externalDNS provider only
     }

@@ -27,6 +27,7 @@ from typing import Any
 from mailstack.api.models import MailDomain
 from mailstack.dns.plan import RecordStatus
 from mailstack.dns.records import Record
+from mailstack.render.layout import object_names
 
 API_VERSION = "externaldns.k8s.io/v1alpha1"
 KIND = "DNSEndpoint"
@@ -35,7 +36,7 @@ MANAGED_RECORD_TYPES = ("A", "AAAA", "CNAME", "MX", "SRV", "TXT")
 
 
 def endpoint_name(domain: MailDomain) -> str:
-    return f"{domain.name}-dns"
+    return object_names(domain.name)["dns_endpoint"]
 
 
 def endpoint_target(rtype: str, value: str) -> str:
