@@ -58,12 +58,15 @@ def build_provider(
     *,
     timeout: float | None = None,
     route53_client: Any = None,
+    route53_endpoint: str | None = None,
     cloudflare_api_url: str | None = None,
 ) -> Provider:
     """The provider of ``domain`` (not externalDNS), with credentials from ``secrets``.
 
     ``secrets``: the Secrets of the MailDomain's namespace by name. Raises ``DnsConfigError``
-    when a referenced Secret or key is missing or unusable.
+    when a referenced Secret or key is missing or unusable. ``route53_client`` replaces the
+    Route 53 client outright (credentials unread); ``route53_endpoint`` and
+    ``cloudflare_api_url`` point the built-in clients elsewhere (tests, proxies).
     """
     provider = domain.dns.provider
     kind = provider.kind
@@ -115,16 +118,19 @@ def build_provider(
             for field, keys in ROUTE53_KEYS.items():
                 raw = next((secret.get(k) for k in keys if secret.get(k) is not None), None)
                 found[field] = raw.decode().strip() if raw is not None else None
-            if not found["access_key"] or not found["secret_key"]:
+            access_key, secret_key = found["access_key"], found["secret_key"]
+            if not access_key or not secret_key:
                 raise DnsConfigError(
                     f"{domain.ref}: Secret {domain.namespace}/{secret.name} needs the keys "
                     "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
                 )
             client = make_client(
                 str(provider.setting("region", "us-east-1")),
-                found["access_key"],
-                found["secret_key"],
-                found["session_token"],
+                access_key,
+                secret_key,
+                found["session_token"] or None,
+                endpoint=route53_endpoint,
+                timeout=timeout or 15.0,
             )
         return Route53Provider(str(provider.setting("hostedZoneId")), client)
     raise DnsConfigError(f"{domain.ref}: provider {kind} has no records to read or write here")
