@@ -1,212 +1,38 @@
-"""The route53 provider against a fake boto3 Route 53 client that enforces the service's rules.
+"""The route53 provider against a fake Route 53 that enforces the service's rules.
 
-Rules of the real service kept by the fake: names are absolute (returned with the trailing dot,
-special characters as ``\\ddd`` octal); each TXT value is one or more quoted character-strings
-of at most 255 characters (``InvalidCharacterString`` / ``CharacterStringTooLong``); a change
-batch is validated whole and applied atomically; CREATE of an existing set and DELETE of a set
-whose values or TTL differ are refused (``InvalidChangeBatch``); at most 1000 records and 32000
-characters of values per request, UPSERT counting twice; listings are paged (``IsTruncated``,
-``NextRecordName``, ``NextRecordType``) in Route 53's order; ``Throttling`` happens.
+Two ways in: the provider calling ``FakeRoute53`` directly (boto3's method signatures, errors as
+botocore raises them), and the provider's own ``Route53RestClient`` speaking the REST API to
+``Route53Server``, which checks every request's SigV4 signature independently and answers in
+Route 53's XML, errors included. Both meet the same rules (``tests/e2e/route53fake.py``).
 """
 
 from __future__ import annotations
 
-import ipaddress
-import re
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from mailstack.dns.errors import CredentialsError, ProviderError
+from mailstack.dns.errors import CredentialsError, DnsConfigError, ProviderError
 from mailstack.dns.plan import RRset
 from mailstack.dns.providers import build_provider
-from mailstack.dns.providers.route53 import Route53Provider, decode_name
+from mailstack.dns.providers.aws_sigv4 import sign_request
+from mailstack.dns.providers.route53 import Route53Provider, Route53RestClient, decode_name
 from mailstack.dns.reconcile import cleanup_dns, plan_dns, reconcile_dns
 from mailstack.dns.records import txt_value_from_text
 from mailstack.material.dkim import DkimKey, generate_dkim_key
 from tests.e2e.dnsservers import maildomain, secret
-
-ZONE_ID = "Z0123456789ABCDEFGHIJ"
-_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
-
-
-class ClientError(Exception):
-    """What botocore raises: the error code and message in ``response``."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"An error occurred ({code}): {message}")
-        self.response = {"Error": {"Code": code, "Message": message}}
-
-
-def _sort_key(item: tuple[str, str]) -> tuple[list[str], str]:
-    return list(reversed(item[0].rstrip(".").split("."))), item[1]
-
-
-def _strings(value: str) -> list[str]:
-    """The character-strings of a TXT value, or raise as Route 53 does."""
-    rest = value.strip()
-    if not rest.startswith('"'):
-        raise ClientError(
-            "InvalidChangeBatch",
-            f"[Invalid Resource Record: 'FATAL problem: InvalidCharacterString (Value should be "
-            f"enclosed in quotation marks) encountered with '{value[:40]}'']",
-        )
-    found = []
-    while rest:
-        match = _QUOTED.match(rest)
-        if not match:
-            raise ClientError("InvalidChangeBatch", f"[Invalid Resource Record: {value[:40]}]")
-        text = re.sub(r"\\(.)", r"\1", match.group(1))
-        if len(text) > 255:
-            raise ClientError(
-                "InvalidChangeBatch",
-                "[Invalid Resource Record: 'FATAL problem: CharacterStringTooLong (Value is too "
-                f"long) encountered with '{value[:40]}'']",
-            )
-        found.append(text)
-        rest = rest[match.end() :].lstrip()
-    return found
-
-
-class FakeRoute53:
-    def __init__(self, page_size: int = 4, credentials_ok: bool = True) -> None:
-        self.sets: dict[tuple[str, str], dict[str, Any]] = {}
-        self.page_size = page_size
-        self.credentials_ok = credentials_ok
-        self.throttle_next = 0
-        self.batches: list[list[dict[str, Any]]] = []
-        self.pages = 0
-        self._put("example.com.", "NS", 172800, ["ns-1.awsdns-00.com."])
-        self._put("example.com.", "TXT", 300, ['"google-site-" "verification=abc123"'])
-        self._put("www.example.com.", "A", 300, ["192.0.2.80"])
-        self._put("mail.example.com.", "TXT", 300, ['"asset tag 42"'])
-        self._put("\\052.example.com.", "A", 300, ["192.0.2.99"])
-
-    def _put(self, name: str, rtype: str, ttl: int, values: list[str]) -> None:
-        self.sets[(name, rtype)] = {
-            "Name": name,
-            "Type": rtype,
-            "TTL": ttl,
-            "ResourceRecords": [{"Value": v} for v in values],
-        }
-
-    def _auth(self) -> None:
-        if not self.credentials_ok:
-            raise ClientError(
-                "InvalidClientTokenId", "The security token included in the request is invalid."
-            )
-
-    def get_hosted_zone(self, Id: str) -> dict[str, Any]:
-        self._auth()
-        if Id != ZONE_ID:
-            raise ClientError("NoSuchHostedZone", f"No hosted zone found with ID: {Id}")
-        return {"HostedZone": {"Id": f"/hostedzone/{Id}", "Name": "example.com."}}
-
-    def list_resource_record_sets(self, HostedZoneId: str, **kwargs: Any) -> dict[str, Any]:
-        self._auth()
-        assert set(kwargs) <= {"StartRecordName", "StartRecordType", "MaxItems"}
-        keys = sorted(self.sets, key=_sort_key)
-        if "StartRecordName" in kwargs:
-            start = (kwargs["StartRecordName"], kwargs.get("StartRecordType", ""))
-            keys = [k for k in keys if _sort_key(k) >= _sort_key(start)]
-        self.pages += 1
-        page, rest = keys[: self.page_size], keys[self.page_size :]
-        answer: dict[str, Any] = {
-            "ResourceRecordSets": [self.sets[k] for k in page],
-            "IsTruncated": bool(rest),
-            "MaxItems": str(self.page_size),
-        }
-        if rest:
-            answer["NextRecordName"], answer["NextRecordType"] = rest[0]
-        return answer
-
-    def _check_value(self, rtype: str, value: str) -> None:
-        try:
-            if rtype == "TXT":
-                _strings(value)
-            elif rtype == "A":
-                ipaddress.IPv4Address(value)
-            elif rtype == "AAAA":
-                ipaddress.IPv6Address(value)
-            elif rtype == "MX":
-                priority, _host = value.split()
-                int(priority)
-            elif rtype == "SRV":
-                *numbers, _target = value.split()
-                assert len(numbers) == 3 and all(n.isdigit() for n in numbers)
-            elif rtype == "CAA":
-                flags, _tag, quoted = value.split(" ", 2)
-                assert flags.isdigit() and quoted.startswith('"') and quoted.endswith('"')
-        except (ValueError, AssertionError):
-            raise ClientError(
-                "InvalidChangeBatch", f"[Invalid Resource Record: 'FATAL problem: {value}']"
-            ) from None
-
-    def change_resource_record_sets(
-        self, HostedZoneId: str, ChangeBatch: dict[str, Any]
-    ) -> dict[str, Any]:
-        self._auth()
-        if self.throttle_next:
-            self.throttle_next -= 1
-            raise ClientError("Throttling", "Rate exceeded")
-        changes = ChangeBatch["Changes"]
-        records = chars = 0
-        staged = dict(self.sets)
-        seen: set[tuple[str, str]] = set()
-        for change in changes:
-            rrs = change["ResourceRecordSet"]
-            name, rtype = rrs["Name"].lower(), rrs["Type"]
-            if not name.endswith("."):
-                name += "."
-            key = (name, rtype)
-            if key in seen:
-                raise ClientError("InvalidChangeBatch", f"[Duplicate change for {key}]")
-            seen.add(key)
-            if not (name == "example.com." or name.endswith(".example.com.")):
-                raise ClientError(
-                    "InvalidChangeBatch",
-                    f"[RRSet with DNS name {name} is not permitted in zone example.com.]",
-                )
-            values = [r["Value"] for r in rrs["ResourceRecords"]]
-            weight = 2 if change["Action"] == "UPSERT" else 1
-            records += len(values) * weight
-            chars += sum(len(v) for v in values) * weight
-            for value in values:
-                self._check_value(rtype, value)
-            label = f"[name='{name}', type='{rtype}']"
-            if change["Action"] == "CREATE":
-                if key in staged:
-                    raise ClientError(
-                        "InvalidChangeBatch",
-                        f"[Tried to create resource record set {label} but it already exists]",
-                    )
-            elif change["Action"] == "DELETE":
-                held = staged.get(key)
-                if held is None:
-                    raise ClientError(
-                        "InvalidChangeBatch",
-                        f"[Tried to delete resource record set {label} but it was not found]",
-                    )
-                if held["TTL"] != rrs["TTL"] or sorted(
-                    r["Value"] for r in held["ResourceRecords"]
-                ) != sorted(values):
-                    raise ClientError(
-                        "InvalidChangeBatch",
-                        f"[Tried to delete resource record set {label} but the values provided "
-                        "do not match the current values]",
-                    )
-                del staged[key]
-                continue
-            elif change["Action"] != "UPSERT":
-                raise ClientError("InvalidInput", f"bad action {change['Action']}")
-            staged[key] = {**rrs, "Name": name}
-        if records > 1000 or chars > 32000:
-            raise ClientError(
-                "InvalidChangeBatch", "[Number of records or characters limit exceeded]"
-            )
-        self.sets = staged
-        self.batches.append(changes)
-        return {"ChangeInfo": {"Id": "/change/C1", "Status": "PENDING"}}
+from tests.e2e.route53fake import (
+    MISMATCH,
+    ZONE_ID,
+    ClientError,
+    FakeRoute53,
+    Route53Server,
+    txt_strings,
+)
 
 
 @pytest.fixture(scope="module")
@@ -251,7 +77,7 @@ def test_first_apply_then_nothing(keys: tuple[DkimKey, DkimKey]) -> None:
     assert {s.state for s in statuses} == {"Published"}
     assert fake.pages > 1, "the listing was paged"
     dkim = fake.sets[("mail2026._domainkey.example.com.", "TXT")]["ResourceRecords"][0]["Value"]
-    strings = _strings(dkim)
+    strings = txt_strings(dkim)
     assert len(strings) > 1 and all(len(s) <= 255 for s in strings)
     assert "".join(strings) == keys[0].dns_value()
     apex = [r["Value"] for r in fake.sets[("example.com.", "TXT")]["ResourceRecords"]]
@@ -320,8 +146,6 @@ def test_a_conflict_is_left_alone(keys: tuple[DkimKey, DkimKey]) -> None:
 def test_refused_credentials_and_missing_keys(keys: tuple[DkimKey, DkimKey]) -> None:
     with pytest.raises(CredentialsError, match="InvalidClientTokenId"):
         provider(FakeRoute53(credentials_ok=False))
-    from mailstack.dns.errors import DnsConfigError
-
     with pytest.raises(DnsConfigError, match="AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"):
         build_provider(DOMAIN, {"aws": secret("aws", AWS_ACCESS_KEY_ID="AKIA")})
     built = build_provider(DOMAIN, {}, route53_client=FakeRoute53())
@@ -338,3 +162,242 @@ def test_values_read_back_canonical() -> None:
     )
     assert rrsets[("example.com", "TXT")].values == ("google-site-verification=abc123",)
     assert txt_value_from_text('"a" "b"') == "ab"
+
+
+# --- through Route53RestClient and the REST/XML API, every request signed and checked ---
+
+ACCESS = "AKIAFAKEROUTE53TESTS"
+SECRET = "route53/fake+secret/0123456789abcdefghijklmn"
+TEMP_ACCESS = "ASIAFAKEROUTE53TESTS"
+TEMP_SECRET = "temporary/secret/key/0123456789abcdefghijkl"
+TOKEN = "IQoJb3JpZ2luX2VjEFAKE//////////wEaCXVzLWVhc3QtMSJH+session/token=="
+# A foreign TXT value that only survives a round trip if the XML is escaped both ways.
+MARKUP = '"tag=<a&b>" "x>y"'
+
+
+@pytest.fixture
+def server() -> Iterator[Route53Server]:
+    fake = FakeRoute53()
+    fake._put("example.com.", "TXT", 300, ['"google-site-" "verification=abc123"', MARKUP])
+    served = Route53Server(fake, {ACCESS: (SECRET, None), TEMP_ACCESS: (TEMP_SECRET, TOKEN)})
+    with served.running():
+        yield served
+
+
+def rest(
+    server: Route53Server,
+    secret_key: str = SECRET,
+    access_key: str = ACCESS,
+    clock: Callable[[], datetime] | None = None,
+    **kwargs: Any,
+) -> Route53Provider:
+    client = Route53RestClient(access_key, secret_key, endpoint=server.url, timeout=5.0)
+    if clock is not None:
+        client.clock = clock
+    built = Route53Provider(ZONE_ID, client, sleep=lambda _: None, **kwargs)
+    assert built.zone == "example.com"
+    return built
+
+
+def test_rest_first_apply_then_nothing(
+    server: Route53Server, keys: tuple[DkimKey, DkimKey]
+) -> None:
+    fake = server.fake
+    foreign = dict(fake.sets)
+    statuses = reconcile_dns(DOMAIN, keys[0], {}, provider=rest(server))
+    assert {s.state for s in statuses} == {"Published"}
+    assert fake.pages > 1, "the listing was paged"
+    assert any("/rrset?name=" in target for _, target, _, _ in server.log)
+    dkim = fake.sets[("mail2026._domainkey.example.com.", "TXT")]["ResourceRecords"][0]["Value"]
+    strings = txt_strings(dkim)
+    assert len(strings) > 1 and all(len(s) <= 255 for s in strings)
+    assert "".join(strings) == keys[0].dns_value()
+    apex = [r["Value"] for r in fake.sets[("example.com.", "TXT")]["ResourceRecords"]]
+    assert apex == ['"google-site-" "verification=abc123"', MARKUP, '"v=spf1 mx -all"']
+    assert any(b"tag=&lt;a&amp;b&gt;" in body for body in server.bodies), "escaped on the wire"
+    for key, rrset in foreign.items():
+        if key != ("example.com.", "TXT"):
+            assert fake.sets[key] == rrset
+    assert all(status == 200 for _, _, status, _ in server.log), server.log
+
+    posts = sum(1 for method, *_ in server.log if method == "POST")
+    again = rest(server)
+    reconcile_dns(DOMAIN, keys[0], {}, provider=again)
+    assert again.writes == 0
+    assert sum(1 for method, *_ in server.log if method == "POST") == posts
+
+
+def test_rest_paging_follows_every_next_record(server: Route53Server) -> None:
+    server.fake.page_size = 1
+    direct = provider(FakeRoute53()).read([])
+    state = rest(server).read([])
+    assert server.fake.pages == len(server.fake.sets), "one set a page"
+    assert {r.key for r in state.rrsets} == {r.key for r in direct.rrsets}
+    assert ("*.example.com", "A") in {r.key for r in state.rrsets}
+    # The wildcard comes back as \\052: its backslash travels %5C-encoded, and is signed so.
+    assert any("name=%5C052.example.com." in target for _, target, _, _ in server.log)
+    apex = {r.key: r for r in state.rrsets}[("example.com", "TXT")]
+    assert "tag=<a&b>x>y" in apex.values
+
+
+def test_rest_changed_key_is_one_upsert_and_cleanup_deletes_exactly(
+    server: Route53Server, keys: tuple[DkimKey, DkimKey]
+) -> None:
+    fake = server.fake
+    foreign = dict(fake.sets)
+    reconcile_dns(DOMAIN, keys[0], {}, provider=rest(server))
+    changed, _, the_plan = plan_dns(DOMAIN, keys[1], {}, provider=rest(server))
+    changed.apply(the_plan.changes)
+    assert [c["Action"] for c in fake.batches[-1]] == ["UPSERT"]
+    dkim = fake.sets[("mail2026._domainkey.example.com.", "TXT")]["ResourceRecords"][0]["Value"]
+    assert "".join(txt_strings(dkim)) == keys[1].dns_value()
+    cleanup_dns(DOMAIN, {}, provider=rest(server))
+    assert fake.sets == foreign, "only ours removed, theirs exactly as they were"
+
+
+def test_rest_throttling_is_retried(server: Route53Server, keys: tuple[DkimKey, DkimKey]) -> None:
+    server.fake.throttle_next = 2
+    statuses = reconcile_dns(DOMAIN, keys[0], {}, provider=rest(server))
+    assert {s.state for s in statuses} == {"Published"}
+    assert server.refused("Throttling") == 2
+    assert [s for _, _, s, code in server.log if code == "Throttling"] == [400, 400]
+    server.fake.throttle_next = 9
+    with pytest.raises(ProviderError, match="Throttling: Rate exceeded") as caught:
+        reconcile_dns(DOMAIN, keys[1], {}, provider=rest(server, attempts=3))
+    assert not isinstance(caught.value, CredentialsError)
+
+
+def test_rest_server_errors_are_retried_and_an_unreachable_endpoint_reported(
+    server: Route53Server, keys: tuple[DkimKey, DkimKey]
+) -> None:
+    server.fail_next = [503, 500]
+    statuses = reconcile_dns(DOMAIN, keys[0], {}, provider=rest(server))
+    assert {s.state for s in statuses} == {"Published"}
+    assert [status for _, _, status, _ in server.log[:2]] == [503, 500]
+    closed = Route53Server(FakeRoute53(), {})
+    closed.httpd.server_close()  # the port is free again: nothing listens there
+    client = Route53RestClient(ACCESS, SECRET, endpoint=closed.url, timeout=2.0)
+    with pytest.raises(ProviderError, match=r"NetworkingError: cannot reach http://127\.0\.0\.1"):
+        Route53Provider(ZONE_ID, client, attempts=2, sleep=lambda _: None)
+
+
+def test_rest_wrong_credentials_are_credentials_errors(server: Route53Server) -> None:
+    with pytest.raises(CredentialsError) as caught:
+        rest(server, secret_key="not-the-secret")
+    message = str(caught.value)
+    assert message == f"Route 53: get_hosted_zone: SignatureDoesNotMatch: {MISMATCH}"
+    assert "\n" not in message
+    with pytest.raises(CredentialsError, match="InvalidClientTokenId: The security token"):
+        rest(server, access_key="AKIAUNKNOWNKEY000000")
+    # A temporary key without its session token is refused as well.
+    with pytest.raises(CredentialsError, match="InvalidClientTokenId"):
+        rest(server, access_key=TEMP_ACCESS, secret_key=TEMP_SECRET)
+    assert server.fake.pages == 0, "nothing was served to a refused request"
+
+
+def test_rest_a_stale_or_early_clock_is_refused(server: Route53Server) -> None:
+    def late() -> datetime:
+        return datetime.now(UTC) - timedelta(minutes=10)
+
+    def early() -> datetime:
+        return datetime.now(UTC) + timedelta(minutes=10)
+
+    with pytest.raises(CredentialsError, match="SignatureDoesNotMatch: Signature expired: "):
+        rest(server, clock=late)
+    with pytest.raises(CredentialsError, match="Signature not yet current"):
+        rest(server, clock=early)
+    assert rest(server, clock=lambda: datetime.now(UTC) - timedelta(minutes=4)).zone
+
+
+@pytest.mark.parametrize("form", ["messages", "error"])
+def test_rest_a_refused_change_batch_says_why(
+    server: Route53Server, keys: tuple[DkimKey, DkimKey], form: Any
+) -> None:
+    server.change_batch_errors = form
+    changed, _, the_plan = plan_dns(DOMAIN, keys[0], {}, provider=rest(server))
+    # Someone else creates one of our names between our read and our write.
+    server.fake._put("_dmarc.example.com.", "TXT", 300, ['"v=DMARC1; p=none"'])
+    before = dict(server.fake.sets)
+    with pytest.raises(ProviderError) as caught:
+        changed.apply(the_plan.changes)
+    message = str(caught.value)
+    assert not isinstance(caught.value, CredentialsError)
+    assert message.startswith("Route 53: change_resource_record_sets: InvalidChangeBatch: ")
+    assert (
+        "Tried to create resource record set [name='_dmarc.example.com.', type='TXT'] but it "
+        "already exists" in message
+    )
+    assert "\n" not in message
+    assert server.refused("InvalidChangeBatch") == 1
+    assert server.fake.sets == before, "the refused batch changed nothing"
+
+
+def test_rest_through_build_provider_with_a_secret(
+    server: Route53Server, keys: tuple[DkimKey, DkimKey]
+) -> None:
+    # A region in the MailDomain changes nothing: Route 53 is signed for us-east-1 (the fake
+    # refuses any other scope).
+    domain = maildomain(
+        {
+            "route53": {
+                "hostedZoneId": ZONE_ID,
+                "region": "eu-central-1",
+                "credentialsSecretRef": {"name": "aws"},
+            }
+        },
+        dkim={"selector": "mail2026"},
+        tls={"issuer": "acme", "acme": {"email": "hostmaster@example.net"}},
+    )
+    creds = {"aws": secret("aws", AWS_ACCESS_KEY_ID=ACCESS, AWS_SECRET_ACCESS_KEY=SECRET)}
+    built = build_provider(domain, creds, route53_endpoint=server.url)
+    assert isinstance(built, Route53Provider)
+    assert isinstance(built.client, Route53RestClient)
+    statuses = reconcile_dns(domain, keys[0], {}, provider=built)
+    assert {s.state for s in statuses} == {"Published"}
+
+    temporary = {
+        "aws": secret(
+            "aws",
+            AWS_ACCESS_KEY_ID=TEMP_ACCESS,
+            AWS_SECRET_ACCESS_KEY=TEMP_SECRET,
+            AWS_SESSION_TOKEN=TOKEN + "\n",
+        )
+    }
+    again = build_provider(domain, temporary, route53_endpoint=server.url)
+    reconcile_dns(domain, keys[0], {}, provider=again)
+    assert again.writes == 0
+    wrong = {"aws": secret("aws", AWS_ACCESS_KEY_ID=ACCESS, AWS_SECRET_ACCESS_KEY="wrong")}
+    with pytest.raises(CredentialsError, match="SignatureDoesNotMatch"):
+        build_provider(domain, wrong, route53_endpoint=server.url)
+
+
+def test_the_fake_checks_signatures_on_its_own(server: Route53Server) -> None:
+    """The fake is no yes-man: a body changed after signing, or no signature, is refused."""
+    client = Route53RestClient(ACCESS, SECRET, endpoint=server.url)
+    url = f"{server.url}/2013-04-01/hostedzone/{ZONE_ID}/rrset"
+    body = b"<ChangeResourceRecordSetsRequest/>"
+    signed = sign_request(
+        "POST",
+        url,
+        {"Content-Type": "application/xml"},
+        body,
+        access_key=ACCESS,
+        secret_key=SECRET,
+        session_token=None,
+        region="us-east-1",
+        service="route53",
+        now=client.clock(),
+    )
+    tampered = urllib.request.Request(
+        url, data=body + b" ", method="POST", headers={"Content-Type": "application/xml", **signed}
+    )
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(tampered, timeout=5)
+    assert caught.value.code == 403
+    assert b"<Code>SignatureDoesNotMatch</Code>" in caught.value.read()
+    bare = urllib.request.Request(f"{server.url}/2013-04-01/hostedzone/{ZONE_ID}")
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(bare, timeout=5)
+    assert caught.value.code == 403
+    assert server.refused("MissingAuthenticationToken") == 1
+    assert server.fake.batches == []
