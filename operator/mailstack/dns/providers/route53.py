@@ -14,11 +14,10 @@ Route 53 rejects an unquoted value or a longer string. Names come back absolute 
 characters as ``\\ddd`` octal escapes. ``Throttling``, ``PriorRequestNotComplete``, 5xx answers and
 unreachable endpoints are retried with backoff.
 
-``Route53RestClient`` speaks the API itself (urllib, XML through ElementTree, requests signed with
-``aws_sigv4``) and has the method signatures and answer shapes of boto3's ``route53`` client for
-the three calls used, so the provider works with either; the tests drive it both ways. boto3 is
-not used: botocore pins python-dateutil<3 while kubernetes 37 requires >=3. Route 53 is global:
-requests go to one endpoint and are signed for us-east-1 whatever region is configured.
+``Route53RestClient`` speaks the API itself, stdlib only (urllib, XML through ElementTree,
+requests signed by ``aws_sigv4``). Its three methods keep boto3's names, keyword arguments and
+answer shapes, so the provider drives any client shaped so (the tests' in-process fake too).
+Route 53 is global: one endpoint, requests signed for us-east-1 whatever region is configured.
 """
 
 from __future__ import annotations
