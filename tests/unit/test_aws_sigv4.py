@@ -137,46 +137,49 @@ def test_suite_get_vanilla_step_by_step() -> None:
     )
 
 
+SUITE_VECTORS: list[tuple[str, str, str, dict[str, str], bytes, str, str]] = [
+    (
+        "get-vanilla",
+        "GET",
+        "https://example.amazonaws.com/",
+        {},
+        b"",
+        "host;x-amz-date",
+        "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31",
+    ),
+    (
+        "get-vanilla-query-order-key-case",
+        "GET",
+        "https://example.amazonaws.com/?Param2=value2&Param1=value1",
+        {},
+        b"",
+        "host;x-amz-date",
+        "b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500",
+    ),
+    (
+        "post-vanilla",
+        "POST",
+        "https://example.amazonaws.com/",
+        {},
+        b"",
+        "host;x-amz-date",
+        "5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b",
+    ),
+    (
+        "post-x-www-form-urlencoded",
+        "POST",
+        "https://example.amazonaws.com/",
+        {"Content-Type": "application/x-www-form-urlencoded"},
+        b"Param1=value1",
+        "content-type;host;x-amz-date",
+        "ff11897932ad3f4e8b18135d722051e5ac45fc38421b1da7b9d196a0fe09473a",
+    ),
+]
+
+
 @pytest.mark.parametrize(
     ("name", "method", "url", "headers", "body", "signed", "signature"),
-    [
-        (
-            "get-vanilla",
-            "GET",
-            "https://example.amazonaws.com/",
-            {},
-            b"",
-            "host;x-amz-date",
-            "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31",
-        ),
-        (
-            "get-vanilla-query-order-key-case",
-            "GET",
-            "https://example.amazonaws.com/?Param2=value2&Param1=value1",
-            {},
-            b"",
-            "host;x-amz-date",
-            "b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500",
-        ),
-        (
-            "post-vanilla",
-            "POST",
-            "https://example.amazonaws.com/",
-            {},
-            b"",
-            "host;x-amz-date",
-            "5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b",
-        ),
-        (
-            "post-x-www-form-urlencoded",
-            "POST",
-            "https://example.amazonaws.com/",
-            {"Content-Type": "application/x-www-form-urlencoded"},
-            b"Param1=value1",
-            "content-type;host;x-amz-date",
-            "ff11897932ad3f4e8b18135d722051e5ac45fc38421b1da7b9d196a0fe09473a",
-        ),
-    ],
+    [pytest.param(*vector, id=vector[0]) for vector in SUITE_VECTORS],
 )
 def test_suite_vectors(
     name: str,
