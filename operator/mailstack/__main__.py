@@ -1,5 +1,5 @@
 """Allow ``python -m mailstack``."""
 
-from mailstack.cli import main
+from mailstack.entry import main
 
 raise SystemExit(main())

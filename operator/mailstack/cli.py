@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from mailstack import __version__
+from mailstack.agent.command import HELP as AGENT_HELP
+from mailstack.agent.command import add_agent_arguments, run_agent
 from mailstack.api.errors import Problem
 from mailstack.controller.command import add_operator_command
 from mailstack.dns.commands import add_dns_commands
@@ -79,10 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_dns_commands(commands)
     add_operator_command(commands)
 
-    agent = commands.add_parser("agent", help="in-container supervisor of one daemon")
-    agent.add_argument("daemon", choices=["postfix", "dovecot", "rspamd"])
-    agent.add_argument("--health-port", type=int, help="serve /healthz and /readyz on this port")
-    agent.set_defaults(handler=cmd_agent)
+    # Listed for --help; `mailstack agent` itself is dispatched by mailstack.entry.
+    agent = commands.add_parser("agent", help=AGENT_HELP)
+    add_agent_arguments(agent)
+    agent.set_defaults(handler=run_agent)
 
     up = commands.add_parser("up", help="run the rendered stack on this host (as root)")
     up.add_argument("-f", "--file", action="append", required=True)
@@ -95,12 +97,6 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port-offset", type=int, default=0, help="publish port P on P + offset")
     up.set_defaults(handler=cmd_up)
     return parser
-
-
-def cmd_agent(args: argparse.Namespace) -> int:
-    from mailstack.agent.supervisor import main as agent_main
-
-    return agent_main(args.daemon, args.health_port)
 
 
 def cmd_up(args: argparse.Namespace) -> int:

@@ -493,3 +493,24 @@ def test_dns_plan_without_state_says_the_key_is_new(capsys: pytest.CaptureFixtur
     assert run.code == 0, run.err
     assert "note: without --state a new DKIM key was generated" in run.err
     assert "mail2026._domainkey.example.com." in run.out
+
+
+def test_the_agent_runs_without_the_rest_of_the_package() -> None:
+    """`mailstack agent` lives beside every daemon: it must not load render/dns/material code."""
+    probe = (
+        "import sys\n"
+        "from mailstack.entry import main\n"
+        "try:\n"
+        "    main(['agent', 'nosuchdaemon'])\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code == 2, exit.code\n"
+        "print(' '.join(sorted(sys.modules)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert "invalid choice: 'nosuchdaemon'" in result.stderr
+    loaded = set(result.stdout.split())
+    heavy = {"jinja2", "yaml", "cryptography", "dns", "bcrypt", "mailstack.cli", "mailstack.api"}
+    assert not heavy & loaded, heavy & loaded
+    assert "mailstack.agent.command" in loaded
