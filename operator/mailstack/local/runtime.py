@@ -225,14 +225,24 @@ class LocalRuntime:
             "mailstack.local.container",
             str(spec_file),
         ]
-        process = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
+        if _quiet():
+            # Nothing to echo: the container writes its log file itself, with no copy through
+            # this process (a few lines per message add up at hundreds of messages a second).
+            with open(log_file, "ab") as log:
+                process = subprocess.Popen(
+                    argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                )
+        else:
+            process = subprocess.Popen(
+                argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+            threading.Thread(
+                target=_pump,
+                args=(process.stdout, log_file, f"{pod.name}/{plan.name}"),
+                daemon=True,
+            ).start()
         running.process = process
         running.started = time.monotonic()
-        threading.Thread(
-            target=_pump, args=(process.stdout, log_file, f"{pod.name}/{plan.name}"), daemon=True
-        ).start()
 
     def _init_pid(self, process: subprocess.Popen[bytes]) -> int | None:
         try:
@@ -383,17 +393,21 @@ class LocalRuntime:
         }
 
 
+def _quiet() -> bool:
+    """MAILSTACK_UP_QUIET=1: container logs go to their files only, not to the terminal."""
+    return os.environ.get("MAILSTACK_UP_QUIET") == "1"
+
+
 def _pump(stream: IO[bytes] | None, log_file: Path, prefix: str) -> None:
+    """Copy a container's output to its log file and to the terminal, each line prefixed."""
     if stream is None:
         return
-    echo = os.environ.get("MAILSTACK_UP_QUIET") != "1"
     with open(log_file, "ab") as handle:
         for line in stream:
             handle.write(line)
             handle.flush()
-            if echo:
-                sys.stdout.write(f"[{prefix}] {line.decode(errors='replace')}")
-                sys.stdout.flush()
+            sys.stdout.write(f"[{prefix}] {line.decode(errors='replace')}")
+            sys.stdout.flush()
 
 
 def _inputs_digest(files: list[str]) -> str:
