@@ -113,24 +113,13 @@ def feed(address: str, port: int, count: int, connections: int, maildir: Path) -
     return time.monotonic() - start
 
 
-def pss_of_tree(root_pid: int, skip: tuple[str, ...] = ()) -> int:
-    """Proportional set size (bytes) of a process and all its descendants.
+def pss_by_program(roots: list[int], skip: tuple[str, ...] = ()) -> dict[str, int]:
+    """Proportional set size (bytes) of each program in the trees of ``roots``.
 
     Processes whose command line contains one of ``skip`` are not counted (their children are).
     """
-    children: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                stat = Path(f"/proc/{entry.name}/stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            children.setdefault(ppid, []).append(int(entry.name))
-    total, todo = 0, [root_pid]
-    while todo:
-        pid = todo.pop()
-        todo += children.get(pid, [])
+    result: dict[str, int] = {}
+    for pid in tree_pids(roots):
         try:
             rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
             command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
@@ -140,8 +129,70 @@ def pss_of_tree(root_pid: int, skip: tuple[str, ...] = ()) -> int:
             continue
         match = re.search(r"^Pss:\s+(\d+) kB", rollup, re.M)
         if match:
-            total += int(match.group(1)) * 1024
-    return total
+            name = " ".join(command.split()[:3]) if "python" in command else command.split()[0]
+            name = re.sub(r"^\S*/", "", name)
+            result[name] = result.get(name, 0) + int(match.group(1)) * 1024
+    return result
+
+
+def tree_pids(roots: list[int]) -> list[int]:
+    """The processes ``roots`` and all their descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                stat = Path(f"/proc/{entry.name}/stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+    result, todo = [], list(roots)
+    while todo:
+        pid = todo.pop()
+        result.append(pid)
+        todo += children.get(pid, [])
+    return result
+
+
+def cpu_by_program(roots: list[int]) -> dict[str, float]:
+    """CPU seconds used so far by each program in the trees of ``roots``.
+
+    A process's own time plus the time of its children that have exited and been reaped (which
+    is how short-lived Postfix and Dovecot workers are counted: their master reaps them).
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    result: dict[str, float] = {}
+    for pid in tree_pids(roots):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat.rsplit(")", 1)[1].split()
+        if comm.startswith("python"):
+            # Name Python processes by what they run (agent, supervisor, container init).
+            words = [w.decode(errors="replace") for w in cmdline if w]
+            comm = " ".join(w for w in words[1:4] if not w.startswith("/"))[:40]
+        seconds = sum(int(fields[i]) for i in (11, 12, 13, 14)) / tick
+        result[comm] = result.get(comm, 0.0) + seconds
+    return result
+
+
+def machine_cpu() -> float:
+    """CPU seconds the whole machine spent busy (every core), from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def profile(roots: list[int], run: Any) -> tuple[float, dict[str, float], float]:
+    """``run()``'s result, the CPU seconds per program it cost, and the machine's busy seconds."""
+    before, busy = cpu_by_program(roots), machine_cpu()
+    result = run()
+    after = cpu_by_program(roots)
+    costs = {k: v - before.get(k, 0.0) for k, v in after.items()}
+    return result, {k: v for k, v in costs.items() if v > 0.005}, machine_cpu() - busy
 
 
 class Up:
@@ -193,8 +244,12 @@ class Up:
     def maildir(self) -> Path:
         return self.state / "volumes/bench/mail-bench-mda-0/example.com/alice/Maildir"
 
-    def disable_milter(self) -> None:
-        """Bind an edited main.cf (no milter) over the mounted one, in the MTA pod only."""
+    def disable_milter(self, overrides: tuple[str, ...] = ()) -> None:
+        """Bind an edited main.cf (no milter) over the mounted one, in the MTA pod only.
+
+        ``overrides``: further ``name = value`` lines appended (the last definition wins), to
+        try a setting without rendering it.
+        """
         pid = int(
             subprocess.run(
                 ["pgrep", "-f", "postfix/sbin/master"], capture_output=True, text=True, check=True
@@ -206,6 +261,7 @@ class Up:
         text = (main_cf / "main.cf").read_text()
         text = re.sub(r"^smtpd_milters = .*$", "smtpd_milters =", text, flags=re.M)
         text = re.sub(r"^non_smtpd_milters = .*$", "non_smtpd_milters =", text, flags=re.M)
+        text += "".join(f"{line}\n" for line in overrides)
         edited.write_text(text)
         os.utime(edited, (time.time() - 10, time.time() - 10))
         enter = ["nsenter", "-t", str(pid), "-m", "-p", "-n"]
@@ -342,6 +398,15 @@ def main() -> int:
     parser.add_argument("-n", "--messages", type=int, default=2000)
     parser.add_argument("--connections", type=int, default=20)
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
+    parser.add_argument(
+        "--postconf",
+        action="append",
+        default=[],
+        help="'name = value' added to main.cf for the milter-off run (to try a setting)",
+    )
+    parser.add_argument(
+        "--skip", action="append", default=[], help="a configuration not to run (with_rspamd)"
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("run as root", file=sys.stderr)
@@ -371,27 +436,41 @@ def main() -> int:
         time.sleep(10)  # idle: let rspamd settle after start
         assert up.process is not None
         # What runs in the pods' containers (agents and daemons), as in a cluster ...
-        results["idle_pss_mb"] = (
-            pss_of_tree(
-                up.process.pid, skip=("mailstack up", "unshare", "mailstack.local.container")
-            )
-            / 1e6
+        pods = pss_by_program(
+            [up.process.pid], skip=("mailstack up", "unshare", "mailstack.local.container")
         )
+        results["idle_pss_mb"] = sum(pods.values()) / 1e6
+        print("idle PSS, MB:", {k: round(v / 1e6, 1) for k, v in sorted(pods.items())})
         # ... and with the local runtime's own processes (the supervisor, one init per container).
-        results["idle_pss_local_mb"] = pss_of_tree(up.process.pid) / 1e6
+        results["idle_pss_local_mb"] = sum(pss_by_program([up.process.pid]).values()) / 1e6
         warm = min(200, args.messages)
         feed(internet.host_ip, 30025, warm, args.connections, up.maildir())
-        seconds = feed(internet.host_ip, 30025, args.messages, args.connections, up.maildir())
-        results["with_rspamd"] = args.messages / seconds
-        print(results, flush=True)
-        up.disable_milter()
-        seconds = feed(internet.host_ip, 30025, args.messages, args.connections, up.maildir())
-        results["without_rspamd"] = args.messages / seconds
+        # The stack's processes, and the "internet" (BIND answering the stack's DNS queries).
+        stack = [up.process.pid, *(p.pid for p in internet.processes)]
+        results["cpu"] = {}
+
+        def measure(name: str, roots: list[int], port: int, maildir: Path) -> None:
+            seconds, costs, busy = profile(
+                roots,
+                lambda: feed(internet.host_ip, port, args.messages, args.connections, maildir),
+            )
+            results[name] = args.messages / seconds
+            results["cpu"][name] = (costs, busy)
+            print(name, f"{results[name]:.0f} msg/s", flush=True)
+
+        if "with_rspamd" not in args.skip:
+            measure("with_rspamd", stack, 30025, up.maildir())
+        up.disable_milter(tuple(args.postconf))
+        measure("without_rspamd", stack, 30025, up.maildir())
         up.stop()
         minimal, maildir, port = minimal_pair(workdir, internet)
         feed(internet.host_ip, port, warm, args.connections, maildir)
-        seconds = feed(internet.host_ip, port, args.messages, args.connections, maildir)
-        results["minimal"] = args.messages / seconds
+        measure(
+            "minimal",
+            [*(p.pid for p in minimal), *(p.pid for p in internet.processes)],
+            port,
+            maildir,
+        )
     finally:
         if up is not None:
             up.stop()
@@ -401,7 +480,14 @@ def main() -> int:
             process.wait(timeout=30)
         internet.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-    print(results, flush=True)
+    for name, (costs, busy) in results["cpu"].items():
+        per_message = {k: v * 1000 / args.messages for k, v in costs.items()}
+        top = sorted(per_message.items(), key=lambda kv: -kv[1])
+        print(
+            f"{name}: machine {busy * 1000 / args.messages:.2f} ms/msg; "
+            + ", ".join(f"{k} {v:.2f}" for k, v in top[:14]),
+            flush=True,
+        )
     report = render_report(results, args.messages, args.connections)
     print(report)
     if args.write:
