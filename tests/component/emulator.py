@@ -2,7 +2,7 @@
 
 kmock's ``KubernetesScaffold`` serves discovery (``/api``, ``/apis``, resource lists) and runs
 on kmock's aiohttp test server; its ``KubernetesEmulator`` keeps objects as plain dicts, which
-is not enough for an operator (see ``../shared/facts.md``: no resourceVersion, no uid, no
+is not enough for an operator (measured: no resourceVersion, no uid, no
 server-side apply, status subresource writes change the spec, ...). This module replaces the
 object handling with a ``Store`` that behaves like kube-apiserver where an operator can tell:
 

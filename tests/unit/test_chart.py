@@ -1,6 +1,6 @@
 """The operator's Helm chart and manifests/install.yaml, checked with the real helm binary.
 
-helm comes from scripts/setup.sh (the npm package named in ../shared/facts.md, into
+helm comes from scripts/setup.sh (the npm package named in the setup script, into
 .venv/bin): these tests fail, rather than skip, when it is missing. Rendered objects are
 validated against the Kubernetes 1.30 schemas (strict: unknown fields are errors); CRDs as
 apiextensions.k8s.io/v1 objects.
