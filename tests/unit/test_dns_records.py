@@ -41,6 +41,7 @@ def test_the_full_set_for_a_default_domain(dkim: DkimKey) -> None:
         ("mail.example.com", "A"),
         ("mail.example.com", "AAAA"),
         ("example.com", "TXT"),
+        ("mail.example.com", "TXT"),
         ("mailstack._domainkey.example.com", "TXT"),
         ("_dmarc.example.com", "TXT"),
         ("_submissions._tcp.example.com", "SRV"),
@@ -57,6 +58,9 @@ def test_the_full_set_for_a_default_domain(dkim: DkimKey) -> None:
     assert spf.values == ("v=spf1 mx -all",)
     assert spf.value_prefix == "v=spf1"
     assert spf.owns_value("v=spf1 a -all") and not spf.owns_value("google-site-verification=x")
+    helo = records[("mail.example.com", "TXT")]
+    assert helo.values == ("v=spf1 a -all",), "the HELO name: its own addresses (RFC 7208 §2.3)"
+    assert helo.value_prefix == "v=spf1" and not helo.owns_value("asset tag 42")
     assert records[("mailstack._domainkey.example.com", "TXT")].values == (dkim.dns_value(),)
     assert records[("_dmarc.example.com", "TXT")].values == (
         "v=DMARC1; p=quarantine; adkim=r; aspf=r",

@@ -166,6 +166,18 @@ def spf_value(domain: MailDomain) -> str:
     return " ".join(terms)
 
 
+def helo_spf_value(domain: MailDomain) -> str:
+    """SPF for the HELO name (RFC 7208 §2.3): the host itself, and what the apex SPF includes.
+
+    Receivers check the HELO identity too (and use it for bounces, whose envelope sender is
+    empty); ``a`` names the addresses of the host, ``mx`` would mean the host's own MX.
+    """
+    terms = [SPF_PREFIX, "a"]
+    terms += [f"include:{include}" for include in domain.dns.spf.includes]
+    terms.append(domain.dns.spf.policy)
+    return " ".join(terms)
+
+
 def dmarc_value(domain: MailDomain) -> str:
     dmarc = domain.dns.dmarc
     tags = ["v=DMARC1", f"p={dmarc.policy}"]
@@ -248,6 +260,18 @@ def desired_records(
             value_prefix=SPF_PREFIX,
         )
     )
+    if host != apex:
+        records.append(
+            Record(
+                host,
+                "TXT",
+                ttl,
+                (helo_spf_value(domain),),
+                f"SPF for the HELO name {host} (RFC 7208 §2.3), also checked for bounces "
+                "(only the v=spf1 value is managed)",
+                value_prefix=SPF_PREFIX,
+            )
+        )
     records.append(
         Record(
             f"{dkim.selector}._domainkey.{apex}",
