@@ -282,6 +282,30 @@ class Up:
         time.sleep(2)
 
 
+def override_dovecot(state: Path, lines: tuple[str, ...]) -> None:
+    """Bind a dovecot.conf with ``lines`` appended over the mounted one (MDA pod) and reload.
+
+    Dovecot takes the last value of a setting, so appended lines override; to try a setting
+    without rendering it.
+    """
+    pid = int(
+        subprocess.run(
+            ["pgrep", "-f", "dovecot -F -c"], capture_output=True, text=True, check=True
+        ).stdout.split()[0]
+    )
+    pod = state / "pods/bench/bench-mda-0"
+    config = next((pod / "volumes/dovecot-config").glob("..2*"))
+    # Written where the pod can see it: under its mail volume's parent (the PVC folder).
+    edited = state / "volumes/bench/mail-bench-mda-0/dovecot.conf.bench"
+    edited.write_text((config / "dovecot.conf").read_text() + "".join(f"{x}\n" for x in lines))
+    enter = ["nsenter", "-t", str(pid), "-m", "-p", "-n"]
+    inside = "/var/mail/dovecot.conf.bench"
+    conf = "/etc/mailstack/dovecot/dovecot.conf"
+    subprocess.run([*enter, "mount", "--bind", inside, conf], check=True)
+    subprocess.run([*enter, "doveadm", "-c", conf, "reload"], check=True, capture_output=True)
+    time.sleep(2)
+
+
 def minimal_pair(
     workdir: Path, internet: Internet
 ) -> tuple[list[subprocess.Popen[bytes]], Path, int]:
@@ -410,6 +434,12 @@ def main() -> int:
         help="'name = value' added to main.cf for the milter-off run (to try a setting)",
     )
     parser.add_argument(
+        "--doveconf",
+        action="append",
+        default=[],
+        help="a line added to dovecot.conf for the milter-off run (to try a setting)",
+    )
+    parser.add_argument(
         "--skip", action="append", default=[], help="a configuration not to run (with_rspamd)"
     )
     args = parser.parse_args()
@@ -466,6 +496,8 @@ def main() -> int:
         if "with_rspamd" not in args.skip:
             measure("with_rspamd", stack, 30025, up.maildir())
         up.disable_milter(tuple(args.postconf))
+        if args.doveconf:
+            override_dovecot(up.state, tuple(args.doveconf))
         measure("without_rspamd", stack, 30025, up.maildir())
         up.stop()
         minimal, maildir, port = minimal_pair(workdir, internet)
@@ -510,6 +542,12 @@ def render_report(results: dict[str, Any], messages: int, connections: int) -> s
         platform.processor(),
     )
     minimal = results["minimal"]
+
+    def rate(name: str) -> str:
+        if name not in results:
+            return "not run | "
+        return f"{results[name]:.0f} | {results[name] / minimal:.2f}×"
+
     idle = ", ".join(f"{k} {v / 1e6:.1f}" for k, v in sorted(results["idle_pss"].items()))
     return textwrap.dedent(f"""\
         Measured by `bench/mailpath.py` on {time.strftime("%Y-%m-%d")}: {os.cpu_count()} cores
@@ -520,8 +558,8 @@ def render_report(results: dict[str, Any], messages: int, connections: int) -> s
         | configuration | msg/s | vs minimal | target |
         |---|---|---|---|
         | hand-minimal Postfix → LMTP → Dovecot | {minimal:.0f} | 1.00× | |
-        | rendered stack, milter off | {results["without_rspamd"]:.0f} | {results["without_rspamd"] / minimal:.2f}× | ≥ 0.95× |
-        | rendered stack with rspamd | {results["with_rspamd"]:.0f} | {results["with_rspamd"] / minimal:.2f}× | ≥ 0.5× |
+        | rendered stack, milter off | {rate("without_rspamd")} | ≥ 0.95× |
+        | rendered stack with rspamd | {rate("with_rspamd")} | ≥ 0.5× |
 
         | measure | value | target |
         |---|---|---|
