@@ -496,21 +496,37 @@ def test_dns_plan_without_state_says_the_key_is_new(capsys: pytest.CaptureFixtur
 
 
 def test_the_agent_runs_without_the_rest_of_the_package() -> None:
-    """`mailstack agent` lives beside every daemon: it must not load render/dns/material code."""
+    """`mailstack agent` lives beside every daemon: it must not load render/dns/material code,
+    nor the standard modules it does not need (argparse, dataclasses, pathlib, typing)."""
     probe = (
         "import sys\n"
+        "import mailstack.agent.supervisor as supervisor\n"
+        "supervisor.main = lambda name, port: print('RUN', name, port) or 0\n"
         "from mailstack.entry import main\n"
-        "try:\n"
-        "    main(['agent', 'nosuchdaemon'])\n"
-        "except SystemExit as exit:\n"
-        "    assert exit.code == 2, exit.code\n"
+        "assert main(['agent', 'dovecot', '--health-port', '9103']) == 0\n"
         "print(' '.join(sorted(sys.modules)))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     )
-    assert "invalid choice: 'nosuchdaemon'" in result.stderr
-    loaded = set(result.stdout.split())
+    ran, loaded_line = result.stdout.splitlines()
+    assert ran == "RUN dovecot 9103"
+    loaded = set(loaded_line.split())
     heavy = {"jinja2", "yaml", "cryptography", "dns", "bcrypt", "mailstack.cli", "mailstack.api"}
+    heavy |= {"argparse", "dataclasses", "pathlib", "typing"}
     assert not heavy & loaded, heavy & loaded
-    assert "mailstack.agent.command" in loaded
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["nosuchdaemon"], "invalid choice: 'nosuchdaemon'"),
+        (["postfix", "--health-port", "x"], "invalid int value: 'x'"),
+        (["postfix", "--verbose"], "unrecognized arguments: --verbose"),
+    ],
+)
+def test_agent_argument_mistakes_get_argparse_messages(argv: list[str], message: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mailstack", "agent", *argv], capture_output=True, text=True
+    )
+    assert result.returncode == 2 and message in result.stderr, result.stderr

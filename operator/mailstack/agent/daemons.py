@@ -15,8 +15,6 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from mailstack.render import layout
 
@@ -30,15 +28,29 @@ class AgentError(Exception):
     """The daemon cannot be prepared or started; the message says what is missing."""
 
 
-@dataclass(frozen=True)
 class Daemon:
-    name: str
-    command: list[str]
-    watched: list[str]
-    prepare: Callable[[], None]
-    reload: Callable[[int], None]  # called with the daemon's pid
-    probes: list[Callable[[], str | None]] = field(default_factory=list)  # None = healthy
-    stop_signal: int = 15
+    """How to prepare, run, reload and probe one daemon. (No dataclasses and no pathlib in the
+    agent's modules: the agent runs beside every daemon, and they would cost each agent process
+    about 2 MB for nothing it needs.)"""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        command: list[str],
+        watched: list[str],
+        prepare: Callable[[], None],
+        reload: Callable[[int], None],  # called with the daemon's pid
+        probes: list[Callable[[], str | None]] | None = None,  # a probe returns None = healthy
+        stop_signal: int = 15,
+    ) -> None:
+        self.name = name
+        self.command = command
+        self.watched = watched
+        self.prepare = prepare
+        self.reload = reload
+        self.probes = probes or []
+        self.stop_signal = stop_signal
 
 
 def _require(binary: str, package: str) -> str:
@@ -97,7 +109,8 @@ def probe_unix_socket(path: str) -> Callable[[], str | None]:
 
 def wait_for_config_age(directory: str, minimum: float = POSTFIX_CONFIG_MIN_AGE) -> None:
     """Sleep until every file in the directory is at least ``minimum`` seconds old."""
-    newest = max((p.stat().st_mtime for p in Path(directory).iterdir() if p.is_file()), default=0)
+    with os.scandir(directory) as entries:
+        newest = max((e.stat().st_mtime for e in entries if e.is_file()), default=0.0)
     delay = newest + minimum - time.time()
     if delay > 0:
         time.sleep(min(delay, minimum))
@@ -146,9 +159,10 @@ def _prepare_dovecot() -> None:
     _directory(layout.DOVECOT_STATE_DIR, 0, 0, 0o750)
     # The volume root belongs to the kubelet (fsGroup); the Maildirs live one level down.
     _directory(f"{layout.MAIL_DIR}", 0, os.stat(layout.MAIL_DIR).st_gid, 0o2775)
-    for entry in Path(layout.MAIL_DIR).iterdir():
-        if entry.is_dir() and entry.stat().st_uid != layout.VMAIL_UID:
-            os.chown(entry, layout.VMAIL_UID, layout.VMAIL_GID)
+    with os.scandir(layout.MAIL_DIR) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False) and entry.stat().st_uid != layout.VMAIL_UID:
+                os.chown(entry.path, layout.VMAIL_UID, layout.VMAIL_GID)
     result = subprocess.run(["doveconf", "-c", DOVECOT_CONF, "-n"], capture_output=True, text=True)
     if result.returncode != 0:
         raise AgentError(f"dovecot.conf is not valid: {result.stderr.strip()}")
@@ -156,10 +170,11 @@ def _prepare_dovecot() -> None:
 
 def _ensure_domain_dir() -> None:
     """Create <mail>/<domain> for the vmail user: Dovecot creates the homes below it itself."""
-    passwd = Path(layout.PASSWD_FILE)
     domains = set()
-    if passwd.exists():
-        for line in passwd.read_text().splitlines():
+    if os.path.exists(layout.PASSWD_FILE):
+        with open(layout.PASSWD_FILE, encoding="utf-8") as passwd:
+            lines = passwd.read().splitlines()
+        for line in lines:
             user = line.split(":", 1)[0]
             if "@" in user:
                 domains.add(user.split("@", 1)[1])

@@ -7,22 +7,26 @@ mtimes of the visible names is unreliable; a digest of the resolved contents is 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable
-from pathlib import Path
 
 
 def fingerprint(directories: Iterable[str]) -> str:
     digest = hashlib.sha256()
     for directory in directories:
-        root = Path(directory)
-        if not root.is_dir():
+        if not os.path.isdir(directory):
             digest.update(f"missing:{directory}\n".encode())
             continue
-        for path in sorted(root.iterdir()):
-            if path.name.startswith(".."):
+        for name in sorted(os.listdir(directory)):
+            if name.startswith(".."):
                 continue  # the kubelet's timestamped folders; their content is seen via links
+            path = os.path.join(directory, name)
             try:
-                data = path.read_bytes() if path.is_file() else b""
+                if os.path.isfile(path):
+                    with open(path, "rb") as handle:
+                        data = handle.read()
+                else:
+                    data = b""
             except OSError:
                 data = b"<unreadable>"
             digest.update(f"{path}\0".encode())

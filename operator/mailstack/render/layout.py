@@ -7,8 +7,6 @@ config files, the pod specs and the supervisor in agreement.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 # Mounted configuration (read-only volumes).
 POSTFIX_CONFIG_DIR = "/etc/mailstack/postfix"
 DOVECOT_CONFIG_DIR = "/etc/mailstack/dovecot"
@@ -51,11 +49,19 @@ DOVECOT_GID = 11143
 RSPAMD_GID = 11333
 
 
-@dataclass(frozen=True)
 class Port:
-    name: str
-    number: int
-    component: str  # "mta" or "mda"
+    """A port of the stack. A plain class, not a dataclass: the agent imports this module, and
+    ``dataclasses`` (with ``inspect``) would cost each agent process more than a megabyte."""
+
+    __slots__ = ("component", "name", "number")
+
+    def __init__(self, name: str, number: int, component: str) -> None:
+        self.name = name
+        self.number = number
+        self.component = component  # "mta" or "mda"
+
+    def __repr__(self) -> str:
+        return f"Port({self.name!r}, {self.number}, {self.component!r})"
 
 
 PUBLIC_PORTS: tuple[Port, ...] = (
