@@ -6,12 +6,9 @@ from typing import Any
 
 import pytest
 
-from mailstack.controller.dnshook import (
-    endpoint_failure,
-    endpoint_object,
-    endpoint_outcome,
-    observed_generation,
-)
+from mailstack.controller.dnshook import endpoint_failure, endpoint_outcome, observed_generation
+from mailstack.dns.providers.external_dns import dns_endpoint
+from mailstack.dns.records import desired_records
 from mailstack.material.dkim import DkimKey, generate_dkim_key
 from tests.e2e.dnsservers import maildomain
 
@@ -47,17 +44,18 @@ def test_only_the_current_generation_counts_as_read(
 
 def test_unread_read_and_refused_endpoints(dkim: DkimKey) -> None:
     domain = maildomain({"externalDNS": {}}, tls=ACME)
-    obj = endpoint_object(domain, dkim, ("198.51.100.7",))
+    records = desired_records(domain, dkim)
+    obj = dns_endpoint(domain, records)
     assert obj["metadata"]["name"] == "example-com-dns"
 
-    waiting = endpoint_outcome(domain, dkim, (), live(1, None))
+    waiting = endpoint_outcome(domain, records, live(1, None))
     assert (waiting.condition.status, waiting.condition.reason) == (
         "Unknown",
         "WaitingForExternalDNS",
     )
     assert {r["state"] for r in waiting.records} == {"Pending", "Manual"}
 
-    read = endpoint_outcome(domain, dkim, (), live(4, 4))
+    read = endpoint_outcome(domain, records, live(4, 4))
     assert (read.condition.status, read.condition.reason) == ("True", "AcceptedByExternalDNS")
     states = {(r["name"], r["type"]): r["state"] for r in read.records}
     assert states[("example.com", "MX")] == "Published"
@@ -73,6 +71,6 @@ def test_unread_read_and_refused_endpoints(dkim: DkimKey) -> None:
         "provider externalDNS: writing DNSEndpoint example-com-dns failed: "
         "forbidden: dnsendpoints.externaldns.k8s.io",
     )
-    failed = endpoint_outcome(domain, dkim, (), None, missing)
+    failed = endpoint_outcome(domain, records, None, missing)
     assert failed.condition == missing
     assert {r["state"] for r in failed.records} == {"Pending", "Manual"}

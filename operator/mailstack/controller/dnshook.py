@@ -4,13 +4,13 @@
 and DNSReady is ``Unknown / NotConfigured``, which does not hold back ``Ready`` (only the user can
 publish those records).
 
-``externalDNS``: the records go into a ``DNSEndpoint`` child (``endpoint_object``), applied by the
-reconciler once the Services' load-balancer addresses are known. external-dns's CRD source sets
-the DNSEndpoint's ``status.observedGeneration`` when it has read a generation, which is the one
-signal it gives: until then DNSReady is ``Unknown / WaitingForExternalDNS``, then ``True /
-AcceptedByExternalDNS`` (``endpoint_outcome``). A cluster without the DNSEndpoint CRD answers
-404: ``False / ExternalDNSNotInstalled``. CAA records, which external-dns cannot publish, stay
-``Manual``.
+``externalDNS``: the records go into a ``DNSEndpoint`` child (``providers.external_dns``),
+applied by the reconciler once the Services' load-balancer addresses are known. external-dns's
+CRD source sets the DNSEndpoint's ``status.observedGeneration`` when it has read a generation,
+which is the one signal it gives: until then DNSReady is ``Unknown / WaitingForExternalDNS``, then
+``True / AcceptedByExternalDNS`` (``endpoint_outcome``). A cluster without the DNSEndpoint CRD
+answers 404: ``False / ExternalDNSNotInstalled``. CAA records, which external-dns cannot publish,
+stay ``Manual``.
 
 Any other provider (rfc2136, powerdns, cloudflare, route53) is published by ``DnsPublisher``
 after the children are applied: ``reconcile_dns`` runs in a thread (provider calls block), only
@@ -37,9 +37,9 @@ from mailstack.api.models import MailDomain, Secret
 from mailstack.controller.status import Condition
 from mailstack.dns.errors import DnsError
 from mailstack.dns.plan import Plan, RecordStatus
-from mailstack.dns.providers.external_dns import dns_endpoint, endpoint_name, endpoint_statuses
+from mailstack.dns.providers.external_dns import endpoint_name, endpoint_statuses
 from mailstack.dns.reconcile import cleanup_dns, reconcile_dns
-from mailstack.dns.records import desired_records
+from mailstack.dns.records import Record, desired_records
 from mailstack.material.dkim import DkimKey
 
 logger = logging.getLogger(__name__)
@@ -75,8 +75,8 @@ def record_entries(
 def dns_outcome(domain: MailDomain, dkim: DkimKey) -> DnsOutcome:
     """The outcome without asking a provider: manual, externalDNS, or not published yet."""
     provider = domain.dns.provider.kind
-    records = record_entries(domain, dkim, "Manual")
     if provider == "manual":
+        records = record_entries(domain, dkim, "Manual")
         condition = Condition(
             "DNSReady",
             "Unknown",
@@ -84,30 +84,16 @@ def dns_outcome(domain: MailDomain, dkim: DkimKey) -> DnsOutcome:
             f"provider manual: publish the {len(records)} records of status.dns.records "
             "(`mailstack dns plan` prints them as a zone file)",
         )
-    elif provider == "externalDNS":
-        records = record_entries(domain, dkim, "Pending")
-        condition = Condition(
-            "DNSReady",
-            "Unknown",
-            "Pending",
-            f"provider {provider}: the DNSEndpoint is written once the children are applied",
-        )
     else:
         records = record_entries(domain, dkim, "Pending")
+        written = "DNSEndpoint is written" if provider == "externalDNS" else "records are published"
         condition = Condition(
             "DNSReady",
             "Unknown",
             "Pending",
-            f"provider {provider}: the records are published once the children are applied",
+            f"provider {provider}: the {written} once the children are applied",
         )
     return DnsOutcome(condition, records)
-
-
-def endpoint_object(
-    domain: MailDomain, dkim: DkimKey, service_addresses: Sequence[str] = ()
-) -> dict[str, Any]:
-    """The DNSEndpoint of an externalDNS MailDomain, before ownership is stamped on it."""
-    return dns_endpoint(domain, desired_records(domain, dkim, service_addresses))
 
 
 def observed_generation(endpoint: Mapping[str, Any] | None) -> int | None:
@@ -143,16 +129,15 @@ def endpoint_failure(endpoint: Mapping[str, Any], status: int, message: str) -> 
 
 def endpoint_outcome(
     domain: MailDomain,
-    dkim: DkimKey,
-    service_addresses: Sequence[str],
+    records: Sequence[Record],
     endpoint: Mapping[str, Any] | None,
     failure: Condition | None = None,
 ) -> DnsOutcome:
     """DNSReady and the record states of an externalDNS MailDomain, from its live DNSEndpoint.
 
-    ``failure``: the condition for a DNSEndpoint that could not be applied.
+    ``records``: the desired records the DNSEndpoint was built from. ``failure``: the condition
+    for a DNSEndpoint that could not be applied.
     """
-    records = desired_records(domain, dkim, service_addresses)
     statuses = endpoint_statuses(domain, records)
     name = endpoint_name(domain)
     if failure is not None:

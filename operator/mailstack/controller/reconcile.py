@@ -34,6 +34,7 @@ from mailstack.api.parse import parse_maildomain
 from mailstack.controller import dnshook, plan
 from mailstack.controller.children import (
     APPLIED_ANNOTATION,
+    Change,
     ChildKey,
     Obj,
     Owner,
@@ -58,6 +59,8 @@ from mailstack.controller.kube import ApiError, Kube
 from mailstack.controller.memory import Echoes, SecretCache, WrittenStatus
 from mailstack.controller.status import Condition, domain_event_type, transitions
 from mailstack.dns.errors import DnsError
+from mailstack.dns.providers.external_dns import dns_endpoint
+from mailstack.dns.records import desired_records
 from mailstack.render import layout
 from mailstack.render.objects import RenderOptions, selector_labels
 
@@ -203,14 +206,10 @@ class Reconciler:
                 raise ReconcileError(f"reading the children failed: {err}", 10) from err
             for change in plan_changes(rendered.objects, live):
                 try:
-                    result = await self._apply(change.obj, outcome)
+                    await self._write(change, live, outcome)
                 except ApiError as err:
                     logger.warning("%s/%s: %s failed: %s", namespace, name, change.action, err)
                     apply_error = apply_error or err
-                    continue
-                self.echoes.record(result)
-                live[change.key] = result
-                outcome.applied.append(f"{change.action} {change.describe()}")
             written = list(rendered.objects)
             if apply_error is None and rendered.externally_published:
                 endpoint, dns = await self._apply_endpoint(rendered, owner, live, outcome)
@@ -332,21 +331,26 @@ class Reconciler:
         the pass's: the mail service works without its DNS records.
         """
         assert rendered.service is not None and rendered.material is not None
-        domain, dkim = rendered.service.domain, rendered.material.dkim
+        domain = rendered.service.domain
         addresses = load_balancer_addresses(live.values())
-        endpoint = owned(dnshook.endpoint_object(domain, dkim, addresses), owner)
-        key = child_key(endpoint)
+        records = desired_records(domain, rendered.material.dkim, addresses)
+        endpoint = owned(dns_endpoint(domain, records), owner)
         failure: Condition | None = None
         for change in plan_changes([endpoint], live):
             try:
-                live[key] = await self._apply(change.obj, outcome)
+                await self._write(change, live, outcome)
             except ApiError as err:
                 logger.warning("%s/%s: %s failed: %s", owner.namespace, owner.name, change, err)
                 failure = dnshook.endpoint_failure(endpoint, err.status, err.short())
-                break
-            self.echoes.record(live[key])
-            outcome.applied.append(f"{change.action} {change.describe()}")
-        return endpoint, dnshook.endpoint_outcome(domain, dkim, addresses, live.get(key), failure)
+        live_endpoint = live.get(child_key(endpoint))
+        return endpoint, dnshook.endpoint_outcome(domain, records, live_endpoint, failure)
+
+    async def _write(self, change: Change, live: dict[ChildKey, Any], outcome: Outcome) -> None:
+        """Apply one change and note it: the echo to ignore, the live view, the outcome."""
+        result = await self._apply(change.obj, outcome)
+        self.echoes.record(result)
+        live[change.key] = result
+        outcome.applied.append(f"{change.action} {change.describe()}")
 
     async def _apply(self, obj: Obj, outcome: Outcome) -> Obj:
         """Server-side apply; a StatefulSet whose immutable fields changed is recreated.
