@@ -89,8 +89,18 @@ def test_records_are_handed_to_external_dns_and_follow_the_spec(
     wait_for(lambda: dns_ready(api).get("reason") == "WaitingForExternalDNS")
     assert dns_ready(api)["status"] == "Unknown"
     assert "--managed-record-types" in dns_ready(api)["message"]
-    md = api.get("maildomains", "example-org")
-    assert conditions(md)["Ready"]["status"] != "True"
+    # The workloads come up (the emulator readies StatefulSets); DNSReady is what holds Ready.
+    md = wait_for(
+        lambda: (
+            (found := api.get("maildomains", "example-org")) is not None
+            and conditions(found)["WorkloadsReady"]["status"] == "True"
+            and found
+        )
+    )
+    assert (conditions(md)["Ready"]["status"], conditions(md)["Ready"]["reason"]) == (
+        "Unknown",
+        "WaitingForExternalDNS",
+    )
     dkim_record = md["status"]["dkim"]["record"]
     assert found[("mailstack._domainkey.example.org", "TXT")] == [dkim_record]
 
