@@ -159,20 +159,14 @@ def rdata_value(rdata: dns.rdata.Rdata) -> str:
     return canonical_value(dns.rdatatype.to_text(rdata.rdtype), rdata.to_text())
 
 
-def spf_value(domain: MailDomain) -> str:
-    terms = [SPF_PREFIX, "mx"]
-    terms += [f"include:{include}" for include in domain.dns.spf.includes]
-    terms.append(domain.dns.spf.policy)
-    return " ".join(terms)
+def spf_value(domain: MailDomain, own: str = "mx") -> str:
+    """An SPF value: ``own`` (the mechanism naming our hosts), the spec's includes, its policy.
 
-
-def helo_spf_value(domain: MailDomain) -> str:
-    """SPF for the HELO name (RFC 7208 §2.3): the host itself, and what the apex SPF includes.
-
-    Receivers check the HELO identity too (and use it for bounces, whose envelope sender is
-    empty); ``a`` names the addresses of the host, ``mx`` would mean the host's own MX.
+    At the apex ``mx``: the domain's MX hosts. For the HELO name (RFC 7208 §2.3, which receivers
+    check too, and use for bounces, whose envelope sender is empty) ``a``: the addresses of the
+    host itself (``mx`` there would mean the host's own MX).
     """
-    terms = [SPF_PREFIX, "a"]
+    terms = [SPF_PREFIX, own]
     terms += [f"include:{include}" for include in domain.dns.spf.includes]
     terms.append(domain.dns.spf.policy)
     return " ".join(terms)
@@ -266,7 +260,7 @@ def desired_records(
                 host,
                 "TXT",
                 ttl,
-                (helo_spf_value(domain),),
+                (spf_value(domain, own="a"),),
                 f"SPF for the HELO name {host} (RFC 7208 §2.3), also checked for bounces "
                 "(only the v=spf1 value is managed)",
                 value_prefix=SPF_PREFIX,
