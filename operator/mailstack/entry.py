@@ -3,8 +3,8 @@
 ``mailstack agent`` runs beside every daemon of every mail pod for as long as the pod lives.
 Importing the whole CLI for it (jinja2, cryptography, dnspython, PyYAML, bcrypt: everything
 ``render`` and ``dns`` need) cost each agent about 25 MB of memory for code it never runs, three
-times per MailDomain. So the agent's arguments are parsed here, by the agent's own parser, and
-every other command goes to ``mailstack.cli``.
+times per MailDomain. So ``agent`` is handed to ``mailstack.agent.command`` here, and every
+other command goes to ``mailstack.cli``.
 """
 
 from __future__ import annotations

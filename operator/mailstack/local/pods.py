@@ -25,6 +25,11 @@ class VolumePlan:
     claim: str = ""
 
 
+# Volume sources that project an object's keys as files: the object's kind, and the field of the
+# volume source that names it.
+_OBJECT_VOLUMES = {"configMap": ("ConfigMap", "name"), "secret": ("Secret", "secretName")}
+
+
 @dataclass
 class ContainerPlan:
     name: str
@@ -71,21 +76,14 @@ def plan_pods(objects: list[Obj]) -> list[PodPlan]:
         pod_name = f"{meta['name']}-0"
         volumes: dict[str, VolumePlan] = {}
         for volume in spec.get("volumes", []):
-            if "configMap" in volume:
-                ref = volume["configMap"]
+            source = next((s for s in _OBJECT_VOLUMES if s in volume), None)
+            if source is not None:
+                kind, name_field = _OBJECT_VOLUMES[source]
+                ref = volume[source]
                 volumes[volume["name"]] = VolumePlan(
                     volume["name"],
-                    "configMap",
-                    by_ref.get(("ConfigMap", namespace, ref["name"])),
-                    ref.get("items"),
-                    ref.get("defaultMode", 0o644),
-                )
-            elif "secret" in volume:
-                ref = volume["secret"]
-                volumes[volume["name"]] = VolumePlan(
-                    volume["name"],
-                    "secret",
-                    by_ref.get(("Secret", namespace, ref["secretName"])),
+                    source,
+                    by_ref.get((kind, namespace, ref[name_field])),
                     ref.get("items"),
                     ref.get("defaultMode", 0o644),
                 )
