@@ -113,6 +113,25 @@ def feed(address: str, port: int, count: int, connections: int, maildir: Path) -
     return time.monotonic() - start
 
 
+def process_info(pid: int) -> tuple[str, str, list[str]] | None:
+    """A process's program name, command line and /proc stat fields (after the name), or None.
+
+    The program is the executable's name (smtpd, lmtp, rspamd), except for Python processes,
+    named by what they run (``mailstack agent``, ``-m mailstack up``, the container inits).
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return None
+    name = stat[stat.index("(") + 1 : stat.rindex(")")]
+    if "mailstack agent" in command:
+        name = "mailstack agent"
+    elif name.startswith("python"):
+        name = " ".join(w for w in command.split()[1:4] if not w.startswith("/"))[:40]
+    return name, command, stat.rsplit(")", 1)[1].split()
+
+
 def pss_by_program(roots: list[int], skip: tuple[str, ...] = ()) -> dict[str, int]:
     """Proportional set size (bytes) of each program in the trees of ``roots``.
 
@@ -120,23 +139,16 @@ def pss_by_program(roots: list[int], skip: tuple[str, ...] = ()) -> dict[str, in
     """
     result: dict[str, int] = {}
     for pid in tree_pids(roots):
+        info = process_info(pid)
         try:
             rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
-            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if any(part in command for part in skip):
+        if info is None or any(part in info[1] for part in skip):
             continue
         match = re.search(r"^Pss:\s+(\d+) kB", rollup, re.M)
         if match:
-            if "mailstack agent" in command:
-                name = "mailstack agent"
-            elif "python" in command:
-                name = " ".join(command.split()[:3])
-            else:
-                name = command.split()[0].rstrip(":")
-            name = re.sub(r"^\S*/", "", name)
-            result[name] = result.get(name, 0) + int(match.group(1)) * 1024
+            result[info[0]] = result.get(info[0], 0) + int(match.group(1)) * 1024
     return result
 
 
@@ -168,19 +180,12 @@ def cpu_by_program(roots: list[int]) -> dict[str, float]:
     tick = os.sysconf("SC_CLK_TCK")
     result: dict[str, float] = {}
     for pid in tree_pids(roots):
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
+        info = process_info(pid)
+        if info is None:
             continue
-        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat.rsplit(")", 1)[1].split()
-        if comm.startswith("python"):
-            # Name Python processes by what they run (agent, supervisor, container init).
-            words = [w.decode(errors="replace") for w in cmdline if w]
-            comm = " ".join(w for w in words[1:4] if not w.startswith("/"))[:40]
+        name, _, fields = info
         seconds = sum(int(fields[i]) for i in (11, 12, 13, 14)) / tick
-        result[comm] = result.get(comm, 0.0) + seconds
+        result[name] = result.get(name, 0.0) + seconds
     return result
 
 
