@@ -10,7 +10,11 @@ other command goes to ``mailstack.cli``.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+
+# Not typing.TYPE_CHECKING (see mailstack.agent.command).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:

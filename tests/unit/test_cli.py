@@ -497,10 +497,12 @@ def test_dns_plan_without_state_says_the_key_is_new(capsys: pytest.CaptureFixtur
 
 def test_the_agent_runs_without_the_rest_of_the_package() -> None:
     """`mailstack agent` lives beside every daemon: it must not load render/dns/material code,
-    nor the standard modules it does not need (argparse, dataclasses, pathlib, typing)."""
+    nor the standard modules it does not need (argparse, dataclasses, pathlib, typing, and
+    subprocess, hashlib, threading, socketserver, shutil: see mailstack.agent.processes)."""
     probe = (
         "import sys\n"
         "import mailstack.agent.supervisor as supervisor\n"
+        "import mailstack.agent.health, mailstack.agent.processes, mailstack.agent.watch\n"
         "supervisor.main = lambda name, port: print('RUN', name, port) or 0\n"
         "from mailstack.entry import main\n"
         "assert main(['agent', 'dovecot', '--health-port', '9103']) == 0\n"
@@ -514,6 +516,7 @@ def test_the_agent_runs_without_the_rest_of_the_package() -> None:
     loaded = set(loaded_line.split())
     heavy = {"jinja2", "yaml", "cryptography", "dns", "bcrypt", "mailstack.cli", "mailstack.api"}
     heavy |= {"argparse", "dataclasses", "pathlib", "typing"}
+    heavy |= {"subprocess", "hashlib", "threading", "socketserver", "shutil"}
     assert not heavy & loaded, heavy & loaded
 
 

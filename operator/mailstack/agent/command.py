@@ -8,13 +8,12 @@ are read without argparse, which would stay in memory for the life of the agent;
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 # Not typing.TYPE_CHECKING: importing typing (and re with it) costs the agent half a megabyte.
 # Type checkers take any constant of this name as true.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Sequence
 
 DAEMON_NAMES = ("postfix", "dovecot", "rspamd")
 HELP = "in-container supervisor of one daemon"

@@ -10,13 +10,16 @@ from __future__ import annotations
 import grp
 import os
 import pwd
-import shutil
 import socket
-import subprocess
 import time
-from collections.abc import Callable
 
+from mailstack.agent.processes import run, which
 from mailstack.render import layout
+
+# Not typing.TYPE_CHECKING (see mailstack.agent.command).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 POSTFIX_MASTER = "/usr/lib/postfix/sbin/master"
 DOVECOT_CONF = f"{layout.DOVECOT_CONFIG_DIR}/dovecot.conf"
@@ -54,7 +57,7 @@ class Daemon:
 
 
 def _require(binary: str, package: str) -> str:
-    path = shutil.which(binary) or (binary if os.path.exists(binary) else None)
+    path = which(binary)
     if path is None:
         raise AgentError(f"{binary} not found: install the Debian package {package}")
     return path
@@ -126,14 +129,12 @@ def _prepare_postfix() -> None:
     _directory(layout.QUEUE_DIR, 0, 0, 0o755)
     _directory(layout.POSTFIX_DATA_DIR, uid, gid, 0o700)
     wait_for_config_age(layout.POSTFIX_CONFIG_DIR)
-    subprocess.run(
-        [postfix, "-c", layout.POSTFIX_CONFIG_DIR, "post-install", "create-missing"], check=True
-    )
+    run([postfix, "-c", layout.POSTFIX_CONFIG_DIR, "post-install", "create-missing"], check=True)
 
 
 def _reload_postfix(pid: int) -> None:
     wait_for_config_age(layout.POSTFIX_CONFIG_DIR)
-    subprocess.run(["postfix", "-c", layout.POSTFIX_CONFIG_DIR, "reload"], check=False)
+    run(["postfix", "-c", layout.POSTFIX_CONFIG_DIR, "reload"])
 
 
 def postfix() -> Daemon:
@@ -163,9 +164,9 @@ def _prepare_dovecot() -> None:
         for entry in entries:
             if entry.is_dir(follow_symlinks=False) and entry.stat().st_uid != layout.VMAIL_UID:
                 os.chown(entry.path, layout.VMAIL_UID, layout.VMAIL_GID)
-    result = subprocess.run(["doveconf", "-c", DOVECOT_CONF, "-n"], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise AgentError(f"dovecot.conf is not valid: {result.stderr.strip()}")
+    code, output = run(["doveconf", "-c", DOVECOT_CONF, "-n"], capture=True)
+    if code != 0:
+        raise AgentError(f"dovecot.conf is not valid: {output.strip()}")
 
 
 def _ensure_domain_dir() -> None:
@@ -189,7 +190,7 @@ def _prepare_dovecot_all() -> None:
 
 def _reload_dovecot(pid: int) -> None:
     _ensure_domain_dir()
-    subprocess.run(["doveadm", "-c", DOVECOT_CONF, "reload"], check=False)
+    run(["doveadm", "-c", DOVECOT_CONF, "reload"])
 
 
 def dovecot() -> Daemon:

@@ -2,16 +2,23 @@
 
 Healthy means the daemon answers on its ports (an SMTP/LMTP banner, rspamd's milter socket), not
 merely that a process exists. Liveness also fails when the daemon process has exited. The server
-speaks just enough HTTP/1.0 for the kubelet's probes: the agent runs beside every daemon, so it
-avoids http.server and its imports (a few MB per container).
+speaks just enough HTTP/1.0 for the kubelet's probes, on a bare socket with one low-level thread
+per request: the agent runs beside every daemon, so it avoids http.server, socketserver and
+threading and their imports (a few MB per container).
 """
 
 from __future__ import annotations
 
+import _thread
 import socket
-import socketserver
-import threading
-from collections.abc import Callable
+
+# Not typing.TYPE_CHECKING (see mailstack.agent.command).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+# A request that has not sent its request line and headers by then is dropped.
+REQUEST_TIMEOUT = 10.0
 
 
 class HealthState:
@@ -34,31 +41,60 @@ def _response(status: int, body: bytes) -> bytes:
     return head.encode() + body
 
 
-class _Server(socketserver.ThreadingTCPServer):
-    allow_reuse_address = True
-    daemon_threads = True
-    address_family = socket.AF_INET
-
-
-def serve_health(state: HealthState, port: int, host: str = "0.0.0.0") -> socketserver.BaseServer:
-    class Handler(socketserver.StreamRequestHandler):
-        timeout = 10
-
-        def handle(self) -> None:
-            try:
-                request = self.rfile.readline(1024).decode("latin-1").split()
-                while self.rfile.readline(1024).strip():
+def _answer(state: HealthState, conn: socket.socket) -> None:
+    with conn:
+        try:
+            conn.settimeout(REQUEST_TIMEOUT)
+            with conn.makefile("rb") as request:
+                words = request.readline(1024).decode("latin-1").split()
+                while request.readline(1024).strip():
                     pass  # headers: not needed
-            except (OSError, UnicodeError):
-                return
-            path = request[1] if len(request) >= 2 and request[0] in ("GET", "HEAD") else ""
+            path = words[1] if len(words) >= 2 and words[0] in ("GET", "HEAD") else ""
             if path not in ("/healthz", "/readyz"):
-                self.wfile.write(_response(404, b"not found\n"))
+                conn.sendall(_response(404, b"not found\n"))
                 return
             problems = state.check()
             body = ("ok\n" if not problems else "\n".join(problems) + "\n").encode()
-            self.wfile.write(_response(200 if not problems else 503, body))
+            conn.sendall(_response(200 if not problems else 503, body))
+        except (OSError, UnicodeError):
+            return
 
-    server = _Server((host, port), Handler)
-    threading.Thread(target=server.serve_forever, name="health", daemon=True).start()
+
+class HealthServer:
+    """Accepts probe requests on a port until ``shutdown``; each is answered in its own thread
+    (a probe may take up to a few seconds, and liveness and readiness come together)."""
+
+    def __init__(self, state: HealthState, port: int, host: str = "0.0.0.0") -> None:
+        self.state = state
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind((host, port))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self.closed = False
+
+    def serve_forever(self) -> None:
+        while not self.closed:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                if self.closed:
+                    return
+                continue  # e.g. the client went away before the accept
+            _thread.start_new_thread(_answer, (self.state, conn))
+
+    def shutdown(self) -> None:
+        self.closed = True
+        # Wakes the accept (a plain close does not interrupt it on Linux). Not contextlib's
+        # suppress: contextlib is one more import in every agent.
+        try:  # noqa: SIM105
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.listener.close()
+
+
+def serve_health(state: HealthState, port: int, host: str = "0.0.0.0") -> HealthServer:
+    server = HealthServer(state, port, host)
+    _thread.start_new_thread(server.serve_forever, ())
     return server

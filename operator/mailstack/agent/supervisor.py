@@ -9,13 +9,17 @@ digest every ``poll`` seconds and, once stable for one more poll, trigger the da
 from __future__ import annotations
 
 import signal
-import subprocess
 import sys
-from types import FrameType
 
 from mailstack.agent.daemons import DAEMONS, AgentError, Daemon
 from mailstack.agent.health import HealthState, serve_health
+from mailstack.agent.processes import Child, ProcessError
 from mailstack.agent.watch import fingerprint
+
+# Not typing.TYPE_CHECKING (see mailstack.agent.command).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import FrameType
 
 
 def log(message: str) -> None:
@@ -25,13 +29,19 @@ def log(message: str) -> None:
 def run_daemon(daemon: Daemon, health_port: int | None, poll: float = 2.0) -> int:
     try:
         daemon.prepare()
-    except (AgentError, OSError, subprocess.CalledProcessError) as err:
+    except (AgentError, OSError, ProcessError) as err:
         log(f"{daemon.name}: cannot prepare: {err}")
         return 1
     state = HealthState(daemon.probes)
     server = serve_health(state, health_port) if health_port else None
     seen = fingerprint(daemon.watched)
-    process = subprocess.Popen(daemon.command)
+    try:
+        process = Child(daemon.command)
+    except ProcessError as err:
+        log(f"{daemon.name}: {err}")
+        if server is not None:
+            server.shutdown()
+        return 1
     state.running = True
     log(f"{daemon.name} started (pid {process.pid})")
     stopping = False
@@ -39,19 +49,16 @@ def run_daemon(daemon: Daemon, health_port: int | None, poll: float = 2.0) -> in
     def stop(signum: int, frame: FrameType | None) -> None:
         nonlocal stopping
         stopping = True
-        if process.poll() is None:
-            process.send_signal(daemon.stop_signal)
+        process.send_signal(daemon.stop_signal)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    pending: str | None = None
+    pending: int | None = None
     try:
         while True:
-            try:
-                code = process.wait(timeout=poll)
+            code = process.wait(timeout=poll)
+            if code is not None:
                 break
-            except subprocess.TimeoutExpired:
-                pass
             if stopping:
                 continue
             current = fingerprint(daemon.watched)

@@ -1,21 +1,29 @@
 """Detect changes of mounted ConfigMap/Secret directories.
 
 The kubelet updates a mounted ConfigMap or Secret by swapping a ``..data`` symlink, so watching
-mtimes of the visible names is unreliable; a digest of the resolved contents is not.
+mtimes of the visible names is unreliable; a fingerprint of the resolved contents is not.
+
+The fingerprint is built with ``hash()`` (64-bit SipHash, seeded per process): it is only ever
+compared with another fingerprint from the same agent process, and unlike hashlib it does not
+load OpenSSL into every agent.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-from collections.abc import Iterable
+
+# Not typing.TYPE_CHECKING (see mailstack.agent.command).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 
-def fingerprint(directories: Iterable[str]) -> str:
-    digest = hashlib.sha256()
+def fingerprint(directories: Iterable[str]) -> int:
+    """A value that changes when a file in ``directories`` appears, goes or changes content."""
+    seen: list[tuple[str, int]] = []
     for directory in directories:
         if not os.path.isdir(directory):
-            digest.update(f"missing:{directory}\n".encode())
+            seen.append((directory, -1))
             continue
         for name in sorted(os.listdir(directory)):
             if name.startswith(".."):
@@ -26,9 +34,8 @@ def fingerprint(directories: Iterable[str]) -> str:
                     with open(path, "rb") as handle:
                         data = handle.read()
                 else:
-                    data = b""
+                    data = b"<not a file>"
             except OSError:
                 data = b"<unreadable>"
-            digest.update(f"{path}\0".encode())
-            digest.update(hashlib.sha256(data).digest())
-    return digest.hexdigest()
+            seen.append((path, hash(data)))
+    return hash(tuple(seen))
