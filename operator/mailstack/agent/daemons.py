@@ -82,9 +82,12 @@ def probe_banner(port: int, prefix: bytes, host: str = "127.0.0.1") -> Callable[
     """Healthy when something on the port greets with the given prefix within 3 s."""
 
     def probe() -> str | None:
+        # A numeric address and a plain connect: socket.create_connection would resolve it
+        # with getaddrinfo, which loads glibc's NSS machinery into the agent (~0.5 MB).
         try:
-            with socket.create_connection((host, port), timeout=3) as conn:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as conn:
                 conn.settimeout(3)
+                conn.connect((host, port))
                 greeting = conn.recv(512)
         except OSError as err:
             return f"port {port}: {err}"
