@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import platform
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,9 +45,9 @@ from mailstack.local.network import Network, choose_subnet, run_id_for  # noqa: 
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 
 
-# One mailbox per configuration, each starting empty: Dovecot's cost per delivery grows with
-# the mailbox (its index and uidlist files are rewritten as they grow), so a configuration
-# measured on a mailbox another run has filled would be measured at a disadvantage.
+# A fresh mailbox for each configuration and round (these names, numbered by round): Dovecot's
+# cost per delivery grows with the mailbox (its index and uidlist files grow), so every run
+# must start from the same, empty, mailbox.
 MAILBOXES = {
     "with_rspamd": "alice",
     "without_rspamd": "bob",
@@ -54,7 +56,7 @@ MAILBOXES = {
 }
 
 
-def domain_documents(internet_ip: str) -> list[dict[str, Any]]:
+def domain_documents(internet_ip: str, rounds: int) -> list[dict[str, Any]]:
     documents: list[dict[str, Any]] = [
         {
             "apiVersion": "mailstack.dev/v1alpha1",
@@ -67,7 +69,7 @@ def domain_documents(internet_ip: str) -> list[dict[str, Any]]:
             },
         },
     ]
-    for user in MAILBOXES.values():
+    for user in (f"{name}{n}" for name in MAILBOXES.values() for n in range(1, rounds + 1)):
         documents += [
             {
                 "apiVersion": "mailstack.dev/v1alpha1",
@@ -280,8 +282,9 @@ class Up:
             self.process.send_signal(signal.SIGTERM)
             self.process.wait(timeout=120)
 
-    def maildir(self, user: str) -> Path:
-        return self.state / f"volumes/bench/mail-bench-mda-0/example.com/{user}/Maildir"
+    def mail_root(self) -> Path:
+        """The domain's folder in the mailbox volume: ``<user>/Maildir`` below it."""
+        return self.state / "volumes/bench/mail-bench-mda-0/example.com"
 
     def override_main_cf(self, overrides: tuple[str, ...] = (), milter: bool = False) -> None:
         """Bind an edited main.cf over the mounted one, in the MTA pod only; the agent reloads.
@@ -497,7 +500,7 @@ def minimal_pair(
     master = ("/usr/lib/postfix/sbin/master", "-c", str(base / "postfix"), "-s")
     processes.append(subprocess.Popen(private_resolver(mta_netns, *master)))
     time.sleep(2)
-    return processes, base / f"mail/example.com/{MAILBOXES[name]}/Maildir", port
+    return processes, base / "mail/example.com", port
 
 
 def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
@@ -522,10 +525,19 @@ def main() -> int:
         "--doveconf",
         action="append",
         default=[],
-        help="a line added to dovecot.conf for the milter-off run (to try a setting)",
+        help="a line added to dovecot.conf for the stack's runs (to try a setting)",
     )
     parser.add_argument(
-        "--skip", action="append", default=[], help="a configuration not to run (with_rspamd)"
+        "--skip",
+        action="append",
+        default=[],
+        help=f"a configuration not to run ({', '.join(MAILBOXES)})",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="runs of each configuration, taken in turn; the median rate is reported",
     )
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -549,7 +561,7 @@ def main() -> int:
             }
         )
         inputs = workdir / "inputs.yaml"
-        inputs.write_text(yaml.safe_dump_all(domain_documents(internet.ip)))
+        inputs.write_text(yaml.safe_dump_all(domain_documents(internet.ip, args.rounds)))
         up = Up(workdir, inputs, internet.host_ip, 30000)
         results["first_start_s"] = up.start()  # cold: rspamd compiles its regexp cache
         up.stop()
@@ -567,43 +579,49 @@ def main() -> int:
         warm = min(200, args.messages)
         # The stack's processes, and the "internet" (BIND answering the stack's DNS queries).
         stack = [up.process.pid, *(p.pid for p in internet.processes)]
-        results["cpu"] = {}
-
-        def measure(name: str, roots: list[int], port: int, maildir: Path) -> None:
-            """A warm-up, then the measured run, into the configuration's own mailbox."""
-            user = MAILBOXES[name]
-            feed(internet.host_ip, port, warm, args.connections, user, maildir)
-            seconds, costs, busy = profile(
-                roots,
-                lambda: feed(
-                    internet.host_ip, port, args.messages, args.connections, user, maildir
-                ),
-            )
-            results[name] = args.messages / seconds
-            results["cpu"][name] = (costs, busy)
-            print(name, f"{results[name]:.0f} msg/s", flush=True)
-
-        if "with_rspamd" not in args.skip:
-            if args.postconf:
-                up.override_main_cf(tuple(args.postconf), milter=True)
-            measure("with_rspamd", stack, 30025, up.maildir(MAILBOXES["with_rspamd"]))
-        up.override_main_cf(tuple(args.postconf))
+        # The minimal pairs run side by side with the stack (idle while another is measured).
+        network = Network(run_id_for(workdir), choose_subnet(run_id_for(workdir)))
+        network.setup_bridge()
+        places: dict[str, tuple[list[int], int, Path]] = {
+            "with_rspamd": (stack, 30025, up.mail_root()),
+            "without_rspamd": (stack, 30025, up.mail_root()),
+        }
+        for name, pods_network in (("minimal", None), ("minimal_pods", network)):
+            processes, mail_root, port = minimal_pair(workdir, internet, pods_network)
+            minimal += processes
+            roots = [*(p.pid for p in processes), *(p.pid for p in internet.processes)]
+            places[name] = (roots, port, mail_root)
         if args.doveconf:
             up.override_dovecot(tuple(args.doveconf))
-        measure("without_rspamd", stack, 30025, up.maildir(MAILBOXES["without_rspamd"]))
-        up.stop()
-        for name in ("minimal", "minimal_pods"):
-            if name == "minimal_pods":
-                network = Network(run_id_for(workdir), choose_subnet(run_id_for(workdir)))
-                network.setup_bridge()
-            minimal, maildir, port = minimal_pair(workdir, internet, network)
-            roots = [*(p.pid for p in minimal), *(p.pid for p in internet.processes)]
-            measure(name, roots, port, maildir)
-            stop_all(minimal)
+        names = [n for n in MAILBOXES if n not in args.skip]
+        rates: dict[str, list[float]] = {n: [] for n in names}
+        results["cpu"] = {n: ({}, 0.0) for n in names}
+        for round_number in range(1, args.rounds + 1):
+            for name in names:
+                if name in ("with_rspamd", "without_rspamd"):
+                    up.override_main_cf(tuple(args.postconf), milter=name == "with_rspamd")
+                roots, port, mail_root = places[name]
+                user = f"{MAILBOXES[name]}{round_number}"
+                maildir = mail_root / user / "Maildir"
+                feed(internet.host_ip, port, warm, args.connections, user, maildir)
+                run = functools.partial(
+                    feed, internet.host_ip, port, args.messages, args.connections, user, maildir
+                )
+                seconds, costs, busy = profile(roots, run)
+                rates[name].append(args.messages / seconds)
+                total, total_busy = results["cpu"][name]
+                for program, cost in costs.items():
+                    total[program] = total.get(program, 0.0) + cost / args.rounds
+                results["cpu"][name] = (total, total_busy + busy / args.rounds)
+                print(f"round {round_number} {name}: {rates[name][-1]:.0f} msg/s", flush=True)
+        for name, values in rates.items():
+            results[name] = statistics.median(values)
+        results["rates"] = rates
+        results["rounds"] = args.rounds
     finally:
+        stop_all(minimal)
         if up is not None:
             up.stop()
-        stop_all(minimal)
         if network is not None:
             network.teardown()
         internet.stop()
@@ -641,12 +659,18 @@ def render_report(results: dict[str, Any], messages: int, connections: int) -> s
         return f"{results[name]:.0f} | {results[name] / minimal:.2f}× | {versus_pods}"
 
     idle = ", ".join(f"{k} {v / 1e6:.1f}" for k, v in sorted(results["idle_pss"].items()))
+    rounds = "; ".join(
+        f"{name} {', '.join(f'{r:.0f}' for r in values)}"
+        for name, values in results["rates"].items()
+    )
     return textwrap.dedent(f"""\
         Measured by `bench/mailpath.py` on {time.strftime("%Y-%m-%d")}: {os.cpu_count()} cores
         ({cpu}), Debian {Path("/etc/debian_version").read_text().strip()}, Python
         {platform.python_version()}. {messages} messages of 2 KB from `smtp-source` over
         {connections} connections, counted as files in the Maildir. Each configuration
-        delivers into its own mailbox, warmed with {min(200, messages)} messages first.
+        delivers into a fresh mailbox in each round, warmed with {min(200, messages)} messages.
+        The configurations run side by side and are measured in turn, {results["rounds"]} rounds;
+        the rates are the medians (every round's rate is listed below the table).
 
         The hand-minimal pair runs twice: on the host with LMTP on a unix socket, and laid out
         as the stack's pods are (Postfix and Dovecot each in a network namespace on a bridge,
@@ -659,6 +683,8 @@ def render_report(results: dict[str, Any], messages: int, connections: int) -> s
         | rendered stack, milter off | {rate("without_rspamd")} | ≥ 0.95× |
         | rendered stack with rspamd | {rate("with_rspamd")} | ≥ 0.5× |
 
+        Every round (msg/s): {rounds}
+
         | measure | value | target |
         |---|---|---|
         | idle memory of the stack (PSS of the pods' containers: agents + daemons) | {results["idle_pss_mb"]:.0f} MB | ≤ 150 MB |
@@ -666,7 +692,7 @@ def render_report(results: dict[str, Any], messages: int, connections: int) -> s
         | `mailstack up` ready, first start (rspamd compiles its cache) | {results["first_start_s"]:.1f} s | |
         | `mailstack up` ready, rspamd cache warm | {results["warm_start_s"]:.1f} s | ≤ 5 s |
 
-        Where the time goes: CPU milliseconds per message, by program, during each run
+        Where the time goes: CPU milliseconds per message, by program, averaged over the rounds
         (processes counted with the children they reaped, so `master` includes Postfix's
         short-lived workers such as smtpd and cleanup; `named` is the test DNS server answering
         the stack's lookups). "machine" is all busy CPU time on the machine over the run, kernel
