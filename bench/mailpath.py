@@ -282,6 +282,16 @@ class Up:
             self.process.send_signal(signal.SIGTERM)
             self.process.wait(timeout=120)
 
+    def pid_of(self, command: str) -> int:
+        """The stack's process whose command line contains ``command`` (not one of the minimal
+        pairs running beside it)."""
+        assert self.process is not None
+        for pid in tree_pids([self.process.pid]):
+            info = process_info(pid)
+            if info is not None and command in info[1]:
+                return pid
+        raise RuntimeError(f"no {command!r} in the stack")
+
     def mail_root(self) -> Path:
         """The domain's folder in the mailbox volume: ``<user>/Maildir`` below it."""
         return self.state / "volumes/bench/mail-bench-mda-0/example.com"
@@ -293,11 +303,7 @@ class Up:
         ``overrides``: ``name = value`` lines replacing the rendered ones (or added), to try a
         setting without rendering it.
         """
-        pid = int(
-            subprocess.run(
-                ["pgrep", "-f", "postfix/sbin/master"], capture_output=True, text=True, check=True
-            ).stdout.split()[0]
-        )
+        pid = self.pid_of("postfix/sbin/master")
         main_cf = next((self.state / "pods/bench/bench-mta-0/volumes/postfix-config").glob("..2*"))
         # Written where the pod can see it: its postfix-data emptyDir (/var/lib/postfix).
         edited = self.state / "pods/bench/bench-mta-0/empty/postfix-data/main.cf.nomilter"
@@ -333,11 +339,7 @@ class Up:
         Dovecot takes the last value of a setting, so appended lines override; to try a setting
         without rendering it.
         """
-        pid = int(
-            subprocess.run(
-                ["pgrep", "-f", "dovecot -F -c"], capture_output=True, text=True, check=True
-            ).stdout.split()[0]
-        )
+        pid = self.pid_of("dovecot -F -c")
         pod = self.state / "pods/bench/bench-mda-0"
         config = next((pod / "volumes/dovecot-config").glob("..2*")) / "dovecot.conf"
         text = config.read_text() + "".join(f"{x}\n" for x in lines)
@@ -492,13 +494,17 @@ def minimal_pair(
             private_resolver(mda_netns, "dovecot", "-F", "-c", str(base / "dovecot/dovecot.conf"))
         ),
     ]
-    subprocess.run(
-        [*mta_netns, "postfix", "-c", str(base / "postfix"), "post-install", "create-missing"],
-        check=True,
-        capture_output=True,
-    )
-    master = ("/usr/lib/postfix/sbin/master", "-c", str(base / "postfix"), "-s")
-    processes.append(subprocess.Popen(private_resolver(mta_netns, *master)))
+    try:
+        subprocess.run(
+            [*mta_netns, "postfix", "-c", str(base / "postfix"), "post-install", "create-missing"],
+            check=True,
+            capture_output=True,
+        )
+        master = ("/usr/lib/postfix/sbin/master", "-c", str(base / "postfix"), "-s")
+        processes.append(subprocess.Popen(private_resolver(mta_netns, *master)))
+    except (OSError, subprocess.CalledProcessError):
+        stop_all(processes)
+        raise
     time.sleep(2)
     return processes, base / "mail/example.com", port
 
