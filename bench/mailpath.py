@@ -154,6 +154,9 @@ def process_info(pid: int) -> tuple[str, str, list[str]] | None:
         except OSError:
             parent = ""
         name = "lmtp (dovecot)" if parent == "dovecot" else "lmtp (postfix)"
+    elif name == "rspamd" and command.startswith("rspamd: "):
+        # rspamd names its processes in their titles: main, rspamd_proxy, hs_helper
+        name = "rspamd " + command.split()[1].removeprefix("rspamd_")
     elif "mailstack agent" in command:
         name = "mailstack agent"
     elif name.startswith("python"):
