@@ -68,6 +68,20 @@ def test_child_exit_code() -> None:
     assert child.wait(5) == 7
 
 
+def test_child_without_pidfd_still_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where pidfd_open is refused (an old kernel, a seccomp profile), waiting polls instead."""
+
+    def refused(pid: int) -> int:
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(os, "pidfd_open", refused)
+    child = Child(["sleep", "30"])
+    assert child.wait(0.2) is None
+    child.send_signal(signal.SIGKILL)
+    assert child.wait(5) == -signal.SIGKILL
+    assert Child(["sh", "-c", "exit 3"]).wait(5) == 3
+
+
 def _get(port: int, path: str) -> tuple[int, str]:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
         conn.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nUser-Agent: kube-probe\r\n\r\n".encode())
