@@ -287,6 +287,46 @@ def test_managesieve_script_files_deliveries(stack: Stack) -> None:
     stack.wait_for_subject("erin", again)
 
 
+def test_a_sieve_redirect_keeps_the_message_instead_of_holding_it_in_the_queue(
+    stack: Stack,
+) -> None:
+    """The mail pod has no way yet to send mail (no sendmail, no submission path to the MTA). A
+    redirect that fails is a temporary failure: Dovecot would answer 451 and the message would
+    wait in Postfix's queue until it bounced days later. Redirects are refused at run time
+    instead (sieve_max_redirects = 0): the message is kept in the INBOX at once."""
+    client = ManageSieve(stack)
+    try:
+        assert client.login("erin")[-1].startswith(b"OK"), "login refused"
+        script = 'redirect "carol@example.net";\r\n'
+        assert client.putscript("away", script)[-1].startswith(b"OK")
+        assert client.command(b'SETACTIVE "away"')[-1].startswith(b"OK")
+    finally:
+        client.close()
+    try:
+        subject = token("redirect me")
+        queue_id = send(stack, "erin@example.com", text_message(subject, "erin@example.com"))
+        stack.wait_for_subject("erin", subject)
+        stack.wait_for("the queue file removed", lambda: _queue_entry(stack, queue_id) is None, 10)
+        kept = stack.wait_for(
+            "Dovecot's account of the refused redirect",
+            lambda: [
+                line
+                for line in stack.log(MDA, "dovecot").splitlines()
+                if "lmtp(erin@example.com)" in line and "implicit keep was successful" in line
+            ],
+            10,
+        )
+        assert kept, "no log line says the message was kept"
+    finally:
+        client = ManageSieve(stack)
+        try:
+            client.login("erin")
+            client.command(b'SETACTIVE ""')
+            client.command(b'DELETESCRIPT "away"')
+        finally:
+            client.close()
+
+
 # --- spam to Junk -----------------------------------------------------------------------------
 
 
