@@ -236,6 +236,17 @@ class ManageSieve:
         self.conn.close()
 
 
+def remove_sieve_script(stack: Stack, user: str, name: str) -> None:
+    """Deactivate the user's scripts and delete ``name`` (a test's clean-up)."""
+    client = ManageSieve(stack)
+    try:
+        client.login(user)
+        client.command(b'SETACTIVE ""')
+        client.command(f'DELETESCRIPT "{name}"'.encode())
+    finally:
+        client.close()
+
+
 def test_managesieve_script_files_deliveries(stack: Stack) -> None:
     script = (
         'require ["fileinto", "mailbox", "imap4flags"];\r\n'
@@ -274,13 +285,7 @@ def test_managesieve_script_files_deliveries(stack: Stack) -> None:
         finally:
             conn.logout()
     finally:
-        client = ManageSieve(stack)
-        try:
-            client.login("erin")
-            client.command(b'SETACTIVE ""')
-            client.command(b'DELETESCRIPT "invoices"')
-        finally:
-            client.close()
+        remove_sieve_script(stack, "erin", "invoices")
     # Deactivated: the same subject stays in the INBOX now.
     again = token("[invoice] April")
     send(stack, "erin@example.com", text_message(again, "erin@example.com"))
@@ -318,13 +323,7 @@ def test_a_sieve_redirect_keeps_the_message_instead_of_holding_it_in_the_queue(
         )
         assert kept, "no log line says the message was kept"
     finally:
-        client = ManageSieve(stack)
-        try:
-            client.login("erin")
-            client.command(b'SETACTIVE ""')
-            client.command(b'DELETESCRIPT "away"')
-        finally:
-            client.close()
+        remove_sieve_script(stack, "erin", "away")
 
 
 # --- spam to Junk -----------------------------------------------------------------------------

@@ -49,13 +49,17 @@ STS_TOKEN = (
 )
 
 
-def suite(
+def sign(
     method: str,
     url: str,
     headers: dict[str, str] | None = None,
     body: bytes = b"",
     token: str | None = None,
+    service: str = "service",
+    content_sha256: bool = False,
 ) -> dict[str, str]:
+    """Signed with the reference vectors' key, in us-east-1, at their time (the test suite's
+    service is called "service")."""
     return sign_request(
         method,
         url,
@@ -65,8 +69,9 @@ def suite(
         secret_key=SECRET_KEY,
         session_token=token,
         region="us-east-1",
-        service="service",
+        service=service,
         now=WHEN,
+        content_sha256=content_sha256,
     )
 
 
@@ -96,18 +101,7 @@ def test_the_iam_list_users_example() -> None:
     assert signing_key(SECRET_KEY, "20150830", "us-east-1", "iam").hex() == (
         "c4afb1cc5771d871763a393e44b703571b55cc28424d1a5e86da6ed3c154a4b9"
     )
-    added = sign_request(
-        "GET",
-        IAM_URL,
-        IAM_HEADERS,
-        b"",
-        access_key=ACCESS_KEY,
-        secret_key=SECRET_KEY,
-        session_token=None,
-        region="us-east-1",
-        service="iam",
-        now=WHEN,
-    )
+    added = sign("GET", IAM_URL, IAM_HEADERS, service="iam")
     assert added == {
         "x-amz-date": "20150830T123600Z",
         "Authorization": "AWS4-HMAC-SHA256 "
@@ -190,7 +184,7 @@ def test_suite_vectors(
     signed: str,
     signature: str,
 ) -> None:
-    added = suite(method, url, headers, body)
+    added = sign(method, url, headers, body)
     assert added["Authorization"] == (
         f"AWS4-HMAC-SHA256 {SUITE_SCOPE}, SignedHeaders={signed}, Signature={signature}"
     ), name
@@ -199,7 +193,7 @@ def test_suite_vectors(
 
 
 def test_suite_session_token_is_sent_and_signed() -> None:
-    added = suite("POST", "https://example.amazonaws.com/", token=STS_TOKEN)
+    added = sign("POST", "https://example.amazonaws.com/", token=STS_TOKEN)
     assert added["x-amz-security-token"] == STS_TOKEN
     assert added["Authorization"] == (
         f"AWS4-HMAC-SHA256 {SUITE_SCOPE}, SignedHeaders=host;x-amz-date;x-amz-security-token, "
@@ -220,19 +214,9 @@ def test_query_and_time_canonical_forms() -> None:
 
 
 def test_content_hash_and_host_port() -> None:
-    added = sign_request(
-        "POST",
-        "http://127.0.0.1:8053/2013-04-01/hostedzone/Z1/rrset",
-        {"Content-Type": "application/xml"},
-        b"<x/>",
-        access_key=ACCESS_KEY,
-        secret_key=SECRET_KEY,
-        session_token=None,
-        region="us-east-1",
-        service="route53",
-        now=WHEN,
-        content_sha256=True,
-    )
+    url = "http://127.0.0.1:8053/2013-04-01/hostedzone/Z1/rrset"
+    headers = {"Content-Type": "application/xml"}
+    added = sign("POST", url, headers, b"<x/>", service="route53", content_sha256=True)
     assert added["x-amz-content-sha256"] == hashlib.sha256(b"<x/>").hexdigest()
     assert (
         "SignedHeaders=content-type;host;x-amz-content-sha256;x-amz-date,"
@@ -240,17 +224,6 @@ def test_content_hash_and_host_port() -> None:
     )
     assert "/20150830/us-east-1/route53/aws4_request," in added["Authorization"]
     # The port is part of the signed host, as urllib sends it.
-    explicit = sign_request(
-        "POST",
-        "http://127.0.0.1:8053/2013-04-01/hostedzone/Z1/rrset",
-        {"Content-Type": "application/xml", "Host": "127.0.0.1:8053"},
-        b"<x/>",
-        access_key=ACCESS_KEY,
-        secret_key=SECRET_KEY,
-        session_token=None,
-        region="us-east-1",
-        service="route53",
-        now=WHEN,
-        content_sha256=True,
-    )
+    with_host = {**headers, "Host": "127.0.0.1:8053"}
+    explicit = sign("POST", url, with_host, b"<x/>", service="route53", content_sha256=True)
     assert explicit["Authorization"] == added["Authorization"]
