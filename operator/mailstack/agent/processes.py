@@ -39,7 +39,7 @@ def _spawn(argv: Sequence[str], output: int | None = None) -> int:
     if output is not None:
         actions = [(os.POSIX_SPAWN_DUP2, output, 1), (os.POSIX_SPAWN_DUP2, output, 2)]
     try:
-        return os.posix_spawnp(argv[0], list(argv), dict(os.environ), file_actions=actions)
+        return os.posix_spawnp(argv[0], list(argv), os.environ, file_actions=actions)
     except OSError as err:
         raise ProcessError(f"cannot run {argv[0]}: {err.strerror}") from None
 
