@@ -14,11 +14,13 @@ import re
 import secrets
 import signal
 import socket
+import time
 from email.message import EmailMessage, Message
 from email.policy import SMTP
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 
+from mailstack.agent.daemons import expunge_commands
 from tests.mail.conftest import HOSTNAME, PASSWORDS, LineSocket, Stack
 
 MTA = "example-com-mta-0"
@@ -360,6 +362,33 @@ def test_message_between_add_header_and_reject_goes_to_junk(stack: Stack) -> Non
     assert "(no action)" in rspamd_verdict(stack, clean_id)
     assert inbox.get_all("X-Spam") is None
     assert clean not in subjects(stack, "alice", "Junk")
+
+
+def test_the_agents_daily_sweep_expunges_old_junk_and_keeps_young_junk(stack: Stack) -> None:
+    """LMTP deliveries no longer autoexpunge; the Dovecot agent runs ``expunge_commands`` daily.
+
+    Run here in the MDA pod as the agent runs them: they must succeed against the rendered
+    config and keep a fresh message. The Junk command with its age cut to one second (and the
+    query narrowed to this test's message) then shows that the same form reaches every user's
+    folder (-A over the passwd-file) and expunges what is old enough.
+    """
+    spammy = token("old spam")
+    head = f"From: {SENDER}\r\nTo: alice@example.com\r\nSubject: {spammy}\r\n"
+    stack.send_from_internet("alice@example.com", (head + "X-Spam-Flag: YES\r\n\r\nx\r\n").encode())
+    stack.wait_for_subject("alice", spammy, folder="Junk")
+    commands = expunge_commands()
+    assert {c[c.index("mailbox") + 1] for c in commands} == {"Junk", "Trash"}
+    for command in commands:
+        result = stack.in_container("dovecot", *command)
+        assert result.returncode == 0, result.stderr
+    assert spammy in subjects(stack, "alice", "Junk")  # 30 days to go
+
+    time.sleep(2)
+    junk = next(c for c in commands if c[c.index("mailbox") + 1] == "Junk")
+    aged = [*junk[:-1], "1secs", "subject", spammy]
+    result = stack.in_container("dovecot", *aged)
+    assert result.returncode == 0, result.stderr
+    assert spammy not in subjects(stack, "alice", "Junk")
 
 
 # --- durability ---------------------------------------------------------------------------------

@@ -14,9 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from mailstack.agent import daemons
 from mailstack.agent.health import HealthState, serve_health
+from mailstack.agent.housekeeping import Housekeeping
 from mailstack.agent.processes import Child, ProcessError, run, which
 from mailstack.agent.watch import fingerprint
+from mailstack.render import layout
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -209,3 +212,76 @@ def test_supervisor_passes_on_a_daemons_failure(tmp_path: Path) -> None:
     )
     assert result.returncode == 5
     assert "sleeper exited with status 5" in result.stderr
+
+
+# --- housekeeping -------------------------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _tick_until_idle(chores: Housekeeping, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    chores.tick()
+    while chores.running is not None or chores.queue:
+        assert time.monotonic() < deadline, "housekeeping did not finish"
+        time.sleep(0.02)
+        chores.tick()
+
+
+def test_housekeeping_runs_its_commands_in_order_after_the_delay_then_every_interval(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    commands = [["sh", "-c", f"echo first >> {out}"], ["sh", "-c", f"echo second >> {out}"]]
+    clock, logged = FakeClock(), []
+    chores = Housekeeping(commands, delay=600, interval=86400, log=logged.append, clock=clock)
+    _tick_until_idle(chores)
+    assert not out.exists() and chores.rounds == 0  # not before the delay
+    clock.now += 600
+    _tick_until_idle(chores)
+    assert out.read_text() == "first\nsecond\n" and chores.rounds == 1
+    clock.now += 86399
+    _tick_until_idle(chores)
+    assert chores.rounds == 1  # the interval counts from the start of the last round
+    clock.now += 1
+    _tick_until_idle(chores)
+    assert out.read_text() == "first\nsecond\n" * 2 and chores.rounds == 2
+    assert logged == []
+
+
+def test_housekeeping_logs_a_failed_command_and_goes_on_with_the_round(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    commands = [["sh", "-c", "exit 3"], ["no-such-program-here"], ["sh", "-c", f"echo ok > {out}"]]
+    logged: list[str] = []
+    chores = Housekeeping(commands, delay=0, interval=86400, log=logged.append)
+    _tick_until_idle(chores)
+    assert out.read_text() == "ok\n"
+    assert logged[0] == "housekeeping: sh -c exit 3 exited with status 3"
+    assert logged[1].startswith("housekeeping: cannot run no-such-program-here")
+
+
+def test_housekeeping_never_blocks_and_stop_ends_a_running_command() -> None:
+    chores = Housekeeping([["sleep", "60"]], delay=0, interval=86400, log=lambda _: None)
+    started = time.monotonic()
+    chores.tick()
+    chores.tick()
+    assert time.monotonic() - started < 1
+    running = chores.running
+    assert running is not None and running.poll() is None
+    chores.stop()
+    assert chores.running is None and running.returncode == -signal.SIGTERM
+
+
+def test_the_dovecot_agent_sweeps_the_folders_the_config_expunges() -> None:
+    """The agent's sweep and the rendered autoexpunge come from the same table."""
+    commands = daemons.dovecot().housekeeping
+    assert [c[c.index("mailbox") + 1 :] for c in commands] == [
+        [folder, "savedbefore", f"{days}d"] for folder, days in layout.EXPUNGE_AFTER_DAYS
+    ]
+    assert all(c[:5] == ["doveadm", "-c", daemons.DOVECOT_CONF, "expunge", "-A"] for c in commands)

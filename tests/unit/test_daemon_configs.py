@@ -82,6 +82,44 @@ def test_doveconf_accepts_dovecot_conf(example_files: dict[str, Path], domain: s
         assert f"mailbox {folder} {{" in result.stdout
 
 
+def test_old_junk_and_trash_expire_in_user_sessions_but_not_on_each_delivery(
+    example_files: dict[str, Path],
+) -> None:
+    """Dovecot's own view per protocol: IMAP and POP3 sessions autoexpunge Junk and Trash, LMTP
+    deliveries do not (the agent's daily sweep covers mailboxes nobody logs in to), and the
+    folders keep their special use and subscription under LMTP too."""
+    doveconf = _need("doveconf")
+    conf = str(example_files["mail/example-com-dovecot"] / "dovecot.conf")
+
+    def folders(protocol: str) -> dict[str, dict[str, str]]:
+        result = _run(doveconf, "-c", conf, "-f", f"protocol={protocol}", "-a")
+        assert result.returncode == 0, result.stderr
+        found: dict[str, dict[str, str]] = {}
+        current: dict[str, str] | None = None
+        for line in result.stdout.splitlines():
+            text = line.strip()
+            if text.startswith("mailbox ") and text.endswith("{"):
+                current = found.setdefault(text.split()[1], {})
+            elif text == "}":
+                current = None
+            elif current is not None and " = " in text:
+                key, value = text.split(" = ", 1)
+                current[key] = value
+        return found
+
+    days = dict(layout.EXPUNGE_AFTER_DAYS)
+    for protocol in ("imap", "pop3"):
+        seen = folders(protocol)
+        for folder, age in days.items():
+            assert seen[folder]["autoexpunge"] == f"{age} days", (protocol, folder)
+        assert seen["Sent"]["autoexpunge"] == "0"
+    lmtp = folders("lmtp")
+    for folder in days:
+        assert lmtp[folder]["autoexpunge"] == "0"
+        assert lmtp[folder]["special_use"] == f"\\{folder}"
+        assert lmtp[folder]["auto"] == "subscribe"
+
+
 def test_doveconf_detects_a_broken_file(example_files: dict[str, Path], tmp_path: Path) -> None:
     doveconf = _need("doveconf")
     conf = tmp_path / "dovecot.conf"

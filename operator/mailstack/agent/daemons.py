@@ -25,6 +25,10 @@ POSTFIX_MASTER = "/usr/lib/postfix/sbin/master"
 DOVECOT_CONF = f"{layout.DOVECOT_CONFIG_DIR}/dovecot.conf"
 # Postfix ignores a main.cf younger than this; a freshly mounted ConfigMap must age first.
 POSTFIX_CONFIG_MIN_AGE = 2.1
+# Housekeeping (see agent.housekeeping): the first round some minutes after start, so a pod
+# that restarts often still gets its sweep and a start is not slowed by it; then daily.
+HOUSEKEEPING_DELAY = 600.0
+HOUSEKEEPING_INTERVAL = 86400.0
 
 
 class AgentError(Exception):
@@ -46,6 +50,9 @@ class Daemon:
         reload: Callable[[int], None],  # called with the daemon's pid
         probes: list[Callable[[], str | None]] | None = None,  # a probe returns None = healthy
         stop_signal: int = 15,
+        housekeeping: list[list[str]] | None = None,  # commands run periodically, in order
+        housekeeping_delay: float = HOUSEKEEPING_DELAY,
+        housekeeping_interval: float = HOUSEKEEPING_INTERVAL,
     ) -> None:
         self.name = name
         self.command = command
@@ -54,6 +61,9 @@ class Daemon:
         self.reload = reload
         self.probes = probes or []
         self.stop_signal = stop_signal
+        self.housekeeping = housekeeping or []
+        self.housekeeping_delay = housekeeping_delay
+        self.housekeeping_interval = housekeeping_interval
 
 
 def _require(binary: str, package: str) -> str:
@@ -196,6 +206,16 @@ def _reload_dovecot(pid: int) -> None:
     run(["doveadm", "-c", DOVECOT_CONF, "reload"])
 
 
+def expunge_commands() -> list[list[str]]:
+    """``doveadm expunge`` for every user's folders with a retention (``EXPUNGE_AFTER_DAYS``): the
+    same rule as the folders' autoexpunge, which LMTP deliveries do not apply."""
+    sweep = ["doveadm", "-c", DOVECOT_CONF, "expunge", "-A"]
+    return [
+        [*sweep, "mailbox", folder, "savedbefore", f"{days}d"]
+        for folder, days in layout.EXPUNGE_AFTER_DAYS
+    ]
+
+
 def dovecot() -> Daemon:
     return Daemon(
         name="dovecot",
@@ -206,6 +226,7 @@ def dovecot() -> Daemon:
         prepare=_prepare_dovecot_all,
         reload=_reload_dovecot,
         probes=[probe_banner(layout.LMTP_PORT.number, b"220 ")],
+        housekeeping=expunge_commands(),
     )
 
 

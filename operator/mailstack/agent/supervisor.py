@@ -4,6 +4,7 @@ The daemon is a child process that inherits stdout/stderr (its logs are the cont
 SIGTERM/SIGINT are forwarded; when the daemon exits, the agent exits with its status so the
 kubelet (or ``mailstack up``) restarts the container. Mounted config changes are detected by
 digest every ``poll`` seconds and, once stable for one more poll, trigger the daemon's reload.
+The daemon's housekeeping commands (``agent.housekeeping``) are started from the same loop.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 
 from mailstack.agent.daemons import DAEMONS, AgentError, Daemon
 from mailstack.agent.health import HealthState, serve_health
+from mailstack.agent.housekeeping import Housekeeping
 from mailstack.agent.processes import Child, ProcessError
 from mailstack.agent.watch import fingerprint
 
@@ -54,6 +56,9 @@ def run_daemon(daemon: Daemon, health_port: int | None, poll: float = 2.0) -> in
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     pending: int | None = None
+    chores = Housekeeping(
+        daemon.housekeeping, daemon.housekeeping_delay, daemon.housekeeping_interval, log
+    )
     try:
         while True:
             code = process.wait(timeout=poll)
@@ -61,6 +66,7 @@ def run_daemon(daemon: Daemon, health_port: int | None, poll: float = 2.0) -> in
                 break
             if stopping:
                 continue
+            chores.tick()
             current = fingerprint(daemon.watched)
             if current == seen:
                 pending = None
@@ -72,6 +78,7 @@ def run_daemon(daemon: Daemon, health_port: int | None, poll: float = 2.0) -> in
             daemon.reload(process.pid)
             seen, pending = current, None
     finally:
+        chores.stop()
         state.running = False
         if server is not None:
             server.shutdown()

@@ -47,6 +47,7 @@ def render_dovecot_conf(service: MailService) -> str:
         sasl_port=layout.SASL_PORT.number,
         spam_to_junk=domain.spam.enabled and domain.spam.junk_folder,
         sieve_bindir=SIEVE_BINDIR,
+        expunge_after_days=dict(layout.EXPUNGE_AFTER_DAYS),
     )
 
 

@@ -39,6 +39,12 @@ VIRTUAL_ALIASES = f"{USERS_DIR}/virtual_aliases"
 SENDER_LOGINS = f"{USERS_DIR}/sender_logins"
 RELAY_PASSWORDS = f"{USERS_DIR}/relay_passwords"
 
+# Folders whose messages Dovecot deletes once they were saved this many days ago. The renderer
+# sets them as the folders' autoexpunge (applied when an IMAP or POP3 session ends); the agent
+# beside Dovecot sweeps every mailbox with the same ages once a day ("doveadm expunge"), so
+# mailboxes nobody logs in to are cleaned too, without a check on every LMTP delivery.
+EXPUNGE_AFTER_DAYS: tuple[tuple[str, int], ...] = (("Junk", 30), ("Trash", 30))
+
 # The uid/gid that owns the Maildirs (numeric: the image needs no vmail user).
 VMAIL_UID = 5000
 VMAIL_GID = 5000
