@@ -498,7 +498,8 @@ def test_dns_plan_without_state_says_the_key_is_new(capsys: pytest.CaptureFixtur
 def test_the_agent_runs_without_the_rest_of_the_package() -> None:
     """`mailstack agent` lives beside every daemon: it must not load render/dns/material code,
     nor the standard modules it does not need (argparse, dataclasses, pathlib, typing, and
-    subprocess, hashlib, threading, socketserver, shutil: see mailstack.agent.processes)."""
+    subprocess, hashlib, threading, socketserver, shutil: see mailstack.agent.processes; socket,
+    signal and the enum, selectors and collections they import: see mailstack.agent.health)."""
     probe = (
         "import sys\n"
         "import mailstack.agent.supervisor as supervisor\n"
@@ -517,6 +518,7 @@ def test_the_agent_runs_without_the_rest_of_the_package() -> None:
     heavy = {"jinja2", "yaml", "cryptography", "dns", "bcrypt", "mailstack.cli", "mailstack.api"}
     heavy |= {"argparse", "dataclasses", "pathlib", "typing"}
     heavy |= {"subprocess", "hashlib", "threading", "socketserver", "shutil"}
+    heavy |= {"socket", "signal", "enum", "selectors", "collections"}
     assert not heavy & loaded, heavy & loaded
 
 

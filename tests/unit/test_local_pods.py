@@ -31,6 +31,9 @@ def test_every_statefulset_becomes_one_pod_with_its_claims(
         "subPath": "rspamd",
     } in rspamd.mounts
     assert rspamd.command[-4:] == ["agent", "rspamd", "--health-port", "9102"]
+    # The container's env as rendered (glibc malloc settings for rspamd), as a kubelet sets it.
+    assert rspamd.env["GLIBC_TUNABLES"].startswith("glibc.malloc.")
+    assert next(c for c in mta.containers if c.name == "postfix").env == {}
 
 
 def test_public_ports_go_to_the_pod_that_declares_them(

@@ -7,10 +7,10 @@ the supervisor loop in ``agent.supervisor`` is daemon-agnostic.
 
 from __future__ import annotations
 
+import _socket  # not socket: see mailstack.agent.health
 import grp
 import os
 import pwd
-import socket
 import time
 
 from mailstack.agent.processes import run, which
@@ -94,13 +94,15 @@ def probe_banner(port: int, prefix: bytes, host: str = "127.0.0.1") -> Callable[
     def probe() -> str | None:
         # A numeric address and a plain connect: socket.create_connection would resolve it
         # with getaddrinfo, which loads glibc's NSS machinery into the agent (~0.5 MB).
+        conn = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
         try:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as conn:
-                conn.settimeout(3)
-                conn.connect((host, port))
-                greeting = conn.recv(512)
+            conn.settimeout(3)
+            conn.connect((host, port))
+            greeting = conn.recv(512)
         except OSError as err:
             return f"port {port}: {err}"
+        finally:
+            conn.close()
         if not greeting.startswith(prefix):
             return f"port {port}: unexpected greeting {greeting[:40]!r}"
         return None
@@ -112,12 +114,14 @@ def probe_unix_socket(path: str) -> Callable[[], str | None]:
     """Healthy when a process accepts connections on the unix socket."""
 
     def probe() -> str | None:
+        conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-                conn.settimeout(3)
-                conn.connect(path)
+            conn.settimeout(3)
+            conn.connect(path)
         except OSError as err:
             return f"{path}: {err}"
+        finally:
+            conn.close()
         return None
 
     return probe

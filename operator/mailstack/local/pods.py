@@ -36,6 +36,7 @@ class ContainerPlan:
     command: list[str]
     mounts: list[Obj]  # {"volume", "target", "readOnly"}
     health_port: int | None
+    env: dict[str, str] = field(default_factory=dict)  # the container's literal env values
 
 
 @dataclass
@@ -114,6 +115,7 @@ def plan_pods(objects: list[Obj]) -> list[PodPlan]:
                         for m in container.get("volumeMounts", [])
                     ],
                     health,
+                    {e["name"]: e["value"] for e in container.get("env", [])},
                 )
             )
         pods.append(

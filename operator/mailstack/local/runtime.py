@@ -201,7 +201,11 @@ class LocalRuntime:
             "mounts": [self._mount_source(pod, m) for m in plan.mounts],
             "hosts": str(hosts),
             "resolv": str(resolv),
-            "env": {"MAILSTACK_POD": pod.name, "MAILSTACK_NAMESPACE": pod.namespace},
+            "env": {
+                **plan.env,
+                "MAILSTACK_POD": pod.name,
+                "MAILSTACK_NAMESPACE": pod.namespace,
+            },
             "keep": image_paths(),
         }
         spec_file = volume_root(self.state, pod) / f"container-{plan.name}.json"

@@ -24,6 +24,24 @@ RSPAMD_FILES = (
 )
 
 
+# Stock modules this stack cannot use, switched off by name so that rspamd does not load their
+# Lua code into each of its processes (a module without Redis loads, then disables itself).
+# What each would need is said in the rendered file.
+UNUSED_MODULES = {
+    "asn": "its lookup (a DNS query to asn.rspamd.com per message) only feeds Redis-backed "
+    "reputation and ASN maps, and neither runs here",
+    "bayes_expiry": "it expires Bayes tokens in Redis, which this stack does not run",
+    "elastic": "it exports to Elasticsearch, which is not configured",
+    "greylist": "greylisting needs Redis, which this stack does not run",
+    "history_redis": "the scan history is kept in Redis, which this stack does not run",
+    "metadata_exporter": "no export rules are configured",
+    "neural": "the neural network is trained and stored in Redis, which this stack does not run",
+    "ratelimit": "rate limits are counted in Redis, which this stack does not run",
+    "replies": "replies are tracked in Redis, which this stack does not run",
+    "url_redirector": "redirects are cached in Redis, which this stack does not run",
+}
+
+
 def dkim_key_file(selector: str) -> str:
     """The key inside the ``<name>-dkim`` Secret holding the private key."""
     return f"{selector}.key"
@@ -39,4 +57,9 @@ def render_rspamd_config(service: MailService) -> dict[str, str]:
         "paths": {"milter_socket": layout.MILTER_SOCKET},
         "dkim_key_path": f"{layout.DKIM_DIR}/{dkim_key_file(domain.dkim.selector)}",
     }
-    return {name: render_template(f"rspamd/{name}.j2", **context) for name in RSPAMD_FILES}
+    files = {name: render_template(f"rspamd/{name}.j2", **context) for name in RSPAMD_FILES}
+    for module, reason in UNUSED_MODULES.items():
+        files[f"{module}.conf"] = render_template(
+            "rspamd/unused-module.conf.j2", module=module, reason=reason
+        )
+    return files

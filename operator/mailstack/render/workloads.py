@@ -66,6 +66,7 @@ def _container(
     mounts: list[Obj],
     resources: Obj,
     capabilities: list[str],
+    env: dict[str, str] | None = None,
 ) -> Obj:
     health = layout.HEALTH_PORTS[daemon]
     return {
@@ -74,12 +75,21 @@ def _container(
         "imagePullPolicy": options.image_pull_policy,
         "command": ["mailstack"],
         "args": ["agent", daemon, "--health-port", str(health)],
+        **({"env": [{"name": k, "value": v} for k, v in env.items()]} if env else {}),
         "ports": [*ports, {"name": "health", "containerPort": health, "protocol": "TCP"}],
         "volumeMounts": mounts,
         **_probes(),  # on the named "health" port
         "resources": resources,
         "securityContext": _security_context(capabilities),
     }
+
+
+# glibc's malloc raises its trim and mmap thresholds as large blocks are freed, so what rspamd's
+# hs_helper frees after checking its hyperscan cache stays in that (otherwise idle) process for
+# good. Pinning both at glibc's initial 128 KiB hands such memory back (about 3 MB per MTA pod).
+RSPAMD_ENV = {
+    "GLIBC_TUNABLES": "glibc.malloc.trim_threshold=131072:glibc.malloc.mmap_threshold=131072"
+}
 
 
 def _port(name: str, number: int) -> Obj:
@@ -228,6 +238,7 @@ def render_mta_statefulset(
         ],
         _resources("100m", "192Mi", "512Mi"),
         ["CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETGID", "SETUID"],
+        env=RSPAMD_ENV,
     )
     volumes = [
         _config_map_volume("postfix-config", names["postfix_config"]),
