@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from mailstack.render import layout
+from mailstack.render.rspamd import UNUSED_MODULES
 
 
 def _need(tool: str) -> str:
@@ -147,6 +148,20 @@ def test_rspamd_accepts_local_d(example_files: dict[str, Path], tmp_path: Path) 
     assert result.returncode == 0 and "syntax OK" in result.stdout, result.stdout + result.stderr
     dump = _run(rspamadm, *variables, "configdump", "actions")
     assert "reject = 15" in dump.stdout and "add_header = 6" in dump.stdout
+    # The modules this stack cannot use are switched off by configuration (so never loaded),
+    # not left to load and then disable themselves for want of Redis.
+    states = _run(rspamadm, *variables, "configdump", "--modules-state").stdout
+    state = {
+        line.split(":", 1)[0]: {m.strip() for m in line.split(":", 1)[1].split(",") if m.strip()}
+        for line in states.splitlines()
+        if line.startswith("Modules ")
+    }
+    assert set(UNUSED_MODULES) <= state["Modules disabled (explicitly)"], states
+    assert not set(UNUSED_MODULES) & state["Modules enabled"]
+    assert state["Modules disabled (no Redis)"] == set(), states
+    assert {"dkim", "dkim_signing", "spf", "dmarc", "rbl", "milter_headers"} <= state[
+        "Modules enabled"
+    ]
 
 
 def test_sieve_scripts_compile(example_files: dict[str, Path], tmp_path: Path) -> None:

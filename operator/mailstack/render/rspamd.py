@@ -30,7 +30,6 @@ RSPAMD_FILES = (
 UNUSED_MODULES = {
     "asn": "its lookup (a DNS query to asn.rspamd.com per message) only feeds Redis-backed "
     "reputation and ASN maps, and neither runs here",
-    "bayes_expiry": "it expires Bayes tokens in Redis, which this stack does not run",
     "elastic": "it exports to Elasticsearch, which is not configured",
     "greylist": "greylisting needs Redis, which this stack does not run",
     "history_redis": "the scan history is kept in Redis, which this stack does not run",
