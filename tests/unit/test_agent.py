@@ -126,6 +126,26 @@ def test_a_slow_probe_does_not_hold_up_other_requests() -> None:
         server.shutdown()
 
 
+def test_a_request_head_in_pieces_is_read_to_its_blank_line() -> None:
+    """The head may arrive in several segments; the answer comes once the blank line is in."""
+    state = HealthState([])
+    state.running = True
+    server = serve_health(state, 0, host="127.0.0.1")
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as conn:
+            conn.sendall(b"GET /rea")  # cut inside the request line
+            time.sleep(0.3)
+            conn.sendall(b"dyz HTTP/1.1\r\nHost: x\r\n")
+            time.sleep(0.3)
+            conn.sendall(b"User-Agent: kube-probe\r\n\r\n")
+            data = b""
+            while chunk := conn.recv(4096):
+                data += chunk
+        assert data.startswith(b"HTTP/1.0 200 OK\r\n") and data.endswith(b"\r\n\r\nok\n")
+    finally:
+        server.shutdown()
+
+
 def test_fingerprint_follows_contents_through_kubelet_style_symlinks(tmp_path: Path) -> None:
     mount = tmp_path / "config"
     first, second = tmp_path / "config/..2026_01", tmp_path / "config/..2026_02"

@@ -5,9 +5,9 @@ A daemon may name housekeeping commands (Dovecot's daily sweep of old Junk and T
 after the agent starts and then every ``interval`` seconds, measured from the start of the
 previous round. The supervisor calls ``tick`` on each turn of its loop, so a long sweep never
 holds up config reloads or a SIGTERM; ``stop`` ends a command still running when the daemon
-stops. Each command is logged when it starts (twice a day for Dovecot: the container log shows
-that the sweep ran), and a failed one with its status; the round goes on: a chore is never worth
-a restart.
+stops. Each command is logged when it starts (for Dovecot, two lines a day: the container log
+shows that the sweep ran), and a failed one with its status; the round goes on: a chore is never
+worth a restart.
 """
 
 from __future__ import annotations
