@@ -345,8 +345,9 @@ class Up:
         pid = self.pid_of("dovecot -F -c")
         pod = self.state / "pods/bench/bench-mda-0"
         config = next((pod / "volumes/dovecot-config").glob("..2*")) / "dovecot.conf"
-        text = config.read_text() + "".join(f"{x}\n" for x in lines)
-        if text == self.shown.get("dovecot.conf", config.read_text()):
+        rendered = config.read_text()
+        text = rendered + "".join(f"{x}\n" for x in lines)
+        if text == self.shown.get("dovecot.conf", rendered):
             return
         self.shown["dovecot.conf"] = text
         # Written where the pod can see it: under its mail volume's parent (the PVC folder).

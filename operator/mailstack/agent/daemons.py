@@ -25,10 +25,6 @@ POSTFIX_MASTER = "/usr/lib/postfix/sbin/master"
 DOVECOT_CONF = f"{layout.DOVECOT_CONFIG_DIR}/dovecot.conf"
 # Postfix ignores a main.cf younger than this; a freshly mounted ConfigMap must age first.
 POSTFIX_CONFIG_MIN_AGE = 2.1
-# Housekeeping (see agent.housekeeping): the first round some minutes after start, so a pod
-# that restarts often still gets its sweep and a start is not slowed by it; then daily.
-HOUSEKEEPING_DELAY = 600.0
-HOUSEKEEPING_INTERVAL = 86400.0
 
 
 class AgentError(Exception):
@@ -50,9 +46,7 @@ class Daemon:
         reload: Callable[[int], None],  # called with the daemon's pid
         probes: list[Callable[[], str | None]] | None = None,  # a probe returns None = healthy
         stop_signal: int = 15,
-        housekeeping: list[list[str]] | None = None,  # commands run periodically, in order
-        housekeeping_delay: float = HOUSEKEEPING_DELAY,
-        housekeeping_interval: float = HOUSEKEEPING_INTERVAL,
+        housekeeping: list[list[str]] | None = None,  # run daily, in order (agent.housekeeping)
     ) -> None:
         self.name = name
         self.command = command
@@ -62,8 +56,6 @@ class Daemon:
         self.probes = probes or []
         self.stop_signal = stop_signal
         self.housekeeping = housekeeping or []
-        self.housekeeping_delay = housekeeping_delay
-        self.housekeeping_interval = housekeeping_interval
 
 
 def _require(binary: str, package: str) -> str:

@@ -21,6 +21,11 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+# The first round some minutes after start, so a pod that restarts often still gets its sweep
+# and a start is not slowed by it; then daily.
+DELAY = 600.0
+INTERVAL = 86400.0
+
 
 class Housekeeping:
     """The schedule and the one running command (if any) of a daemon's chores."""
@@ -28,9 +33,9 @@ class Housekeeping:
     def __init__(
         self,
         commands: list[list[str]],
-        delay: float,
-        interval: float,
         log: Callable[[str], None],
+        delay: float = DELAY,
+        interval: float = INTERVAL,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.commands = commands
@@ -41,7 +46,6 @@ class Housekeeping:
         self.queue: list[list[str]] = []
         self.running: Child | None = None
         self.current: list[str] = []
-        self.rounds = 0  # rounds started, for the logs and the tests
 
     def tick(self) -> None:
         """Reap a finished command, start the next one, or start a round when one is due."""
@@ -55,7 +59,6 @@ class Housekeeping:
         if not self.queue and self.commands and self.clock() >= self.due:
             self.queue = [list(c) for c in self.commands]
             self.due = self.clock() + self.interval
-            self.rounds += 1
         while self.queue and self.running is None:
             self.current = self.queue.pop(0)
             self.log(f"housekeeping: {' '.join(self.current)}")

@@ -59,9 +59,7 @@ def run_daemon(daemon: Daemon, health_port: int | None, poll: float = 2.0) -> in
     _signal.signal(_signal.SIGTERM, stop)
     _signal.signal(_signal.SIGINT, stop)
     pending: int | None = None
-    chores = Housekeeping(
-        daemon.housekeeping, daemon.housekeeping_delay, daemon.housekeeping_interval, log
-    )
+    chores = Housekeeping(daemon.housekeeping, log)
     try:
         while True:
             code = process.wait(timeout=poll)

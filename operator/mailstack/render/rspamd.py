@@ -58,7 +58,5 @@ def render_rspamd_config(service: MailService) -> dict[str, str]:
     }
     files = {name: render_template(f"rspamd/{name}.j2", **context) for name in RSPAMD_FILES}
     for module, reason in UNUSED_MODULES.items():
-        files[f"{module}.conf"] = render_template(
-            "rspamd/unused-module.conf.j2", module=module, reason=reason
-        )
+        files[f"{module}.conf"] = render_template("rspamd/unused-module.conf.j2", reason=reason)
     return files
