@@ -40,6 +40,7 @@ PASSWORDS = {
     "carol": "carol-secret-password",
     "dave": "dave-secret-password",
     "erin": "erin-secret-password",
+    "grace": "grace-secret-password",
 }
 ERIN_SIEVE = """require ["fileinto", "mailbox"];
 if header :contains "Subject" "[proj]" {
@@ -83,6 +84,7 @@ def stack_documents(
         "carol": {"forwardTo": ["carol@example.net"]},
         "dave": {"quota": "1Mi"},
         "erin": {"sieve": ERIN_SIEVE},
+        "grace": {"quota": "50Mi"},
     }
     for name, extra in boxes.items():
         docs.append(

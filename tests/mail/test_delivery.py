@@ -155,6 +155,57 @@ def test_over_quota_mail_bounces_to_the_sender(stack: Stack) -> None:
         conn.logout()
 
 
+def storage_used_kib(conn: imaplib.IMAP4) -> int:
+    """The STORAGE usage (KiB) that Dovecot reports for the user's quota root."""
+    typ, data = conn.getquotaroot("INBOX")
+    assert typ == "OK", data
+    usage = re.fullmatch(rb'"User quota" \(STORAGE (\d+) \d+\)', data[1][0])  # type: ignore[arg-type]
+    assert usage, data
+    return int(usage.group(1))
+
+
+def test_quota_usage_counts_every_folder_and_falls_when_mail_is_expunged(stack: Stack) -> None:
+    # The quota is kept as a running count (Maildir++), not recounted from the folders on each
+    # delivery: deliveries, IMAP appends to other folders and expunges must all move it.
+    body = "".join(f"{i:06d} {'q' * 69}\n" for i in range(2600))  # ~200 KB
+    conn = stack.imap("grace")
+    try:
+        before = storage_used_kib(conn)
+        subject = token("quota count")
+        send(stack, "grace@example.com", text_message(subject, "grace@example.com", body))
+        stack.wait_for_subject("grace", subject)
+        raw = next(m for m in stack.raw_messages("grace") if subject.encode() in m)
+        # Quota counts the size IMAP clients see: lines end in CRLF (the Maildir file has LF).
+        size = (len(raw) + raw.count(b"\n") - raw.count(b"\r\n")) // 1024
+        # The file is in new/ a moment before Dovecot commits the delivery's quota update.
+        after_delivery = stack.wait_for(
+            "the delivery counted",
+            lambda: storage_used_kib(conn) - before > 0 and storage_used_kib(conn),
+        )
+        assert abs(after_delivery - before - size) <= 1, (before, after_delivery, size)
+
+        draft = text_message(token("quota draft"), "someone@example.net", body[: len(body) // 2])
+        typ, data = conn.append("Drafts", None, None, draft)  # CRLF already (policy SMTP)
+        assert typ == "OK", data
+        after_append = storage_used_kib(conn)
+        assert abs(after_append - after_delivery - len(draft) // 1024) <= 1, (
+            after_delivery,
+            after_append,
+        )
+
+        typ, data = conn.select("INBOX")
+        assert typ == "OK", data
+        typ, data = conn.search(None, "SUBJECT", f'"{subject}"')
+        assert typ == "OK" and data[0], data
+        conn.store(data[0].decode().replace(" ", ","), "+FLAGS", "\\Deleted")
+        typ, data = conn.expunge()
+        assert typ == "OK", data
+        after_expunge = storage_used_kib(conn)
+        assert abs(after_append - after_expunge - size) <= 1, (after_append, after_expunge, size)
+    finally:
+        conn.logout()
+
+
 # --- forwarding -------------------------------------------------------------------------------
 
 
