@@ -87,6 +87,17 @@ def domain_documents(internet_ip: str, rounds: int) -> list[dict[str, Any]]:
     return documents
 
 
+def sender_zone(internet: Internet) -> dict[str, str]:
+    """DNS for smtp-source's sender domain, example.net: the stack's inbound checks (the
+    sender domain must resolve, SPF) look it up as they would for any sending domain."""
+    return {
+        "example.net": (
+            f"example.net. 300 IN MX 10 sink.example.net.\nsink.example.net. 300 IN A {internet.ip}\n"
+            f'example.net. 300 IN TXT "v=spf1 ip4:{internet.ip} ip4:{internet.host_ip} -all"\n'
+        )
+    }
+
+
 def count_files(directory: Path) -> int:
     """Messages in a Maildir, every folder included (smtp-source's mail may be filed as Junk)."""
     folders = [directory]
@@ -562,14 +573,7 @@ def main() -> int:
     minimal: list[subprocess.Popen[bytes]] = []
     network: Network | None = None
     try:
-        internet.start_dns(
-            {
-                "example.net": (
-                    f"example.net. 300 IN MX 10 sink.example.net.\nsink.example.net. 300 IN A {internet.ip}\n"
-                    f'example.net. 300 IN TXT "v=spf1 ip4:{internet.ip} ip4:{internet.host_ip} -all"\n'
-                )
-            }
-        )
+        internet.start_dns(sender_zone(internet))
         inputs = workdir / "inputs.yaml"
         inputs.write_text(yaml.safe_dump_all(domain_documents(internet.ip, args.rounds)))
         up = Up(workdir, inputs, internet.host_ip, 30000)
