@@ -22,6 +22,7 @@ import argparse
 import functools
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import textwrap
@@ -37,7 +38,11 @@ from bench.mailpath import ROOT, Up, count_files, feed, profile, sender_zone, wr
 # Configuration → (mailbox, lines appended to dovecot.conf).
 CONFIGURATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "quota, Maildir++ (as rendered)": ("maildirpp", ()),
-    "quota, count backend": ("count", ("plugin {", "  quota = count:User quota", "}")),
+    # count requires virtual sizes (the rendered Maildir++ quota counts sizes on disk).
+    "quota, count backend": (
+        "count",
+        ("plugin {", "  quota = count:User quota", "  quota_vsizes = yes", "}"),
+    ),
     "no quota": ("unlimited", ()),
 }
 QUOTA = "100Gi"  # a limit the benchmark never reaches: what is measured is keeping count
@@ -90,6 +95,8 @@ def main() -> int:
     if os.geteuid() != 0:
         print("run as root", file=sys.stderr)
         return 1
+    # A SIGTERM (timeout, kill) still stops the stack and removes the networks: see finally.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     sizes = [int(x) for x in args.sizes.split(",")]
     workdir = Path(tempfile.mkdtemp(prefix="mailstack-bench-"))
     os.chmod(workdir, 0o755)
@@ -149,7 +156,9 @@ def render_report(costs: dict[str, dict[int, float]], sizes: list[int], batch: i
 
         """)
         + table
-        + "\n"
+        + "\n\nReproduce: `sudo .venv/bin/python -m bench.delivery --sizes "
+        + ",".join(str(size) for size in sizes)
+        + f" --batch {batch} --write`.\n"
     )
 
 
