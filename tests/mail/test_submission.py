@@ -253,6 +253,33 @@ def test_undeliverable_relay_bounces_to_the_sender(stack: Stack) -> None:
     assert dkim.verify(without_sink_envelope(forwarded), dnsfunc=txt_lookup(stack.internet.ip))
 
 
+@pytest.mark.parametrize("port", ["smtp", "submission"])
+def test_smtputf8_is_not_offered_so_no_mail_is_accepted_only_to_bounce(
+    stack: Stack, port: str
+) -> None:
+    # Dovecot's LMTP cannot take SMTPUTF8 mail: Postfix would accept it, then bounce it (and the
+    # bounce, which quotes the UTF-8 headers). The client must hear it at once instead.
+    with stack.smtp(port) as smtp:
+        assert not smtp.has_extn("smtputf8"), smtp.esmtp_features
+        code, text = smtp.docmd("MAIL", "FROM:<someone@example.net> SMTPUTF8")
+        assert code == 555 and b"SMTPUTF8" in text, (code, text)
+
+
+def test_utf8_headers_and_body_sent_as_8bitmime_arrive_intact(stack: Stack) -> None:
+    subject = f"Grüße aus Köln {secrets.token_hex(4)}"
+    msg = message("alice@example.com", "erin@example.com", subject, "Straße, café, 東京\n")
+    raw = msg.as_bytes(policy=email.policy.SMTPUTF8)  # raw UTF-8 in the Subject header
+    assert subject.encode() in raw
+    with login(stack, "submission", "alice") as smtp:
+        assert smtp.has_extn("8bitmime"), smtp.esmtp_features
+        refused = smtp.sendmail("alice@example.com", ["erin@example.com"], raw, ["BODY=8BITMIME"])
+        assert refused == {}
+    arrived = wait_for_raw(stack, "erin", lambda r: subject.encode() in r, "the UTF-8 message")
+    assert arrived["Subject"] == subject
+    assert arrived.get_content().strip() == "Straße, café, 東京"
+    assert arrived["DKIM-Signature"] is not None  # signed as any other mail from a user
+
+
 def test_submission_gets_message_id_and_date_before_signing(stack: Stack) -> None:
     """A client that leaves out Message-ID and Date (scripts do): many receivers refuse such
     mail, so the submission service adds them, and the signature covers them."""
