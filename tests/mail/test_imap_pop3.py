@@ -179,6 +179,29 @@ def test_append_then_fetch_returns_the_same_bytes(stack: Stack) -> None:
     assert stored == [message.replace(b"\r\n", b"\n")]
 
 
+def test_append_over_the_message_size_limit_is_refused(stack: Stack) -> None:
+    # limits.messageSize (10Mi in this stack) holds for what IMAP clients save too, with 1 MiB
+    # of room for the headers added to accepted mail; alice has no quota.
+    limit = 10 * 1024 * 1024 + 1024 * 1024
+    line = ("x" * 98 + "\r\n").encode()
+
+    def message(size: int, subject: str) -> bytes:
+        head = f"From: alice@example.com\r\nSubject: {subject}\r\n\r\n".encode()
+        return head + line * ((size - len(head)) // len(line))
+
+    conn = stack.imap("alice")
+    try:
+        typ, data = conn.append("Drafts", None, None, message(limit + 200_000, token("too big")))
+        assert typ == "NO" and b"[LIMIT]" in data[0], (typ, data)
+        # Just under it (sizes count the stored file, LF line ends): saved.
+        fits = token("just fits")
+        typ, data = conn.append("Drafts", None, None, message(limit - 200_000, fits))
+        assert typ == "OK", data
+    finally:
+        conn.logout()
+    assert any(fits.encode() in raw for raw in stack.raw_messages("alice", "Drafts"))
+
+
 def test_keywords_are_stored_and_seen_from_a_second_connection(stack: Stack) -> None:
     subject = token("labelled")
     message = f"From: bob@example.com\r\nSubject: {subject}\r\n\r\nlabel me\r\n".encode()

@@ -46,6 +46,7 @@ from mailstack.material.pki import (
 )
 from mailstack.material.resolve import material_secrets, resolve_material
 from mailstack.render import layout
+from mailstack.render.dovecot import STORED_HEADER_ROOM
 from mailstack.render.objects import DOMAIN_ANNOTATION
 from mailstack.render.stack import render_stack
 from mailstack.render.templating import RenderError
@@ -436,6 +437,24 @@ def user_dovecot(service: MailService) -> dict[str, str]:
     }
 
 
+def user_dovecot_plugin(service: MailService) -> dict[str, str]:
+    """The settings of dovecot.conf's ``plugin`` section whose values come from the documents."""
+    size = service.domain.limits.message_size + STORED_HEADER_ROOM
+    return {"quota_max_mail_size": f"{size}B"}
+
+
+def _with_plugin_settings(
+    sections: list[DovecotSection], values: dict[str, str]
+) -> list[DovecotSection]:
+    """``sections`` with the top-level ``plugin`` section's settings ``values`` replaced."""
+    return [
+        dataclasses.replace(s, settings=[(k, values.get(k, v)) for k, v in s.settings])
+        if s.name == "plugin"
+        else s
+        for s in sections
+    ]
+
+
 def _normalise_rspamd(keys: list[tuple[tuple[str, ...], str]], domain: str) -> list[Any]:
     return [
         (tuple("<domain>" if part == domain else part for part in path), value)
@@ -551,7 +570,10 @@ def check_rendered(r: Rendered) -> None:
     assert parsed.dovecot.shape() == base_parsed.dovecot.shape()
     want = {**dict(base_parsed.dovecot.settings), **user_dovecot(service)}
     assert dict(parsed.dovecot.settings) == want
-    assert parsed.dovecot.sections == base_parsed.dovecot.sections
+    assert (
+        _with_plugin_settings(base_parsed.dovecot.sections, user_dovecot_plugin(service))
+        == parsed.dovecot.sections
+    )
     for key, value in user_dovecot(service).items():
         assert not set(value) & set("%$"), f"dovecot.conf {key} = {value!r}: Dovecot expands it"
 

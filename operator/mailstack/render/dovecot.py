@@ -10,6 +10,10 @@ from mailstack.render.templating import render_template
 # spam-to-Junk script, the spec's per-user scripts): without it, every delivery recompiles them
 # and logs "Read-only file system". In the user's home, which the vmail user owns.
 SIEVE_BINDIR = "~/.sieve-bin"
+# Above limits.messageSize, what Dovecot still stores: the headers added to mail after Postfix
+# accepted it (rspamd's results, DKIM, Received, Return-Path, Delivered-To), which must never
+# get it refused at delivery. IMAP clients may save up to the same size.
+STORED_HEADER_ROOM = 1 << 20
 
 
 def dovecot_protocols(service: MailService) -> list[str]:
@@ -48,6 +52,7 @@ def render_dovecot_conf(service: MailService) -> str:
         spam_to_junk=domain.spam.enabled and domain.spam.junk_folder,
         sieve_bindir=SIEVE_BINDIR,
         expunge_after_days=dict(layout.EXPUNGE_AFTER_DAYS),
+        max_mail_size=domain.limits.message_size + STORED_HEADER_ROOM,
     )
 
 
