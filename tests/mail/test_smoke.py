@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from pathlib import Path
 
-from tests.mail.conftest import Stack
+from tests.mail.conftest import ROOT, Stack
 
 
 def test_inbound_message_reaches_the_mailbox(stack: Stack) -> None:
@@ -21,3 +25,21 @@ def test_inbound_message_reaches_the_mailbox(stack: Stack) -> None:
     assert received.get_payload().strip() == "hello"
     # rspamd checked the sender's SPF against the internet namespace's DNS.
     assert "spf=pass" in str(received["Authentication-Results"])
+
+
+def test_a_second_up_on_the_same_ports_is_refused_before_it_starts_anything(
+    stack: Stack, tmp_path: Path
+) -> None:
+    # Another state, the session stack's ports: refused at once, not after every daemon of
+    # the second stack was started (and stopped again).
+    state = tmp_path / "state"
+    command = [sys.executable, "-m", "mailstack", "up", "-f", str(stack.inputs)]
+    command += ["--state", str(state), "--port-offset", str(stack.offset)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "operator")}
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=120, env=env, cwd=ROOT, check=False
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "already published by another mailstack up" in result.stderr, result.stderr
+    started = [p.name for p in (state / "logs").glob("*")] if (state / "logs").exists() else []
+    assert started == [], started

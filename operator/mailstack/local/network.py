@@ -116,16 +116,20 @@ class Network:
         self.pods[pod] = PodNetwork(netns, address, veth)
         return self.pods[pod]
 
-    def publish(self, listen: list[str], forwards: list[tuple[int, str, int]]) -> None:
-        """DNAT ``listen:port`` to ``address:target`` for each (port, address, target)."""
-        self.table = f"mailstack_{self.run_id}"
-        taken = _ports_of_other_tables(self.table)
-        clash = sorted({port for port, _, _ in forwards} & taken)
+    def check_unpublished(self, ports: list[int]) -> None:
+        """Refuse ports that another ``mailstack up`` on this host publishes already: checked
+        before any pod starts, and again when publishing."""
+        clash = sorted(set(ports) & _ports_of_other_tables(f"mailstack_{self.run_id}"))
         if clash:
             raise NetworkError(
                 f"ports {', '.join(map(str, clash))} are already published by another mailstack up"
                 " on this host; choose another --port-offset"
             )
+
+    def publish(self, listen: list[str], forwards: list[tuple[int, str, int]]) -> None:
+        """DNAT ``listen:port`` to ``address:target`` for each (port, address, target)."""
+        self.table = f"mailstack_{self.run_id}"
+        self.check_unpublished([port for port, _, _ in forwards])
         if "0.0.0.0" in listen:
             match = "fib daddr type local"
         else:

@@ -308,6 +308,8 @@ class LocalRuntime:
                 "published ports clash (a --port-offset that puts one MailDomain's ports on "
                 "another's?); choose another --port-offset"
             )
+        # Before any daemon starts: a clash found only at publishing would start and stop them all.
+        self.network.check_unpublished(ports)
         for pod in pods:
             self.start_pod(pod)
         self.network.publish(self.listen, forwards)
