@@ -50,6 +50,7 @@ def test_the_full_set_for_a_default_domain(dkim: DkimKey) -> None:
         ("_imap._tcp.example.com", "SRV"),
         ("_pop3s._tcp.example.com", "SRV"),
         ("_pop3._tcp.example.com", "SRV"),
+        ("_sieve._tcp.example.com", "SRV"),
     }
     assert records[("example.com", "MX")].values == ("10 mail.example.com.",)
     assert records[("mail.example.com", "A")].values == ("192.0.2.10",)
@@ -73,11 +74,20 @@ def test_the_full_set_for_a_default_domain(dkim: DkimKey) -> None:
         "10 1 587 mail.example.com.",
     )
     assert records[("_pop3._tcp.example.com", "SRV")].values == ("30 1 110 mail.example.com.",)
+    # ManageSieve is off by default: "not offered" (RFC 2782's "." target), as for POP3 when off.
+    assert records[("_sieve._tcp.example.com", "SRV")].values == ("0 0 0 .",)
     for record in records.values():
         assert record.reason, record
         assert record.ttl == 3600
         for value in record.values:
             assert canonical_value(record.type, value) == value, "desired values are canonical"
+
+
+def test_managesieve_is_published_for_sieve_clients_when_enabled(dkim: DkimKey) -> None:
+    records = by_key(desired_records(maildomain(protocols={"managesieve": True}), dkim))
+    sieve = records[("_sieve._tcp.example.com", "SRV")]
+    assert sieve.values == ("0 1 4190 mail.example.com.",)  # RFC 5804 §1.8
+    assert "RFC 5804" in sieve.reason
 
 
 def test_every_name_is_in_managed_names(dkim: DkimKey) -> None:

@@ -74,6 +74,8 @@ SRV_SERVICES: tuple[tuple[str, int, int, str], ...] = (
     ("_imap._tcp", 10, 143, "imap"),
     ("_pop3s._tcp", 20, 995, "pop3"),
     ("_pop3._tcp", 30, 110, "pop3"),
+    # Not RFC 6186 but RFC 5804 §1.8: where Sieve clients (ManageSieve) find the server.
+    ("_sieve._tcp", 0, 4190, "managesieve"),
 )
 _SRV_WHAT = {
     "_submissions._tcp": "message submission over implicit TLS (RFC 8314)",
@@ -82,6 +84,7 @@ _SRV_WHAT = {
     "_imap._tcp": "IMAP with STARTTLS",
     "_pop3s._tcp": "POP3 over implicit TLS",
     "_pop3._tcp": "POP3 with STARTTLS",
+    "_sieve._tcp": "ManageSieve (RFC 5804) with STARTTLS",
 }
 
 # ACME directory host (suffix) -> the CA's CAA issuer domain name (RFC 8659 §4.2).
@@ -303,12 +306,13 @@ def desired_records(
     protocols = domain.protocols
     for label, priority, port, switch in SRV_SERVICES:
         what = _SRV_WHAT[label]
+        rfc = "RFC 5804" if label == "_sieve._tcp" else "RFC 6186"
         if getattr(protocols, switch):
             value = f"{priority} 1 {port} {host}."
-            why = f"RFC 6186 client autoconfiguration: {what} on {host}:{port}"
+            why = f"{rfc} client autoconfiguration: {what} on {host}:{port}"
         else:
             value = "0 0 0 ."
-            why = f"RFC 6186: {what} is not offered (protocols.{switch} is off)"
+            why = f"{rfc}: {what} is not offered (protocols.{switch} is off)"
         records.append(Record(f"{label}.{apex}", "SRV", ttl, (value,), why))
     if domain.tls.issuer == "acme":
         issuer = caa_issuer(domain.tls.acme_server)
