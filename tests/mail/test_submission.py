@@ -164,6 +164,43 @@ def test_sending_as_another_user_is_refused_with_553(stack: Stack, port: str) ->
         smtp.rset()
 
 
+@pytest.mark.parametrize("port", PORTS)
+def test_a_from_header_naming_someone_else_is_refused(stack: Stack, port: str) -> None:
+    # The envelope is alice's own (Postfix checks that); the From: header must say the same,
+    # or the domain's DKIM signature would vouch for mail in bob's (or anyone's) name.
+    for forged in ("bob@example.com", "ceo@bank.example", "Alice <sales@example.com>"):
+        subject = token("forged from")
+        msg = message("alice@example.com", "erin@example.com", subject)
+        msg.replace_header("From", forged)
+        with login(stack, port, "alice") as smtp:
+            assert smtp.mail("alice@example.com")[0] == 250
+            assert smtp.rcpt("erin@example.com")[0] == 250
+            code, text = smtp.data(msg.as_bytes(policy=email.policy.SMTP))
+        assert code == 554 and b"5.7.1 The From: header must be your sender address" in text, (
+            forged,
+            code,
+            text,
+        )
+    # The same address in both, with a display name and in other letter case: sent.
+    subject = token("own from")
+    msg = message("alice@example.com", "erin@example.com", subject)
+    msg.replace_header("From", "Alice Example <Alice@Example.com>")
+    with login(stack, port, "alice") as smtp:
+        assert smtp.sendmail("alice@example.com", ["erin@example.com"], msg.as_bytes()) == {}
+    wait_for_raw(stack, "erin", lambda r: subject.encode() in r, "alice's own mail")
+    # An alias that is hers, in both: sent too.
+    subject = token("alias from")
+    msg = message("sales@example.com", "erin@example.com", subject)
+    with login(stack, port, "alice") as smtp:
+        assert smtp.sendmail("sales@example.com", ["erin@example.com"], msg.as_bytes()) == {}
+    wait_for_raw(stack, "erin", lambda r: subject.encode() in r, "mail from her alias")
+    # Not a rule for inbound mail, where the two differ all the time (lists, bounces, services).
+    subject = token("list mail")
+    msg = message("announce@lists.example.net", "erin@example.com", subject)
+    stack.send_from_internet("erin@example.com", msg.as_bytes(), "bounces+x@example.net")
+    wait_for_raw(stack, "erin", lambda r: subject.encode() in r, "inbound list mail")
+
+
 # --- relay through the smarthost, DKIM --------------------------------------------------------
 
 

@@ -13,9 +13,11 @@ from mailstack.render.templating import render_template
 RSPAMD_FILES = (
     "actions.conf",
     "dkim_signing.conf",
+    "force_actions.conf",
     "fuzzy_check.conf",
     "logging.inc",
     "milter_headers.conf",
+    "multimap.conf",
     "options.inc",
     "worker-controller.inc",
     "worker-fuzzy.inc",
