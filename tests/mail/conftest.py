@@ -445,6 +445,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                     # The host's clients reach the pods from a bridge in 10.192.0.0/10.
                     f'example.net. 300 IN TXT "v=spf1 ip4:{internet.ip} ip4:10.192.0.0/10 -all"\n'
                 ),
+                # A domain that asks receivers to refuse mail failing DMARC, and sends none.
+                "strict.example": (
+                    'strict.example. 300 IN TXT "v=spf1 -all"\n'
+                    '_dmarc.strict.example. 300 IN TXT "v=DMARC1; p=reject"\n'
+                ),
             }
         )
         internet.start_sink(2525)

@@ -162,7 +162,8 @@ with smtplib.SMTP(host, port, timeout=30) as smtp:
     out["rcpt"] = [smtp.rcpt(r) for r in spec["rcpt"]]
     if any(code == 250 for code, _ in out["rcpt"]):
         msg = EmailMessage()
-        msg["From"], msg["To"], msg["Subject"] = spec["from"], spec["rcpt"][0], spec["subject"]
+        msg["From"] = spec.get("header_from", spec["from"])
+        msg["To"], msg["Subject"] = spec["rcpt"][0], spec["subject"]
         msg["Date"], msg["Message-ID"] = formatdate(), make_msgid(domain="example.net")
         msg.set_content("from far away\n")
         out["data"] = smtp.data(msg.as_bytes())
@@ -202,6 +203,35 @@ def test_our_domain_from_a_stranger_is_checked_by_spf_and_dmarc(stack: Stack) ->
     results = " ".join(str(received["Authentication-Results"]).split())
     assert "spf=fail" in results, results
     assert "dmarc=fail" in results, results
+
+
+def test_mail_failing_dmarc_of_a_p_reject_domain_is_refused(stack: Stack) -> None:
+    # strict.example publishes p=reject and authorises no server: mail in its name from
+    # example.net's server passes SPF for example.net, which is not aligned with the From:.
+    subject = token("dmarc reject")
+    spec = {"from": SENDER, "header_from": "ceo@strict.example", "rcpt": ["alice@example.com"]}
+    reply = json.loads(
+        stack.run_in_internet(
+            CLIENT_SCRIPT,
+            stack.internet.host_ip,
+            str(stack.port("smtp")),
+            json.dumps({**spec, "subject": subject}),
+        )
+    )
+    code, text = reply["data"]
+    assert code == 554 and "DMARC policy" in text, reply
+    # The same mail in example.net's own name is aligned, passes, and is delivered.
+    subject = token("dmarc aligned")
+    reply = json.loads(
+        stack.run_in_internet(
+            CLIENT_SCRIPT,
+            stack.internet.host_ip,
+            str(stack.port("smtp")),
+            json.dumps({"from": SENDER, "rcpt": ["alice@example.com"], "subject": subject}),
+        )
+    )
+    assert reply["data"][0] == 250, reply
+    stack.wait_for_subject("alice", subject)
 
 
 def test_not_an_open_relay_from_the_host(stack: Stack) -> None:

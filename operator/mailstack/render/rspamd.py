@@ -13,6 +13,7 @@ from mailstack.render.templating import render_template
 RSPAMD_FILES = (
     "actions.conf",
     "dkim_signing.conf",
+    "dmarc.conf",
     "force_actions.conf",
     "fuzzy_check.conf",
     "logging.inc",
