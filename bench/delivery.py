@@ -33,7 +33,16 @@ from typing import Any
 import yaml
 from tests.mail.internet import Internet
 
-from bench.mailpath import ROOT, Up, count_files, feed, profile, sender_zone, write_section
+from bench.mailpath import (
+    ROOT,
+    Up,
+    bench_domain,
+    count_files,
+    feed,
+    profile,
+    sender_zone,
+    write_section,
+)
 
 # Configuration → (mailbox, lines appended to dovecot.conf).
 CONFIGURATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -50,16 +59,7 @@ QUOTA = "100Gi"  # a limit the benchmark never reaches: what is measured is keep
 
 def documents(internet_ip: str) -> list[dict[str, Any]]:
     result: list[dict[str, Any]] = [
-        {
-            "apiVersion": "mailstack.dev/v1alpha1",
-            "kind": "MailDomain",
-            "metadata": {"name": "bench", "namespace": "bench"},
-            "spec": {
-                "domain": "example.com",
-                "resolvers": [internet_ip],
-                "dns": {"addresses": {"ipv4": [internet_ip]}},
-            },
-        },
+        bench_domain(internet_ip),
         {
             "apiVersion": "v1",
             "kind": "Secret",
