@@ -202,6 +202,42 @@ def test_a_from_header_naming_someone_else_is_refused(stack: Stack, port: str) -
     wait_for_raw(stack, "erin", lambda r: subject.encode() in r, "inbound list mail")
 
 
+@pytest.mark.parametrize("port", PORTS)
+def test_no_second_author_hides_in_the_from_header_or_a_null_sender(
+    stack: Stack, port: str
+) -> None:
+    # Found by a check from outside: each of these got bob's address shown as the author of
+    # mail that the domain's key signed.
+    alice, bob = "alice@example.com", "bob@example.com"
+    single = b"554 5.7.1 The From: header must hold one address: your sender address"
+    repeated = b"554 5.7.1 A header that may appear only once (RFC 5322 3.6) appears twice"
+    cases = [
+        (f"From: {alice}, {bob}", {single}),
+        (f"From: <{alice}> <{bob}>", {single}),
+        # Both rules match a second From: header; which reply wins is rspamd's choice.
+        (f"From: {alice}\r\nFrom: {bob}", {single, repeated}),
+        (f"From: {alice}\r\nSubject: and another", {repeated}),
+    ]
+    for header, expected in cases:
+        raw = f"{header}\r\nTo: erin@example.com\r\nSubject: {token('two authors')}\r\n"
+        raw += f"Date: {email.utils.formatdate()}\r\nMessage-ID: {email.utils.make_msgid()}\r\n"
+        with login(stack, port, "alice") as smtp:
+            assert smtp.mail(alice)[0] == 250
+            assert smtp.rcpt("erin@example.com")[0] == 250
+            code, text = smtp.data((raw + "\r\nhello\r\n").encode())
+        assert f"{code} ".encode() + text in expected, (header, code, text)
+    # The null sender: Postfix's login check does not look at it, and rspamd has no envelope
+    # sender to compare the From: with. Refused at once.
+    with login(stack, port, "alice") as smtp:
+        assert smtp.mail("")[0] == 250
+        code, text = smtp.rcpt("erin@example.com")
+        assert (code, text) == (
+            554,
+            b"5.7.1 <>: Sender address rejected: After login, mail "
+            b"needs your address as its sender",
+        ), (code, text)
+
+
 # --- relay through the smarthost, DKIM --------------------------------------------------------
 
 

@@ -84,7 +84,7 @@ _SRV_WHAT = {
     "_imap._tcp": "IMAP with STARTTLS",
     "_pop3s._tcp": "POP3 over implicit TLS",
     "_pop3._tcp": "POP3 with STARTTLS",
-    "_sieve._tcp": "ManageSieve (RFC 5804) with STARTTLS",
+    "_sieve._tcp": "ManageSieve with STARTTLS",
 }
 
 # ACME directory host (suffix) -> the CA's CAA issuer domain name (RFC 8659 §4.2).
