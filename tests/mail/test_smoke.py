@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 
-from tests.mail.conftest import ROOT, Stack
+from tests.mail.conftest import ROOT, Stack, free_port_offset
 
 
 def test_inbound_message_reaches_the_mailbox(stack: Stack) -> None:
@@ -43,3 +44,22 @@ def test_a_second_up_on_the_same_ports_is_refused_before_it_starts_anything(
     assert "already published by another mailstack up" in result.stderr, result.stderr
     started = [p.name for p in (state / "logs").glob("*")] if (state / "logs").exists() else []
     assert started == [], started
+
+
+def test_up_refuses_a_port_another_program_listens_on(tmp_path: Path) -> None:
+    # The DNAT rules would silently take that program's connections.
+    offset = free_port_offset()
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", offset + 25))
+        other.listen()
+        command = [sys.executable, "-m", "mailstack", "up", "-f", str(ROOT / "examples")]
+        command += ["--state", str(tmp_path / "state"), "--port-offset", str(offset)]
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "operator")}
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=120, env=env, cwd=ROOT, check=False
+        )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"127.0.0.1:{offset + 25} already in use by another program" in result.stderr
+    assert not (tmp_path / "state" / "logs").exists() or not any(
+        (tmp_path / "state" / "logs").iterdir()
+    )

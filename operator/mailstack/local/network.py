@@ -14,6 +14,7 @@ import hashlib
 import ipaddress
 import json
 import re
+import socket
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,6 +125,25 @@ class Network:
             raise NetworkError(
                 f"ports {', '.join(map(str, clash))} are already published by another mailstack up"
                 " on this host; choose another --port-offset"
+            )
+
+    def check_unused(self, listen: list[str], ports: list[int]) -> None:
+        """Refuse ports that a program on this host listens on: the DNAT rules would take its
+        connections without a word. Checked before any pod starts."""
+        busy = []
+        for address in listen:
+            for port in ports:
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                    # Connections of an earlier run in TIME_WAIT do not count as a listener.
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    try:
+                        probe.bind((address, port))
+                    except OSError:
+                        busy.append(f"{address}:{port}")
+        if busy:
+            raise NetworkError(
+                f"{', '.join(busy)} already in use by another program on this host; choose"
+                " another --port-offset (or --listen)"
             )
 
     def publish(self, listen: list[str], forwards: list[tuple[int, str, int]]) -> None:

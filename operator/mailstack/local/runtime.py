@@ -310,6 +310,7 @@ class LocalRuntime:
             )
         # Before any daemon starts: a clash found only at publishing would start and stop them all.
         self.network.check_unpublished(ports)
+        self.network.check_unused(self.listen, ports)
         for pod in pods:
             self.start_pod(pod)
         self.network.publish(self.listen, forwards)
