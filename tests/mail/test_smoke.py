@@ -28,22 +28,31 @@ def test_inbound_message_reaches_the_mailbox(stack: Stack) -> None:
     assert "spf=pass" in str(received["Authentication-Results"])
 
 
+def run_up(inputs: Path, state: Path, offset: int) -> subprocess.CompletedProcess[str]:
+    """``mailstack up`` expected to refuse to start: its exit, with its output."""
+    command = [sys.executable, "-m", "mailstack", "up", "-f", str(inputs)]
+    command += ["--state", str(state), "--port-offset", str(offset)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "operator")}
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=120, env=env, cwd=ROOT, check=False
+    )
+
+
+def container_logs(state: Path) -> list[str]:
+    """The containers that ``up`` started with this state: one log file each."""
+    logs = state / "logs"
+    return sorted(p.name for p in logs.iterdir()) if logs.exists() else []
+
+
 def test_a_second_up_on_the_same_ports_is_refused_before_it_starts_anything(
     stack: Stack, tmp_path: Path
 ) -> None:
     # Another state, the session stack's ports: refused at once, not after every daemon of
     # the second stack was started (and stopped again).
-    state = tmp_path / "state"
-    command = [sys.executable, "-m", "mailstack", "up", "-f", str(stack.inputs)]
-    command += ["--state", str(state), "--port-offset", str(stack.offset)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "operator")}
-    result = subprocess.run(
-        command, capture_output=True, text=True, timeout=120, env=env, cwd=ROOT, check=False
-    )
+    result = run_up(stack.inputs, tmp_path / "state", stack.offset)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "already published by another mailstack up" in result.stderr, result.stderr
-    started = [p.name for p in (state / "logs").glob("*")] if (state / "logs").exists() else []
-    assert started == [], started
+    assert container_logs(tmp_path / "state") == []
 
 
 def test_up_refuses_a_port_another_program_listens_on(tmp_path: Path) -> None:
@@ -52,14 +61,7 @@ def test_up_refuses_a_port_another_program_listens_on(tmp_path: Path) -> None:
     with socket.socket() as other:
         other.bind(("127.0.0.1", offset + 25))
         other.listen()
-        command = [sys.executable, "-m", "mailstack", "up", "-f", str(ROOT / "examples")]
-        command += ["--state", str(tmp_path / "state"), "--port-offset", str(offset)]
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "operator")}
-        result = subprocess.run(
-            command, capture_output=True, text=True, timeout=120, env=env, cwd=ROOT, check=False
-        )
+        result = run_up(ROOT / "examples", tmp_path / "state", offset)
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"127.0.0.1:{offset + 25} already in use by another program" in result.stderr
-    assert not (tmp_path / "state" / "logs").exists() or not any(
-        (tmp_path / "state" / "logs").iterdir()
-    )
+    assert container_logs(tmp_path / "state") == []

@@ -195,7 +195,11 @@ def test_a_from_header_naming_someone_else_is_refused(stack: Stack, port: str) -
     with login(stack, port, "alice") as smtp:
         assert smtp.sendmail("sales@example.com", ["erin@example.com"], msg.as_bytes()) == {}
     wait_for_raw(stack, "erin", lambda r: subject.encode() in r, "mail from her alias")
-    # Not a rule for inbound mail, where the two differ all the time (lists, bounces, services).
+
+
+def test_inbound_mail_whose_from_differs_from_its_envelope_still_arrives(stack: Stack) -> None:
+    # The From: rule is for logged-in users only: inbound, the two differ all the time (lists,
+    # bounces, services).
     subject = token("list mail")
     msg = message("announce@lists.example.net", "erin@example.com", subject)
     stack.send_from_internet("erin@example.com", msg.as_bytes(), "bounces+x@example.net")
