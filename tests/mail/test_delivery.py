@@ -13,12 +13,15 @@ import os
 import re
 import secrets
 import signal
+import smtplib
 import socket
 import time
 from email.message import EmailMessage, Message
 from email.policy import SMTP
 from email.utils import formatdate, make_msgid
 from pathlib import Path
+
+import pytest
 
 from mailstack.agent.daemons import DOVECOT_CONF, expunge_commands
 from tests.mail.conftest import HOSTNAME, PASSWORDS, LineSocket, Stack
@@ -436,6 +439,47 @@ def test_message_between_add_header_and_reject_goes_to_junk(stack: Stack) -> Non
     assert "(no action)" in rspamd_verdict(stack, clean_id)
     assert inbox.get_all("X-Spam") is None
     assert clean not in subjects(stack, "alice", "Junk")
+
+
+def test_a_users_own_mail_is_never_marked_as_spam_but_spam_from_a_login_is_refused(
+    stack: Stack,
+) -> None:
+    """Marking is for mail from strangers: what a logged-in user sends reaches colleagues'
+    INBOX and other domains without "X-Spam: Yes", whatever it scores below reject. Above
+    reject it is still refused (an account sending spam).
+
+    Deterministic: an upstream spam flag (SPAM_FLAG, 5) and no To: header (MISSING_TO, 2)
+    score 7, above add_header (6); rspamd checks no client address or HELO of a login.
+    """
+    subject = token("own mail")
+    friend = f"friend-{secrets.token_hex(4)}@example.net"
+    raw = (
+        f"From: bob@example.com\r\nSubject: {subject}\r\nDate: {formatdate()}\r\n"
+        f"Message-ID: {make_msgid(domain='example.com')}\r\nX-Spam-Flag: YES\r\n\r\nhello\r\n"
+    ).encode()
+    gtube = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+    with stack.smtp("submission") as smtp:
+        smtp.login("bob@example.com", PASSWORDS["bob"])
+        for rcpt in (None, "alice@example.com", friend):
+            code, text = smtp.mail("bob@example.com") if rcpt is None else smtp.rcpt(rcpt)
+            assert code == 250, text
+        code, text = smtp.data(raw)
+        assert code == 250, text
+        match = re.search(rb"queued as ([0-9A-Za-z]+)", text)
+        assert match, text
+        spam = raw.replace(b"hello", gtube.encode())
+        with pytest.raises(smtplib.SMTPDataError) as refusal:
+            smtp.sendmail("bob@example.com", ["alice@example.com", friend], spam)
+    assert refusal.value.smtp_code == 554, refusal.value
+    verdict = rspamd_verdict(stack, match.group(1).decode())
+    score = re.search(r"\(no action\): \[([\d.]+)/15\.00\]", verdict)
+    assert score and 6 <= float(score.group(1)) < 15, verdict
+    inbox = stack.wait_for_subject("alice", subject)
+    assert inbox.get_all("X-Spam") is None
+    assert subject not in subjects(stack, "alice", "Junk")
+    sent = stack.wait_for_sink(lambda m: m["X-Sink-Rcpt-To"] == friend)
+    assert sent["Subject"] == subject
+    assert sent.get_all("X-Spam") is None
 
 
 def test_the_agents_daily_sweep_expunges_old_junk_and_keeps_young_junk(stack: Stack) -> None:
