@@ -567,6 +567,8 @@ def main() -> int:
     if os.geteuid() != 0:
         print("run as root", file=sys.stderr)
         return 1
+    # A SIGTERM (timeout, kill) still stops the stack and removes the networks: see finally.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     workdir = Path(tempfile.mkdtemp(prefix="mailstack-bench-"))
     os.chmod(workdir, 0o755)
     internet = Internet(workdir)

@@ -343,6 +343,16 @@ def test_smtputf8_is_not_offered_so_no_mail_is_accepted_only_to_bounce(
         assert code == 555 and b"SMTPUTF8" in text, (code, text)
 
 
+@pytest.mark.parametrize("port", ["smtp", "submission"])
+def test_etrn_is_neither_offered_nor_taken(stack: Stack, port: str) -> None:
+    # ETRN asks a backup MX to flush mail it holds for the client's site: there is none here.
+    with stack.smtp(port) as smtp:
+        assert not smtp.has_extn("etrn"), smtp.esmtp_features
+        assert smtp.has_extn("dsn"), smtp.esmtp_features  # the other keywords stay
+        code, text = smtp.docmd("ETRN", "example.net")
+        assert code == 554, (code, text)
+
+
 def test_utf8_headers_and_body_sent_as_8bitmime_arrive_intact(stack: Stack) -> None:
     subject = f"Grüße aus Köln {secrets.token_hex(4)}"
     msg = message("alice@example.com", "erin@example.com", subject, "Straße, café, 東京\n")
