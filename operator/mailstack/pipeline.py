@@ -63,7 +63,7 @@ def _with_sources(problems: list[Problem], sources: dict[str, str]) -> list[Prob
 
 def generated_secret_names(service: MailService) -> set[str]:
     name = service.domain.name
-    return {f"{name}-dkim", f"{name}-tls", f"{name}-ca", f"{name}-users"}
+    return {f"{name}-dkim", f"{name}-tls", f"{name}-ca", f"{name}-users", f"{name}-mda-client"}
 
 
 def render_all(prepared: Prepared, options: RenderOptions | None = None) -> list[Obj]:

@@ -28,6 +28,7 @@ from email.message import Message
 from pathlib import Path
 from typing import Any
 
+import dns.resolver
 import pytest
 import yaml
 
@@ -385,6 +386,29 @@ with smtplib.SMTP(host, int(port), local_hostname="sink.example.net", timeout=30
     assert code == 250, (code, text)
 print(re.search(rb"queued as ([0-9A-Za-z]+)", text).group(1).decode())
 """
+
+
+def txt_lookup(server: str) -> Callable[..., bytes | None]:
+    """A dkimpy ``dnsfunc``: TXT records from the given DNS server (names arrive as bytes)."""
+    resolver = dns.resolver.Resolver(configure=False)
+    resolver.nameservers = [server]
+
+    def lookup(name: bytes, timeout: float = 5) -> bytes | None:
+        try:
+            answer = resolver.resolve(name.decode(), "TXT", lifetime=timeout)
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            return None
+        return b"".join(next(iter(answer)).strings)
+
+    return lookup
+
+
+def without_sink_envelope(raw: bytes) -> bytes:
+    """The message as sent over the wire: without the sink's ``X-Sink-*`` envelope lines."""
+    lines = raw.split(b"\n")
+    while lines and lines[0].startswith(b"X-Sink-"):
+        lines.pop(0)
+    return b"\n".join(lines)
 
 
 def free_port_offset() -> int:

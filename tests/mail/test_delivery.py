@@ -7,6 +7,7 @@ the mailbox, the sender's bounce, the remote server or the Postfix queue really 
 from __future__ import annotations
 
 import base64
+import email
 import imaplib
 import itertools
 import os
@@ -16,15 +17,25 @@ import signal
 import smtplib
 import socket
 import time
+from datetime import UTC, datetime
 from email.message import EmailMessage, Message
 from email.policy import SMTP
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 
+import dkim
 import pytest
 
 from mailstack.agent.daemons import DOVECOT_CONF, expunge_commands
-from tests.mail.conftest import HOSTNAME, PASSWORDS, LineSocket, Stack
+from mailstack.material.pki import generate_client_certificate
+from tests.mail.conftest import (
+    HOSTNAME,
+    PASSWORDS,
+    LineSocket,
+    Stack,
+    txt_lookup,
+    without_sink_envelope,
+)
 
 MTA = "example-com-mta-0"
 MDA = "example-com-mda-0"
@@ -371,38 +382,102 @@ def test_managesieve_script_files_deliveries(stack: Stack) -> None:
     stack.wait_for_subject("erin", again)
 
 
-def test_a_sieve_redirect_keeps_the_message_instead_of_holding_it_in_the_queue(
-    stack: Stack,
-) -> None:
-    """The mail pod has no way yet to send mail (no sendmail, no submission path to the MTA). A
-    redirect that fails is a temporary failure: Dovecot would answer 451 and the message would
-    wait in Postfix's queue until it bounced days later. Redirects are refused at run time
-    instead (sieve_max_redirects = 0): the message is kept in the INBOX at once."""
+def activate_sieve_script(stack: Stack, user: str, name: str, script: str) -> None:
     client = ManageSieve(stack)
     try:
-        assert client.login("erin")[-1].startswith(b"OK"), "login refused"
-        script = 'redirect "carol@example.net";\r\n'
-        assert client.putscript("away", script)[-1].startswith(b"OK")
-        assert client.command(b'SETACTIVE "away"')[-1].startswith(b"OK")
+        assert client.login(user)[-1].startswith(b"OK"), "login refused"
+        assert client.putscript(name, script)[-1].startswith(b"OK")
+        assert client.command(f'SETACTIVE "{name}"'.encode())[-1].startswith(b"OK")
     finally:
         client.close()
+
+
+def test_a_sieve_redirect_and_a_vacation_reply_leave_through_postfix_and_the_reply_is_signed(
+    stack: Stack,
+) -> None:
+    """Dovecot hands what a script sends to Postfix's mda-submit port (its client certificate
+    is what lets it relay): the redirect keeps its From: and leaves with the user as envelope
+    sender; the vacation reply leaves with the null sender, from the user, DKIM-signed."""
+    carol = f"carol-{secrets.token_hex(4)}@example.net"
+    friend = f"friend-{secrets.token_hex(4)}@example.net"
+    script = (
+        'require ["copy", "vacation"];\r\n'
+        f'redirect :copy "{carol}";\r\n'
+        'vacation :days 1 :subject "Away" "Back on Monday.";\r\n'
+    )
+    activate_sieve_script(stack, "erin", "away", script)
     try:
-        subject = token("redirect me")
-        queue_id = send(stack, "erin@example.com", text_message(subject, "erin@example.com"))
-        stack.wait_for_subject("erin", subject)
-        stack.wait_for("the queue file removed", lambda: _queue_entry(stack, queue_id) is None, 10)
-        kept = stack.wait_for(
-            "Dovecot's account of the refused redirect",
-            lambda: [
-                line
-                for line in stack.log(MDA, "dovecot").splitlines()
-                if "lmtp(erin@example.com)" in line and "implicit keep was successful" in line
-            ],
-            10,
+        subject = token("while away")
+        raw = text_message(subject, "erin@example.com", sender=friend)
+        send(stack, "erin@example.com", raw, sender=friend)
+        stack.wait_for_subject("erin", subject)  # :copy keeps it
+        redirected = stack.wait_for_sink(lambda m: m["X-Sink-Rcpt-To"] == carol)
+        assert redirected["Subject"] == subject
+        assert redirected["From"] == friend
+        assert redirected["X-Sink-Mail-From"] == "erin@example.com"
+
+        reply = stack.wait_for_sink(lambda m: m["X-Sink-Rcpt-To"] == friend)
+        assert reply["X-Sink-Mail-From"] == ""
+        assert reply["Subject"] == "Away"
+        assert "erin@example.com" in reply["From"]
+        original_id = re.search(rb"^Message-ID: (.+?)\r?$", raw, re.M | re.I)
+        assert original_id and reply["In-Reply-To"] == original_id.group(1).decode()
+        wire = next(
+            without_sink_envelope(r)
+            for r in stack.sink_raw_messages()
+            if f"X-Sink-Rcpt-To: {friend}".encode() in r
         )
-        assert kept, "no log line says the message was kept"
+        signature = email.message_from_bytes(wire)["DKIM-Signature"]
+        assert signature is not None and "d=example.com" in signature.replace(" ", "")
+        assert dkim.verify(wire, dnsfunc=txt_lookup(stack.internet.ip))
+
+        # Once per :days and sender: the next message is redirected, not answered again.
+        again = token("still away")
+        raw = text_message(again, "erin@example.com", sender=friend)
+        send(stack, "erin@example.com", raw, sender=friend)
+        stack.wait_for_sink(lambda m: m["X-Sink-Rcpt-To"] == carol and m["Subject"] == again)
+        time.sleep(2)
+        replies = [m for m in stack.sink_messages() if m["X-Sink-Rcpt-To"] == friend]
+        assert len(replies) == 1, [m["Subject"] for m in replies]
     finally:
         remove_sieve_script(stack, "erin", "away")
+
+
+# What the mda-submit port answers a client inside the MDA pod, by the certificate it shows.
+MDA_SUBMIT_PROBE = """
+import smtplib, ssl, sys, tempfile, os
+cert, key = sys.argv[1], sys.argv[2]
+context = ssl.create_default_context()
+context.check_hostname = False
+context.verify_mode = ssl.CERT_NONE
+if cert:
+    folder = tempfile.mkdtemp()
+    paths = [os.path.join(folder, n) for n in ("c.pem", "k.pem")]
+    for path, pem in zip(paths, (cert, key)):
+        open(path, "w").write(pem)
+    context.load_cert_chain(*paths)
+with smtplib.SMTP("example-com-mta", 10587, timeout=20) as smtp:
+    smtp.starttls(context=context)
+    smtp.ehlo("probe")
+    print(smtp.mail("")[0], smtp.rcpt("someone@example.net")[0])
+"""
+
+
+def test_the_mda_submit_port_relays_only_for_dovecots_certificate(stack: Stack) -> None:
+    own = stack.in_container("dovecot", "cat", "/etc/mailstack/mda-client/tls.crt")
+    own_key = stack.in_container("dovecot", "cat", "/etc/mailstack/mda-client/tls.key")
+    assert own.returncode == 0 and own_key.returncode == 0, own.stderr + own_key.stderr
+    other = generate_client_certificate("example-com-mda", datetime.now(UTC))
+
+    def probe(cert: str, key: str) -> str:
+        result = stack.in_container("dovecot", "python3", "-c", MDA_SUBMIT_PROBE, cert, key)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return result.stdout.strip()
+
+    assert probe(own.stdout, own_key.stdout) == "250 250"
+    # The same name, another key: refused, as is a client without a certificate.
+    assert probe(other.cert_pem, other.key_pem) == "250 554"
+    assert probe("", "") == "250 554"
 
 
 # --- spam to Junk -----------------------------------------------------------------------------

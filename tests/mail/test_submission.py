@@ -17,10 +17,9 @@ from collections.abc import Callable
 from email.message import EmailMessage, Message
 
 import dkim
-import dns.resolver
 import pytest
 
-from tests.mail.conftest import HOSTNAME, PASSWORDS, Stack
+from tests.mail.conftest import HOSTNAME, PASSWORDS, Stack, txt_lookup, without_sink_envelope
 
 PORTS = ["submission", "submissions"]
 
@@ -86,29 +85,6 @@ def status_groups(report: EmailMessage) -> list[Message]:
 def delivery_status(report: EmailMessage) -> list[Message]:
     """The per-recipient field groups of a DSN."""
     return status_groups(report)[1:]
-
-
-def txt_lookup(server: str) -> Callable[..., bytes | None]:
-    """A dkimpy ``dnsfunc``: TXT records from the given DNS server (names arrive as bytes)."""
-    resolver = dns.resolver.Resolver(configure=False)
-    resolver.nameservers = [server]
-
-    def lookup(name: bytes, timeout: float = 5) -> bytes | None:
-        try:
-            answer = resolver.resolve(name.decode(), "TXT", lifetime=timeout)
-        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-            return None
-        return b"".join(next(iter(answer)).strings)
-
-    return lookup
-
-
-def without_sink_envelope(raw: bytes) -> bytes:
-    """The message as sent over the wire: without the sink's ``X-Sink-*`` envelope lines."""
-    lines = raw.split(b"\n")
-    while lines and lines[0].startswith(b"X-Sink-"):
-        lines.pop(0)
-    return b"\n".join(lines)
 
 
 # --- authentication ---------------------------------------------------------------------------

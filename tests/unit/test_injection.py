@@ -40,8 +40,10 @@ from mailstack.material.dkim import DkimKey, generate_dkim_key
 from mailstack.material.passwords import hash_password
 from mailstack.material.pki import (
     CertificateAuthority,
+    ClientCertificate,
     ServerCertificate,
     generate_ca,
+    generate_client_certificate,
     issue_server_certificate,
 )
 from mailstack.material.resolve import material_secrets, resolve_material
@@ -95,6 +97,7 @@ class SessionMaterial:
     dkim: DkimKey
     ca: CertificateAuthority
     tls: ServerCertificate
+    mda_client: ClientCertificate
     alice_hash: str
     bob_hash: str
 
@@ -107,6 +110,7 @@ def session_material() -> SessionMaterial:
         dkim=generate_dkim_key(SELECTOR, "ed25519"),
         ca=ca,
         tls=issue_server_certificate(ca, [f"mail.{DOMAIN}", DOMAIN], NOW),
+        mda_client=generate_client_certificate("example-com-mda", NOW),
         alice_hash=hash_password(ALICE_PASSWORD, rounds=4),
         bob_hash=hash_password("bob-example-password", rounds=4),
     )
@@ -281,7 +285,7 @@ def render_docs(docs: dict[str, Any], *, resolve: bool = False) -> Rendered:
     if resolve:
         # The real resolution (password validation and hashing, relay credentials), with the
         # session's DKIM key and certificates handed in as already rendered Secrets.
-        base = Material(dkim=dkim, tls=parts.tls, ca=parts.ca)
+        base = Material(dkim=dkim, tls=parts.tls, ca=parts.ca, mda_client=parts.mda_client)
         for name, data in material_secrets(domain.name, base).items():
             secrets[name] = _as_secret(name, data)
         material, problems = resolve_material(service, secrets, NOW, password_rounds=4)
@@ -302,6 +306,7 @@ def render_docs(docs: dict[str, Any], *, resolve: bool = False) -> Rendered:
             relay_credentials=(RELAY_USER, RELAY_PASSWORD)
             if domain.relay and domain.relay.credentials_secret
             else None,
+            mda_client=parts.mda_client,
         )
     zone = render_zone(desired_records(service.domain, material.dkim))
     try:
@@ -434,6 +439,8 @@ def user_dovecot(service: MailService) -> dict[str, str]:
         "hostname": dom.hostname,
         "postmaster_address": f"postmaster@{dom.domain}",
         "login_greeting": f"{dom.hostname} ready",
+        # The MTA's internal Service is named after the MailDomain.
+        "submission_host": f"{dom.name}-mta:{layout.MDA_SUBMIT_PORT.number}",
     }
 
 

@@ -19,8 +19,10 @@ from mailstack.material.pki import (
     CertificateAuthority,
     ServerCertificate,
     generate_ca,
+    generate_client_certificate,
     issue_server_certificate,
     load_ca,
+    load_client_certificate,
     load_server_certificate,
     needs_renewal,
 )
@@ -222,3 +224,54 @@ def test_needs_renewal(ca: CertificateAuthority, server: ServerCertificate) -> N
 def test_naive_times_are_taken_as_utc(ca: CertificateAuthority) -> None:
     naive = issue_server_certificate(ca, NAMES, NOW.replace(tzinfo=None))
     assert naive.not_after == datetime(2025, 5, 30, 12, 0, tzinfo=UTC)
+
+
+# --- the MDA's client certificate -------------------------------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
+def test_client_certificate_fingerprint_is_the_sha256_of_its_public_key_as_openssl_computes_it(
+    tmp_path: Path,
+) -> None:
+    client = generate_client_certificate("example-com-mda", NOW)
+    (tmp_path / "client.crt").write_text(client.cert_pem)
+    spki = subprocess.run(
+        ["openssl", "x509", "-in", tmp_path / "client.crt", "-noout", "-pubkey"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    der = subprocess.run(
+        ["openssl", "pkey", "-pubin", "-outform", "DER"],
+        input=spki,
+        check=True,
+        capture_output=True,
+    ).stdout
+    digest = subprocess.run(
+        ["openssl", "dgst", "-sha256", "-c", "-hex"], input=der, check=True, capture_output=True
+    ).stdout.decode()
+    assert client.public_key_fingerprint() == digest.split()[-1].upper()
+    assert len(client.public_key_fingerprint().split(":")) == 32
+
+
+def test_client_certificate_is_self_signed_for_client_auth_only() -> None:
+    client = generate_client_certificate("example-com-mda", NOW, random_bytes=_random(3).randbytes)
+    cert = client.certificate
+    assert cert.issuer == cert.subject
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "example-com-mda"
+    cert.verify_directly_issued_by(cert)
+    assert not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(usages) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+    assert cert.not_valid_before_utc < NOW < cert.not_valid_after_utc
+    assert cert.not_valid_after_utc - NOW > timedelta(days=3600)
+
+
+def test_stored_client_certificate_loads_back_and_a_foreign_key_is_refused() -> None:
+    first = generate_client_certificate("example-com-mda", NOW)
+    second = generate_client_certificate("example-com-mda", NOW)
+    assert load_client_certificate(first.cert_pem.encode(), first.key_pem.encode()) == first
+    assert first.public_key_fingerprint() != second.public_key_fingerprint()
+    with pytest.raises(MaterialError, match="does not belong"):
+        load_client_certificate(first.cert_pem, second.key_pem)
+    with pytest.raises(MaterialError, match="not a PEM"):
+        load_client_certificate("junk", first.key_pem)

@@ -127,6 +127,8 @@ def test_first_resolve_generates_everything(first: Material) -> None:
     assert alice is not None and verify_password("correct horse", alice)
     assert bob is not None and verify_password("bättery stäple", bob)
     assert first.relay_credentials is None
+    assert first.mda_client is not None
+    assert first.mda_client.certificate.subject.rfc4514_string() == "CN=example-mda"
 
 
 def test_second_resolve_reuses_everything(first: Material, rendered: dict[str, Secret]) -> None:
@@ -205,9 +207,13 @@ def test_damaged_operator_secrets_are_regenerated(
     secrets["example-tls"] = _secret(
         "example-tls", **{"tls.crt": b"garbage", "tls.key": b"", "ca.crt": b""}
     )
+    secrets["example-mda-client"] = _secret(
+        "example-mda-client", **{"tls.crt": b"garbage", "tls.key": b"garbage"}
+    )
     material, problems = _resolve(secrets=secrets)
     assert problems == []
     assert material.dkim != first.dkim and material.tls != first.tls
+    assert material.mda_client is not None and material.mda_client != first.mda_client
     assert material.ca == first.ca
 
 

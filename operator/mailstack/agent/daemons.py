@@ -151,7 +151,12 @@ def postfix() -> Daemon:
     return Daemon(
         name="postfix",
         command=[POSTFIX_MASTER, "-c", layout.POSTFIX_CONFIG_DIR, "-s"],
-        watched=[layout.POSTFIX_CONFIG_DIR, layout.USERS_DIR, layout.TLS_DIR],
+        watched=[
+            layout.POSTFIX_CONFIG_DIR,
+            layout.USERS_DIR,
+            layout.TLS_DIR,
+            layout.MDA_CLIENT_DIR,
+        ],
         prepare=_prepare_postfix,
         reload=_reload_postfix,
         probes=enabled,
@@ -218,7 +223,7 @@ def dovecot() -> Daemon:
         command=["dovecot", "-F", "-c", DOVECOT_CONF],
         # Not the passwd-file nor the users' Sieve scripts: Dovecot reads them on use. A reload
         # restarts the auth service and drops Postfix's connections to it (one 454 each).
-        watched=[layout.DOVECOT_CONFIG_DIR, layout.TLS_DIR],
+        watched=[layout.DOVECOT_CONFIG_DIR, layout.TLS_DIR, layout.MDA_CLIENT_DIR],
         prepare=_prepare_dovecot_all,
         reload=_reload_dovecot,
         probes=[probe_banner(layout.LMTP_PORT.number, b"220 ")],

@@ -81,7 +81,7 @@ def served_domain(maildomain: Mapping[str, Any]) -> str | None:
 def material_secret_names(name: str) -> list[str]:
     """The operator-owned Secrets the material is read back from (see ``material.resolve``)."""
     names = layout.object_names(name)
-    return [names["dkim"], names["ca"], names["tls"], names["users"]]
+    return [names["dkim"], names["ca"], names["tls"], names["users"], names["mda_client"]]
 
 
 def referenced_secret_names(

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from mailstack.material.dkim import DkimKey
 from mailstack.material.errors import MaterialError
-from mailstack.material.pki import CertificateAuthority, ServerCertificate
+from mailstack.material.pki import CertificateAuthority, ClientCertificate, ServerCertificate
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,9 @@ class Material:
     password_hashes: tuple[tuple[str, str], ...] = field(default=())
     # Relay credentials (username, password) from the referenced Secret, if a relay is set.
     relay_credentials: tuple[str, str] | None = None
+    # What Dovecot presents to Postfix to send mail written by Sieve scripts; without it the
+    # render keeps those actions off.
+    mda_client: ClientCertificate | None = None
 
     def password_hash(self, address: str) -> str | None:
         return dict(self.password_hashes).get(address)
@@ -35,6 +38,7 @@ class Material:
 
 __all__ = [
     "CertificateAuthority",
+    "ClientCertificate",
     "DkimKey",
     "Material",
     "MaterialError",

@@ -1,8 +1,13 @@
-"""The internal CA and the server certificates it issues for Postfix and Dovecot.
+"""The internal CA and the server certificates it issues for Postfix and Dovecot, and the MDA's
+client certificate.
 
 One CA per MailDomain (issuer ``internal``): clients that must trust the service get ``ca.crt``.
 Certificates are short-lived (90 days) and reissued 30 days before they expire, when the names
 change, or when the CA changes, so the same code path is exercised often instead of once a decade.
+
+The MDA's client certificate is how Dovecot proves itself to Postfix when it sends mail that Sieve
+scripts write (redirects, vacation replies): self-signed, and trusted by the fingerprint of its
+public key alone, so no CA (ours or a public one) can mint another certificate Postfix accepts.
 All times come from the caller's ``now``; serial numbers from the caller's random source.
 """
 
@@ -37,15 +42,18 @@ _PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 
 @dataclass(frozen=True)
-class CertificateAuthority:
-    """A self-signed CA certificate and its private key, both PEM."""
-
+class _CertificateAndKey:
     cert_pem: str
     key_pem: str
 
     @property
     def certificate(self) -> x509.Certificate:
         return x509.load_pem_x509_certificate(self.cert_pem.encode("ascii"))
+
+
+@dataclass(frozen=True)
+class CertificateAuthority(_CertificateAndKey):
+    """A self-signed CA certificate and its private key, both PEM."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,49 @@ class ServerCertificate:
         return _san_names(self.certificate)
 
 
+@dataclass(frozen=True)
+class ClientCertificate(_CertificateAndKey):
+    """A self-signed TLS client certificate and its key, both PEM."""
+
+    def public_key_fingerprint(self) -> str:
+        """SHA-256 of the DER SubjectPublicKeyInfo, as Postfix writes it with
+        ``smtpd_tls_fingerprint_digest = sha256`` (colon-separated upper-case hex)."""
+        spki = self.certificate.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        digest = hashes.Hash(hashes.SHA256())
+        digest.update(spki)
+        return ":".join(f"{byte:02X}" for byte in digest.finalize())
+
+
+def generate_client_certificate(
+    common_name: str, now: datetime, random_bytes: RandomBytes = os.urandom
+) -> ClientCertificate:
+    """A new self-signed ECDSA client certificate, valid for 10 years.
+
+    Trust comes from the pinned public key, not from the dates: the long validity only keeps TLS
+    libraries that look at them from refusing to send it.
+    """
+    key = _generate_key("ecdsa-p256")
+    cert = (
+        _self_signed(key, common_name, now, random_bytes)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage(digital_signature=True), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return ClientCertificate(_cert_pem(cert), _key_pem(key))
+
+
+def load_client_certificate(cert_pem: str | bytes, key_pem: str | bytes) -> ClientCertificate:
+    """A stored client certificate, checked: both parse and the key belongs to the certificate."""
+    cert_text, key_text = _text(cert_pem), _text(key_pem)
+    cert = _load_cert(cert_text, "client certificate")
+    key = _load_key(key_text, "client private key")
+    _check_pair(cert, key, "client certificate")
+    return ClientCertificate(cert_text, key_text)
+
+
 def generate_ca(
     common_name: str,
     now: datetime,
@@ -74,34 +125,13 @@ def generate_ca(
     random_bytes: RandomBytes = os.urandom,
 ) -> CertificateAuthority:
     """A new self-signed CA, valid for 10 years, that may only sign end-entity certificates."""
-    now = _utc_seconds(now)
     key = _generate_key(key_type)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name[:_CN_MAX])])
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(_serial(random_bytes))
-        .not_valid_before(now - CLOCK_SKEW)
-        .not_valid_after(now + CA_VALIDITY)
+        _self_signed(key, common_name, now, random_bytes)
         # pathlen 0: this CA issues server certificates only, never intermediate CAs.
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage(key_cert_sign=True), critical=True)
         .add_extension(ski, critical=False)
         .sign(key, hashes.SHA256())
     )
@@ -138,19 +168,9 @@ def issue_server_certificate(
         .not_valid_after(now + SERVER_VALIDITY)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                # RSA key transport (TLS 1.2 RSA kx) needs keyEncipherment; ECDSA keys cannot
-                # encipher, and some validators reject the bit on them.
-                key_encipherment=is_rsa,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            # RSA key transport (TLS 1.2 RSA kx) needs keyEncipherment; ECDSA keys cannot
+            # encipher, and some validators reject the bit on them.
+            _key_usage(digital_signature=True, key_encipherment=is_rsa),
             critical=True,
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
@@ -231,6 +251,40 @@ def needs_renewal(
     except (ValueError, TypeError, InvalidSignature):
         return True
     return False
+
+
+def _self_signed(
+    key: _PrivateKey, common_name: str, now: datetime, random_bytes: RandomBytes
+) -> x509.CertificateBuilder:
+    """A 10-year certificate of ``key`` naming ``common_name`` as subject and issuer."""
+    now = _utc_seconds(now)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name[:_CN_MAX])])
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(_serial(random_bytes))
+        .not_valid_before(now - CLOCK_SKEW)
+        .not_valid_after(now + CA_VALIDITY)
+    )
+
+
+def _key_usage(
+    *, digital_signature: bool = False, key_encipherment: bool = False, key_cert_sign: bool = False
+) -> x509.KeyUsage:
+    """keyUsage with the given bits; a CA's certificate signing comes with CRL signing."""
+    return x509.KeyUsage(
+        digital_signature=digital_signature,
+        content_commitment=False,
+        key_encipherment=key_encipherment,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=key_cert_sign,
+        crl_sign=key_cert_sign,
+        encipher_only=False,
+        decipher_only=False,
+    )
 
 
 def _generate_key(key_type: KeyType) -> _PrivateKey:

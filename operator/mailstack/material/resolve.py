@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from typing import TypeVar
 
 from mailstack.api.assemble import MailService
 from mailstack.api.errors import FieldError, Problem
@@ -25,15 +26,19 @@ from mailstack.material.errors import MaterialError
 from mailstack.material.passwords import DEFAULT_ROUNDS, parse_passwd_file, password_hash
 from mailstack.material.pki import (
     CertificateAuthority,
+    ClientCertificate,
     ServerCertificate,
     generate_ca,
+    generate_client_certificate,
     issue_server_certificate,
     load_ca,
+    load_client_certificate,
     load_server_certificate,
     needs_renewal,
 )
 
 RandomBytes = Callable[[int], bytes]
+_Pair = TypeVar("_Pair", CertificateAuthority, ClientCertificate)
 
 # Names of the operator-owned Secrets and their keys (``<name>`` is the MailDomain's name).
 CA_CERT_KEY = "ca.crt"
@@ -62,6 +67,10 @@ def tls_secret_name(name: str) -> str:
 
 def users_secret_name(name: str) -> str:
     return f"{name}-users"
+
+
+def mda_client_secret_name(name: str) -> str:
+    return f"{name}-mda-client"
 
 
 def tls_names(domain: MailDomain) -> list[str]:
@@ -96,12 +105,14 @@ def resolve_material(
         ca=ca,
         password_hashes=tuple(sorted(hashes.items())),
         relay_credentials=relay,
+        mda_client=_resolve_mda_client(dom, secrets, now, random_bytes),
     )
     return material, problems
 
 
 def material_secrets(name: str, material: Material) -> dict[str, dict[str, bytes]]:
-    """The data of the ``<name>-dkim``, ``<name>-ca`` and ``<name>-tls`` Secrets to render.
+    """The data of the ``<name>-dkim``, ``<name>-ca``, ``<name>-tls`` and ``<name>-mda-client``
+    Secrets to render.
 
     Exactly the layout ``resolve_material`` reads back. The DKIM key is stored in the form rspamd
     loads (``DkimKey.rspamd_private_key``), so the Secret can be mounted as rspamd's key file.
@@ -124,6 +135,11 @@ def material_secrets(name: str, material: Material) -> dict[str, dict[str, bytes
             TLS_KEY_KEY: material.tls.key_pem.encode("ascii"),
             CA_CERT_KEY: material.tls.ca_pem.encode("ascii"),
         }
+    if material.mda_client is not None:
+        result[mda_client_secret_name(name)] = {
+            TLS_CERT_KEY: material.mda_client.cert_pem.encode("ascii"),
+            TLS_KEY_KEY: material.mda_client.key_pem.encode("ascii"),
+        }
     return result
 
 
@@ -140,17 +156,42 @@ def _resolve_dkim(dom: MailDomain, secrets: Mapping[str, Secret]) -> DkimKey:
     return generate_dkim_key(selector, algorithm)
 
 
+def _stored_pair(
+    secrets: Mapping[str, Secret],
+    name: str,
+    keys: tuple[str, str],
+    load: Callable[[bytes, bytes], _Pair],
+) -> _Pair | None:
+    """A certificate and key kept in Secret ``name``, or None when missing or damaged (then a
+    new pair is generated)."""
+    cert, key = _get(secrets, name, keys[0]), _get(secrets, name, keys[1])
+    if cert is None or key is None:
+        return None
+    try:
+        return load(cert, key)
+    except MaterialError:
+        return None
+
+
 def _resolve_ca(
     dom: MailDomain, secrets: Mapping[str, Secret], now: datetime, random_bytes: RandomBytes
 ) -> CertificateAuthority:
-    name = ca_secret_name(dom.name)
-    cert, key = _get(secrets, name, CA_CERT_KEY), _get(secrets, name, CA_KEY_KEY)
-    if cert is not None and key is not None:
-        try:
-            return load_ca(cert, key)
-        except MaterialError:
-            pass
+    keys = (CA_CERT_KEY, CA_KEY_KEY)
+    stored = _stored_pair(secrets, ca_secret_name(dom.name), keys, load_ca)
+    if stored is not None:
+        return stored
     return generate_ca(f"mailstack CA for {dom.domain}", now, random_bytes=random_bytes)
+
+
+def _resolve_mda_client(
+    dom: MailDomain, secrets: Mapping[str, Secret], now: datetime, random_bytes: RandomBytes
+) -> ClientCertificate:
+    # A new pair gets its fingerprint pinned by the same render, so Postfix and Dovecot agree.
+    keys = (TLS_CERT_KEY, TLS_KEY_KEY)
+    stored = _stored_pair(secrets, mda_client_secret_name(dom.name), keys, load_client_certificate)
+    if stored is not None:
+        return stored
+    return generate_client_certificate(f"{dom.name}-mda", now, random_bytes=random_bytes)
 
 
 def _resolve_tls(

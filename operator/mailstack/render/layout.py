@@ -14,6 +14,7 @@ RSPAMD_CONFIG_DIR = "/etc/mailstack/rspamd"
 USERS_DIR = "/etc/mailstack/users"
 TLS_DIR = "/etc/mailstack/tls"
 DKIM_DIR = "/etc/mailstack/dkim"
+MDA_CLIENT_DIR = "/etc/mailstack/mda-client"
 SIEVE_DIR = "/etc/mailstack/sieve"
 
 # Writable state.
@@ -38,6 +39,12 @@ VIRTUAL_MAILBOXES = f"{USERS_DIR}/virtual_mailboxes"
 VIRTUAL_ALIASES = f"{USERS_DIR}/virtual_aliases"
 SENDER_LOGINS = f"{USERS_DIR}/sender_logins"
 RELAY_PASSWORDS = f"{USERS_DIR}/relay_passwords"
+MDA_CLIENT_CERT = f"{MDA_CLIENT_DIR}/tls.crt"
+MDA_CLIENT_KEY = f"{MDA_CLIENT_DIR}/tls.key"
+MDA_CLIENT_CERTS = f"{MDA_CLIENT_DIR}/clientcerts"  # the fingerprint map, in the MTA pod
+# The login Postfix reports to rspamd for mail that Sieve scripts send (a milter macro on the
+# mda-submit port). Not an address, so no user can log in with it.
+SIEVE_LOGIN = "mailstack-sieve"
 
 # Folders whose messages Dovecot deletes once they were saved this many days ago. The renderer
 # sets them as the folders' autoexpunge (applied when an IMAP or POP3 session ends); the agent
@@ -82,6 +89,9 @@ PUBLIC_PORTS: tuple[Port, ...] = (
 )
 LMTP_PORT = Port("lmtp", 24, "mda")
 SASL_PORT = Port("sasl", 12345, "mda")
+# Where Dovecot hands Postfix the mail that Sieve scripts send (redirects, vacation replies),
+# showing its client certificate; on the internal ``<name>-mta`` Service, for the MDA pods only.
+MDA_SUBMIT_PORT = Port("mda-submit", 10587, "mta")
 # Health endpoints of the agents; the containers of one pod share a network namespace.
 HEALTH_PORTS = {"postfix": 9101, "rspamd": 9102, "dovecot": 9103}
 
@@ -91,6 +101,7 @@ def object_names(name: str) -> dict[str, str]:
     return {
         "service": name,
         "mda_service": f"{name}-mda",
+        "mta_service": f"{name}-mta",
         "mta": f"{name}-mta",
         "mda": f"{name}-mda",
         "postfix_config": f"{name}-postfix",
@@ -101,6 +112,7 @@ def object_names(name: str) -> dict[str, str]:
         "tls": f"{name}-tls",
         "ca": f"{name}-ca",
         "dkim": f"{name}-dkim",
+        "mda_client": f"{name}-mda-client",
         "service_account": name,
         "pdb": name,
         "dns_endpoint": f"{name}-dns",  # externalDNS provider only

@@ -2,13 +2,16 @@
 
 The public Service selects both pods and uses named target ports, so each port's endpoints are
 exactly the pods that declare it (SMTP → MTA, IMAP/POP3/ManageSieve → MDA). LMTP and SASL live on
-the internal ``<name>-mda`` Service, and the NetworkPolicy admits only the MTA pods to them.
+the internal ``<name>-mda`` Service, and the NetworkPolicy admits only the MTA pods to them; the
+port where Dovecot hands Postfix the mail Sieve scripts send lives on the internal ``<name>-mta``
+Service, for the MDA pods only (and Postfix relays there only for Dovecot's client certificate).
 """
 
 from __future__ import annotations
 
 from mailstack.api.assemble import MailService
 from mailstack.render import layout
+from mailstack.render.layout import Port
 from mailstack.render.objects import Obj, metadata, selector_labels
 from mailstack.render.workloads import enabled_public_ports
 
@@ -35,22 +38,31 @@ def render_public_service(service: MailService) -> Obj:
     return {"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": spec}
 
 
-def render_mda_service(service: MailService) -> Obj:
+def _internal_service(service: MailService, name: str, component: str, ports: list[Port]) -> Obj:
     domain = service.domain
-    names = layout.object_names(domain.name)
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": metadata(domain, names["mda_service"], "mda"),
+        "metadata": metadata(domain, name, component),
         "spec": {
             "type": "ClusterIP",
-            "selector": selector_labels(domain, "mda"),
+            "selector": selector_labels(domain, component),
             "ports": [
                 {"name": p.name, "port": p.number, "targetPort": p.name, "protocol": "TCP"}
-                for p in (layout.LMTP_PORT, layout.SASL_PORT)
+                for p in ports
             ],
         },
     }
+
+
+def render_mda_service(service: MailService) -> Obj:
+    name = layout.object_names(service.domain.name)["mda_service"]
+    return _internal_service(service, name, "mda", [layout.LMTP_PORT, layout.SASL_PORT])
+
+
+def render_mta_service(service: MailService) -> Obj:
+    name = layout.object_names(service.domain.name)["mta_service"]
+    return _internal_service(service, name, "mta", [layout.MDA_SUBMIT_PORT])
 
 
 def _tcp(ports: list[str | int]) -> list[Obj]:
@@ -71,7 +83,13 @@ def render_network_policies(service: MailService) -> list[Obj]:
         "spec": {
             "podSelector": {"matchLabels": selector_labels(domain, "mta")},
             "policyTypes": ["Ingress"],
-            "ingress": [{"ports": _tcp(mta_public)}],
+            "ingress": [
+                {"ports": _tcp(mta_public)},
+                {
+                    "from": [{"podSelector": {"matchLabels": selector_labels(domain, "mda")}}],
+                    "ports": _tcp([layout.MDA_SUBMIT_PORT.name]),
+                },
+            ],
         },
     }
     policies.append(mta_policy)

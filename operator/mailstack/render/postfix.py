@@ -19,6 +19,7 @@ def _paths() -> dict[str, str]:
         "tls_cert": layout.TLS_CERT,
         "tls_key": layout.TLS_KEY,
         "milter_socket": layout.MILTER_SOCKET,
+        "mda_clientcerts": layout.MDA_CLIENT_CERTS,
     }
 
 
@@ -38,11 +39,27 @@ def render_postfix_main_cf(service: MailService) -> str:
         relay_auth=bool(domain.relay and domain.relay.credentials_secret),
         # rspamd always runs: it signs outbound mail even when spam filtering is off.
         milter=True,
+        sieve_login=layout.SIEVE_LOGIN,
+    )
+
+
+def render_postfix_mda_clientcerts(service: MailService, fingerprint: str) -> str:
+    """The ``relay_clientcerts`` map: the public key fingerprint of Dovecot's client certificate
+    (``ClientCertificate.public_key_fingerprint``), the only one the mda-submit port relays for."""
+    names = layout.object_names(service.domain.name)
+    return (
+        "# Public key (SHA-256) of the MDA's client certificate: Postfix relays the mail that\n"
+        "# Sieve scripts send (redirects, vacation replies) for this key only.\n"
+        f"{fingerprint} {names['mda']}\n"
     )
 
 
 def render_postfix_master_cf(service: MailService) -> str:
-    return render_template("postfix/master.cf.j2", domain=service.domain)
+    return render_template(
+        "postfix/master.cf.j2",
+        domain=service.domain,
+        mda_submit_port=layout.MDA_SUBMIT_PORT.number,
+    )
 
 
 def render_postfix_config(service: MailService) -> dict[str, str]:

@@ -57,6 +57,7 @@ def render_rspamd_config(service: MailService) -> dict[str, str]:
         "spam": domain.spam,
         "resolvers": domain.resolvers,
         "paths": {"milter_socket": layout.MILTER_SOCKET},
+        "sieve_login": layout.SIEVE_LOGIN,
         "dkim_key_path": f"{layout.DKIM_DIR}/{dkim_key_file(domain.dkim.selector)}",
     }
     files = {name: render_template(f"rspamd/{name}.j2", **context) for name in RSPAMD_FILES}

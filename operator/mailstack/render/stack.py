@@ -15,11 +15,12 @@ from mailstack.render import layout
 from mailstack.render.dovecot import render_dovecot_config
 from mailstack.render.network import (
     render_mda_service,
+    render_mta_service,
     render_network_policies,
     render_public_service,
 )
 from mailstack.render.objects import Obj, RenderOptions, checksum, metadata, selector_labels
-from mailstack.render.postfix import render_postfix_config
+from mailstack.render.postfix import render_postfix_config, render_postfix_mda_clientcerts
 from mailstack.render.rspamd import dkim_key_file, render_rspamd_config
 from mailstack.render.templating import RenderError
 from mailstack.render.users import render_sieve_scripts, render_users_secret_data
@@ -102,6 +103,25 @@ def render_tls_objects(service: MailService, material: Material) -> list[Obj]:
     ]
 
 
+def render_mda_client_secret(service: MailService, material: Material) -> Obj:
+    """Dovecot's client certificate and key (mounted in the MDA pod), and the map of its public
+    key fingerprint that Postfix trusts (mounted in the MTA pod)."""
+    client = material.mda_client
+    if client is None:
+        raise RenderError(f"{service.domain.ref}: no client certificate for the MDA")
+    names = layout.object_names(service.domain.name)
+    return _secret(
+        service,
+        names["mda_client"],
+        "mda",
+        {
+            "tls.crt": client.cert_pem,
+            "tls.key": client.key_pem,
+            "clientcerts": render_postfix_mda_clientcerts(service, client.public_key_fingerprint()),
+        },
+    )
+
+
 def render_stack(
     service: MailService, material: Material, options: RenderOptions | None = None
 ) -> list[Obj]:
@@ -140,8 +160,10 @@ def render_stack(
             },
         ),
         *render_tls_objects(service, material),
+        render_mda_client_secret(service, material),
         render_public_service(service),
         render_mda_service(service),
+        render_mta_service(service),
         render_mta_statefulset(
             service,
             options,

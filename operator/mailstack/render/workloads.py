@@ -210,11 +210,15 @@ def render_mta_statefulset(
     postfix = _container(
         "postfix",
         options,
-        [_port(p.name, p.number) for p in mta_ports],
+        [
+            *[_port(p.name, p.number) for p in mta_ports],
+            _port(layout.MDA_SUBMIT_PORT.name, layout.MDA_SUBMIT_PORT.number),
+        ],
         [
             _mount("postfix-config", layout.POSTFIX_CONFIG_DIR),
             _mount("users", layout.USERS_DIR),
             _mount("tls", layout.TLS_DIR),
+            _mount("mda-client", layout.MDA_CLIENT_DIR),
             _mount("queue", layout.QUEUE_VOLUME, read_only=False),
             _mount("postfix-data", layout.POSTFIX_DATA_DIR, read_only=False),
             _mount("milter", layout.MILTER_DIR, read_only=False),
@@ -245,6 +249,8 @@ def render_mta_statefulset(
         _config_map_volume("rspamd-config", names["rspamd_config"]),
         _secret_volume("users", names["users"], user_keys),
         _secret_volume("tls", names["tls"], ["tls.crt", "tls.key", "ca.crt"]),
+        # The public key fingerprint Postfix trusts, not the key.
+        _secret_volume("mda-client", names["mda_client"], ["clientcerts"]),
         _secret_volume("dkim", names["dkim"]),
         _empty_dir("postfix-data"),
         _empty_dir("milter"),
@@ -282,6 +288,7 @@ def render_mda_statefulset(
             _mount("users", layout.USERS_DIR),
             _mount("sieve", layout.SIEVE_DIR),
             _mount("tls", layout.TLS_DIR),
+            _mount("mda-client", layout.MDA_CLIENT_DIR),
             _mount("mail", layout.MAIL_DIR, read_only=False),
             _mount("dovecot-state", layout.DOVECOT_STATE_DIR, read_only=False),
             _mount("dovecot-run", layout.DOVECOT_RUN_DIR, read_only=False),
@@ -304,6 +311,7 @@ def render_mda_statefulset(
         _config_map_volume("sieve", names["sieve"]),
         _secret_volume("users", names["users"], ["passwd"]),
         _secret_volume("tls", names["tls"], ["tls.crt", "tls.key", "ca.crt"]),
+        _secret_volume("mda-client", names["mda_client"], ["tls.crt", "tls.key"]),
         _empty_dir("dovecot-state"),
         _empty_dir("dovecot-run", memory=True),
         _empty_dir("tmp"),
