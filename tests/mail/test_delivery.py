@@ -443,6 +443,29 @@ def test_a_sieve_redirect_and_a_vacation_reply_leave_through_postfix_and_the_rep
         remove_sieve_script(stack, "erin", "away")
 
 
+def test_a_redirect_is_not_signed_again_with_our_key(stack: Stack) -> None:
+    """Our key vouches for what users send and for the vacation replies the server writes for
+    them. A redirect passes someone else's message on: signed here, a forgery in our domain's
+    name that reached an INBOX would leave vouched for. bob's signed mail, redirected by erin,
+    leaves with bob's one signature, still valid."""
+    carol = f"carol-{secrets.token_hex(4)}@example.net"
+    activate_sieve_script(stack, "erin", "onward", f'redirect "{carol}";\r\n')
+    try:
+        subject = token("for carol")
+        raw = text_message(subject, "erin@example.com", sender="bob@example.com")
+        send(stack, "erin@example.com", raw, sender="bob@example.com", port="submission")
+        stack.wait_for_sink(lambda m: m["X-Sink-Rcpt-To"] == carol)
+        wire = next(
+            without_sink_envelope(r)
+            for r in stack.sink_raw_messages()
+            if f"X-Sink-Rcpt-To: {carol}".encode() in r
+        )
+        assert len(email.message_from_bytes(wire).get_all("DKIM-Signature") or []) == 1
+        assert dkim.verify(wire, dnsfunc=txt_lookup(stack.internet.ip))
+    finally:
+        remove_sieve_script(stack, "erin", "onward")
+
+
 # What the mda-submit port answers a client inside the MDA pod, by the certificate it shows.
 MDA_SUBMIT_PROBE = """
 import smtplib, ssl, sys, tempfile, os

@@ -20,6 +20,7 @@ RSPAMD_FILES = (
     "milter_headers.conf",
     "multimap.conf",
     "options.inc",
+    "settings.conf",
     "worker-controller.inc",
     "worker-fuzzy.inc",
     "worker-normal.inc",
