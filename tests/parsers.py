@@ -312,7 +312,8 @@ def parse_passwd_file(text: str, *, allow_short: bool = False) -> list[PasswdEnt
 # --- rspamd (UCL) ----------------------------------------------------------------------------
 
 _UCL_SECTION = re.compile(r'^([A-Za-z0-9_.-]+)(?: "([^"\\]*)")? \{$')
-_UCL_SETTING = re.compile(r"^([A-Za-z0-9_]+) = (.+);$")
+# A key is a name or a quoted string (a header name, an action with a space).
+_UCL_SETTING = re.compile(r'^([A-Za-z0-9_]+|"[A-Za-z0-9_ -]+") = (.+);$')
 _UCL_BARE = re.compile(r"^[A-Za-z0-9_.:/+-]+$")
 _UCL_STRING = re.compile(r'^"(?:[^"\\\x00-\x1f]|\\.)*"$')
 

@@ -396,8 +396,8 @@ def test_a_sieve_redirect_and_a_vacation_reply_leave_through_postfix_and_the_rep
     stack: Stack,
 ) -> None:
     """Dovecot hands what a script sends to Postfix's mda-submit port (its client certificate
-    is what lets it relay): the redirect keeps its From: and leaves with the user as envelope
-    sender; the vacation reply leaves with the null sender, from the user, DKIM-signed."""
+    is what lets it relay): the redirect as it came (From: and envelope sender); the vacation
+    reply from the user, with the user as envelope sender, DKIM-signed."""
     carol = f"carol-{secrets.token_hex(4)}@example.net"
     friend = f"friend-{secrets.token_hex(4)}@example.net"
     script = (
@@ -414,11 +414,13 @@ def test_a_sieve_redirect_and_a_vacation_reply_leave_through_postfix_and_the_rep
         redirected = stack.wait_for_sink(lambda m: m["X-Sink-Rcpt-To"] == carol)
         assert redirected["Subject"] == subject
         assert redirected["From"] == friend
-        assert redirected["X-Sink-Mail-From"] == "erin@example.com"
+        assert redirected["X-Sink-Mail-From"] == friend  # its own, as forwardTo keeps it
+        assert redirected["DKIM-Signature"] is None  # not ours to vouch for
 
         reply = stack.wait_for_sink(lambda m: m["X-Sink-Rcpt-To"] == friend)
-        assert reply["X-Sink-Mail-From"] == ""
+        assert reply["X-Sink-Mail-From"] == "erin@example.com"
         assert reply["Subject"] == "Away"
+        assert str(reply["Auto-Submitted"]).startswith("auto-replied")
         assert "erin@example.com" in reply["From"]
         original_id = re.search(rb"^Message-ID: (.+?)\r?$", raw, re.M | re.I)
         assert original_id and reply["In-Reply-To"] == original_id.group(1).decode()
@@ -441,6 +443,64 @@ def test_a_sieve_redirect_and_a_vacation_reply_leave_through_postfix_and_the_rep
         assert len(replies) == 1, [m["Subject"] for m in replies]
     finally:
         remove_sieve_script(stack, "erin", "away")
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        'vacation :from "alice@example.com" "Not me.";',
+        "vacation :mime text:\r\nFrom: alice@example.com\r\n"
+        "Content-Type: text/plain\r\n\r\nNot me either.\r\n.\r\n;",
+    ],
+    ids=["from", "mime-header"],
+)
+def test_a_vacation_reply_in_another_users_name_is_not_sent(stack: Stack, script: str) -> None:
+    """A script's vacation :from may name any address, and :mime may add headers; our key would
+    sign the reply under them. rspamd holds vacation replies to the sender rules of submission,
+    so nothing leaves; the message itself is delivered."""
+    friend = f"friend-{secrets.token_hex(4)}@example.net"
+    activate_sieve_script(stack, "erin", "forged", f'require "vacation";\r\n{script}\r\n')
+    try:
+        subject = token("who answers")
+        raw = text_message(subject, "erin@example.com", sender=friend)
+        send(stack, "erin@example.com", raw, sender=friend)
+        stack.wait_for_subject("erin", subject)
+        refused = stack.wait_for_log(MTA, "postfix", "milter-reject", f"to=<{friend}>")
+        assert "5.7.1 The From: header must" in refused or "appears twice" in refused, refused
+        assert not [m for m in stack.sink_messages() if m["X-Sink-Rcpt-To"] == friend]
+    finally:
+        remove_sieve_script(stack, "erin", "forged")
+
+
+def test_sieve_notify_is_not_offered(stack: Stack) -> None:
+    # enotify's mailto :from would set the envelope sender and From: to any address.
+    client = ManageSieve(stack)
+    try:
+        assert client.login("erin")[-1].startswith(b"OK"), "login refused"
+        sieve = next(line for line in client.capabilities if line.startswith(b'"SIEVE"'))
+        assert b"vacation" in sieve and b"enotify" not in sieve, sieve
+        script = 'require "enotify";\r\nnotify "mailto:carol@example.net";\r\n'
+        assert client.putscript("notify", script)[-1].startswith(b"NO")
+    finally:
+        client.close()
+
+
+def test_a_sieve_reject_notifies_the_sender_from_postmaster_unsigned(stack: Stack) -> None:
+    friend = f"friend-{secrets.token_hex(4)}@example.net"
+    activate_sieve_script(stack, "erin", "refuse", 'require "reject";\r\nreject "no thanks";\r\n')
+    try:
+        subject = token("take this")
+        raw = text_message(subject, "erin@example.com", sender=friend)
+        send(stack, "erin@example.com", raw, sender=friend)
+        notice = stack.wait_for_sink(lambda m: m["X-Sink-Rcpt-To"] == friend)
+        assert notice["X-Sink-Mail-From"] == ""
+        assert "postmaster@example.com" in str(notice["From"])
+        assert str(notice["Auto-Submitted"]).startswith("auto-replied")
+        assert notice["DKIM-Signature"] is None
+        assert "no thanks" in notice.as_string()
+        assert subject not in subjects(stack, "erin")
+    finally:
+        remove_sieve_script(stack, "erin", "refuse")
 
 
 def test_a_redirect_is_not_signed_again_with_our_key(stack: Stack) -> None:
