@@ -503,16 +503,21 @@ def test_a_sieve_reject_notifies_the_sender_from_postmaster_unsigned(stack: Stac
         remove_sieve_script(stack, "erin", "refuse")
 
 
-def test_a_redirect_is_not_signed_again_with_our_key(stack: Stack) -> None:
+@pytest.mark.parametrize(
+    "extra", ["", "Auto-Submitted: auto-replied (vacation)\r\n"], ids=["plain", "as-vacation"]
+)
+def test_a_redirect_is_not_signed_again_with_our_key(stack: Stack, extra: str) -> None:
     """Our key vouches for what users send and for the vacation replies the server writes for
     them. A redirect passes someone else's message on: signed here, a forgery in our domain's
     name that reached an INBOX would leave vouched for. bob's signed mail, redirected by erin,
-    leaves with bob's one signature, still valid."""
+    leaves with bob's one signature, still valid; also when it looks like a vacation reply
+    (envelope sender and From: the same address of ours)."""
     carol = f"carol-{secrets.token_hex(4)}@example.net"
     activate_sieve_script(stack, "erin", "onward", f'redirect "{carol}";\r\n')
     try:
         subject = token("for carol")
         raw = text_message(subject, "erin@example.com", sender="bob@example.com")
+        raw = raw.replace(b"Subject:", extra.encode() + b"Subject:", 1)
         send(stack, "erin@example.com", raw, sender="bob@example.com", port="submission")
         stack.wait_for_sink(lambda m: m["X-Sink-Rcpt-To"] == carol)
         wire = next(
