@@ -451,8 +451,16 @@ def test_a_sieve_redirect_and_a_vacation_reply_leave_through_postfix_and_the_rep
         'vacation :from "alice@example.com" "Not me.";',
         "vacation :mime text:\r\nFrom: alice@example.com\r\n"
         "Content-Type: text/plain\r\n\r\nNot me either.\r\n.\r\n;",
+        # Dressed as a redirect: Dovecot's marks do not decide, the envelope sender does.
+        'vacation :from "alice@example.com" :mime text:\r\nX-Sieve-Redirected-From: x\r\n'
+        "Content-Type: text/plain\r\n\r\nStill not me.\r\n.\r\n;",
+        # A From: built at run time with a line break folds a second address into it.
+        'require ["variables", "encoded-character"];\r\n'
+        'set "f" "erin@example.com${hex:0d 0a}From: alice@example.com";\r\n'
+        'vacation :from "${f}" "Folded.";',
+        'vacation :from "\\"alice@example.com\\" <erin@example.com>" "Look-alike.";',
     ],
-    ids=["from", "mime-header"],
+    ids=["from", "mime-header", "as-redirect", "folded", "display-name"],
 )
 def test_a_vacation_reply_in_another_users_name_is_not_sent(stack: Stack, script: str) -> None:
     """A script's vacation :from may name any address, and :mime may add headers; our key would

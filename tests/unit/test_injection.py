@@ -462,9 +462,17 @@ def _with_plugin_settings(
     ]
 
 
+ENVELOPE_OURS_MAP = ("MAILSTACK_ENVELOPE_OURS", "map")
+
+
 def _normalise_rspamd(keys: list[tuple[tuple[str, ...], str]], domain: str) -> list[Any]:
+    """The domain as ``<domain>`` where it may stand: a section name (dkim_signing.conf) and
+    the one-entry map of multimap.conf's MAILSTACK_ENVELOPE_OURS."""
     return [
-        (tuple("<domain>" if part == domain else part for part in path), value)
+        (
+            tuple("<domain>" if part == domain else part for part in path),
+            '["<domain>"]' if path == ENVELOPE_OURS_MAP and value == f'["{domain}"]' else value,
+        )
         for path, value in keys
     ]
 
@@ -644,6 +652,7 @@ def check_rendered(r: Rendered) -> None:
             assert [k for k, _ in mine] == [k for k, _ in theirs], file
         else:
             assert mine == theirs, file
+    assert dict(parsed.rspamd["multimap.conf"])[ENVELOPE_OURS_MAP] == f'["{dom.domain}"]'
     dkim = dict(parsed.rspamd["dkim_signing.conf"])
     section = ("domain", dom.domain)
     assert ucl_string(dkim[(*section, "selector")]) == dom.dkim.selector
