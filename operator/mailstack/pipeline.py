@@ -18,7 +18,7 @@ from mailstack.api.documents import load_documents
 from mailstack.api.errors import Problem
 from mailstack.api.models import Secret
 from mailstack.material import Material
-from mailstack.material.resolve import resolve_material
+from mailstack.material.resolve import material_secret_names, resolve_material
 from mailstack.render.objects import Obj, RenderOptions
 from mailstack.render.stack import render_stack
 from mailstack.statedir import StateDir
@@ -61,11 +61,6 @@ def _with_sources(problems: list[Problem], sources: dict[str, str]) -> list[Prob
     ]
 
 
-def generated_secret_names(service: MailService) -> set[str]:
-    name = service.domain.name
-    return {f"{name}-dkim", f"{name}-tls", f"{name}-ca", f"{name}-users", f"{name}-mda-client"}
-
-
 def render_all(prepared: Prepared, options: RenderOptions | None = None) -> list[Obj]:
     objects: list[Obj] = []
     for service, material in prepared.services:
@@ -79,7 +74,8 @@ def save_state(state: StateDir, prepared: Prepared, objects: list[Obj]) -> None:
 
     wanted = set()
     for service, _ in prepared.services:
-        wanted |= {(service.domain.namespace, n) for n in generated_secret_names(service)}
+        namespace, name = service.domain.namespace, service.domain.name
+        wanted |= {(namespace, n) for n in material_secret_names(name)}
     for obj in objects:
         meta = obj["metadata"]
         if obj["kind"] == "Secret" and (meta["namespace"], meta["name"]) in wanted:

@@ -29,6 +29,7 @@ import pytest
 from mailstack.agent.daemons import DOVECOT_CONF, expunge_commands
 from mailstack.material.pki import generate_client_certificate
 from tests.mail.conftest import (
+    GTUBE,
     HOSTNAME,
     PASSWORDS,
     LineSocket,
@@ -628,7 +629,6 @@ def test_a_users_own_mail_is_never_marked_as_spam_but_spam_from_a_login_is_refus
         f"From: bob@example.com\r\nSubject: {subject}\r\nDate: {formatdate()}\r\n"
         f"Message-ID: {make_msgid(domain='example.com')}\r\nX-Spam-Flag: YES\r\n\r\nhello\r\n"
     ).encode()
-    gtube = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
     with stack.smtp("submission") as smtp:
         smtp.login("bob@example.com", PASSWORDS["bob"])
         for rcpt in (None, "alice@example.com", friend):
@@ -638,7 +638,7 @@ def test_a_users_own_mail_is_never_marked_as_spam_but_spam_from_a_login_is_refus
         assert code == 250, text
         match = re.search(rb"queued as ([0-9A-Za-z]+)", text)
         assert match, text
-        spam = raw.replace(b"hello", gtube.encode())
+        spam = raw.replace(b"hello", GTUBE.encode())
         with pytest.raises(smtplib.SMTPDataError) as refusal:
             smtp.sendmail("bob@example.com", ["alice@example.com", friend], spam)
     assert refusal.value.smtp_code == 554, refusal.value

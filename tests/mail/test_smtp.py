@@ -18,12 +18,10 @@ from email.utils import formatdate, make_msgid
 
 import pytest
 
-from tests.mail.conftest import HOSTNAME, Stack
+from tests.mail.conftest import GTUBE, HOSTNAME, Stack
 
 MTA = "example-com-mta-0"
 SENDER = "someone@example.net"
-# The GTUBE test string: every spam filter must reject it (rspamd: reject action).
-GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 
 
 def token(prefix: str) -> str:

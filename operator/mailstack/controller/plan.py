@@ -78,12 +78,6 @@ def served_domain(maildomain: Mapping[str, Any]) -> str | None:
     return value.strip().lower() if isinstance(value, str) and value.strip() else None
 
 
-def material_secret_names(name: str) -> list[str]:
-    """The operator-owned Secrets the material is read back from (see ``material.resolve``)."""
-    names = layout.object_names(name)
-    return [names["dkim"], names["ca"], names["tls"], names["users"], names["mda_client"]]
-
-
 def referenced_secret_names(
     maildomain: Mapping[str, Any], mailboxes: Sequence[Mapping[str, Any]]
 ) -> set[str]:

@@ -61,6 +61,7 @@ from mailstack.controller.status import Condition, domain_event_type, transition
 from mailstack.dns.errors import DnsError
 from mailstack.dns.providers.external_dns import dns_endpoint
 from mailstack.dns.records import desired_records
+from mailstack.material.resolve import material_secret_names
 from mailstack.render import layout
 from mailstack.render.objects import RenderOptions, selector_labels
 
@@ -173,7 +174,7 @@ class Reconciler:
 
         try:
             material_keys = [
-                (SECRET.api_version, SECRET.kind, n) for n in plan.material_secret_names(name)
+                (SECRET.api_version, SECRET.kind, n) for n in material_secret_names(name)
             ]
             live = await self._read_children(namespace, material_keys)
             user = await self._user_secrets(

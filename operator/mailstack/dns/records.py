@@ -77,14 +77,15 @@ SRV_SERVICES: tuple[tuple[str, int, int, str], ...] = (
     # Not RFC 6186 but RFC 5804 §1.8: where Sieve clients (ManageSieve) find the server.
     ("_sieve._tcp", 0, 4190, "managesieve"),
 )
+# What each record announces, and the RFC that defines it.
 _SRV_WHAT = {
-    "_submissions._tcp": "message submission over implicit TLS (RFC 8314)",
-    "_submission._tcp": "message submission with STARTTLS",
-    "_imaps._tcp": "IMAP over implicit TLS",
-    "_imap._tcp": "IMAP with STARTTLS",
-    "_pop3s._tcp": "POP3 over implicit TLS",
-    "_pop3._tcp": "POP3 with STARTTLS",
-    "_sieve._tcp": "ManageSieve with STARTTLS",
+    "_submissions._tcp": ("message submission over implicit TLS (RFC 8314)", "RFC 6186"),
+    "_submission._tcp": ("message submission with STARTTLS", "RFC 6186"),
+    "_imaps._tcp": ("IMAP over implicit TLS", "RFC 6186"),
+    "_imap._tcp": ("IMAP with STARTTLS", "RFC 6186"),
+    "_pop3s._tcp": ("POP3 over implicit TLS", "RFC 6186"),
+    "_pop3._tcp": ("POP3 with STARTTLS", "RFC 6186"),
+    "_sieve._tcp": ("ManageSieve with STARTTLS", "RFC 5804"),
 }
 
 # ACME directory host (suffix) -> the CA's CAA issuer domain name (RFC 8659 §4.2).
@@ -305,8 +306,7 @@ def desired_records(
         )
     protocols = domain.protocols
     for label, priority, port, switch in SRV_SERVICES:
-        what = _SRV_WHAT[label]
-        rfc = "RFC 5804" if label == "_sieve._tcp" else "RFC 6186"
+        what, rfc = _SRV_WHAT[label]
         if getattr(protocols, switch):
             value = f"{priority} 1 {port} {host}."
             why = f"{rfc} client autoconfiguration: {what} on {host}:{port}"

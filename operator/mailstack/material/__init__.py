@@ -28,8 +28,8 @@ class Material:
     password_hashes: tuple[tuple[str, str], ...] = field(default=())
     # Relay credentials (username, password) from the referenced Secret, if a relay is set.
     relay_credentials: tuple[str, str] | None = None
-    # What Dovecot presents to Postfix to send mail written by Sieve scripts; without it the
-    # render keeps those actions off.
+    # What Dovecot presents to Postfix to send mail written by Sieve scripts. Always resolved;
+    # the render refuses material without it.
     mda_client: ClientCertificate | None = None
 
     def password_hash(self, address: str) -> str | None:

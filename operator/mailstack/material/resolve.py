@@ -73,6 +73,17 @@ def mda_client_secret_name(name: str) -> str:
     return f"{name}-mda-client"
 
 
+def material_secret_names(name: str) -> list[str]:
+    """The operator-owned Secrets the material is read back from (and written to)."""
+    return [
+        dkim_secret_name(name),
+        ca_secret_name(name),
+        tls_secret_name(name),
+        users_secret_name(name),
+        mda_client_secret_name(name),
+    ]
+
+
 def tls_names(domain: MailDomain) -> list[str]:
     """The names the server certificate covers: the hostname (CN) first, then the domain."""
     return list(dict.fromkeys([domain.hostname, domain.domain]))
