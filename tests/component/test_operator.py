@@ -538,7 +538,7 @@ def test_storage_change_recreates_the_statefulset_and_keeps_the_volumes(
     (template,) = new["spec"]["volumeClaimTemplates"]
     assert template["spec"]["resources"]["requests"]["storage"] == "50Gi"
     assert {c["metadata"]["uid"] for c in api.list("persistentvolumeclaims")} == claims
-    domain = wait_ready(api, "example-org")
+    domain = wait_ready(api, "example-org", generation=2)
     assert domain["status"]["observedGeneration"] == 2
     assert any(e["reason"] == "Recreated" for e in api.list("events"))
     deletions = [w for w in api.writes() if w.verb == "delete" and w.resource == "statefulsets"]
