@@ -32,6 +32,7 @@ import dns.resolver
 import pytest
 import yaml
 
+from mailstack.local.network import ports_in_use
 from tests.mail.internet import ROOT, Internet
 
 HOSTNAME = "mail.example.com"
@@ -411,14 +412,20 @@ def without_sink_envelope(raw: bytes) -> bytes:
     return b"\n".join(lines)
 
 
+# The GTUBE test string: every spam filter must reject it (rspamd: reject action).
+GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+
+
 def free_port_offset() -> int:
-    """A port offset whose published ports no other stack on this host DNATs already."""
+    """A port offset whose published ports no other stack on this host DNATs already and no
+    socket holds (an outgoing connection's local port, which `mailstack up` would refuse)."""
     ruleset = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout
     taken = {int(port) for port in re.findall(r"tcp dport (\d+)", ruleset)}
     standard = (25, 465, 587, 143, 993, 110, 995, 4190)
     for _ in range(200):
         offset = 20000 + secrets.randbelow(400) * 100
-        if not {port + offset for port in standard} & taken:
+        ports = [port + offset for port in standard]
+        if not set(ports) & taken and not ports_in_use(["127.0.0.1"], ports):
             return offset
     raise RuntimeError("no free port offset")
 

@@ -59,6 +59,21 @@ def choose_subnet(run_id: str) -> ipaddress.IPv4Network:
     raise NetworkError("no free 10.192.0.0/10 subnet for the pod bridge")
 
 
+def ports_in_use(listen: list[str], ports: list[int]) -> list[str]:
+    """``address:port`` of each pair that a socket on this host holds (bind fails)."""
+    busy = []
+    for address in listen:
+        for port in ports:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                # Connections of an earlier run in TIME_WAIT do not count as a listener.
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind((address, port))
+                except OSError:
+                    busy.append(f"{address}:{port}")
+    return busy
+
+
 def _ports_of_other_tables(own: str) -> set[int]:
     """Ports DNATed by the nftables tables of other ``mailstack up`` runs."""
     listing = _run("nft", "list", "tables", check=False).stdout
@@ -130,16 +145,7 @@ class Network:
     def check_unused(self, listen: list[str], ports: list[int]) -> None:
         """Refuse ports that a program on this host listens on: the DNAT rules would take its
         connections without a word. Checked before any pod starts."""
-        busy = []
-        for address in listen:
-            for port in ports:
-                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-                    # Connections of an earlier run in TIME_WAIT do not count as a listener.
-                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    try:
-                        probe.bind((address, port))
-                    except OSError:
-                        busy.append(f"{address}:{port}")
+        busy = ports_in_use(listen, ports)
         if busy:
             raise NetworkError(
                 f"{', '.join(busy)} already in use by another program on this host; choose"
