@@ -17,9 +17,10 @@ from mailstack.api.assemble import MailService, assemble
 from mailstack.api.documents import load_documents
 from mailstack.api.errors import Problem
 from mailstack.api.models import Secret
+from mailstack.kubedoc import Obj
 from mailstack.material import Material
 from mailstack.material.resolve import material_secret_names, resolve_material
-from mailstack.render.objects import Obj, RenderOptions
+from mailstack.render.objects import RenderOptions
 from mailstack.render.stack import render_stack
 from mailstack.statedir import StateDir
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from mailstack.controller.kinds import MAILDOMAIN, Kind, kind_of
+from mailstack.kubedoc import Obj
 
-Obj = dict[str, Any]
 ChildKey = tuple[str, str, str]  # apiVersion, kind, name (namespace is the MailDomain's)
 
 APPLIED_ANNOTATION = "mailstack.dev/applied"

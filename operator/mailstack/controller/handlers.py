@@ -39,7 +39,7 @@ import kopf
 from mailstack.api.models import GROUP, VERSION
 from mailstack.controller import plan
 from mailstack.controller.index import Documents
-from mailstack.controller.informer import Informer, Obj
+from mailstack.controller.informer import Informer
 from mailstack.controller.kinds import (
     CHILD_KINDS,
     CLUSTER_PEERING,
@@ -52,6 +52,7 @@ from mailstack.controller.kinds import (
 from mailstack.controller.kube import Kube
 from mailstack.controller.memory import Coalescer, DomainKey, Echoes, Peering, SecretCache
 from mailstack.controller.reconcile import Outcome, ReconcileError, Reconciler
+from mailstack.kubedoc import Obj
 from mailstack.render.objects import RenderOptions
 
 logger = logging.getLogger("mailstack.operator")

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from mailstack.controller import plan
+from mailstack.kubedoc import Obj
 
-Obj = dict[str, Any]
 DomainKey = tuple[str, str]  # namespace, MailDomain name
 
 

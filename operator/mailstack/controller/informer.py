@@ -19,14 +19,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from mailstack.controller.kinds import Kind
 from mailstack.controller.kube import ApiError, Kube
+from mailstack.kubedoc import Obj
 
 logger = logging.getLogger(__name__)
 
-Obj = dict[str, Any]
+
 # (event type, object, primed): the object as the API sent it; for a DELETED found by a relist,
 # only apiVersion, kind and metadata (name, namespace) are known.
 Callback = Callable[[str, Obj, bool], Awaitable[None]]

@@ -27,10 +27,11 @@ import kopf
 from mailstack import __version__
 from mailstack.controller.children import FIELD_MANAGER
 from mailstack.controller.kinds import Kind, kind_of
+from mailstack.kubedoc import Obj
 
 logger = logging.getLogger(__name__)
 
-Obj = dict[str, Any]
+
 Login = Callable[[], Awaitable[kopf.ConnectionInfo]]
 
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"

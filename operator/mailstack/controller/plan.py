@@ -22,7 +22,7 @@ from mailstack.api.errors import Problem, ValidationError
 from mailstack.api.models import Mailbox, MailDomain, Secret
 from mailstack.api.parse import parse_mailbox, parse_maildomain, parse_secret
 from mailstack.controller import dnshook
-from mailstack.controller.children import ChildKey, Obj, Owner, child_key, owned
+from mailstack.controller.children import ChildKey, Owner, child_key, owned
 from mailstack.controller.kinds import CERTIFICATE, DNS_ENDPOINT, SECRET
 from mailstack.controller.status import (
     DOMAIN_CONDITIONS,
@@ -33,6 +33,7 @@ from mailstack.controller.status import (
     summarise,
     unknown,
 )
+from mailstack.kubedoc import Obj
 from mailstack.material import Material
 from mailstack.material.errors import MaterialError
 from mailstack.material.resolve import resolve_material

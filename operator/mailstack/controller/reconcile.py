@@ -36,7 +36,6 @@ from mailstack.controller.children import (
     APPLIED_ANNOTATION,
     Change,
     ChildKey,
-    Obj,
     Owner,
     child_key,
     owned,
@@ -61,6 +60,7 @@ from mailstack.controller.status import Condition, domain_event_type, transition
 from mailstack.dns.errors import DnsError
 from mailstack.dns.providers.external_dns import dns_endpoint
 from mailstack.dns.records import desired_records
+from mailstack.kubedoc import Obj
 from mailstack.material.resolve import material_secret_names
 from mailstack.render import layout
 from mailstack.render.objects import RenderOptions, selector_labels

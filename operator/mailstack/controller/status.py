@@ -16,8 +16,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 from mailstack.api.errors import Problem
+from mailstack.kubedoc import Obj
 
-Obj = dict[str, Any]
 Truth = Literal["True", "False", "Unknown"]
 
 DOMAIN_CONDITIONS = ("Ready", "Valid", "Rendered", "WorkloadsReady", "CertificateReady", "DNSReady")

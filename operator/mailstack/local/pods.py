@@ -10,9 +10,8 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-Obj = dict[str, Any]
+from mailstack.kubedoc import Obj
 
 
 @dataclass

@@ -10,9 +10,10 @@ Service, for the MDA pods only (and Postfix relays there only for Dovecot's clie
 from __future__ import annotations
 
 from mailstack.api.assemble import MailService
+from mailstack.kubedoc import Obj
 from mailstack.render import layout
 from mailstack.render.layout import Port
-from mailstack.render.objects import Obj, metadata, selector_labels
+from mailstack.render.objects import metadata, selector_labels
 from mailstack.render.workloads import enabled_public_ports
 
 

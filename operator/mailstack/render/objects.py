@@ -10,8 +10,7 @@ from typing import Any
 
 from mailstack import __version__
 from mailstack.api.models import MailDomain
-
-Obj = dict[str, Any]
+from mailstack.kubedoc import Obj
 
 CHECKSUM_ANNOTATION = "mailstack.dev/config-checksum"
 DOMAIN_ANNOTATION = "mailstack.dev/domain"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 
 from mailstack.api.assemble import MailService
+from mailstack.kubedoc import Obj
 from mailstack.material import Material
 from mailstack.render import layout
 from mailstack.render.dovecot import render_dovecot_config
@@ -19,7 +20,7 @@ from mailstack.render.network import (
     render_network_policies,
     render_public_service,
 )
-from mailstack.render.objects import Obj, RenderOptions, checksum, metadata, selector_labels
+from mailstack.render.objects import RenderOptions, checksum, metadata, selector_labels
 from mailstack.render.postfix import render_postfix_config, render_postfix_mda_clientcerts
 from mailstack.render.rspamd import dkim_key_file, render_rspamd_config
 from mailstack.render.templating import RenderError

@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from mailstack.api.assemble import MailService
+from mailstack.kubedoc import Obj
 from mailstack.render import layout
 from mailstack.render.objects import (
     CHECKSUM_ANNOTATION,
-    Obj,
     RenderOptions,
     labels,
     metadata,
