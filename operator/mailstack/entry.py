@@ -4,7 +4,7 @@
 Importing the whole CLI for it (jinja2, cryptography, dnspython, PyYAML, bcrypt: everything
 ``render`` and ``dns`` need) cost each agent about 25 MB of memory for code it never runs, three
 times per MailDomain. So ``agent`` is handed to ``mailstack.agent.command`` here, and every
-other command goes to ``mailstack.cli``.
+other command goes to ``mailstack.commands``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from mailstack.agent.command import run_agent_command
 
         return run_agent_command(args[1:])
-    from mailstack.cli import main as cli_main
+    from mailstack.commands.main import main as cli_main
 
     return cli_main(args)
 

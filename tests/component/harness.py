@@ -1,4 +1,4 @@
-"""Running the real operator (``controller.command.serve``) in a thread against the emulator.
+"""Running the real operator (``controller.serve.serve``) in a thread against the emulator.
 
 kopf gets its own thread and event loop; the emulator has another (``emulator.ApiServer``). The
 operator is stopped before the emulator, so that kopf's watch streams end cleanly instead of
@@ -15,8 +15,8 @@ from typing import Any
 
 import kopf
 
-from mailstack.controller.command import serve
 from mailstack.controller.handlers import Operator, OperatorConfig
+from mailstack.controller.serve import serve
 from tests.component.emulator import ApiServer
 
 logger = logging.getLogger(__name__)

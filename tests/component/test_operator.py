@@ -1,6 +1,6 @@
 """The operator end to end against the API server emulator (the scenarios of issue 4).
 
-Each test starts the real operator (``mailstack.controller.command.serve``, kopf in a thread)
+Each test starts the real operator (``mailstack.controller.serve.serve``, kopf in a thread)
 against a fresh emulator, drives it with API writes as ``kubectl`` would, and checks what ends up
 in the API: the children, their owners and content, the statuses, the Events, and how many
 writes the operator made (the emulator logs every write with its field manager).

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mailstack.cli import main
+from mailstack.commands.main import main
 from mailstack.dns.records import canonical_value, desired_records, txt_value_from_text
 from mailstack.pipeline import prepare
 from mailstack.statedir import StateDir

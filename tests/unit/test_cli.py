@@ -1,8 +1,9 @@
 """The command line: `mailstack render` and `mailstack dns plan` on the examples and bad input.
 
-Most runs call ``mailstack.cli.main`` in-process; one runs the real ``python -m mailstack`` to see
-what a user sees (exit code, streams, no traceback). Rendering hashes passwords with bcrypt, so the
-examples are rendered as few times as possible (module-scoped fixtures).
+Most runs call ``mailstack.commands.main.main`` in-process; one runs the real
+``python -m mailstack`` to see what a user sees (exit code, streams, no traceback). Rendering
+hashes passwords with bcrypt, so the examples are rendered as few times as possible
+(module-scoped fixtures).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mailstack.cli import main
+from mailstack.commands.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -515,7 +516,15 @@ def test_the_agent_runs_without_the_rest_of_the_package() -> None:
     ran, loaded_line = result.stdout.splitlines()
     assert ran == "RUN dovecot 9103"
     loaded = set(loaded_line.split())
-    heavy = {"jinja2", "yaml", "cryptography", "dns", "bcrypt", "mailstack.cli", "mailstack.api"}
+    heavy = {
+        "jinja2",
+        "yaml",
+        "cryptography",
+        "dns",
+        "bcrypt",
+        "mailstack.commands",
+        "mailstack.api",
+    }
     heavy |= {"argparse", "dataclasses", "pathlib", "typing"}
     heavy |= {"subprocess", "hashlib", "threading", "socketserver", "shutil"}
     heavy |= {"socket", "signal", "enum", "selectors", "collections"}

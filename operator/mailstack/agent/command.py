@@ -1,6 +1,6 @@
 """The ``mailstack agent`` command line: its arguments, shared by ``mailstack --help``.
 
-Kept apart from ``mailstack.cli`` so that the agent's process imports nothing but the agent
+Kept apart from ``mailstack.commands`` so that the agent's process imports nothing but the agent
 (see ``mailstack.entry``). The forms the rendered containers use (``DAEMON [--health-port N]``)
 are read without argparse, which would stay in memory for the life of the agent; anything else
 (``--help``, a mistake) goes through argparse for its messages.

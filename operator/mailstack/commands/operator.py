@@ -1,7 +1,7 @@
-"""``mailstack operator``: run the kopf operator, in-cluster or against a kubeconfig.
+"""``mailstack operator``: its arguments, and running the operator they describe.
 
-``run`` is also what the component tests and the benchmark start (in a thread or a process):
-one function from options to a running operator, so what is tested is what is deployed.
+The operator itself is ``controller.serve.serve``; this module only turns the command line into
+its ``OperatorConfig`` and sets up logging.
 """
 
 from __future__ import annotations
@@ -9,46 +9,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import threading
 from typing import TYPE_CHECKING, Any
 
+from mailstack.controller.serve import serve
 from mailstack.render.objects import RenderOptions
 
 if TYPE_CHECKING:  # kopf is imported when the operator runs, not on every CLI call
-    from mailstack.controller.handlers import Operator, OperatorConfig
+    from mailstack.controller.handlers import OperatorConfig
 
 DEFAULT_LIVENESS = "http://0.0.0.0:8080/healthz"
-
-
-async def serve(
-    config: OperatorConfig,
-    *,
-    liveness: str | None = None,
-    stop_flag: asyncio.Event | threading.Event | None = None,
-    ready_flag: asyncio.Event | threading.Event | None = None,
-    operator: Operator | None = None,
-) -> None:
-    """Run the operator in the current event loop until ``stop_flag`` is set (or a signal)."""
-    import kopf
-
-    from mailstack.controller.handlers import Operator, build_registry, configure
-
-    op = operator or Operator(config)
-    settings = kopf.OperatorSettings()
-    configure(settings, config)
-    await kopf.operator(
-        registry=build_registry(op),
-        settings=settings,
-        clusterwide=not config.namespaces,
-        namespaces=list(config.namespaces),
-        standalone=config.peering is None,
-        peering_name=config.peering,
-        priority=config.priority,
-        identity=op.identity,  # type: ignore[arg-type]  # kopf's NewType over str
-        liveness_endpoint=liveness,
-        stop_flag=stop_flag,
-        ready_flag=ready_flag,
-    )
 
 
 def config_from_args(args: argparse.Namespace) -> OperatorConfig:
@@ -77,7 +46,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
 
 
 def add_operator_command(commands: Any) -> None:
-    """Register ``operator`` on the CLI's sub-command parser (called by ``cli.build_parser``)."""
+    """Register ``operator`` on the CLI's sub-command parser (``commands.main``)."""
     parser = commands.add_parser(
         "operator",
         help="run the Kubernetes operator",

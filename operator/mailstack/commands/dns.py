@@ -1,4 +1,4 @@
-"""The ``mailstack dns plan|apply|check`` commands (design §5): a thin shell over dns/.
+"""The ``mailstack dns plan|apply|check`` commands: a thin shell over dns/.
 
 Exit codes: 0 success; 1 a provider failed (unreachable, timeout, refused credentials) or a check
 found records missing or wrong; 2 invalid input; 3 a record is in conflict (held by someone
@@ -17,6 +17,7 @@ import yaml
 from mailstack.api.documents import load_documents
 from mailstack.api.errors import Problem
 from mailstack.api.models import MailDomain, Secret
+from mailstack.commands.problems import EXIT_INVALID, report_problems
 from mailstack.dns.check import (
     CheckReport,
     Querier,
@@ -39,7 +40,6 @@ from mailstack.statedir import StateDir
 
 EXIT_OK = 0
 EXIT_FAILED = 1
-EXIT_INVALID = 2
 EXIT_CONFLICT = 3
 EXIT_UNSAFE = 4
 
@@ -49,20 +49,14 @@ def _error(message: str, code: int) -> int:
     return code
 
 
-def _invalid(problems: list[Problem]) -> int:
-    for problem in problems:
-        print(f"error: {problem}", file=sys.stderr)
-    print(f"{len(problems)} problem(s); nothing was written", file=sys.stderr)
-    return EXIT_INVALID
-
-
 def _prepare(args: argparse.Namespace) -> tuple[Prepared | None, StateDir | None, int]:
     state = StateDir(args.state) if args.state else None
     prepared = prepare(args.file, state)
     if prepared.problems:
-        return None, state, _invalid(prepared.problems)
+        return None, state, report_problems(prepared.problems)
     if not prepared.services:
-        return None, state, _invalid([Problem("input", "", "no MailDomain found in the files")])
+        missing = Problem("input", "", "no MailDomain found in the files")
+        return None, state, report_problems([missing])
     return prepared, state, EXIT_OK
 
 
