@@ -1,6 +1,6 @@
 """Delivery cost benchmark: what Dovecot spends per delivery as a mailbox fills up.
 
-    sudo .venv/bin/python -m bench.delivery [--sizes 0,2500,5000] [--batch 500] [--write]
+    sudo .venv/bin/python bench/delivery.py [--sizes 0,2500,5000] [--batch 500] [--write]
 
 Runs the rendered stack (``mailstack up``, milter off so that mailboxes fill quickly) and
 delivers into three mailboxes through the real path (``smtp-source`` → Postfix → LMTP →
@@ -29,6 +29,11 @@ import textwrap
 import time
 from pathlib import Path
 from typing import Any
+
+# Run as ``python bench/NAME.py``, Python puts bench/ first on the path: replace it with the
+# repository, so ``bench`` and ``tests`` import and nothing in bench/ shadows a standard module.
+if __package__ in (None, ""):
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import yaml
 from tests.mail.internet import Internet
@@ -156,7 +161,7 @@ def render_report(costs: dict[str, dict[int, float]], sizes: list[int], batch: i
 
         """)
         + table
-        + "\n\nReproduce: `sudo .venv/bin/python -m bench.delivery --sizes "
+        + "\n\nReproduce: `sudo .venv/bin/python bench/delivery.py --sizes "
         + ",".join(str(size) for size in sizes)
         + f" --batch {batch} --write`.\n"
     )

@@ -1,6 +1,6 @@
 """Mail path benchmark: messages per second through the running stack, memory, start time.
 
-    sudo .venv/bin/python -m bench.mailpath [-n 2000] [--connections 20] [--write]
+    sudo .venv/bin/python bench/mailpath.py [-n 2000] [--connections 20] [--write]
 
 Runs, side by side on this machine:
 1. the rendered stack (``mailstack up``) with rspamd as milter,
@@ -32,6 +32,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+# Run as ``python bench/NAME.py``, Python puts bench/ first on the path: replace it with the
+# repository, so ``bench`` and ``tests`` import and nothing in bench/ shadows a standard module.
+if __package__ in (None, ""):
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import yaml
 

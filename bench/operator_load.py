@@ -1,6 +1,6 @@
 """Operator benchmark: 10,000 Mailboxes across 50 MailDomains on the API server emulator.
 
-    .venv/bin/python -m bench.operator [--domains 50] [--mailboxes 10000] [--write-docs]
+    .venv/bin/python bench/operator_load.py [--domains 50] [--mailboxes 10000] [--write-docs]
 
 The emulator (tests/component/emulator.py) runs in this process; the operator runs as it is
 deployed, ``mailstack operator --standalone`` in its own process, against a kubeconfig pointing
@@ -38,7 +38,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# Run as ``python bench/NAME.py``, Python puts bench/ first on the path: replace it with the
+# repository, so ``bench`` and ``tests`` import and nothing in bench/ shadows a standard module.
+if __package__ in (None, ""):
+    sys.path[0] = str(ROOT)
 
 from tests.component.emulator import ApiServer, Write  # noqa: E402
 
@@ -220,7 +223,7 @@ def machine() -> str:
 
 def run(domains: int, mailboxes: int, resync: float, quiet: float) -> dict[str, Any]:
     result: dict[str, Any] = {"domains": domains, "mailboxes": mailboxes}
-    logs = Path(tempfile.mkdtemp(prefix="bench-operator-"))  # kept: the operators' logs
+    logs = Path(tempfile.mkdtemp(prefix="bench-operator-load-"))  # kept: the operators' logs
     result["logs"] = str(logs)
     with (
         tempfile.TemporaryDirectory() as tmp,
@@ -320,7 +323,7 @@ def report(r: dict[str, Any]) -> str:
     table = "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
     return f"""## Operator
 
-`bench/operator.py`: {r["mailboxes"]:,} Mailboxes across {r["domains"]} MailDomains, one
+`bench/operator_load.py`: {r["mailboxes"]:,} Mailboxes across {r["domains"]} MailDomains, one
 password Secret each, with pre-hashed `{{BLF-CRYPT}}` values (bcrypt at cost 10 costs ~60 ms
 per plain password: the benchmark would measure bcrypt). The API server is the emulator of the
 component tests (kmock 0.8 made realistic: resourceVersions, server-side apply, status
@@ -334,7 +337,7 @@ restarted and left alone with a {r["resync_interval_s"]:g} s resync interval.
 {table}
 
 Machine: {r["machine"]}; other work was running on it.
-Reproduce: `.venv/bin/python -m bench.operator --write-docs`.
+Reproduce: `.venv/bin/python bench/operator_load.py --write-docs`.
 """
 
 
