@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -19,6 +20,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from mailstack import MAIL_IMAGE_VERSION
 from mailstack.controller.kinds import CHILD_KINDS
 from mailstack.render.objects import RenderOptions
 
@@ -108,6 +110,12 @@ def test_every_rendered_object_is_valid_for_kubernetes(sets: tuple[str, ...]) ->
         kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
 
 
+def _without_release_metadata(crd: dict[str, Any]) -> dict[str, Any]:
+    """The CRD as in crds/: without the labels and annotations the chart adds."""
+    meta = {k: v for k, v in crd["metadata"].items() if k not in ("labels", "annotations")}
+    return {**crd, "metadata": meta}
+
+
 def test_crds_are_the_repository_crds_plus_kopf_peering() -> None:
     crds = {d["metadata"]["name"]: d for d in kinds(render(), "CustomResourceDefinition")}
     assert set(crds) == {
@@ -118,7 +126,72 @@ def test_crds_are_the_repository_crds_plus_kopf_peering() -> None:
     }
     for name in ("maildomain", "mailbox"):
         source = yaml.safe_load((ROOT / "crds" / f"{name}.yaml").read_text())
-        assert crds[source["metadata"]["name"]] == source
+        rendered = crds[source["metadata"]["name"]]
+        assert _without_release_metadata(rendered) == _without_release_metadata(source)
+        assert source["metadata"]["labels"].items() <= rendered["metadata"]["labels"].items()
+
+
+def _template_crds(*sets: str) -> dict[str, dict[str, Any]]:
+    """The CRDs among the chart's templates: what `helm upgrade` applies (crds/ it skips)."""
+    args = [helm(), "template", "mailstack", str(CHART), "--kube-version", f"{KUBE_VERSION}.0"]
+    for value in sets:
+        args += ["--set", value]
+    docs = [d for d in yaml.safe_load_all(run(*args).stdout) if isinstance(d, dict)]
+    return {d["metadata"]["name"]: d for d in kinds(docs, "CustomResourceDefinition")}
+
+
+def test_helm_upgrade_upgrades_the_mailstack_crds_and_uninstall_keeps_them() -> None:
+    # Helm installs a chart's crds/ folder once and never upgrades it: mailstack's CRDs must be
+    # templates (rendered without --include-crds), kept on uninstall like cert-manager's.
+    crds = _template_crds()
+    assert set(crds) == {"maildomains.mailstack.dev", "mailboxes.mailstack.dev"}
+    for crd in crds.values():
+        assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+        assert crd["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+    assert not list((CHART / "crds").glob("mail*.yaml"))
+    unkept = _template_crds("crds.keep=false")
+    assert all("annotations" not in crd["metadata"] for crd in unkept.values())
+    assert _template_crds("crds.enabled=false") == {}
+
+
+def _claimed_minimum() -> tuple[int, int]:
+    claim = yaml.safe_load((CHART / "Chart.yaml").read_text())["kubeVersion"]
+    found = re.fullmatch(r">=(\d+)\.(\d+)\.0-0", claim)
+    assert found, f"kubeVersion {claim!r}: expected '>=1.N.0-0'"
+    return int(found[1]), int(found[2])
+
+
+def _schema_versions() -> list[str]:
+    """Every Kubernetes release kubernetes-validate has schemas of (1.25 up to the newest)."""
+    folder = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
+    found = {m[1] for p in folder.iterdir() if (m := re.fullmatch(r"v(1\.\d+)\.0-local", p.name))}
+    return sorted(found, key=lambda v: int(v.split(".")[1]))
+
+
+def test_kube_version_claim_is_what_the_crds_need() -> None:
+    major, minor = _claimed_minimum()
+    below = f"{major}.{minor - 1}"
+    # One release below the claim refuses the CRDs (fieldPath of a validation rule is 1.28)...
+    crd = yaml.safe_load((ROOT / "crds" / "maildomain.yaml").read_text())
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(crd, below, strict=True)
+    # ...and Helm refuses to install the chart there.
+    refused = run(
+        helm(), "template", "mailstack", str(CHART), "--kube-version", f"{below}.0", check=False
+    )
+    assert refused.returncode != 0 and "kubeVersion" in refused.stderr
+
+
+def test_every_claimed_kubernetes_version_takes_the_chart_and_its_crds() -> None:
+    major, minor = _claimed_minimum()
+    claimed = [v for v in _schema_versions() if int(v.split(".")[1]) >= minor]
+    assert claimed[0] == f"{major}.{minor}" and len(claimed) >= 2
+    for version in claimed:
+        args = [helm(), "template", "mailstack", str(CHART), "--namespace", "mailstack"]
+        args += ["--include-crds", "--kube-version", f"{version}.0"]
+        for doc in yaml.safe_load_all(run(*args).stdout):
+            if isinstance(doc, dict) and doc["kind"] not in ("ClusterKopfPeering", "KopfPeering"):
+                kubernetes_validate.validate(doc, version, strict=True)
 
 
 def test_install_manifest_and_chart_crds_are_current() -> None:
@@ -229,3 +302,27 @@ def test_values_schema_is_json_schema() -> None:
     jsonschema.Draft202012Validator.check_schema(schema)
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     jsonschema.Draft202012Validator(schema).validate(values)
+
+
+def _mail_image_of(chart: Path) -> str:
+    args = [helm(), "template", "mailstack", str(chart), "--kube-version", f"{KUBE_VERSION}.0"]
+    docs = [d for d in yaml.safe_load_all(run(*args).stdout) if isinstance(d, dict)]
+    (deploy,) = kinds(docs, "Deployment")
+    (operator,) = deploy["spec"]["template"]["spec"]["containers"]
+    (image,) = [a.split("=", 1)[1] for a in operator["args"] if a.startswith("--mail-image=")]
+    return str(image)
+
+
+def test_an_operator_upgrade_keeps_the_mail_image(tmp_path: Path) -> None:
+    # The mail pods' image is versioned apart from the operator: a chart with a new appVersion
+    # (a new operator) and the same mail image version renders the same --mail-image, so no
+    # mail pod template changes (tests/unit/test_render_objects.py checks the templates).
+    newer = tmp_path / "mailstack"
+    shutil.copytree(CHART, newer)
+    chart_file = newer / "Chart.yaml"
+    meta = yaml.safe_load(chart_file.read_text())
+    meta["appVersion"], meta["version"] = "9.9.9", "9.9.9"
+    chart_file.write_text(yaml.safe_dump(meta))
+    assert _mail_image_of(newer) == _mail_image_of(CHART)
+    assert _mail_image_of(CHART) == f"ghcr.io/mailstack/mail:{MAIL_IMAGE_VERSION}"
+    assert RenderOptions.image.endswith(f":{MAIL_IMAGE_VERSION}")

@@ -34,14 +34,14 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 {{- end -}}
 
-{{/* repository:tag, or repository@digest when a digest is given. */}}
+{{/* repository:tag, or repository@digest when a digest is given; (list image defaultTag). */}}
 {{- define "mailstack.imageRef" -}}
 {{- $image := index . 0 -}}
-{{- $root := index . 1 -}}
+{{- $defaultTag := index . 1 -}}
 {{- if $image.digest -}}
 {{- printf "%s@%s" $image.repository $image.digest -}}
 {{- else -}}
-{{- printf "%s:%s" $image.repository (default $root.Chart.AppVersion $image.tag) -}}
+{{- printf "%s:%s" $image.repository (default $defaultTag $image.tag) -}}
 {{- end -}}
 {{- end -}}
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mailstack import __version__
+from mailstack import MAIL_IMAGE_VERSION, __version__
 from mailstack.api.models import MailDomain
 from mailstack.kubedoc import Obj
 
@@ -20,7 +20,7 @@ DOMAIN_ANNOTATION = "mailstack.dev/domain"
 class RenderOptions:
     """Settings of the operator installation, not of a MailDomain."""
 
-    image: str = f"mailstack/mail:{__version__}"
+    image: str = f"mailstack/mail:{MAIL_IMAGE_VERSION}"
     image_pull_policy: str = "IfNotPresent"
 
 
