@@ -40,7 +40,8 @@ import pytest
 from mailstack.api.models import MailDomain, Secret
 from mailstack.api.parse import parse_maildomain
 from mailstack.dns.errors import ProviderError
-from mailstack.dns.plan import Change, RRset, ZoneState, marker_name
+from mailstack.dns.ownership import marker_name
+from mailstack.dns.plan import Change, RRset, ZoneState
 from mailstack.dns.providers.base import Provider
 
 READER_KEY = "test-reader"

@@ -22,7 +22,7 @@ import pytest
 
 from mailstack.api.models import MailDomain, Secret
 from mailstack.dns.errors import CredentialsError, ProviderError
-from mailstack.dns.plan import plan
+from mailstack.dns.plan import plan_zone
 from mailstack.dns.providers import build_provider
 from mailstack.dns.providers.cloudflare import CloudflareProvider
 from mailstack.dns.reconcile import cleanup_dns, plan_dns, reconcile_dns
@@ -342,7 +342,7 @@ def test_bad_token_and_api_errors_are_reported(
         reconcile_dns(DOMAIN, keys[0], CREDS, provider=provider(url, token="stolen"))
     huge = Record("big.example.com", "TXT", 300, ("x" * 3000,), "too big for Cloudflare")
     cloudflare = provider(url)
-    the_plan = plan([huge], cloudflare.read([]), "mail/example-com")
+    the_plan = plan_zone([huge], cloudflare.read([]), "mail/example-com")
     with pytest.raises(ProviderError, match=r"HTTP 400: 9100: Content for TXT record is invalid"):
         cloudflare.apply(the_plan.changes)
     assert not any(r["name"] == "big.example.com" for r in state.records.values())

@@ -12,16 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailstack.dns.errors import UnsafePlanError
-from mailstack.dns.plan import (
-    Claim,
-    Plan,
-    RRset,
-    ZoneState,
-    cleanup_plan,
-    format_plan,
-    marker_name,
-    plan,
-)
+from mailstack.dns.ownership import Claim, marker_name
+from mailstack.dns.plan import Plan, RRset, ZoneState, cleanup_plan, plan_zone
+from mailstack.dns.plan_text import format_plan
 from mailstack.dns.reconcile import cleanup_dns, reconcile_dns
 from mailstack.dns.records import Record, desired_records
 from mailstack.material.dkim import DkimKey, generate_dkim_key
@@ -43,7 +36,7 @@ DESIRED = [MX, A, SPF, DMARC]
 
 
 def run(desired: list[Record], zone: MemoryProvider, owner: str = OWNER) -> Plan:
-    the_plan = plan(desired, zone.read([r.name for r in desired]), owner)
+    the_plan = plan_zone(desired, zone.read([r.name for r in desired]), owner)
     zone.apply(the_plan.changes)
     return the_plan
 
@@ -75,7 +68,7 @@ def test_first_apply_creates_records_and_claims_then_nothing() -> None:
     assert claims_at(zone, "mail.example.com") == {Claim(OWNER, "A")}
     assert {s.state for s in first.statuses} == {"Pending"}
     assert {s.state for s in first.applied()} == {"Published"}
-    second = plan(DESIRED, zone.read([]), OWNER)
+    second = plan_zone(DESIRED, zone.read([]), OWNER)
     assert second.empty
     assert {s.state for s in second.statuses} == {"Published"}
     for rrset in FOREIGN[2:]:
@@ -95,7 +88,7 @@ def test_claims_come_before_records_and_releases_after() -> None:
 
 
 def test_addresses_are_created_before_the_mx_pointing_at_them() -> None:
-    first = plan(DESIRED, ZoneState(ZONE, ()), OWNER)
+    first = plan_zone(DESIRED, ZoneState(ZONE, ()), OWNER)
     creates = [c.type for c in first.record_changes("create")]
     assert creates.index("A") < creates.index("MX")
 
@@ -131,7 +124,7 @@ def test_ttl_change_of_an_owned_record_is_an_update() -> None:
     assert zone.rrsets[(A.name, "A")].ttl == 7200
     # a shared RRset keeps its TTL: it is not only ours
     spf_ttl = Record(ZONE, "TXT", 60, SPF.values, "spf", "v=spf1")
-    assert plan([MX, longer, spf_ttl, DMARC], zone.read([]), OWNER).empty
+    assert plan_zone([MX, longer, spf_ttl, DMARC], zone.read([]), OWNER).empty
 
 
 def test_records_no_longer_desired_are_deleted_with_their_claims() -> None:
@@ -154,7 +147,7 @@ def test_cleanup_removes_exactly_what_is_claimed() -> None:
     gone = cleanup_plan(zone.read([]), OWNER)
     zone.apply(gone.changes)
     assert sorted(zone.rrsets.values()) == sorted(FOREIGN)
-    assert plan(DESIRED, zone.read([]), OWNER).record_changes("create")
+    assert plan_zone(DESIRED, zone.read([]), OWNER).record_changes("create")
 
 
 def test_foreign_identical_record_is_published_unclaimed_and_survives_cleanup() -> None:
@@ -205,7 +198,7 @@ def test_another_owners_claim_is_a_conflict() -> None:
 
 def test_a_foreign_cname_blocks_the_name() -> None:
     cname = RRset(A.name, "CNAME", 300, ("elsewhere.example.net.",))
-    first = plan([A], ZoneState(ZONE, (cname,)), OWNER)
+    first = plan_zone([A], ZoneState(ZONE, (cname,)), OWNER)
     assert first.empty
     assert first.conflicts[0].message.startswith("a CNAME to elsewhere.example.net.")
 
@@ -213,7 +206,7 @@ def test_a_foreign_cname_blocks_the_name() -> None:
 def test_out_of_zone_and_unsupported_records_are_manual() -> None:
     outside = Record("mail.example.net", "A", 3600, ("192.0.2.1",), "a")
     caa = Record(A.name, "CAA", 3600, ('0 issue "letsencrypt.org"',), "caa")
-    result = plan([outside, caa, MX], ZoneState(ZONE, ()), OWNER, supports={"MX", "TXT"})
+    result = plan_zone([outside, caa, MX], ZoneState(ZONE, ()), OWNER, supports={"MX", "TXT"})
     states = {(s.name, s.type): (s.state, s.message) for s in result.statuses}
     assert states[("mail.example.net", "A")][0] == "Manual"
     assert "outside zone example.com" in states[("mail.example.net", "A")][1]
@@ -241,15 +234,15 @@ def test_safety_threshold_refuses_large_deletions_of_large_zones() -> None:
     zone = MemoryProvider(ZONE, _zone_of(8))
     many = [Record(f"m{i}.example.com", "A", 300, (f"198.51.100.{i}",), "x") for i in range(8)]
     run(many, zone)
-    shrink = plan(many[:3], zone.read([]), OWNER)
+    shrink = plan_zone(many[:3], zone.read([]), OWNER)
     assert shrink.deleted_values == 5
     assert shrink.zone_records == 16
     refusal = shrink.refusal()
     assert refusal is not None and "5 of the 16 records" in refusal and "--force" in refusal
-    assert plan(many[:6], zone.read([]), OWNER).refusal() is None  # 2 of 16
+    assert plan_zone(many[:6], zone.read([]), OWNER).refusal() is None  # 2 of 16
     small = MemoryProvider(ZONE)
     run(many[:4], small)
-    assert plan([], small.read([]), OWNER).refusal() is None  # 4 records: below the minimum
+    assert plan_zone([], small.read([]), OWNER).refusal() is None  # 4 records: below the minimum
 
 
 def test_reconcile_refuses_unsafe_plans_unless_forced(dkim: DkimKey) -> None:
@@ -343,7 +336,7 @@ def test_property_idempotent_and_never_touching_foreign_records(
     original = {r.key: r for r in foreign}
     for desired in (first, second):
         result = run(desired, zone)
-        again = plan(desired, zone.read([]), OWNER)
+        again = plan_zone(desired, zone.read([]), OWNER)
         assert again.empty, format_plan(again)
         conflicts = {(s.name, s.type) for s in result.conflicts}
         for record in desired:
@@ -361,7 +354,7 @@ def test_property_idempotent_and_never_touching_foreign_records(
 
 
 def test_status_entries_carry_what_the_resource_status_shows() -> None:
-    [status] = plan([DMARC], ZoneState(ZONE, ()), OWNER).statuses
+    [status] = plan_zone([DMARC], ZoneState(ZONE, ()), OWNER).statuses
     assert status.to_dict() == {
         "name": "_dmarc.example.com",
         "type": "TXT",
@@ -370,5 +363,5 @@ def test_status_entries_carry_what_the_resource_status_shows() -> None:
         "state": "Pending",
         "reason": "dmarc",
     }
-    conflict = plan([DMARC], ZoneState(ZONE, (RRset(DMARC.name, "TXT", 60, ("x",)),)), OWNER)
+    conflict = plan_zone([DMARC], ZoneState(ZONE, (RRset(DMARC.name, "TXT", 60, ("x",)),)), OWNER)
     assert conflict.statuses[0].to_dict()["message"] == "held by records mailstack did not write: x"

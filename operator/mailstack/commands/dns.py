@@ -29,7 +29,7 @@ from mailstack.dns.check import (
     recursive_txt,
 )
 from mailstack.dns.errors import DnsError
-from mailstack.dns.plan import format_plan
+from mailstack.dns.plan_text import format_plan
 from mailstack.dns.providers.external_dns import dns_endpoint
 from mailstack.dns.reconcile import plan_dns
 from mailstack.dns.records import desired_records, render_zone

@@ -1,28 +1,10 @@
 """The change set between the desired records and a provider's current records (pure).
 
-Owns: ownership markers, the diff (``plan``, ``cleanup_plan``), conflicts, the safety threshold,
-and the text form of a plan (``format_plan``).
+Owns: the diff (``plan_zone``, ``cleanup_plan``), conflicts and the safety threshold; the data a
+provider reads and applies (``RRset``, ``ZoneState``, ``Change``). The text form of a plan is
+``plan_text.py``'s.
 
-Ownership (external-dns style, one marker per managed name): next to every name whose records
-mailstack writes there is a TXT RRset at ``_mailstack-owner.<name>`` with one value per claimed
-record type::
-
-    _mailstack-owner.mail.example.com. TXT "heritage=mailstack,owner=mail/example-com,type=A"
-    _mailstack-owner.example.com.      TXT "heritage=mailstack,owner=mail/example-com,type=MX"
-                                           "heritage=mailstack,owner=mail/example-com,type=TXT,
-                                            prefix=v=spf1"   (one value, wrapped here)
-
-``owner`` is the MailDomain's ``<namespace>/<name>``; ``prefix`` marks a value-level claim: of the
-TXT RRset at the apex only the ``v=spf1`` value is ours. The rules:
-
-- a record we claim is created, updated and deleted as the desired set says;
-- a record nobody claims is never modified or deleted. If it already holds exactly the desired
-  values it counts as published (and stays unclaimed: deleting the MailDomain leaves it);
-  otherwise the record is a ``Conflict``. At the apex a foreign ``v=spf1`` value is a conflict
-  (two SPF records make SPF fail); every other TXT value there is left alone;
-- a record claimed by another owner is a ``Conflict``;
-- claims are written before the records they cover and removed after them, so a provider
-  without atomic change sets never holds a record of ours without its claim.
+Ownership (which records are ours to change) is ``ownership.py``'s.
 
 Every plan is idempotent: applied, the provider's records read back give an empty plan.
 A plan deleting more than ``MAX_DELETE_FRACTION`` of a zone's records (zones of at least
@@ -38,10 +20,9 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from mailstack.dns.records import Record, txt_zone_text
+from mailstack.dns.ownership import Claim, claims_in, is_marker_name, marker_name
+from mailstack.dns.records import Record
 
-OWNER_LABEL = "_mailstack-owner"
-HERITAGE = "heritage=mailstack"
 MAX_DELETE_FRACTION = 0.3
 MIN_EXISTING_RECORDS = 10
 
@@ -49,49 +30,8 @@ State = Literal["Published", "Pending", "Conflict", "Manual"]
 Action = Literal["create", "update", "delete"]
 
 
-def owner_id(namespace: str, name: str) -> str:
-    """The owner written into claims: the MailDomain's ``<namespace>/<name>``."""
-    return f"{namespace}/{name}"
-
-
-def marker_name(name: str) -> str:
-    return f"{OWNER_LABEL}.{name}"
-
-
-def is_marker_name(name: str) -> bool:
-    return name.startswith(OWNER_LABEL + ".")
-
-
 def in_zone(name: str, zone: str) -> bool:
     return name == zone or name.endswith("." + zone)
-
-
-@dataclass(frozen=True, order=True)
-class Claim:
-    """One ownership claim: ``owner`` holds records of ``type`` (values with ``prefix``)."""
-
-    owner: str
-    type: str
-    prefix: str = ""
-
-    def text(self) -> str:
-        text = f"{HERITAGE},owner={self.owner},type={self.type}"
-        return f"{text},prefix={self.prefix}" if self.prefix else text
-
-    @staticmethod
-    def parse(value: str) -> Claim | None:
-        """A claim from a marker TXT value; None for any other TXT value."""
-        if not value.startswith(HERITAGE + ","):
-            return None
-        fields: dict[str, str] = {}
-        for item in value.split(",")[1:]:
-            key, sep, val = item.partition("=")
-            if not sep:
-                return None
-            fields[key] = val
-        if not fields.get("owner") or not fields.get("type"):
-            return None
-        return Claim(fields["owner"], fields["type"].upper(), fields.get("prefix", ""))
 
 
 @dataclass(frozen=True, order=True)
@@ -230,21 +170,6 @@ def _same(a: Iterable[str], b: Iterable[str]) -> bool:
     return sorted(a) == sorted(b)
 
 
-def _claims(
-    current: Sequence[RRset],
-) -> dict[tuple[str, str], list[Claim]]:
-    found: dict[tuple[str, str], list[Claim]] = defaultdict(list)
-    for rrset in current:
-        if rrset.type != "TXT" or not is_marker_name(rrset.name):
-            continue
-        target = rrset.name[len(OWNER_LABEL) + 1 :]
-        for value in rrset.values:
-            claim = Claim.parse(value)
-            if claim is not None:
-                found[(target, claim.type)].append(claim)
-    return found
-
-
 class _Builder:
     """Accumulates one plan: record changes, claim edits, statuses."""
 
@@ -252,7 +177,7 @@ class _Builder:
         self.zone = zone
         self.owner = owner
         self.index = current.index()
-        self.claims = _claims(current.rrsets)
+        self.claims = claims_in(current.rrsets)
         self.changes: list[Change] = []
         self.statuses: list[RecordStatus] = []
         self.claim_add: dict[str, set[Claim]] = defaultdict(set)
@@ -400,7 +325,7 @@ def _zone_records(current: ZoneState) -> int:
     return sum(len(r.values) for r in current.rrsets if not is_marker_name(r.name))
 
 
-def plan(
+def plan_zone(
     desired: Sequence[Record],
     current: ZoneState,
     owner: str,
@@ -449,37 +374,3 @@ def _assemble(builder: _Builder, current: ZoneState) -> Plan:
         statuses=builder.statuses,
         zone_records=_zone_records(current),
     )
-
-
-def _show(rtype: str, value: str) -> str:
-    return txt_zone_text(value) if rtype == "TXT" else value
-
-
-def format_plan(plan: Plan, verbose: bool = True) -> str:
-    """The plan for people: one line per value created (+), removed (-), and every conflict."""
-    lines = [f"; zone {plan.zone}, owner {plan.owner}"]
-    for change in plan.changes:
-        if change.marker and not verbose:
-            continue
-        ttl = (change.after or change.before).ttl  # type: ignore[union-attr]
-        head = f"{change.action:<6} {change.name}. {ttl} {change.type}"
-        lines.append(f"; {change.reason}" if change.reason else ";")
-        for value in change.removed:
-            lines.append(f"- {head} {_show(change.type, value)}")
-        for value in change.added:
-            lines.append(f"+ {head} {_show(change.type, value)}")
-        if not change.added and not change.removed:
-            lines.append(f"~ {head} (TTL {change.before.ttl if change.before else '?'} -> {ttl})")
-    for status in plan.statuses:
-        if status.state in ("Conflict", "Manual"):
-            lines.append(
-                f"! {status.state.lower():<8} {status.name}. {status.type}: {status.message}"
-            )
-    published = sum(1 for s in plan.statuses if s.state == "Published")
-    lines.append(
-        f"; {len(plan.record_changes('create'))} to create, "
-        f"{len(plan.record_changes('update'))} to update, "
-        f"{len(plan.record_changes('delete'))} to delete, {published} up to date, "
-        f"{len(plan.conflicts)} in conflict"
-    )
-    return "\n".join(lines) + "\n"

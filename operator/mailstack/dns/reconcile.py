@@ -15,7 +15,8 @@ from typing import Any
 from mailstack.api.assemble import MailService
 from mailstack.api.models import MailDomain, Secret
 from mailstack.dns.errors import UnsafePlanError
-from mailstack.dns.plan import Plan, RecordStatus, cleanup_plan, in_zone, owner_id, plan
+from mailstack.dns.ownership import owner_id
+from mailstack.dns.plan import Plan, RecordStatus, cleanup_plan, in_zone, plan_zone
 from mailstack.dns.providers import build_provider
 from mailstack.dns.providers.base import Provider
 from mailstack.dns.providers.external_dns import endpoint_statuses
@@ -50,7 +51,7 @@ def plan_dns(
     records = desired_records(domain, dkim, service_addresses)
     names = [n for n in dict.fromkeys([r.name for r in records] + managed_names(domain))]
     current = provider.read([n for n in names if in_zone(n, provider.zone)])
-    return provider, records, plan(records, current, domain_owner(domain), provider.supports)
+    return provider, records, plan_zone(records, current, domain_owner(domain), provider.supports)
 
 
 def reconcile_dns(
@@ -76,7 +77,7 @@ def reconcile_dns(
         return manual_statuses(records, "provider manual: publish it yourself (dns plan)")
     if provider is None and kind == "externalDNS":
         return endpoint_statuses(domain, desired_records(domain, dkim, service_addresses))
-    provider, _, the_plan = plan_dns(
+    provider, _, zone_plan = plan_dns(
         domain,
         dkim,
         secrets,
@@ -84,12 +85,12 @@ def reconcile_dns(
         provider=provider,
         **provider_options,
     )
-    refusal = the_plan.refusal()
+    refusal = zone_plan.refusal()
     if refusal and not force:
         raise UnsafePlanError(refusal)
-    if the_plan.changes:
-        provider.apply(the_plan.changes)
-    return the_plan.applied()
+    if zone_plan.changes:
+        provider.apply(zone_plan.changes)
+    return zone_plan.applied()
 
 
 def cleanup_dns(
@@ -110,7 +111,7 @@ def cleanup_dns(
         return None
     provider = provider or build_provider(domain, secrets, **provider_options)
     names = [n for n in managed_names(domain, selectors) if in_zone(n, provider.zone)]
-    the_plan = cleanup_plan(provider.read(names), domain_owner(domain))
-    if the_plan.changes:
-        provider.apply(the_plan.changes)
-    return the_plan
+    zone_plan = cleanup_plan(provider.read(names), domain_owner(domain))
+    if zone_plan.changes:
+        provider.apply(zone_plan.changes)
+    return zone_plan

@@ -35,7 +35,8 @@ import dns.zone
 from dns.rdtypes.ANY.TXT import TXT
 
 from mailstack.dns.errors import CredentialsError, DnsConfigError, ProviderError
-from mailstack.dns.plan import Change, RRset, ZoneState, marker_name
+from mailstack.dns.ownership import marker_name
+from mailstack.dns.plan import Change, RRset, ZoneState
 from mailstack.dns.providers.base import MAIL_TYPES, Provider
 from mailstack.dns.records import rdata_value, txt_strings
 
