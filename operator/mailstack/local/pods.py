@@ -16,6 +16,10 @@ from mailstack.kubedoc import Obj
 
 @dataclass
 class VolumePlan:
+    """A pod volume: a ConfigMap/Secret projection (``source`` is the object, None when the
+    render has none of that name; ``items`` and ``mode`` as in the volume source), an emptyDir,
+    or a PVC of the StatefulSet (``claim``: the PVC's name)."""
+
     name: str
     kind: str  # configMap | secret | emptyDir | claim
     source: Obj | None = None  # the ConfigMap/Secret object
@@ -31,6 +35,9 @@ _OBJECT_VOLUMES = {"configMap": ("ConfigMap", "name"), "secret": ("Secret", "sec
 
 @dataclass
 class ContainerPlan:
+    """A container: the command to run on this host, its volume mounts, the port of its agent's
+    ``/readyz`` (None: nothing to wait for) and its literal env values."""
+
     name: str
     command: list[str]
     mounts: list[Obj]  # {"volume", "target", "readOnly"}
@@ -40,6 +47,9 @@ class ContainerPlan:
 
 @dataclass
 class PodPlan:
+    """Pod ``<sts>-0`` of a StatefulSet: labels, fsGroup, volumes, containers, named container
+    ports, the template as JSON (a change restarts the pod) and the grace period to stop it."""
+
     namespace: str
     name: str
     statefulset: str
@@ -54,6 +64,7 @@ class PodPlan:
 
     @property
     def key(self) -> str:
+        """``namespace/name``: the pod's key in the runtime's tables."""
         return f"{self.namespace}/{self.name}"
 
 
@@ -66,6 +77,7 @@ def _image_command(container: Obj) -> list[str]:
 
 
 def plan_pods(objects: list[Obj]) -> list[PodPlan]:
+    """One pod for each StatefulSet of the render (the local runtime runs one replica)."""
     by_ref = {(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]): o for o in objects}
     pods = []
     for sts in (o for o in objects if o["kind"] == "StatefulSet"):
@@ -168,6 +180,9 @@ DOMAIN_PORT_STEP = 1000
 
 @dataclass(frozen=True)
 class Forward:
+    """A published port of a MailDomain (``domain``): the Service port's ``name``, the
+    ``port`` published, the ``pod`` (key) and the container port (``target``) it reaches."""
+
     domain: str
     port: int  # the published port, before --port-offset
     pod: str
@@ -216,4 +231,6 @@ def public_forwards(objects: list[Obj], pods: list[PodPlan]) -> list[Forward]:
 
 
 def volume_root(state: Path, pod: PodPlan) -> Path:
+    """The pod's folder in the state: its ConfigMap/Secret volumes, emptyDirs, hosts,
+    resolv.conf and container specs. Its PVCs are not here but in ``volumes/<namespace>/``."""
     return state / "pods" / pod.namespace / pod.name
