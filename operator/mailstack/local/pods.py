@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mailstack.kubedoc import Obj
+from mailstack.kubedoc import Obj, ObjectRef, meta_of
 
 
 @dataclass
@@ -78,14 +78,17 @@ def _image_command(container: Obj) -> list[str]:
 
 def plan_pods(objects: list[Obj]) -> list[PodPlan]:
     """One pod for each StatefulSet of the render (the local runtime runs one replica)."""
-    by_ref = {(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]): o for o in objects}
+    by_ref: dict[tuple[str, str, str], Obj] = {}  # (kind, namespace, name) -> object
+    for obj in objects:
+        obj_ref = ObjectRef.of(obj)
+        by_ref[obj["kind"], obj_ref.namespace, obj_ref.name] = obj
     pods = []
     for sts in (o for o in objects if o["kind"] == "StatefulSet"):
-        meta = sts["metadata"]
-        namespace = meta["namespace"]
+        sts_ref = ObjectRef.of(sts)
+        namespace = sts_ref.namespace
         template = sts["spec"]["template"]
         spec = template["spec"]
-        pod_name = f"{meta['name']}-0"
+        pod_name = f"{sts_ref.name}-0"
         volumes: dict[str, VolumePlan] = {}
         for volume in spec.get("volumes", []):
             source = next((s for s in _OBJECT_VOLUMES if s in volume), None)
@@ -133,7 +136,7 @@ def plan_pods(objects: list[Obj]) -> list[PodPlan]:
             PodPlan(
                 namespace=namespace,
                 name=pod_name,
-                statefulset=meta["name"],
+                statefulset=sts_ref.name,
                 labels=dict(template["metadata"].get("labels", {})),
                 fs_group=spec.get("securityContext", {}).get("fsGroup"),
                 volumes=volumes,
@@ -152,21 +155,18 @@ def service_addresses(
     """(host name, address) pairs for /etc/hosts: every Service and pod name of the render."""
     entries: list[tuple[str, str]] = []
     for service in (o for o in objects if o["kind"] == "Service"):
-        meta = service["metadata"]
+        service_ref = ObjectRef.of(service)
+        ns, name = service_ref.namespace, service_ref.name
         selector = service["spec"].get("selector", {})
         targets = {p.get("targetPort") for p in service["spec"].get("ports", [])}
         chosen = [
             p
             for p in pods
-            if p.namespace == meta["namespace"]
-            and selector.items() <= p.labels.items()
-            and targets & set(p.ports)
+            if p.namespace == ns and selector.items() <= p.labels.items() and targets & set(p.ports)
         ]
         if not chosen:
             continue
         ip = address[chosen[0].key]
-        ns = meta["namespace"]
-        name = meta["name"]
         entries.append((f"{name} {name}.{ns} {name}.{ns}.svc {name}.{ns}.svc.cluster.local", ip))
     for pod in pods:
         entries.append((pod.name, address[pod.key]))
@@ -203,17 +203,17 @@ def public_forwards(objects: list[Obj], pods: list[PodPlan]) -> list[Forward]:
     ]
 
     def domain_of(service: Obj) -> str:
-        meta = service["metadata"]
+        meta = meta_of(service)
         return str(meta.get("annotations", {}).get("mailstack.dev/domain", meta["name"]))
 
     result = []
     for rank, service in enumerate(sorted(services, key=domain_of)):
-        meta = service["metadata"]
+        namespace = ObjectRef.of(service).namespace
         selector = service["spec"].get("selector", {})
         for port in service["spec"]["ports"]:
             for pod in pods:
                 if (
-                    pod.namespace == meta["namespace"]
+                    pod.namespace == namespace
                     and selector.items() <= pod.labels.items()
                     and port["targetPort"] in pod.ports
                 ):
