@@ -36,6 +36,9 @@ def _bind(source: str, target: str, read_only: bool) -> None:
 
 
 def setup_mounts(spec: dict[str, Any]) -> None:
+    """Give this mount namespace the container's view of the files: /proc, a private /run,
+    the pod's volumes at their mountPaths, /etc/hosts and /etc/resolv.conf, and the "image"
+    paths (``keep``) wherever a volume would hide them."""
     _mount("--make-rprivate", "/")
     _mount("-t", "proc", "proc", "/proc")
     _mount("-t", "tmpfs", "-o", "mode=0755", "tmpfs", "/run")
@@ -89,6 +92,10 @@ def _mount_umount(path: str) -> None:
 
 
 def run(spec: dict[str, Any]) -> int:
+    """Mount, then run the container's command as PID 1 would: forward signals, reap orphans.
+
+    The command's exit status, 128 + the signal's number when a signal ended it.
+    """
     setup_mounts(spec)
     env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root"}
     env.update(spec.get("env", {}))
@@ -117,6 +124,7 @@ def run(spec: dict[str, Any]) -> int:
 
 
 def main() -> int:
+    """``python -m mailstack.local.container SPEC.json``: run the container the spec describes."""
     spec = json.loads(Path(sys.argv[1]).read_text())
     return run(spec)
 

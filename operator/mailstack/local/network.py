@@ -21,7 +21,8 @@ from pathlib import Path
 
 
 class NetworkError(Exception):
-    pass
+    """A network step failed or was refused (ports taken, no free subnet, an ``ip`` or ``nft``
+    command failed); the message says which and what to do."""
 
 
 def _run(
@@ -34,6 +35,8 @@ def _run(
 
 
 def run_id_for(state: Path) -> str:
+    """The run's id: 6 hex digits of the state folder's path. It names the bridge, namespaces,
+    veths and nftables table, so the next run on the same state finds what a crash left."""
     return hashlib.sha256(str(state.resolve()).encode()).hexdigest()[:6]
 
 
@@ -49,6 +52,8 @@ def _used_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
 
 
 def choose_subnet(run_id: str) -> ipaddress.IPv4Network:
+    """A /24 of 10.192.0.0/10 that no address of this host overlaps, searched from a place the
+    run id gives (the same state tends to get the same subnet)."""
     used = _used_networks()
     start = int(run_id, 16)
     for attempt in range(256):
@@ -88,6 +93,8 @@ def _ports_of_other_tables(own: str) -> set[int]:
 
 @dataclass
 class PodNetwork:
+    """A pod's network: its namespace, its address on the bridge, the host end of its veth."""
+
     name: str  # netns name
     address: str
     veth: str
@@ -95,6 +102,9 @@ class PodNetwork:
 
 @dataclass
 class Network:
+    """The network of one run: the bridge, a namespace per pod, the nftables table of the
+    published ports, and the ip_forward setting to restore on teardown."""
+
     run_id: str
     subnet: ipaddress.IPv4Network
     bridge: str = ""
@@ -104,9 +114,11 @@ class Network:
 
     @property
     def host_address(self) -> str:
+        """The host's address on the bridge (the subnet's ``.1``): the pods' default route."""
         return str(self.subnet.network_address + 1)
 
     def setup_bridge(self) -> None:
+        """Create the run's bridge with the host address, after removing a crashed run's."""
         self.bridge = f"msb{self.run_id}"
         self.teardown_leftovers()
         _run("ip", "link", "add", self.bridge, "type", "bridge")
@@ -118,6 +130,7 @@ class Network:
         _run("sysctl", "-q", "-w", f"net.ipv4.conf.{self.bridge}.route_localnet=1")
 
     def add_pod(self, pod: str) -> PodNetwork:
+        """A network namespace for the pod, on the bridge through a veth, with the next address."""
         index = len(self.pods)
         netns = f"ms{self.run_id}-{index}"
         veth = f"msv{self.run_id}{index}"
@@ -197,6 +210,7 @@ table ip {self.table} {{
         _run("ip", "link", "delete", f"msb{self.run_id}", check=False)
 
     def teardown(self) -> None:
+        """Remove this run's table, namespaces and bridge; restore ip_forward."""
         if self.table:
             _run("nft", "delete", "table", "ip", self.table, check=False)
         for pod in self.pods.values():

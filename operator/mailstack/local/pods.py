@@ -11,11 +11,15 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mailstack.kubedoc import Obj
+from mailstack.kubedoc import Obj, ObjectRef, meta_of
 
 
 @dataclass
 class VolumePlan:
+    """A pod volume: a ConfigMap/Secret projection (``source`` is the object, None when the
+    render has none of that name; ``items`` and ``mode`` as in the volume source), an emptyDir,
+    or a PVC of the StatefulSet (``claim``: the PVC's name)."""
+
     name: str
     kind: str  # configMap | secret | emptyDir | claim
     source: Obj | None = None  # the ConfigMap/Secret object
@@ -31,6 +35,9 @@ _OBJECT_VOLUMES = {"configMap": ("ConfigMap", "name"), "secret": ("Secret", "sec
 
 @dataclass
 class ContainerPlan:
+    """A container: the command to run on this host, its volume mounts, the port of its agent's
+    ``/readyz`` (None: nothing to wait for) and its literal env values."""
+
     name: str
     command: list[str]
     mounts: list[Obj]  # {"volume", "target", "readOnly"}
@@ -40,6 +47,9 @@ class ContainerPlan:
 
 @dataclass
 class PodPlan:
+    """Pod ``<sts>-0`` of a StatefulSet: labels, fsGroup, volumes, containers, named container
+    ports, the template as JSON (a change restarts the pod) and the grace period to stop it."""
+
     namespace: str
     name: str
     statefulset: str
@@ -54,6 +64,7 @@ class PodPlan:
 
     @property
     def key(self) -> str:
+        """``namespace/name``: the pod's key in the runtime's tables."""
         return f"{self.namespace}/{self.name}"
 
 
@@ -66,14 +77,18 @@ def _image_command(container: Obj) -> list[str]:
 
 
 def plan_pods(objects: list[Obj]) -> list[PodPlan]:
-    by_ref = {(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]): o for o in objects}
+    """One pod for each StatefulSet of the render (the local runtime runs one replica)."""
+    by_ref: dict[tuple[str, str, str], Obj] = {}  # (kind, namespace, name) -> object
+    for obj in objects:
+        obj_ref = ObjectRef.of(obj)
+        by_ref[obj["kind"], obj_ref.namespace, obj_ref.name] = obj
     pods = []
     for sts in (o for o in objects if o["kind"] == "StatefulSet"):
-        meta = sts["metadata"]
-        namespace = meta["namespace"]
+        sts_ref = ObjectRef.of(sts)
+        namespace = sts_ref.namespace
         template = sts["spec"]["template"]
         spec = template["spec"]
-        pod_name = f"{meta['name']}-0"
+        pod_name = f"{sts_ref.name}-0"
         volumes: dict[str, VolumePlan] = {}
         for volume in spec.get("volumes", []):
             source = next((s for s in _OBJECT_VOLUMES if s in volume), None)
@@ -121,7 +136,7 @@ def plan_pods(objects: list[Obj]) -> list[PodPlan]:
             PodPlan(
                 namespace=namespace,
                 name=pod_name,
-                statefulset=meta["name"],
+                statefulset=sts_ref.name,
                 labels=dict(template["metadata"].get("labels", {})),
                 fs_group=spec.get("securityContext", {}).get("fsGroup"),
                 volumes=volumes,
@@ -140,21 +155,18 @@ def service_addresses(
     """(host name, address) pairs for /etc/hosts: every Service and pod name of the render."""
     entries: list[tuple[str, str]] = []
     for service in (o for o in objects if o["kind"] == "Service"):
-        meta = service["metadata"]
+        service_ref = ObjectRef.of(service)
+        ns, name = service_ref.namespace, service_ref.name
         selector = service["spec"].get("selector", {})
         targets = {p.get("targetPort") for p in service["spec"].get("ports", [])}
         chosen = [
             p
             for p in pods
-            if p.namespace == meta["namespace"]
-            and selector.items() <= p.labels.items()
-            and targets & set(p.ports)
+            if p.namespace == ns and selector.items() <= p.labels.items() and targets & set(p.ports)
         ]
         if not chosen:
             continue
         ip = address[chosen[0].key]
-        ns = meta["namespace"]
-        name = meta["name"]
         entries.append((f"{name} {name}.{ns} {name}.{ns}.svc {name}.{ns}.svc.cluster.local", ip))
     for pod in pods:
         entries.append((pod.name, address[pod.key]))
@@ -168,6 +180,9 @@ DOMAIN_PORT_STEP = 1000
 
 @dataclass(frozen=True)
 class Forward:
+    """A published port of a MailDomain (``domain``): the Service port's ``name``, the
+    ``port`` published, the ``pod`` (key) and the container port (``target``) it reaches."""
+
     domain: str
     port: int  # the published port, before --port-offset
     pod: str
@@ -188,17 +203,17 @@ def public_forwards(objects: list[Obj], pods: list[PodPlan]) -> list[Forward]:
     ]
 
     def domain_of(service: Obj) -> str:
-        meta = service["metadata"]
+        meta = meta_of(service)
         return str(meta.get("annotations", {}).get("mailstack.dev/domain", meta["name"]))
 
     result = []
     for rank, service in enumerate(sorted(services, key=domain_of)):
-        meta = service["metadata"]
+        namespace = ObjectRef.of(service).namespace
         selector = service["spec"].get("selector", {})
         for port in service["spec"]["ports"]:
             for pod in pods:
                 if (
-                    pod.namespace == meta["namespace"]
+                    pod.namespace == namespace
                     and selector.items() <= pod.labels.items()
                     and port["targetPort"] in pod.ports
                 ):
@@ -216,4 +231,6 @@ def public_forwards(objects: list[Obj], pods: list[PodPlan]) -> list[Forward]:
 
 
 def volume_root(state: Path, pod: PodPlan) -> Path:
+    """The pod's folder in the state: its ConfigMap/Secret volumes, emptyDirs, hosts,
+    resolv.conf and container specs. Its PVCs are not here but in ``volumes/<namespace>/``."""
     return state / "pods" / pod.namespace / pod.name

@@ -24,6 +24,8 @@ _GROUP_NAMES = {layout.DOVECOT_GID: "dovecot", layout.RSPAMD_GID: "_rspamd"}
 
 
 def host_gid(fs_group: int | None) -> int:
+    """This host's gid for a pod's fsGroup: the host's gid of the group the image pins that gid
+    to, else the gid itself (0 without fsGroup)."""
     if fs_group is None:
         return 0
     name = _GROUP_NAMES.get(fs_group)
@@ -96,6 +98,7 @@ def prepare_claim(path: Path, fs_group: int | None) -> None:
 
 
 def fresh_empty_dir(path: Path) -> None:
+    """An emptyDir, empty as for a new pod: world-writable with the sticky bit, as /tmp."""
     if path.exists():
         shutil.rmtree(path)
     path.mkdir(parents=True)
