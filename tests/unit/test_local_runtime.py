@@ -72,12 +72,6 @@ def test_up_reports_the_missing_object_and_stops(
     assert not (state / "ready").exists()
 
 
-def test_run_up_is_still_importable_from_the_runtime() -> None:
-    from mailstack.local.runtime import run_up
-
-    assert run_up is up.run_up
-
-
 def test_a_second_run_on_one_state_is_refused(tmp_path: Path) -> None:
     with (
         preflight.lock_state(tmp_path / "state"),

@@ -8,7 +8,7 @@ from typing import Any
 
 def cmd_up(args: argparse.Namespace) -> int:
     # Imported here: the local runtime is only needed by this command.
-    from mailstack.local.runtime import run_up
+    from mailstack.local.up import run_up
 
     return run_up(args.file, args.state, args.listen or ["127.0.0.1"], args.port_offset)
 

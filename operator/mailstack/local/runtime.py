@@ -15,7 +15,6 @@ import json
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -296,13 +295,3 @@ class LocalRuntime:
             "ports": domains.get(first, {}),
             "domains": domains,
         }
-
-
-def __getattr__(name: str) -> Callable[[list[str], str, list[str], int], int]:
-    # ``run_up`` moved to ``local.up``; ``cli.cmd_up`` still imports it from here. Resolved on
-    # use (not re-imported at the top): ``local.up`` imports this module.
-    if name == "run_up":
-        from mailstack.local.up import run_up
-
-        return run_up
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
