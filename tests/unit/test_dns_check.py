@@ -8,18 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from mailstack.dns.check import (
-    CheckReport,
-    Querier,
-    QueryError,
-    check_records,
-    discover,
-    dkim_problems,
-    dmarc_problems,
-    parse_server,
-    spf_lookups,
-    spf_problems,
-)
+from mailstack.dns.check import CheckReport, Querier, check_records, discover, parse_server
+from mailstack.dns.lint import QueryError, dkim_problems, dmarc_problems, spf_lookups, spf_problems
 from mailstack.dns.records import Record
 
 

@@ -21,7 +21,6 @@ from mailstack.commands.problems import EXIT_INVALID, report_problems
 from mailstack.dns.check import (
     CheckReport,
     Querier,
-    QueryError,
     authoritative_servers,
     check_records,
     discover,
@@ -29,6 +28,7 @@ from mailstack.dns.check import (
     recursive_txt,
 )
 from mailstack.dns.errors import DnsError
+from mailstack.dns.lint import QueryError
 from mailstack.dns.plan_text import format_plan
 from mailstack.dns.providers.external_dns import dns_endpoint
 from mailstack.dns.reconcile import plan_dns
