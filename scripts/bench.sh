@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run one benchmark: ./scripts/bench.sh mailpath|delivery|operator_load [its options; --help lists them]
+# Run one benchmark: ./scripts/bench.sh mailpath|delivery|operator_load|images [its options; --help lists them]
 # Installs what is needed (as the test command does), then runs `python bench/NAME.py`. The mail
 # benchmarks start the stack with `mailstack up` and need root. Figures: docs/benchmarks.md.
 set -euo pipefail

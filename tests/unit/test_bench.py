@@ -17,7 +17,7 @@ BENCHMARKS = sorted(p.stem for p in (ROOT / "bench").glob("[a-z]*.py"))
 
 
 def test_every_benchmark_is_found() -> None:
-    assert {"mailpath", "delivery", "operator_load"} <= set(BENCHMARKS)
+    assert {"mailpath", "delivery", "operator_load", "images"} <= set(BENCHMARKS)
 
 
 @pytest.mark.parametrize("name", BENCHMARKS)

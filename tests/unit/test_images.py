@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -134,3 +137,38 @@ def test_images_install_this_package_and_run_it(name: str) -> None:
     assert not any(keyword == "ADD" for keyword, _ in steps)  # no remote downloads
     apt = [rest for keyword, rest in steps if keyword == "RUN" and "apt-get install" in rest]
     assert all("rm -rf /var/lib/apt/lists/*" in rest for rest in apt)
+
+
+def test_mail_image_installs_the_agent_without_the_operators_dependencies() -> None:
+    steps = instructions(IMAGES / "Dockerfile.mail")
+    (install,) = [rest for kw, rest in steps if kw == "RUN" and "pip install" in rest]
+    assert "--no-deps" in install.split()
+    operator_steps = instructions(IMAGES / "Dockerfile.operator")
+    (operator_install,) = [r for kw, r in operator_steps if kw == "RUN" and "pip install" in r]
+    assert "--no-deps" not in operator_install.split()
+
+
+def test_the_agent_runs_on_the_standard_library_alone() -> None:
+    # What the mail image holds: this package and no dependency. Python without site-packages
+    # (-S), the package's folder first on the path: every module of the agent imports and
+    # `mailstack agent --help` answers.
+    script = textwrap.dedent(
+        """
+        import importlib, pkgutil, sys
+        sys.path.insert(0, sys.argv[1])
+        import mailstack.agent
+        for module in pkgutil.iter_modules(mailstack.agent.__path__, "mailstack.agent."):
+            importlib.import_module(module.name)
+        from mailstack.entry import main
+        sys.argv[0] = "mailstack"
+        main(["agent", "--help"])
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", script, str(ROOT / "operator")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "usage:" in done.stdout and "postfix" in done.stdout
