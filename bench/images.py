@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,6 +35,7 @@ from bench.mailpath import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ROOT / "images"
+_BUILD_LEFTOVERS = shutil.ignore_patterns("*.egg-info", "__pycache__")
 
 
 def dockerfile_runs(name: str) -> list[str]:
@@ -74,10 +76,15 @@ def apt_packages(name: str) -> list[str]:
 def venv_size(options: list[str]) -> tuple[int, list[str]]:
     """Bytes on disk of a fresh virtualenv with this package installed with ``options``."""
     with tempfile.TemporaryDirectory(prefix="bench-images-") as tmp:
-        venv = Path(tmp) / "venv"
+        venv, source = Path(tmp) / "venv", Path(tmp) / "src"
+        # What the Dockerfiles copy (COPY pyproject.toml README.md; COPY operator), so the
+        # build's files land in the copy, not in the repository.
+        shutil.copytree(ROOT / "operator", source / "operator", ignore=_BUILD_LEFTOVERS)
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copy2(ROOT / name, source / name)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         pip = [str(venv / "bin" / "pip"), "install", "-q", "--no-cache-dir"]
-        subprocess.run([*pip, *options, str(ROOT)], check=True, capture_output=True)
+        subprocess.run([*pip, *options, str(source)], check=True, capture_output=True)
         listed = subprocess.run(
             [str(venv / "bin" / "pip"), "list", "--format=freeze"],
             check=True,

@@ -1,4 +1,4 @@
-"""The operator end to end against the API server emulator (the scenarios of issue 4).
+"""The operator end to end against the API server emulator: create, update, drift, delete.
 
 Each test starts the real operator (``mailstack.controller.serve.serve``, kopf in a thread)
 against a fresh emulator, drives it with API writes as ``kubectl`` would, and checks what ends up

@@ -1,4 +1,4 @@
-"""The in-container supervisor: ``mailstack agent postfix|dovecot|rspamd`` (design §4).
+"""The in-container supervisor: ``mailstack agent postfix|dovecot|rspamd``.
 
 It prepares directories and ownership, runs the daemon in the foreground with its logs on
 stdout/stderr, forwards SIGTERM for a clean stop, reloads the daemon when a mounted ConfigMap or
