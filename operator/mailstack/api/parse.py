@@ -123,6 +123,8 @@ def parse_maildomain(
         r.fail("spec", "is required")
     domain = r.field(spec, "domain", "spec", v.domain_name)
     ok_domain = r.present(domain)
+    if not ok_domain:
+        domain = ""  # spec.domain has its own problem; local parts are completed with nothing
     hostname = r.field(
         spec, "hostname", "spec", v.domain_name, f"mail.{domain}" if ok_domain else ""
     )
@@ -211,7 +213,7 @@ def parse_maildomain(
             dk, "algorithm", "spec.dkim", one_of("rsa2048", "ed25519"), m.Dkim.algorithm
         ),
     )
-    dns = _dns(r, spec.get("dns"), domain if ok_domain else "")
+    dns = _dns(r, spec.get("dns"), domain)
     service = _service(r, spec.get("service"))
     storage = _storage(r, spec.get("storage"))
     spam = _spam(r, spec.get("spam"))
