@@ -803,7 +803,7 @@ def test_dns_provider_settings_default_the_zone() -> None:
     )
     provider = parse_maildomain(doc).dns.provider
     assert provider.kind == "cloudflare"
-    assert provider.setting("zone") == "example.com"
+    assert provider.settings == m.CloudflareSettings(zone="example.com")
     assert provider.secret == m.SecretKeyRef("cf", "apiToken")
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence
 
-from mailstack.dns.errors import DnsConfigError
 from mailstack.dns.plan import Change, ZoneState
 
 # The record types mailstack publishes (records.desired_records) plus the ownership TXT.
@@ -39,15 +38,6 @@ class Provider(ABC):
 
     def describe(self) -> str:
         return f"{self.kind} zone {self.zone}"
-
-
-def secret_value(secrets: dict[str, bytes] | None, key: str, what: str, secret_name: str) -> bytes:
-    if secrets is None:
-        raise DnsConfigError(f"{what}: the Secret {secret_name!r} was not found")
-    value = secrets.get(key)
-    if value is None:
-        raise DnsConfigError(f"{what}: the Secret {secret_name!r} has no key {key!r}")
-    return value
 
 
 def absolute(name: str) -> str:

@@ -33,15 +33,26 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from mailstack.dns.errors import CredentialsError, ProviderError
+from mailstack.api.models import MailDomain, Route53Settings, Secret
+from mailstack.dns.errors import CredentialsError, DnsConfigError, ProviderError
 from mailstack.dns.plan import Change, RRset, ZoneState
 from mailstack.dns.providers.aws_sigv4 import ROUTE53_REGION, ROUTE53_SERVICE, sign_request
 from mailstack.dns.providers.base import MAIL_TYPES, Provider, absolute, relative_name
+from mailstack.dns.providers.construction import (
+    ProviderOptions,
+    credentials_secret,
+    settings_of,
+)
 from mailstack.dns.records import canonical_value, txt_value_from_text, txt_zone_text
 
 MAX_RECORDS = 1000
 MAX_CHARS = 32000
 MAX_CHANGES = 100  # our own bound: small batches keep error messages readable
+SECRET_KEYS = {
+    "access_key": ("AWS_ACCESS_KEY_ID", "aws_access_key_id", "accessKeyId"),
+    "secret_key": ("AWS_SECRET_ACCESS_KEY", "aws_secret_access_key", "secretAccessKey"),
+    "session_token": ("AWS_SESSION_TOKEN", "aws_session_token", "sessionToken"),
+}
 RETRY_CODES = frozenset(
     {
         "Throttling",
@@ -89,6 +100,7 @@ def value_text(rtype: str, value: str) -> str:
 ENDPOINT = "https://route53.amazonaws.com"
 API_VERSION = "2013-04-01"
 NAMESPACE = f"https://route53.amazonaws.com/doc/{API_VERSION}/"
+TIMEOUT = 15.0  # seconds per request
 # ResourceRecordSet children in the order of the API's XML schema (a sequence: order matters).
 _RRSET_FIELDS = (
     "Name",
@@ -279,7 +291,7 @@ class Route53RestClient:
         session_token: str | None = None,
         *,
         endpoint: str = ENDPOINT,
-        timeout: float = 15.0,
+        timeout: float = TIMEOUT,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.access_key = access_key
@@ -405,7 +417,7 @@ def make_client(
     secret_key: str,
     session_token: str | None,
     endpoint: str | None = None,
-    timeout: float = 15.0,
+    timeout: float = TIMEOUT,
 ) -> Route53RestClient:
     """The Route 53 client for these credentials.
 
@@ -552,3 +564,37 @@ class Route53Provider(Provider):
                 HostedZoneId=self.hosted_zone_id,
                 ChangeBatch={"Comment": "mailstack", "Changes": batch},
             )
+
+
+def from_domain(
+    domain: MailDomain, secrets: Mapping[str, Secret], options: ProviderOptions
+) -> Route53Provider:
+    settings = settings_of(domain, Route53Settings)
+    client = options.route53_client
+    if client is None:
+        access_key, secret_key, session_token = _credentials(domain, secrets)
+        client = make_client(
+            settings.region,
+            access_key,
+            secret_key,
+            session_token,
+            endpoint=options.route53_endpoint,
+            timeout=options.timeout or TIMEOUT,
+        )
+    return Route53Provider(settings.hosted_zone_id, client)
+
+
+def _credentials(domain: MailDomain, secrets: Mapping[str, Secret]) -> tuple[str, str, str | None]:
+    """Access key, secret key and session token (if any) from the credentials Secret."""
+    secret = credentials_secret(domain, secrets)
+    found: dict[str, str | None] = {}
+    for field, keys in SECRET_KEYS.items():
+        raw = next((secret.get(k) for k in keys if secret.get(k) is not None), None)
+        found[field] = raw.decode().strip() if raw is not None else None
+    access_key, secret_key = found["access_key"], found["secret_key"]
+    if not access_key or not secret_key:
+        raise DnsConfigError(
+            f"{domain.ref}: Secret {domain.namespace}/{secret.name} needs the keys "
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        )
+    return access_key, secret_key, found["session_token"] or None
