@@ -13,6 +13,7 @@ from typing import Any
 from mailstack.api import models, validate
 from mailstack.api.errors import FieldError, ValidationError
 from mailstack.api.reader import Reader, integer, string
+from mailstack.kubedoc import meta_of
 
 MAX_NAME_LENGTH = 48  # <name>-mta-0 plus the StatefulSet revision label must fit 63 characters
 
@@ -40,10 +41,11 @@ METADATA_FIELDS = frozenset(
 
 def document_ref(doc: object, default_namespace: str = "default") -> str:
     """``Kind/namespace/name`` for messages, as well as it can be told from a raw document."""
-    kind = doc.get("kind", "?") if isinstance(doc, Mapping) else "?"
-    meta = doc.get("metadata") if isinstance(doc, Mapping) else None
-    meta = meta if isinstance(meta, Mapping) else {}
-    return f"{kind}/{meta.get('namespace') or default_namespace}/{meta.get('name', '?')}"
+    if not isinstance(doc, Mapping):
+        return f"?/{default_namespace}/?"
+    meta = meta_of(doc)
+    namespace = meta.get("namespace") or default_namespace
+    return f"{doc.get('kind', '?')}/{namespace}/{meta.get('name', '?')}"
 
 
 def reader_for(doc: object, source: str, default_namespace: str) -> Reader:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from mailstack.api import models, validate
@@ -26,43 +26,39 @@ def parse_secret(
     meta = r.mapping(doc.get("metadata"), "metadata", METADATA_FIELDS)
     name = r.field(meta, "name", "metadata", validate.kubernetes_subdomain)
     namespace = r.field(meta, "namespace", "metadata", validate.kubernetes_name, default_namespace)
-    data = _data(r, doc.get("data"))
-    data.update(_string_data(r, doc.get("stringData")))
+    data = _decoded(r, doc.get("data"), "data", "base64 value", _base64)
+    data.update(_decoded(r, doc.get("stringData"), "stringData", "string", _plain))
     raise_problems(r)
     return models.Secret(name=name, namespace=namespace, data=tuple(sorted(data.items())))
 
 
-def _data(r: Reader, value: object) -> dict[str, bytes]:
+def _decoded(
+    r: Reader, value: object, path: str, what: str, decode: Callable[[object], bytes]
+) -> dict[str, bytes]:
+    """``data`` or ``stringData``: each key checked, each value decoded."""
     if not value:
         return {}
     if not isinstance(value, Mapping):
-        r.fail("data", "expected a mapping of key to base64 value")
+        r.fail(path, f"expected a mapping of key to {what}")
         return {}
     data: dict[str, bytes] = {}
     for key, text in value.items():
         try:
             validate.secret_key(key)
-            if not isinstance(text, str):
-                raise FieldError("expected a base64 string")
-            data[key] = base64.b64decode(text, validate=True)
+            data[key] = decode(text)
         except FieldError as err:
-            r.fail(join("data", str(key)), err.message)
-        except (binascii.Error, ValueError):
-            r.fail(join("data", str(key)), "is not valid base64")
+            r.fail(join(path, str(key)), err.message)
     return data
 
 
-def _string_data(r: Reader, value: object) -> dict[str, bytes]:
-    if not value:
-        return {}
-    if not isinstance(value, Mapping):
-        r.fail("stringData", "expected a mapping of key to string")
-        return {}
-    data: dict[str, bytes] = {}
-    for key, text in value.items():
-        try:
-            validate.secret_key(key)
-            data[key] = string(text).encode()
-        except FieldError as err:
-            r.fail(join("stringData", str(key)), err.message)
-    return data
+def _base64(value: object) -> bytes:
+    if not isinstance(value, str):
+        raise FieldError("expected a base64 string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise FieldError("is not valid base64") from None
+
+
+def _plain(value: object) -> bytes:
+    return string(value).encode()
