@@ -361,8 +361,8 @@ GOOD: list[tuple[str, Doc]] = INLINE_GOOD + fixture_documents() + example_docume
 
 
 def xfail(reason: str) -> pytest.MarkDecorator:
-    # Not strict: parse.py is being fixed in parallel. An XPASS means the parser now agrees with
-    # the CRD, and the case can leave PARSER_ACCEPTS.
+    # Not strict: the parser (api.parse) is being fixed in parallel. An XPASS means it now agrees
+    # with the CRD, and the case can leave PARSER_ACCEPTS.
     return pytest.mark.xfail(strict=False, reason=reason)
 
 
