@@ -19,8 +19,9 @@ import pytest
 from mailstack.dns.errors import CredentialsError, DnsConfigError, ProviderError
 from mailstack.dns.plan import RRset
 from mailstack.dns.providers import build_provider
-from mailstack.dns.providers.aws_sigv4 import sign_request
-from mailstack.dns.providers.route53 import Route53Provider, Route53RestClient, decode_name
+from mailstack.dns.providers.aws.route53_api import Route53RestClient
+from mailstack.dns.providers.aws.sigv4 import sign_request
+from mailstack.dns.providers.route53 import Route53Provider, decode_name
 from mailstack.dns.reconcile import cleanup_dns, plan_dns, reconcile_dns
 from mailstack.dns.records import txt_value_from_text
 from mailstack.material.dkim import DkimKey, generate_dkim_key

@@ -445,6 +445,17 @@ def test_missing_domain() -> None:
     )
 
 
+def test_missing_domain_leaves_local_parts_without_a_domain() -> None:
+    # Local parts are completed with nothing, as in a Mailbox with a bad address (the message
+    # showed the parser's internal "missing" marker before).
+    doc = maildomain({"catchAll": "bob", "postmaster": "pm"})
+    assert by_path(problems_of(parse_maildomain, doc)) == {
+        "spec.domain": ["is required"],
+        "spec.catchAll": ["address 'bob@': expected a domain name, got an empty string"],
+        "spec.postmaster": ["address 'pm@': expected a domain name, got an empty string"],
+    }
+
+
 def test_missing_maildomain_spec() -> None:
     doc = maildomain()
     del doc["spec"]
@@ -792,7 +803,7 @@ def test_dns_provider_settings_default_the_zone() -> None:
     )
     provider = parse_maildomain(doc).dns.provider
     assert provider.kind == "cloudflare"
-    assert provider.setting("zone") == "example.com"
+    assert provider.settings == m.CloudflareSettings(zone="example.com")
     assert provider.secret == m.SecretKeyRef("cf", "apiToken")
 
 

@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from mailstack.dns.providers.aws_sigv4 import (
+from mailstack.dns.providers.aws.sigv4 import (
     EMPTY_SHA256,
     amz_date,
     canonical_query,

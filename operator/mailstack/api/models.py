@@ -8,7 +8,7 @@ see raw dictionaries. All models are frozen: they are values, compared and hashe
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 GROUP = "mailstack.dev"
 VERSION = "v1alpha1"
@@ -18,6 +18,7 @@ TlsIssuer = Literal["internal", "certManager", "acme"]
 DkimAlgorithm = Literal["rsa2048", "ed25519"]
 Retention = Literal["Retain", "Delete"]
 DnsProviderKind = Literal["manual", "rfc2136", "powerdns", "cloudflare", "route53", "externalDNS"]
+TsigAlgorithm = Literal["hmac-sha256", "hmac-sha512"]
 
 
 @dataclass(frozen=True)
@@ -75,16 +76,94 @@ class Dkim:
     algorithm: DkimAlgorithm = "rsa2048"
 
 
+# One settings class per provider kind (``spec.dns.provider.<kind>``), each with its defaults.
+# ``default_secret_key``: the key of the credentials Secret reference when none is given (None:
+# the provider reads the whole Secret, or has none).
+
+
+@dataclass(frozen=True)
+class ManualSettings:
+    """Nothing is published: people publish the records themselves."""
+
+    kind: ClassVar[DnsProviderKind] = "manual"
+    default_secret_key: ClassVar[str | None] = None
+
+
+@dataclass(frozen=True)
+class ExternalDnsSettings:
+    """The records go to a ``DNSEndpoint`` for an external-dns already in the cluster."""
+
+    kind: ClassVar[DnsProviderKind] = "externalDNS"
+    default_secret_key: ClassVar[str | None] = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rfc2136Settings:
+    """A DNS server taking TSIG-signed dynamic updates; the TSIG secret is in ``tsigSecretRef``."""
+
+    kind: ClassVar[DnsProviderKind] = "rfc2136"
+    default_secret_key: ClassVar[str | None] = "secret"
+    server: str
+    port: int = 53
+    zone: str
+    tsig_key_name: str
+    tsig_algorithm: TsigAlgorithm = "hmac-sha256"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PowerDnsSettings:
+    """The PowerDNS HTTP API; the API key is in ``apiKeySecretRef``."""
+
+    kind: ClassVar[DnsProviderKind] = "powerdns"
+    default_secret_key: ClassVar[str | None] = "apiKey"
+    api_url: str
+    server_id: str = "localhost"
+    zone: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CloudflareSettings:
+    """The Cloudflare API; the API token is in ``apiTokenSecretRef``."""
+
+    kind: ClassVar[DnsProviderKind] = "cloudflare"
+    default_secret_key: ClassVar[str | None] = "apiToken"
+    zone: str
+    zone_id: str | None = None  # None: looked up by the zone's name
+
+
+@dataclass(frozen=True, kw_only=True)
+class Route53Settings:
+    """Amazon Route 53; the AWS keys are in the Secret of ``credentialsSecretRef``."""
+
+    kind: ClassVar[DnsProviderKind] = "route53"
+    default_secret_key: ClassVar[str | None] = None
+    hosted_zone_id: str
+    region: str = "us-east-1"
+
+
+ProviderSettings = (
+    ManualSettings
+    | ExternalDnsSettings
+    | Rfc2136Settings
+    | PowerDnsSettings
+    | CloudflareSettings
+    | Route53Settings
+)
+
+
 @dataclass(frozen=True)
 class DnsProvider:
-    """Exactly one provider; ``settings`` holds its validated, provider-specific fields."""
+    """Exactly one provider: its settings and the Secret holding its credentials.
 
-    kind: DnsProviderKind = "manual"
-    settings: tuple[tuple[str, object], ...] = ()
+    ``secret`` names a key of a Secret, or the whole Secret (``key`` empty) for Route 53.
+    """
+
+    settings: ProviderSettings = field(default_factory=ManualSettings)
     secret: SecretKeyRef | None = None
 
-    def setting(self, name: str, default: object = None) -> object:
-        return dict(self.settings).get(name, default)
+    @property
+    def kind(self) -> DnsProviderKind:
+        return self.settings.kind
 
 
 @dataclass(frozen=True)
@@ -190,6 +269,7 @@ class MailDomain:
 class Mailbox:
     """One account, fully defaulted."""
 
+    default_password_key: ClassVar[str] = "password"  # of passwordSecretRef when none is given
     name: str
     namespace: str
     address: str

@@ -12,7 +12,6 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence
 
-from mailstack.dns.errors import DnsConfigError
 from mailstack.dns.plan import Change, ZoneState
 
 # The record types mailstack publishes (records.desired_records) plus the ownership TXT.
@@ -20,7 +19,31 @@ MAIL_TYPES = frozenset({"A", "AAAA", "CAA", "CNAME", "MX", "SRV", "TXT"})
 
 
 class Provider(ABC):
-    """One zone at one provider."""
+    """One zone at one provider.
+
+    Subclasses must:
+
+    - set ``kind`` (the ``spec.dns.provider`` key) and ``supports`` (the record types they write:
+      ``MAIL_TYPES``, or none for a provider that writes nothing);
+    - implement ``read(names)``: the RRsets in canonical form, of the whole zone with
+      ``complete=True`` when it can be listed, else of ``names`` with ``complete=False``; and keep
+      what ``apply`` needs of what was read (raw values, record ids), so values that are not ours
+      are written back unchanged or left alone;
+    - implement ``apply(changes)``: the changes in the order given, on the wire too where writes
+      are not atomic: the plan puts ownership claims before the records they cover and their
+      removal after them. Count each write request in ``writes``; raise ``ProviderError`` when
+      the provider refuses, ``CredentialsError`` when it refuses the credentials;
+    - come with a module function ``from_domain`` (``construction.Constructor``) listed in
+      ``providers.PROVIDERS``, which raises ``DnsConfigError`` for a missing or unusable Secret.
+
+    Subclasses should:
+
+    - write a plan in as few requests as the API allows, atomic where it can be (one UPDATE
+      message, one PATCH, change batches), within the API's limits;
+    - retry with backoff what is transient (throttling, 5xx answers, a lost connection), and
+      nothing else;
+    - override ``describe`` when the server or a zone id helps a message.
+    """
 
     kind: str = ""
     supports: frozenset[str] = MAIL_TYPES
@@ -39,15 +62,6 @@ class Provider(ABC):
 
     def describe(self) -> str:
         return f"{self.kind} zone {self.zone}"
-
-
-def secret_value(secrets: dict[str, bytes] | None, key: str, what: str, secret_name: str) -> bytes:
-    if secrets is None:
-        raise DnsConfigError(f"{what}: the Secret {secret_name!r} was not found")
-    value = secrets.get(key)
-    if value is None:
-        raise DnsConfigError(f"{what}: the Secret {secret_name!r} has no key {key!r}")
-    return value
 
 
 def absolute(name: str) -> str:

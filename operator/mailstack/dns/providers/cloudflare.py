@@ -16,7 +16,7 @@ splits values over 255 bytes itself) and read in either form, quoted or not.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import dns.rdata
@@ -25,14 +25,17 @@ import dns.rdatatype
 from dns.rdtypes.ANY.CAA import CAA
 from dns.rdtypes.IN.SRV import SRV
 
+from mailstack.api.models import CloudflareSettings, MailDomain, Secret
 from mailstack.dns.errors import ProviderError
 from mailstack.dns.plan import Change, RRset, ZoneState
 from mailstack.dns.providers.base import MAIL_TYPES, Provider, relative_name
+from mailstack.dns.providers.construction import ProviderOptions, credentials_text, settings_of
 from mailstack.dns.providers.http import JsonApi, Response
 from mailstack.dns.records import canonical_value, txt_value_from_text
 
 API_URL = "https://api.cloudflare.com/client/v4"
 PER_PAGE = 100
+TIMEOUT = 15.0  # seconds per request
 
 
 def _error_text(body: Any) -> str:
@@ -112,7 +115,7 @@ class CloudflareProvider(Provider):
         api_token: str,
         zone_id: str | None = None,
         api_url: str = API_URL,
-        timeout: float = 15.0,
+        timeout: float = TIMEOUT,
         api: JsonApi | None = None,
         per_page: int = PER_PAGE,
     ) -> None:
@@ -220,3 +223,16 @@ class CloudflareProvider(Provider):
                         self._write("PUT", f"{base}/{record_id}", body, what)
         for key, value in released:
             self._delete(key, value)
+
+
+def from_domain(
+    domain: MailDomain, secrets: Mapping[str, Secret], options: ProviderOptions
+) -> CloudflareProvider:
+    settings = settings_of(domain, CloudflareSettings)
+    return CloudflareProvider(
+        settings.zone,
+        credentials_text(domain, secrets),
+        zone_id=settings.zone_id,
+        api_url=options.cloudflare_api_url or API_URL,
+        timeout=options.timeout or TIMEOUT,
+    )

@@ -7,10 +7,12 @@ is ``Manual``; the records are shown in status, written to ``records.zone`` and 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
+from mailstack.api.models import MailDomain, Secret
 from mailstack.dns.plan import Change, ZoneState
 from mailstack.dns.providers.base import Provider
+from mailstack.dns.providers.construction import ProviderOptions
 
 
 class ManualProvider(Provider):
@@ -26,3 +28,9 @@ class ManualProvider(Provider):
 
     def describe(self) -> str:
         return f"manual (publish the records of {self.zone} yourself)"
+
+
+def from_domain(
+    domain: MailDomain, secrets: Mapping[str, Secret], options: ProviderOptions
+) -> ManualProvider:
+    return ManualProvider(domain.domain)

@@ -11,14 +11,18 @@ Bad API key → 401 (``CredentialsError``); an unknown zone → 404/422.
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+from mailstack.api.models import MailDomain, PowerDnsSettings, Secret
 from mailstack.dns.errors import ProviderError
 from mailstack.dns.plan import Change, RRset, ZoneState
 from mailstack.dns.providers.base import MAIL_TYPES, Provider, absolute, relative_name
+from mailstack.dns.providers.construction import ProviderOptions, credentials_text, settings_of
 from mailstack.dns.providers.http import JsonApi
 from mailstack.dns.records import canonical_value, txt_value_from_text, txt_zone_text
+
+TIMEOUT = 10.0  # seconds per request
 
 
 def content_value(rtype: str, content: str) -> str:
@@ -47,8 +51,8 @@ class PowerDnsProvider(Provider):
         zone: str,
         api_url: str,
         api_key: str,
-        server_id: str = "localhost",
-        timeout: float = 10.0,
+        server_id: str = PowerDnsSettings.server_id,
+        timeout: float = TIMEOUT,
         api: JsonApi | None = None,
     ) -> None:
         super().__init__(zone)
@@ -128,3 +132,16 @@ class PowerDnsProvider(Provider):
                 f"PowerDNS at {self.api_url}: updating zone {self.zone} refused "
                 f"(HTTP {answer.status}): {_error_text(answer.body)}"
             )
+
+
+def from_domain(
+    domain: MailDomain, secrets: Mapping[str, Secret], options: ProviderOptions
+) -> PowerDnsProvider:
+    settings = settings_of(domain, PowerDnsSettings)
+    return PowerDnsProvider(
+        settings.zone,
+        settings.api_url,
+        credentials_text(domain, secrets),
+        server_id=settings.server_id,
+        timeout=options.timeout or TIMEOUT,
+    )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import socket
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import dns.exception
 import dns.flags
@@ -34,14 +34,17 @@ import dns.xfr
 import dns.zone
 from dns.rdtypes.ANY.TXT import TXT
 
+from mailstack.api.models import MailDomain, Rfc2136Settings, Secret
 from mailstack.dns.errors import CredentialsError, DnsConfigError, ProviderError
 from mailstack.dns.ownership import marker_name
 from mailstack.dns.plan import Change, RRset, ZoneState
 from mailstack.dns.providers.base import MAIL_TYPES, Provider
+from mailstack.dns.providers.construction import ProviderOptions, credentials_text, settings_of
 from mailstack.dns.records import rdata_value, txt_strings
 
 ALGORITHMS = {"hmac-sha256": dns.tsig.HMAC_SHA256, "hmac-sha512": dns.tsig.HMAC_SHA512}
 BATCH = 50  # changes per UPDATE message; keeps messages far below 64 KiB with DKIM keys
+TIMEOUT = 5.0  # seconds per query or update
 
 _PREREQ_FAILED = {
     dns.rcode.YXDOMAIN,
@@ -66,11 +69,11 @@ class Rfc2136Provider(Provider):
         self,
         zone: str,
         server: str,
-        port: int = 53,
+        port: int = Rfc2136Settings.port,
         key_name: str | None = None,
         secret: str | bytes | None = None,
-        algorithm: str = "hmac-sha256",
-        timeout: float = 5.0,
+        algorithm: str = Rfc2136Settings.tsig_algorithm,
+        timeout: float = TIMEOUT,
     ) -> None:
         super().__init__(zone)
         self.server = server
@@ -289,3 +292,18 @@ class Rfc2136Provider(Provider):
 
 class _TransferRefused(Exception):
     pass
+
+
+def from_domain(
+    domain: MailDomain, secrets: Mapping[str, Secret], options: ProviderOptions
+) -> Rfc2136Provider:
+    settings = settings_of(domain, Rfc2136Settings)
+    return Rfc2136Provider(
+        settings.zone,
+        settings.server,
+        settings.port,
+        key_name=settings.tsig_key_name,
+        secret=credentials_text(domain, secrets),
+        algorithm=settings.tsig_algorithm,
+        timeout=options.timeout or TIMEOUT,
+    )

@@ -1,0 +1,118 @@
+"""What every document parser shares: the reader of one document, the header and metadata checks,
+Secret key references and the host-or-IP validator.
+
+Owns: ``document_ref`` (how messages name a document), ``MAX_NAME_LENGTH`` and the metadata fields
+a document may carry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from mailstack.api import models, validate
+from mailstack.api.errors import FieldError, ValidationError
+from mailstack.api.reader import Reader, integer, string
+from mailstack.kubedoc import meta_of
+
+MAX_NAME_LENGTH = 48  # <name>-mta-0 plus the StatefulSet revision label must fit 63 characters
+
+# What the API server may put in metadata; anything else there is a typo.
+METADATA_FIELDS = frozenset(
+    {
+        "name",
+        "namespace",
+        "generation",
+        "uid",
+        "labels",
+        "annotations",
+        "resourceVersion",
+        "creationTimestamp",
+        "finalizers",
+        "managedFields",
+        "ownerReferences",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generateName",
+        "selfLink",
+    }
+)
+
+
+def document_ref(doc: object, default_namespace: str = "default") -> str:
+    """``Kind/namespace/name`` for messages, as well as it can be told from a raw document."""
+    if not isinstance(doc, Mapping):
+        return f"?/{default_namespace}/?"
+    meta = meta_of(doc)
+    namespace = meta.get("namespace") or default_namespace
+    return f"{doc.get('kind', '?')}/{namespace}/{meta.get('name', '?')}"
+
+
+def reader_for(doc: object, source: str, default_namespace: str) -> Reader:
+    """The reader of one document; a document that is no mapping is refused at once."""
+    reader = Reader(document_ref(doc, default_namespace), source)
+    if not isinstance(doc, Mapping):
+        reader.fail("", "expected a mapping (a Kubernetes object)")
+        raise ValidationError(reader.problems)
+    return reader
+
+
+def raise_problems(r: Reader) -> None:
+    """Raise ``ValidationError`` with every problem noted, if there is any."""
+    if r.problems:
+        raise ValidationError(r.problems)
+
+
+def check_header(r: Reader, doc: Mapping[str, Any], kind: str) -> None:
+    """``apiVersion`` and ``kind`` of one of our resources, and no unknown top-level field."""
+    if doc.get("apiVersion") != models.API_VERSION:
+        r.fail("apiVersion", f"expected {models.API_VERSION}, got {doc.get('apiVersion')!r}")
+    if doc.get("kind") != kind:
+        r.fail("kind", f"expected {kind}, got {doc.get('kind')!r}")
+    r.mapping(doc, "", {"apiVersion", "kind", "metadata", "spec", "status"})
+
+
+def metadata(
+    r: Reader, doc: Mapping[str, Any], default_namespace: str
+) -> tuple[str, str, int, str]:
+    """Name, namespace, generation and uid of one of our resources."""
+    meta = r.mapping(doc.get("metadata"), "metadata", METADATA_FIELDS)
+    name = r.field(meta, "name", "metadata", lambda x: validate.kubernetes_name(x, MAX_NAME_LENGTH))
+    namespace = r.field(meta, "namespace", "metadata", validate.kubernetes_name, default_namespace)
+    generation = r.field(meta, "generation", "metadata", integer(0, 2**63 - 1), 0)
+    uid = r.field(meta, "uid", "metadata", string, "")
+    return name, namespace, generation, uid
+
+
+def secret_ref(
+    r: Reader, value: object, path: str, default_key: str | None
+) -> models.SecretKeyRef | None:
+    """A required ``{name, key}`` reference; ``key`` is required too when there is no default."""
+    if value is None:
+        r.fail(path, "is required")
+        return None
+    if not isinstance(value, Mapping):
+        r.mapping(value, path, {"name", "key"})  # reports "expected a mapping"
+        return None
+    ref = r.mapping(value, path, {"name", "key"})
+    name = r.field(ref, "name", path, validate.kubernetes_subdomain)
+    key = (
+        r.field(ref, "key", path, validate.secret_key, default_key)
+        if default_key
+        else r.field(ref, "key", path, validate.secret_key)
+    )
+    if not (r.present(name) and r.present(key)):
+        return None
+    return models.SecretKeyRef(name, key)
+
+
+def host_or_ip(value: object) -> str:
+    """An IP address, or else a domain name (the message is the domain name's)."""
+    try:
+        return validate.any_ip_address(value)
+    except FieldError:
+        pass
+    try:
+        return validate.domain_name(value)
+    except FieldError as err:
+        raise FieldError(f"expected a host name or an IP address: {err.message}") from None

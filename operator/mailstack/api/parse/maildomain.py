@@ -1,0 +1,330 @@
+"""The MailDomain document: its top level and its small sections.
+
+Owns: ``parse_maildomain``, the addresses completed with the domain (aliases, catch-all,
+postmaster), and the sections ``limits``, ``protocols``, ``relay``, ``dkim``, ``service``,
+``storage`` and ``spam``. ``tls`` and ``dns`` have their own modules. Defaults come from the model
+classes; only those derived from the domain (``mail.<domain>``, ``postmaster@<domain>``) are made
+here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mailstack.api import models, validate
+from mailstack.api.errors import FieldError
+from mailstack.api.parse.common import (
+    check_header,
+    host_or_ip,
+    metadata,
+    raise_problems,
+    reader_for,
+)
+from mailstack.api.parse.dns import parse_dns
+from mailstack.api.parse.tls import parse_tls
+from mailstack.api.reader import Reader, boolean, integer, join, number, one_of, string
+
+SPEC_FIELDS = frozenset(
+    {
+        "domain",
+        "hostname",
+        "aliases",
+        "catchAll",
+        "postmaster",
+        "limits",
+        "protocols",
+        "relay",
+        "tls",
+        "dkim",
+        "dns",
+        "service",
+        "storage",
+        "spam",
+        "resolvers",
+    }
+)
+
+
+def parse_maildomain(
+    doc: Mapping[str, Any], source: str = "", default_namespace: str = "default"
+) -> models.MailDomain:
+    """A MailDomain document to a ``MailDomain``; raises ``ValidationError`` with every problem."""
+    r = reader_for(doc, source, default_namespace)
+    check_header(r, doc, "MailDomain")
+    name, namespace, generation, uid = metadata(r, doc, default_namespace)
+    spec = r.mapping(doc.get("spec"), "spec", SPEC_FIELDS)
+    if doc.get("spec") is None:
+        r.fail("spec", "is required")
+    domain = r.field(spec, "domain", "spec", validate.domain_name)
+    if not r.present(domain):
+        domain = ""  # spec.domain has its own problem; local parts are completed with nothing
+    hostname = r.field(
+        spec, "hostname", "spec", validate.domain_name, f"mail.{domain}" if domain else ""
+    )
+    addresses = DomainAddresses(domain)
+    aliases = _aliases(r, spec.get("aliases"), addresses)
+    catch_all = r.field(spec, "catchAll", "spec", addresses.own, models.MailDomain.catch_all)
+    postmaster = r.field(
+        spec, "postmaster", "spec", addresses.target, f"postmaster@{domain}" if domain else ""
+    )
+    limits = _limits(r, spec.get("limits"))
+    protocols = _protocols(r, spec.get("protocols"))
+    relay = _relay(r, spec.get("relay"))
+    tls = parse_tls(r, spec.get("tls"))
+    dkim = _dkim(r, spec.get("dkim"))
+    dns = parse_dns(r, spec.get("dns"), domain)
+    service = _service(r, spec.get("service"))
+    storage = _storage(r, spec.get("storage"))
+    spam = _spam(r, spec.get("spam"))
+    resolvers = r.items(spec, "resolvers", "spec", validate.any_ip_address)
+    raise_problems(r)
+    return models.MailDomain(
+        name=name,
+        namespace=namespace,
+        domain=domain,
+        hostname=hostname,
+        aliases=aliases,
+        catch_all=catch_all,
+        postmaster=postmaster,
+        limits=limits,
+        protocols=protocols,
+        relay=relay,
+        tls=tls,
+        dkim=dkim,
+        dns=dns,
+        service=service,
+        storage=storage,
+        spam=spam,
+        resolvers=resolvers,
+        generation=generation,
+        uid=uid,
+    )
+
+
+@dataclass(frozen=True)
+class DomainAddresses:
+    """Validators of the addresses a MailDomain names, a bare local part being on its domain."""
+
+    domain: str  # "" when spec.domain is missing or invalid
+
+    def own(self, value: object) -> str:
+        """An address on the domain (a local part is completed with it)."""
+        if not isinstance(value, str):
+            raise FieldError(f"expected an address or a local part (string), got {value!r}")
+        text = value if "@" in value else f"{value}@{self.domain}"
+        local, domain = validate.own_address(text)
+        if self.domain and domain != self.domain:
+            raise FieldError(f"{text!r} is not on the domain {self.domain}")
+        return f"{local}@{domain}"
+
+    def target(self, value: object) -> str:
+        """Where mail may go: an address on the domain, checked as such, or any other address."""
+        if isinstance(value, str) and "@" not in value:
+            return self.own(value)
+        if isinstance(value, str) and self.domain and value.endswith("@" + self.domain):
+            return self.own(value)
+        return validate.external_address(value)
+
+
+def _aliases(
+    r: Reader, value: object, addresses: DomainAddresses
+) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``spec.aliases``: local part -> target addresses, sorted by local part."""
+    if value is None:
+        return ()
+    if not isinstance(value, Mapping):
+        r.fail("spec.aliases", "expected a mapping of local part to a list of addresses")
+        return ()
+    aliases: list[tuple[str, tuple[str, ...]]] = []
+    for local, targets in sorted(value.items(), key=lambda item: str(item[0])):
+        path = join("spec.aliases", str(local))
+        try:
+            validate.local_part(local)
+        except FieldError as err:
+            r.fail(path, err.message)
+            continue
+        if targets is None or (isinstance(targets, list) and not targets):
+            r.fail(path, "an alias needs at least one target address")
+            continue
+        checked = r.items({local: targets}, local, "spec.aliases", addresses.target)
+        aliases.append((local, checked))
+    return tuple(aliases)
+
+
+def _message_size(value: object) -> int:
+    size = validate.size_bytes(value)
+    if not 1024 <= size <= 2 * 1024**3:
+        raise FieldError(f"{value!r} is out of range: expected 1Ki to 2Gi")
+    return size
+
+
+def _limits(r: Reader, value: object) -> models.Limits:
+    path = "spec.limits"
+    limits = r.mapping(value, path, {"messageSize", "recipientsPerMessage"})
+    return models.Limits(
+        message_size=r.field(
+            limits, "messageSize", path, _message_size, models.Limits.message_size
+        ),
+        recipients_per_message=r.field(
+            limits,
+            "recipientsPerMessage",
+            path,
+            integer(1, 10000),
+            models.Limits.recipients_per_message,
+        ),
+    )
+
+
+def _protocols(r: Reader, value: object) -> models.Protocols:
+    path = "spec.protocols"
+    protocols = r.mapping(value, path, {"imap", "pop3", "submission", "submissions", "managesieve"})
+    default = models.Protocols
+    return models.Protocols(
+        imap=r.field(protocols, "imap", path, boolean, default.imap),
+        pop3=r.field(protocols, "pop3", path, boolean, default.pop3),
+        submission=r.field(protocols, "submission", path, boolean, default.submission),
+        submissions=r.field(protocols, "submissions", path, boolean, default.submissions),
+        managesieve=r.field(protocols, "managesieve", path, boolean, default.managesieve),
+    )
+
+
+def _relay(r: Reader, value: object) -> models.Relay | None:
+    if value is None:
+        return None
+    path = "spec.relay"
+    relay = r.mapping(value, path, {"host", "port", "credentialsSecretRef"})
+    host = r.field(relay, "host", path, host_or_ip)
+    port = r.field(relay, "port", path, integer(1, 65535), models.Relay.port)
+    credentials_path = join(path, "credentialsSecretRef")
+    credentials = r.mapping(
+        relay.get("credentialsSecretRef"),
+        credentials_path,
+        {"name", "usernameKey", "passwordKey"},
+    )
+    has_credentials = isinstance(relay.get("credentialsSecretRef"), Mapping)
+    secret = (
+        r.field(credentials, "name", credentials_path, validate.kubernetes_subdomain)
+        if has_credentials
+        else None
+    )
+    username_key = r.field(
+        credentials, "usernameKey", credentials_path, validate.secret_key, models.Relay.username_key
+    )
+    password_key = r.field(
+        credentials, "passwordKey", credentials_path, validate.secret_key, models.Relay.password_key
+    )
+    if not r.present(host):
+        return None
+    return models.Relay(
+        host=host,
+        port=port,
+        credentials_secret=secret if r.present(secret) else None,
+        username_key=username_key,
+        password_key=password_key,
+    )
+
+
+def _dkim(r: Reader, value: object) -> models.Dkim:
+    path = "spec.dkim"
+    dkim = r.mapping(value, path, {"selector", "algorithm"})
+    return models.Dkim(
+        selector=r.field(dkim, "selector", path, validate.dkim_selector, models.Dkim.selector),
+        algorithm=r.field(
+            dkim, "algorithm", path, one_of("rsa2048", "ed25519"), models.Dkim.algorithm
+        ),
+    )
+
+
+def _annotations(r: Reader, value: object, path: str) -> tuple[tuple[str, str], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, Mapping):
+        r.fail(path, "expected a mapping of annotation key to value")
+        return ()
+    annotations: list[tuple[str, str]] = []
+    for key, text in sorted(value.items(), key=lambda item: str(item[0])):
+        try:
+            annotations.append((validate.annotation_key(key), string(text)))
+        except FieldError as err:
+            r.fail(join(path, str(key)), err.message)
+    return tuple(annotations)
+
+
+def _service(r: Reader, value: object) -> models.ServiceSpec:
+    path = "spec.service"
+    service = r.mapping(
+        value, path, {"type", "annotations", "externalTrafficPolicy", "loadBalancerIP"}
+    )
+    annotations = _annotations(r, service.get("annotations"), join(path, "annotations"))
+    default = models.ServiceSpec
+    return models.ServiceSpec(
+        type=r.field(
+            service, "type", path, one_of("LoadBalancer", "NodePort", "ClusterIP"), default.type
+        ),
+        annotations=annotations,
+        external_traffic_policy=r.field(
+            service,
+            "externalTrafficPolicy",
+            path,
+            one_of("Local", "Cluster"),
+            default.external_traffic_policy,
+        ),
+        load_balancer_ip=r.field(
+            service, "loadBalancerIP", path, validate.any_ip_address, default.load_balancer_ip
+        ),
+    )
+
+
+def _volume_size(value: object) -> str:
+    if validate.size_bytes(value) < 1024**2:
+        raise FieldError(f"{value!r} is too small for a volume (at least 1Mi)")
+    return str(value)
+
+
+def _volume(r: Reader, value: object, path: str, default: models.Volume) -> models.Volume:
+    volume = r.mapping(value, path, {"size", "storageClassName"})
+    return models.Volume(
+        size=r.field(volume, "size", path, _volume_size, default.size),
+        storage_class_name=r.field(
+            volume,
+            "storageClassName",
+            path,
+            validate.kubernetes_subdomain,
+            default.storage_class_name,
+        ),
+    )
+
+
+def _storage(r: Reader, value: object) -> models.Storage:
+    path = "spec.storage"
+    storage = r.mapping(value, path, {"mailboxes", "queue", "retention"})
+    default = models.Storage()
+    return models.Storage(
+        mailboxes=_volume(r, storage.get("mailboxes"), join(path, "mailboxes"), default.mailboxes),
+        queue=_volume(r, storage.get("queue"), join(path, "queue"), default.queue),
+        retention=r.field(
+            storage, "retention", path, one_of("Retain", "Delete"), default.retention
+        ),
+    )
+
+
+def _spam(r: Reader, value: object) -> models.Spam:
+    path = "spec.spam"
+    spam = r.mapping(value, path, {"enabled", "thresholds", "moveToJunk"})
+    thresholds_path = join(path, "thresholds")
+    thresholds = r.mapping(spam.get("thresholds"), thresholds_path, {"addHeader", "reject"})
+    default = models.Spam
+    add = r.field(
+        thresholds, "addHeader", thresholds_path, number(0, 1000), default.add_header_score
+    )
+    reject = r.field(thresholds, "reject", thresholds_path, number(0, 1000), default.reject_score)
+    if reject <= add:
+        r.fail(thresholds_path, f"reject ({reject:g}) must be greater than addHeader ({add:g})")
+    return models.Spam(
+        enabled=r.field(spam, "enabled", path, boolean, default.enabled),
+        add_header_score=add,
+        reject_score=reject,
+        junk_folder=r.field(spam, "moveToJunk", path, boolean, default.junk_folder),
+    )

@@ -1,0 +1,77 @@
+"""What a provider module's ``from_domain`` needs to build its provider from a MailDomain.
+
+Owns: ``ProviderOptions`` (what the caller adds to the MailDomain: timeouts, replacement clients
+and endpoints for tests and proxies), the ``Constructor`` signature every provider module
+exports, the typed settings of the MailDomain's provider, and its credentials looked up among the
+Secrets of the MailDomain's namespace, with messages that name the missing Secret or key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from mailstack.api.models import MailDomain, ProviderSettings, Secret, SecretKeyRef
+from mailstack.dns.errors import DnsConfigError
+from mailstack.dns.providers.base import Provider
+
+SettingsT = TypeVar("SettingsT", bound=ProviderSettings)
+
+
+@dataclass(frozen=True)
+class ProviderOptions:
+    """How to build a provider beyond what its MailDomain says."""
+
+    timeout: float | None = None  # seconds per request; None: the provider's own default
+    route53_client: Any = None  # replaces the Route 53 client outright (credentials unread)
+    route53_endpoint: str | None = None  # instead of https://route53.amazonaws.com
+    cloudflare_api_url: str | None = None  # instead of Cloudflare's API
+
+
+# (the MailDomain, the Secrets of its namespace by name, options) -> its provider
+Constructor = Callable[[MailDomain, Mapping[str, Secret], ProviderOptions], Provider]
+
+
+def settings_of(domain: MailDomain, kind: type[SettingsT]) -> SettingsT:
+    """The provider settings of ``domain``, which a constructor of ``kind`` was chosen for."""
+    settings = domain.dns.provider.settings
+    if not isinstance(settings, kind):
+        raise TypeError(f"{domain.ref}: {type(settings).__name__} given, {kind.__name__} expected")
+    return settings
+
+
+def _reference(domain: MailDomain) -> SecretKeyRef:
+    ref = domain.dns.provider.secret
+    if ref is None:
+        kind = domain.dns.provider.kind
+        raise DnsConfigError(f"{domain.ref}: the {kind} provider needs a Secret reference")
+    return ref
+
+
+def credentials_secret(domain: MailDomain, secrets: Mapping[str, Secret]) -> Secret:
+    """The Secret the provider of ``domain`` refers to."""
+    ref = _reference(domain)
+    secret = secrets.get(ref.name)
+    if secret is None:
+        raise DnsConfigError(
+            f"{domain.ref}: Secret {domain.namespace}/{ref.name} "
+            f"(the {domain.dns.provider.kind} credentials) was not found"
+        )
+    return secret
+
+
+def credentials_text(domain: MailDomain, secrets: Mapping[str, Secret]) -> str:
+    """The key of that Secret the reference names, as text without surrounding whitespace."""
+    ref = _reference(domain)
+    value = credentials_secret(domain, secrets).get(ref.key)
+    if value is None:
+        raise DnsConfigError(
+            f"{domain.ref}: Secret {domain.namespace}/{ref.name} has no key {ref.key!r}"
+        )
+    try:
+        return value.decode().strip()
+    except UnicodeDecodeError:
+        raise DnsConfigError(
+            f"{domain.ref}: Secret {domain.namespace}/{ref.name} key {ref.key!r} is not text"
+        ) from None
