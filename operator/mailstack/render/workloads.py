@@ -3,6 +3,7 @@
 Every container runs ``mailstack agent <daemon>`` from the mail image. Config comes from mounted
 ConfigMaps and Secrets; the pod templates carry a checksum of the ConfigMaps, so a changed spec
 rolls the pods, while account and certificate changes (Secrets) are reloaded in place by the agent.
+They carry no operator version: an operator upgrade rolls the pods only if the image changes.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from mailstack.render import layout
 from mailstack.render.objects import (
     CHECKSUM_ANNOTATION,
     RenderOptions,
-    labels,
     metadata,
+    pod_labels,
     selector_labels,
 )
 
@@ -162,7 +163,7 @@ def _statefulset(
             },
             "template": {
                 "metadata": {
-                    "labels": labels(domain, component),
+                    "labels": pod_labels(domain, component),
                     "annotations": {CHECKSUM_ANNOTATION: config_checksum},
                 },
                 "spec": pod_spec,
