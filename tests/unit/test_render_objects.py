@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from mailstack.render.objects import CHECKSUM_ANNOTATION
+import pytest
+
+from mailstack.pipeline import render_all
+from mailstack.render import objects
+from mailstack.render.objects import CHECKSUM_ANNOTATION, RenderOptions
+from tests.support import render_examples
 
 
 def _get(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
@@ -115,3 +121,27 @@ def test_lmtp_and_sasl_reachable_from_the_mta_only(example_render: list[dict[str
 def test_mail_is_retained_by_default(example_render: list[dict[str, Any]]) -> None:
     for sts in (o for o in example_render if o["kind"] == "StatefulSet"):
         assert sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Retain"
+
+
+def test_an_operator_upgrade_alone_rolls_no_pod(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pod templates change only when what runs in the pods does: the same MailDomains and the
+    same mail image under another operator version give the same templates (checksums too)."""
+    prepared, _ = render_examples(tmp_path)
+    options = RenderOptions(image="registry.example/mailstack/mail:1.2.3")
+    templates = {}
+    for version in ("0.1.0", "9.9.9"):
+        monkeypatch.setattr(objects, "__version__", version)
+        rendered = render_all(prepared, options)
+        templates[version] = {
+            o["metadata"]["name"]: o["spec"]["template"]
+            for o in rendered
+            if o["kind"] == "StatefulSet"
+        }
+        # The version still labels the objects themselves.
+        assert all(
+            o["metadata"]["labels"]["app.kubernetes.io/version"] == version for o in rendered
+        )
+    assert templates["0.1.0"], "the examples render StatefulSets"
+    assert templates["0.1.0"] == templates["9.9.9"]

@@ -206,7 +206,7 @@ def discover(
     wanted: list[tuple[str, str]] = [(domain, "MX"), (domain, "TXT")]
     wanted += [(f"{selector}._domainkey.{domain}", "TXT"), (f"_dmarc.{domain}", "TXT")]
     wanted += [(f"_mta-sts.{domain}", "TXT"), (f"_smtp._tls.{domain}", "TXT")]
-    wanted += [(f"{label}.{domain}", "SRV") for label, _, _, _ in SRV_SERVICES]
+    wanted += [(f"{srv.label}.{domain}", "SRV") for _, srv in SRV_SERVICES]
     results: list[CheckResult] = []
     for name, rtype in wanted:
         try:

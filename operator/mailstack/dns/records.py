@@ -18,7 +18,6 @@ Records deliberately *not* published:
   to a closed HTTP port and Outlook to an HTTPS endpoint whose certificate does not cover the
   name (a certificate warning shown to users). The RFC 6186 SRV records describe the same
   settings; the CNAMEs come when an HTTP endpoint serves them.
-- ``_sieve._tcp``: ManageSieve (4190) is not on the public Service.
 - extra MX hosts: the MailDomain spec has no field for them yet.
 """
 
@@ -40,6 +39,7 @@ from dns.rdtypes.ANY.TXT import TXT
 from mailstack.api.models import MailDomain
 from mailstack.api.validate import has_control_characters
 from mailstack.material.dkim import DkimKey
+from mailstack.render.layout import PUBLIC_PORTS, Port, Srv
 
 SPF_PREFIX = "v=spf1"
 
@@ -64,29 +64,19 @@ class Record:
         return not self.value_prefix or value.startswith(self.value_prefix)
 
 
-# RFC 6186 service records: (service label, priority, port, protocol switch). RFC 8314 §5.1:
-# implicit TLS is preferred, so its records have the lower (preferred) priority; IMAP is
-# preferred over POP3 (RFC 6186 §3.4 lets clients compare priorities across the services).
-SRV_SERVICES: tuple[tuple[str, int, int, str], ...] = (
-    ("_submissions._tcp", 0, 465, "submissions"),
-    ("_submission._tcp", 10, 587, "submission"),
-    ("_imaps._tcp", 0, 993, "imap"),
-    ("_imap._tcp", 10, 143, "imap"),
-    ("_pop3s._tcp", 20, 995, "pop3"),
-    ("_pop3._tcp", 30, 110, "pop3"),
-    # Not RFC 6186 but RFC 5804 §1.8: where Sieve clients (ManageSieve) find the server.
-    ("_sieve._tcp", 0, 4190, "managesieve"),
-)
-# What each record announces, and the RFC that defines it.
-_SRV_WHAT = {
-    "_submissions._tcp": ("message submission over implicit TLS (RFC 8314)", "RFC 6186"),
-    "_submission._tcp": ("message submission with STARTTLS", "RFC 6186"),
-    "_imaps._tcp": ("IMAP over implicit TLS", "RFC 6186"),
-    "_imap._tcp": ("IMAP with STARTTLS", "RFC 6186"),
-    "_pop3s._tcp": ("POP3 over implicit TLS", "RFC 6186"),
-    "_pop3._tcp": ("POP3 with STARTTLS", "RFC 6186"),
-    "_sieve._tcp": ("ManageSieve with STARTTLS", "RFC 5804"),
-}
+def _srv_services() -> tuple[tuple[Port, Srv], ...]:
+    """The public ports that SRV records announce, with their records, in record order: the
+    records of one ``spec.protocols`` switch together (in the port table's order), the preferred
+    (lowest priority) first."""
+    announced = [(port, port.srv) for port in PUBLIC_PORTS if port.srv is not None]
+    switches = list(dict.fromkeys(port.protocol for port, _ in announced))
+    return tuple(
+        sorted(announced, key=lambda pair: (switches.index(pair[0].protocol), pair[1].priority))
+    )
+
+
+# RFC 6186 (and RFC 5804) service records, from the port table (layout.PUBLIC_PORTS).
+SRV_SERVICES = _srv_services()
 
 # ACME directory host (suffix) -> the CA's CAA issuer domain name (RFC 8659 §4.2).
 CAA_ISSUERS: tuple[tuple[str, str], ...] = (
@@ -304,16 +294,14 @@ def desired_records(
                 "SMTP TLS reporting address (RFC 8460)",
             )
         )
-    protocols = domain.protocols
-    for label, priority, port, switch in SRV_SERVICES:
-        what, rfc = _SRV_WHAT[label]
-        if getattr(protocols, switch):
-            value = f"{priority} 1 {port} {host}."
-            why = f"{rfc} client autoconfiguration: {what} on {host}:{port}"
+    for port, srv in SRV_SERVICES:
+        if port.enabled_by(domain.protocols):
+            value = f"{srv.priority} 1 {port.number} {host}."
+            why = f"{srv.rfc} client autoconfiguration: {srv.offers} on {host}:{port.number}"
         else:
             value = "0 0 0 ."
-            why = f"{rfc}: {what} is not offered (protocols.{switch} is off)"
-        records.append(Record(f"{label}.{apex}", "SRV", ttl, (value,), why))
+            why = f"{srv.rfc}: {srv.offers} is not offered (protocols.{port.protocol} is off)"
+        records.append(Record(f"{srv.label}.{apex}", "SRV", ttl, (value,), why))
     if domain.tls.issuer == "acme":
         issuer = caa_issuer(domain.tls.acme_server)
         # At the hostname, not the apex: a CAA record at the apex would restrict every
@@ -361,5 +349,5 @@ def managed_names(domain: MailDomain, selectors: Sequence[str] = ()) -> list[str
     apex = domain.domain
     names = [apex, domain.hostname, f"_dmarc.{apex}", f"_mta-sts.{apex}", f"_smtp._tls.{apex}"]
     names += [f"{s}._domainkey.{apex}" for s in (domain.dkim.selector, *selectors)]
-    names += [f"{label}.{apex}" for label, _, _, _ in SRV_SERVICES]
+    names += [f"{srv.label}.{apex}" for _, srv in SRV_SERVICES]
     return list(dict.fromkeys(names))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from mailstack.api.assemble import MailService
 from mailstack.render import layout
 from mailstack.render.templating import render_template
+from mailstack.render.workloads import enabled_public_ports
 
 # Where Pigeonhole keeps the compiled form of scripts that live on read-only mounts (the global
 # spam-to-Junk script, the spec's per-user scripts): without it, every delivery recompiles them
@@ -16,17 +17,27 @@ SIEVE_BINDIR = "~/.sieve-bin"
 STORED_HEADER_ROOM = 1 << 20
 
 
+# Dovecot's protocols, in the order dovecot.conf lists them, each named as the listener that
+# serves it: a protocol is on when that listener is (imaps and pop3s go with imap and pop3).
+_DOVECOT_PROTOCOLS = ("imap", "pop3", "lmtp", "sieve")
+
+
+def listener_ports(service: MailService) -> dict[str, int]:
+    """Each of Dovecot's listeners (named as its port) and its port number, 0 when the
+    MailDomain's ``protocols`` switch it off."""
+    enabled = enabled_public_ports(service, "mda")
+    ports = {
+        port.name: port.number if port in enabled else 0
+        for port in layout.PUBLIC_PORTS
+        if port.component == "mda"
+    }
+    ports.update({port.name: port.number for port in (layout.LMTP_PORT, layout.SASL_PORT)})
+    return ports
+
+
 def dovecot_protocols(service: MailService) -> list[str]:
-    enabled = service.domain.protocols
-    names = []
-    if enabled.imap:
-        names.append("imap")
-    if enabled.pop3:
-        names.append("pop3")
-    names.append("lmtp")
-    if enabled.managesieve:
-        names.append("sieve")
-    return names
+    listeners = listener_ports(service)
+    return [name for name in _DOVECOT_PROTOCOLS if listeners[name]]
 
 
 def render_dovecot_conf(service: MailService) -> str:
@@ -35,6 +46,7 @@ def render_dovecot_conf(service: MailService) -> str:
         "dovecot/dovecot.conf.j2",
         domain=domain,
         protocols=" ".join(dovecot_protocols(service)),
+        listeners=listener_ports(service),
         postmaster=f"postmaster@{domain.domain}",  # routed by the alias map, see postfix.py
         paths={
             "dovecot_run": layout.DOVECOT_RUN_DIR,
@@ -51,8 +63,6 @@ def render_dovecot_conf(service: MailService) -> str:
         mda_submit_port=layout.MDA_SUBMIT_PORT.number,
         vmail_uid=layout.VMAIL_UID,
         vmail_gid=layout.VMAIL_GID,
-        lmtp_port=layout.LMTP_PORT.number,
-        sasl_port=layout.SASL_PORT.number,
         spam_to_junk=domain.spam.enabled and domain.spam.junk_folder,
         sieve_bindir=SIEVE_BINDIR,
         expunge_after_days=dict(layout.EXPUNGE_AFTER_DAYS),

@@ -2,10 +2,17 @@
 
 The renderer mounts volumes at these paths and writes config files that refer to them; the agent
 (and the local runtime) prepares the same paths. Keeping them in one module is what keeps the
-config files, the pod specs and the supervisor in agreement.
+config files, the pod specs and the supervisor in agreement. Likewise ``PUBLIC_PORTS``, the one
+table of the public ports, each with the ``spec.protocols`` switch that turns it on and the SRV
+record that announces it.
 """
 
 from __future__ import annotations
+
+# Not typing.TYPE_CHECKING (see mailstack.agent.command).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from mailstack.api.models import Protocols
 
 # Mounted configuration (read-only volumes).
 POSTFIX_CONFIG_DIR = "/etc/mailstack/postfix"
@@ -62,31 +69,92 @@ DOVECOT_GID = 11143
 RSPAMD_GID = 11333
 
 
-class Port:
-    """A port of the stack. A plain class, not a dataclass: the agent imports this module, and
-    ``dataclasses`` (with ``inspect``) would cost each agent process more than a megabyte."""
+class Srv:
+    """The SRV record that tells mail clients where a port is: the record's service label, its
+    priority among the records of the same service (lower is preferred), what the port offers
+    and the RFC that defines the record. A plain class, as ``Port``."""
 
-    __slots__ = ("component", "name", "number")
+    __slots__ = ("label", "offers", "priority", "rfc")
 
-    def __init__(self, name: str, number: int, component: str) -> None:
-        self.name = name
-        self.number = number
-        self.component = component  # "mta" or "mda"
+    def __init__(self, label: str, priority: int, offers: str, rfc: str = "RFC 6186") -> None:
+        self.label = label
+        self.priority = priority
+        self.offers = offers
+        self.rfc = rfc
 
     def __repr__(self) -> str:
-        return f"Port({self.name!r}, {self.number}, {self.component!r})"
+        return f"Srv({self.label!r}, {self.priority}, {self.offers!r}, {self.rfc!r})"
 
 
+class Port:
+    """A port of the stack: its name (of the container port, the Service port and Dovecot's
+    listener), its number, the pod that listens on it ("mta" or "mda"), the ``spec.protocols``
+    switch that turns it on (None: always on) and the SRV record that announces it (None: none).
+
+    A plain class, not a dataclass: the agent imports this module, and ``dataclasses`` (with
+    ``inspect``) would cost each agent process more than a megabyte."""
+
+    __slots__ = ("component", "name", "number", "protocol", "srv")
+
+    def __init__(
+        self,
+        name: str,
+        number: int,
+        component: str,
+        protocol: str | None = None,
+        srv: Srv | None = None,
+    ) -> None:
+        self.name = name
+        self.number = number
+        self.component = component
+        self.protocol = protocol
+        self.srv = srv
+
+    def enabled_by(self, protocols: Protocols) -> bool:
+        """Whether a MailDomain with these ``spec.protocols`` listens on this port."""
+        return self.protocol is None or bool(getattr(protocols, self.protocol))
+
+    def __repr__(self) -> str:
+        return f"Port({self.name!r}, {self.number}, {self.component!r}, {self.protocol!r})"
+
+
+# The one table of the public ports: Postfix's master.cf, Dovecot's listeners and protocols,
+# the containers' ports, the Services, the NetworkPolicies, the SRV records and the endpoints
+# of the status and of "mailstack up" all derive from it. SRV priorities: RFC 8314 §5.1 prefers
+# implicit TLS, so its records have the lower (preferred) priority; IMAP is preferred over POP3
+# (RFC 6186 §3.4 lets clients compare priorities across the services).
 PUBLIC_PORTS: tuple[Port, ...] = (
-    Port("smtp", 25, "mta"),
-    Port("submissions", 465, "mta"),
-    Port("submission", 587, "mta"),
-    Port("imap", 143, "mda"),
-    Port("imaps", 993, "mda"),
-    Port("pop3", 110, "mda"),
-    Port("pop3s", 995, "mda"),
-    Port("sieve", 4190, "mda"),
+    Port("smtp", 25, "mta"),  # always on; other servers find it through the MX record
+    Port(
+        "submissions",
+        465,
+        "mta",
+        protocol="submissions",
+        srv=Srv("_submissions._tcp", 0, "message submission over implicit TLS (RFC 8314)"),
+    ),
+    Port(
+        "submission",
+        587,
+        "mta",
+        protocol="submission",
+        srv=Srv("_submission._tcp", 10, "message submission with STARTTLS"),
+    ),
+    Port("imap", 143, "mda", protocol="imap", srv=Srv("_imap._tcp", 10, "IMAP with STARTTLS")),
+    Port("imaps", 993, "mda", protocol="imap", srv=Srv("_imaps._tcp", 0, "IMAP over implicit TLS")),
+    Port("pop3", 110, "mda", protocol="pop3", srv=Srv("_pop3._tcp", 30, "POP3 with STARTTLS")),
+    Port(
+        "pop3s", 995, "mda", protocol="pop3", srv=Srv("_pop3s._tcp", 20, "POP3 over implicit TLS")
+    ),
+    # Not RFC 6186 but RFC 5804 §1.8: where Sieve clients (ManageSieve) find the server.
+    Port(
+        "sieve",
+        4190,
+        "mda",
+        protocol="managesieve",
+        srv=Srv("_sieve._tcp", 0, "ManageSieve with STARTTLS", rfc="RFC 5804"),
+    ),
 )
+# Internal ports: always on, never announced.
 LMTP_PORT = Port("lmtp", 24, "mda")
 SASL_PORT = Port("sasl", 12345, "mda")
 # Where Dovecot hands Postfix the mail that Sieve scripts send (redirects, vacation replies),

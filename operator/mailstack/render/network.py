@@ -73,9 +73,8 @@ def _tcp(ports: list[str | int]) -> list[Obj]:
 def render_network_policies(service: MailService) -> list[Obj]:
     domain = service.domain
     names = layout.object_names(domain.name)
-    public = enabled_public_ports(service)
-    mta_public: list[str | int] = [p.name for p in public if p.component == "mta"]
-    mda_public: list[str | int] = [p.name for p in public if p.component == "mda"]
+    mta_public: list[str | int] = [p.name for p in enabled_public_ports(service, "mta")]
+    mda_public: list[str | int] = [p.name for p in enabled_public_ports(service, "mda")]
     policies = []
     mta_policy: Obj = {
         "apiVersion": "networking.k8s.io/v1",

@@ -26,11 +26,17 @@ class RenderOptions:
 
 def labels(domain: MailDomain, component: str) -> dict[str, str]:
     """The app.kubernetes.io labels of every object; ``selector_labels`` is the stable subset."""
+    return {**pod_labels(domain, component), "app.kubernetes.io/version": __version__}
+
+
+def pod_labels(domain: MailDomain, component: str) -> dict[str, str]:
+    """The labels of the pods: those of every object but the operator's version, so that an
+    operator upgrade alone changes no pod template (and rolls no mail pod). What runs in a pod
+    is said by its image."""
     return {
         **selector_labels(domain, component),
         "app.kubernetes.io/managed-by": "mailstack",
         "app.kubernetes.io/part-of": "mailstack",
-        "app.kubernetes.io/version": __version__,
     }
 
 

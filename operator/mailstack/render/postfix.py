@@ -5,6 +5,7 @@ from __future__ import annotations
 from mailstack.api.assemble import MailService
 from mailstack.render import layout
 from mailstack.render.templating import render_template
+from mailstack.render.workloads import enabled_public_ports
 
 
 def _paths() -> dict[str, str]:
@@ -54,11 +55,15 @@ def render_postfix_mda_clientcerts(service: MailService, fingerprint: str) -> st
     )
 
 
+def listener_ports(service: MailService) -> dict[str, int]:
+    """The ports smtpd listens on (named as in layout), those that ``protocols`` switch on."""
+    ports = [*enabled_public_ports(service, "mta"), layout.MDA_SUBMIT_PORT]
+    return {port.name: port.number for port in ports}
+
+
 def render_postfix_master_cf(service: MailService) -> str:
     return render_template(
-        "postfix/master.cf.j2",
-        domain=service.domain,
-        mda_submit_port=layout.MDA_SUBMIT_PORT.number,
+        "postfix/master.cf.j2", domain=service.domain, listeners=listener_ports(service)
     )
 
 

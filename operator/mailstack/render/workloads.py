@@ -3,6 +3,7 @@
 Every container runs ``mailstack agent <daemon>`` from the mail image. Config comes from mounted
 ConfigMaps and Secrets; the pod templates carry a checksum of the ConfigMaps, so a changed spec
 rolls the pods, while account and certificate changes (Secrets) are reloaded in place by the agent.
+They carry no operator version: an operator upgrade rolls the pods only if the image changes.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from mailstack.render import layout
 from mailstack.render.objects import (
     CHECKSUM_ANNOTATION,
     RenderOptions,
-    labels,
     metadata,
+    pod_labels,
     selector_labels,
 )
 
@@ -92,24 +93,18 @@ RSPAMD_ENV = {
 }
 
 
-def _port(name: str, number: int) -> Obj:
-    return {"name": name, "containerPort": number, "protocol": "TCP"}
+def _port(port: layout.Port) -> Obj:
+    return {"name": port.name, "containerPort": port.number, "protocol": "TCP"}
 
 
-def enabled_public_ports(service: MailService) -> list[layout.Port]:
-    """The public ports the MailDomain's ``protocols`` switch on (SMTP on 25 always)."""
-    enabled = service.domain.protocols
-    wanted = {
-        "smtp": True,
-        "submissions": enabled.submissions,
-        "submission": enabled.submission,
-        "imap": enabled.imap,
-        "imaps": enabled.imap,
-        "pop3": enabled.pop3,
-        "pop3s": enabled.pop3,
-        "sieve": enabled.managesieve,
-    }
-    return [port for port in layout.PUBLIC_PORTS if wanted[port.name]]
+def enabled_public_ports(service: MailService, component: str | None = None) -> list[layout.Port]:
+    """The public ports the MailDomain's ``protocols`` switch on (SMTP on 25 always), of one
+    component ("mta" or "mda") or of both."""
+    return [
+        port
+        for port in layout.PUBLIC_PORTS
+        if port.enabled_by(service.domain.protocols) and component in (None, port.component)
+    ]
 
 
 def _mount(name: str, path: str, read_only: bool = True, sub_path: str | None = None) -> Obj:
@@ -168,7 +163,7 @@ def _statefulset(
             },
             "template": {
                 "metadata": {
-                    "labels": labels(domain, component),
+                    "labels": pod_labels(domain, component),
                     "annotations": {CHECKSUM_ANNOTATION: config_checksum},
                 },
                 "spec": pod_spec,
@@ -203,7 +198,7 @@ def render_mta_statefulset(
 ) -> Obj:
     domain = service.domain
     names = layout.object_names(domain.name)
-    mta_ports = [p for p in enabled_public_ports(service) if p.component == "mta"]
+    mta_ports = enabled_public_ports(service, "mta")
     user_keys = ["virtual_mailboxes", "virtual_aliases", "sender_logins"]
     if relay_auth:
         user_keys.append("relay_passwords")
@@ -211,8 +206,8 @@ def render_mta_statefulset(
         "postfix",
         options,
         [
-            *[_port(p.name, p.number) for p in mta_ports],
-            _port(layout.MDA_SUBMIT_PORT.name, layout.MDA_SUBMIT_PORT.number),
+            *[_port(p) for p in mta_ports],
+            _port(layout.MDA_SUBMIT_PORT),
         ],
         [
             _mount("postfix-config", layout.POSTFIX_CONFIG_DIR),
@@ -274,14 +269,14 @@ def render_mda_statefulset(
 ) -> Obj:
     domain = service.domain
     names = layout.object_names(domain.name)
-    mda_ports = [p for p in enabled_public_ports(service) if p.component == "mda"]
+    mda_ports = enabled_public_ports(service, "mda")
     dovecot = _container(
         "dovecot",
         options,
         [
-            *[_port(p.name, p.number) for p in mda_ports],
-            _port(layout.LMTP_PORT.name, layout.LMTP_PORT.number),
-            _port(layout.SASL_PORT.name, layout.SASL_PORT.number),
+            *[_port(p) for p in mda_ports],
+            _port(layout.LMTP_PORT),
+            _port(layout.SASL_PORT),
         ],
         [
             _mount("dovecot-config", layout.DOVECOT_CONFIG_DIR),
