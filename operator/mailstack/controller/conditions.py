@@ -20,7 +20,7 @@ from mailstack.controller import reasons
 from mailstack.controller.documents import address_domain, doc_name
 from mailstack.controller.plan import SOURCE, Rendered
 from mailstack.dns.errors import DnsError
-from mailstack.kubedoc import ObjectRef, meta_of
+from mailstack.kubedoc import ObjectRef, meta_of, spec_of
 
 Truth = Literal["True", "False", "Unknown"]
 
@@ -98,7 +98,7 @@ def workloads_condition(statefulsets: Mapping[str, Mapping[str, Any] | None]) ->
         if sts is None:
             pending.append(f"{name}: not found")
             continue
-        spec = sts.get("spec") or {}
+        spec = spec_of(sts)
         status = sts.get("status") or {}
         want = int(spec.get("replicas", 1))
         generation = int(meta_of(sts).get("generation", 0))

@@ -1,10 +1,10 @@
 """What the controller reads from raw documents before (or instead of) parsing them.
 
-Owns the accessors that the index, the handlers, the plan and the reconciler share: names,
-generations, the domain a MailDomain serves or a Mailbox's address is on, the Secrets they
-refer to, the owner of a child, the addresses of a LoadBalancer Service and the generation
-external-dns has read. Every one is best effort: a document the parser would refuse yields
-an empty answer here, never an exception (the parser reports what is wrong with it).
+Owns the accessors that the informers, the index, the handlers, the plan and the reconciler
+share: names, generations, the domain a MailDomain serves or a Mailbox's address is on, the
+Secrets they refer to, the owner of a child, the addresses of a LoadBalancer Service and the
+generation external-dns has read. Every one is best effort: a document the parser would refuse
+yields an empty answer here, never an exception (the parser reports what is wrong with it).
 """
 
 from __future__ import annotations

@@ -62,9 +62,6 @@ class Coalescer:
         self.marks += 1
         self._flag(key).set()
 
-    def is_marked(self, key: DomainKey) -> bool:
-        return self._flag(key).is_set()
-
     def clear(self, key: DomainKey) -> None:
         self._flag(key).clear()
 
