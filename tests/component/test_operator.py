@@ -16,6 +16,7 @@ import pytest
 from mailstack.api.parse import parse_secret
 from mailstack.controller import plan
 from mailstack.controller.children import APPLIED_ANNOTATION, contains
+from mailstack.controller.documents import address_domain
 from mailstack.controller.handlers import FINALIZER
 from mailstack.render.users import sieve_file_name
 from tests.component.conftest import (
@@ -70,7 +71,7 @@ def expected_objects(api: ApiServer, name: str) -> list[dict]:
     """What render produces from what the cluster holds (its material Secrets included)."""
     domain = api.get("maildomains", name)
     assert domain is not None
-    boxes = [b for b in api.list("mailboxes") if plan.address_domain(b) == domain["spec"]["domain"]]
+    boxes = [b for b in api.list("mailboxes") if address_domain(b) == domain["spec"]["domain"]]
     secrets = {s["metadata"]["name"]: parse_secret(s) for s in api.list("secrets")}
     rendered = plan.render_domain(
         plan.DomainInputs(

@@ -1,6 +1,6 @@
 """docs/argocd-health.lua under Lua 5.1 (lupa), as Argo CD runs it, against operator statuses.
 
-The statuses are built with the operator's own status functions (``controller.plan``), so the
+The statuses are built with the operator's own status functions (``controller.status``), so the
 script is tested against exactly what the operator writes, plus hand-made edge cases (no status,
 a stale generation, a stale condition).
 """
@@ -16,7 +16,9 @@ import pytest
 import yaml
 
 from mailstack.controller import plan
-from mailstack.controller.status import DOMAIN_CONDITIONS, Condition, condition_list, summarise
+from mailstack.controller import status as status_documents
+from mailstack.controller.conditions import Condition, orphan_verdict
+from mailstack.controller.status import DOMAIN_CONDITIONS, condition_list, summarise
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "docs" / "argocd-health.lua"
@@ -144,13 +146,13 @@ def test_real_operator_status_of_an_invalid_domain() -> None:
             now=NOW,
         )
     )
-    status = plan.domain_status(rendered, generation=5, previous=None, now=NOW)
+    status = status_documents.domain_status(rendered, generation=5, previous=None, now=NOW)
     verdict, message = health(domain(5, status))
     assert verdict == "Degraded" and message.startswith("Valid: spec.catchAll")
 
 
 def mailbox(generation: int, valid: Condition, ready: Condition, **spec: Any) -> dict[str, Any]:
-    status = plan.mailbox_status(
+    status = status_documents.mailbox_status(
         valid, ready, generation=generation, previous=None, now=NOW, domain_name="example-org"
     )
     return {
@@ -170,7 +172,7 @@ def test_mailbox_health() -> None:
     missing = Condition("Valid", "False", "PasswordUnavailable", "Secret alice not found")
     not_ready = Condition("Ready", "False", "PasswordUnavailable", "no login: Secret alice ...")
     assert health(mailbox(1, missing, not_ready))[0] == "Degraded"
-    orphan_valid, orphan_ready = plan.orphan_verdict(
+    orphan_valid, orphan_ready = orphan_verdict(
         {"metadata": {"namespace": "mail"}, "spec": {"address": "a@nowhere.example"}}
     )
     status, message = health(mailbox(1, orphan_valid, orphan_ready))

@@ -20,12 +20,20 @@ from mailstack.controller.children import (
     plan_changes,
     stale_children,
 )
+from mailstack.controller.conditions import (
+    Condition,
+    mailbox_verdicts,
+    orphan_verdict,
+    valid_condition,
+    workloads_condition,
+)
+from mailstack.controller.documents import doc_name, referenced_secret_names
 from mailstack.controller.memory import Coalescer, Echoes, SecretCache, WrittenStatus, newer
 from mailstack.controller.status import (
     DOMAIN_CONDITIONS,
-    Condition,
     condition_list,
     domain_event_type,
+    domain_status,
     summarise,
     transitions,
 )
@@ -233,14 +241,14 @@ def test_render_domain_sorts_problems_by_document() -> None:
     rendered = plan.render_domain(inputs)
     assert rendered.ok and rendered.valid
     assert set(rendered.mailbox_problems) == {"bob", "carol"}
-    verdicts = {v.name: v for v in plan.mailbox_verdicts(rendered, inputs.mailboxes, "x")}
+    verdicts = {v.name: v for v in mailbox_verdicts(rendered, inputs.mailboxes, "x")}
     assert verdicts["alice"].ready.status == "True"
     assert verdicts["bob"].valid.reason == "PasswordUnavailable"
     assert "Secret bob not found" in verdicts["bob"].valid.message
     assert verdicts["carol"].valid.reason == "InvalidSpec"
     assert all(o["metadata"]["ownerReferences"][0]["uid"] == "uid-1" for o in rendered.objects)
 
-    status = plan.domain_status(
+    status = domain_status(
         rendered, generation=3, previous=None, now=NOW, valid_mailboxes=1, statefulsets={}
     )
     assert [c["type"] for c in status["conditions"]] == list(DOMAIN_CONDITIONS)
@@ -258,11 +266,11 @@ def test_render_domain_stops_at_a_domain_problem_and_keeps_the_last_status() -> 
     )
     rendered = plan.render_domain(inputs)
     assert not rendered.valid and rendered.objects == []
-    assert "spec.catchAll" in plan.valid_condition(rendered).message
+    assert "spec.catchAll" in valid_condition(rendered).message
     previous = {"dkim": {"selector": "s", "record": "r"}, "conditions": []}
-    status = plan.domain_status(rendered, generation=3, previous=previous, now=NOW)
+    status = domain_status(rendered, generation=3, previous=previous, now=NOW)
     assert status["dkim"] == previous["dkim"]
-    (verdict,) = plan.mailbox_verdicts(rendered, inputs.mailboxes, "example-org")
+    (verdict,) = mailbox_verdicts(rendered, inputs.mailboxes, "example-org")
     assert verdict.ready.reason == "MailDomainInvalid"
 
 
@@ -273,8 +281,8 @@ def test_duplicate_domain_does_not_speak_for_the_mailboxes() -> None:
         domain=domain_doc(), siblings=[first], mailboxes=[box_doc("alice")], secrets={}, now=NOW
     )
     rendered = plan.render_domain(inputs)
-    assert plan.valid_condition(rendered).reason == "DomainConflict"
-    assert plan.mailbox_verdicts(rendered, inputs.mailboxes, "example-org") == []
+    assert valid_condition(rendered).reason == "DomainConflict"
+    assert mailbox_verdicts(rendered, inputs.mailboxes, "example-org") == []
 
 
 def test_workloads_condition_reads_the_statefulset_status() -> None:
@@ -282,26 +290,26 @@ def test_workloads_condition_reads_the_statefulset_status() -> None:
         return {"metadata": {"generation": generation}, "spec": {"replicas": 1}, "status": status}
 
     ready = sts(2, observedGeneration=2, readyReplicas=1, updatedReplicas=1)
-    assert plan.workloads_condition({"a": ready, "b": ready}).status == "True"
-    assert plan.workloads_condition({"a": sts(1)}).status == "Unknown"
-    rolling = plan.workloads_condition({"a": sts(3, observedGeneration=2, readyReplicas=1)})
+    assert workloads_condition({"a": ready, "b": ready}).status == "True"
+    assert workloads_condition({"a": sts(1)}).status == "Unknown"
+    rolling = workloads_condition({"a": sts(3, observedGeneration=2, readyReplicas=1)})
     assert (rolling.status, rolling.reason) == ("False", "RollingOut")
-    down = plan.workloads_condition({"a": sts(1, observedGeneration=1, readyReplicas=0)})
+    down = workloads_condition({"a": sts(1, observedGeneration=1, readyReplicas=0)})
     assert (down.status, down.reason, down.message) == ("False", "NotReady", "a: 0/1 ready")
 
 
 def test_orphan_verdict_names_the_missing_domain() -> None:
-    valid, ready = plan.orphan_verdict(box_doc("alice"))
+    valid, ready = orphan_verdict(box_doc("alice"))
     assert (valid.reason, ready.status) == ("NoMailDomain", "False")
     assert "example.org" in valid.message
     broken = box_doc("alice")
     broken["spec"]["address"] = "no-at-sign"
-    assert plan.orphan_verdict(broken)[0].reason == "InvalidSpec"
+    assert orphan_verdict(broken)[0].reason == "InvalidSpec"
 
 
 def test_referenced_secret_names_reads_raw_documents() -> None:
     domain = domain_doc(relay={"host": "smtp.example.net", "credentialsSecretRef": {"name": "r"}})
-    assert plan.referenced_secret_names(domain, [box_doc("a"), {"spec": 1}]) == {"r", "a"}
+    assert referenced_secret_names(domain, [box_doc("a"), {"spec": 1}]) == {"r", "a"}
 
 
 # --- memory ---------------------------------------------------------------------------------
@@ -369,7 +377,7 @@ def test_documents_index_mailboxes_domains_and_secret_users() -> None:
     assert docs.put_domain(domain) == {("default", "example-org")}
     assert docs.put_mailbox(box_doc("alice")) == {("default", "example-org")}
     assert docs.put_mailbox(box_doc("bob")) == {("default", "example-org")}
-    assert [plan.doc_name(d) for d in docs.mailboxes("default", "example.org")] == ["alice", "bob"]
+    assert [doc_name(d) for d in docs.mailboxes("default", "example.org")] == ["alice", "bob"]
     assert docs.secret_users("default", "alice") == {("default", "example-org")}
     assert docs.secret_users("default", "r") == {("default", "example-org")}
     assert docs.secret_users("default", "nobody") == set()
@@ -412,7 +420,7 @@ def test_peering_is_active_unless_a_live_peer_outranks_or_ties() -> None:
     assert Peering("me", 0, enabled=False).active(NOW)
 
 
-# --- DNS publishing (dnshook.DnsPublisher) ---------------------------------------------------
+# --- DNS publishing (dns_publisher.DnsPublisher) --------------------------------------------------
 
 
 def test_dns_publisher_publishes_on_change_or_resync_and_reports_failures(
@@ -421,10 +429,11 @@ def test_dns_publisher_publishes_on_change_or_resync_and_reports_failures(
     from mailstack.api.assemble import assemble
     from mailstack.api.models import Secret
     from mailstack.api.parse import parse_maildomain
-    from mailstack.controller import dnshook
+    from mailstack.controller import dns_publisher
     from mailstack.dns.errors import CredentialsError
     from mailstack.dns.plan import RecordStatus
     from mailstack.dns.records import desired_records
+    from mailstack.kubedoc import ObjectRef
     from mailstack.material.dkim import generate_dkim_key
 
     doc = {
@@ -445,7 +454,7 @@ def test_dns_publisher_publishes_on_change_or_resync_and_reports_failures(
             },
         },
     }
-    assert plan.referenced_secret_names(doc, ()) == {"tsig"}
+    assert referenced_secret_names(doc, ()) == {"tsig"}
     services, problems = assemble([parse_maildomain(doc)], [])
     assert not problems
     service = services[0]
@@ -459,12 +468,12 @@ def test_dns_publisher_publishes_on_change_or_resync_and_reports_failures(
             raise CredentialsError("TSIG BADSIG: wrong secret")
         return [RecordStatus.of(r, "Published") for r in desired_records(svc.domain, key)]
 
-    monkeypatch.setattr(dnshook, "reconcile_dns", fake)
-    publisher = dnshook.DnsPublisher()
-    key = ("default", "example-org", "uid-1")
+    monkeypatch.setattr(dns_publisher, "reconcile_dns", fake)
+    publisher = dns_publisher.DnsPublisher()
+    key = ObjectRef("default", "example-org", "uid-1")
     tsig = {"tsig": Secret("tsig", "default", (("secret", b"one"),)), "other": Secret("o", "d")}
 
-    def publish(secrets: dict[str, Secret], resync: bool = False) -> dnshook.DnsOutcome:
+    def publish(secrets: dict[str, Secret], resync: bool = False) -> dns_publisher.DnsOutcome:
         return asyncio.run(publisher.publish(key, service, dkim, secrets, resync=resync))
 
     first = publish(tsig)

@@ -23,10 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from mailstack.controller.kinds import MAILDOMAIN, Kind, kind_of
-from mailstack.kubedoc import Obj
-
-ChildKey = tuple[str, str, str]  # apiVersion, kind, name (namespace is the MailDomain's)
+from mailstack.controller.kinds import MAILDOMAIN, ChildKey, Kind, kind_of
+from mailstack.kubedoc import Obj, meta_of
 
 APPLIED_ANNOTATION = "mailstack.dev/applied"
 FIELD_MANAGER = "mailstack"
@@ -73,7 +71,7 @@ class Change:
 
 
 def child_key(obj: Mapping[str, Any]) -> ChildKey:
-    return (str(obj["apiVersion"]), str(obj["kind"]), str(obj["metadata"]["name"]))
+    return ChildKey(str(obj["apiVersion"]), str(obj["kind"]), str(obj["metadata"]["name"]))
 
 
 def digest(obj: Mapping[str, Any]) -> str:
@@ -117,7 +115,7 @@ def contains(live: Any, desired: Any) -> bool:
 
 
 def is_owned_by(live: Mapping[str, Any], owner: Owner) -> bool:
-    refs = live.get("metadata", {}).get("ownerReferences") or []
+    refs = meta_of(live).get("ownerReferences") or []
     return any(isinstance(ref, Mapping) and ref.get("uid") == owner.uid for ref in refs)
 
 
@@ -126,7 +124,7 @@ def decide(desired: Obj, live: Mapping[str, Any] | None) -> Action | None:
     if live is None:
         return "create"
     want = desired["metadata"]["annotations"][APPLIED_ANNOTATION]
-    have = (live.get("metadata", {}).get("annotations") or {}).get(APPLIED_ANNOTATION)
+    have = (meta_of(live).get("annotations") or {}).get(APPLIED_ANNOTATION)
     if have != want:
         return "update"
     body = {k: v for k, v in desired.items() if k not in ("apiVersion", "kind")}

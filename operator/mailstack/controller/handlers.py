@@ -37,7 +37,13 @@ from typing import Any
 import kopf
 
 from mailstack.api.models import GROUP, VERSION
-from mailstack.controller import plan
+from mailstack.controller.documents import (
+    address_domain,
+    namespaced_name,
+    owner_name,
+    served_domain,
+)
+from mailstack.controller.finalize import finalize
 from mailstack.controller.index import Documents
 from mailstack.controller.informer import Informer
 from mailstack.controller.kinds import (
@@ -51,8 +57,9 @@ from mailstack.controller.kinds import (
 )
 from mailstack.controller.kube import Kube
 from mailstack.controller.memory import Coalescer, DomainKey, Echoes, Peering, SecretCache
-from mailstack.controller.reconcile import Outcome, ReconcileError, Reconciler
-from mailstack.kubedoc import Obj
+from mailstack.controller.outcome import Outcome, ReconcileError
+from mailstack.controller.reconcile import Reconciler
+from mailstack.kubedoc import Obj, meta_of
 from mailstack.render.objects import RenderOptions
 
 logger = logging.getLogger("mailstack.operator")
@@ -105,23 +112,6 @@ def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
     settings.networking.request_timeout = 60
 
 
-def owner_of(body: Mapping[str, Any]) -> str | None:
-    """The MailDomain named in a child's ownerReferences."""
-    for ref in (body.get("metadata") or {}).get("ownerReferences") or []:
-        if (
-            isinstance(ref, Mapping)
-            and ref.get("kind") == MAILDOMAIN.kind
-            and ref.get("apiVersion") == MAILDOMAIN.api_version
-        ):
-            return str(ref.get("name"))
-    return None
-
-
-def _key(body: Mapping[str, Any]) -> DomainKey:
-    meta = body.get("metadata") or {}
-    return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
-
-
 class Operator:
     """The state one running operator shares between its handlers and informers."""
 
@@ -148,6 +138,10 @@ class Operator:
         self._settings: kopf.OperatorSettings | None = None
 
     # --- wiring ---------------------------------------------------------------------------
+
+    def bind_settings(self, settings: kopf.OperatorSettings) -> None:
+        """kopf's settings of the running operator (for logging in as kopf would)."""
+        self._settings = settings
 
     async def login(self) -> kopf.ConnectionInfo:
         if self.config.connection is not None:
@@ -237,7 +231,7 @@ class Operator:
             self.coalescer.mark(key)
 
     async def _on_domain(self, kind: str, body: Obj, primed: bool) -> None:
-        namespace, name = _key(body)
+        namespace, name = namespaced_name(body)
         if kind == "DELETED":
             affected = self.documents.drop_domain(namespace, name)
         else:
@@ -248,12 +242,13 @@ class Operator:
             self._mark(affected - {(namespace, name)})
 
     async def _on_peering(self, kind: str, body: Obj, primed: bool) -> None:
-        if _key(body)[1] == self.config.peering:
+        key = namespaced_name(body)
+        if key[1] == self.config.peering:
             status = body.get("status") if kind != "DELETED" else None
-            self.peering.update(_key(body), status if isinstance(status, Mapping) else {})
+            self.peering.update(key, status if isinstance(status, Mapping) else {})
 
     async def _on_mailbox(self, kind: str, body: Obj, primed: bool) -> None:
-        namespace, name = _key(body)
+        namespace, name = namespaced_name(body)
         old = self.documents.mailbox(namespace, name)
         if kind == "DELETED":
             affected = self.documents.drop_mailbox(namespace, name)
@@ -263,16 +258,16 @@ class Operator:
                 affected = set()  # only status or metadata changed (the operator's own writes)
         if primed:
             self._mark(affected)
-        domain = plan.address_domain(body)
+        domain = address_domain(body)
         orphan = kind != "DELETED" and not self.documents.domain_names(namespace, domain)
         if orphan and self.peering.active():
             try:
-                await self.reconciler.orphan(body)
+                await self.reconciler.statuses.orphan(body)
             except ReconcileError as err:
                 logger.warning("%s/%s: %s", namespace, name, err)
 
     async def _on_secret(self, kind: str, body: Obj, primed: bool) -> None:
-        namespace, name = _key(body)
+        namespace, name = namespaced_name(body)
         users = self.documents.secret_users(namespace, name)
         if users:
             if kind == "DELETED":
@@ -283,13 +278,13 @@ class Operator:
                 self._mark(users)
         else:
             self.secrets.drop(namespace, name)  # not referenced (any more): not kept
-        labels = (body.get("metadata") or {}).get("labels") or {}
+        labels = meta_of(body).get("labels") or {}
         if labels.get("app.kubernetes.io/managed-by") == "mailstack":
             await self._on_child(kind, body, primed)
 
     async def _on_child(self, kind: str, body: Obj, primed: bool) -> None:
         if primed:
-            child_changed(self, {"type": kind}, body, _key(body)[0])
+            child_changed(self, kind, body, namespaced_name(body)[0])
 
     # --- actions --------------------------------------------------------------------------
 
@@ -299,13 +294,13 @@ class Operator:
         ``resync``: the periodic pass (nothing marked): DNS records are published again too.
         """
         snapshot = {key: body[key] for key in body}  # the daemon's body is a live view
-        key = _key(snapshot)
+        key = namespaced_name(snapshot)
         lock = self._locks.setdefault(key, asyncio.Lock())
         if self._passes is None:
             self._passes = asyncio.Semaphore(self.config.parallel_reconciles)
         async with lock, self._passes:
             self.coalescer.clear(key)  # this pass covers every change seen so far
-            domain = plan.served_domain(snapshot)
+            domain = served_domain(snapshot)
             return await self.reconciler.reconcile(
                 snapshot,
                 self.documents.mailboxes(key[0], domain),
@@ -315,7 +310,7 @@ class Operator:
 
     async def run_daemon(self, body: Mapping[str, Any], stopped: kopf.DaemonStopped) -> None:
         """Coalesce changes into reconciles; resync when nothing happens for a while."""
-        key = _key(body)
+        key = namespaced_name(body)
         try:
             while not stopped:
                 marked = await self.coalescer.wait(key, self.config.resync_interval)
@@ -333,12 +328,13 @@ class Operator:
             self.coalescer.forget(key)
 
     async def finalize(self, body: Mapping[str, Any]) -> str:
-        namespace, name = _key(body)
-        domain = plan.served_domain(body)
+        """The MailDomain is going (``finalize``); its siblings of the same domain may take over."""
+        namespace, name = namespaced_name(body)
+        domain = served_domain(body)
         others = [n for n in self.documents.domain_names(namespace, domain) if n != name]
         # The Mailboxes stay with a remaining MailDomain of the same domain, if there is one.
         boxes = [] if others else self.documents.mailboxes(namespace, domain)
-        summary = await self.reconciler.finalize(body, boxes)
+        summary = await finalize(self.reconciler, body, boxes)
         self._mark({(namespace, other) for other in others})
         self._locks.pop((namespace, name), None)
         return summary
@@ -350,7 +346,7 @@ def build_registry(op: Operator) -> kopf.OperatorRegistry:
 
     @kopf.on.startup(registry=registry, id="startup")
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
-        op._settings = settings
+        op.bind_settings(settings)
         await op.start()
 
     @kopf.on.cleanup(registry=registry, id="cleanup")
@@ -387,12 +383,14 @@ def build_registry(op: Operator) -> kopf.OperatorRegistry:
     return registry
 
 
-def child_changed(op: Operator, event: Mapping[str, Any], body: Mapping[str, Any], ns: str) -> None:
-    """A child changed: mark its MailDomain unless this is the operator's own write."""
-    if event.get("type") is None:
-        return  # the initial listing: the resume handler reconciles every MailDomain anyway
-    if event.get("type") != "DELETED" and op.echoes.is_echo(body):
+def child_changed(op: Operator, event_type: str, body: Mapping[str, Any], namespace: str) -> None:
+    """A child changed: mark its MailDomain unless this is the operator's own write.
+
+    ``event_type``: the informer's ADDED, MODIFIED or DELETED (never the initial listing: the
+    resume handler reconciles every MailDomain anyway).
+    """
+    if event_type != "DELETED" and op.echoes.is_echo(body):
         return
-    owner = owner_of(body)
-    if owner is not None and op.documents.has_domain(ns, owner):
-        op.coalescer.mark((ns, owner))  # (not for the children the GC removes after their owner)
+    owner = owner_name(body)
+    if owner is not None and op.documents.has_domain(namespace, owner):
+        op.coalescer.mark((namespace, owner))  # (not the children the GC removes after their owner)

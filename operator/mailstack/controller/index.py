@@ -12,15 +12,20 @@ from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
-from mailstack.controller import plan
-from mailstack.kubedoc import Obj
-
-DomainKey = tuple[str, str]  # namespace, MailDomain name
+from mailstack.controller.documents import (
+    address_domain,
+    namespaced_name,
+    password_secret_name,
+    referenced_secret_names,
+    served_domain,
+)
+from mailstack.controller.memory import DomainKey
+from mailstack.kubedoc import Obj, meta_of
 
 
 def slim(body: Mapping[str, Any]) -> Obj:
     """What is kept of an object: enough to parse it and to compare its status."""
-    meta = body.get("metadata") or {}
+    meta = meta_of(body)
     return {
         "apiVersion": body.get("apiVersion"),
         "kind": body.get("kind"),
@@ -32,18 +37,6 @@ def slim(body: Mapping[str, Any]) -> Obj:
         "spec": body.get("spec"),
         "status": body.get("status"),
     }
-
-
-def _key(doc: Mapping[str, Any]) -> tuple[str, str]:
-    meta = doc.get("metadata") or {}
-    return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
-
-
-def _password_secret(doc: Mapping[str, Any]) -> str | None:
-    ref = (doc.get("spec") or {}).get("passwordSecretRef")
-    if isinstance(ref, Mapping) and isinstance(ref.get("name"), str):
-        return str(ref["name"])
-    return None
 
 
 class Documents:
@@ -59,12 +52,12 @@ class Documents:
 
     def put_mailbox(self, body: Mapping[str, Any]) -> set[DomainKey]:
         doc = slim(body)
-        affected = self.drop_mailbox(*_key(doc))
-        namespace, name = _key(doc)
-        domain = plan.address_domain(doc)
+        affected = self.drop_mailbox(*namespaced_name(doc))
+        namespace, name = namespaced_name(doc)
+        domain = address_domain(doc)
         self._boxes[(namespace, name)] = doc
         self._boxes_by_domain[(namespace, domain)][name] = doc
-        secret = _password_secret(doc)
+        secret = password_secret_name(doc)
         if secret is not None:
             self._boxes_by_secret[(namespace, secret)].add(name)
         return affected | self._owners(namespace, domain)
@@ -73,9 +66,9 @@ class Documents:
         old = self._boxes.pop((namespace, name), None)
         if old is None:
             return set()
-        domain = plan.address_domain(old)
+        domain = address_domain(old)
         self._remove(self._boxes_by_domain, (namespace, domain), name)
-        secret = _password_secret(old)
+        secret = password_secret_name(old)
         if secret is not None:
             self._discard(self._boxes_by_secret, (namespace, secret), name)
         return self._owners(namespace, domain)
@@ -95,12 +88,12 @@ class Documents:
 
     def put_domain(self, body: Mapping[str, Any]) -> set[DomainKey]:
         doc = slim(body)
-        affected = self.drop_domain(*_key(doc))
-        namespace, name = _key(doc)
-        domain = plan.served_domain(doc)
+        affected = self.drop_domain(*namespaced_name(doc))
+        namespace, name = namespaced_name(doc)
+        domain = served_domain(doc)
         self._domains[(namespace, name)] = doc
         self._domains_by_domain[(namespace, domain)][name] = doc
-        for secret in plan.referenced_secret_names(doc, ()):
+        for secret in referenced_secret_names(doc, ()):
             self._domain_secrets[(namespace, secret)].add(name)
         return affected | self._owners(namespace, domain)
 
@@ -108,9 +101,9 @@ class Documents:
         old = self._domains.pop((namespace, name), None)
         if old is None:
             return set()
-        domain = plan.served_domain(old)
+        domain = served_domain(old)
         self._remove(self._domains_by_domain, (namespace, domain), name)
-        for secret in plan.referenced_secret_names(old, ()):
+        for secret in referenced_secret_names(old, ()):
             self._discard(self._domain_secrets, (namespace, secret), name)
         return self._owners(namespace, domain) | {(namespace, name)}
 
@@ -138,7 +131,7 @@ class Documents:
         for box in self._boxes_by_secret.get((namespace, secret), ()):
             doc = self._boxes.get((namespace, box))
             if doc is not None:
-                users |= self._owners(namespace, plan.address_domain(doc))
+                users |= self._owners(namespace, address_domain(doc))
         return users
 
     # --- helpers --------------------------------------------------------------------------

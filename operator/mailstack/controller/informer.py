@@ -20,9 +20,10 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from mailstack.controller.documents import namespaced_name
 from mailstack.controller.kinds import Kind
 from mailstack.controller.kube import ApiError, Kube
-from mailstack.kubedoc import Obj
+from mailstack.kubedoc import Obj, meta_of
 
 logger = logging.getLogger(__name__)
 
@@ -30,11 +31,6 @@ logger = logging.getLogger(__name__)
 # (event type, object, primed): the object as the API sent it; for a DELETED found by a relist,
 # only apiVersion, kind and metadata (name, namespace) are known.
 Callback = Callable[[str, Obj, bool], Awaitable[None]]
-
-
-def object_key(obj: Obj) -> tuple[str, str]:
-    meta = obj.get("metadata") or {}
-    return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
 
 
 class Informer:
@@ -101,11 +97,11 @@ class Informer:
                 limit=self.page,
                 token=token,
             )
-            meta = page.get("metadata") or {}
+            meta = meta_of(page)
             version = version or str(meta.get("resourceVersion") or "")
             for item in page.get("items") or []:
-                key = object_key(item)
-                item_version = str((item.get("metadata") or {}).get("resourceVersion", ""))
+                key = namespaced_name(item)
+                item_version = str(meta_of(item).get("resourceVersion", ""))
                 seen[key] = item_version
                 if self.versions.get(key) != item_version:
                     kind = "MODIFIED" if key in self.versions else "ADDED"
@@ -141,12 +137,12 @@ class Informer:
                     return False
                 raise ApiError(int(obj.get("code") or 0), str(obj.get("reason")),
                                str(obj.get("message")), f"watch {self.kind.plural}")  # fmt: skip
-            version = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+            version = str(meta_of(obj).get("resourceVersion") or "")
             if version:
                 self.resource_version = version
             if kind not in ("ADDED", "MODIFIED", "DELETED"):
                 continue  # BOOKMARK: only the version matters
-            key = object_key(obj)
+            key = namespaced_name(obj)
             if kind == "DELETED":
                 self.versions.pop(key, None)
             else:

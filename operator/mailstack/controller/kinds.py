@@ -8,6 +8,7 @@ table keeps every request predictable (and the RBAC rules in the Helm chart in s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import quote
 
 from mailstack.api.models import GROUP, VERSION
@@ -42,6 +43,26 @@ class Kind:
             if sub:
                 base += f"/{sub}"
         return base
+
+    def key(self, name: str) -> ChildKey:
+        """The key of this kind's object ``name`` among a MailDomain's children."""
+        return ChildKey(self.api_version, self.kind, name)
+
+
+class ChildKey(NamedTuple):
+    """One child of a MailDomain: apiVersion, kind and name (its namespace is the MailDomain's)."""
+
+    api_version: str
+    kind: str
+    name: str
+
+    @property
+    def resource(self) -> Kind:
+        """The child's entry in the kind table (where it is served)."""
+        return kind_of({"apiVersion": self.api_version, "kind": self.kind})
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.name}"
 
 
 MAILDOMAIN = Kind(f"{GROUP}/{VERSION}", "MailDomain", "maildomains", status_subresource=True)

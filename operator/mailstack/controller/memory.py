@@ -25,6 +25,8 @@ from typing import Any
 from mailstack.api.errors import ValidationError
 from mailstack.api.models import Secret
 from mailstack.api.parse import parse_secret
+from mailstack.controller.documents import namespaced_name
+from mailstack.kubedoc import meta_of
 
 DomainKey = tuple[str, str]  # namespace, MailDomain name
 
@@ -60,9 +62,6 @@ class Coalescer:
         self.marks += 1
         self._flag(key).set()
 
-    def is_marked(self, key: DomainKey) -> bool:
-        return self._flag(key).is_set()
-
     def clear(self, key: DomainKey) -> None:
         self._flag(key).clear()
 
@@ -93,9 +92,8 @@ class SecretCache:
 
     def put(self, raw: Mapping[str, Any]) -> bool:
         """Store a Secret as read or watched; True when its content changed."""
-        meta = raw.get("metadata") or {}
-        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
-        version = meta.get("resourceVersion")
+        key = namespaced_name(raw)
+        version = meta_of(raw).get("resourceVersion")
         version = str(version) if version is not None else None
         old = self._items.get(key)
         if old is not None and not newer(version, old[0]):
@@ -127,11 +125,10 @@ class Echoes:
 
     @staticmethod
     def _key(obj: Mapping[str, Any]) -> tuple[str, str, str]:
-        meta = obj.get("metadata") or {}
-        return (str(obj.get("kind")), str(meta.get("namespace")), str(meta.get("name")))
+        return (str(obj.get("kind")), *namespaced_name(obj))
 
     def record(self, obj: Mapping[str, Any]) -> None:
-        version = (obj.get("metadata") or {}).get("resourceVersion")
+        version = meta_of(obj).get("resourceVersion")
         if version is None:
             return
         if len(self._versions) >= self._limit:
@@ -139,7 +136,7 @@ class Echoes:
         self._versions[self._key(obj)] = str(version)
 
     def is_echo(self, obj: Mapping[str, Any]) -> bool:
-        version = (obj.get("metadata") or {}).get("resourceVersion")
+        version = meta_of(obj).get("resourceVersion")
         return version is not None and self._versions.get(self._key(obj)) == str(version)
 
 

@@ -1,64 +1,60 @@
-"""Conditions and status documents of MailDomain and Mailbox (design §3), computed purely.
+"""Status documents of MailDomain and Mailbox, computed purely from their conditions.
 
 A status always carries the full list of condition types, in a fixed order, so ``kubectl get``,
 Argo CD and scripts never have to guess whether a missing condition means "fine" or "not yet".
 ``lastTransitionTime`` only moves when a condition's status changes; reasons and messages may be
 refined without a transition. ``Ready`` summarises the others: False when any is False, Unknown
 when any is Unknown (the manual DNS provider excepted: nobody but the user can publish those
-records, so it never blocks readiness), True otherwise.
+records, so it never blocks readiness), True otherwise. Each condition itself is decided in
+``conditions``; which transitions are worth an Event is decided here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
-from mailstack.api.errors import Problem
+from mailstack.api.assemble import MailService
+from mailstack.api.models import MailDomain
+from mailstack.controller import reasons
+from mailstack.controller.conditions import (
+    CERTIFICATE_READY,
+    DNS_READY,
+    MAX_MESSAGE,
+    READY,
+    RENDERED,
+    VALID,
+    WORKLOADS_READY,
+    Condition,
+    certificate_condition,
+    rendered_condition,
+    valid_condition,
+    waiting_for_render,
+    workloads_condition,
+)
+from mailstack.controller.dns_publisher import DnsOutcome, dns_outcome
+from mailstack.controller.plan import Rendered
 from mailstack.kubedoc import Obj
+from mailstack.render.workloads import enabled_public_ports
 
-Truth = Literal["True", "False", "Unknown"]
-
-DOMAIN_CONDITIONS = ("Ready", "Valid", "Rendered", "WorkloadsReady", "CertificateReady", "DNSReady")
-MAILBOX_CONDITIONS = ("Ready", "Valid")
+DOMAIN_CONDITIONS = (READY, VALID, RENDERED, WORKLOADS_READY, CERTIFICATE_READY, DNS_READY)
+MAILBOX_CONDITIONS = (READY, VALID)
 
 # Reasons that say "nothing for the operator to check" rather than "not ready yet".
-NON_BLOCKING = {("DNSReady", "NotConfigured")}
-
-MAX_MESSAGE = 4000  # well under the CRD's 32768; a status is read by people
-
-
-@dataclass(frozen=True)
-class Condition:
-    type: str
-    status: Truth
-    reason: str
-    message: str = ""
-
-
-def unknown(type_: str, reason: str = "Reconciling", message: str = "") -> Condition:
-    return Condition(type_, "Unknown", reason, message)
-
-
-def problems_message(problems: Iterable[Problem]) -> str:
-    """Problems of one document as one line each, without repeating the document's name."""
-    lines = []
-    for problem in problems:
-        lines.append(f"{problem.path}: {problem.message}" if problem.path else problem.message)
-    text = "; ".join(dict.fromkeys(lines))
-    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
+NON_BLOCKING = {(DNS_READY, reasons.NOT_CONFIGURED)}
 
 
 def summarise(conditions: Sequence[Condition], what: str) -> Condition:
     """The Ready condition over the others."""
     for cond in conditions:
         if cond.status == "False":
-            return Condition("Ready", "False", cond.reason, f"{cond.type}: {cond.message}")
+            return Condition(READY, "False", cond.reason, f"{cond.type}: {cond.message}")
     for cond in conditions:
         if cond.status == "Unknown" and (cond.type, cond.reason) not in NON_BLOCKING:
-            return Condition("Ready", "Unknown", cond.reason, f"{cond.type}: {cond.message}")
-    return Condition("Ready", "True", "Ready", f"{what} is ready")
+            return Condition(READY, "Unknown", cond.reason, f"{cond.type}: {cond.message}")
+    return Condition(READY, "True", reasons.READY, f"{what} is ready")
 
 
 def timestamp(now: datetime) -> str:
@@ -123,10 +119,6 @@ class Transition:
     reason: str
     message: str
 
-    @property
-    def warning(self) -> bool:
-        return self.after == "False"
-
 
 def transitions(previous: Any, current: Mapping[str, Any]) -> list[Transition]:
     """The conditions whose status differs between two status documents."""
@@ -154,13 +146,17 @@ def domain_event_type(change: Transition) -> str | None:
     first Ready=False of a new object (its cause has its own event), nor Rendered=False for an
     invalid spec (Valid already says so).
     """
-    if change.type == "Ready":
+    if change.type == READY:
         if change.after == "True":
             return "Normal"
         return "Warning" if change.before == "True" else None
-    if change.type == "Valid" and change.after == "False":
+    if change.type == VALID and change.after == "False":
         return "Warning"
-    if change.type == "Rendered" and change.after == "False" and change.reason != "InvalidSpec":
+    if (
+        change.type == RENDERED
+        and change.after == "False"
+        and change.reason != reasons.INVALID_SPEC
+    ):
         return "Warning"
     return None
 
@@ -175,3 +171,85 @@ def status_patch(current: Any, desired: Mapping[str, Any]) -> Obj | None:
         if key not in desired:
             patch[key] = None  # a field the operator no longer reports
     return patch
+
+
+# --- the status documents -------------------------------------------------------------------
+
+
+def endpoints(model: MailDomain, service: MailService) -> list[Obj]:
+    return [
+        {"name": port.name, "host": model.hostname, "port": port.number}
+        for port in enabled_public_ports(service)
+    ]
+
+
+def domain_status(
+    rendered: Rendered,
+    *,
+    generation: int,
+    previous: Any,
+    now: datetime,
+    apply_error: str | None = None,
+    statefulsets: Mapping[str, Mapping[str, Any] | None] | None = None,
+    certificate: Mapping[str, Any] | None = None,
+    valid_mailboxes: int = 0,
+    dns: DnsOutcome | None = None,
+) -> Obj:
+    """The MailDomain's status document after a reconcile.
+
+    ``dns``: what the provider said (``dns_publisher.DnsPublisher``); without it, the records as
+    the spec wants them, not published.
+    """
+    previous_map: Mapping[str, Any] = previous if isinstance(previous, Mapping) else {}
+    if dns is None and rendered.model is not None and rendered.material is not None:
+        dns = dns_outcome(rendered.model, rendered.material.dkim)
+    conditions = [
+        valid_condition(rendered),
+        rendered_condition(rendered, apply_error),
+        workloads_condition(statefulsets or {})
+        if rendered.ok
+        else waiting_for_render(WORKLOADS_READY),
+        certificate_condition(rendered, certificate),
+        dns.condition if dns is not None else waiting_for_render(DNS_READY),
+    ]
+    ready = summarise(conditions, "the mail service")
+    status: Obj = {
+        "observedGeneration": generation,
+        "conditions": condition_list(
+            [ready, *conditions], DOMAIN_CONDITIONS, previous_map.get("conditions"), generation, now
+        ),
+        "mailboxes": valid_mailboxes,
+    }
+    if rendered.ok and rendered.model is not None and rendered.material is not None:
+        dkim = rendered.material.dkim
+        status["dkim"] = {"selector": dkim.selector, "record": dkim.dns_value()}
+        status["dns"] = {"records": dns.records if dns is not None else []}
+        if rendered.service is not None:
+            status["endpoints"] = endpoints(rendered.model, rendered.service)
+    else:
+        # Keep reporting what is still in place from the last valid spec.
+        for key in ("dkim", "dns", "endpoints"):
+            if key in previous_map:
+                status[key] = previous_map[key]
+    return status
+
+
+def mailbox_status(
+    valid: Condition,
+    ready: Condition,
+    *,
+    generation: int,
+    previous: Any,
+    now: datetime,
+    domain_name: str | None,
+) -> Obj:
+    previous_map: Mapping[str, Any] = previous if isinstance(previous, Mapping) else {}
+    status: Obj = {
+        "observedGeneration": generation,
+        "conditions": condition_list(
+            [ready, valid], MAILBOX_CONDITIONS, previous_map.get("conditions"), generation, now
+        ),
+    }
+    if domain_name is not None:
+        status["mailDomain"] = domain_name
+    return status

@@ -1,4 +1,7 @@
-"""Where the controller meets DNS: the DNSReady condition and ``status.dns.records``.
+"""Where the controller meets DNS: ``DnsPublisher`` and what it reports (``DnsOutcome``).
+
+A ``DnsOutcome`` is the DNSReady condition (decided in ``conditions``) and the entries of
+``status.dns.records``, per provider:
 
 ``manual``: the desired records (``dns.records``) are listed in the status with state ``Manual``
 and DNSReady is ``Unknown / NotConfigured``, which does not hold back ``Ready`` (only the user can
@@ -34,20 +37,21 @@ from typing import Any
 
 from mailstack.api.assemble import MailService
 from mailstack.api.models import MailDomain, Secret
-from mailstack.controller.status import Condition
+from mailstack.controller import conditions
+from mailstack.controller.conditions import Condition
+from mailstack.controller.documents import observed_generation
 from mailstack.dns.errors import DnsError
-from mailstack.dns.plan import Plan, RecordStatus
+from mailstack.dns.plan import Plan, RecordStatus, State
 from mailstack.dns.providers.external_dns import endpoint_name, endpoint_statuses
 from mailstack.dns.reconcile import cleanup_dns, reconcile_dns
 from mailstack.dns.records import Record, desired_records
+from mailstack.kubedoc import ObjectRef
 from mailstack.material.dkim import DkimKey
 
 logger = logging.getLogger(__name__)
 
 # Providers the controller does not publish to itself.
 NOT_PUBLISHED = ("manual", "externalDNS")
-
-DomainId = tuple[str, str, str]  # namespace, name, uid
 
 
 @dataclass(frozen=True)
@@ -57,17 +61,11 @@ class DnsOutcome:
 
 
 def record_entries(
-    domain: MailDomain, dkim: DkimKey, state: str, service_addresses: Sequence[str] = ()
+    domain: MailDomain, dkim: DkimKey, state: State, service_addresses: Sequence[str] = ()
 ) -> list[dict[str, Any]]:
+    """``status.dns.records`` for the desired records, all in one ``state``."""
     return [
-        {
-            "name": record.name,
-            "type": record.type,
-            "ttl": record.ttl,
-            "values": list(record.values),
-            "state": state,
-            "reason": record.reason,
-        }
+        RecordStatus.of(record, state).to_dict()
         for record in desired_records(domain, dkim, service_addresses)
     ]
 
@@ -77,54 +75,8 @@ def dns_outcome(domain: MailDomain, dkim: DkimKey) -> DnsOutcome:
     provider = domain.dns.provider.kind
     if provider == "manual":
         records = record_entries(domain, dkim, "Manual")
-        condition = Condition(
-            "DNSReady",
-            "Unknown",
-            "NotConfigured",
-            f"provider manual: publish the {len(records)} records of status.dns.records "
-            "(`mailstack dns plan` prints them as a zone file)",
-        )
-    else:
-        records = record_entries(domain, dkim, "Pending")
-        written = "DNSEndpoint is written" if provider == "externalDNS" else "records are published"
-        condition = Condition(
-            "DNSReady",
-            "Unknown",
-            "Pending",
-            f"provider {provider}: the {written} once the children are applied",
-        )
-    return DnsOutcome(condition, records)
-
-
-def observed_generation(endpoint: Mapping[str, Any] | None) -> int | None:
-    """The generation external-dns has read, when it has read the current one."""
-    if not endpoint:
-        return None
-    generation = (endpoint.get("metadata") or {}).get("generation")
-    observed = (endpoint.get("status") or {}).get("observedGeneration")
-    if isinstance(generation, int) and observed == generation:
-        return generation
-    return None
-
-
-def endpoint_failure(endpoint: Mapping[str, Any], status: int, message: str) -> Condition:
-    """DNSReady for a DNSEndpoint the API server refused (404: external-dns's CRD is missing)."""
-    name = endpoint["metadata"]["name"]
-    if status == 404:
-        return Condition(
-            "DNSReady",
-            "False",
-            "ExternalDNSNotInstalled",
-            f"provider externalDNS: the API server does not serve {endpoint['apiVersion']} "
-            f"DNSEndpoint: install external-dns's CRD (DNSEndpoint {name} is written once it is "
-            "served), or choose another provider",
-        )
-    return Condition(
-        "DNSReady",
-        "False",
-        "DNSEndpointRefused",
-        f"provider externalDNS: writing DNSEndpoint {name} failed: {message}",
-    )
+        return DnsOutcome(conditions.dns_not_configured(len(records)), records)
+    return DnsOutcome(conditions.dns_pending(provider), record_entries(domain, dkim, "Pending"))
 
 
 def endpoint_outcome(
@@ -144,24 +96,14 @@ def endpoint_outcome(
         return DnsOutcome(failure, [s.to_dict() for s in statuses])
     generation = observed_generation(endpoint)
     if generation is None:
-        condition = Condition(
-            "DNSReady",
-            "Unknown",
-            "WaitingForExternalDNS",
-            f"provider externalDNS: DNSEndpoint {name} is written; external-dns has not read "
-            "it yet (it sets status.observedGeneration when it does: is it running with "
-            "--source=crd and the mail record types in --managed-record-types?)",
-        )
+        condition = conditions.waiting_for_external_dns(name)
         return DnsOutcome(condition, [s.to_dict() for s in statuses])
     read = f"external-dns read DNSEndpoint {name} (generation {generation})"
     accepted = [
         replace(s, state="Published", message=read) if s.state == "Pending" else s for s in statuses
     ]
     manual = [f"{s.name} {s.type}" for s in accepted if s.state == "Manual"]
-    message = f"provider externalDNS: {read}; it publishes on its own schedule"
-    if manual:
-        message += f"; publish yourself what it cannot: {', '.join(manual)}"
-    condition = Condition("DNSReady", "True", "AcceptedByExternalDNS", message)
+    condition = conditions.accepted_by_external_dns(read, manual)
     return DnsOutcome(condition, [s.to_dict() for s in accepted])
 
 
@@ -181,20 +123,8 @@ def outcome_of(statuses: Sequence[RecordStatus], provider: str) -> DnsOutcome:
     records = [s.to_dict() for s in statuses]
     conflicts = [f"{s.name} {s.type}" for s in statuses if s.state == "Conflict"]
     if conflicts:
-        condition = Condition(
-            "DNSReady",
-            "False",
-            "DNSConflict",
-            f"provider {provider}: held by someone else, not overwritten: {', '.join(conflicts)}",
-        )
-    else:
-        condition = Condition(
-            "DNSReady",
-            "True",
-            "Published",
-            f"provider {provider}: {len(records)} record(s) published",
-        )
-    return DnsOutcome(condition, records)
+        return DnsOutcome(conditions.dns_conflict(provider, conflicts), records)
+    return DnsOutcome(conditions.dns_published(provider, len(records)), records)
 
 
 def digest(
@@ -227,20 +157,20 @@ class DnsPublisher:
     """Publishes MailDomains' records at their providers; remembers what it last did."""
 
     def __init__(self, **provider_options: Any) -> None:
-        self._memory: dict[DomainId, _Published] = {}
+        self._memory: dict[ObjectRef, _Published] = {}
         self._options = provider_options
 
-    def remembered(self, key: DomainId) -> DnsOutcome | None:
+    def remembered(self, key: ObjectRef) -> DnsOutcome | None:
         entry = self._memory.get(key)
         return entry.outcome if entry is not None else None
 
     def forget(self, namespace: str, name: str) -> None:
-        for key in [k for k in self._memory if k[:2] == (namespace, name)]:
+        for key in [k for k in self._memory if (k.namespace, k.name) == (namespace, name)]:
             del self._memory[key]
 
     async def publish(
         self,
-        key: DomainId,
+        key: ObjectRef,
         service: MailService,
         dkim: DkimKey,
         secrets: Mapping[str, Secret],
@@ -267,9 +197,9 @@ class DnsPublisher:
                 **self._options,
             )
         except DnsError as err:
-            logger.warning("%s/%s: DNS (%s): %s", key[0], key[1], kind, err)
+            logger.warning("%s: DNS (%s): %s", key, kind, err)
             outcome = DnsOutcome(
-                Condition("DNSReady", "False", err.reason, f"provider {kind}: {err}"),
+                conditions.dns_failed(kind, err),
                 record_entries(domain, dkim, "Pending", service_addresses),
             )
         else:

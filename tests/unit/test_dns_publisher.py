@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 
-from mailstack.controller.dnshook import endpoint_failure, endpoint_outcome, observed_generation
+from mailstack.controller.conditions import endpoint_failure
+from mailstack.controller.dns_publisher import endpoint_outcome
+from mailstack.controller.documents import observed_generation
 from mailstack.dns.providers.external_dns import dns_endpoint
 from mailstack.dns.records import desired_records
 from mailstack.material.dkim import DkimKey, generate_dkim_key

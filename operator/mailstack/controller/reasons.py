@@ -1,0 +1,65 @@
+"""The reasons the operator writes into conditions and Events, spelled once.
+
+A table: users, alerts and scripts match on these words, so each is a constant here and a
+string literal nowhere else (cert-manager keeps its policy reasons the same way). A DNS
+provider's failure carries its own reason (``DnsError.reason``: ``DNSCredentialsRefused``
+and the like), and cert-manager's Ready reason is passed on behind ``CERT_MANAGER_PREFIX``.
+"""
+
+from __future__ import annotations
+
+# --- shared by several condition types -----------------------------------------------------
+
+READY = "Ready"  # Ready, WorkloadsReady and a Mailbox's Ready are True
+VALID = "Valid"  # the spec is valid
+INVALID_SPEC = "InvalidSpec"  # a problem in the spec (Valid=False, and Rendered=False for it)
+NOT_RENDERED = "NotRendered"  # nothing rendered yet to look at
+PENDING = "Pending"  # waiting for another controller (or the first apply)
+
+# --- MailDomain: Valid ---------------------------------------------------------------------
+
+DOMAIN_CONFLICT = "DomainConflict"  # another MailDomain of the namespace serves spec.domain
+INVALID_SECRET = "InvalidSecret"  # a referenced or material Secret cannot be used
+
+# --- MailDomain: Rendered ------------------------------------------------------------------
+
+APPLIED = "Applied"
+RENDER_FAILED = "RenderFailed"
+APPLY_FAILED = "ApplyFailed"
+
+# --- MailDomain: WorkloadsReady ------------------------------------------------------------
+
+ROLLING_OUT = "RollingOut"
+NOT_READY = "NotReady"
+
+# --- MailDomain: CertificateReady ----------------------------------------------------------
+
+ISSUED = "Issued"  # by the internal CA
+CERT_MANAGER_PREFIX = "CertManager"  # + the reason (or status) of the Certificate's Ready
+CERTIFICATE_MISSING = "Missing"
+ACME_NOT_AVAILABLE = "ACMENotAvailable"
+
+# --- MailDomain: DNSReady ------------------------------------------------------------------
+
+NOT_CONFIGURED = "NotConfigured"  # provider manual: only the user publishes (never blocks Ready)
+PUBLISHED = "Published"
+DNS_CONFLICT = "DNSConflict"  # a record is held by someone else
+EXTERNAL_DNS_NOT_INSTALLED = "ExternalDNSNotInstalled"
+DNS_ENDPOINT_REFUSED = "DNSEndpointRefused"
+WAITING_FOR_EXTERNAL_DNS = "WaitingForExternalDNS"
+ACCEPTED_BY_EXTERNAL_DNS = "AcceptedByExternalDNS"
+
+# --- Mailbox -------------------------------------------------------------------------------
+
+PASSWORD_UNAVAILABLE = "PasswordUnavailable"  # mail is accepted, login is not
+ADDRESS_CONFLICT = "AddressConflict"
+NO_MAIL_DOMAIN = "NoMailDomain"
+MAIL_DOMAIN_INVALID = "MailDomainInvalid"
+MAIL_DOMAIN_NOT_RENDERED = "MailDomainNotRendered"
+
+# --- Events (beyond the condition reasons they repeat) -------------------------------------
+
+RECREATED = "Recreated"  # a StatefulSet, for a field it cannot change
+RESTORED = "Restored"  # children changed or deleted outside the operator
+FINALIZED = "Finalized"
+INVALID_PREFIX = "Invalid"  # + a Mailbox's Valid reason
