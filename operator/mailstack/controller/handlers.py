@@ -56,6 +56,7 @@ from mailstack.controller.kinds import (
     SECRET,
 )
 from mailstack.controller.kube import Kube
+from mailstack.controller.login import log_in
 from mailstack.controller.memory import Coalescer, DomainKey, Echoes, Peering, SecretCache
 from mailstack.controller.outcome import Outcome, ReconcileError
 from mailstack.controller.reconcile import Reconciler
@@ -146,13 +147,7 @@ class Operator:
     async def login(self) -> kopf.ConnectionInfo:
         if self.config.connection is not None:
             return self.config.connection
-        settings = self._settings or kopf.OperatorSettings()
-        info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
-            settings=settings
-        )
-        if info is None:
-            raise kopf.LoginError("no service account token and no kubeconfig found")
-        return info
+        return await log_in(self._settings or kopf.OperatorSettings())
 
     @property
     def kube(self) -> Kube:
