@@ -4,9 +4,11 @@ externalDNS object, value translations, Route 53 batching, HTTP retry timing."""
 from __future__ import annotations
 
 import re
+from typing import get_args
 
 import pytest
 
+from mailstack.api.models import DnsProvider, ProviderSettings
 from mailstack.dns.errors import DnsConfigError
 from mailstack.dns.plan import Change, RRset
 from mailstack.dns.providers import build_provider
@@ -152,3 +154,11 @@ def test_route53_batches_respect_the_value_character_limit() -> None:
 )
 def test_retry_after(header: str | None, expected: float) -> None:
     assert _retry_after(header, 1.5) == expected
+
+
+def test_only_the_api_providers_have_their_records_pushed_by_mailstack() -> None:
+    # manual (people publish) and externalDNS (external-dns publishes a DNSEndpoint) are the
+    # kinds the CLI, the controller and the finalizer leave alone: one predicate says so.
+    pushed = {cls.kind for cls in get_args(ProviderSettings) if cls.pushes_records}
+    assert pushed == {"rfc2136", "powerdns", "cloudflare", "route53"}
+    assert not DnsProvider().pushes_records  # the default: manual

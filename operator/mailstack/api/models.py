@@ -87,6 +87,7 @@ class ManualSettings:
 
     kind: ClassVar[DnsProviderKind] = "manual"
     default_secret_key: ClassVar[str | None] = None
+    pushes_records: ClassVar[bool] = False
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ class ExternalDnsSettings:
 
     kind: ClassVar[DnsProviderKind] = "externalDNS"
     default_secret_key: ClassVar[str | None] = None
+    pushes_records: ClassVar[bool] = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,6 +105,7 @@ class Rfc2136Settings:
 
     kind: ClassVar[DnsProviderKind] = "rfc2136"
     default_secret_key: ClassVar[str | None] = "secret"
+    pushes_records: ClassVar[bool] = True
     server: str
     port: int = 53
     zone: str
@@ -116,6 +119,7 @@ class PowerDnsSettings:
 
     kind: ClassVar[DnsProviderKind] = "powerdns"
     default_secret_key: ClassVar[str | None] = "apiKey"
+    pushes_records: ClassVar[bool] = True
     api_url: str
     server_id: str = "localhost"
     zone: str
@@ -127,6 +131,7 @@ class CloudflareSettings:
 
     kind: ClassVar[DnsProviderKind] = "cloudflare"
     default_secret_key: ClassVar[str | None] = "apiToken"
+    pushes_records: ClassVar[bool] = True
     zone: str
     zone_id: str | None = None  # None: looked up by the zone's name
 
@@ -137,6 +142,7 @@ class Route53Settings:
 
     kind: ClassVar[DnsProviderKind] = "route53"
     default_secret_key: ClassVar[str | None] = None
+    pushes_records: ClassVar[bool] = True
     hosted_zone_id: str
     region: str = "us-east-1"
 
@@ -164,6 +170,11 @@ class DnsProvider:
     @property
     def kind(self) -> DnsProviderKind:
         return self.settings.kind
+
+    @property
+    def pushes_records(self) -> bool:
+        """Whether mailstack writes the records to this provider (not manual, not externalDNS)."""
+        return self.settings.pushes_records
 
 
 @dataclass(frozen=True)

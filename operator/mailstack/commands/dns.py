@@ -83,7 +83,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(_header(domain))
         kind = domain.dns.provider.kind
         records = desired_records(domain, material.dkim)
-        if kind in ("manual", "externalDNS"):
+        if not domain.dns.provider.pushes_records:
             sys.stdout.write(render_zone(records))
             if kind == "externalDNS":
                 print(

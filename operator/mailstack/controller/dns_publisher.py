@@ -50,10 +50,6 @@ from mailstack.material.dkim import DkimKey
 
 logger = logging.getLogger(__name__)
 
-# Providers the controller does not publish to itself.
-NOT_PUBLISHED = ("manual", "externalDNS")
-
-
 @dataclass(frozen=True)
 class DnsOutcome:
     condition: Condition
@@ -105,11 +101,6 @@ def endpoint_outcome(
     manual = [f"{s.name} {s.type}" for s in accepted if s.state == "Manual"]
     condition = conditions.accepted_by_external_dns(read, manual)
     return DnsOutcome(condition, [s.to_dict() for s in accepted])
-
-
-def published(domain: MailDomain) -> bool:
-    """Whether the controller publishes this MailDomain's records itself."""
-    return domain.dns.provider.kind not in NOT_PUBLISHED
 
 
 def provider_secrets(domain: MailDomain, secrets: Mapping[str, Secret]) -> dict[str, Secret]:
@@ -180,7 +171,7 @@ class DnsPublisher:
     ) -> DnsOutcome:
         """Publish when the inputs changed since the last publish (or on a resync)."""
         domain = service.domain
-        if not published(domain):
+        if not domain.dns.provider.pushes_records:
             return dns_outcome(domain, dkim)
         wanted = digest(domain, dkim, secrets, service_addresses)
         entry = self._memory.get(key)
@@ -213,7 +204,7 @@ class DnsPublisher:
         self, domain: MailDomain, secrets: Mapping[str, Secret], selectors: Sequence[str] = ()
     ) -> Plan | None:
         """Remove the MailDomain's records; raises ``DnsError`` (the finalizer must stay)."""
-        if not published(domain):
+        if not domain.dns.provider.pushes_records:
             return None
         return await asyncio.to_thread(
             cleanup_dns,

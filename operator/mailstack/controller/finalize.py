@@ -19,7 +19,6 @@ from mailstack.api.errors import ValidationError
 from mailstack.api.models import MailDomain
 from mailstack.api.parse import parse_maildomain
 from mailstack.controller import plan
-from mailstack.controller.dns_publisher import published
 from mailstack.controller.documents import referenced_secret_names
 from mailstack.controller.events import Notice, finalized_notice
 from mailstack.controller.kinds import MAILDOMAIN, PVC
@@ -102,7 +101,7 @@ async def _cleanup_dns(reconciler: Reconciler, body: Mapping[str, Any]) -> str:
     except ValidationError as err:
         logger.warning("%s: invalid spec, DNS records not removed: %s", ref, err)
         return ""
-    if not published(model):
+    if not model.dns.provider.pushes_records:
         return ""  # manual, externalDNS: nothing the operator published itself
     try:
         secrets = await reconciler.user_secrets(ref.namespace, referenced_secret_names(body, ()))

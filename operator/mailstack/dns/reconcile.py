@@ -107,7 +107,7 @@ def cleanup_dns(
     ``selectors``: DKIM selectors used before, for providers that cannot list their zone.
     """
     domain = _domain(service)
-    if provider is None and domain.dns.provider.kind in ("manual", "externalDNS"):
+    if provider is None and not domain.dns.provider.pushes_records:
         return None
     provider = provider or build_provider(domain, secrets, **provider_options)
     names = [n for n in managed_names(domain, selectors) if in_zone(n, provider.zone)]
