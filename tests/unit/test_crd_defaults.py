@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from mailstack.api import models
+from mailstack.api import models, pod_models
 from mailstack.api.validate import size_bytes
 from tests.unit.test_crds import CRD_FILES, root_schema, walk_schema
 
@@ -71,6 +71,7 @@ MODEL_DEFAULTS: dict[tuple[str, str], object] = {
     ("MailDomain", ".spec.spam.thresholds.addHeader"): models.Spam.add_header_score,
     ("MailDomain", ".spec.spam.thresholds.reject"): models.Spam.reject_score,
     ("MailDomain", ".spec.spam.moveToJunk"): models.Spam.junk_folder,
+    ("MailDomain", ".spec.pods.tolerations[*].operator"): pod_models.Toleration.operator,
     ("Mailbox", ".spec.passwordSecretRef.key"): models.Mailbox.default_password_key,
     ("Mailbox", ".spec.keepCopy"): models.Mailbox.keep_copy,
     ("Mailbox", ".spec.suspended"): models.Mailbox.suspended,

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
+from mailstack.api.pod_models import MailPods
+
 GROUP = "mailstack.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -268,6 +270,7 @@ class MailDomain:
     storage: Storage = field(default_factory=Storage)
     spam: Spam = field(default_factory=Spam)
     resolvers: tuple[str, ...] = ()
+    pods: MailPods = field(default_factory=MailPods)  # a layer: see api.pod_models
     generation: int = 0
     uid: str = ""
 

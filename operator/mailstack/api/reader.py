@@ -79,18 +79,17 @@ class Reader:
             return default if default is not _MISSING else _MISSING  # type: ignore[no-any-return,unused-ignore]
 
     def items(
-        self, mapping: Mapping[str, Any], key: str, path: str, validate: Callable[[Any], T]
+        self,
+        mapping: Mapping[str, Any],
+        key: str,
+        path: str,
+        validate: Callable[[Any], T],
+        max_items: int | None = None,
     ) -> tuple[T, ...]:
         """A list field; each item validated on its own, duplicates refused."""
         where = join(path, key)
-        value = mapping.get(key)
-        if value is None:
-            return ()
-        if not isinstance(value, list):
-            self.fail(where, f"expected a list, got {_kind(value)}")
-            return ()
         result: list[T] = []
-        for index, item in enumerate(value):
+        for index, item in enumerate(self.listed(mapping.get(key), where, max_items)):
             try:
                 checked = validate(item)
             except FieldError as err:
@@ -101,6 +100,17 @@ class Reader:
                 continue
             result.append(checked)
         return tuple(result)
+
+    def listed(self, value: object, path: str, max_items: int | None = None) -> list[Any]:
+        """The items of a list (none when it is missing); a longer list is noted as a problem."""
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.fail(path, f"expected a list, got {_kind(value)}")
+            return []
+        if max_items is not None and len(value) > max_items:
+            self.fail(path, f"at most {max_items} items, got {len(value)}")
+        return value
 
     @staticmethod
     def present(value: object) -> bool:

@@ -347,9 +347,26 @@ _ANNOTATION_KEY = re.compile(
 )
 
 
-def annotation_key(value: object) -> str:
+def annotation_key(value: object, kind: str = "annotation") -> str:
+    """A qualified name, ``[prefix/]name``: the syntax of annotation and label keys."""
     if not isinstance(value, str) or not _ANNOTATION_KEY.fullmatch(value) or len(value) > 316:
-        raise FieldError(f"{value!r} is not a valid annotation key")
+        raise FieldError(f"{value!r} is not a valid {kind} key")
+    return value
+
+
+def label_key(value: object) -> str:
+    return annotation_key(value, "label")
+
+
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+def label_value(value: object) -> str:
+    if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.fullmatch(value):
+        raise FieldError(
+            f"{value!r} is not a valid label value (at most 63 characters of a-z, A-Z, 0-9, "
+            "'-', '_' and '.', starting and ending with a letter or digit)"
+        )
     return value
 
 

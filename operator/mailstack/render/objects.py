@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mailstack import MAIL_IMAGE_VERSION, __version__
 from mailstack.api.models import MailDomain
+from mailstack.api.pod_models import MailPods
 from mailstack.kubedoc import Obj
 
 CHECKSUM_ANNOTATION = "mailstack.dev/config-checksum"
@@ -22,6 +23,9 @@ class RenderOptions:
 
     image: str = f"mailstack/mail:{MAIL_IMAGE_VERSION}"
     image_pull_policy: str = "IfNotPresent"
+    # The operator-wide defaults of the mail pods (the chart's mailPods), under each MailDomain's
+    # spec.pods and over the built-in resources; empty for `mailstack render` and `up`.
+    mail_pods: MailPods = field(default_factory=MailPods)
 
 
 def labels(domain: MailDomain, component: str) -> dict[str, str]:

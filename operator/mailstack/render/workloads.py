@@ -3,7 +3,9 @@
 Every container runs ``mailstack agent <daemon>`` from the mail image. Config comes from mounted
 ConfigMaps and Secrets; the pod templates carry a checksum of the ConfigMaps, so a changed spec
 rolls the pods, while account and certificate changes (Secrets) are reloaded in place by the agent.
-They carry no operator version: an operator upgrade rolls the pods only if the image changes.
+They carry no operator version: an operator upgrade rolls the pods only if the image changes (or
+the operator's mail pod defaults do). Resources, scheduling and extra pod metadata come from
+``render.pod_settings``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from mailstack.api.assemble import MailService
+from mailstack.api.pod_models import MailPods
 from mailstack.kubedoc import Obj
 from mailstack.render import layout
 from mailstack.render.objects import (
@@ -20,13 +23,15 @@ from mailstack.render.objects import (
     pod_labels,
     selector_labels,
 )
+from mailstack.render.pod_settings import (
+    container_resources,
+    pod_settings,
+    scheduling,
+    template_metadata,
+)
 
 _SECRET_MODE = 0o440
 _CONFIG_MODE = 0o444
-
-
-def _resources(cpu: str, memory: str, memory_limit: str) -> Obj:
-    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory_limit}}
 
 
 def _security_context(capabilities: list[str]) -> Obj:
@@ -138,6 +143,7 @@ def _claim(domain_labels: dict[str, str], name: str, size: str, storage_class: s
 
 def _statefulset(
     service: MailService,
+    settings: MailPods,
     component: str,
     governing_service: str,
     pod_spec: Obj,
@@ -162,10 +168,11 @@ def _statefulset(
                 "whenScaled": "Retain",
             },
             "template": {
-                "metadata": {
-                    "labels": pod_labels(domain, component),
-                    "annotations": {CHECKSUM_ANNOTATION: config_checksum},
-                },
+                "metadata": template_metadata(
+                    settings,
+                    pod_labels(domain, component),
+                    {CHECKSUM_ANNOTATION: config_checksum},
+                ),
                 "spec": pod_spec,
             },
             "volumeClaimTemplates": claims,
@@ -174,7 +181,11 @@ def _statefulset(
 
 
 def _pod_spec(
-    service: MailService, containers: list[Obj], volumes: list[Obj], fs_group: int
+    service: MailService,
+    settings: MailPods,
+    containers: list[Obj],
+    volumes: list[Obj],
+    fs_group: int,
 ) -> Obj:
     names = layout.object_names(service.domain.name)
     return {
@@ -190,6 +201,7 @@ def _pod_spec(
         },
         "containers": containers,
         "volumes": volumes,
+        **scheduling(settings),
     }
 
 
@@ -198,6 +210,7 @@ def render_mta_statefulset(
 ) -> Obj:
     domain = service.domain
     names = layout.object_names(domain.name)
+    settings = pod_settings(service, options)
     mta_ports = enabled_public_ports(service, "mta")
     user_keys = ["virtual_mailboxes", "virtual_aliases", "sender_logins"]
     if relay_auth:
@@ -219,7 +232,7 @@ def render_mta_statefulset(
             _mount("milter", layout.MILTER_DIR, read_only=False),
             _mount("tmp", "/tmp", read_only=False),
         ],
-        _resources("50m", "64Mi", "256Mi"),
+        container_resources(settings, "postfix"),
         ["CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "NET_BIND_SERVICE", "SETGID", "SETUID"],
     )
     rspamd = _container(
@@ -235,7 +248,7 @@ def render_mta_statefulset(
             _mount("rspamd-run", layout.RSPAMD_RUN_DIR, read_only=False),
             _mount("tmp", "/tmp", read_only=False),
         ],
-        _resources("100m", "192Mi", "512Mi"),
+        container_resources(settings, "rspamd"),
         ["CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETGID", "SETUID"],
         env=RSPAMD_ENV,
     )
@@ -252,7 +265,7 @@ def render_mta_statefulset(
         _empty_dir("rspamd-run", memory=True),
         _empty_dir("tmp"),
     ]
-    pod = _pod_spec(service, [postfix, rspamd], volumes, layout.RSPAMD_GID)
+    pod = _pod_spec(service, settings, [postfix, rspamd], volumes, layout.RSPAMD_GID)
     claims = [
         _claim(
             selector_labels(domain, "mta"),
@@ -261,7 +274,7 @@ def render_mta_statefulset(
             domain.storage.queue.storage_class_name,
         )
     ]
-    return _statefulset(service, "mta", names["service"], pod, claims, config_checksum)
+    return _statefulset(service, settings, "mta", names["service"], pod, claims, config_checksum)
 
 
 def render_mda_statefulset(
@@ -269,6 +282,7 @@ def render_mda_statefulset(
 ) -> Obj:
     domain = service.domain
     names = layout.object_names(domain.name)
+    settings = pod_settings(service, options)
     mda_ports = enabled_public_ports(service, "mda")
     dovecot = _container(
         "dovecot",
@@ -289,7 +303,7 @@ def render_mda_statefulset(
             _mount("dovecot-run", layout.DOVECOT_RUN_DIR, read_only=False),
             _mount("tmp", "/tmp", read_only=False),
         ],
-        _resources("50m", "64Mi", "512Mi"),
+        container_resources(settings, "dovecot"),
         [
             "CHOWN",
             "DAC_OVERRIDE",
@@ -311,7 +325,7 @@ def render_mda_statefulset(
         _empty_dir("dovecot-run", memory=True),
         _empty_dir("tmp"),
     ]
-    pod = _pod_spec(service, [dovecot], volumes, layout.DOVECOT_GID)
+    pod = _pod_spec(service, settings, [dovecot], volumes, layout.DOVECOT_GID)
     claims = [
         _claim(
             selector_labels(domain, "mda"),
@@ -320,4 +334,6 @@ def render_mda_statefulset(
             domain.storage.mailboxes.storage_class_name,
         )
     ]
-    return _statefulset(service, "mda", names["mda_service"], pod, claims, config_checksum)
+    return _statefulset(
+        service, settings, "mda", names["mda_service"], pod, claims, config_checksum
+    )

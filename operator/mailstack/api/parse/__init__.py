@@ -7,7 +7,8 @@ document are reported together.
 
 One module per part of a document: ``common`` (header, metadata, Secret references, the reader of
 one document), ``maildomain`` (its top level and small sections), ``tls``, ``dns`` and
-``dns_provider``, ``mailbox`` and ``secret``.
+``dns_provider``, ``pods`` and ``scheduling`` (``spec.pods``, and the operator's defaults for
+it), ``mailbox`` and ``secret``.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """What every document parser shares: the reader of one document, the header and metadata checks,
-Secret key references and the host-or-IP validator.
+Secret key references, maps of strings, lists of sections and the host-or-IP validator.
 
 Owns: ``document_ref`` (how messages name a document), ``MAX_NAME_LENGTH`` and the metadata fields
 a document may carry.
@@ -7,13 +7,15 @@ a document may carry.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from mailstack.api import models, validate
 from mailstack.api.errors import FieldError, ValidationError
-from mailstack.api.reader import Reader, integer, string
+from mailstack.api.reader import Reader, integer, join, string
 from mailstack.kubedoc import meta_of
+
+T = TypeVar("T")
 
 MAX_NAME_LENGTH = 48  # <name>-mta-0 plus the StatefulSet revision label must fit 63 characters
 
@@ -116,3 +118,44 @@ def host_or_ip(value: object) -> str:
         return validate.domain_name(value)
     except FieldError as err:
         raise FieldError(f"expected a host name or an IP address: {err.message}") from None
+
+
+def string_map(
+    r: Reader,
+    value: object,
+    path: str,
+    key: Callable[[Any], str],
+    item: Callable[[Any], str],
+    what: str,
+    max_entries: int | None = None,
+) -> tuple[tuple[str, str], ...]:
+    """A map of strings (``what``: "annotation key to value"), sorted by key."""
+    if value is None:
+        return ()
+    if not isinstance(value, Mapping):
+        r.fail(path, f"expected a mapping of {what}")
+        return ()
+    if max_entries is not None and len(value) > max_entries:
+        r.fail(path, f"at most {max_entries} entries, got {len(value)}")
+    pairs: list[tuple[str, str]] = []
+    for name, text in sorted(value.items(), key=lambda entry: str(entry[0])):
+        try:
+            pairs.append((key(name), item(text)))
+        except FieldError as err:
+            r.fail(join(path, str(name)), err.message)
+    return tuple(pairs)
+
+
+def sections(
+    r: Reader,
+    value: object,
+    path: str,
+    parse: Callable[[Reader, object, str], T],
+    max_items: int,
+    min_items: int = 0,
+) -> tuple[T, ...]:
+    """A list whose items are sections (mappings), each parsed at its own path."""
+    items = r.listed(value, path, max_items)
+    if isinstance(value, list) and len(items) < min_items:
+        r.fail(path, f"at least {min_items} item{'s' if min_items > 1 else ''} needed")
+    return tuple(parse(r, item, join(path, index)) for index, item in enumerate(items))

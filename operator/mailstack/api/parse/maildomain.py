@@ -2,9 +2,9 @@
 
 Owns: ``parse_maildomain``, the addresses completed with the domain (aliases, catch-all,
 postmaster), and the sections ``limits``, ``protocols``, ``relay``, ``dkim``, ``service``,
-``storage`` and ``spam``. ``tls`` and ``dns`` have their own modules. Defaults come from the model
-classes; only those derived from the domain (``mail.<domain>``, ``postmaster@<domain>``) are made
-here.
+``storage`` and ``spam``. ``tls``, ``dns`` and ``pods`` have their own modules. Defaults come
+from the model classes; only those derived from the domain (``mail.<domain>``,
+``postmaster@<domain>``) are made here.
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ from mailstack.api.parse.common import (
     metadata,
     raise_problems,
     reader_for,
+    string_map,
 )
 from mailstack.api.parse.dns import parse_dns
+from mailstack.api.parse.pods import parse_pods
 from mailstack.api.parse.tls import parse_tls
 from mailstack.api.reader import Reader, boolean, integer, join, number, one_of, string
 
@@ -43,6 +45,7 @@ SPEC_FIELDS = frozenset(
         "storage",
         "spam",
         "resolvers",
+        "pods",
     }
 )
 
@@ -79,6 +82,7 @@ def parse_maildomain(
     storage = _storage(r, spec.get("storage"))
     spam = _spam(r, spec.get("spam"))
     resolvers = r.items(spec, "resolvers", "spec", validate.any_ip_address)
+    pods = parse_pods(r, spec.get("pods"), "spec.pods")
     raise_problems(r)
     return models.MailDomain(
         name=name,
@@ -98,6 +102,7 @@ def parse_maildomain(
         storage=storage,
         spam=spam,
         resolvers=resolvers,
+        pods=pods,
         generation=generation,
         uid=uid,
     )
@@ -237,27 +242,19 @@ def _dkim(r: Reader, value: object) -> models.Dkim:
     )
 
 
-def _annotations(r: Reader, value: object, path: str) -> tuple[tuple[str, str], ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, Mapping):
-        r.fail(path, "expected a mapping of annotation key to value")
-        return ()
-    annotations: list[tuple[str, str]] = []
-    for key, text in sorted(value.items(), key=lambda item: str(item[0])):
-        try:
-            annotations.append((validate.annotation_key(key), string(text)))
-        except FieldError as err:
-            r.fail(join(path, str(key)), err.message)
-    return tuple(annotations)
-
-
 def _service(r: Reader, value: object) -> models.ServiceSpec:
     path = "spec.service"
     service = r.mapping(
         value, path, {"type", "annotations", "externalTrafficPolicy", "loadBalancerIP"}
     )
-    annotations = _annotations(r, service.get("annotations"), join(path, "annotations"))
+    annotations = string_map(
+        r,
+        service.get("annotations"),
+        join(path, "annotations"),
+        validate.annotation_key,
+        string,
+        "annotation key to value",
+    )
     default = models.ServiceSpec
     return models.ServiceSpec(
         type=r.field(
