@@ -21,6 +21,8 @@ import pytest
 import yaml
 
 from mailstack import MAIL_IMAGE_VERSION
+from mailstack.api.pod_models import BUILT_IN, MailPods, Toleration
+from mailstack.commands.operator import mail_pod_defaults
 from mailstack.controller.kinds import CHILD_KINDS
 from mailstack.render.objects import RenderOptions
 
@@ -93,6 +95,20 @@ def test_helm_lint_strict_passes_for_the_default_and_a_namespaced_install() -> N
         "operator.debounce=-1",
         "image.digest=latest",
         "unknownValue=1",
+        # The mail pods' defaults: quantities, containers, label syntax, enums, names, fields.
+        "mailPods.resources.postfix.limits.memory=1 Gi",
+        "mailPods.resources.postfix.requests.cpu=-1",
+        "mailPods.resources.postfix.requests.cpu=1e3",
+        "mailPods.resources.rspamd.limits.memory=2GB",
+        "mailPods.resources.nginx.requests.cpu=1",
+        "mailPods.resources.dovecot.requests.storage=1Gi",
+        "mailPods.nodeSelector.disk=-ssd",
+        "mailPods.labels.team=-bad",
+        "mailPods.tolerations[0].operator=Sometimes",
+        "mailPods.topologySpreadConstraints[0].maxSkew=1",
+        "mailPods.priorityClassName=Not_A_Name",
+        "mailPods.imagePullSecrets[0]=regcred",
+        "mailPods.unknown=1",
     ],
 )
 def test_values_schema_refuses_bad_values(bad: str) -> None:
@@ -226,6 +242,36 @@ def test_deployment_runs_one_hardened_operator_with_probes() -> None:
     )
     # The operator's own labels cannot select mail pods (app.kubernetes.io/name differs).
     assert spec["selector"]["matchLabels"]["app.kubernetes.io/name"] != "mailstack"
+
+
+def _mail_pod_defaults(*sets: str) -> MailPods:
+    """What the operator makes of the --mail-pod-defaults the chart gives it."""
+    (value,) = [a.split("=", 1)[1] for a in container(*sets)["args"] if "--mail-pod-defaults" in a]
+    return mail_pod_defaults(value)
+
+
+def test_mail_pod_defaults_reach_the_operator() -> None:
+    # By default: the built-in resources (values.yaml shows them) and nothing else.
+    assert _mail_pod_defaults() == MailPods(resources=BUILT_IN.resources)
+    pods = _mail_pod_defaults(
+        "mailPods.resources.rspamd.limits.memory=1Gi",
+        "mailPods.resources.rspamd.limits.cpu=2",
+        r"mailPods.nodeSelector.node\.example\.com/pool=mail",
+        "mailPods.tolerations[0].key=dedicated",
+        "mailPods.tolerations[0].value=mail",
+        "mailPods.tolerations[0].effect=NoSchedule",
+        "mailPods.priorityClassName=mail-critical",
+        "mailPods.imagePullSecrets[0].name=regcred",
+        r"mailPods.annotations.backup\.velero\.io/backup-volumes=mail",
+    )
+    rspamd = pods.resources.rspamd
+    assert (rspamd.limits.memory, rspamd.limits.cpu) == ("1Gi", "2")
+    assert rspamd.requests == BUILT_IN.resources.rspamd.requests
+    assert pods.node_selector == (("node.example.com/pool", "mail"),)
+    assert pods.tolerations == (Toleration("dedicated", "Equal", "mail", "NoSchedule"),)
+    assert pods.priority_class_name == "mail-critical"
+    assert pods.image_pull_secrets == ("regcred",)
+    assert pods.annotations == (("backup.velero.io/backup-volumes", "mail"),)
 
 
 def test_digests_pin_the_images() -> None:

@@ -100,3 +100,14 @@ tests/unit/test_chart.py, which checks the two agree).
   resources: [events]
   verbs: [create]
 {{- end -}}
+
+{{/* mailPods without its empty fields, as JSON for --mail-pod-defaults ("" is no class name). */}}
+{{- define "mailstack.mailPodDefaults" -}}
+{{- $set := dict -}}
+{{- range $key, $value := .Values.mailPods -}}
+{{- if $value -}}
+{{- $_ := set $set $key $value -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $set -}}
+{{- end -}}

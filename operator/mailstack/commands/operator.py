@@ -11,6 +11,9 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from mailstack.api.errors import ValidationError
+from mailstack.api.parse.pods import parse_pod_defaults
+from mailstack.api.pod_models import MailPods
 from mailstack.controller.serve import serve
 from mailstack.render.objects import RenderOptions
 
@@ -29,8 +32,20 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
         priority=args.priority,
         resync_interval=args.resync_interval,
         debounce=args.debounce,
-        render=RenderOptions(image=args.mail_image, image_pull_policy=args.image_pull_policy),
+        render=RenderOptions(
+            image=args.mail_image,
+            image_pull_policy=args.image_pull_policy,
+            mail_pods=args.mail_pod_defaults,
+        ),
     )
+
+
+def mail_pod_defaults(text: str) -> MailPods:
+    """``--mail-pod-defaults``: refused, with every problem, before the operator starts."""
+    try:
+        return parse_pod_defaults(text)
+    except ValidationError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def cmd_operator(args: argparse.Namespace) -> int:
@@ -97,6 +112,14 @@ def add_operator_command(commands: Any) -> None:
         "--image-pull-policy",
         default=RenderOptions.image_pull_policy,
         choices=["Always", "IfNotPresent", "Never"],
+    )
+    parser.add_argument(
+        "--mail-pod-defaults",
+        type=mail_pod_defaults,
+        default=MailPods(),
+        metavar="JSON",
+        help="defaults of the mail pods in the shape of a MailDomain's spec.pods, which "
+        "overrides them (the chart's mailPods); default: the built-in resources only",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.set_defaults(handler=cmd_operator)

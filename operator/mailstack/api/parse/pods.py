@@ -51,7 +51,7 @@ MAX_NODE_SELECTOR = 32
 MAX_METADATA = 32  # extra labels, and extra annotations
 MAX_ANNOTATION_VALUE = 4096
 MAX_PULL_SECRETS = 8
-DEFAULTS_DOCUMENT = "--mail-pod-defaults"
+DEFAULTS_DOCUMENT = "mail pod defaults"
 DEFAULTS_PATH = "mailPods"
 
 # Pod label and annotation keys that are not the user's: the operator's own (selector labels,
