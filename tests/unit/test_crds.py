@@ -38,6 +38,7 @@ from mailstack.api import parse as parser
 from mailstack.api import validate as v
 from mailstack.api.errors import FieldError, ValidationError
 from mailstack.api.parse.common import host_or_ip
+from mailstack.api.quantities import quantity
 from tests.apiserver_dialects import RE2Validator, cel_program
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -389,6 +390,27 @@ KEEP_COPY = "keepCopy is only meaningful with forwardTo"
 NOT_GREATER = "must be greater than addHeader"
 
 
+LABEL_KEYS = "label keys must be valid"
+OPERATOR_KEYS = "keys are the operator's"
+REQUIRED = "requiredDuringSchedulingIgnoredDuringExecution"
+PREFERRED = "preferredDuringSchedulingIgnoredDuringExecution"
+SPREAD = {"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway"}
+
+
+def pods_quantity(value: Any) -> Doc:
+    return maildomain(pods={"resources": {"postfix": {"limits": {"memory": value}}}})
+
+
+def pods_toleration(**toleration: Any) -> Doc:
+    return maildomain(pods={"tolerations": [toleration]})
+
+
+def pods_node_requirement(operator: str, values: list[str] | None = None) -> Doc:
+    requirement = {"key": "k", "operator": operator, **({"values": values} if values else {})}
+    terms = [{"matchExpressions": [requirement]}]
+    return maildomain(pods={"affinity": {"nodeAffinity": {REQUIRED: {"nodeSelectorTerms": terms}}}})
+
+
 def required(field: str) -> str:
     return f"{field!r} is a required property"
 
@@ -588,6 +610,163 @@ BAD: list[tuple[str, Doc, str]] = [
     ("resolver-duplicate", maildomain(resolvers=["1.1.1.1", "1.1.1.1"]), "non-unique"),
     ("dkim-selector-uppercase", maildomain(dkim={"selector": "Mail"}), NO_MATCH),
     ("dkim-algorithm-unknown", maildomain(dkim={"algorithm": "rsa1024"}), NOT_ONE_OF),
+    # spec.pods
+    ("pods-unknown-field", maildomain(pods={"replicas": 2}), UNKNOWN),
+    ("pods-unknown-container", maildomain(pods={"resources": {"nginx": {}}}), UNKNOWN),
+    ("pods-quantity-with-space", pods_quantity("1 Gi"), NO_MATCH),
+    ("pods-quantity-exponent", pods_quantity("1e3"), NO_MATCH),
+    ("pods-quantity-lowercase-unit", pods_quantity("1gi"), NO_MATCH),
+    ("pods-quantity-too-large", pods_quantity("2Pi"), "at most 1P"),
+    ("pods-quantity-int-negative", pods_quantity(-1), TOO_SMALL),
+    ("pods-quantity-int-too-large", pods_quantity(10**15 + 1), "greater than the maximum"),
+    ("pods-quantity-float", pods_quantity(0.5), "is not valid under any"),
+    ("pods-node-selector-bad-key", maildomain(pods={"nodeSelector": {"a b": "x"}}), LABEL_KEYS),
+    ("pods-node-selector-bad-value", maildomain(pods={"nodeSelector": {"a": "-x"}}), NO_MATCH),
+    ("pods-toleration-without-key", pods_toleration(value="x"), "without a key"),
+    (
+        "pods-toleration-exists-with-value",
+        pods_toleration(key="a", operator="Exists", value="x"),
+        "operator Exists has no value",
+    ),
+    (
+        "pods-toleration-seconds-without-no-execute",
+        pods_toleration(key="a", tolerationSeconds=30),
+        "only meaningful with effect NoExecute",
+    ),
+    ("pods-toleration-empty-key", pods_toleration(key="", operator="Exists"), NO_MATCH),
+    ("pods-toleration-bad-effect", pods_toleration(key="a", effect="NoEntry"), NOT_ONE_OF),
+    ("pods-requirement-in-without-values", pods_node_requirement("In"), "need values"),
+    (
+        "pods-requirement-exists-with-values",
+        pods_node_requirement("Exists", ["a"]),
+        "take no values",
+    ),
+    ("pods-requirement-gt-not-integer", pods_node_requirement("Gt", ["x"]), "an integer"),
+    ("pods-requirement-lt-two-values", pods_node_requirement("Lt", ["1", "2"]), "an integer"),
+    ("pods-requirement-unknown-operator", pods_node_requirement("Like", ["a"]), NOT_ONE_OF),
+    (
+        "pods-node-selector-terms-empty",
+        maildomain(pods={"affinity": {"nodeAffinity": {REQUIRED: {"nodeSelectorTerms": []}}}}),
+        "should be non-empty",
+    ),
+    (
+        "pods-node-affinity-match-fields",
+        maildomain(
+            pods={
+                "affinity": {
+                    "nodeAffinity": {
+                        REQUIRED: {
+                            "nodeSelectorTerms": [
+                                {
+                                    "matchFields": [
+                                        {"key": "metadata.name", "operator": "In", "values": ["n"]}
+                                    ]
+                                }
+                            ]
+                        }
+                    }
+                }
+            }
+        ),
+        UNKNOWN,
+    ),
+    (
+        "pods-pod-affinity-without-topology-key",
+        maildomain(pods={"affinity": {"podAffinity": {REQUIRED: [{"labelSelector": {}}]}}}),
+        required("topologyKey"),
+    ),
+    (
+        "pods-pod-anti-affinity-weight-too-large",
+        maildomain(
+            pods={
+                "affinity": {
+                    "podAntiAffinity": {
+                        PREFERRED: [{"weight": 101, "podAffinityTerm": {"topologyKey": "zone"}}]
+                    }
+                }
+            }
+        ),
+        "greater than the maximum",
+    ),
+    (
+        "pods-label-selector-gt",
+        maildomain(
+            pods={
+                "affinity": {
+                    "podAffinity": {
+                        REQUIRED: [
+                            {
+                                "topologyKey": "zone",
+                                "labelSelector": {
+                                    "matchExpressions": [
+                                        {"key": "a", "operator": "Gt", "values": ["1"]}
+                                    ]
+                                },
+                            }
+                        ]
+                    }
+                }
+            }
+        ),
+        NOT_ONE_OF,
+    ),
+    (
+        "pods-spread-duplicate",
+        maildomain(pods={"topologySpreadConstraints": [SPREAD, {**SPREAD, "maxSkew": 2}]}),
+        "same topologyKey and whenUnsatisfiable",
+    ),
+    (
+        "pods-spread-min-domains-schedule-anyway",
+        maildomain(pods={"topologySpreadConstraints": [{**SPREAD, "minDomains": 2}]}),
+        "minDomains is only meaningful",
+    ),
+    (
+        "pods-spread-without-max-skew",
+        maildomain(pods={"topologySpreadConstraints": [without(SPREAD, "maxSkew")]}),
+        required("maxSkew"),
+    ),
+    ("pods-priority-class-uppercase", maildomain(pods={"priorityClassName": "High"}), NO_MATCH),
+    (
+        "pods-pull-secret-string",
+        maildomain(pods={"imagePullSecrets": ["regcred"]}),
+        "is not of type 'object'",
+    ),
+    (
+        "pods-pull-secret-twice",
+        maildomain(pods={"imagePullSecrets": [{"name": "a"}, {"name": "a"}]}),
+        "each Secret may be listed once",
+    ),
+    (
+        "pods-label-operators",
+        maildomain(pods={"labels": {"app.kubernetes.io/instance": "x"}}),
+        OPERATOR_KEYS,
+    ),
+    (
+        "pods-annotation-operators-subdomain",
+        maildomain(pods={"annotations": {"kopf.mailstack.dev/x": "y"}}),
+        OPERATOR_KEYS,
+    ),
+    (
+        "pods-label-statefulset-controller",
+        maildomain(pods={"labels": {"controller-revision-hash": "x"}}),
+        OPERATOR_KEYS,
+    ),
+    (
+        "pods-annotation-bad-key",
+        maildomain(pods={"annotations": {"a b": "x"}}),
+        "annotation keys must be valid",
+    ),
+    ("pods-annotation-too-long", maildomain(pods={"annotations": {"a": "x" * 4097}}), "too long"),
+    (
+        "pods-too-many-labels",
+        maildomain(pods={"labels": {f"k{i}": "v" for i in range(33)}}),
+        "too many properties",
+    ),
+    (
+        "pods-too-many-tolerations",
+        maildomain(pods={"tolerations": [{"key": "a"}] * 33}),
+        "too long",
+    ),
     # Mailbox
     ("local-part-with-space", mailbox(address="bo b@example.com"), NO_MATCH),
     ("local-part-with-quote", mailbox(address='"bob"@example.com'), NO_MATCH),
@@ -990,6 +1169,14 @@ FIELDS: list[tuple[str, str, str, Callable[[Any], bool]]] = [
     ("quota", "Mailbox", ".spec.quota", _min_size(1024**2)),
     ("message-size", "MailDomain", ".spec.limits.messageSize", _min_size(1024, 2 * 1024**3)),
     ("url", "MailDomain", ".spec.tls.acme.server", _accepts(v.http_url)),
+    (
+        "quantity",
+        "MailDomain",
+        ".spec.pods.resources.postfix.requests.cpu",
+        _accepts(quantity),
+    ),
+    ("label-key", "MailDomain", ".spec.pods.tolerations[*].key", _accepts(v.label_key)),
+    ("label-value", "MailDomain", ".spec.pods.tolerations[*].value", _accepts(v.label_value)),
 ]
 
 _ALPHABET = "abz019.-_@:%AZ+\"' \n\x00é"
@@ -1019,6 +1206,17 @@ _SEEDS = [
     "1.2.3.4.5",
     "a-.com",
     "a..b@c.d",
+    "500m",
+    "0.5",
+    ".5",
+    "1.5Gi",
+    "1P",
+    "1000T",
+    "1001T",
+    "2Pi",
+    "1e3",
+    "app.kubernetes.io/name",
+    "a_b.c-D",
 ]
 
 
