@@ -34,6 +34,7 @@ from mailstack.api.assemble import MailService, assemble
 from mailstack.api.errors import FieldError, ValidationError
 from mailstack.api.models import API_VERSION, Secret
 from mailstack.api.parse import parse_mailbox, parse_maildomain, parse_secret
+from mailstack.api.pod_models import MailPods
 from mailstack.dns.records import desired_records, render_zone
 from mailstack.material import Material
 from mailstack.material.dkim import DkimKey, generate_dkim_key
@@ -49,7 +50,7 @@ from mailstack.material.pki import (
 from mailstack.material.resolve import material_secrets, resolve_material
 from mailstack.render import layout
 from mailstack.render.dovecot import STORED_HEADER_ROOM
-from mailstack.render.objects import DOMAIN_ANNOTATION
+from mailstack.render.objects import CHECKSUM_ANNOTATION, DOMAIN_ANNOTATION
 from mailstack.render.stack import render_stack
 from mailstack.render.templating import RenderError
 from tests.parsers import (
@@ -87,6 +88,8 @@ ANNOTATION_KEY = re.compile(
     r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 )
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?")
+REQUIRED = "requiredDuringSchedulingIgnoredDuringExecution"
 
 
 # --- Material: generated once, hashes pre-computed ----------------------------------------------
@@ -197,6 +200,47 @@ def build_docs(domain: str = DOMAIN) -> dict[str, Any]:
             },
             "spam": {"enabled": True, "thresholds": {"addHeader": 6, "reject": 15}},
             "resolvers": ["192.0.2.53", "2001:db8::53"],
+            "pods": {
+                "resources": {
+                    "postfix": {
+                        "requests": {"cpu": "100m", "memory": "128Mi"},
+                        "limits": {"memory": "512Mi"},
+                    }
+                },
+                "nodeSelector": {"node.example.com/pool": "mail"},
+                "tolerations": [
+                    {
+                        "key": "dedicated",
+                        "operator": "Equal",
+                        "value": "mail",
+                        "effect": "NoSchedule",
+                    }
+                ],
+                "affinity": {
+                    "nodeAffinity": {
+                        REQUIRED: {
+                            "nodeSelectorTerms": [
+                                {
+                                    "matchExpressions": [
+                                        {"key": "zone", "operator": "In", "values": ["zone-a"]}
+                                    ]
+                                }
+                            ]
+                        }
+                    },
+                },
+                "topologySpreadConstraints": [
+                    {
+                        "maxSkew": 1,
+                        "topologyKey": "topology.kubernetes.io/zone",
+                        "whenUnsatisfiable": "ScheduleAnyway",
+                    }
+                ],
+                "priorityClassName": "mail-critical",
+                "imagePullSecrets": [{"name": "registry-credentials"}],
+                "annotations": {"backup.velero.io/backup-volumes": "mail"},
+                "labels": {"team": "mail"},
+            },
         },
     }
     alice = _mailbox(
@@ -681,6 +725,45 @@ def check_rendered(r: Rendered) -> None:
         storage_class = claim["spec"].get("storageClassName")
         assert storage_class == volume.storage_class_name
         assert storage_class is None or DNS_SUBDOMAIN.fullmatch(storage_class), storage_class
+    for workload in ("mta", "mda"):
+        check_pod_template(find(r.objects, "StatefulSet", names[workload]), dom.pods)
+
+
+def check_pod_template(statefulset: dict[str, Any], pods: MailPods) -> None:
+    """The user's spec.pods exactly where intended; the operator's labels and annotation intact."""
+    meta, spec = (
+        statefulset["spec"]["template"]["metadata"],
+        statefulset["spec"]["template"]["spec"],
+    )
+    assert statefulset["spec"]["selector"]["matchLabels"].items() <= meta["labels"].items()
+    own = {k: v for k, v in meta["labels"].items() if not k.startswith("app.kubernetes.io/")}
+    assert own == dict(pods.labels or ())
+    checksum = meta["annotations"][CHECKSUM_ANNOTATION]
+    assert meta["annotations"] == {**dict(pods.annotations or ()), CHECKSUM_ANNOTATION: checksum}
+    for key, value in meta["labels"].items():
+        assert ANNOTATION_KEY.fullmatch(key) and LABEL_VALUE.fullmatch(value), (key, value)
+    for key in meta["annotations"]:
+        assert ANNOTATION_KEY.fullmatch(key), key
+    assert spec.get("nodeSelector", {}) == dict(pods.node_selector or ())
+    for key, value in spec.get("nodeSelector", {}).items():
+        assert ANNOTATION_KEY.fullmatch(key) and LABEL_VALUE.fullmatch(value), (key, value)
+    assert spec.get("priorityClassName") == pods.priority_class_name
+    assert [s["name"] for s in spec.get("imagePullSecrets", [])] == list(
+        pods.image_pull_secrets or ()
+    )
+    tolerations = [(t.get("key", ""), t.get("value", "")) for t in spec.get("tolerations", [])]
+    assert tolerations == [(t.key, t.value) for t in pods.tolerations or ()]
+    spread = [c["topologyKey"] for c in spec.get("topologySpreadConstraints", [])]
+    assert spread == [c.topology_key for c in pods.topology_spread_constraints or ()]
+    assert pods.affinity is not None and pods.affinity.node_affinity is not None
+    (want,) = pods.affinity.node_affinity.required[0]
+    (got,) = spec["affinity"]["nodeAffinity"][REQUIRED]["nodeSelectorTerms"][0]["matchExpressions"]
+    assert (got["key"], got.get("values", [])) == (want.key, list(want.values))
+    if statefulset["metadata"]["name"].endswith("-mta"):
+        (postfix,) = [c for c in spec["containers"] if c["name"] == "postfix"]
+        requests = pods.resources.postfix.requests
+        assert postfix["resources"]["requests"] == {"cpu": requests.cpu, "memory": requests.memory}
+        assert postfix["resources"]["limits"]["memory"] == pods.resources.postfix.limits.memory
 
 
 # --- Fields and the strings tried in them ---------------------------------------------------------
@@ -794,6 +877,11 @@ _ipv4 = st.ip_addresses(v=4).map(str)
 _ipv6 = st.ip_addresses(v=6).map(str) | _scoped_v6
 _secret_key = st.from_regex(r"[-._a-zA-Z0-9]{1,20}", fullmatch=True)
 _size = st.from_regex(r"[0-9]{1,4}(Ki|Mi|Gi|k|M|G)?", fullmatch=True)
+_quantity = st.from_regex(
+    r"([0-9]{1,4}(\.[0-9]{1,3})?|\.[0-9]{1,3})(m|k|M|G|Ki|Mi|Gi)?", fullmatch=True
+)
+_label_key = st.builds("{}/{}".format, _subdomain, _k8s_name) | _k8s_name
+_label_value = st.from_regex(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,20}[A-Za-z0-9])?", fullmatch=True)
 _hash = st.builds(
     "{{{}}}{}".format,
     st.sampled_from([*sorted(v.ACCEPTED_HASH_SCHEMES), "PLAIN", "X"]),
@@ -1115,6 +1203,102 @@ FIELDS = [
         "2001:db8::53",
         more=('fe80::1%x"]; evil = ["x',),
     ),
+    # The mail pods (spec.pods): strings that reach the StatefulSets.
+    Field(
+        "spec.pods.resources.postfix.requests.cpu",
+        at(*D, "pods", "resources", "postfix", "requests", "cpu"),
+        _quantity,
+        "100m",
+        more=("0.5", "1.5", "1000m"),
+    ),
+    Field(
+        "spec.pods.resources.postfix.limits.memory",
+        at(*D, "pods", "resources", "postfix", "limits", "memory"),
+        _quantity,
+        "512Mi",
+        more=("1Gi", "1024Mi", "0.5Gi"),
+    ),
+    Field(
+        "spec.pods.nodeSelector key",
+        rename(*D, "pods", "nodeSelector", old="node.example.com/pool"),
+        _label_key,
+        "node.example.com/pool",
+    ),
+    Field(
+        "spec.pods.nodeSelector value",
+        at(*D, "pods", "nodeSelector", "node.example.com/pool"),
+        _label_value,
+        "mail",
+    ),
+    Field(
+        "spec.pods.tolerations[].key",
+        at(*D, "pods", "tolerations", 0, "key"),
+        _label_key,
+        "dedicated",
+    ),
+    Field(
+        "spec.pods.tolerations[].value",
+        at(*D, "pods", "tolerations", 0, "value"),
+        _label_value,
+        "mail",
+    ),
+    Field(
+        "spec.pods.affinity node expression value",
+        at(
+            *D,
+            "pods",
+            "affinity",
+            "nodeAffinity",
+            REQUIRED,
+            "nodeSelectorTerms",
+            0,
+            "matchExpressions",
+            0,
+            "values",
+            0,
+        ),
+        _label_value,
+        "zone-a",
+    ),
+    Field(
+        "spec.pods.topologySpreadConstraints[].topologyKey",
+        at(*D, "pods", "topologySpreadConstraints", 0, "topologyKey"),
+        _label_key,
+        "topology.kubernetes.io/zone",
+    ),
+    Field(
+        "spec.pods.priorityClassName",
+        at(*D, "pods", "priorityClassName"),
+        _subdomain,
+        "mail-critical",
+    ),
+    Field(
+        "spec.pods.imagePullSecrets[].name",
+        at(*D, "pods", "imagePullSecrets", 0, "name"),
+        _subdomain,
+        "registry-credentials",
+    ),
+    Field(
+        "spec.pods.annotations key",
+        rename(*D, "pods", "annotations", old="backup.velero.io/backup-volumes"),
+        _label_key,
+        "backup.velero.io/backup-volumes",
+        more=("mailstack.dev/config-checksum", "app.kubernetes.io/name"),
+    ),
+    Field(
+        "spec.pods.annotations value",
+        at(*D, "pods", "annotations", "backup.velero.io/backup-volumes"),
+        st.text(),
+        "mail",
+    ),
+    Field(
+        "spec.pods.labels key",
+        rename(*D, "pods", "labels", old="team"),
+        _label_key,
+        "team",
+        more=("app.kubernetes.io/instance", "controller-revision-hash"),
+    ),
+    Field("spec.pods.labels value", at(*D, "pods", "labels", "team"), _label_value, "mail"),
     # Mailboxes.
     Field("Mailbox.metadata.name", at("boxes", 1, "metadata", "name"), _k8s_name, "bob"),
     Field("Mailbox spec.address", at(*B, "address"), _own, f"bob@{DOMAIN}"),

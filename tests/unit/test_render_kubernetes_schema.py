@@ -1,4 +1,5 @@
-"""Every rendered object validates against the Kubernetes 1.30 schemas, strictly."""
+"""Every rendered object validates against the Kubernetes 1.30 schemas, strictly; the mail pods
+with every field of spec.pods set (and operator defaults under them) against 1.28 and 1.30 too."""
 
 from __future__ import annotations
 
@@ -6,6 +7,10 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+
+from mailstack.api import pod_models as pm
+from mailstack.render.objects import RenderOptions
+from tests.unit.test_render_pods import statefulsets, tuned_document
 
 KUBERNETES_VERSION = "1.30"
 # Objects of CRDs that are not part of Kubernetes (cert-manager) are checked elsewhere.
@@ -27,6 +32,18 @@ def test_objects_validate_strictly(example_render: list[dict[str, Any]]) -> None
         except kubernetes_validate.ValidationError as err:
             name = f"{obj['kind']}/{obj['metadata']['name']}"
             pytest.fail(f"{name}: {err.message} at {'/'.join(map(str, err.path))}")
+
+
+@pytest.mark.parametrize("version", ["1.28", KUBERNETES_VERSION])
+def test_tuned_mail_pods_validate_strictly(version: str) -> None:
+    defaults = pm.MailPods(
+        node_selector=(("kubernetes.io/arch", "amd64"),),
+        annotations=(("example.com/owner", "platform"),),
+    )
+    rendered = statefulsets(tuned_document(), RenderOptions(mail_pods=defaults))
+    for obj in rendered:
+        assert obj["spec"]["template"]["spec"]["affinity"]  # the settings are there
+        kubernetes_validate.validate(obj, version, strict=True)
 
 
 def test_a_broken_object_is_caught(example_render: list[dict[str, Any]]) -> None:
