@@ -14,10 +14,12 @@ from datetime import UTC, datetime
 import pytest
 
 from mailstack.api.parse import parse_secret
+from mailstack.api.parse.pods import parse_pod_defaults
 from mailstack.controller import plan
 from mailstack.controller.children import APPLIED_ANNOTATION, contains
 from mailstack.controller.documents import address_domain
 from mailstack.controller.handlers import FINALIZER
+from mailstack.render.objects import RenderOptions
 from mailstack.render.users import sieve_file_name
 from tests.component.conftest import (
     NS,
@@ -330,6 +332,58 @@ def test_spec_edit_updates_children_and_observed_generation(
     assert ("secrets", "example-org-dkim") not in written  # keys are never rotated by a render
     domain = api.get("maildomains", "example-org")
     assert {c["observedGeneration"] for c in domain["status"]["conditions"]} == {2}
+
+
+def test_mail_pods_follow_spec_pods_over_the_operator_defaults(api: ApiServer) -> None:
+    defaults = parse_pod_defaults(
+        '{"nodeSelector": {"pool": "mail"}, "priorityClassName": "platform",'
+        ' "tolerations": [{"key": "dedicated", "value": "mail", "effect": "NoSchedule"}],'
+        ' "resources": {"dovecot": {"limits": {"memory": "1Gi"}}}}'
+    )
+    pods = {
+        "priorityClassName": "tenant",
+        "resources": {"postfix": {"requests": {"cpu": "0.2", "memory": "128Mi"}}},
+        "annotations": {"backup.velero.io/backup-volumes": "mail"},
+    }
+    populate(api, boxes=1, pods=pods)
+    with OperatorThread(api, render=RenderOptions(mail_pods=defaults), resync_interval=0.5) as op:
+        wait_ready(api, "example-org")
+        for name in ("example-org-mta", "example-org-mda"):
+            template = api.get("statefulsets", name)["spec"]["template"]
+            spec = template["spec"]
+            assert spec["priorityClassName"] == "tenant"  # the MailDomain wins
+            assert spec["nodeSelector"] == {"pool": "mail"}  # the operator's default
+            # The API server filled in the CRD's default operator; the render says it too.
+            assert spec["tolerations"] == [
+                {"key": "dedicated", "operator": "Equal", "value": "mail", "effect": "NoSchedule"}
+            ]
+            assert template["metadata"]["annotations"]["backup.velero.io/backup-volumes"] == "mail"
+        mta = api.get("statefulsets", "example-org-mta")["spec"]["template"]["spec"]
+        (postfix,) = [c for c in mta["containers"] if c["name"] == "postfix"]
+        assert postfix["resources"]["requests"] == {"cpu": "200m", "memory": "128Mi"}
+        mda = api.get("statefulsets", "example-org-mda")["spec"]["template"]["spec"]
+        assert mda["containers"][0]["resources"]["limits"] == {"memory": "1Gi"}
+        # Resyncs find nothing to do.
+        start = settle(api, op)
+        passes = op.operator.reconciler.passes
+        wait_for(lambda: op.operator.reconciler.passes >= passes + 3)
+        assert child_writes(api.writes(start)) == set()
+        # An edit of spec.pods reaches both StatefulSets, and only them.
+        start = settle(api, op)
+        api.patch("maildomains", "example-org", {"spec": {"pods": {"nodeSelector": {"a": "b"}}}})
+        wait_for(
+            lambda: (
+                api.get("statefulsets", "example-org-mda")["spec"]["template"]["spec"][
+                    "nodeSelector"
+                ]
+                == {"a": "b", "pool": "mail"}
+            )
+        )
+        settle(api, op)
+        assert child_writes(api.writes(start)) == {
+            ("statefulsets", "example-org-mta"),
+            ("statefulsets", "example-org-mda"),
+        }
 
 
 def test_deleted_or_edited_children_are_restored(api: ApiServer, operator: OperatorThread) -> None:
