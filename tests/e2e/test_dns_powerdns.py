@@ -19,7 +19,8 @@ from mailstack.dns.providers import build_provider
 from mailstack.dns.reconcile import cleanup_dns, plan_dns, reconcile_dns
 from mailstack.dns.records import desired_records, txt_value_from_text
 from mailstack.material.dkim import DkimKey, generate_dkim_key
-from tests.e2e.dnsservers import PowerDns, maildomain, powerdns_server, secret
+from tests.dns_inputs import maildomain, secret
+from tests.e2e.dnsservers import PowerDns, powerdns_server
 
 ZONE = "example.com"
 FOREIGN: list[dict[str, Any]] = [
