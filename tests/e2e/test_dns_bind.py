@@ -40,11 +40,6 @@ def bind(tmp_path: Path) -> Iterator[Bind]:
         yield server
 
 
-@pytest.fixture(scope="module")
-def keys() -> tuple[DkimKey, DkimKey]:
-    return generate_dkim_key("mail2026", "rsa2048"), generate_dkim_key("mail2026", "rsa2048")
-
-
 def domain_for(server: Bind, key_name: str | None = None, **spec: object) -> MailDomain:
     provider = {
         "rfc2136": {

@@ -18,7 +18,7 @@ from mailstack.dns.providers import build_provider
 from mailstack.dns.providers.cloudflare import CloudflareProvider
 from mailstack.dns.reconcile import cleanup_dns, plan_dns, reconcile_dns
 from mailstack.dns.records import Record, desired_records
-from mailstack.material.dkim import DkimKey, generate_dkim_key
+from mailstack.material.dkim import DkimKey
 from tests.dns_inputs import maildomain, secret
 from tests.fakes.cloudflare import TOKEN, FakeCloudflare, cloudflare_api, validate_record
 
@@ -28,11 +28,6 @@ def fake() -> Iterator[tuple[FakeCloudflare, str]]:
     state = FakeCloudflare()
     with cloudflare_api(state) as url:
         yield state, url
-
-
-@pytest.fixture(scope="module")
-def keys() -> tuple[DkimKey, DkimKey]:
-    return generate_dkim_key("mail2026", "rsa2048"), generate_dkim_key("mail2026", "rsa2048")
 
 
 DOMAIN: MailDomain = maildomain(

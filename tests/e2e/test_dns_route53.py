@@ -24,16 +24,11 @@ from mailstack.dns.providers.aws.sigv4 import sign_request
 from mailstack.dns.providers.route53 import Route53Provider, decode_name
 from mailstack.dns.reconcile import cleanup_dns, plan_dns, reconcile_dns
 from mailstack.dns.records import txt_value_from_text
-from mailstack.material.dkim import DkimKey, generate_dkim_key
+from mailstack.material.dkim import DkimKey
 from tests.dns_inputs import maildomain, secret
 from tests.fakes.route53 import ZONE_ID, ClientError, FakeRoute53, txt_strings
 from tests.fakes.route53_server import Route53Server
 from tests.fakes.route53_sigv4 import MISMATCH
-
-
-@pytest.fixture(scope="module")
-def keys() -> tuple[DkimKey, DkimKey]:
-    return generate_dkim_key("mail2026", "rsa2048"), generate_dkim_key("mail2026", "rsa2048")
 
 
 def assert_foreign_kept(fake: FakeRoute53, foreign: dict[tuple[str, str], dict[str, Any]]) -> None:
