@@ -50,6 +50,7 @@ from mailstack.material.dkim import DkimKey
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class DnsOutcome:
     condition: Condition
