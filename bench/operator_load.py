@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/operator_load.py [--domains 50] [--mailboxes 10000] [--write-docs]
 
-The emulator (tests/component/emulator.py) runs in this process; the operator runs as it is
+The emulator (tests/component/emulator/) runs in this process; the operator runs as it is
 deployed, ``mailstack operator --standalone`` in its own process, against a kubeconfig pointing
 at the emulator. Measured:
 

@@ -1,8 +1,8 @@
 """The emulator behaves like kube-apiserver where the operator can tell (over real HTTP).
 
 The operator tests are only as good as the emulator; these pin down each realistic behaviour it
-adds to kmock (see ``emulator.py``), so a regression there shows up here and not as a puzzling
-operator failure.
+adds to kmock (see the ``emulator`` package), so a regression there shows up here and not as a
+puzzling operator failure.
 """
 
 from __future__ import annotations

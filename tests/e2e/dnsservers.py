@@ -4,10 +4,6 @@ Each server runs in the foreground from a temporary directory, listens on 127.0.
 ports, and is stopped by its PID (``stop``). ``require`` skips a test when the daemon is not
 installed, unless ``MAILSTACK_REQUIRE_DAEMONS`` is set (CI installs them through
 scripts/setup.sh, so there a missing daemon is a failure, not a skip).
-
-Also shared by the DNS unit tests: ``maildomain`` (an example.com MailDomain with overrides),
-``secret``, and ``MemoryProvider`` (an in-memory zone that applies a plan atomically and refuses a
-change whose ``before`` is stale, as RFC 2136 prerequisites do).
 """
 
 from __future__ import annotations
@@ -22,7 +18,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,13 +32,6 @@ import dns.tsig
 import dns.xfr
 import dns.zone
 import pytest
-
-from mailstack.api.models import MailDomain, Secret
-from mailstack.api.parse import parse_maildomain
-from mailstack.dns.errors import ProviderError
-from mailstack.dns.ownership import marker_name
-from mailstack.dns.plan import Change, RRset, ZoneState
-from mailstack.dns.providers.base import Provider
 
 READER_KEY = "test-reader"
 PDNS_SCHEMA = Path("/usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql")
@@ -321,68 +310,3 @@ def powerdns_server(root: Path) -> Iterator[PowerDns]:
         yield server
     finally:
         server.stop()
-
-
-# -- helpers shared by the DNS tests (unit and e2e) -----------------------------------------------
-
-
-def maildomain(provider: dict[str, Any] | None = None, **spec: Any) -> MailDomain:
-    """A MailDomain for example.com (namespace mail, name example-com) with spec overrides.
-
-    ``dns`` overrides are merged into the default (which has addresses; ``addresses: None``
-    removes them).
-    """
-    body: dict[str, Any] = {
-        "domain": "example.com",
-        "dns": {"addresses": {"ipv4": ["192.0.2.10"], "ipv6": ["2001:db8::10"]}},
-    }
-    body.update({k: v for k, v in spec.items() if k != "dns"})
-    body["dns"] = {**body["dns"], **spec.get("dns", {})}
-    if provider is not None:
-        body["dns"] = {**body["dns"], "provider": provider}
-    doc = {
-        "apiVersion": "mailstack.dev/v1alpha1",
-        "kind": "MailDomain",
-        "metadata": {"name": "example-com", "namespace": "mail"},
-        "spec": body,
-    }
-    return parse_maildomain(doc)
-
-
-def secret(name: str, **data: str) -> Secret:
-    return Secret(name, "mail", tuple(sorted((k, v.encode()) for k, v in data.items())))
-
-
-class MemoryProvider(Provider):
-    """A provider over an in-memory zone that applies changes like an atomic API with
-    prerequisites: a change whose ``before`` is not what the zone holds fails the whole batch."""
-
-    kind = "memory"
-
-    def __init__(self, zone: str, rrsets: Sequence[RRset] = (), complete: bool = True) -> None:
-        super().__init__(zone)
-        self.rrsets = {r.key: r for r in rrsets}
-        self.complete = complete
-
-    def read(self, names: Collection[str]) -> ZoneState:
-        wanted = set(names) | {marker_name(n) for n in names}
-        found = [r for r in self.rrsets.values() if self.complete or r.name in wanted]
-        return ZoneState(self.zone, tuple(sorted(found)), complete=self.complete)
-
-    def apply(self, changes: Sequence[Change]) -> None:
-        staged = dict(self.rrsets)
-        for change in changes:
-            key = (change.name, change.type)
-            held = staged.get(key)
-            if (held is None) != (change.before is None) or (
-                held is not None
-                and change.before is not None
-                and sorted(held.values) != sorted(change.before.values)
-            ):
-                raise ProviderError(f"prerequisite failed at {key}: {held} != {change.before}")
-            if change.after is None:
-                del staged[key]
-            else:
-                staged[key] = change.after
-        self.writes += 1
-        self.rrsets = staged

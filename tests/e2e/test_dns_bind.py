@@ -19,7 +19,8 @@ from mailstack.dns.providers.rfc2136 import Rfc2136Provider
 from mailstack.dns.reconcile import cleanup_dns, plan_dns, reconcile_dns
 from mailstack.dns.records import desired_records, txt_value_from_text
 from mailstack.material.dkim import DkimKey, generate_dkim_key
-from tests.e2e.dnsservers import Bind, bind_server, free_port, maildomain, secret
+from tests.dns_inputs import maildomain, secret
+from tests.e2e.dnsservers import Bind, bind_server, free_port
 
 FOREIGN = """
 @     IN TXT "google-site-verification=abc123"
@@ -37,11 +38,6 @@ FOREIGN_KEYS = {
 def bind(tmp_path: Path) -> Iterator[Bind]:
     with bind_server(tmp_path / "named", "example.com", FOREIGN) as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def keys() -> tuple[DkimKey, DkimKey]:
-    return generate_dkim_key("mail2026", "rsa2048"), generate_dkim_key("mail2026", "rsa2048")
 
 
 def domain_for(server: Bind, key_name: str | None = None, **spec: object) -> MailDomain:

@@ -18,8 +18,9 @@ from mailstack.dns.errors import CredentialsError, ProviderError
 from mailstack.dns.providers import build_provider
 from mailstack.dns.reconcile import cleanup_dns, plan_dns, reconcile_dns
 from mailstack.dns.records import desired_records, txt_value_from_text
-from mailstack.material.dkim import DkimKey, generate_dkim_key
-from tests.e2e.dnsservers import PowerDns, maildomain, powerdns_server, secret
+from mailstack.material.dkim import DkimKey
+from tests.dns_inputs import maildomain, secret
+from tests.e2e.dnsservers import PowerDns, powerdns_server
 
 ZONE = "example.com"
 FOREIGN: list[dict[str, Any]] = [
@@ -59,11 +60,6 @@ def pdns(server: PowerDns) -> Iterator[PowerDns]:
     yield server
     status, body = server.api("DELETE", f"/api/v1/servers/localhost/zones/{ZONE}.")
     assert status == 204, body
-
-
-@pytest.fixture(scope="module")
-def keys() -> tuple[DkimKey, DkimKey]:
-    return generate_dkim_key("mail2026", "rsa2048"), generate_dkim_key("mail2026", "rsa2048")
 
 
 def domain_for(server: PowerDns, **spec: Any) -> MailDomain:

@@ -3,7 +3,7 @@
 Two ways in: the provider calling ``FakeRoute53`` directly (boto3's method signatures, errors as
 botocore raises them), and the provider's own ``Route53RestClient`` speaking the REST API to
 ``Route53Server``, which checks every request's SigV4 signature independently and answers in
-Route 53's XML, errors included. Both meet the same rules (``tests/e2e/route53fake.py``).
+Route 53's XML, errors included. Both meet the same rules (``tests/fakes/route53.py``).
 """
 
 from __future__ import annotations
@@ -24,21 +24,11 @@ from mailstack.dns.providers.aws.sigv4 import sign_request
 from mailstack.dns.providers.route53 import Route53Provider, decode_name
 from mailstack.dns.reconcile import cleanup_dns, plan_dns, reconcile_dns
 from mailstack.dns.records import txt_value_from_text
-from mailstack.material.dkim import DkimKey, generate_dkim_key
-from tests.e2e.dnsservers import maildomain, secret
-from tests.e2e.route53fake import (
-    MISMATCH,
-    ZONE_ID,
-    ClientError,
-    FakeRoute53,
-    Route53Server,
-    txt_strings,
-)
-
-
-@pytest.fixture(scope="module")
-def keys() -> tuple[DkimKey, DkimKey]:
-    return generate_dkim_key("mail2026", "rsa2048"), generate_dkim_key("mail2026", "rsa2048")
+from mailstack.material.dkim import DkimKey
+from tests.dns_inputs import maildomain, secret
+from tests.fakes.route53 import ZONE_ID, ClientError, FakeRoute53, txt_strings
+from tests.fakes.route53_server import Route53Server
+from tests.fakes.route53_sigv4 import MISMATCH
 
 
 def assert_foreign_kept(fake: FakeRoute53, foreign: dict[tuple[str, str], dict[str, Any]]) -> None:

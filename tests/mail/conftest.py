@@ -34,6 +34,7 @@ import yaml
 
 from mailstack.local.network import ports_in_use
 from tests.mail.internet import ROOT, Internet
+from tests.mail.messages import MDA, SENDER
 
 HOSTNAME = "mail.example.com"
 PASSWORDS = {
@@ -193,7 +194,7 @@ class Stack:
     # --- what the mailbox and the world see ---------------------------------------------------
 
     def maildir(self, user: str, folder: str = "") -> Path:
-        base = self.state / "volumes" / "mail" / "mail-example-com-mda-0" / "example.com" / user
+        base = self.state / "volumes" / "mail" / f"mail-{MDA}" / "example.com" / user
         base = base / "Maildir"
         return base / f".{folder}" if folder else base
 
@@ -356,7 +357,7 @@ class Stack:
         result = self.in_container("postfix", "postqueue", "-c", "/etc/mailstack/postfix", "-f")
         assert result.returncode == 0, result.stderr
 
-    def send_from_internet(self, to: str, raw: bytes, sender: str = "someone@example.net") -> str:
+    def send_from_internet(self, to: str, raw: bytes, sender: str = SENDER) -> str:
         """Deliver as example.net's MTA would (its SPF-authorised address, a HELO that resolves,
         STARTTLS): inbound mail that is not spam by its origin. Returns the Postfix queue id."""
         result = subprocess.run(

@@ -18,8 +18,7 @@ import smtplib
 import socket
 import time
 from datetime import UTC, datetime
-from email.message import EmailMessage, Message
-from email.policy import SMTP
+from email.message import Message
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 
@@ -37,25 +36,7 @@ from tests.mail.conftest import (
     txt_lookup,
     without_sink_envelope,
 )
-
-MTA = "example-com-mta-0"
-MDA = "example-com-mda-0"
-SENDER = "someone@example.net"
-
-
-def token(prefix: str) -> str:
-    return f"{prefix} {secrets.token_hex(4)}"
-
-
-def text_message(subject: str, to: str, body: str = "hello\n", sender: str = SENDER) -> bytes:
-    message = EmailMessage()
-    message["From"] = sender
-    message["To"] = to
-    message["Subject"] = subject
-    message["Date"] = formatdate()
-    message["Message-ID"] = make_msgid(domain="example.net")
-    message.set_content(body)
-    return message.as_bytes(policy=SMTP)
+from tests.mail.messages import MTA, SENDER, raw_text_message, token
 
 
 def send(stack: Stack, to: str, raw: bytes, sender: str = SENDER, port: str = "smtp") -> str:
@@ -121,7 +102,7 @@ def test_over_quota_mail_bounces_to_the_sender(stack: Stack) -> None:
     refused = None
     for attempt in range(6):
         subject = token(f"quota filler {attempt}")
-        raw = text_message(subject, "dave@example.com", filler, sender="alice@example.com")
+        raw = raw_text_message(subject, "dave@example.com", filler, sender="alice@example.com")
         send(stack, "dave@example.com", raw, sender="alice@example.com", port="submission")
 
         def outcome(subject: str = subject) -> str | None:
@@ -214,12 +195,14 @@ def test_quota_usage_follows_deliveries_appends_and_expunges_and_survives_a_reco
     try:
         empty = settled("an empty mailbox")
         subject = token("quota count")
-        send(stack, "grace@example.com", text_message(subject, "grace@example.com", body))
+        send(stack, "grace@example.com", raw_text_message(subject, "grace@example.com", body))
         stack.wait_for_subject("grace", subject)
         delivered = settled("the delivery counted")
         assert delivered - empty >= 190, (empty, delivered)
 
-        draft = text_message(token("quota draft"), "someone@example.net", body[: len(body) // 2])
+        draft = raw_text_message(
+            token("quota draft"), "someone@example.net", body[: len(body) // 2]
+        )
         typ, data = conn.append("Drafts", None, None, draft)
         assert typ == "OK", data
         appended = settled("the append counted")
@@ -249,7 +232,7 @@ def test_quota_usage_follows_deliveries_appends_and_expunges_and_survives_a_reco
 
 def test_forward_with_keep_copy_reaches_the_remote_and_the_mailbox(stack: Stack) -> None:
     subject = token("for bob")
-    queue_id = send(stack, "bob@example.com", text_message(subject, "bob@example.com"))
+    queue_id = send(stack, "bob@example.com", raw_text_message(subject, "bob@example.com"))
     copy = stack.wait_for_subject("bob", subject)
     assert copy["Delivered-To"] == "bob@example.com"
     remote = stack.wait_for_sink(lambda m: m["Subject"] == subject)
@@ -262,7 +245,7 @@ def test_forward_with_keep_copy_reaches_the_remote_and_the_mailbox(stack: Stack)
 
 def test_forward_without_copy_leaves_nothing_in_the_mailbox(stack: Stack) -> None:
     subject = token("for carol")
-    queue_id = send(stack, "carol@example.com", text_message(subject, "carol@example.com"))
+    queue_id = send(stack, "carol@example.com", raw_text_message(subject, "carol@example.com"))
     remote = stack.wait_for_sink(lambda m: m["Subject"] == subject)
     assert remote.get_all("X-Sink-Rcpt-To") == ["carol@example.net"]
     # Postfix is done with the message (every recipient handled): nothing went to Dovecot.
@@ -279,8 +262,8 @@ def test_forward_without_copy_leaves_nothing_in_the_mailbox(stack: Stack) -> Non
 def test_spec_sieve_script_files_into_a_folder(stack: Stack) -> None:
     filed = token("[proj] status")
     other = token("lunch")
-    send(stack, "erin@example.com", text_message(filed, "erin@example.com"))
-    send(stack, "erin@example.com", text_message(other, "erin@example.com"))
+    send(stack, "erin@example.com", raw_text_message(filed, "erin@example.com"))
+    send(stack, "erin@example.com", raw_text_message(other, "erin@example.com"))
     stack.wait_for_subject("erin", filed, folder="Projects")
     stack.wait_for_subject("erin", other)
     assert filed not in subjects(stack, "erin")
@@ -361,7 +344,7 @@ def test_managesieve_script_files_deliveries(stack: Stack) -> None:
         project = token("[proj] kickoff")
         plain = token("hello erin")
         for subject in (invoice, project, plain):
-            send(stack, "erin@example.com", text_message(subject, "erin@example.com"))
+            send(stack, "erin@example.com", raw_text_message(subject, "erin@example.com"))
         stack.wait_for_subject("erin", invoice, folder="Invoices")
         # The user's script runs after the spec's script, which still files its own mail.
         stack.wait_for_subject("erin", project, folder="Projects")
@@ -379,7 +362,7 @@ def test_managesieve_script_files_deliveries(stack: Stack) -> None:
         remove_sieve_script(stack, "erin", "invoices")
     # Deactivated: the same subject stays in the INBOX now.
     again = token("[invoice] April")
-    send(stack, "erin@example.com", text_message(again, "erin@example.com"))
+    send(stack, "erin@example.com", raw_text_message(again, "erin@example.com"))
     stack.wait_for_subject("erin", again)
 
 
@@ -409,7 +392,7 @@ def test_a_sieve_redirect_and_a_vacation_reply_leave_through_postfix_and_the_rep
     activate_sieve_script(stack, "erin", "away", script)
     try:
         subject = token("while away")
-        raw = text_message(subject, "erin@example.com", sender=friend)
+        raw = raw_text_message(subject, "erin@example.com", sender=friend)
         send(stack, "erin@example.com", raw, sender=friend)
         stack.wait_for_subject("erin", subject)  # :copy keeps it
         redirected = stack.wait_for_sink(lambda m: m["X-Sink-Rcpt-To"] == carol)
@@ -436,7 +419,7 @@ def test_a_sieve_redirect_and_a_vacation_reply_leave_through_postfix_and_the_rep
 
         # Once per :days and sender: the next message is redirected, not answered again.
         again = token("still away")
-        raw = text_message(again, "erin@example.com", sender=friend)
+        raw = raw_text_message(again, "erin@example.com", sender=friend)
         send(stack, "erin@example.com", raw, sender=friend)
         stack.wait_for_sink(lambda m: m["X-Sink-Rcpt-To"] == carol and m["Subject"] == again)
         time.sleep(2)
@@ -471,7 +454,7 @@ def test_a_vacation_reply_in_another_users_name_is_not_sent(stack: Stack, script
     activate_sieve_script(stack, "erin", "forged", f'require "vacation";\r\n{script}\r\n')
     try:
         subject = token("who answers")
-        raw = text_message(subject, "erin@example.com", sender=friend)
+        raw = raw_text_message(subject, "erin@example.com", sender=friend)
         send(stack, "erin@example.com", raw, sender=friend)
         stack.wait_for_subject("erin", subject)
         refused = stack.wait_for_log(MTA, "postfix", "milter-reject", f"to=<{friend}>")
@@ -499,7 +482,7 @@ def test_a_sieve_reject_notifies_the_sender_from_postmaster_unsigned(stack: Stac
     activate_sieve_script(stack, "erin", "refuse", 'require "reject";\r\nreject "no thanks";\r\n')
     try:
         subject = token("take this")
-        raw = text_message(subject, "erin@example.com", sender=friend)
+        raw = raw_text_message(subject, "erin@example.com", sender=friend)
         send(stack, "erin@example.com", raw, sender=friend)
         notice = stack.wait_for_sink(lambda m: m["X-Sink-Rcpt-To"] == friend)
         assert notice["X-Sink-Mail-From"] == ""
@@ -525,7 +508,7 @@ def test_a_redirect_is_not_signed_again_with_our_key(stack: Stack, extra: str) -
     activate_sieve_script(stack, "erin", "onward", f'redirect "{carol}";\r\n')
     try:
         subject = token("for carol")
-        raw = text_message(subject, "erin@example.com", sender="bob@example.com")
+        raw = raw_text_message(subject, "erin@example.com", sender="bob@example.com")
         raw = raw.replace(b"Subject:", extra.encode() + b"Subject:", 1)
         send(stack, "erin@example.com", raw, sender="bob@example.com", port="submission")
         stack.wait_for_sink(lambda m: m["X-Sink-Rcpt-To"] == carol)
@@ -712,7 +695,9 @@ def test_mail_waits_in_the_queue_while_dovecot_is_down(stack: Stack) -> None:
             os.kill(dovecot, signal.SIGTERM)
             stack.wait_for("dovecot to stop", lambda pid=dovecot: not _alive(pid), 20)
             subject = token(f"while dovecot is down {attempt}")
-            queue_id = send(stack, "alice@example.com", text_message(subject, "alice@example.com"))
+            queue_id = send(
+                stack, "alice@example.com", raw_text_message(subject, "alice@example.com")
+            )
 
             def deferred_or_delivered(queue_id: str = queue_id, subject: str = subject) -> str:
                 entry = _queue_entry(stack, queue_id)
@@ -731,7 +716,9 @@ def test_mail_waits_in_the_queue_while_dovecot_is_down(stack: Stack) -> None:
         # More mail while the destination is known to be down: accepted, and queued too.
         for number in range(3):
             subject = token(f"queued behind {number}")
-            queue_id = send(stack, "alice@example.com", text_message(subject, "alice@example.com"))
+            queue_id = send(
+                stack, "alice@example.com", raw_text_message(subject, "alice@example.com")
+            )
             waiting[queue_id] = subject
         for queue_id in waiting:
             stack.wait_for(

@@ -14,32 +14,17 @@ import re
 import secrets
 import socket
 import time
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import formatdate, make_msgid
 
 import pytest
 
 from tests.mail.conftest import HOSTNAME, PASSWORDS, LineSocket, Stack
-
-MDA = "example-com-mda-0"
-SENDER = "someone@example.net"
-
-
-def token(prefix: str) -> str:
-    return f"{prefix} {secrets.token_hex(4)}"
+from tests.mail.messages import MDA, raw_text_message, token
 
 
 def deliver(stack: Stack, user: str, subject: str, body: str = "hello\n") -> None:
     """Inbound mail as example.net's server sends it (SPF-authorised, well-formed headers)."""
-    message = EmailMessage()
-    message["From"] = SENDER
-    message["To"] = f"{user}@example.com"
-    message["Subject"] = subject
-    message["Date"] = formatdate()
-    message["Message-ID"] = make_msgid(domain="example.net")
-    message.set_content(body)
-    stack.send_from_internet(f"{user}@example.com", message.as_bytes(policy=SMTP))
+    address = f"{user}@example.com"
+    stack.send_from_internet(address, raw_text_message(subject, address, body))
 
 
 def endpoints(stack: Stack) -> dict[str, object]:

@@ -14,9 +14,6 @@ import shutil
 import smtplib
 import socket
 from collections.abc import Iterator
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import formatdate, make_msgid
 from typing import Any
 
 import pytest
@@ -24,30 +21,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from tests.mail.conftest import HOSTNAME, Stack, stack_documents
+from tests.mail.messages import MDA, MTA, SENDER, raw_text_message, token
 
-MTA = "example-com-mta-0"
-MDA = "example-com-mda-0"
 NEW_PASSWORD = "frank-secret-password"
-
-
-def token(prefix: str) -> str:
-    return f"{prefix} {secrets.token_hex(4)}"
-
-
-def message(subject: str, to: str) -> bytes:
-    mail = EmailMessage()
-    mail["From"] = "someone@example.net"
-    mail["To"] = to
-    mail["Subject"] = subject
-    mail["Date"] = formatdate()
-    mail["Message-ID"] = make_msgid(domain="example.net")
-    mail.set_content("hello\n")
-    return mail.as_bytes(policy=SMTP)
 
 
 def rcpt_code(stack: Stack, address: str) -> int:
     with stack.smtp("smtp") as smtp:
-        assert smtp.mail("someone@example.net")[0] == 250
+        assert smtp.mail(SENDER)[0] == 250
         code, _ = smtp.rcpt(address)
         smtp.rset()
     return code
@@ -102,7 +83,7 @@ def test_a_new_mailbox_is_deliverable_and_can_log_in_without_restarts(
 
     stack.wait_for("frank accepted at RCPT", lambda: rcpt_code(stack, "frank@example.com") == 250)
     subject = token("welcome frank")
-    stack.send_from_internet("frank@example.com", message(subject, "frank@example.com"))
+    stack.send_from_internet("frank@example.com", raw_text_message(subject, "frank@example.com"))
     stack.wait_for_subject("frank", subject)
 
     def login() -> bool:
@@ -146,13 +127,13 @@ def test_a_catch_all_takes_unknown_recipients_without_restarts(
 
     stack.wait_for("the catch-all accepted at RCPT", lambda: rcpt_code(stack, unknown) == 250)
     caught = token("to the catch-all")
-    stack.send_from_internet(unknown, message(caught, unknown))
+    stack.send_from_internet(unknown, raw_text_message(caught, unknown))
     received = stack.wait_for_subject("alice", caught)
     assert received["To"] == unknown
     assert received["Delivered-To"] == "alice@example.com"
     # Real mailboxes still get their own mail.
     direct = token("still erin's")
-    stack.send_from_internet("erin@example.com", message(direct, "erin@example.com"))
+    stack.send_from_internet("erin@example.com", raw_text_message(direct, "erin@example.com"))
     stack.wait_for_subject("erin", direct)
     assert direct not in [m["Subject"] for m in stack.messages("alice")]
     assert daemons(stack) == before

@@ -6,22 +6,16 @@ import os
 import socket
 import subprocess
 import sys
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
 from pathlib import Path
 
 from tests.mail.conftest import ROOT, Stack, free_port_offset
+from tests.mail.messages import raw_text_message
 
 
 def test_inbound_message_reaches_the_mailbox(stack: Stack) -> None:
-    message = EmailMessage()
-    message["From"] = "someone@example.net"
-    message["To"] = "alice@example.com"
-    message["Subject"] = "smoke test"
-    message["Date"] = formatdate()
-    message["Message-ID"] = make_msgid(domain="example.net")
-    message.set_content("hello")
-    stack.send_from_internet("alice@example.com", message.as_bytes())
+    stack.send_from_internet(
+        "alice@example.com", raw_text_message("smoke test", "alice@example.com")
+    )
     received = stack.wait_for_subject("alice", "smoke test")
     assert received.get_payload().strip() == "hello"
     # rspamd checked the sender's SPF against the internet namespace's DNS.

@@ -14,34 +14,11 @@ import os
 import secrets
 import smtplib
 from email.message import EmailMessage, Message
-from email.utils import formatdate, make_msgid
 
 import pytest
 
 from tests.mail.conftest import GTUBE, HOSTNAME, Stack
-
-MTA = "example-com-mta-0"
-SENDER = "someone@example.net"
-
-
-def token(prefix: str) -> str:
-    return f"{prefix} {secrets.token_hex(4)}"
-
-
-def text_message(
-    subject: str, to: str, body: str = "hello\n", sender: str = SENDER, **headers: str
-) -> EmailMessage:
-    message = EmailMessage()
-    message["From"] = sender
-    message["To"] = to
-    message["Subject"] = subject
-    # What a real remote MTA would carry: without them rspamd rightly scores the mail as spammy.
-    message["Date"] = formatdate()
-    message["Message-ID"] = make_msgid(domain=sender.split("@")[-1])
-    for name, value in headers.items():
-        message[name.replace("_", "-")] = value
-    message.set_content(body)
-    return message
+from tests.mail.messages import MTA, SENDER, text_message, token
 
 
 def header_block(message: Message) -> str:

@@ -20,12 +20,9 @@ import dkim
 import pytest
 
 from tests.mail.conftest import HOSTNAME, PASSWORDS, Stack, txt_lookup, without_sink_envelope
+from tests.mail.messages import text_message, token
 
 PORTS = ["submission", "submissions"]
-
-
-def token(prefix: str) -> str:
-    return f"{prefix}-{secrets.token_hex(4)}"
 
 
 def connect(stack: Stack, port: str, starttls: bool = True) -> smtplib.SMTP:
@@ -45,17 +42,6 @@ def login(stack: Stack, port: str, user: str) -> smtplib.SMTP:
     conn = connect(stack, port)
     conn.login(f"{user}@example.com", PASSWORDS[user])
     return conn
-
-
-def message(sender: str, to: str, subject: str, body: str = "hello\n") -> EmailMessage:
-    msg = EmailMessage()
-    msg["From"] = sender
-    msg["To"] = to
-    msg["Subject"] = subject
-    msg["Date"] = email.utils.formatdate()
-    msg["Message-ID"] = email.utils.make_msgid(domain="example.com")
-    msg.set_content(body)
-    return msg
 
 
 def wait_for_raw(
@@ -146,7 +132,7 @@ def test_a_from_header_naming_someone_else_is_refused(stack: Stack, port: str) -
     # or the domain's DKIM signature would vouch for mail in bob's (or anyone's) name.
     for forged in ("bob@example.com", "ceo@bank.example", "Alice <sales@example.com>"):
         subject = token("forged from")
-        msg = message("alice@example.com", "erin@example.com", subject)
+        msg = text_message(subject, "erin@example.com", sender="alice@example.com")
         msg.replace_header("From", forged)
         with login(stack, port, "alice") as smtp:
             assert smtp.mail("alice@example.com")[0] == 250
@@ -160,14 +146,14 @@ def test_a_from_header_naming_someone_else_is_refused(stack: Stack, port: str) -
         )
     # The same address in both, with a display name and in other letter case: sent.
     subject = token("own from")
-    msg = message("alice@example.com", "erin@example.com", subject)
+    msg = text_message(subject, "erin@example.com", sender="alice@example.com")
     msg.replace_header("From", "Alice Example <Alice@Example.com>")
     with login(stack, port, "alice") as smtp:
         assert smtp.sendmail("alice@example.com", ["erin@example.com"], msg.as_bytes()) == {}
     wait_for_raw(stack, "erin", lambda r: subject.encode() in r, "alice's own mail")
     # An alias that is hers, in both: sent too.
     subject = token("alias from")
-    msg = message("sales@example.com", "erin@example.com", subject)
+    msg = text_message(subject, "erin@example.com", sender="sales@example.com")
     with login(stack, port, "alice") as smtp:
         assert smtp.sendmail("sales@example.com", ["erin@example.com"], msg.as_bytes()) == {}
     wait_for_raw(stack, "erin", lambda r: subject.encode() in r, "mail from her alias")
@@ -177,7 +163,7 @@ def test_inbound_mail_whose_from_differs_from_its_envelope_still_arrives(stack: 
     # The From: rule is for logged-in users only: inbound, the two differ all the time (lists,
     # bounces, services).
     subject = token("list mail")
-    msg = message("announce@lists.example.net", "erin@example.com", subject)
+    msg = text_message(subject, "erin@example.com", sender="announce@lists.example.net")
     stack.send_from_internet("erin@example.com", msg.as_bytes(), "bounces+x@example.net")
     wait_for_raw(stack, "erin", lambda r: subject.encode() in r, "inbound list mail")
 
@@ -223,10 +209,12 @@ def test_no_second_author_hides_in_the_from_header_or_a_null_sender(
 
 @pytest.mark.parametrize("port", PORTS)
 def test_authenticated_relay_is_dkim_signed_with_the_published_key(stack: Stack, port: str) -> None:
-    friend = f"{token('friend')}@example.net"
+    friend = f"{token('friend', '-')}@example.net"
     subject = token(f"relayed via {port}")
     with login(stack, port, "alice") as smtp:
-        refused = smtp.send_message(message("alice@example.com", friend, subject, "signed\n"))
+        refused = smtp.send_message(
+            text_message(subject, friend, "signed\n", sender="alice@example.com")
+        )
     assert refused == {}
     stack.wait_for_sink(lambda m: m["X-Sink-Rcpt-To"] == friend)
     raw = next(r for r in stack.sink_raw_messages() if f"X-Sink-Rcpt-To: {friend}".encode() in r)
@@ -250,13 +238,13 @@ def test_authenticated_relay_is_dkim_signed_with_the_published_key(stack: Stack,
 
 
 def test_notify_success_gives_the_sender_a_dsn(stack: Stack) -> None:
-    envid = token("envid")
+    envid = token("envid", "-")
     subject = token("dsn please")
     with login(stack, "submission", "alice") as smtp:
         refused = smtp.sendmail(
             "alice@example.com",
             ["erin@example.com"],
-            message("alice@example.com", "erin@example.com", subject).as_bytes(),
+            text_message(subject, "erin@example.com", sender="alice@example.com").as_bytes(),
             mail_options=["RET=HDRS", f"ENVID={envid}"],
             rcpt_options=["NOTIFY=SUCCESS"],
         )
@@ -273,11 +261,11 @@ def test_notify_success_gives_the_sender_a_dsn(stack: Stack) -> None:
 
 
 def test_undeliverable_relay_bounces_to_the_sender(stack: Stack) -> None:
-    nobody = f"{token('reject')}@example.net"
+    nobody = f"{token('reject', '-')}@example.net"
     subject = token("will bounce")
     with login(stack, "submissions", "bob") as smtp:
         # Accepted here: only the remote server knows the address does not exist.
-        assert smtp.send_message(message("bob@example.com", nobody, subject)) == {}
+        assert smtp.send_message(text_message(subject, nobody, sender="bob@example.com")) == {}
     bounce = wait_for_raw(stack, "bob", lambda r: nobody.encode() in r, "a bounce")
     assert "MAILER-DAEMON" in str(bounce["From"])
     (recipient,) = delivery_status(bounce)
@@ -331,7 +319,9 @@ def test_etrn_is_neither_offered_nor_taken(stack: Stack, port: str) -> None:
 
 def test_utf8_headers_and_body_sent_as_8bitmime_arrive_intact(stack: Stack) -> None:
     subject = f"Grüße aus Köln {secrets.token_hex(4)}"
-    msg = message("alice@example.com", "erin@example.com", subject, "Straße, café, 東京\n")
+    msg = text_message(
+        subject, "erin@example.com", "Straße, café, 東京\n", sender="alice@example.com"
+    )
     raw = msg.as_bytes(policy=email.policy.SMTPUTF8)  # raw UTF-8 in the Subject header
     assert subject.encode() in raw
     with login(stack, "submission", "alice") as smtp:
@@ -347,7 +337,7 @@ def test_utf8_headers_and_body_sent_as_8bitmime_arrive_intact(stack: Stack) -> N
 def test_submission_gets_message_id_and_date_before_signing(stack: Stack) -> None:
     """A client that leaves out Message-ID and Date (scripts do): many receivers refuse such
     mail, so the submission service adds them, and the signature covers them."""
-    friend = f"{token('friend')}@example.net"
+    friend = f"{token('friend', '-')}@example.net"
     bare = (
         f"From: alice@example.com\r\nTo: {friend}\r\nSubject: bare\r\n\r\nno headers\r\n"
     ).encode()

@@ -18,7 +18,8 @@ from mailstack.dns.plan_text import format_plan
 from mailstack.dns.reconcile import cleanup_dns, reconcile_dns
 from mailstack.dns.records import Record, desired_records
 from mailstack.material.dkim import DkimKey, generate_dkim_key
-from tests.e2e.dnsservers import MemoryProvider, maildomain
+from tests.dns_inputs import maildomain
+from tests.fakes.memory_dns import MemoryProvider
 
 OWNER = "mail/example-com"
 ZONE = "example.com"

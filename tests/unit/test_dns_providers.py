@@ -25,7 +25,7 @@ from mailstack.dns.providers.rfc2136 import Rfc2136Provider, value_rdata
 from mailstack.dns.providers.route53 import Route53Provider
 from mailstack.dns.records import desired_records, rdata_value
 from mailstack.material.dkim import DkimKey, generate_dkim_key
-from tests.e2e.dnsservers import maildomain, secret
+from tests.dns_inputs import maildomain, secret
 
 
 @pytest.fixture(scope="module")

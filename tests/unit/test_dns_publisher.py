@@ -12,7 +12,7 @@ from mailstack.controller.documents import observed_generation
 from mailstack.dns.providers.external_dns import dns_endpoint
 from mailstack.dns.records import desired_records
 from mailstack.material.dkim import DkimKey, generate_dkim_key
-from tests.e2e.dnsservers import maildomain
+from tests.dns_inputs import maildomain
 
 ACME = {"issuer": "acme", "acme": {"email": "postmaster@example.net"}}
 

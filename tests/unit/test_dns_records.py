@@ -20,7 +20,7 @@ from mailstack.dns.records import (
     txt_zone_text,
 )
 from mailstack.material.dkim import DkimKey, generate_dkim_key
-from tests.e2e.dnsservers import maildomain
+from tests.dns_inputs import maildomain
 
 
 @pytest.fixture(scope="module")
