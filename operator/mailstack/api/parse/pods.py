@@ -47,8 +47,7 @@ POD_FIELDS = frozenset(
         "labels",
     }
 )
-MAX_NODE_SELECTOR = 32
-MAX_METADATA = 32  # extra labels, and extra annotations
+MAX_ENTRIES = 32  # of nodeSelector, labels and annotations
 MAX_ANNOTATION_VALUE = 4096
 MAX_PULL_SECRETS = 8
 DEFAULTS_DOCUMENT = "mail pod defaults"
@@ -132,8 +131,9 @@ def parse_pods(r: Reader, value: object, path: str) -> MailPods:
     ) -> tuple[tuple[str, str], ...] | None:
         if not given(key):
             return None
-        limit = MAX_NODE_SELECTOR if key == "nodeSelector" else MAX_METADATA
-        return string_map(r, fields[key], join(path, key), check_key, check_value, what, limit)
+        return string_map(
+            r, fields[key], join(path, key), check_key, check_value, what, MAX_ENTRIES
+        )
 
     tolerations_path = join(path, "tolerations")
     return MailPods(
