@@ -473,7 +473,9 @@ def test_workloads_ready_follows_the_statefulsets(api: ApiServer, operator: Oper
     wait_ready(api, "example-org")
     api.set_ready("example-org-mda", 0)
     wait_for(lambda: condition(api.get("maildomains", "example-org"), "Ready") == "False")
-    assert any(e["reason"] == "NotReady" and e["type"] == "Warning" for e in api.list("events"))
+    # The Event is posted after the status is written: wait for it too (it failed under load).
+    warned = ("Warning", "NotReady")
+    wait_for(lambda: any((e["type"], e["reason"]) == warned for e in api.list("events")))
 
 
 # --- deletion -------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ which the operator's "is this object current?" comparison depends on.
 
 from __future__ import annotations
 
+import decimal
 from fractions import Fraction
 from typing import Any
 
@@ -129,7 +130,16 @@ def test_bad_quantities_are_refused(value: object, expected: str) -> None:
     assert expected in info.value.message
 
 
-# Within the precision of the client's Decimal arithmetic.
+def client_value(text: str) -> Fraction:
+    """The Kubernetes client's value, computed with enough digits to be exact.
+
+    It uses Python's Decimal context (28 digits): '1000000.0000001Pi' needs 29 and was rounded.
+    """
+    with decimal.localcontext() as context:
+        context.prec = 80
+        return Fraction(parse_quantity(text))
+
+
 _quantities = st.from_regex(
     r"([0-9]{1,7}(\.[0-9]{1,7})?|\.[0-9]{1,7})([numkMGTP]|[KMGTP]i)?", fullmatch=True
 )
@@ -141,13 +151,13 @@ def test_quantity_values_are_kubernetes_values(text: str) -> None:
     # The value as the Kubernetes client computes it, and the canonical form holds the same
     # value, rounded up to nano units.
     value = quantity_value(text)
-    assert value == Fraction(parse_quantity(text))
+    assert value == client_value(text)
     try:
         stored = quantity(text)
     except FieldError:
         assert value > 10**15 * Fraction(999_999, 1_000_000)  # refused for the bound only
         return
-    assert Fraction(parse_quantity(stored)) == Fraction(-((-value * 10**9) // 1), 10**9)
+    assert client_value(stored) == Fraction(-((-value * 10**9) // 1), 10**9)
 
 
 # --- parsing spec.pods --------------------------------------------------------------------------
