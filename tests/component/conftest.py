@@ -81,13 +81,17 @@ def condition(obj: dict[str, Any] | None, type_: str) -> str | None:
 
 
 def wait_ready(
-    api: ApiServer, name: str, timeout: float = 30, generation: int | None = None
+    api: ApiServer,
+    name: str,
+    timeout: float = 30,
+    generation: int | None = None,
+    namespace: str = NS,
 ) -> dict[str, Any]:
     """The MailDomain once Ready; with ``generation``, once the status speaks of it (a Ready
     written for the previous spec would otherwise do)."""
     return wait_for(
         lambda: (
-            (md := api.get("maildomains", name)) is not None
+            (md := api.get("maildomains", name, namespace)) is not None
             and condition(md, "Ready") == "True"
             and (generation is None or md["status"].get("observedGeneration") == generation)
             and md

@@ -458,6 +458,47 @@ def test_second_maildomain_for_the_same_domain_is_a_conflict(
     assert condition(api.get("maildomains", "example-org"), "Ready") == "True"
 
 
+def in_namespace(doc: dict, namespace: str) -> dict:
+    doc["metadata"]["namespace"] = namespace
+    return doc
+
+
+def test_a_domain_claimed_by_two_tenants_is_served_by_the_oldest_claim_only(
+    api: ApiServer, operator: OperatorThread
+) -> None:
+    # Tenant "default" serves example.org; tenant-b then claims the same domain. Its MailDomain
+    # renders nothing (no pods, no Secrets, no DNS), its Mailbox is not served, and the first
+    # claim is untouched. When the first claim goes, the domain passes to tenant-b.
+    populate(api, boxes=1)
+    first = wait_ready(api, "example-org")
+    created = first["metadata"]["creationTimestamp"]
+    wait_for(lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") > created)  # a later second
+    api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "tenant-b"}}, None)
+    api.create(in_namespace(password("bob", HASH), "tenant-b"))
+    api.create(in_namespace(mailbox("bob", "bob@example.org"), "tenant-b"))
+    api.create(in_namespace(maildomain("victim", "example.org"), "tenant-b"))
+    later = wait_for(
+        lambda: (
+            condition(api.get("maildomains", "victim", "tenant-b"), "Valid") == "False"
+            and api.get("maildomains", "victim", "tenant-b")
+        )
+    )
+    valid = conditions(later)["Valid"]
+    assert valid["reason"] == "DomainConflict"
+    assert "already served by MailDomain/default/example-org" in valid["message"]
+    box = wait_for(lambda: condition(api.get("mailboxes", "bob", "tenant-b"), "Valid") == "False")
+    assert box
+    for plural in CHILD_PLURALS:
+        assert api.list(plural, "tenant-b", "app.kubernetes.io/instance=victim") == []
+    assert condition(api.get("maildomains", "example-org"), "Ready") == "True"
+
+    api.delete("maildomains", "example-org")
+    taken = wait_ready(api, "victim", timeout=60, namespace="tenant-b")
+    assert taken["metadata"]["namespace"] == "tenant-b"
+    assert api.list("statefulsets", "tenant-b", "app.kubernetes.io/instance=victim")
+    wait_for(lambda: condition(api.get("mailboxes", "bob", "tenant-b"), "Ready") == "True")
+
+
 # --- workloads ------------------------------------------------------------------------------
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from mailstack.api.assemble import MailService, assemble
-from mailstack.api.errors import Problem
+from mailstack.api.errors import Problem, ValidationError
 from mailstack.api.models import Mailbox, MailDomain
 from mailstack.api.parse import parse_mailbox, parse_maildomain
 
@@ -99,15 +99,59 @@ def test_mailbox_in_another_namespace_than_its_domain() -> None:
     assert service.mailboxes == ()
 
 
-def test_same_domain_in_two_namespaces_are_two_services() -> None:
+def claimed(name: str, namespace: str, created: str = "", uid: str = "") -> MailDomain:
+    """A MailDomain for example.com as the cluster serves it: with its age and uid."""
+    meta = {"name": name, "namespace": namespace, "creationTimestamp": created, "uid": uid}
+    return parse_maildomain(
+        {
+            "apiVersion": API,
+            "kind": "MailDomain",
+            "metadata": {k: v for k, v in meta.items() if v},
+            "spec": {"domain": DOMAIN},
+        }
+    )
+
+
+def test_a_domain_is_served_once_in_the_whole_cluster_by_its_oldest_claim() -> None:
+    # Tenant b claimed example.com first; tenant a's later claim serves nothing, and its
+    # Mailboxes are not taken over by b's MailDomain either.
     services, problems = assemble(
-        [domain(namespace="a"), domain(namespace="b")],
+        [
+            claimed("shop", "a", "2026-12-07T10:00:00Z", "uid-1"),
+            claimed("mail", "b", "2026-12-01T08:00:00Z", "uid-2"),
+        ],
         [box("alice@example.com", namespace="a"), box("alice@example.com", namespace="b")],
     )
-    assert problems == []
-    assert [(s.domain.namespace, addresses(s)) for s in services] == [
-        ("a", ["alice@example.com"]),
-        ("b", ["alice@example.com"]),
+    assert triples(problems) == [
+        ("MailDomain/a/shop", "spec.domain", "example.com is already served by MailDomain/b/mail"),
+        (
+            "Mailbox/a/alice",
+            "spec.address",
+            "no MailDomain in namespace a serves the domain example.com",
+        ),
+    ]
+    assert [(s.domain.ref, addresses(s)) for s in services] == [
+        ("MailDomain/b/mail", ["alice@example.com"])
+    ]
+
+
+def test_claims_of_the_same_second_go_by_uid_and_files_by_namespace_and_name() -> None:
+    same = "2026-12-01T08:00:00Z"
+    services, _ = assemble([claimed("x", "a", same, "uid-9"), claimed("y", "b", same, "uid-1")], [])
+    assert [s.domain.ref for s in services] == ["MailDomain/b/y"]
+    services, problems = assemble([claimed("x", "b"), claimed("y", "a")], [])
+    assert [s.domain.ref for s in services] == ["MailDomain/a/y"]
+    assert triples(problems)[0][0] == "MailDomain/b/x"
+
+
+def test_a_creation_timestamp_must_be_the_api_servers_form() -> None:
+    with pytest.raises(ValidationError) as raised:
+        claimed("x", "a", "yesterday")
+    assert [(p.path, p.message) for p in raised.value.problems] == [
+        (
+            "metadata.creationTimestamp",
+            "expected an RFC 3339 UTC time like 2026-01-31T12:00:00Z, got 'yesterday'",
+        )
     ]
 
 

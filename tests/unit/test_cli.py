@@ -195,8 +195,8 @@ def test_output_dir_with_same_names_in_two_namespaces(tmp_path: Path) -> None:
     source.write_text(
         "".join(
             f"---\napiVersion: mailstack.dev/v1alpha1\nkind: MailDomain\n"
-            f"metadata: {{name: ex, namespace: {ns}}}\nspec: {{domain: example.com}}\n"
-            for ns in ("a", "b")
+            f"metadata: {{name: ex, namespace: {ns}}}\nspec: {{domain: {domain}}}\n"
+            for ns, domain in (("a", "example.com"), ("b", "example.org"))
         )
     )
     out = tmp_path / "out"
@@ -204,6 +204,21 @@ def test_output_dir_with_same_names_in_two_namespaces(tmp_path: Path) -> None:
     assert run.code == 0, run.err
     assert (out / "a" / "statefulset-ex-mta.yaml").is_file()
     assert (out / "b" / "statefulset-ex-mta.yaml").is_file()
+
+
+def test_one_domain_claimed_in_two_namespaces_renders_nothing(tmp_path: Path) -> None:
+    # Two tenants' files for the same domain: one mail service per domain, cluster-wide.
+    for ns in ("tenant-a", "tenant-b"):
+        (tmp_path / f"{ns}.yaml").write_text(
+            "apiVersion: mailstack.dev/v1alpha1\nkind: MailDomain\n"
+            f"metadata: {{name: victim, namespace: {ns}}}\nspec: {{domain: victim.example}}\n"
+        )
+    out = tmp_path / "out"
+    run = cli(["render", "-f", tmp_path / "tenant-a.yaml", "-f", tmp_path / "tenant-b.yaml"])
+    assert run.code == 2 and run.out == ""
+    assert "MailDomain/tenant-b/victim spec.domain: victim.example is already served by" in run.err
+    assert "MailDomain/tenant-a/victim" in run.err
+    assert not out.exists()
 
 
 def test_render_via_subprocess() -> None:

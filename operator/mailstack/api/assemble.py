@@ -72,19 +72,24 @@ class MailService:
 def assemble(
     domains: Iterable[MailDomain], mailboxes: Iterable[Mailbox]
 ) -> tuple[list[MailService], list[Problem]]:
-    """Group Mailboxes under their MailDomains and check the cross-document rules."""
+    """Group Mailboxes under their MailDomains and check the cross-document rules.
+
+    A domain is served by one MailDomain in the whole cluster (all namespaces given): the
+    oldest claim (``MailDomain.claim_order``); every later one gets a problem naming it. A
+    Mailbox belongs to the MailDomain of its own namespace that serves its domain.
+    """
     problems: list[Problem] = []
     by_key: dict[tuple[str, str], MailDomain] = {}
-    for dom in sorted(domains, key=lambda d: (d.namespace, d.name)):
-        key = (dom.namespace, dom.domain)
-        if key in by_key:
+    winners: dict[str, MailDomain] = {}
+    for dom in sorted(domains, key=lambda d: d.claim_order):
+        winner = winners.get(dom.domain)
+        if winner is not None:
             problems.append(
-                Problem(
-                    dom.ref, "spec.domain", f"{dom.domain} is already served by {by_key[key].ref}"
-                )
+                Problem(dom.ref, "spec.domain", f"{dom.domain} is already served by {winner.ref}")
             )
             continue
-        by_key[key] = dom
+        winners[dom.domain] = dom
+        by_key[(dom.namespace, dom.domain)] = dom
 
     owners: dict[tuple[str, str], list[Mailbox]] = defaultdict(list)
     for box in sorted(mailboxes, key=lambda b: (b.namespace, b.name)):

@@ -273,10 +273,17 @@ class MailDomain:
     pods: MailPods = field(default_factory=MailPods)  # a layer: see api.pod_models
     generation: int = 0
     uid: str = ""
+    created: str = ""  # metadata.creationTimestamp (RFC 3339, UTC); "" in files
 
     @property
     def ref(self) -> str:
         return f"MailDomain/{self.namespace}/{self.name}"
+
+    @property
+    def claim_order(self) -> tuple[str, str, str, str]:
+        """Who serves a domain claimed twice, cluster-wide: the oldest claim, then the lowest
+        uid; in files, without either, the first by namespace and name."""
+        return (self.created, self.uid, self.namespace, self.name)
 
 
 @dataclass(frozen=True)

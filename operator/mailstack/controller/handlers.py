@@ -299,7 +299,7 @@ class Operator:
             return await self.reconciler.reconcile(
                 snapshot,
                 self.documents.mailboxes(key[0], domain),
-                self.documents.siblings(key[0], domain),
+                self.documents.siblings(domain),
                 resync=resync,
             )
 
@@ -323,14 +323,15 @@ class Operator:
             self.coalescer.forget(key)
 
     async def finalize(self, body: Mapping[str, Any]) -> str:
-        """The MailDomain is going (``finalize``); its siblings of the same domain may take over."""
+        """The MailDomain is going (``finalize``); the next claim of its domain may take over."""
         namespace, name = namespaced_name(body)
         domain = served_domain(body)
-        others = [n for n in self.documents.domain_names(namespace, domain) if n != name]
-        # The Mailboxes stay with a remaining MailDomain of the same domain, if there is one.
-        boxes = [] if others else self.documents.mailboxes(namespace, domain)
+        others = {namespaced_name(d) for d in self.documents.siblings(domain)} - {(namespace, name)}
+        # The Mailboxes stay with a remaining MailDomain of the same namespace, if there is one.
+        stays = any(ns == namespace for ns, _ in others)
+        boxes = [] if stays else self.documents.mailboxes(namespace, domain)
         summary = await finalize(self.reconciler, body, boxes)
-        self._mark({(namespace, other) for other in others})
+        self._mark(others)
         self._locks.pop((namespace, name), None)
         return summary
 

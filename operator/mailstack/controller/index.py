@@ -22,6 +22,9 @@ from mailstack.controller.documents import (
 from mailstack.controller.memory import DomainKey
 from mailstack.kubedoc import Obj, meta_of
 
+# creationTimestamp: the age of a MailDomain's claim on its domain (``MailDomain.claim_order``).
+KEPT_METADATA = ("name", "namespace", "uid", "generation", "resourceVersion", "creationTimestamp")
+
 
 def slim(body: Mapping[str, Any]) -> Obj:
     """What is kept of an object: enough to parse it and to compare its status."""
@@ -29,11 +32,7 @@ def slim(body: Mapping[str, Any]) -> Obj:
     return {
         "apiVersion": body.get("apiVersion"),
         "kind": body.get("kind"),
-        "metadata": {
-            key: meta[key]
-            for key in ("name", "namespace", "uid", "generation", "resourceVersion")
-            if key in meta
-        },
+        "metadata": {key: meta[key] for key in KEPT_METADATA if key in meta},
         "spec": body.get("spec"),
         "status": body.get("status"),
     }
@@ -45,7 +44,8 @@ class Documents:
         self._boxes_by_domain: dict[tuple[str, str | None], dict[str, Obj]] = defaultdict(dict)
         self._boxes_by_secret: dict[tuple[str, str], set[str]] = defaultdict(set)
         self._domains: dict[tuple[str, str], Obj] = {}
-        self._domains_by_domain: dict[tuple[str, str | None], dict[str, Obj]] = defaultdict(dict)
+        # Cluster-wide: a domain is served once across all namespaces (the oldest claim).
+        self._domains_by_domain: dict[str | None, dict[DomainKey, Obj]] = defaultdict(dict)
         self._domain_secrets: dict[tuple[str, str], set[str]] = defaultdict(set)
 
     # --- Mailboxes ------------------------------------------------------------------------
@@ -92,25 +92,26 @@ class Documents:
         namespace, name = namespaced_name(doc)
         domain = served_domain(doc)
         self._domains[(namespace, name)] = doc
-        self._domains_by_domain[(namespace, domain)][name] = doc
+        self._domains_by_domain[domain][(namespace, name)] = doc
         for secret in referenced_secret_names(doc, ()):
             self._domain_secrets[(namespace, secret)].add(name)
-        return affected | self._owners(namespace, domain)
+        return affected | self._claimants(domain)
 
     def drop_domain(self, namespace: str, name: str) -> set[DomainKey]:
         old = self._domains.pop((namespace, name), None)
         if old is None:
             return set()
         domain = served_domain(old)
-        self._remove(self._domains_by_domain, (namespace, domain), name)
+        self._remove(self._domains_by_domain, domain, (namespace, name))
         for secret in referenced_secret_names(old, ()):
             self._discard(self._domain_secrets, (namespace, secret), name)
-        return self._owners(namespace, domain) | {(namespace, name)}
+        return self._claimants(domain) | {(namespace, name)}
 
-    def siblings(self, namespace: str, domain: str | None) -> list[Obj]:
-        """The MailDomains of ``namespace`` that claim ``domain`` (the first by name wins)."""
-        found = self._domains_by_domain.get((namespace, domain), {})
-        return [found[name] for name in sorted(found)]
+    def siblings(self, domain: str | None) -> list[Obj]:
+        """The MailDomains of every namespace that claim ``domain`` (``assemble`` picks the one
+        that serves it: the oldest claim)."""
+        found = self._domains_by_domain.get(domain, {})
+        return [found[key] for key in sorted(found)]
 
     def domain_count(self) -> int:
         return len(self._domains)
@@ -119,9 +120,10 @@ class Documents:
         return (namespace, name) in self._domains
 
     def domain_names(self, namespace: str, domain: str | None) -> list[str]:
+        """The MailDomains of ``namespace`` that claim ``domain``."""
         if domain is None:
             return []
-        return sorted(self._domains_by_domain.get((namespace, domain), {}))
+        return sorted(n for ns, n in self._domains_by_domain.get(domain, {}) if ns == namespace)
 
     # --- Secrets --------------------------------------------------------------------------
 
@@ -139,8 +141,12 @@ class Documents:
     def _owners(self, namespace: str, domain: str | None) -> set[DomainKey]:
         return {(namespace, n) for n in self.domain_names(namespace, domain)}
 
+    def _claimants(self, domain: str | None) -> set[DomainKey]:
+        """Every MailDomain claiming ``domain``, in any namespace: one change may hand it over."""
+        return set(self._domains_by_domain.get(domain, {}))
+
     @staticmethod
-    def _remove(index: dict[Any, dict[str, Obj]], key: Any, name: str) -> None:
+    def _remove(index: dict[Any, dict[Any, Obj]], key: Any, name: Any) -> None:
         bucket = index.get(key)
         if bucket is not None:
             bucket.pop(name, None)

@@ -146,7 +146,7 @@ def render_domain(inputs: DomainInputs) -> Rendered:
 
     siblings: list[MailDomain] = []
     for doc in inputs.siblings:
-        if doc_name(doc) == model.name:
+        if ObjectRef.of(doc)[:2] == (model.namespace, model.name):
             continue
         try:
             siblings.append(parse_maildomain(doc, SOURCE))

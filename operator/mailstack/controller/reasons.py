@@ -18,7 +18,7 @@ PENDING = "Pending"  # waiting for another controller (or the first apply)
 
 # --- MailDomain: Valid ---------------------------------------------------------------------
 
-DOMAIN_CONFLICT = "DomainConflict"  # another MailDomain of the namespace serves spec.domain
+DOMAIN_CONFLICT = "DomainConflict"  # an older MailDomain (any namespace) serves spec.domain
 INVALID_SECRET = "InvalidSecret"  # a referenced or material Secret cannot be used
 
 # --- MailDomain: Rendered ------------------------------------------------------------------

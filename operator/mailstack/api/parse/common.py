@@ -7,6 +7,7 @@ a document may carry.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -84,6 +85,21 @@ def metadata(
     generation = r.field(meta, "generation", "metadata", integer(0, 2**63 - 1), 0)
     uid = r.field(meta, "uid", "metadata", string, "")
     return name, namespace, generation, uid
+
+
+# The form the API server writes metadata.creationTimestamp in (RFC 3339, UTC, "Z").
+_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z")
+
+
+def _timestamp(value: object) -> str:
+    if not isinstance(value, str) or not _TIMESTAMP.fullmatch(value):
+        raise FieldError(f"expected an RFC 3339 UTC time like 2026-01-31T12:00:00Z, got {value!r}")
+    return value
+
+
+def creation_timestamp(r: Reader, doc: Mapping[str, Any]) -> str:
+    """``metadata.creationTimestamp`` ("" when absent, as in files): the age of a claim."""
+    return r.field(meta_of(doc), "creationTimestamp", "metadata", _timestamp, "")
 
 
 def secret_ref(

@@ -17,6 +17,7 @@ from mailstack.api import models, validate
 from mailstack.api.errors import FieldError
 from mailstack.api.parse.common import (
     check_header,
+    creation_timestamp,
     host_or_ip,
     metadata,
     raise_problems,
@@ -57,6 +58,7 @@ def parse_maildomain(
     r = reader_for(doc, source, default_namespace)
     check_header(r, doc, "MailDomain")
     name, namespace, generation, uid = metadata(r, doc, default_namespace)
+    created = creation_timestamp(r, doc)
     spec = r.mapping(doc.get("spec"), "spec", SPEC_FIELDS)
     if doc.get("spec") is None:
         r.fail("spec", "is required")
@@ -105,6 +107,7 @@ def parse_maildomain(
         pods=pods,
         generation=generation,
         uid=uid,
+        created=created,
     )
 
 
