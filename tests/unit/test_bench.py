@@ -35,6 +35,18 @@ def test_a_benchmark_runs_as_a_script_from_any_folder(name: str, tmp_path: Path)
     assert done.stdout.startswith("usage:")
 
 
+@pytest.mark.parametrize("name", BENCHMARKS)
+def test_the_bench_command_runs_each_benchmark(name: str) -> None:
+    done = subprocess.run(
+        [str(ROOT / "scripts" / "bench.sh"), name, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"usage: {name}.py" in done.stdout
+
+
 def test_the_bench_command_names_the_benchmarks() -> None:
     done = subprocess.run(
         [str(ROOT / "scripts" / "bench.sh")], capture_output=True, text=True, timeout=60

@@ -95,6 +95,10 @@ def test_helm_lint_strict_passes_for_the_default_and_a_namespaced_install() -> N
         "operator.debounce=-1",
         "image.digest=latest",
         "unknownValue=1",
+        # The operator's own container: quantities and resource names are checked too.
+        "resources.limits.memory=1 Gi",
+        "resources.requests.cpu=lots",
+        "resources.requests.gpu=1",
         # The mail pods' defaults: quantities, containers, label syntax, enums, names, fields.
         "mailPods.resources.postfix.limits.memory=1 Gi",
         "mailPods.resources.postfix.requests.cpu=-1",

@@ -17,6 +17,7 @@ import kubernetes.config.kube_config
 import pytest
 import yaml
 
+from mailstack.controller.handlers import Operator, OperatorConfig
 from mailstack.controller.login import log_in
 
 SERVER = "https://127.0.0.1:6443"
@@ -25,6 +26,17 @@ CREDENTIAL = {
     "kind": "ExecCredential",
     "status": {"token": "token-from-the-exec-plugin"},
 }
+
+
+def exec_user() -> dict[str, Any]:
+    """A kubeconfig user whose token comes from an exec plugin, as EKS and GKE write them."""
+    return {
+        "exec": {
+            "apiVersion": "client.authentication.k8s.io/v1beta1",
+            "command": sys.executable,
+            "args": ["-c", f"print({json.dumps(json.dumps(CREDENTIAL))})"],
+        }
+    }
 
 
 def kubeconfig(path: Path, user: dict[str, Any]) -> Path:
@@ -61,13 +73,7 @@ def use(monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
 def test_an_exec_plugin_user_logs_in_with_the_plugins_token(
     outside_a_cluster: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    plugin = {
-        "exec": {
-            "apiVersion": "client.authentication.k8s.io/v1beta1",
-            "command": sys.executable,
-            "args": ["-c", f"print({json.dumps(json.dumps(CREDENTIAL))})"],
-        }
-    }
+    plugin = exec_user()
     path = kubeconfig(tmp_path / "config", plugin)
     use(outside_a_cluster, path)
     info = asyncio.run(log_in(kopf.OperatorSettings()))
@@ -76,6 +82,16 @@ def test_an_exec_plugin_user_logs_in_with_the_plugins_token(
     assert info.as_http_headers()["Authorization"] == "Bearer token-from-the-exec-plugin"
     # What kopf's own kubeconfig login makes of the same file: no credentials at all.
     assert kopf.login_with_kubeconfig(settings=kopf.OperatorSettings()).token is None
+
+
+def test_the_operator_logs_in_through_the_exec_plugin(
+    outside_a_cluster: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The login the operator's kopf handler and its API client use (Operator.login).
+    plugin = exec_user()
+    use(outside_a_cluster, kubeconfig(tmp_path / "config", plugin))
+    operator = Operator(OperatorConfig())
+    assert asyncio.run(operator.login()).token == "token-from-the-exec-plugin"
 
 
 def test_a_token_user_logs_in_too(outside_a_cluster: pytest.MonkeyPatch, tmp_path: Path) -> None:

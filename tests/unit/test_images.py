@@ -8,6 +8,7 @@ before installing them, and both images install this package.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shlex
 import subprocess
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mailstack import MAIL_IMAGE_VERSION
 from mailstack.render import layout
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -172,3 +174,44 @@ def test_the_agent_runs_on_the_standard_library_alone() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "usage:" in done.stdout and "postfix" in done.stdout
+
+
+# What runs in a mail pod: the agent and the files it imports, and the image's own recipe. When
+# any of them changes, the mail image is a new one and needs a new MAIL_IMAGE_VERSION: nodes
+# with imagePullPolicy IfNotPresent would otherwise keep running the old image under the old tag.
+MAIL_IMAGE_INPUTS = (
+    "images/Dockerfile.mail",
+    "operator/mailstack/__main__.py",
+    "operator/mailstack/entry.py",
+    "operator/mailstack/agent/*.py",
+    "operator/mailstack/render/__init__.py",
+    "operator/mailstack/render/layout.py",
+)
+MAIL_IMAGE_VERSIONS = IMAGES / "mail-image-versions.txt"
+
+
+def mail_image_digest() -> str:
+    digest = hashlib.sha256()
+    for pattern in MAIL_IMAGE_INPUTS:
+        for path in sorted(ROOT.glob(pattern)):
+            digest.update(f"{path.relative_to(ROOT)}\0".encode())
+            digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def test_the_mail_image_version_names_what_runs_in_the_mail_pods() -> None:
+    recorded = dict(
+        line.split()[:2]
+        for line in MAIL_IMAGE_VERSIONS.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    )
+    current = mail_image_digest()
+    hint = (
+        f"what runs in the mail pods changed: raise MAIL_IMAGE_VERSION (mailstack/__init__.py) "
+        f"and the chart's mailstack.dev/mail-image-version, then add the line "
+        f"'<new version> {current}' to {MAIL_IMAGE_VERSIONS.relative_to(ROOT)}"
+    )
+    assert recorded.get(MAIL_IMAGE_VERSION) == current, hint
+    assert len(set(recorded.values())) == len(recorded), "two versions for one image"
+    chart = yaml.safe_load((ROOT / "charts" / "mailstack" / "Chart.yaml").read_text())
+    assert chart["annotations"]["mailstack.dev/mail-image-version"] == MAIL_IMAGE_VERSION

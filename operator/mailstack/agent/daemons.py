@@ -147,7 +147,7 @@ def _reload_postfix(pid: int) -> None:
 
 
 def postfix() -> Daemon:
-    enabled = [probe_banner(25, b"220 ")]
+    enabled = [probe_banner(layout.SMTP_PORT.number, b"220 ")]
     return Daemon(
         name="postfix",
         command=[POSTFIX_MASTER, "-c", layout.POSTFIX_CONFIG_DIR, "-s"],

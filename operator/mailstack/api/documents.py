@@ -17,6 +17,7 @@ import yaml
 from mailstack.api import models as m
 from mailstack.api.errors import Problem, ValidationError
 from mailstack.api.parse import parse_mailbox, parse_maildomain, parse_secret
+from mailstack.kubedoc import meta_of
 
 
 @dataclass
@@ -62,8 +63,7 @@ def parse_documents(
         kind = doc.get("kind")
         if kind not in ("MailDomain", "Mailbox", "Secret"):
             continue
-        raw_meta = doc.get("metadata")
-        meta: Mapping[str, Any] = raw_meta if isinstance(raw_meta, Mapping) else {}
+        meta = meta_of(doc)
         key = (str(kind), str(meta.get("namespace") or default_namespace), str(meta.get("name")))
         if key in seen:
             inputs.problems.append(

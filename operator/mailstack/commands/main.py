@@ -1,4 +1,4 @@
-"""The ``mailstack`` command line (docs/architecture.md, "Command line"): parser and dispatch.
+"""The ``mailstack`` command line: the parser, dispatch to ``commands/<name>``, the exit codes.
 
 Exit codes: 0 success, 2 invalid input (every problem printed on stderr as
 ``file: Kind/namespace/name field.path: message``), 1 an unexpected failure. Nothing is written
@@ -22,9 +22,11 @@ from mailstack.commands.up import add_up_command
 from mailstack.material.errors import MaterialError
 from mailstack.render.templating import RenderError
 
+DESCRIPTION = "MailDomain and Mailbox resources rendered, published and run as a mail service."
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mailstack", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="mailstack", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"mailstack {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 

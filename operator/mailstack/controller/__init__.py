@@ -8,6 +8,6 @@ MailDomains), ``memory`` (coalescing flags and caches). Talking to the API: ``ku
 async client: server-side apply, status patches, list and watch), ``informer`` (list + watch
 into memory), ``reconcile`` (one idempotent pass for one MailDomain), ``status_writer``,
 ``dns_publisher`` (the records at the DNS provider), ``finalize`` (before a MailDomain goes).
-``handlers`` wires it to kopf; ``command`` is ``mailstack operator``. See
-``docs/architecture.md``.
+``handlers`` wires it to kopf, ``login`` gets the credentials, ``serve`` runs the whole
+operator (what ``mailstack operator`` starts). See ``docs/architecture.md``.
 """

@@ -123,8 +123,9 @@ class Port:
 # of the status and of "mailstack up" all derive from it. SRV priorities: RFC 8314 §5.1 prefers
 # implicit TLS, so its records have the lower (preferred) priority; IMAP is preferred over POP3
 # (RFC 6186 §3.4 lets clients compare priorities across the services).
+SMTP_PORT = Port("smtp", 25, "mta")  # always on; other servers find it through the MX record
 PUBLIC_PORTS: tuple[Port, ...] = (
-    Port("smtp", 25, "mta"),  # always on; other servers find it through the MX record
+    SMTP_PORT,
     Port(
         "submissions",
         465,
