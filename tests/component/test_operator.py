@@ -445,22 +445,30 @@ def test_schema_violations_never_reach_the_operator(api: ApiServer) -> None:
     assert err.value.code == 422
 
 
+def wait_for_a_later_second(obj: dict) -> None:
+    """Until a new object's creationTimestamp (whole seconds) would be later than ``obj``'s."""
+    created = obj["metadata"]["creationTimestamp"]
+    wait_for(lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") > created)
+
+
+def in_namespace(doc: dict, namespace: str) -> dict:
+    doc["metadata"]["namespace"] = namespace
+    return doc
+
+
 def test_second_maildomain_for_the_same_domain_is_a_conflict(
     api: ApiServer, operator: OperatorThread
 ) -> None:
     populate(api, boxes=1)
-    wait_ready(api, "example-org")
+    first = wait_ready(api, "example-org")
+    # A claim of the same second would go by uid (random here): make the second one younger.
+    wait_for_a_later_second(first)
     api.create(maildomain("example-org-2", "example.org"))
     wait_for(lambda: condition(api.get("maildomains", "example-org-2"), "Valid") == "False")
     valid = conditions(api.get("maildomains", "example-org-2"))["Valid"]
     assert valid["reason"] == "DomainConflict"
     assert "MailDomain/default/example-org" in valid["message"]
     assert condition(api.get("maildomains", "example-org"), "Ready") == "True"
-
-
-def in_namespace(doc: dict, namespace: str) -> dict:
-    doc["metadata"]["namespace"] = namespace
-    return doc
 
 
 def test_a_domain_claimed_by_two_tenants_is_served_by_the_oldest_claim_only(
@@ -471,8 +479,7 @@ def test_a_domain_claimed_by_two_tenants_is_served_by_the_oldest_claim_only(
     # claim is untouched. When the first claim goes, the domain passes to tenant-b.
     populate(api, boxes=1)
     first = wait_ready(api, "example-org")
-    created = first["metadata"]["creationTimestamp"]
-    wait_for(lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") > created)  # a later second
+    wait_for_a_later_second(first)
     api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "tenant-b"}}, None)
     api.create(in_namespace(password("bob", HASH), "tenant-b"))
     api.create(in_namespace(mailbox("bob", "bob@example.org"), "tenant-b"))
