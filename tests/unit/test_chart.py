@@ -99,6 +99,8 @@ def test_helm_lint_strict_passes_for_the_default_and_a_namespaced_install() -> N
         "resources.limits.memory=1 Gi",
         "resources.requests.cpu=lots",
         "resources.requests.gpu=1",
+        "networkPolicy.apiServer.cidrs={not-a-cidr}",
+        "networkPolicy.apiServer.ports={0}",
         # The mail pods' defaults: quantities, containers, label syntax, enums, names, fields.
         "mailPods.resources.postfix.limits.memory=1 Gi",
         "mailPods.resources.postfix.requests.cpu=-1",
@@ -376,3 +378,31 @@ def test_an_operator_upgrade_keeps_the_mail_image(tmp_path: Path) -> None:
     assert _mail_image_of(newer) == _mail_image_of(CHART)
     assert _mail_image_of(CHART) == f"ghcr.io/mailstack/mail:{MAIL_IMAGE_VERSION}"
     assert RenderOptions.image.endswith(f":{MAIL_IMAGE_VERSION}")
+
+
+def test_the_operator_network_policy_is_optional_and_admits_only_what_it_needs() -> None:
+    assert kinds(render(), "NetworkPolicy") == []
+    sets = (
+        "networkPolicy.enabled=true",
+        "networkPolicy.probeCIDRs={10.0.0.0/16}",
+        "networkPolicy.apiServer.cidrs={192.0.2.1/32}",
+        "networkPolicy.extraEgress[0].ports[0].port=443",
+    )
+    docs = render(*sets)
+    (policy,) = kinds(docs, "NetworkPolicy")
+    kubernetes_validate.validate(policy, KUBE_VERSION, strict=True)
+    (deploy,) = kinds(docs, "Deployment")
+    pod_labels = deploy["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    [probes] = policy["spec"]["ingress"]
+    assert probes == {
+        "ports": [{"port": 8080, "protocol": "TCP"}],
+        "from": [{"ipBlock": {"cidr": "10.0.0.0/16"}}],
+    }
+    api, dns, extra = policy["spec"]["egress"]
+    assert api["to"] == [{"ipBlock": {"cidr": "192.0.2.1/32"}}]
+    assert {p["port"] for p in api["ports"]} == {443, 6443}
+    assert dns["to"][0]["podSelector"]["matchLabels"] == {"k8s-app": "kube-dns"}
+    assert {(p["port"], p["protocol"]) for p in dns["ports"]} == {(53, "UDP"), (53, "TCP")}
+    assert extra == {"ports": [{"port": 443}]}
