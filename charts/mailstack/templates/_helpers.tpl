@@ -92,10 +92,11 @@ tests/unit/test_chart.py, which checks the two agree).
 - apiGroups: [externaldns.k8s.io]
   resources: [dnsendpoints]
   verbs: [get, list, watch, create, patch, delete]
-# Mail volumes: deleted on MailDomain deletion only with storage.retention Delete.
+# Mail volumes: listed for the Finalized Event. The StatefulSets' claim retention policy deletes
+# them (storage.retention Delete), never the operator.
 - apiGroups: [""]
   resources: [persistentvolumeclaims]
-  verbs: [list, delete]
+  verbs: [list]
 - apiGroups: [""]
   resources: [events]
   verbs: [create]

@@ -3,10 +3,12 @@
 The children go with the MailDomain (ownerReferences, garbage collector). What lives outside
 the cluster does not: the records the MailDomain published are removed first, and while the
 provider fails the finalizer stays (``ReconcileError``: kopf retries, a Warning Event says why).
-PersistentVolumeClaims belong to the StatefulSets, not the MailDomain: with ``retention:
-Retain`` (the default) they stay, so mail survives a deleted MailDomain; with ``Delete`` they
-are deleted here (the StatefulSets' own claim retention policy does the same where the cluster
-supports it).
+PersistentVolumeClaims belong to the StatefulSets, not the MailDomain, and the operator never
+deletes one: each StatefulSet's ``persistentVolumeClaimRetentionPolicy`` says what happens to
+them (``whenDeleted``: the MailDomain's ``storage.retention``; Kubernetes 1.27+ on by default,
+GA in 1.32). With ``Retain`` (the default) they stay, so mail survives a deleted MailDomain;
+with ``Delete`` the StatefulSet controller makes them the set's, and they go with it. So the
+operator's account needs no right to delete a volume claim; it only lists them for the Event.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def published_selector(body: Mapping[str, Any]) -> str | None:
 async def finalize(
     reconciler: Reconciler, body: Mapping[str, Any], mailboxes: Sequence[Mapping[str, Any]]
 ) -> str:
-    """Remove the DNS records, then the volume claims (``Delete``), report the Mailboxes
+    """Remove the DNS records, say what happens to the volume claims, report the Mailboxes
     orphaned; returns a summary for the Event and the log."""
     ref = ObjectRef.of(body)
     kube = reconciler.kube
@@ -70,12 +72,7 @@ async def finalize(
         raise ReconcileError(f"listing the volume claims failed: {err}", 10) from err
     claim_names = sorted(ObjectRef.of(claim).name for claim in claims)
     if retention(body) == "Delete":
-        for claim in claim_names:
-            try:
-                await kube.delete(PVC, ref.namespace, claim)
-            except ApiError as err:
-                raise ReconcileError(f"deleting {claim} failed: {err}", 10) from err
-        summary = f"retention Delete: deleted {len(claim_names)} volume claim(s)"
+        summary = f"retention Delete: {len(claim_names)} volume claim(s) go with the StatefulSets"
     else:
         summary = f"retention Retain: kept {len(claim_names)} volume claim(s) holding mail" + (
             f" ({', '.join(claim_names)})" if claim_names else ""

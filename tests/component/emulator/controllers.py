@@ -103,26 +103,42 @@ def sync_statefulset(store: Store, namespace: str, name: str) -> None:
     delete_claims = (spec.get("persistentVolumeClaimRetentionPolicy") or {}).get(
         "whenDeleted"
     ) == "Delete"
+    owner: Obj = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "name": name,
+        "uid": sts["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
     for template in spec.get("volumeClaimTemplates") or []:
         for ordinal in range(replicas):
             claim = f"{template['metadata']['name']}-{name}-{ordinal}"
-            if store.find(pvc_res, namespace, claim) is not None:
+            if (found := store.find(pvc_res, namespace, claim)) is not None:
+                # As the real controller (StatefulSetAutoDeletePVC, on from 1.27): an existing
+                # claim (adopted, or the policy changed) is owned by the StatefulSet exactly
+                # when whenDeleted is Delete, so deleting the set deletes it.
+                refs = [r for r in found["metadata"].get("ownerReferences") or []]
+                others = [r for r in refs if r.get("kind") != "StatefulSet"]
+                wanted = [*others, owner] if delete_claims else others
+                if refs != wanted:
+                    store.update(
+                        pvc_res,
+                        namespace,
+                        claim,
+                        lambda o, rs=wanted: _with_refs(o, rs),
+                        subresource=None,
+                        manager="kube-controller-manager",
+                        verb="patch",
+                        internal=True,
+                    )
                 continue
             meta: Obj = {
                 "name": claim,
                 "labels": dict(template["metadata"].get("labels") or {}),
             }
             if delete_claims:
-                meta["ownerReferences"] = [
-                    {
-                        "apiVersion": "apps/v1",
-                        "kind": "StatefulSet",
-                        "name": name,
-                        "uid": sts["metadata"]["uid"],
-                        "controller": True,
-                        "blockOwnerDeletion": True,
-                    }
-                ]
+                meta["ownerReferences"] = [owner]
             store.create(
                 pvc_res,
                 namespace,
