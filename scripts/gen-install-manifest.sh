@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerate what is derived from the Helm chart, or check that it is current (--check):
-#   charts/mailstack/files/crds/{maildomain,mailbox}.yaml   copies of crds/ (the source of truth),
+#   charts/mailstack/files/crds/*.yaml                copies of crds/ (the source of truth),
 #                                                     rendered by templates/crds.yaml
 #   manifests/install.yaml                            `helm template` of the chart, CRDs included,
 #                                                     for `kubectl apply -f` without Helm
@@ -24,7 +24,8 @@ HEADER
 
 if [ "$CHECK" = 1 ]; then
   status=0
-  for crd in maildomain mailbox; do
+  for crd in "$ROOT"/crds/*.yaml; do
+    crd="$(basename "$crd" .yaml)"
     if ! cmp -s "$ROOT/crds/$crd.yaml" "$CHART/files/crds/$crd.yaml"; then
       echo "stale: charts/mailstack/files/crds/$crd.yaml differs from crds/$crd.yaml" >&2
       status=1
@@ -38,7 +39,7 @@ if [ "$CHECK" = 1 ]; then
   exit "$status"
 fi
 
-cp "$ROOT/crds/maildomain.yaml" "$ROOT/crds/mailbox.yaml" "$CHART/files/crds/"
+cp "$ROOT"/crds/*.yaml "$CHART/files/crds/"
 render > "$ROOT/manifests/install.yaml.tmp"
 mv "$ROOT/manifests/install.yaml.tmp" "$ROOT/manifests/install.yaml"
 echo "wrote charts/mailstack/files/crds/ and manifests/install.yaml"

@@ -17,6 +17,7 @@ from mailstack.api.assemble import MailService, assemble
 from mailstack.api.documents import load_documents
 from mailstack.api.errors import Problem
 from mailstack.api.models import Secret
+from mailstack.api.policy import Grants
 from mailstack.kubedoc import Obj
 from mailstack.material import Material
 from mailstack.material.resolve import material_secret_names, resolve_material
@@ -38,7 +39,9 @@ def prepare(
     random_bytes: Callable[[int], bytes] = os.urandom,
 ) -> Prepared:
     inputs = load_documents(paths)
-    services, problems = assemble(inputs.domains, inputs.mailboxes)
+    # The policies in the files are the platform's: given any, grants are required (policy.py).
+    grants = Grants(tuple(inputs.policies))
+    services, problems = assemble(inputs.domains, inputs.mailboxes, grants)
     problems = inputs.problems + _with_sources(problems, inputs.sources)
     result: list[tuple[MailService, Material]] = []
     for service in services:

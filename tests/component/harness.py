@@ -15,7 +15,8 @@ from typing import Any
 
 import kopf
 
-from mailstack.controller.handlers import Operator, OperatorConfig
+from mailstack.controller.config import OperatorConfig
+from mailstack.controller.handlers import Operator
 from mailstack.controller.serve import serve
 from tests.component.emulator import ApiServer
 

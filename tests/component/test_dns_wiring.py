@@ -18,7 +18,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from mailstack.controller.handlers import FINALIZER
+from mailstack.controller.config import FINALIZER
 from tests.component.conftest import NS, conditions, maildomain, wait_ready
 from tests.component.emulator import ApiServer, wait_for
 from tests.component.harness import OperatorThread

@@ -17,8 +17,8 @@ from mailstack.api.parse import parse_secret
 from mailstack.api.parse.pods import parse_pod_defaults
 from mailstack.controller import plan
 from mailstack.controller.children import APPLIED_ANNOTATION, contains
+from mailstack.controller.config import FINALIZER
 from mailstack.controller.documents import address_domain
-from mailstack.controller.handlers import FINALIZER
 from mailstack.render.objects import RenderOptions
 from mailstack.render.users import sieve_file_name
 from tests.component.conftest import (
@@ -504,6 +504,42 @@ def test_a_domain_claimed_by_two_tenants_is_served_by_the_oldest_claim_only(
     assert taken["metadata"]["namespace"] == "tenant-b"
     assert api.list("statefulsets", "tenant-b", "app.kubernetes.io/instance=victim")
     wait_for(lambda: condition(api.get("mailboxes", "bob", "tenant-b"), "Ready") == "True")
+
+
+def test_a_policy_decides_which_namespace_may_serve_a_domain(
+    api: ApiServer, operator: OperatorThread
+) -> None:
+    # The first MailDomainPolicy turns grants on: example.org is not granted to "default", so
+    # its MailDomain stops serving (and says whom to ask); granting it brings it back.
+    populate(api, boxes=1)
+    wait_ready(api, "example-org")
+    grant = {
+        "apiVersion": "mailstack.dev/v1alpha1",
+        "kind": "MailDomainPolicy",
+        "metadata": {"name": "team-default"},
+        "spec": {"namespaces": ["default"], "domains": ["*.example.org"]},
+    }
+    api.create(grant, None)
+    refused = wait_for(
+        lambda: (
+            (md := api.get("maildomains", "example-org"))
+            and condition(md, "Valid") == "False"
+            and md
+        )
+    )
+    valid = conditions(refused)["Valid"]
+    assert valid["reason"] == "DomainNotGranted"
+    assert "no MailDomainPolicy grants namespace default the domain example.org" in valid["message"]
+    assert "MailDomainPolicy/team-default" in valid["message"]
+    assert condition(refused, "Ready") == "False"
+    api.patch(
+        "maildomainpolicies",
+        "team-default",
+        {"spec": {"domains": ["example.org", "*.example.org"]}},
+        namespace=None,
+    )
+    wait_for(lambda: condition(api.get("maildomains", "example-org"), "Valid") == "True")
+    wait_ready(api, "example-org")
 
 
 # --- workloads ------------------------------------------------------------------------------

@@ -143,11 +143,12 @@ def test_crds_are_the_repository_crds_plus_kopf_peering() -> None:
     assert set(crds) == {
         "maildomains.mailstack.dev",
         "mailboxes.mailstack.dev",
+        "maildomainpolicies.mailstack.dev",
         "clusterkopfpeerings.kopf.dev",
         "kopfpeerings.kopf.dev",
     }
-    for name in ("maildomain", "mailbox"):
-        source = yaml.safe_load((ROOT / "crds" / f"{name}.yaml").read_text())
+    for path in sorted((ROOT / "crds").glob("*.yaml")):
+        source = yaml.safe_load(path.read_text())
         rendered = crds[source["metadata"]["name"]]
         assert _without_release_metadata(rendered) == _without_release_metadata(source)
         assert source["metadata"]["labels"].items() <= rendered["metadata"]["labels"].items()
@@ -166,7 +167,11 @@ def test_helm_upgrade_upgrades_the_mailstack_crds_and_uninstall_keeps_them() -> 
     # Helm installs a chart's crds/ folder once and never upgrades it: mailstack's CRDs must be
     # templates (rendered without --include-crds), kept on uninstall like cert-manager's.
     crds = _template_crds()
-    assert set(crds) == {"maildomains.mailstack.dev", "mailboxes.mailstack.dev"}
+    assert set(crds) == {
+        "maildomains.mailstack.dev",
+        "mailboxes.mailstack.dev",
+        "maildomainpolicies.mailstack.dev",
+    }
     for crd in crds.values():
         assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
         assert crd["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"

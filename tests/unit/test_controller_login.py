@@ -17,7 +17,8 @@ import kubernetes.config.kube_config
 import pytest
 import yaml
 
-from mailstack.controller.handlers import Operator, OperatorConfig
+from mailstack.controller.config import OperatorConfig
+from mailstack.controller.handlers import Operator
 from mailstack.controller.login import log_in
 
 SERVER = "https://127.0.0.1:6443"

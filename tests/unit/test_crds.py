@@ -38,6 +38,7 @@ from mailstack.api import parse as parser
 from mailstack.api import validate as v
 from mailstack.api.errors import FieldError, ValidationError
 from mailstack.api.parse.common import host_or_ip
+from mailstack.api.policy import parse_policy
 from mailstack.api.quantities import quantity
 from tests.apiserver_dialects import RE2Validator, cel_program
 
@@ -45,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CRD_FILES = {
     "MailDomain": ROOT / "crds" / "maildomain.yaml",
     "Mailbox": ROOT / "crds" / "mailbox.yaml",
+    "MailDomainPolicy": ROOT / "crds" / "maildomainpolicy.yaml",
 }
 CASES = ROOT / "tests" / "crd_cases"
 API_VERSION = "mailstack.dev/v1alpha1"
@@ -263,7 +265,7 @@ def crd_errors(doc: Doc, old: Doc | None = None) -> list[str]:
 
 
 def parser_errors(doc: Doc) -> list[str]:
-    parse = parser.parse_maildomain if doc["kind"] == "MailDomain" else parser.parse_mailbox
+    parse = PARSERS[doc["kind"]]
     try:
         parse(doc)
     except ValidationError as err:
@@ -273,6 +275,22 @@ def parser_errors(doc: Doc) -> list[str]:
 
 # ------------------------------------------------------------------------------------------------
 # Cases
+
+
+PARSERS: dict[str, Callable[[Doc], object]] = {
+    "MailDomain": parser.parse_maildomain,
+    "Mailbox": parser.parse_mailbox,
+    "MailDomainPolicy": parse_policy,
+}
+
+
+def policy(name: str = "tenant-a", **spec: Any) -> Doc:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "MailDomainPolicy",
+        "metadata": {"name": name},
+        "spec": {"namespaces": ["tenant-a"], "domains": ["tenant-a.example"], **spec},
+    }
 
 
 def maildomain(name: str = "example", **spec: Any) -> Doc:
@@ -430,6 +448,16 @@ def without(doc: Doc, key: str, path: tuple[str, ...] = ()) -> Doc:
 
 # (id, document, text expected in one of the CRD's errors)
 BAD: list[tuple[str, Doc, str]] = [
+    # The platform's policies
+    ("policy-no-namespaces", policy(namespaces=[]), "should be non-empty"),
+    ("policy-no-domains", policy(domains=[]), "should be non-empty"),
+    ("policy-bad-namespace", policy(namespaces=["Tenant_A"]), NO_MATCH),
+    ("policy-uppercase-domain", policy(domains=["Tenant-A.example"]), NO_MATCH),
+    ("policy-bare-wildcard", policy(domains=["*"]), NO_MATCH),
+    ("policy-inner-wildcard", policy(domains=["a.*.example"]), NO_MATCH),
+    ("policy-wildcard-tld", policy(domains=["*.com"]), NO_MATCH),
+    ("policy-numeric-tld", policy(domains=["tenant.123"]), TLD),
+    ("policy-unknown-field", policy(limits={}), UNKNOWN),
     # The domain and the metadata
     ("uppercase-domain", maildomain(domain="Example.com"), NO_MATCH),
     ("idn-without-punycode", maildomain(domain="bücher.example"), NO_MATCH),
@@ -1041,7 +1069,7 @@ def test_known_differences_name_real_cases() -> None:
 
 @pytest.mark.parametrize(("case", "doc"), GOOD, ids=[c for c, _ in GOOD])
 def test_schema_defaults_agree_with_parser_defaults(case: str, doc: Doc) -> None:
-    parse = parser.parse_maildomain if doc["kind"] == "MailDomain" else parser.parse_mailbox
+    parse = PARSERS[doc["kind"]]
     defaulted = apply_defaults(root_schema(doc["kind"]), copy.deepcopy(doc))
     assert parse(defaulted) == parse(doc)
 

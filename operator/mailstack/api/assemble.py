@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from mailstack.api.errors import Problem
 from mailstack.api.models import Mailbox, MailDomain
+from mailstack.api.policy import Grants
 
 
 @dataclass(frozen=True)
@@ -70,18 +71,25 @@ class MailService:
 
 
 def assemble(
-    domains: Iterable[MailDomain], mailboxes: Iterable[Mailbox]
+    domains: Iterable[MailDomain], mailboxes: Iterable[Mailbox], grants: Grants | None = None
 ) -> tuple[list[MailService], list[Problem]]:
     """Group Mailboxes under their MailDomains and check the cross-document rules.
 
-    A domain is served by one MailDomain in the whole cluster (all namespaces given): the
-    oldest claim (``MailDomain.claim_order``); every later one gets a problem naming it. A
-    Mailbox belongs to the MailDomain of its own namespace that serves its domain.
+    A MailDomain whose namespace the platform's policies do not grant its domain serves
+    nothing (``policy.Grants``). A domain is served by one MailDomain in the whole cluster (all
+    namespaces given): the oldest granted claim (``MailDomain.claim_order``); every later one
+    gets a problem naming it. A Mailbox belongs to the MailDomain of its own namespace that
+    serves its domain.
     """
+    grants = grants or Grants()
     problems: list[Problem] = []
     by_key: dict[tuple[str, str], MailDomain] = {}
     winners: dict[str, MailDomain] = {}
     for dom in sorted(domains, key=lambda d: d.claim_order):
+        refusal = grants.refusal(dom.namespace, dom.domain)
+        if refusal is not None:
+            problems.append(Problem(dom.ref, "spec.domain", refusal))
+            continue
         winner = winners.get(dom.domain)
         if winner is not None:
             problems.append(

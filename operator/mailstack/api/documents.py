@@ -1,4 +1,4 @@
-"""Load MailDomain, Mailbox and Secret documents from YAML files and folders.
+"""Load MailDomain, Mailbox, Secret and MailDomainPolicy documents from YAML files and folders.
 
 Folders are read recursively (``*.yaml``, ``*.yml``) in sorted order. Documents of other kinds
 are skipped, so an examples folder may also hold, say, a kustomization. Everything is parsed
@@ -17,6 +17,8 @@ import yaml
 from mailstack.api import models as m
 from mailstack.api.errors import Problem, ValidationError
 from mailstack.api.parse import parse_mailbox, parse_maildomain, parse_secret
+from mailstack.api.policy import KIND as POLICY_KIND
+from mailstack.api.policy import MailDomainPolicy, parse_policy
 from mailstack.kubedoc import meta_of
 
 
@@ -25,6 +27,7 @@ class Inputs:
     domains: list[m.MailDomain] = field(default_factory=list)
     mailboxes: list[m.Mailbox] = field(default_factory=list)
     secrets: list[m.Secret] = field(default_factory=list)
+    policies: list[MailDomainPolicy] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     # "Kind/namespace/name" -> the file (and position) it came from
     sources: dict[str, str] = field(default_factory=dict)
@@ -61,10 +64,11 @@ def parse_documents(
             )
             continue
         kind = doc.get("kind")
-        if kind not in ("MailDomain", "Mailbox", "Secret"):
+        if kind not in ("MailDomain", "Mailbox", "Secret", POLICY_KIND):
             continue
         meta = meta_of(doc)
-        key = (str(kind), str(meta.get("namespace") or default_namespace), str(meta.get("name")))
+        namespace = "" if kind == POLICY_KIND else meta.get("namespace") or default_namespace
+        key = (str(kind), str(namespace), str(meta.get("name")))
         if key in seen:
             inputs.problems.append(
                 Problem(
@@ -82,6 +86,8 @@ def parse_documents(
                 inputs.domains.append(parse_maildomain(doc, source, default_namespace))
             elif kind == "Mailbox":
                 inputs.mailboxes.append(parse_mailbox(doc, source, default_namespace))
+            elif kind == POLICY_KIND:
+                inputs.policies.append(parse_policy(doc, source))
             else:
                 inputs.secrets.append(parse_secret(doc, source, default_namespace))
         except ValidationError as err:

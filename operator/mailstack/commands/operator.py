@@ -18,13 +18,13 @@ from mailstack.controller.serve import serve
 from mailstack.render.objects import RenderOptions
 
 if TYPE_CHECKING:  # kopf is imported when the operator runs, not on every CLI call
-    from mailstack.controller.handlers import OperatorConfig
+    from mailstack.controller.config import OperatorConfig
 
 DEFAULT_LIVENESS = "http://0.0.0.0:8080/healthz"
 
 
 def config_from_args(args: argparse.Namespace) -> OperatorConfig:
-    from mailstack.controller.handlers import OperatorConfig
+    from mailstack.controller.config import OperatorConfig
 
     return OperatorConfig(
         namespaces=tuple(args.namespaces or ()),
@@ -32,6 +32,7 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
         priority=args.priority,
         resync_interval=args.resync_interval,
         debounce=args.debounce,
+        require_domain_grant=args.require_domain_grant,
         render=RenderOptions(
             image=args.mail_image,
             image_pull_policy=args.image_pull_policy,
@@ -120,6 +121,11 @@ def add_operator_command(commands: Any) -> None:
         metavar="JSON",
         help="defaults of the mail pods in the shape of a MailDomain's spec.pods, which "
         "overrides them (the chart's mailPods); default: the built-in resources only",
+    )
+    parser.add_argument(
+        "--require-domain-grant",
+        action="store_true",
+        help="serve a domain only where a MailDomainPolicy grants it, even with no policy yet",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.set_defaults(handler=cmd_operator)

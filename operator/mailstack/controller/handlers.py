@@ -31,12 +31,12 @@ import os
 import secrets as secrets_module
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 
 from mailstack.api.models import GROUP, VERSION
+from mailstack.controller.config import OperatorConfig
 from mailstack.controller.documents import (
     address_domain,
     namespaced_name,
@@ -44,6 +44,7 @@ from mailstack.controller.documents import (
     served_domain,
 )
 from mailstack.controller.finalize import finalize
+from mailstack.controller.grants import PolicySet
 from mailstack.controller.index import Documents
 from mailstack.controller.informer import Informer
 from mailstack.controller.kinds import (
@@ -51,6 +52,7 @@ from mailstack.controller.kinds import (
     CLUSTER_PEERING,
     MAILBOX,
     MAILDOMAIN,
+    MAILDOMAIN_POLICY,
     OPTIONAL_KINDS,
     PEERING,
     SECRET,
@@ -61,56 +63,12 @@ from mailstack.controller.memory import Coalescer, DomainKey, Echoes, Peering, S
 from mailstack.controller.outcome import Outcome, ReconcileError
 from mailstack.controller.reconcile import Reconciler
 from mailstack.kubedoc import Obj, meta_of
-from mailstack.render.objects import RenderOptions
 
 logger = logging.getLogger("mailstack.operator")
 
-PREFIX = "mailstack.dev"
-FINALIZER = f"{PREFIX}/finalizer"
 MANAGED_BY = "app.kubernetes.io/managed-by=mailstack"
 MAILDOMAINS = (GROUP, VERSION, "maildomains")
 MAILBOXES = (GROUP, VERSION, "mailboxes")
-
-
-@dataclass(frozen=True)
-class OperatorConfig:
-    """How one operator instance runs (the ``mailstack operator`` options)."""
-
-    namespaces: tuple[str, ...] = ()  # empty: every namespace
-    peering: str | None = "mailstack"  # None: standalone, no peering object needed
-    priority: int = 0
-    resync_interval: float = 300.0  # drift correction even without any event
-    debounce: float = 1.0  # how long a burst of events may take to settle
-    render: RenderOptions = field(default_factory=RenderOptions)
-    connection: kopf.ConnectionInfo | None = None  # tests: a fixed API server; else in-cluster
-    watch_timeout: float | None = None  # server-side watch timeout (None: the server's)
-    concurrency: int = 16  # parallel reads and status writes per reconcile
-    identity: str | None = None  # the peering identity (kopf's default: user@host/pid)
-    # MailDomains reconciled at the same time: rendering is CPU-bound (more would not finish
-    # sooner on a few cores), and each pass holds a domain's parsed and rendered objects.
-    parallel_reconciles: int = 4
-
-
-def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
-    """kopf settings: mailstack.dev annotations, peering, no scanning."""
-    settings.persistence.finalizer = FINALIZER
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=PREFIX, key="last-handled-configuration"
-    )
-    # kopf would post an Event for every handler success; the reconciler posts its own, about
-    # transitions. kopf's warnings and errors (failed handlers) still become Events.
-    settings.posting.level = logging.WARNING
-    settings.posting.reporting_component = "mailstack.dev/operator"
-    settings.peering.name = config.peering or "mailstack"
-    settings.peering.priority = config.priority
-    settings.peering.mandatory = config.peering is not None
-    settings.peering.standalone = config.peering is None
-    # The kinds are known in advance: no watching of CRDs and namespaces, which would need
-    # cluster-wide list/watch on both (see the chart's RBAC).
-    settings.scanning.disabled = True
-    settings.watching.server_timeout = config.watch_timeout
-    settings.networking.request_timeout = 60
 
 
 class Operator:
@@ -122,6 +80,7 @@ class Operator:
         self.secrets = SecretCache()
         self.echoes = Echoes()
         self.documents = Documents()
+        self.policies = PolicySet(self.config.require_domain_grant)
         # An explicit peering identity, so that this code and kopf agree on which peer is us.
         self.identity = self.config.identity or (
             f"{os.environ.get('POD_NAME') or socket.gethostname()}/{os.getpid()}"
@@ -165,6 +124,7 @@ class Operator:
                 echoes=self.echoes,
                 concurrency=self.config.concurrency,
             )
+            self._reconciler.grants = self.policies.grants
         return self._reconciler
 
     async def start(self) -> None:
@@ -181,6 +141,10 @@ class Operator:
                 peerings = [Informer(self.kube, PEERING, ns, self._on_peering) for ns in namespaces]
             else:
                 peerings = [Informer(self.kube, CLUSTER_PEERING, None, self._on_peering)]
+        if not self.config.namespaces:  # cluster-scoped: only a cluster-wide operator reads them
+            peerings.append(
+                Informer(self.kube, MAILDOMAIN_POLICY, None, self._on_policy, optional=True)
+            )
         stages: list[list[Informer]] = [
             peerings + [Informer(self.kube, MAILDOMAIN, ns, self._on_domain) for ns in namespaces],
             [Informer(self.kube, MAILBOX, ns, self._on_mailbox) for ns in namespaces],
@@ -235,6 +199,12 @@ class Operator:
         # win or lose the domain, are ours.
         if primed:
             self._mark(affected - {(namespace, name)})
+
+    async def _on_policy(self, kind: str, body: Obj, primed: bool) -> None:
+        if self.policies.update(kind, body):
+            self.reconciler.grants = self.policies.grants
+            if primed:
+                self._mark(self.documents.domain_keys())
 
     async def _on_peering(self, kind: str, body: Obj, primed: bool) -> None:
         key = namespaced_name(body)

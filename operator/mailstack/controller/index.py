@@ -113,6 +113,9 @@ class Documents:
         found = self._domains_by_domain.get(domain, {})
         return [found[key] for key in sorted(found)]
 
+    def domain_keys(self) -> set[DomainKey]:
+        return set(self._domains)
+
     def domain_count(self) -> int:
         return len(self._domains)
 

@@ -67,6 +67,10 @@ class ChildKey(NamedTuple):
 
 MAILDOMAIN = Kind(f"{GROUP}/{VERSION}", "MailDomain", "maildomains", status_subresource=True)
 MAILBOX = Kind(f"{GROUP}/{VERSION}", "Mailbox", "mailboxes", status_subresource=True)
+# The platform's grants (api.policy): cluster-scoped, read only.
+MAILDOMAIN_POLICY = Kind(
+    f"{GROUP}/{VERSION}", "MailDomainPolicy", "maildomainpolicies", namespaced=False
+)
 SECRET = Kind("v1", "Secret", "secrets")
 CONFIG_MAP = Kind("v1", "ConfigMap", "configmaps")
 SERVICE = Kind("v1", "Service", "services", status_subresource=True)
@@ -103,6 +107,7 @@ OPTIONAL_KINDS: tuple[Kind, ...] = (CERTIFICATE, DNS_ENDPOINT)
 ALL_KINDS: tuple[Kind, ...] = (
     MAILDOMAIN,
     MAILBOX,
+    MAILDOMAIN_POLICY,
     *CHILD_KINDS,
     PVC,
     EVENT,

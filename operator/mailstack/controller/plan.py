@@ -23,6 +23,7 @@ from mailstack.api.assemble import MailService, assemble
 from mailstack.api.errors import Problem, ValidationError
 from mailstack.api.models import Mailbox, MailDomain, Secret
 from mailstack.api.parse import parse_mailbox, parse_maildomain, parse_secret
+from mailstack.api.policy import Grants
 from mailstack.controller import reasons
 from mailstack.controller.children import Owner, owned
 from mailstack.controller.documents import doc_name
@@ -79,7 +80,7 @@ class DomainInputs:
     """Everything one reconcile of one MailDomain reads."""
 
     domain: Mapping[str, Any]
-    # Other MailDomains of the namespace that claim the same spec.domain (the first one wins).
+    # Other MailDomains, of any namespace, that claim the same spec.domain (the oldest wins).
     siblings: Sequence[Mapping[str, Any]]
     # Raw Mailboxes whose address is on the MailDomain's spec.domain.
     mailboxes: Sequence[Mapping[str, Any]]
@@ -88,6 +89,8 @@ class DomainInputs:
     now: datetime
     random_bytes: RandomBytes = os.urandom
     options: RenderOptions = field(default_factory=RenderOptions)
+    # The platform's MailDomainPolicies: which namespace may serve which domain.
+    grants: Grants = field(default_factory=Grants)
 
 
 @dataclass
@@ -100,7 +103,8 @@ class Rendered:
     objects: list[Obj] = field(default_factory=list)  # owned and annotated, in apply order
     domain_problems: list[Problem] = field(default_factory=list)
     mailbox_problems: dict[str, list[Problem]] = field(default_factory=lambda: defaultdict(list))
-    # Reason for Valid=False: InvalidSpec, DomainConflict (served twice), InvalidSecret.
+    # Reason for Valid=False: InvalidSpec, DomainNotGranted, DomainConflict (claimed twice),
+    # InvalidSecret.
     invalid_reason: str = reasons.INVALID_SPEC
     render_error: str | None = None
     # Another MailDomain serves the same domain: this one must not touch the Mailboxes.
@@ -159,12 +163,13 @@ def render_domain(inputs: DomainInputs) -> Rendered:
         except ValidationError as err:
             out.mailbox_problems[doc_name(doc)].extend(err.problems)
 
-    services, problems = assemble([model, *siblings], boxes)
+    services, problems = assemble([model, *siblings], boxes, inputs.grants)
     _split(problems, out, model.ref)
     service = next((s for s in services if s.domain.ref == model.ref), None)
     if service is None:
         out.serves_mailboxes = False
-        out.invalid_reason = reasons.DOMAIN_CONFLICT
+        refused = inputs.grants.refusal(model.namespace, model.domain)
+        out.invalid_reason = reasons.DOMAIN_NOT_GRANTED if refused else reasons.DOMAIN_CONFLICT
         if not out.domain_problems:  # assemble always says why; this is a safety net
             out.domain_problems.append(Problem(model.ref, "spec.domain", "served twice"))
         return out

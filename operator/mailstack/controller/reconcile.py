@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mailstack.api.models import Secret
+from mailstack.api.policy import Grants
 from mailstack.controller import plan
 from mailstack.controller.children import (
     Change,
@@ -116,6 +117,8 @@ class Reconciler:
         self.echoes = echoes if echoes is not None else Echoes()
         self.written = written if written is not None else WrittenStatus()
         self.dns = dns if dns is not None else DnsPublisher()
+        # The platform's MailDomainPolicies as last seen (the operator's policy informer).
+        self.grants = Grants()
         self.events = EventPoster(kube, os.environ.get("POD_NAME") or socket.gethostname())
         self.statuses = StatusWriter(kube, self.written, self.events, batch=concurrency)
         self._limit = asyncio.Semaphore(concurrency)
@@ -181,6 +184,7 @@ class Reconciler:
             secrets={**plan.secrets_from_live(material), **user},
             now=now,
             options=self.options,
+            grants=self.grants,
         )
         return Gathered(inputs, material)
 

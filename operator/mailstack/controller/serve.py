@@ -12,7 +12,8 @@ import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # kopf is imported when the operator runs, not on every CLI call
-    from mailstack.controller.handlers import Operator, OperatorConfig
+    from mailstack.controller.config import OperatorConfig
+    from mailstack.controller.handlers import Operator
 
 
 async def serve(
@@ -26,7 +27,8 @@ async def serve(
     """Run the operator in the current event loop until ``stop_flag`` is set (or a signal)."""
     import kopf
 
-    from mailstack.controller.handlers import Operator, build_registry, configure
+    from mailstack.controller.config import configure
+    from mailstack.controller.handlers import Operator, build_registry
 
     op = operator or Operator(config)
     settings = kopf.OperatorSettings()

@@ -14,7 +14,7 @@ from mailstack.kubedoc import Obj
 from tests.component.schema import CustomResourceSchema, load_crd
 
 ROOT = Path(__file__).resolve().parents[3]
-CRD_FILES = (ROOT / "crds" / "maildomain.yaml", ROOT / "crds" / "mailbox.yaml")
+CRD_FILES = tuple(sorted((ROOT / "crds").glob("*.yaml")))
 
 
 class ApiStatus(Exception):

@@ -66,13 +66,16 @@ def raise_problems(r: Reader) -> None:
         raise ValidationError(r.problems)
 
 
-def check_header(r: Reader, doc: Mapping[str, Any], kind: str) -> None:
-    """``apiVersion`` and ``kind`` of one of our resources, and no unknown top-level field."""
+def check_header(r: Reader, doc: Mapping[str, Any], kind: str, status: bool = True) -> None:
+    """``apiVersion`` and ``kind`` of one of our resources, and no unknown top-level field
+    (``status`` is one, unless the kind has none)."""
     if doc.get("apiVersion") != models.API_VERSION:
         r.fail("apiVersion", f"expected {models.API_VERSION}, got {doc.get('apiVersion')!r}")
     if doc.get("kind") != kind:
         r.fail("kind", f"expected {kind}, got {doc.get('kind')!r}")
-    r.mapping(doc, "", {"apiVersion", "kind", "metadata", "spec", "status"})
+    r.mapping(
+        doc, "", {"apiVersion", "kind", "metadata", "spec"} | ({"status"} if status else set())
+    )
 
 
 def metadata(

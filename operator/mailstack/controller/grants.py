@@ -1,0 +1,43 @@
+"""The platform's MailDomainPolicies as the operator knows them (kept by an informer).
+
+The policies are cluster-scoped: only an operator serving every namespace watches them (a
+namespaced install serves one team; see docs/operator.md). Each change may grant or withdraw a
+domain of any MailDomain, so the handlers mark every MailDomain when the set changes. A policy
+the API server let through but the parser refuses (the CRD cannot check everything) is left out
+and logged: it grants nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from mailstack.api.errors import ValidationError
+from mailstack.api.policy import Grants, MailDomainPolicy, parse_policy
+from mailstack.controller.documents import doc_name
+
+logger = logging.getLogger(__name__)
+
+
+class PolicySet:
+    """MailDomainPolicies by name, and the grants they make."""
+
+    def __init__(self, required: bool = False) -> None:
+        self.required = required
+        self._policies: dict[str, MailDomainPolicy] = {}
+
+    def update(self, event: str, body: Mapping[str, Any]) -> bool:
+        """Apply one informer event; True when the grants changed."""
+        name = doc_name(body)
+        old = self._policies.pop(name, None)
+        if event != "DELETED":
+            try:
+                self._policies[name] = parse_policy(body, "cluster")
+            except ValidationError as err:
+                logger.warning("MailDomainPolicy %s grants nothing: %s", name, err)
+        return self._policies.get(name) != old
+
+    @property
+    def grants(self) -> Grants:
+        return Grants(tuple(self._policies[n] for n in sorted(self._policies)), self.required)

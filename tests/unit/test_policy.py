@@ -1,0 +1,114 @@
+"""Who may serve which domain: MailDomainPolicy parsing, matching and the grant check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mailstack.api.assemble import assemble
+from mailstack.api.errors import ValidationError
+from mailstack.api.parse import parse_maildomain
+from mailstack.api.policy import Grants, MailDomainPolicy, domain_matches, parse_policy
+from mailstack.commands.main import main
+
+API = "mailstack.dev/v1alpha1"
+
+
+def policy_doc(name: str, namespaces: list[str], domains: list[str]) -> dict[str, Any]:
+    return {
+        "apiVersion": API,
+        "kind": "MailDomainPolicy",
+        "metadata": {"name": name},
+        "spec": {"namespaces": namespaces, "domains": domains},
+    }
+
+
+def claim(namespace: str, domain: str, created: str) -> Any:
+    return parse_maildomain(
+        {
+            "apiVersion": API,
+            "kind": "MailDomain",
+            "metadata": {"name": "mail", "namespace": namespace, "creationTimestamp": created},
+            "spec": {"domain": domain},
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("pattern", "domain", "matches"),
+    [
+        ("tenant-a.example", "tenant-a.example", True),
+        ("tenant-a.example", "shop.tenant-a.example", False),
+        ("*.tenant-a.example", "shop.tenant-a.example", True),
+        ("*.tenant-a.example", "a.b.tenant-a.example", True),
+        ("*.tenant-a.example", "tenant-a.example", False),  # the suffix itself is not under it
+        ("*.tenant-a.example", "evil-tenant-a.example", False),  # a label boundary, not a suffix
+        ("*.tenant-a.example", "tenant-a.example.evil", False),
+    ],
+)
+def test_a_pattern_matches_its_name_or_the_names_under_it(
+    pattern: str, domain: str, matches: bool
+) -> None:
+    assert domain_matches(pattern, domain) is matches
+
+
+def test_a_policy_parses_sorted_and_refuses_bad_entries_with_their_place() -> None:
+    parsed = parse_policy(policy_doc("a", ["tenant-a", "ops"], ["*.a.example", "a.example"]))
+    assert parsed == MailDomainPolicy("a", ("ops", "tenant-a"), ("*.a.example", "a.example"))
+    with pytest.raises(ValidationError) as raised:
+        parse_policy(policy_doc("a", ["Tenant_A"], ["*", "a.*.example"]))
+    assert [(p.document, p.path) for p in raised.value.problems] == [
+        ("MailDomainPolicy/a", "spec.namespaces[0]"),
+        ("MailDomainPolicy/a", "spec.domains[0]"),
+        ("MailDomainPolicy/a", "spec.domains[1]"),
+    ]
+
+
+def test_without_policies_every_namespace_may_claim_any_domain() -> None:
+    assert not Grants().enforced
+    assert Grants().refusal("tenant-a", "anything.example") is None
+
+
+def test_with_a_policy_only_what_it_grants_may_be_served_and_the_refusal_says_whom_to_ask() -> None:
+    grants = Grants((parse_policy(policy_doc("tenant-a", ["tenant-a"], ["a.example"])),))
+    assert grants.refusal("tenant-a", "a.example") is None
+    assert grants.refusal("tenant-a", "b.example") == (
+        "no MailDomainPolicy grants namespace tenant-a the domain b.example; "
+        "ask the platform team to add it to MailDomainPolicy/tenant-a"
+    )
+    assert grants.refusal("tenant-b", "a.example") == (
+        "no MailDomainPolicy grants namespace tenant-b the domain a.example; "
+        "ask the platform team for a MailDomainPolicy granting it"
+    )
+    required = Grants(required=True)
+    assert required.enforced and required.refusal("tenant-a", "a.example") is not None
+
+
+def test_an_ungranted_claim_neither_serves_nor_blocks_the_granted_one() -> None:
+    # Tenant a claimed victim.example first; the platform grants it to tenant b, the owner.
+    grants = Grants((parse_policy(policy_doc("b", ["tenant-b"], ["victim.example"])),))
+    squatter = claim("tenant-a", "victim.example", "2026-12-01T00:00:00Z")
+    owner = claim("tenant-b", "victim.example", "2026-12-07T00:00:00Z")
+    services, problems = assemble([squatter, owner], [], grants)
+    assert [s.domain.ref for s in services] == ["MailDomain/tenant-b/mail"]
+    assert [(p.document, p.path) for p in problems] == [("MailDomain/tenant-a/mail", "spec.domain")]
+    assert problems[0].message.startswith("no MailDomainPolicy grants namespace tenant-a")
+
+
+def test_mailstack_render_applies_the_policies_in_its_files(tmp_path: Path, capsys: Any) -> None:
+    (tmp_path / "policy.yaml").write_text(
+        "apiVersion: mailstack.dev/v1alpha1\nkind: MailDomainPolicy\nmetadata: {name: b}\n"
+        "spec: {namespaces: [tenant-b], domains: [victim.example]}\n"
+    )
+    for ns in ("tenant-a", "tenant-b"):
+        (tmp_path / f"{ns}.yaml").write_text(
+            "apiVersion: mailstack.dev/v1alpha1\nkind: MailDomain\n"
+            f"metadata: {{name: mail, namespace: {ns}}}\nspec: {{domain: victim.example}}\n"
+        )
+    files = ["-f", str(tmp_path / "policy.yaml")]
+    assert main(["render", *files, "-f", str(tmp_path / "tenant-a.yaml")]) == 2
+    assert "no MailDomainPolicy grants namespace tenant-a" in capsys.readouterr().err
+    assert main(["render", *files, "-f", str(tmp_path / "tenant-b.yaml")]) == 0
+    assert "namespace: tenant-b" in capsys.readouterr().out
