@@ -458,6 +458,10 @@ BAD: list[tuple[str, Doc, str]] = [
     ("policy-wildcard-tld", policy(domains=["*.com"]), NO_MATCH),
     ("policy-numeric-tld", policy(domains=["tenant.123"]), TLD),
     ("policy-unknown-field", policy(limits={}), UNKNOWN),
+    ("policy-service-type", policy(service={"types": ["ExternalName"]}), "not one of"),
+    ("policy-service-no-types", policy(service={"types": []}), "should be non-empty"),
+    ("policy-annotation-key", policy(service={"annotations": ["bad key"]}), NO_MATCH),
+    ("policy-annotation-inner-star", policy(service={"annotations": ["a*/b"]}), NO_MATCH),
     # The domain and the metadata
     ("uppercase-domain", maildomain(domain="Example.com"), NO_MATCH),
     ("idn-without-punycode", maildomain(domain="bücher.example"), NO_MATCH),

@@ -112,3 +112,64 @@ def test_mailstack_render_applies_the_policies_in_its_files(tmp_path: Path, caps
     assert "no MailDomainPolicy grants namespace tenant-a" in capsys.readouterr().err
     assert main(["render", *files, "-f", str(tmp_path / "tenant-b.yaml")]) == 0
     assert "namespace: tenant-b" in capsys.readouterr().out
+
+
+def service_claim(namespace: str, **service: Any) -> Any:
+    return parse_maildomain(
+        {
+            "apiVersion": API,
+            "kind": "MailDomain",
+            "metadata": {"name": "mail", "namespace": namespace},
+            "spec": {"domain": "a.example", "service": service},
+        }
+    )
+
+
+def limited(name: str, **service: Any) -> MailDomainPolicy:
+    doc = policy_doc(name, ["tenant-a"], ["a.example"])
+    doc["spec"]["service"] = service
+    return parse_policy(doc)
+
+
+def test_a_grant_limits_what_the_operator_makes_of_the_public_service() -> None:
+    strict = limited(
+        "strict",
+        types=["ClusterIP", "LoadBalancer"],
+        annotations=["metallb.universe.tf/*"],
+        loadBalancerIP=False,
+    )
+    dom = service_claim(
+        "tenant-a",
+        type="NodePort",
+        loadBalancerIP="192.0.2.7",
+        annotations={
+            "metallb.universe.tf/address-pool": "public",
+            "service.beta.kubernetes.io/aws-load-balancer-internal": "false",
+        },
+    )
+    services, problems = assemble([dom], [], Grants((strict,)))
+    assert services == []
+    assert [(p.path, p.message) for p in problems] == [
+        ("spec.service.type", "NodePort is not allowed by MailDomainPolicy/strict"),
+        (
+            "spec.service.annotations.service.beta.kubernetes.io/aws-load-balancer-internal",
+            "this annotation is not allowed by MailDomainPolicy/strict",
+        ),
+        (
+            "spec.service.loadBalancerIP",
+            "a fixed address is not allowed by MailDomainPolicy/strict",
+        ),
+    ]
+    allowed = service_claim("tenant-a", annotations={"metallb.universe.tf/address-pool": "p"})
+    assert assemble([allowed], [], Grants((strict,)))[1] == []
+    # Grants add up: a second policy granting the same domain without limits allows it all.
+    services, problems = assemble([dom], [], Grants((strict, limited("open"))))
+    assert problems == [] and len(services) == 1
+
+
+def test_no_annotation_at_all_can_be_required() -> None:
+    none = limited("none", annotations=[])
+    dom = service_claim("tenant-a", annotations={"x.example/y": "z"})
+    assert [p.path for p in assemble([dom], [], Grants((none,)))[1]] == [
+        "spec.service.annotations.x.example/y"
+    ]

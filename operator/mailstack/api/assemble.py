@@ -75,11 +75,11 @@ def assemble(
 ) -> tuple[list[MailService], list[Problem]]:
     """Group Mailboxes under their MailDomains and check the cross-document rules.
 
-    A MailDomain whose namespace the platform's policies do not grant its domain serves
-    nothing (``policy.Grants``). A domain is served by one MailDomain in the whole cluster (all
-    namespaces given): the oldest granted claim (``MailDomain.claim_order``); every later one
-    gets a problem naming it. A Mailbox belongs to the MailDomain of its own namespace that
-    serves its domain.
+    A MailDomain whose namespace the platform's policies do not grant its domain, or whose
+    Service they do not allow, serves nothing (``policy.Grants``). A domain is served by one
+    MailDomain in the whole cluster (all namespaces given): the oldest granted claim
+    (``MailDomain.claim_order``); every later one gets a problem naming it. A Mailbox belongs
+    to the MailDomain of its own namespace that serves its domain.
     """
     grants = grants or Grants()
     problems: list[Problem] = []
@@ -89,6 +89,10 @@ def assemble(
         refusal = grants.refusal(dom.namespace, dom.domain)
         if refusal is not None:
             problems.append(Problem(dom.ref, "spec.domain", refusal))
+            continue
+        not_allowed = grants.service_refusals(dom)
+        if not_allowed:
+            problems += [Problem(dom.ref, path, why) for path, why in not_allowed]
             continue
         winner = winners.get(dom.domain)
         if winner is not None:

@@ -10,6 +10,15 @@ every name under a suffix (``*.example.com``: ``shop.example.com``, not ``exampl
     spec:
       namespaces: [tenant-a]
       domains: [tenant-a.example, "*.tenant-a.example"]
+      service:                                   # optional: what the public Service may be
+        types: [LoadBalancer]                    # default: any type
+        annotations: ["metallb.universe.tf/*"]   # keys, a trailing * a prefix; default: any
+        loadBalancerIP: false                    # default: allowed
+
+The public Service of a MailDomain is created by the operator's account, past whatever stops
+the tenant from making a LoadBalancer or annotating one itself; a policy's ``service`` section
+says what its grant allows there. Several policies granting the same domain add up: a setting
+is allowed when one of them allows it.
 
 Grants are enforced as soon as one policy exists, or when the operator is told to require them
 (``--require-domain-grant``; the chart's ``policy.requireGrant``): a platform that writes
@@ -27,8 +36,9 @@ from typing import Any
 
 from mailstack.api import validate
 from mailstack.api.errors import FieldError, ValidationError
+from mailstack.api.models import MailDomain, ServiceSpec
 from mailstack.api.parse.common import METADATA_FIELDS, check_header, raise_problems
-from mailstack.api.reader import Reader
+from mailstack.api.reader import Reader, boolean, one_of
 from mailstack.kubedoc import meta_of
 
 KIND = "MailDomainPolicy"
@@ -36,10 +46,34 @@ MAX_ENTRIES = 256  # namespaces and domains per policy, as the CRD says
 
 
 @dataclass(frozen=True)
+class ServiceLimits:
+    """What a grant allows the public Service to be; None: anything."""
+
+    types: tuple[str, ...] | None = None
+    annotations: tuple[str, ...] | None = None  # keys; a trailing "*" matches a prefix
+    load_balancer_ip: bool = True
+
+    def refusals(self, service: ServiceSpec) -> list[tuple[str, str]]:
+        """(field path, why) for every part of ``service`` these limits do not allow."""
+        found: list[tuple[str, str]] = []
+        if self.types is not None and service.type not in self.types:
+            found.append(("spec.service.type", f"{service.type} is not allowed"))
+        for key, _ in service.annotations:
+            if self.annotations is not None and not any(
+                key == p or (p.endswith("*") and key.startswith(p[:-1])) for p in self.annotations
+            ):
+                found.append((f"spec.service.annotations.{key}", "this annotation is not allowed"))
+        if service.load_balancer_ip and not self.load_balancer_ip:
+            found.append(("spec.service.loadBalancerIP", "a fixed address is not allowed"))
+        return found
+
+
+@dataclass(frozen=True)
 class MailDomainPolicy:
     name: str
     namespaces: tuple[str, ...]
     domains: tuple[str, ...]  # exact names, or "*." + a suffix
+    service: ServiceLimits = ServiceLimits()
 
     @property
     def ref(self) -> str:
@@ -69,6 +103,17 @@ class Grants:
     def enforced(self) -> bool:
         return self.required or bool(self.policies)
 
+    def service_refusals(self, dom: MailDomain) -> list[tuple[str, str]]:
+        """(field path, why) for what the grants of ``dom`` do not allow its Service to be."""
+        if not self.enforced:
+            return []
+        granting = [p for p in self.policies if p.grants(dom.namespace, dom.domain)]
+        verdicts = [p.service.refusals(dom.service) for p in granting]
+        if not verdicts or any(not v for v in verdicts):
+            return []  # not granted (refused elsewhere), or one grant allows all of it
+        names = " or ".join(p.ref for p in granting)
+        return [(path, f"{why} by {names}") for path, why in verdicts[0]]
+
     def refusal(self, namespace: str, domain: str) -> str | None:
         """Why ``namespace`` may not serve ``domain``, naming whom to ask; None if it may."""
         if not self.enforced or any(p.grants(namespace, domain) for p in self.policies):
@@ -86,10 +131,12 @@ def _pattern(value: object) -> str:
     return validate.domain_name(value)
 
 
-def _entries(r: Reader, spec: Mapping[str, Any], key: str, check: Any) -> tuple[str, ...]:
-    raw = spec.get(key)
-    path = f"spec.{key}"
-    if not isinstance(raw, list) or not raw:
+def _entries(
+    r: Reader, section: Mapping[str, Any], path: str, check: Any, allow_empty: bool = False
+) -> tuple[str, ...]:
+    """A list of checked strings at ``path`` (``spec.domains``), sorted, without repeats."""
+    raw = section.get(path.rpartition(".")[2])
+    if not isinstance(raw, list) or (not raw and not allow_empty):
         r.fail(path, "must list at least one entry")
         return ()
     if len(raw) > MAX_ENTRIES:
@@ -114,8 +161,31 @@ def parse_policy(doc: Mapping[str, Any], source: str = "") -> MailDomainPolicy:
     check_header(r, doc, KIND, status=False)
     meta = r.mapping(doc.get("metadata"), "metadata", METADATA_FIELDS)
     name = r.field(meta, "name", "metadata", validate.kubernetes_name)
-    spec = r.mapping(doc.get("spec"), "spec", {"namespaces", "domains"})
-    namespaces = _entries(r, spec, "namespaces", validate.kubernetes_name)
-    domains = _entries(r, spec, "domains", _pattern)
+    spec = r.mapping(doc.get("spec"), "spec", {"namespaces", "domains", "service"})
+    namespaces = _entries(r, spec, "spec.namespaces", validate.kubernetes_name)
+    domains = _entries(r, spec, "spec.domains", _pattern)
+    service = _service_limits(r, spec.get("service"))
     raise_problems(r)
-    return MailDomainPolicy(name=name, namespaces=namespaces, domains=domains)
+    return MailDomainPolicy(name=name, namespaces=namespaces, domains=domains, service=service)
+
+
+def _annotation_pattern(value: object) -> str:
+    if isinstance(value, str) and value.endswith("*"):
+        return validate.annotation_key(value[:-1] + "x")[:-1] + "*"
+    return validate.annotation_key(value)
+
+
+def _service_limits(r: Reader, value: object) -> ServiceLimits:
+    if value is None:
+        return ServiceLimits()
+    section = r.mapping(value, "spec.service", {"types", "annotations", "loadBalancerIP"})
+    types = annotations = None
+    if "types" in section:
+        service_types = one_of("LoadBalancer", "NodePort", "ClusterIP")
+        types = _entries(r, section, "spec.service.types", service_types)
+    if "annotations" in section:
+        annotations = _entries(
+            r, section, "spec.service.annotations", _annotation_pattern, allow_empty=True
+        )
+    allow_ip = r.field(section, "loadBalancerIP", "spec.service", boolean, True)
+    return ServiceLimits(types, annotations, allow_ip)

@@ -103,8 +103,8 @@ class Rendered:
     objects: list[Obj] = field(default_factory=list)  # owned and annotated, in apply order
     domain_problems: list[Problem] = field(default_factory=list)
     mailbox_problems: dict[str, list[Problem]] = field(default_factory=lambda: defaultdict(list))
-    # Reason for Valid=False: InvalidSpec, DomainNotGranted, DomainConflict (claimed twice),
-    # InvalidSecret.
+    # Reason for Valid=False: InvalidSpec, DomainNotGranted, ServiceNotAllowed, DomainConflict
+    # (claimed twice), InvalidSecret.
     invalid_reason: str = reasons.INVALID_SPEC
     render_error: str | None = None
     # Another MailDomain serves the same domain: this one must not touch the Mailboxes.
@@ -168,8 +168,12 @@ def render_domain(inputs: DomainInputs) -> Rendered:
     service = next((s for s in services if s.domain.ref == model.ref), None)
     if service is None:
         out.serves_mailboxes = False
-        refused = inputs.grants.refusal(model.namespace, model.domain)
-        out.invalid_reason = reasons.DOMAIN_NOT_GRANTED if refused else reasons.DOMAIN_CONFLICT
+        if inputs.grants.refusal(model.namespace, model.domain):
+            out.invalid_reason = reasons.DOMAIN_NOT_GRANTED
+        elif inputs.grants.service_refusals(model):
+            out.invalid_reason = reasons.SERVICE_NOT_ALLOWED
+        else:
+            out.invalid_reason = reasons.DOMAIN_CONFLICT
         if not out.domain_problems:  # assemble always says why; this is a safety net
             out.domain_problems.append(Problem(model.ref, "spec.domain", "served twice"))
         return out
