@@ -3,7 +3,9 @@
 Owns: retries with backoff for what is worth retrying (HTTP 429 honouring ``Retry-After``, 500,
 502, 503, 504, connection errors and timeouts), and the mapping of failures to one-line errors:
 401/403 → ``CredentialsError``, anything else after the last attempt → ``ProviderError``. Other
-4xx answers are returned to the caller, which knows the API's error format.
+4xx answers are returned to the caller, which knows the API's error format. Redirects are not
+followed: a provider API has no reason to send one, and following it would carry the API key to
+wherever it points, a host no check of the MailDomain's URL ever saw.
 """
 
 from __future__ import annotations
@@ -21,6 +23,14 @@ from typing import Any
 from mailstack.dns.errors import CredentialsError, ProviderError
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+class _RedirectsRefused(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *_: Any, **__: Any) -> None:
+        return None  # urllib then raises HTTPError with the 3xx answer
+
+
+OPENER = urllib.request.build_opener(_RedirectsRefused)  # for every provider API
 
 
 @dataclass(frozen=True)
@@ -88,7 +98,7 @@ class JsonApi:
             request = urllib.request.Request(url, data=data, method=method, headers=headers)
             self.requests += 1
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as answer:
+                with OPENER.open(request, timeout=self.timeout) as answer:
                     return Response(answer.status, _decode(answer.read()), dict(answer.headers))
             except urllib.error.HTTPError as err:
                 payload = _decode(err.read())
@@ -97,6 +107,11 @@ class JsonApi:
                 if status in (401, 403):
                     raise CredentialsError(
                         f"{self.what}: {method} {path}: HTTP {status}: {text}"
+                    ) from None
+                if 300 <= status < 400:
+                    raise ProviderError(
+                        f"{self.what}: {method} {path}: HTTP {status}, a redirect to "
+                        f"{err.headers.get('Location', '?')}: not followed"
                     ) from None
                 if status not in RETRY_STATUS:
                     return Response(status, payload, dict(err.headers))

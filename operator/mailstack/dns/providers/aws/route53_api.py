@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from mailstack.dns.providers.aws.sigv4 import ROUTE53_REGION, ROUTE53_SERVICE, sign_request
+from mailstack.dns.providers.http import OPENER
 
 ENDPOINT = "https://route53.amazonaws.com"
 API_VERSION = "2013-04-01"
@@ -256,7 +257,7 @@ class Route53RestClient:
         request = urllib.request.Request(url, data=body, method=method, headers=headers)
         self.requests += 1
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as answer:
+            with OPENER.open(request, timeout=self.timeout) as answer:  # no redirects
                 raw = answer.read()
         except urllib.error.HTTPError as err:
             raise error_from_answer(err.code, err.read()) from None
