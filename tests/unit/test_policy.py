@@ -173,3 +173,47 @@ def test_no_annotation_at_all_can_be_required() -> None:
     assert [p.path for p in assemble([dom], [], Grants((none,)))[1]] == [
         "spec.service.annotations.x.example/y"
     ]
+
+
+def pointed(relay: str, dns: dict[str, Any] | None = None) -> Any:
+    spec: dict[str, Any] = {"domain": "a.example", "relay": {"host": relay}}
+    if dns is not None:
+        spec["dns"] = {"provider": dns}
+    return parse_maildomain(
+        {
+            "apiVersion": API,
+            "kind": "MailDomain",
+            "metadata": {"name": "mail", "namespace": "tenant-a"},
+            "spec": spec,
+        }
+    )
+
+
+def test_under_policies_the_relay_and_dns_server_must_be_public_or_allowed() -> None:
+    plain = Grants((parse_policy(policy_doc("a", ["tenant-a"], ["a.example"])),))
+    inside = pointed(
+        "169.254.169.254",
+        {
+            "powerdns": {
+                "apiUrl": "http://pdns.tenant-b.svc.cluster.local:8081",
+                "apiKeySecretRef": {"name": "k"},
+            }
+        },
+    )
+    services, problems = assemble([inside], [], plain)
+    assert services == []
+    assert [p.path for p in problems] == ["spec.relay.host", "spec.dns.provider.powerdns.apiUrl"]
+    assert problems[0].message == (
+        "169.254.169.254 is a link-local address (cloud metadata lives there); "
+        "a MailDomainPolicy may allow it"
+    )
+    doc = policy_doc("a", ["tenant-a"], ["a.example"])
+    doc["spec"]["allowedHosts"] = ["169.254.169.254", "*.tenant-b.svc.cluster.local"]
+    assert assemble([inside], [], Grants((parse_policy(doc),)))[1] == []
+    # Without policies nothing is checked: a single team's own cluster.
+    assert assemble([inside], [], Grants())[1] == []
+    public = pointed(
+        "smtp.example.net",
+        {"rfc2136": {"server": "9.9.9.9", "tsigKeyName": "k", "tsigSecretRef": {"name": "t"}}},
+    )
+    assert assemble([public], [], plain)[1] == []

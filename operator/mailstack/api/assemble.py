@@ -90,7 +90,7 @@ def assemble(
         if refusal is not None:
             problems.append(Problem(dom.ref, "spec.domain", refusal))
             continue
-        not_allowed = grants.service_refusals(dom)
+        not_allowed = grants.service_refusals(dom) + grants.host_refusals(dom)
         if not_allowed:
             problems += [Problem(dom.ref, path, why) for path, why in not_allowed]
             continue

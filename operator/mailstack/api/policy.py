@@ -30,13 +30,19 @@ platform grants it to its owner.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mailstack.api import validate
+from mailstack.api import hosts, validate
 from mailstack.api.errors import FieldError, ValidationError
-from mailstack.api.models import MailDomain, ServiceSpec
+from mailstack.api.models import (
+    MailDomain,
+    PowerDnsSettings,
+    Rfc2136Settings,
+    ServiceSpec,
+)
 from mailstack.api.parse.common import METADATA_FIELDS, check_header, raise_problems
 from mailstack.api.reader import Reader, boolean, one_of
 from mailstack.kubedoc import meta_of
@@ -74,6 +80,8 @@ class MailDomainPolicy:
     namespaces: tuple[str, ...]
     domains: tuple[str, ...]  # exact names, or "*." + a suffix
     service: ServiceLimits = ServiceLimits()
+    # Non-public hosts a MailDomain may name (relay, DNS server): names, "*." suffixes, CIDRs.
+    allowed_hosts: tuple[str, ...] = ()
 
     @property
     def ref(self) -> str:
@@ -114,6 +122,19 @@ class Grants:
         names = " or ".join(p.ref for p in granting)
         return [(path, f"{why} by {names}") for path, why in verdicts[0]]
 
+    def host_refusals(self, dom: MailDomain) -> list[tuple[str, str]]:
+        """(field path, why) for each host ``dom`` names that is not public nor allowed."""
+        if not self.enforced:
+            return []
+        granting = [p for p in self.policies if p.grants(dom.namespace, dom.domain)]
+        patterns = tuple(h for p in granting for h in p.allowed_hosts)
+        found = []
+        for path, host in contacted_hosts(dom):
+            problem = hosts.host_problem(host)
+            if problem is not None and not hosts.allowed(host, patterns):
+                found.append((path, f"{host} is {problem}; a MailDomainPolicy may allow it"))
+        return found
+
     def refusal(self, namespace: str, domain: str) -> str | None:
         """Why ``namespace`` may not serve ``domain``, naming whom to ask; None if it may."""
         if not self.enforced or any(p.grants(namespace, domain) for p in self.policies):
@@ -123,6 +144,33 @@ class Grants:
         if mine:
             return f"{message}; ask the platform team to add it to {' or '.join(mine)}"
         return f"{message}; ask the platform team for a MailDomainPolicy granting it"
+
+
+def contacted_hosts(dom: MailDomain) -> list[tuple[str, str]]:
+    """(field path, host) of every host contacted on the MailDomain's behalf."""
+    found: list[tuple[str, str]] = []
+    if dom.relay is not None:
+        found.append(("spec.relay.host", dom.relay.host))
+    settings = dom.dns.provider.settings
+    if isinstance(settings, Rfc2136Settings):
+        found.append(("spec.dns.provider.rfc2136.server", settings.server))
+    elif isinstance(settings, PowerDnsSettings):
+        found.append(("spec.dns.provider.powerdns.apiUrl", hosts.url_host(settings.api_url)))
+    return found
+
+
+def _host_pattern(value: object) -> str:
+    if isinstance(value, str) and "/" in value:
+        try:
+            return str(ipaddress.ip_network(value, strict=False))
+        except ValueError:
+            raise FieldError(f"{value!r} is not a CIDR range") from None
+    if isinstance(value, str):
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            pass
+    return _pattern(value)
 
 
 def _pattern(value: object) -> str:
@@ -161,12 +209,16 @@ def parse_policy(doc: Mapping[str, Any], source: str = "") -> MailDomainPolicy:
     check_header(r, doc, KIND, status=False)
     meta = r.mapping(doc.get("metadata"), "metadata", METADATA_FIELDS)
     name = r.field(meta, "name", "metadata", validate.kubernetes_name)
-    spec = r.mapping(doc.get("spec"), "spec", {"namespaces", "domains", "service"})
+    fields = {"namespaces", "domains", "service", "allowedHosts"}
+    spec = r.mapping(doc.get("spec"), "spec", fields)
     namespaces = _entries(r, spec, "spec.namespaces", validate.kubernetes_name)
     domains = _entries(r, spec, "spec.domains", _pattern)
     service = _service_limits(r, spec.get("service"))
+    allowed_hosts: tuple[str, ...] = ()
+    if "allowedHosts" in spec:
+        allowed_hosts = _entries(r, spec, "spec.allowedHosts", _host_pattern, allow_empty=True)
     raise_problems(r)
-    return MailDomainPolicy(name=name, namespaces=namespaces, domains=domains, service=service)
+    return MailDomainPolicy(name, namespaces, domains, service, allowed_hosts)
 
 
 def _annotation_pattern(value: object) -> str:

@@ -172,6 +172,8 @@ def render_domain(inputs: DomainInputs) -> Rendered:
             out.invalid_reason = reasons.DOMAIN_NOT_GRANTED
         elif inputs.grants.service_refusals(model):
             out.invalid_reason = reasons.SERVICE_NOT_ALLOWED
+        elif inputs.grants.host_refusals(model):
+            out.invalid_reason = reasons.HOST_NOT_ALLOWED
         else:
             out.invalid_reason = reasons.DOMAIN_CONFLICT
         if not out.domain_problems:  # assemble always says why; this is a safety net

@@ -1,0 +1,76 @@
+"""Public hosts only: what a tenant's MailDomain may point the relay and DNS provider at."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailstack.api import hosts
+from mailstack.api.errors import FieldError
+from mailstack.api.parse.common import host_or_ip
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.0.0.1",
+        "127.8.9.10",
+        "10.0.0.5",
+        "172.16.3.4",
+        "192.168.1.1",
+        "169.254.169.254",  # cloud metadata
+        "100.64.0.10",  # CGNAT: pod ranges of some clusters
+        "0.0.0.0",
+        "224.0.0.1",
+        "240.0.0.1",
+        "::1",
+        "::",
+        "fe80::1",
+        "fd00:ec2::254",  # AWS metadata over IPv6
+        "fc00::1",
+        "::ffff:127.0.0.1",  # IPv4-mapped
+        "::ffff:169.254.169.254",
+        "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+        "2002:7f00:1::",  # 6to4 of 127.0.0.1
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+        "smtp.tenant-b.svc.cluster.local",
+        "metadata.google.internal",
+        "printer.local",
+        "db.localhost",
+        "router.home.arpa",
+        "mail.corp",
+    ],
+)
+def test_internal_hosts_are_named_as_such(host: str) -> None:
+    assert hosts.host_problem(host) is not None
+
+
+@pytest.mark.parametrize("host", ["smtp.example.com", "8.8.8.8", "2001:4860:4860::8888"])
+def test_public_hosts_pass(host: str) -> None:
+    assert hosts.host_problem(host) is None
+
+
+@pytest.mark.parametrize(
+    "spelling", ["2130706433", "0177.0.0.1", "0x7f.0.0.1", "127.1", "017700000001"]
+)
+def test_other_spellings_of_an_address_never_get_that_far(spelling: str) -> None:
+    # The field validators refuse them as names (numeric top-level label, not an address).
+    with pytest.raises(FieldError):
+        host_or_ip(spelling)
+
+
+def test_a_url_host_is_read_as_a_url_parser_does() -> None:
+    assert hosts.url_host("https://pdns.example.com:8081/api") == "pdns.example.com"
+    assert hosts.url_host("http://[::1]:8081/") == "::1"
+    assert hosts.url_host("http://user@10.0.0.1/") == "10.0.0.1"
+
+
+def test_allowed_hosts_take_names_suffixes_addresses_and_ranges() -> None:
+    patterns = ("relay.mail-infra.svc.cluster.local", "*.corp.example", "10.20.0.0/16", "fd00::1")
+    assert hosts.allowed("relay.mail-infra.svc.cluster.local", patterns)
+    assert hosts.allowed("smtp.corp.example", patterns)
+    assert not hosts.allowed("corp.example", patterns)
+    assert hosts.allowed("10.20.3.4", patterns)
+    assert not hosts.allowed("10.21.0.1", patterns)
+    assert hosts.allowed("fd00::1", patterns)
+    assert not hosts.allowed("other.svc.cluster.local", patterns)
