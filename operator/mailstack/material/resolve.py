@@ -4,8 +4,8 @@ The Secrets given include the previously rendered ones (``<name>-dkim``, ``<name
 ``<name>-tls``, ``<name>-users``): whatever in them is still valid for the current spec is reused,
 and only what is missing or outdated is generated. Given the same Secrets, including the rendered
 ones, the result is identical, so reconciling twice changes nothing. Faults in user-supplied
-Secrets (Mailbox passwords, relay credentials) become ``Problem``s on the resource that refers to
-them; faults in operator-owned Secrets only mean that part is generated again.
+Secrets (Mailbox passwords, relay credentials and CA) become ``Problem``s on the resource that
+refers to them; faults in operator-owned Secrets only mean that part is generated again.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from mailstack.api.models import Mailbox, MailDomain, Secret
 from mailstack.api.validate import has_control_characters
 from mailstack.api.validate import password as validate_password
 from mailstack.material import Material
+from mailstack.material.ca_bundle import load_ca_bundle
 from mailstack.material.dkim import DkimKey, generate_dkim_key, load_dkim_key
 from mailstack.material.errors import MaterialError
 from mailstack.material.passwords import DEFAULT_ROUNDS, parse_passwd_file, password_hash
@@ -110,12 +111,14 @@ def resolve_material(
         tls = _resolve_tls(dom, ca, secrets, now, random_bytes)
     hashes = _resolve_passwords(service, secrets, random_bytes, password_rounds, problems)
     relay = _resolve_relay(dom, secrets, problems)
+    relay_ca = _resolve_relay_ca(dom, secrets, problems)
     material = Material(
         dkim=dkim,
         tls=tls,
         ca=ca,
         password_hashes=tuple(sorted(hashes.items())),
         relay_credentials=relay,
+        relay_ca=relay_ca,
         mda_client=_resolve_mda_client(dom, secrets, now, random_bytes),
     )
     return material, problems
@@ -296,6 +299,24 @@ def _resolve_relay(
     if len(values) != 2:
         return None
     return values[0], values[1]
+
+
+def _resolve_relay_ca(
+    dom: MailDomain, secrets: Mapping[str, Secret], problems: list[Problem]
+) -> str | None:
+    ref = dom.relay.ca if dom.relay is not None else None
+    if ref is None:
+        return None
+    path = "spec.relay.caSecretRef"
+    raw, missing = _lookup(secrets, ref.name, ref.key)
+    if raw is None:
+        problems.append(Problem(dom.ref, path, missing))
+        return None
+    try:
+        return load_ca_bundle(raw)
+    except MaterialError as err:
+        problems.append(Problem(dom.ref, path, f"Secret {ref.name} key {ref.key}: {err.message}"))
+        return None
 
 
 def _relay_value_problem(raw: bytes, what: str) -> str | None:
