@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from mailstack.api.assemble import MailService
 from mailstack.api.errors import FieldError, Problem
-from mailstack.api.models import Mailbox, MailDomain, Secret
+from mailstack.api.models import Mailbox, MailDomain, Secret, SecretKeyRef
 from mailstack.api.validate import has_control_characters
 from mailstack.api.validate import password as validate_password
 from mailstack.material import Material
@@ -40,6 +40,7 @@ from mailstack.material.pki import (
 
 RandomBytes = Callable[[int], bytes]
 _Pair = TypeVar("_Pair", CertificateAuthority, ClientCertificate)
+_Value = TypeVar("_Value")
 
 # Names of the operator-owned Secrets and their keys (``<name>`` is the MailDomain's name).
 CA_CERT_KEY = "ca.crt"
@@ -259,21 +260,37 @@ def _resolve_passwords(
 def _read_password(
     box: Mailbox, secrets: Mapping[str, Secret], problems: list[Problem]
 ) -> str | None:
-    ref = box.password
-    path = "spec.passwordSecretRef"
-    raw, missing = _lookup(secrets, ref.name, ref.key)
-    if raw is None:
-        problems.append(Problem(box.ref, path, missing))
-        return None
+    return _read_user_value(
+        secrets, box.password, box.ref, "spec.passwordSecretRef", _password_text, problems
+    )
+
+
+def _password_text(raw: bytes) -> str:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        problems.append(Problem(box.ref, path, _in(box, "the password is not UTF-8 text")))
+        raise FieldError("the password is not UTF-8 text") from None
+    return validate_password(text)
+
+
+def _read_user_value(
+    secrets: Mapping[str, Secret],
+    ref: SecretKeyRef,
+    owner: str,
+    path: str,
+    load: Callable[[bytes], _Value],
+    problems: list[Problem],
+) -> _Value | None:
+    """What ``load`` makes of the value a user's Secret holds under ``ref``, or None after
+    noting on ``owner`` why not (``load`` raises ``FieldError`` or ``MaterialError``)."""
+    raw, missing = _lookup(secrets, ref.name, ref.key)
+    if raw is None:
+        problems.append(Problem(owner, path, missing))
         return None
     try:
-        return validate_password(text)
-    except FieldError as err:
-        problems.append(Problem(box.ref, path, _in(box, err.message)))
+        return load(raw)
+    except (FieldError, MaterialError) as err:
+        problems.append(Problem(owner, path, f"Secret {ref.name} key {ref.key}: {err.message}"))
         return None
 
 
@@ -307,16 +324,9 @@ def _resolve_relay_ca(
     ref = dom.relay.ca if dom.relay is not None else None
     if ref is None:
         return None
-    path = "spec.relay.caSecretRef"
-    raw, missing = _lookup(secrets, ref.name, ref.key)
-    if raw is None:
-        problems.append(Problem(dom.ref, path, missing))
-        return None
-    try:
-        return load_ca_bundle(raw)
-    except MaterialError as err:
-        problems.append(Problem(dom.ref, path, f"Secret {ref.name} key {ref.key}: {err.message}"))
-        return None
+    return _read_user_value(
+        secrets, ref, dom.ref, "spec.relay.caSecretRef", load_ca_bundle, problems
+    )
 
 
 def _relay_value_problem(raw: bytes, what: str) -> str | None:
