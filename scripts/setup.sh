@@ -10,7 +10,7 @@ VENV="$ROOT/.venv"
 # The daemons the configs are checked with (and, later, run).
 DEBIAN_PACKAGES=(
   python3 python3-venv python3-pip ca-certificates openssl
-  postfix
+  postfix libsasl2-modules
   dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-sieve dovecot-managesieved
   rspamd
   iproute2 nftables util-linux mount procps

@@ -19,6 +19,7 @@ from mailstack.controller import plan
 from mailstack.controller.children import APPLIED_ANNOTATION, contains
 from mailstack.controller.config import FINALIZER
 from mailstack.controller.documents import address_domain
+from mailstack.material.pki import generate_ca
 from mailstack.render.objects import RenderOptions
 from mailstack.render.users import sieve_file_name
 from tests.component.conftest import (
@@ -435,6 +436,37 @@ def test_invalid_spec_is_reported_without_retries_and_recovers(
 
     api.patch("maildomains", "example-org", {"spec": {"catchAll": "user0@example.org"}})
     wait_ready(api, "example-org")
+
+
+def test_a_bad_relay_ca_is_reported_and_a_good_one_reaches_postfix(
+    api: ApiServer, operator: OperatorThread
+) -> None:
+    api.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "relay-ca", "namespace": NS},
+            "stringData": {"ca.crt": "not a certificate"},
+        }
+    )
+    relay = {"host": "smtp.example.net", "caSecretRef": {"name": "relay-ca"}}
+    populate(api, boxes=1, relay=relay)
+    wait_for(lambda: condition(api.get("maildomains", "example-org"), "Valid") == "False")
+    valid = conditions(api.get("maildomains", "example-org"))["Valid"]
+    assert valid["reason"] == "InvalidSecret"
+    assert "spec.relay.caSecretRef" in valid["message"]
+    assert "Secret relay-ca key ca.crt: not PEM" in valid["message"]
+    assert not children(api, "example-org")
+    quiet = settle(api, operator)
+    time.sleep(1.5)
+    assert api.write_count() == quiet  # no retry storm, and the operator is still there
+
+    ca = generate_ca("relay CA", datetime.now(UTC)).cert_pem
+    api.patch("secrets", "relay-ca", {"stringData": {"ca.crt": ca}})  # the Secret watch sees it
+    wait_ready(api, "example-org")
+    postfix = api.get("configmaps", "example-org-postfix")
+    assert postfix is not None and postfix["data"]["relay-ca.crt"] == ca
+    assert "smtp_tls_CAfile = /etc/mailstack/postfix/relay-ca.crt" in postfix["data"]["main.cf"]
 
 
 def test_schema_violations_never_reach_the_operator(api: ApiServer) -> None:

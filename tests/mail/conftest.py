@@ -2,12 +2,15 @@
 
 One stack per test session (it takes ~10-20 s to come up): a MailDomain for example.com with
 Mailboxes covering the features under test, DNS served by BIND in the test's "internet" network
-namespace, and an SMTP sink there standing for remote servers and the smarthost.
+namespace, and an SMTP sink there standing for remote servers and the smarthost. The smarthost is
+``smtp.example.net`` with credentials and a CA of the test's own (``relay_pki``): all outbound
+mail goes over TLS that Postfix verifies, with a login.
 """
 
 from __future__ import annotations
 
 import email
+import functools
 import imaplib
 import json
 import os
@@ -24,6 +27,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.message import Message
 from pathlib import Path
 from typing import Any
@@ -33,6 +37,12 @@ import pytest
 import yaml
 
 from mailstack.local.network import ports_in_use
+from mailstack.material.pki import (
+    CertificateAuthority,
+    ServerCertificate,
+    generate_ca,
+    issue_server_certificate,
+)
 from tests.mail.internet import ROOT, Internet
 from tests.mail.messages import MDA, SENDER
 
@@ -45,6 +55,11 @@ PASSWORDS = {
     "erin": "erin-secret-password",
     "grace": "grace-secret-password",
 }
+# The smarthost: a name in the test internet's DNS, a certificate for it from the test's own CA
+# (standing for a public one), and the login it takes.
+RELAY_HOST = "smtp.example.net"
+RELAY_USER = "example-com"
+RELAY_PASSWORD = "relay-secret-password"
 ERIN_SIEVE = """require ["fileinto", "mailbox"];
 if header :contains "Subject" "[proj]" {
   fileinto :create "Projects";
@@ -57,6 +72,36 @@ def _needs_root() -> None:
         pytest.skip("the mail path tests need root (network namespaces)")
 
 
+@dataclass(frozen=True)
+class RelayPki:
+    ca: CertificateAuthority
+    server: ServerCertificate  # for RELAY_HOST
+    other: ServerCertificate  # from the same CA, for another name
+    impostor: ServerCertificate  # for RELAY_HOST, from a CA the MailDomain does not name
+
+
+@functools.cache
+def relay_pki() -> RelayPki:
+    """The smarthost's CA and certificates, the same for the whole session."""
+    now = datetime.now(UTC)
+    ca = generate_ca("mailstack test relay CA", now)
+    return RelayPki(
+        ca=ca,
+        server=issue_server_certificate(ca, [RELAY_HOST], now),
+        other=issue_server_certificate(ca, ["other.example.net"], now),
+        impostor=issue_server_certificate(generate_ca("impostor CA", now), [RELAY_HOST], now),
+    )
+
+
+def serve_relay_certificate(folder: Path, certificate: ServerCertificate) -> None:
+    """The certificate the sink presents from its next STARTTLS on (see tests.mail.sink)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in (("key.pem", certificate.key_pem), ("cert.pem", certificate.cert_pem)):
+        tmp = folder / f"{name}.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, folder / name)
+
+
 def stack_documents(
     internet_ip: str, extra_domain_spec: dict[str, Any] | None = None
 ) -> list[dict[str, Any]]:
@@ -67,7 +112,12 @@ def stack_documents(
         "postmaster": "alice@example.com",
         "limits": {"messageSize": "10Mi"},
         "protocols": {"managesieve": True},
-        "relay": {"host": internet_ip, "port": 2525},
+        "relay": {
+            "host": RELAY_HOST,
+            "port": 2525,
+            "credentialsSecretRef": {"name": "relay-credentials"},
+            "caSecretRef": {"name": "relay-ca"},
+        },
         "resolvers": [internet_ip],
         "dkim": {"selector": "test"},
         "dns": {"addresses": {"ipv4": [internet_ip]}},
@@ -79,7 +129,19 @@ def stack_documents(
             "kind": "MailDomain",
             "metadata": {"name": "example-com", "namespace": "mail"},
             "spec": spec,
-        }
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "relay-credentials", "namespace": "mail"},
+            "stringData": {"username": RELAY_USER, "password": RELAY_PASSWORD},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "relay-ca", "namespace": "mail"},
+            "stringData": {"ca.crt": relay_pki().ca.cert_pem},
+        },
     ]
     boxes: dict[str, dict[str, Any]] = {
         "alice": {},
@@ -474,6 +536,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 "example.net": (
                     "example.net. 300 IN MX 10 sink.example.net.\n"
                     f"sink.example.net. 300 IN A {internet.ip}\n"
+                    f"{RELAY_HOST}. 300 IN A {internet.ip}\n"
                     # The host's clients reach the pods from a bridge in 10.192.0.0/10.
                     f'example.net. 300 IN TXT "v=spf1 ip4:{internet.ip} ip4:10.192.0.0/10 -all"\n'
                 ),
@@ -484,7 +547,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 ),
             }
         )
-        internet.start_sink(2525)
+        serve_relay_certificate(workdir / "relay-tls", relay_pki().server)
+        internet.start_sink(2525, tls=workdir / "relay-tls", login=f"{RELAY_USER}:{RELAY_PASSWORD}")
         log = open(workdir / "up.log", "ab")  # noqa: SIM115
         result.process = subprocess.Popen(
             [

@@ -90,16 +90,21 @@ class Internet:
             check=False,
         )
 
-    def start_sink(self, port: int = 2525) -> None:
+    def start_sink(
+        self, port: int = 2525, tls: Path | None = None, login: str | None = None
+    ) -> None:
+        """The SMTP sink (``tests.mail.sink``); with STARTTLS from the certificate in ``tls``
+        and a required ``login`` (USER:PASSWORD) when they are given."""
         self.sink_dir.mkdir(parents=True, exist_ok=True)
-        env_python = sys.executable
+        options = [*(["--tls", str(tls)] if tls else []), *(["--login", login] if login else [])]
         self.spawn(
-            env_python,
+            sys.executable,
             "-m",
             "tests.mail.sink",
             self.ip,
             str(port),
             str(self.sink_dir),
+            *options,
             log=self.workdir / "sink.log",
         )
         self._wait_port(port)

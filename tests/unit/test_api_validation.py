@@ -600,6 +600,43 @@ def test_spam_reject_must_exceed_add_header(thresholds: Doc, expected: str) -> N
     assert (problem.path, problem.message) == ("spec.spam.thresholds", expected)
 
 
+# --- relay --------------------------------------------------------------------------------------
+
+
+def test_relay_ca_defaults_its_key_and_makes_the_relay_verified() -> None:
+    relay = {"host": "smtp.example.net", "caSecretRef": {"name": "relay-ca"}}
+    parsed = parse_maildomain(maildomain(domain_spec(relay=relay))).relay
+    assert parsed == m.Relay(host="smtp.example.net", ca=m.SecretKeyRef("relay-ca", "ca.crt"))
+    assert parsed.verified and parsed.credentials_secret is None
+    plain = parse_maildomain(maildomain(domain_spec(relay={"host": "192.0.2.25"}))).relay
+    assert plain is not None and not plain.verified  # opportunistic TLS, an IP address is fine
+    with_credentials = {"host": "smtp.example.net", "credentialsSecretRef": {"name": "relay"}}
+    relay_model = parse_maildomain(maildomain(domain_spec(relay=with_credentials))).relay
+    assert relay_model is not None and relay_model.verified and relay_model.ca is None
+
+
+@pytest.mark.parametrize("host", ["192.0.2.25", "2001:db8::25", "::ffff:192.0.2.25"])
+@pytest.mark.parametrize("reference", ["credentialsSecretRef", "caSecretRef"])
+def test_a_verified_relay_must_be_named_by_host_name(host: str, reference: str) -> None:
+    relay = {"host": host, reference: {"name": "relay"}}
+    problem = only_problem(parse_maildomain, maildomain(domain_spec(relay=relay)))
+    assert (problem.document, problem.path) == (MD_REF, "spec.relay.host")
+    assert problem.message.startswith(
+        "a relay with credentialsSecretRef or caSecretRef must be given by its host name, not an "
+        "IP address: Postfix checks the relay's certificate against that name"
+    )
+
+
+def test_relay_ca_reference_is_checked() -> None:
+    relay = {"host": "smtp.example.net", "caSecretRef": {"name": "Relay CA", "key": "a/b"}}
+    problems = by_path(problems_of(parse_maildomain, maildomain(domain_spec(relay=relay))))
+    assert set(problems) == {"spec.relay.caSecretRef.name", "spec.relay.caSecretRef.key"}
+    relay = {"host": "smtp.example.net", "caSecretRef": {"key": "ca.pem", "namespace": "x"}}
+    problems = by_path(problems_of(parse_maildomain, maildomain(domain_spec(relay=relay))))
+    assert problems.keys() == {"spec.relay.caSecretRef.name", "spec.relay.caSecretRef.namespace"}
+    assert problems["spec.relay.caSecretRef.name"] == ["is required"]
+
+
 # --- mailbox rules ------------------------------------------------------------------------------
 
 

@@ -310,6 +310,10 @@ def test_orphan_verdict_names_the_missing_domain() -> None:
 def test_referenced_secret_names_reads_raw_documents() -> None:
     domain = domain_doc(relay={"host": "smtp.example.net", "credentialsSecretRef": {"name": "r"}})
     assert referenced_secret_names(domain, [box_doc("a"), {"spec": 1}]) == {"r", "a"}
+    # The relay's CA is a user Secret too: a new CA re-renders the MailDomain.
+    relay = {"host": "smtp.example.net", "credentialsSecretRef": {"name": "r"}}
+    domain = domain_doc(relay={**relay, "caSecretRef": {"name": "relay-ca"}})
+    assert referenced_secret_names(domain, []) == {"r", "relay-ca"}
 
 
 # --- memory ---------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ MODEL_DEFAULTS: dict[tuple[str, str], object] = {
     ("MailDomain", ".spec.relay.port"): models.Relay.port,
     ("MailDomain", ".spec.relay.credentialsSecretRef.usernameKey"): models.Relay.username_key,
     ("MailDomain", ".spec.relay.credentialsSecretRef.passwordKey"): models.Relay.password_key,
+    ("MailDomain", ".spec.relay.caSecretRef.key"): models.Relay.default_ca_key,
     ("MailDomain", ".spec.tls.issuer"): models.Tls.issuer,
     ("MailDomain", ".spec.tls.certManager.issuerRef.kind"): models.IssuerRef.kind,
     ("MailDomain", ".spec.tls.certManager.issuerRef.group"): models.IssuerRef.group,

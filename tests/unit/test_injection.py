@@ -51,6 +51,7 @@ from mailstack.material.resolve import material_secrets, resolve_material
 from mailstack.render import layout
 from mailstack.render.dovecot import STORED_HEADER_ROOM
 from mailstack.render.objects import CHECKSUM_ANNOTATION, DOMAIN_ANNOTATION
+from mailstack.render.postfix import RELAY_CA_FILE
 from mailstack.render.stack import render_stack
 from mailstack.render.templating import RenderError
 from tests.parsers import (
@@ -90,6 +91,10 @@ ANNOTATION_KEY = re.compile(
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?")
 REQUIRED = "requiredDuringSchedulingIgnoredDuringExecution"
+PEM_CERTIFICATES = re.compile(
+    r"(-----BEGIN CERTIFICATE-----\n([A-Za-z0-9+/]{64}\n)*[A-Za-z0-9+/]{1,63}={0,2}\n"
+    r"-----END CERTIFICATE-----\n)+"
+)
 
 
 # --- Material: generated once, hashes pre-computed ----------------------------------------------
@@ -117,6 +122,11 @@ def session_material() -> SessionMaterial:
         alice_hash=hash_password(ALICE_PASSWORD, rounds=4),
         bob_hash=hash_password("bob-example-password", rounds=4),
     )
+
+
+def relay_ca_pem() -> str:
+    """The CA a relay's caSecretRef names: the session's internal CA stands for it."""
+    return session_material().ca.cert_pem
 
 
 # --- The baseline documents ----------------------------------------------------------------------
@@ -168,6 +178,7 @@ def build_docs(domain: str = DOMAIN) -> dict[str, Any]:
                     "usernameKey": "username",
                     "passwordKey": "password",
                 },
+                "caSecretRef": {"name": "relay-ca", "key": "ca.crt"},
             },
             "tls": {"issuer": "internal"},
             "dkim": {"selector": SELECTOR, "algorithm": "ed25519"},
@@ -279,6 +290,7 @@ def build_docs(domain: str = DOMAIN) -> dict[str, Any]:
             _secret_doc("bob-password", **{"pass": session_material().bob_hash}),
             _secret_doc("relay-credentials", username=RELAY_USER, password=RELAY_PASSWORD),
             _secret_doc("tsig", secret=base64.b64encode(b"tsig-secret").decode()),
+            _secret_doc("relay-ca", **{"ca.crt": relay_ca_pem()}),
         ],
     }
 
@@ -350,6 +362,7 @@ def render_docs(docs: dict[str, Any], *, resolve: bool = False) -> Rendered:
             relay_credentials=(RELAY_USER, RELAY_PASSWORD)
             if domain.relay and domain.relay.credentials_secret
             else None,
+            relay_ca=relay_ca_pem() if domain.relay and domain.relay.ca else None,
             mda_client=parts.mda_client,
         )
     zone = render_zone(desired_records(service.domain, material.dkim))
@@ -686,6 +699,11 @@ def check_rendered(r: Rendered) -> None:
     assert parsed.maps["relay_passwords"] == [
         (f"[{dom.relay.host}]:{dom.relay.port}", f"{user_name}:{password}")
     ]
+    # The relay's CA beside main.cf: nothing but certificates, whatever the Secret held.
+    postfix = files_of(find(r.objects, "ConfigMap", names["postfix_config"]))
+    assert set(postfix) == {"main.cf", "master.cf", RELAY_CA_FILE}
+    assert postfix[RELAY_CA_FILE] == r.material.relay_ca
+    assert PEM_CERTIFICATES.fullmatch(postfix[RELAY_CA_FILE]), postfix[RELAY_CA_FILE]
 
     # rspamd: the same keys and, but for the selector, key path and resolvers, the same values.
     assert parsed.rspamd.keys() == base_parsed.rspamd.keys()
@@ -978,7 +996,7 @@ FIELDS = [
             at("domain", "metadata", "namespace"),
             at("boxes", 0, "metadata", "namespace"),
             at("boxes", 1, "metadata", "namespace"),
-            *(at("secrets", i, "metadata", "namespace") for i in range(4)),
+            *(at("secrets", i, "metadata", "namespace") for i in range(5)),
         ),
         _k8s_name,
         NS,
@@ -1080,6 +1098,36 @@ FIELDS = [
         RELAY_PASSWORD,
         resolve=True,
         more=("pass\x80word", "pass word"),
+    ),
+    Field(
+        "spec.relay.caSecretRef.name",
+        both(at(*D, "relay", "caSecretRef", "name"), at("secrets", 4, "metadata", "name")),
+        _subdomain,
+        "relay-ca",
+        resolve=True,
+    ),
+    Field(
+        "spec.relay.caSecretRef.key",
+        both(at(*D, "relay", "caSecretRef", "key"), secret_key(4, "ca.crt")),
+        _secret_key,
+        "ca.crt",
+        resolve=True,
+    ),
+    Field(
+        "relay CA Secret (PEM)",
+        at("secrets", 4, "stringData", "ca.crt"),
+        st.sampled_from(
+            [relay_ca_pem(), relay_ca_pem() * 2, "# the relay's CA\n" + relay_ca_pem()]
+        ),
+        relay_ca_pem(),
+        resolve=True,
+        more=(
+            relay_ca_pem().replace("\n-----END", "\nmynetworks = 0.0.0.0/0\n-----END"),
+            relay_ca_pem() + session_material().ca.key_pem,
+            relay_ca_pem().replace(
+                "-----BEGIN CERTIFICATE-----\n", "-----BEGIN CERTIFICATE-----\n\n"
+            ),
+        ),
     ),
     # TLS.
     Field(
@@ -1352,6 +1400,9 @@ def test_baseline_parses_to_the_intended_directives() -> None:
     assert main["mynetworks"] == "127.0.0.0/8 [::1]/128"
     assert main["relayhost"] == "[smtp.relay.example.net]:587"
     assert main["smtp_sasl_auth_enable"] == "yes"
+    assert main["smtp_tls_security_level"] == "secure"
+    assert main["smtp_tls_secure_cert_match"] == "nexthop"
+    assert main["smtp_tls_CAfile"] == f"{layout.POSTFIX_CONFIG_DIR}/{RELAY_CA_FILE}"
     assert main["bounce_notice_recipient"] == f"postmaster@{DOMAIN}"
     assert main["smtpd_relay_restrictions"].endswith("reject_unauth_destination")
     services = {(e.service, e.type) for e in parsed.master_cf}

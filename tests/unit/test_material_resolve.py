@@ -24,7 +24,7 @@ from mailstack.api.models import (
 )
 from mailstack.material import Material
 from mailstack.material.passwords import verify_password
-from mailstack.material.pki import needs_renewal
+from mailstack.material.pki import generate_ca, needs_renewal
 from mailstack.material.resolve import material_secrets, resolve_material, tls_names
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -330,3 +330,44 @@ def test_relay_credentials() -> None:
 def test_relay_without_credentials() -> None:
     material, problems = _resolve(_with(SERVICE, relay=Relay(host="smtp.relay.net")))
     assert problems == [] and material.relay_credentials is None
+
+
+def test_relay_ca_is_read_and_written_again_from_its_certificates() -> None:
+    ca = generate_ca("relay test CA", NOW, random_bytes=_random().randbytes)
+    other = generate_ca("second relay CA", NOW, random_bytes=_random(2).randbytes)
+    relay = Relay(host="smtp.relay.net", ca=SecretKeyRef("relay-ca", "ca.crt"))
+    service = _with(SERVICE, relay=relay)
+    # Text around the blocks and a private key given by mistake never reach Postfix's CA file.
+    given = f"# our relay's CAs\n{ca.cert_pem}{ca.key_pem}junk\n{other.cert_pem}"
+    secrets = {**USER_SECRETS, "relay-ca": _secret("relay-ca", **{"ca.crt": given.encode()})}
+    material, problems = _resolve(service, secrets)
+    assert problems == []
+    assert material.relay_ca == ca.cert_pem + other.cert_pem
+    assert material.relay_credentials is None  # a CA alone: verified, without a password
+
+    def problems_for(value: bytes | None) -> list[str]:
+        data = {} if value is None else {"ca.crt": value}
+        material, problems = _resolve(
+            service, {**USER_SECRETS, "relay-ca": _secret("relay-ca", **data)}
+        )
+        assert material.relay_ca is None
+        assert all(
+            (p.document, p.path) == ("MailDomain/mail/example", "spec.relay.caSecretRef")
+            for p in problems
+        )
+        return [p.message for p in problems]
+
+    assert problems_for(None) == ["Secret relay-ca has no key ca.crt"]
+    not_pem = "Secret relay-ca key ca.crt: not PEM: expected one or more -----BEGIN CERTIFICATE"
+    assert problems_for(b"")[0].startswith(not_pem)
+    assert problems_for(b"\xff\xfe binary")[0].startswith(not_pem)
+    damaged = "Secret relay-ca key ca.crt: not a PEM certificate bundle"
+    assert problems_for(ca.key_pem.encode())[0].startswith(damaged)
+    assert problems_for(ca.cert_pem.replace("CERTIFICATE", "CERT", 1).encode())[0].startswith(
+        damaged
+    )
+    body = ca.cert_pem.splitlines()
+    body[3] = body[3][:10] + "!!" + body[3][12:]
+    assert problems_for("\n".join(body).encode())[0].startswith(damaged)
+    material, problems = _resolve(service)
+    assert [p.message for p in problems] == ["Secret relay-ca not found"]

@@ -55,6 +55,15 @@ class Relay:
     credentials_secret: str | None = None
     username_key: str = "username"
     password_key: str = "password"
+    # The CA certificates (PEM) that vouch for the smarthost; None: the system's CAs.
+    ca: SecretKeyRef | None = None
+    default_ca_key: ClassVar[str] = "ca.crt"  # of caSecretRef when no key is given
+
+    @property
+    def verified(self) -> bool:
+        """Whether Postfix checks the smarthost's certificate against its host name: always
+        with credentials (the password goes to that host only) or with a CA of its own."""
+        return self.credentials_secret is not None or self.ca is not None
 
 
 @dataclass(frozen=True)

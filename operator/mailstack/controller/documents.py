@@ -65,9 +65,10 @@ def referenced_secret_names(
     spec = spec_of(maildomain)
     relay = spec.get("relay")
     if isinstance(relay, Mapping):
-        relay_secret = _ref_name(relay.get("credentialsSecretRef"))
-        if relay_secret is not None:
-            names.add(relay_secret)
+        for ref in ("credentialsSecretRef", "caSecretRef"):
+            relay_secret = _ref_name(relay.get(ref))
+            if relay_secret is not None:
+                names.add(relay_secret)
     dns = spec.get("dns")
     provider = dns.get("provider") if isinstance(dns, Mapping) else None
     if isinstance(provider, Mapping):

@@ -17,7 +17,7 @@ the MailDomains concerned:
 
 - a Mailbox whose spec changed, appeared or went → its MailDomain (found in memory, no API
   call); one that no MailDomain serves gets its status from here;
-- a referenced Secret (password, relay credentials) that changed → the MailDomains using it;
+- a referenced Secret (password, relay credentials or CA) that changed → the MailDomains using it;
 - a child changed or deleted by someone else (not the echo of the operator's own write) → its
   owner, so a deleted or edited child is restored within the debounce time, and a StatefulSet's
   readiness reaches ``WorkloadsReady``.

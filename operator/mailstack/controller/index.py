@@ -131,7 +131,7 @@ class Documents:
     # --- Secrets --------------------------------------------------------------------------
 
     def secret_users(self, namespace: str, secret: str) -> set[DomainKey]:
-        """The MailDomains whose render reads the Secret (a password or relay credentials)."""
+        """The MailDomains whose render reads the Secret (a password, relay credentials or CA)."""
         users = {(namespace, n) for n in self._domain_secrets.get((namespace, secret), ())}
         for box in self._boxes_by_secret.get((namespace, secret), ()):
             doc = self._boxes.get((namespace, box))

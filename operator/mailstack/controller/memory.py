@@ -4,7 +4,7 @@
   children) only set the flag; the MailDomain's daemon waits for it, lets the burst settle, and
   renders once. Many Mailbox changes therefore cost one render, not one each.
 - ``SecretCache``: the user Secrets that Mailboxes and MailDomains refer to (passwords, relay
-  credentials), kept current by the Secret watch. Unreferenced Secrets are never stored.
+  credentials and CA), kept current by the Secret watch. Unreferenced Secrets are never stored.
 - ``Echoes``: the resourceVersion of every object the operator itself just wrote, so the watch
   event of its own write does not trigger another reconcile.
 - ``WrittenStatus``: the status the operator last wrote per object. The watch may deliver that

@@ -28,6 +28,9 @@ class Material:
     password_hashes: tuple[tuple[str, str], ...] = field(default=())
     # Relay credentials (username, password) from the referenced Secret, if a relay is set.
     relay_credentials: tuple[str, str] | None = None
+    # The CA certificates (PEM, written again from the parsed certificates) that vouch for the
+    # relay, from the Secret its caSecretRef names; None without one (then the system's CAs).
+    relay_ca: str | None = None
     # What Dovecot presents to Postfix to send mail written by Sieve scripts. Always resolved;
     # the render refuses material without it.
     mda_client: ClientCertificate | None = None

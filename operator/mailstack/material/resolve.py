@@ -4,8 +4,8 @@ The Secrets given include the previously rendered ones (``<name>-dkim``, ``<name
 ``<name>-tls``, ``<name>-users``): whatever in them is still valid for the current spec is reused,
 and only what is missing or outdated is generated. Given the same Secrets, including the rendered
 ones, the result is identical, so reconciling twice changes nothing. Faults in user-supplied
-Secrets (Mailbox passwords, relay credentials) become ``Problem``s on the resource that refers to
-them; faults in operator-owned Secrets only mean that part is generated again.
+Secrets (Mailbox passwords, relay credentials and CA) become ``Problem``s on the resource that
+refers to them; faults in operator-owned Secrets only mean that part is generated again.
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ from typing import TypeVar
 
 from mailstack.api.assemble import MailService
 from mailstack.api.errors import FieldError, Problem
-from mailstack.api.models import Mailbox, MailDomain, Secret
+from mailstack.api.models import Mailbox, MailDomain, Secret, SecretKeyRef
 from mailstack.api.validate import has_control_characters
 from mailstack.api.validate import password as validate_password
 from mailstack.material import Material
+from mailstack.material.ca_bundle import load_ca_bundle
 from mailstack.material.dkim import DkimKey, generate_dkim_key, load_dkim_key
 from mailstack.material.errors import MaterialError
 from mailstack.material.passwords import DEFAULT_ROUNDS, parse_passwd_file, password_hash
@@ -39,6 +40,7 @@ from mailstack.material.pki import (
 
 RandomBytes = Callable[[int], bytes]
 _Pair = TypeVar("_Pair", CertificateAuthority, ClientCertificate)
+_Value = TypeVar("_Value")
 
 # Names of the operator-owned Secrets and their keys (``<name>`` is the MailDomain's name).
 CA_CERT_KEY = "ca.crt"
@@ -110,12 +112,14 @@ def resolve_material(
         tls = _resolve_tls(dom, ca, secrets, now, random_bytes)
     hashes = _resolve_passwords(service, secrets, random_bytes, password_rounds, problems)
     relay = _resolve_relay(dom, secrets, problems)
+    relay_ca = _resolve_relay_ca(dom, secrets, problems)
     material = Material(
         dkim=dkim,
         tls=tls,
         ca=ca,
         password_hashes=tuple(sorted(hashes.items())),
         relay_credentials=relay,
+        relay_ca=relay_ca,
         mda_client=_resolve_mda_client(dom, secrets, now, random_bytes),
     )
     return material, problems
@@ -256,21 +260,37 @@ def _resolve_passwords(
 def _read_password(
     box: Mailbox, secrets: Mapping[str, Secret], problems: list[Problem]
 ) -> str | None:
-    ref = box.password
-    path = "spec.passwordSecretRef"
-    raw, missing = _lookup(secrets, ref.name, ref.key)
-    if raw is None:
-        problems.append(Problem(box.ref, path, missing))
-        return None
+    return _read_user_value(
+        secrets, box.password, box.ref, "spec.passwordSecretRef", _password_text, problems
+    )
+
+
+def _password_text(raw: bytes) -> str:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        problems.append(Problem(box.ref, path, _in(box, "the password is not UTF-8 text")))
+        raise FieldError("the password is not UTF-8 text") from None
+    return validate_password(text)
+
+
+def _read_user_value(
+    secrets: Mapping[str, Secret],
+    ref: SecretKeyRef,
+    owner: str,
+    path: str,
+    load: Callable[[bytes], _Value],
+    problems: list[Problem],
+) -> _Value | None:
+    """What ``load`` makes of the value a user's Secret holds under ``ref``, or None after
+    noting on ``owner`` why not (``load`` raises ``FieldError`` or ``MaterialError``)."""
+    raw, missing = _lookup(secrets, ref.name, ref.key)
+    if raw is None:
+        problems.append(Problem(owner, path, missing))
         return None
     try:
-        return validate_password(text)
-    except FieldError as err:
-        problems.append(Problem(box.ref, path, _in(box, err.message)))
+        return load(raw)
+    except (FieldError, MaterialError) as err:
+        problems.append(Problem(owner, path, f"Secret {ref.name} key {ref.key}: {err.message}"))
         return None
 
 
@@ -296,6 +316,17 @@ def _resolve_relay(
     if len(values) != 2:
         return None
     return values[0], values[1]
+
+
+def _resolve_relay_ca(
+    dom: MailDomain, secrets: Mapping[str, Secret], problems: list[Problem]
+) -> str | None:
+    ref = dom.relay.ca if dom.relay is not None else None
+    if ref is None:
+        return None
+    return _read_user_value(
+        secrets, ref, dom.ref, "spec.relay.caSecretRef", load_ca_bundle, problems
+    )
 
 
 def _relay_value_problem(raw: bytes, what: str) -> str | None:

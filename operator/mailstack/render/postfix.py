@@ -1,11 +1,17 @@
-"""Postfix configuration: main.cf and master.cf for the MTA pod."""
+"""Postfix configuration: main.cf and master.cf for the MTA pod, and the relay's CA file."""
 
 from __future__ import annotations
 
 from mailstack.api.assemble import MailService
 from mailstack.render import layout
-from mailstack.render.templating import render_template
+from mailstack.render.templating import RenderError, render_template
 from mailstack.render.workloads import enabled_public_ports
+
+# The CAs Postfix trusts for outbound TLS: the operating system's (Debian's ca-certificates, in
+# the mail image), or the ones a relay's caSecretRef names. A CA certificate is public: it goes
+# in the ConfigMap beside main.cf, whose checksum rolls the pod when it changes.
+SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
+RELAY_CA_FILE = "relay-ca.crt"
 
 
 def _paths() -> dict[str, str]:
@@ -26,6 +32,7 @@ def _paths() -> dict[str, str]:
 
 def render_postfix_main_cf(service: MailService) -> str:
     domain = service.domain
+    own_ca = domain.relay is not None and domain.relay.ca is not None
     return render_template(
         "postfix/main.cf.j2",
         domain=domain,
@@ -38,6 +45,7 @@ def render_postfix_main_cf(service: MailService) -> str:
         postmaster=f"postmaster@{domain.domain}" if service.postmaster_target() else None,
         relay=domain.relay,
         relay_auth=bool(domain.relay and domain.relay.credentials_secret),
+        ca_file=f"{layout.POSTFIX_CONFIG_DIR}/{RELAY_CA_FILE}" if own_ca else SYSTEM_CA_FILE,
         # rspamd always runs: it signs outbound mail even when spam filtering is off.
         milter=True,
         sieve_login=layout.SIEVE_LOGIN,
@@ -67,9 +75,15 @@ def render_postfix_master_cf(service: MailService) -> str:
     )
 
 
-def render_postfix_config(service: MailService) -> dict[str, str]:
-    """The files of the ``<name>-postfix`` ConfigMap."""
-    return {
+def render_postfix_config(service: MailService, relay_ca: str | None) -> dict[str, str]:
+    """The files of the ``<name>-postfix`` ConfigMap; ``relay_ca`` is ``Material.relay_ca``."""
+    files = {
         "main.cf": render_postfix_main_cf(service),
         "master.cf": render_postfix_master_cf(service),
     }
+    relay = service.domain.relay
+    if relay is not None and relay.ca is not None:
+        if relay_ca is None:
+            raise RenderError(f"{service.domain.ref}: no CA certificates for the relay")
+        files[RELAY_CA_FILE] = relay_ca
+    return files

@@ -131,7 +131,7 @@ def render_stack(
     domain = service.domain
     names = layout.object_names(domain.name)
 
-    postfix_files = render_postfix_config(service)
+    postfix_files = render_postfix_config(service, material.relay_ca)
     rspamd_files = render_rspamd_config(service)
     dovecot_files = render_dovecot_config(service)
     users = render_users_secret_data(service, material)

@@ -6,7 +6,7 @@ refused, defaults are filled in (from the model classes, ``api.models``), and al
 document are reported together.
 
 One module per part of a document: ``common`` (header, metadata, Secret references, the reader of
-one document), ``maildomain`` (its top level and small sections), ``tls``, ``dns`` and
+one document), ``maildomain`` (its top level and small sections), ``relay``, ``tls``, ``dns`` and
 ``dns_provider``, ``pods`` and ``scheduling`` (``spec.pods``, and the operator's defaults for
 it), ``mailbox`` and ``secret``.
 """

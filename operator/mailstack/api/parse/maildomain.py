@@ -1,8 +1,8 @@
 """The MailDomain document: its top level and its small sections.
 
 Owns: ``parse_maildomain``, the addresses completed with the domain (aliases, catch-all,
-postmaster), and the sections ``limits``, ``protocols``, ``relay``, ``dkim``, ``service``,
-``storage`` and ``spam``. ``tls``, ``dns`` and ``pods`` have their own modules. Defaults come
+postmaster), and the sections ``limits``, ``protocols``, ``dkim``, ``service``, ``storage`` and
+``spam``. ``relay``, ``tls``, ``dns`` and ``pods`` have their own modules. Defaults come
 from the model classes; only those derived from the domain (``mail.<domain>``,
 ``postmaster@<domain>``) are made here.
 """
@@ -18,7 +18,6 @@ from mailstack.api.errors import FieldError
 from mailstack.api.parse.common import (
     check_header,
     creation_timestamp,
-    host_or_ip,
     metadata,
     raise_problems,
     reader_for,
@@ -26,6 +25,7 @@ from mailstack.api.parse.common import (
 )
 from mailstack.api.parse.dns import parse_dns
 from mailstack.api.parse.pods import parse_pods
+from mailstack.api.parse.relay import parse_relay
 from mailstack.api.parse.tls import parse_tls
 from mailstack.api.reader import Reader, boolean, integer, join, number, one_of, string
 
@@ -76,7 +76,7 @@ def parse_maildomain(
     )
     limits = _limits(r, spec.get("limits"))
     protocols = _protocols(r, spec.get("protocols"))
-    relay = _relay(r, spec.get("relay"))
+    relay = parse_relay(r, spec.get("relay"))
     tls = parse_tls(r, spec.get("tls"))
     dkim = _dkim(r, spec.get("dkim"))
     dns = parse_dns(r, spec.get("dns"), domain)
@@ -195,42 +195,6 @@ def _protocols(r: Reader, value: object) -> models.Protocols:
         submission=r.field(protocols, "submission", path, boolean, default.submission),
         submissions=r.field(protocols, "submissions", path, boolean, default.submissions),
         managesieve=r.field(protocols, "managesieve", path, boolean, default.managesieve),
-    )
-
-
-def _relay(r: Reader, value: object) -> models.Relay | None:
-    if value is None:
-        return None
-    path = "spec.relay"
-    relay = r.mapping(value, path, {"host", "port", "credentialsSecretRef"})
-    host = r.field(relay, "host", path, host_or_ip)
-    port = r.field(relay, "port", path, integer(1, 65535), models.Relay.port)
-    credentials_path = join(path, "credentialsSecretRef")
-    credentials = r.mapping(
-        relay.get("credentialsSecretRef"),
-        credentials_path,
-        {"name", "usernameKey", "passwordKey"},
-    )
-    has_credentials = isinstance(relay.get("credentialsSecretRef"), Mapping)
-    secret = (
-        r.field(credentials, "name", credentials_path, validate.kubernetes_subdomain)
-        if has_credentials
-        else None
-    )
-    username_key = r.field(
-        credentials, "usernameKey", credentials_path, validate.secret_key, models.Relay.username_key
-    )
-    password_key = r.field(
-        credentials, "passwordKey", credentials_path, validate.secret_key, models.Relay.password_key
-    )
-    if not r.present(host):
-        return None
-    return models.Relay(
-        host=host,
-        port=port,
-        credentials_secret=secret if r.present(secret) else None,
-        username_key=username_key,
-        password_key=password_key,
     )
 
 
