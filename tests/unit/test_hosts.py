@@ -7,6 +7,7 @@ import pytest
 from mailstack.api import hosts
 from mailstack.api.errors import FieldError
 from mailstack.api.parse.common import host_or_ip
+from mailstack.api.validate import http_url
 
 
 @pytest.mark.parametrize(
@@ -74,3 +75,25 @@ def test_allowed_hosts_take_names_suffixes_addresses_and_ranges() -> None:
     assert not hosts.allowed("10.21.0.1", patterns)
     assert hosts.allowed("fd00::1", patterns)
     assert not hosts.allowed("other.svc.cluster.local", patterns)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://%31%32%37.0.0.1:18089/x",  # urllib decodes the escapes: 127.0.0.1
+        "http://127.1:8081/",  # the system resolver reads short and hex forms as addresses
+        "http://0x7f.0.0.1/",
+        "http://169.254.43518/",  # 169.254.169.254
+        "http://user@10.0.0.1/",
+    ],
+)
+def test_a_url_host_is_a_plain_name_or_address(url: str) -> None:
+    with pytest.raises(FieldError, match="the host must be a domain name or an address"):
+        http_url(url)
+
+
+@pytest.mark.parametrize(
+    "url", ["https://pdns.example.com:8081/api", "http://[2001:db8::1]:8081/", "http://9.9.9.9"]
+)
+def test_plain_urls_pass(url: str) -> None:
+    assert http_url(url) == url

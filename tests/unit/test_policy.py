@@ -88,7 +88,9 @@ def test_with_a_policy_only_what_it_grants_may_be_served_and_the_refusal_says_wh
 
 def test_an_ungranted_claim_neither_serves_nor_blocks_the_granted_one() -> None:
     # Tenant a claimed victim.example first; the platform grants it to tenant b, the owner.
-    grants = Grants((parse_policy(policy_doc("b", ["tenant-b"], ["victim.example"])),))
+    grants = Grants(
+        (parse_policy(policy_doc("b", ["tenant-b"], ["victim.example", "*.victim.example"])),)
+    )
     squatter = claim("tenant-a", "victim.example", "2026-12-01T00:00:00Z")
     owner = claim("tenant-b", "victim.example", "2026-12-07T00:00:00Z")
     services, problems = assemble([squatter, owner], [], grants)
@@ -100,7 +102,7 @@ def test_an_ungranted_claim_neither_serves_nor_blocks_the_granted_one() -> None:
 def test_mailstack_render_applies_the_policies_in_its_files(tmp_path: Path, capsys: Any) -> None:
     (tmp_path / "policy.yaml").write_text(
         "apiVersion: mailstack.dev/v1alpha1\nkind: MailDomainPolicy\nmetadata: {name: b}\n"
-        "spec: {namespaces: [tenant-b], domains: [victim.example]}\n"
+        "spec: {namespaces: [tenant-b], domains: [victim.example, '*.victim.example']}\n"
     )
     for ns in ("tenant-a", "tenant-b"):
         (tmp_path / f"{ns}.yaml").write_text(
@@ -126,7 +128,7 @@ def service_claim(namespace: str, **service: Any) -> Any:
 
 
 def limited(name: str, **service: Any) -> MailDomainPolicy:
-    doc = policy_doc(name, ["tenant-a"], ["a.example"])
+    doc = policy_doc(name, ["tenant-a"], ["a.example", "*.a.example"])
     doc["spec"]["service"] = service
     return parse_policy(doc)
 
@@ -190,7 +192,7 @@ def pointed(relay: str, dns: dict[str, Any] | None = None) -> Any:
 
 
 def test_under_policies_the_relay_and_dns_server_must_be_public_or_allowed() -> None:
-    plain = Grants((parse_policy(policy_doc("a", ["tenant-a"], ["a.example"])),))
+    plain = Grants((parse_policy(policy_doc("a", ["tenant-a"], ["a.example", "*.a.example"])),))
     inside = pointed(
         "169.254.169.254",
         {
@@ -207,7 +209,7 @@ def test_under_policies_the_relay_and_dns_server_must_be_public_or_allowed() -> 
         "169.254.169.254 is a link-local address (cloud metadata lives there); "
         "a MailDomainPolicy may allow it"
     )
-    doc = policy_doc("a", ["tenant-a"], ["a.example"])
+    doc = policy_doc("a", ["tenant-a"], ["a.example", "*.a.example"])
     doc["spec"]["allowedHosts"] = ["169.254.169.254", "*.tenant-b.svc.cluster.local"]
     assert assemble([inside], [], Grants((parse_policy(doc),)))[1] == []
     # Without policies nothing is checked: a single team's own cluster.
@@ -217,3 +219,26 @@ def test_under_policies_the_relay_and_dns_server_must_be_public_or_allowed() -> 
         {"rfc2136": {"server": "9.9.9.9", "tsigKeyName": "k", "tsigSecretRef": {"name": "t"}}},
     )
     assert assemble([public], [], plain)[1] == []
+
+
+def test_the_host_name_must_be_granted_too() -> None:
+    # The host name gets A/AAAA, SPF and CAA records and the certificate: naming another
+    # tenant's domain there would publish and certify it.
+    grants = Grants((parse_policy(policy_doc("a", ["tenant-a"], ["a.example", "*.a.example"])),))
+
+    def with_hostname(hostname: str) -> Any:
+        return parse_maildomain(
+            {
+                "apiVersion": API,
+                "kind": "MailDomain",
+                "metadata": {"name": "mail", "namespace": "tenant-a"},
+                "spec": {"domain": "a.example", "hostname": hostname},
+            }
+        )
+
+    assert assemble([with_hostname("mail.a.example")], [], grants)[1] == []
+    services, problems = assemble([with_hostname("victim.example")], [], grants)
+    assert services == []
+    assert [(p.path, p.message.split(";")[0]) for p in problems] == [
+        ("spec.hostname", "no MailDomainPolicy grants namespace tenant-a the domain victim.example")
+    ]

@@ -90,6 +90,11 @@ def assemble(
         if refusal is not None:
             problems.append(Problem(dom.ref, "spec.domain", refusal))
             continue
+        # The host name gets A/AAAA, SPF, CAA records and the certificate: granted as well.
+        refusal = grants.refusal(dom.namespace, dom.hostname)
+        if refusal is not None:
+            problems.append(Problem(dom.ref, "spec.hostname", refusal))
+            continue
         not_allowed = grants.service_refusals(dom) + grants.host_refusals(dom)
         if not_allowed:
             problems += [Problem(dom.ref, path, why) for path, why in not_allowed]

@@ -24,6 +24,7 @@ import urllib.parse
 
 INTERNAL_SUFFIXES = (
     ".svc",
+    ".pod",
     ".cluster.local",
     ".local",
     ".localhost",

@@ -307,11 +307,21 @@ def display_name(value: object) -> str:
 
 
 def http_url(value: object) -> str:
-    """An http(s) URL without whitespace or quotes."""
+    """An http(s) URL without whitespace or quotes, whose host is a plain name or address:
+    no user part and no %-escapes before the path (urllib would decode them: another host)."""
     if not isinstance(value, str) or not re.fullmatch(
         r"^https?://[A-Za-z0-9._~:/?#\[\]@!$&*+,;=%-]+$", value
     ):
         raise FieldError(f"{value!r} is not an http(s) URL")
+    authority = re.split(r"[/?#]", value.split("://", 1)[1], maxsplit=1)[0]
+    host = re.sub(r":[0-9]{1,5}$", "", authority)
+    try:
+        any_ip_address(host[1:-1]) if host.startswith("[") else any_ip_address(host)
+    except FieldError:
+        try:
+            domain_name(host)
+        except FieldError:
+            raise FieldError(f"{value!r}: the host must be a domain name or an address") from None
     return value
 
 

@@ -3,8 +3,9 @@
 The policies are cluster-scoped: only an operator serving every namespace watches them (a
 namespaced install serves one team; see docs/operator.md). Each change may grant or withdraw a
 domain of any MailDomain, so the handlers mark every MailDomain when the set changes. A policy
-the API server let through but the parser refuses (the CRD cannot check everything) is left out
-and logged: it grants nothing.
+the API server let through but the parser refuses (the CRD cannot check everything) grants
+nothing and is logged, but still counts as a policy: grants stay required (it fails closed; a
+typo in the only policy must not switch enforcement off).
 """
 
 from __future__ import annotations
@@ -26,18 +27,23 @@ class PolicySet:
     def __init__(self, required: bool = False) -> None:
         self.required = required
         self._policies: dict[str, MailDomainPolicy] = {}
+        self._invalid: set[str] = set()
 
     def update(self, event: str, body: Mapping[str, Any]) -> bool:
         """Apply one informer event; True when the grants changed."""
         name = doc_name(body)
-        old = self._policies.pop(name, None)
+        before = self.grants
+        self._policies.pop(name, None)
+        self._invalid.discard(name)
         if event != "DELETED":
             try:
                 self._policies[name] = parse_policy(body, "cluster")
             except ValidationError as err:
                 logger.warning("MailDomainPolicy %s grants nothing: %s", name, err)
-        return self._policies.get(name) != old
+                self._invalid.add(name)
+        return self.grants != before
 
     @property
     def grants(self) -> Grants:
-        return Grants(tuple(self._policies[n] for n in sorted(self._policies)), self.required)
+        policies = tuple(self._policies[n] for n in sorted(self._policies))
+        return Grants(policies, self.required or bool(self._invalid))

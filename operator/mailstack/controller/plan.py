@@ -168,7 +168,10 @@ def render_domain(inputs: DomainInputs) -> Rendered:
     service = next((s for s in services if s.domain.ref == model.ref), None)
     if service is None:
         out.serves_mailboxes = False
-        if inputs.grants.refusal(model.namespace, model.domain):
+        grants = inputs.grants
+        if grants.refusal(model.namespace, model.domain) or grants.refusal(
+            model.namespace, model.hostname
+        ):
             out.invalid_reason = reasons.DOMAIN_NOT_GRANTED
         elif inputs.grants.service_refusals(model):
             out.invalid_reason = reasons.SERVICE_NOT_ALLOWED
