@@ -564,6 +564,9 @@ def test_a_policy_decides_which_namespace_may_serve_a_domain(
     assert "no MailDomainPolicy grants namespace default the domain example.org" in valid["message"]
     assert "MailDomainPolicy/team-default" in valid["message"]
     assert condition(refused, "Ready") == "False"
+    # It stops serving: no pods, no Services; its keys stay for when the grant comes back.
+    wait_for(lambda: not api.list("statefulsets") and not api.list("services"))
+    assert api.get("secrets", "example-org-dkim") is not None
     api.patch(
         "maildomainpolicies",
         "team-default",

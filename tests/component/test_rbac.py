@@ -106,6 +106,18 @@ def test_the_operator_needs_exactly_the_chart_rbac(api: ApiServer) -> None:
                 not in (None, uid)
             )
         )
+        # A policy that does not grant the domain: the serving children go (Services too);
+        # granted again, they come back.
+        policy = {
+            "apiVersion": "mailstack.dev/v1alpha1",
+            "kind": "MailDomainPolicy",
+            "metadata": {"name": "other"},
+            "spec": {"namespaces": ["default"], "domains": ["other.example"]},
+        }
+        api.create(policy, None)
+        wait_for(lambda: api.get("services", "example-org") is None)
+        api.delete("maildomainpolicies", "other", None)
+        wait_ready(api, "example-org")
         # TLS issuer switch: the Certificate appears, the CA Secret goes; and back.
         issuer = {"issuer": "certManager", "certManager": {"issuerRef": {"name": "letsencrypt"}}}
         api.patch("maildomains", "example-org", {"spec": {"tls": issuer}})

@@ -68,12 +68,14 @@ tests/unit/test_chart.py, which checks the two agree).
   verbs: [update]
 # Children, applied server-side (patch; create when new). Secrets are also read: Mailbox
 # passwords and relay credentials, and the rendered keys and certificates, which are reused.
-# Secrets and Certificates are deleted when a TLS issuer change leaves one behind.
+# Secrets and Certificates are deleted when a TLS issuer change leaves one behind; Services
+# (with the StatefulSets, Certificate, DNSEndpoint) when a MailDomain may no longer serve its
+# domain (a withdrawn grant, a policy limit, an older claim).
 - apiGroups: [""]
-  resources: [secrets]
+  resources: [secrets, services]
   verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [""]
-  resources: [configmaps, services, serviceaccounts]
+  resources: [configmaps, serviceaccounts]
   verbs: [get, list, watch, create, patch]
 # StatefulSets are deleted (orphaning pods and claims) and recreated when storage changes.
 - apiGroups: [apps]

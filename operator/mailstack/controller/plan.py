@@ -27,7 +27,14 @@ from mailstack.api.policy import Grants
 from mailstack.controller import reasons
 from mailstack.controller.children import Owner, owned
 from mailstack.controller.documents import doc_name
-from mailstack.controller.kinds import CERTIFICATE, DNS_ENDPOINT, SECRET, ChildKey
+from mailstack.controller.kinds import (
+    CERTIFICATE,
+    DNS_ENDPOINT,
+    SECRET,
+    SERVICE,
+    STATEFUL_SET,
+    ChildKey,
+)
 from mailstack.kubedoc import Obj, ObjectRef
 from mailstack.material import Material
 from mailstack.material.errors import MaterialError
@@ -53,6 +60,34 @@ def prune_candidates(name: str) -> list[ChildKey]:
     names = layout.object_names(name)
     return [
         SECRET.key(names["ca"]),
+        CERTIFICATE.key(names["tls"]),
+        DNS_ENDPOINT.key(names["dns_endpoint"]),
+    ]
+
+
+# A MailDomain that may not serve its domain (any more): not granted, its Service or a host not
+# allowed, or an older claim serves it. Unlike an invalid spec, whose last valid objects stay,
+# such a MailDomain must stop serving what it served.
+WITHDRAWN = frozenset(
+    {
+        reasons.DOMAIN_NOT_GRANTED,
+        reasons.SERVICE_NOT_ALLOWED,
+        reasons.HOST_NOT_ALLOWED,
+        reasons.DOMAIN_CONFLICT,
+    }
+)
+
+
+def serving_children(name: str) -> list[ChildKey]:
+    """What makes a MailDomain serve: its pods, Services, certificate and DNSEndpoint (its
+    Secrets and ConfigMaps stay, so a grant given back reuses the same keys)."""
+    names = layout.object_names(name)
+    return [
+        STATEFUL_SET.key(names["mta"]),
+        STATEFUL_SET.key(names["mda"]),
+        SERVICE.key(names["service"]),
+        SERVICE.key(names["mda_service"]),
+        SERVICE.key(names["mta_service"]),
         CERTIFICATE.key(names["tls"]),
         DNS_ENDPOINT.key(names["dns_endpoint"]),
     ]
@@ -117,6 +152,11 @@ class Rendered:
     @property
     def ok(self) -> bool:
         return self.valid and self.render_error is None and self.material is not None
+
+    @property
+    def withdrawn(self) -> bool:
+        """Whether the MailDomain must stop serving (``WITHDRAWN``)."""
+        return not self.valid and self.invalid_reason in WITHDRAWN
 
     @property
     def externally_published(self) -> bool:

@@ -197,11 +197,14 @@ class Reconciler:
     ) -> ApplyResult:
         """Phase 3: apply the rendered children that differ, then delete the stale ones.
 
-        Nothing is written without a successful render (the last valid spec's objects stay). A
-        failed write does not stop the others, but it does stop the DNSEndpoint and the
-        deletions: the pass is retried with everything in place.
+        Nothing is written without a successful render (the last valid spec's objects stay),
+        but a withdrawn MailDomain (``plan.WITHDRAWN``) loses what made it serve. A failed write
+        does not stop the others, but it does stop the DNSEndpoint and the deletions: the pass
+        is retried with everything in place.
         """
         live: Children = dict(material)
+        if rendered.withdrawn:
+            return await self._withdraw(ref, live, outcome)
         if not rendered.ok:
             return ApplyResult(None, None, live)
         candidates = plan.prune_candidates(ref.name)
@@ -226,14 +229,32 @@ class Reconciler:
         if rendered.externally_published:
             endpoint, endpoint_dns = await self._apply_endpoint(rendered, owner, live, outcome)
             written.append(endpoint)
-        for key in stale_children(written, candidates, live, owner):
+        stale = stale_children(written, candidates, live, owner)
+        return ApplyResult(await self._delete(ref, stale, live, outcome), endpoint_dns, live)
+
+    async def _withdraw(self, ref: ObjectRef, live: Children, outcome: Outcome) -> ApplyResult:
+        """Delete the serving children this MailDomain owns (``plan.serving_children``)."""
+        keys = plan.serving_children(ref.name)
+        try:
+            live.update(await self._read_children(ref.namespace, keys))
+        except ApiError as err:
+            raise ReconcileError(f"reading the children failed: {err}", 10) from err
+        owner = Owner(ref.name, ref.namespace, ref.uid)
+        error = await self._delete(ref, stale_children([], keys, live, owner), live, outcome)
+        return ApplyResult(error, None, live)
+
+    async def _delete(
+        self, ref: ObjectRef, keys: list[ChildKey], live: Children, outcome: Outcome
+    ) -> ApiError | None:
+        """Delete these children, in order; the first refusal stops it (the pass retries)."""
+        for key in keys:
             try:
                 await self.kube.delete(key.resource, ref.namespace, key.name)
             except ApiError as err:
-                return ApplyResult(err, endpoint_dns, live)
+                return err
             live[key] = None
             outcome.deleted.append(str(key))
-        return ApplyResult(None, endpoint_dns, live)
+        return None
 
     async def _publish_dns(
         self,
