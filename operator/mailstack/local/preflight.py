@@ -18,6 +18,7 @@ REQUIRED = {
     "ip": "iproute2",
     "nft": "nftables",
     "unshare": "util-linux",
+    "setpriv": "util-linux",
     "mount": "mount",
     "postfix": "postfix",
     "dovecot": "dovecot-core",

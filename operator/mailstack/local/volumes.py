@@ -12,15 +12,18 @@ from __future__ import annotations
 import base64
 import grp
 import os
+import pwd
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
+from mailstack.local.security import HostIds
 from mailstack.render import layout
 
-# The image pins these gids (render.layout); on this host the same groups have their own gids.
+# The image pins these ids (render.layout); on this host the same accounts have their own.
 _GROUP_NAMES = {layout.DOVECOT_GID: "dovecot", layout.RSPAMD_GID: "_rspamd"}
+_USER_NAMES: dict[int, str] = {}
 
 
 def host_gid(fs_group: int | None) -> int:
@@ -35,6 +38,31 @@ def host_gid(fs_group: int | None) -> int:
         return grp.getgrnam(name).gr_gid
     except KeyError:
         return fs_group
+
+
+def host_uid(uid: int) -> int:
+    """This host's uid for a container's runAsUser: the host's uid of the user the image pins
+    that uid to, else the uid itself."""
+    name = _USER_NAMES.get(uid)
+    if name is None:
+        return uid
+    try:
+        return pwd.getpwnam(name).pw_uid
+    except KeyError:
+        return uid
+
+
+def primary_gid(uid: int) -> int:
+    """The group of this host's user ``uid`` (0 for a uid without an account)."""
+    try:
+        return pwd.getpwuid(uid).pw_gid
+    except KeyError:
+        return 0
+
+
+def host_ids() -> HostIds:
+    """This host's ids for the image's, for ``local.security.setpriv_command``."""
+    return HostIds(host_uid, host_gid, primary_gid)
 
 
 def source_files(obj: dict[str, Any], items: list[dict[str, Any]] | None) -> dict[str, bytes]:
