@@ -34,6 +34,32 @@ _SECRET_MODE = 0o440
 _CONFIG_MODE = 0o444
 
 
+# The capabilities the postfix container adds back after dropping all. Postfix runs as root:
+# its master and each of its daemons switch to the postfix user themselves (set_ugid: setgid,
+# setgroups, seteuid/setuid), which nothing but root may do. CHOWN, DAC_OVERRIDE and FOWNER
+# were each taken away under mailstack up (which applies the securityContext) and the stack
+# failed as said; the others are the calls named (KILL: seen in a trace of master stopping).
+POSTFIX_CAPABILITIES = [
+    # `postfix post-install create-missing` (a new queue volume) and the agent give folders to
+    # the postfix user.
+    "CHOWN",
+    # Root processes (master; smtpd before it drops privileges, reaching tlsmgr and postlogd)
+    # use the sockets in the queue's private/ (postfix, 0700) and public/ (postfix:postdrop,
+    # 0710) folders: without it STARTTLS fails ("TLS not available due to local problem").
+    "DAC_OVERRIDE",
+    # post-install sets the modes of queue folders it already gave to postfix; the agent sets
+    # the mode of /var/lib/postfix again when the container restarts.
+    "FOWNER",
+    # master stops its daemons (user postfix) with SIGTERM to its process group.
+    "KILL",
+    # SMTP on 25, submissions on 465, submission on 587.
+    "NET_BIND_SERVICE",
+    # master and every daemon switch to the postfix user and group.
+    "SETGID",
+    "SETUID",
+]
+
+
 def _security_context(capabilities: list[str]) -> Obj:
     return {
         "allowPrivilegeEscalation": False,
@@ -233,7 +259,7 @@ def render_mta_statefulset(
             _mount("tmp", "/tmp", read_only=False),
         ],
         container_resources(settings, "postfix"),
-        ["CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "NET_BIND_SERVICE", "SETGID", "SETUID"],
+        POSTFIX_CAPABILITIES,
     )
     rspamd = _container(
         "rspamd",
