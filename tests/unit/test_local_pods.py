@@ -37,7 +37,7 @@ def test_every_statefulset_becomes_one_pod_with_its_claims(
         "volume": "queue",
         "target": "/var/lib/rspamd",
         "readOnly": False,
-        "subPath": "rspamd",
+        "subPath": "rspamd-db",
     } in rspamd.mounts
     assert rspamd.command[-4:] == ["agent", "rspamd", "--health-port", "9102"]
     # The container's env as rendered (glibc malloc settings for rspamd), as a kubelet sets it.
@@ -85,7 +85,7 @@ def test_containers_run_as_their_security_context_says(
             spec = sts["spec"]["template"]["spec"]
             rendered = next(c for c in spec["containers"] if c["name"] == container.name)
             assert container.security.capabilities == tuple(
-                sorted(rendered["securityContext"]["capabilities"]["add"])
+                sorted(rendered["securityContext"]["capabilities"].get("add", []))
             )
             assert container.security.no_new_privs
             assert container.security.groups == (spec["securityContext"]["fsGroup"],)

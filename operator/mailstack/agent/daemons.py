@@ -75,9 +75,17 @@ def _ids(user: str, group: str | None = None) -> tuple[int, int]:
 
 
 def _directory(path: str, uid: int = 0, gid: int = 0, mode: int = 0o755) -> None:
+    """The folder, with owner and mode when the agent runs as root. Not as root (rspamd), a
+    folder it does not own must be writable as the volume gave it: an emptyDir, or a subPath
+    the kubelet made with the volume's mode and fsGroup."""
     os.makedirs(path, exist_ok=True)
-    os.chown(path, uid, gid)
-    os.chmod(path, mode)
+    if os.geteuid() == 0:
+        os.chown(path, uid, gid)
+        os.chmod(path, mode)
+    elif os.stat(path).st_uid == os.geteuid():
+        os.chmod(path, mode)
+    elif not os.access(path, os.W_OK | os.X_OK):
+        raise AgentError(f"{path} is not writable for uid {os.geteuid()}: check the volume")
 
 
 def probe_banner(port: int, prefix: bytes, host: str = "127.0.0.1") -> Callable[[], str | None]:
@@ -235,8 +243,9 @@ def dovecot() -> Daemon:
 
 
 def _prepare_rspamd() -> None:
+    """rspamd runs as _rspamd (the container's runAsUser): its folders are its own or given."""
     _require("rspamd", "rspamd")
-    uid, gid = _ids("_rspamd")
+    uid, gid = os.getuid(), os.getgid()
     _directory(layout.RSPAMD_DB_DIR, uid, gid, 0o750)
     _directory(layout.RSPAMD_RUN_DIR, uid, gid, 0o750)
     # The milter socket directory is shared with Postfix, whose cleanup must reach the socket.
@@ -253,10 +262,6 @@ def rspamd() -> Daemon:
         command=[
             "rspamd",
             "-f",
-            "-u",
-            "_rspamd",
-            "-g",
-            "_rspamd",
             "-c",
             "/etc/rspamd/rspamd.conf",
             f"--var=LOCAL_CONFDIR={layout.RSPAMD_CONFIG_DIR}",

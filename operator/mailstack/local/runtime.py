@@ -156,9 +156,13 @@ class LocalRuntime:
     def _mount_source(self, pod: PodPlan, mount: dict[str, Any]) -> dict[str, Any]:
         source = self._volume_path(pod, mount["volume"])
         if mount.get("subPath"):
-            # As the kubelet: the sub-folder is created on first use.
+            # As the kubelet: the sub-folder is created on first use, with the volume's mode
+            # (and its group, through the set-group-ID bit fsGroup gave the volume).
+            volume_mode = source.stat().st_mode & 0o7777
             source = source / mount["subPath"]
-            source.mkdir(exist_ok=True)
+            if not source.exists():
+                source.mkdir()
+                source.chmod(volume_mode)
         return {"source": str(source), "target": mount["target"], "readOnly": mount["readOnly"]}
 
     def _start_container(self, pod: PodPlan, running: RunningContainer) -> None:

@@ -23,7 +23,7 @@ from mailstack.render import layout
 
 # The image pins these ids (render.layout); on this host the same accounts have their own.
 _GROUP_NAMES = {layout.DOVECOT_GID: "dovecot", layout.RSPAMD_GID: "_rspamd"}
-_USER_NAMES: dict[int, str] = {}
+_USER_NAMES = {layout.RSPAMD_UID: "_rspamd"}
 
 
 def host_gid(fs_group: int | None) -> int:

@@ -67,6 +67,8 @@ VMAIL_GID = 5000
 # (user _rspamd) read the DKIM key. Postfix and Dovecot read TLS keys as root before dropping.
 DOVECOT_GID = 11143
 RSPAMD_GID = 11333
+# rspamd runs as _rspamd (the image pins its uid too): the container's runAsUser.
+RSPAMD_UID = 11333
 
 
 class Srv:

@@ -60,13 +60,18 @@ POSTFIX_CAPABILITIES = [
 ]
 
 
-def _security_context(capabilities: list[str]) -> Obj:
-    return {
+def _security_context(capabilities: list[str], run_as: tuple[int, int] | None) -> Obj:
+    """Every capability dropped but ``capabilities``; ``run_as``: (uid, gid) of a container
+    that runs as that user rather than root (it then keeps no capability at all)."""
+    context: Obj = {
         "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True,
-        "capabilities": {"drop": ["ALL"], "add": capabilities},
+        "capabilities": {"drop": ["ALL"], **({"add": capabilities} if capabilities else {})},
         "seccompProfile": {"type": "RuntimeDefault"},
     }
+    if run_as is not None:
+        context.update(runAsNonRoot=True, runAsUser=run_as[0], runAsGroup=run_as[1])
+    return context
 
 
 def _probes() -> Obj:
@@ -99,6 +104,7 @@ def _container(
     resources: Obj,
     capabilities: list[str],
     env: dict[str, str] | None = None,
+    run_as: tuple[int, int] | None = None,
 ) -> Obj:
     health = layout.HEALTH_PORTS[daemon]
     return {
@@ -112,7 +118,7 @@ def _container(
         "volumeMounts": mounts,
         **_probes(),  # on the named "health" port
         "resources": resources,
-        "securityContext": _security_context(capabilities),
+        "securityContext": _security_context(capabilities, run_as),
     }
 
 
@@ -270,13 +276,16 @@ def render_mta_statefulset(
             _mount("dkim", layout.DKIM_DIR),
             _mount("milter", layout.MILTER_DIR, read_only=False),
             # rspamd's compiled regexp cache takes ~12 s to build: keep it on the queue volume.
-            _mount("queue", layout.RSPAMD_DB_DIR, read_only=False, sub_path="rspamd"),
+            # Not the "rspamd" folder of earlier versions, which root made rspamd's (another
+            # uid, mode 0750): the kubelet makes this one with the volume's mode and fsGroup.
+            _mount("queue", layout.RSPAMD_DB_DIR, read_only=False, sub_path="rspamd-db"),
             _mount("rspamd-run", layout.RSPAMD_RUN_DIR, read_only=False),
             _mount("tmp", "/tmp", read_only=False),
         ],
         container_resources(settings, "rspamd"),
-        ["CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETGID", "SETUID"],
+        [],  # runs as _rspamd: nothing needs root, no capability
         env=RSPAMD_ENV,
+        run_as=(layout.RSPAMD_UID, layout.RSPAMD_GID),
     )
     volumes = [
         _config_map_volume("postfix-config", names["postfix_config"]),
