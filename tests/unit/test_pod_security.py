@@ -23,7 +23,7 @@ Doc = dict[str, Any]
 # StatefulSet suffix → (the level its pod meets, the Restricted controls it breaks).
 EXPECTED = {
     "mta": ("baseline", {"Capabilities", "Running as Non-root"}),
-    "mda": ("baseline", {"Capabilities", "Running as Non-root"}),
+    "mda": ("restricted", set()),
 }
 
 

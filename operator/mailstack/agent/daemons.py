@@ -75,7 +75,7 @@ def _ids(user: str, group: str | None = None) -> tuple[int, int]:
 
 
 def _directory(path: str, uid: int = 0, gid: int = 0, mode: int = 0o755) -> None:
-    """The folder, with owner and mode when the agent runs as root. Not as root (rspamd), a
+    """The folder, with owner and mode when the agent runs as root. Not as root, a
     folder it does not own must be writable as the volume gave it: an emptyDir, or a subPath
     the kubelet made with the volume's mode and fsGroup."""
     os.makedirs(path, exist_ok=True)
@@ -175,17 +175,21 @@ def postfix() -> Daemon:
 
 
 def _prepare_dovecot() -> None:
+    """Dovecot runs as the vmail user (the container's runAsUser): its folders are emptyDirs
+    and the mail volume, whose root the kubelet gives to the fsGroup."""
     _require("dovecot", "dovecot-core")
-    _ids("dovecot")
-    _ids("dovenull")
+    uid, _ = _ids(layout.VMAIL_USER)
+    if uid != layout.VMAIL_UID:
+        raise AgentError(f"user {layout.VMAIL_USER} has uid {uid}, not {layout.VMAIL_UID}")
     _directory(layout.DOVECOT_RUN_DIR, 0, 0, 0o755)
     _directory(layout.DOVECOT_STATE_DIR, 0, 0, 0o750)
     # The volume root belongs to the kubelet (fsGroup); the Maildirs live one level down.
     _directory(f"{layout.MAIL_DIR}", 0, os.stat(layout.MAIL_DIR).st_gid, 0o2775)
-    with os.scandir(layout.MAIL_DIR) as entries:
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False) and entry.stat().st_uid != layout.VMAIL_UID:
-                os.chown(entry.path, layout.VMAIL_UID, layout.VMAIL_GID)
+    if os.geteuid() == 0:  # a pod spec of before 0.2.0 (root): the Maildirs are vmail's
+        with os.scandir(layout.MAIL_DIR) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False) and entry.stat().st_uid != layout.VMAIL_UID:
+                    os.chown(entry.path, layout.VMAIL_UID, layout.VMAIL_GID)
     code, output = run(["doveconf", "-c", DOVECOT_CONF, "-n"], capture=True)
     if code != 0:
         raise AgentError(f"dovecot.conf is not valid: {output.strip()}")

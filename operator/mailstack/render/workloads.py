@@ -218,19 +218,25 @@ def _pod_spec(
     containers: list[Obj],
     volumes: list[Obj],
     fs_group: int,
+    unprivileged_ports_from: int | None = None,
 ) -> Obj:
     names = layout.object_names(service.domain.name)
+    context: Obj = {
+        "fsGroup": fs_group,
+        "fsGroupChangePolicy": "OnRootMismatch",
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    if unprivileged_ports_from is not None:
+        context["sysctls"] = [
+            {"name": "net.ipv4.ip_unprivileged_port_start", "value": str(unprivileged_ports_from)}
+        ]
     return {
         "serviceAccountName": names["service_account"],
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         # Postfix finishes the deliveries in progress; Dovecot flushes its indexes.
         "terminationGracePeriodSeconds": 60,
-        "securityContext": {
-            "fsGroup": fs_group,
-            "fsGroupChangePolicy": "OnRootMismatch",
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": context,
         "containers": containers,
         "volumes": volumes,
         **scheduling(settings),
@@ -339,16 +345,8 @@ def render_mda_statefulset(
             _mount("tmp", "/tmp", read_only=False),
         ],
         container_resources(settings, "dovecot"),
-        [
-            "CHOWN",
-            "DAC_OVERRIDE",
-            "FOWNER",
-            "KILL",
-            "NET_BIND_SERVICE",
-            "SETGID",
-            "SETUID",
-            "SYS_CHROOT",
-        ],
+        [],  # runs as vmail, every process of it: no capability
+        run_as=(layout.VMAIL_UID, layout.VMAIL_GID),
     )
     volumes = [
         _config_map_volume("dovecot-config", names["dovecot_config"]),
@@ -360,7 +358,12 @@ def render_mda_statefulset(
         _empty_dir("dovecot-run", memory=True),
         _empty_dir("tmp"),
     ]
-    pod = _pod_spec(service, settings, [dovecot], volumes, layout.DOVECOT_GID)
+    # Dovecot, not root, listens on ports below 1024 (LMTP 24, IMAP 143 ...): the pod's own
+    # network namespace lets it, a safe sysctl under every Pod Security level.
+    lowest = min(port["containerPort"] for port in dovecot["ports"])
+    pod = _pod_spec(
+        service, settings, [dovecot], volumes, layout.DOVECOT_GID, unprivileged_ports_from=lowest
+    )
     claims = [
         _claim(
             selector_labels(domain, "mda"),
