@@ -46,13 +46,7 @@ def pod_templates(spec: Doc) -> dict[str, Doc]:
 
 
 EVERY_PROTOCOL = {
-    "protocols": {
-        "imap": True,
-        "pop3": True,
-        "submission": True,
-        "submissions": True,
-        "managesieve": True,
-    }
+    "protocols": dict.fromkeys(("imap", "pop3", "submission", "submissions", "managesieve"), True)
 }
 
 

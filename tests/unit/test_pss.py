@@ -69,6 +69,11 @@ def pod_context(pod: Pod) -> Pod:
     return result
 
 
+def every_context(pod: Pod) -> list[Pod]:
+    """The securityContext of each container, init containers included."""
+    return [c["securityContext"] for c in pod["spec"]["initContainers"] + pod["spec"]["containers"]]
+
+
 Change = Callable[[Pod], None]
 
 # (what, change, the level the pod then meets, the controls named: "A|B" for two)
@@ -281,10 +286,8 @@ def test_container_settings_can_stand_in_for_the_pod() -> None:
     """runAsNonRoot and seccomp on every container instead of the pod."""
     pod = restricted_pod()
     del pod_context(pod)["runAsNonRoot"], pod_context(pod)["seccompProfile"]
-    for container in pod["spec"]["initContainers"] + pod["spec"]["containers"]:
-        container["securityContext"].update(
-            runAsNonRoot=True, seccompProfile={"type": "RuntimeDefault"}
-        )
+    for context in every_context(pod):
+        context.update(runAsNonRoot=True, seccompProfile={"type": "RuntimeDefault"})
     assert level_of(pod) == "restricted"
 
 
@@ -292,8 +295,8 @@ def test_the_pod_setting_cannot_be_undone_by_none() -> None:
     """A pod-level runAsNonRoot: false is a violation even if every container says true."""
     pod = restricted_pod()
     pod_context(pod)["runAsNonRoot"] = False
-    for container in pod["spec"]["initContainers"] + pod["spec"]["containers"]:
-        container["securityContext"]["runAsNonRoot"] = True
+    for context in every_context(pod):
+        context["runAsNonRoot"] = True
     assert level_of(pod) == "baseline"
 
 
