@@ -8,7 +8,8 @@
 --   Ready True                          Healthy (Suspended for a suspended Mailbox)
 --   Ready Unknown, or no status yet     Progressing
 --   Ready False because Valid, Rendered
---     or CertificateReady is False      Degraded: the spec, a Secret or the cluster needs a fix
+--     or CertificateReady is False,
+--     or a pod is refused (PodRejected) Degraded: the spec, a Secret or the cluster needs a fix
 --   Ready False otherwise               Progressing (workloads starting or rolling out)
 --   Mailbox Ready False                 Degraded (invalid, no password, no MailDomain)
 local hs = {}
@@ -72,9 +73,12 @@ if obj.kind == "Mailbox" then
   return hs
 end
 
-for _, name in ipairs({"Valid", "Rendered", "CertificateReady"}) do
+-- WorkloadsReady only when the API server refuses the pods: a person must act (the namespace's
+-- Pod Security level, a quota); starting or rolling out settles by itself.
+for _, name in ipairs({"Valid", "Rendered", "WorkloadsReady", "CertificateReady"}) do
   local condition = conditions[name]
-  if current(condition) and condition.status == "False" then
+  if current(condition) and condition.status == "False"
+      and (name ~= "WorkloadsReady" or condition.reason == "PodRejected") then
     hs.status = "Degraded"
     hs.message = name .. ": " .. (condition.message or condition.reason or "")
     return hs

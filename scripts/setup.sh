@@ -88,6 +88,21 @@ PY
   "$target" version --short
 }
 
+# Dovecot runs as vmail (render/layout.py: VMAIL_USER, VMAIL_UID, VMAIL_GID), a name it looks
+# up: `mailstack up` needs the account the mail image has, with the same ids.
+create_vmail_user() {
+  getent passwd vmail >/dev/null && return 0
+  if [ "$(id -u)" != 0 ]; then
+    echo "error: the user vmail (uid 5000) is missing and creating it needs root" >&2
+    exit 1
+  fi
+  echo ">> creating the user vmail (uid 5000), as which Dovecot runs"
+  getent group vmail >/dev/null || groupadd --gid 5000 vmail
+  useradd --uid 5000 --gid vmail --home-dir /var/mail --no-create-home \
+    --shell /usr/sbin/nologin vmail
+}
+
 install_debian_packages
+create_vmail_user
 install_virtualenv
 install_helm

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -595,6 +596,52 @@ def test_workloads_ready_follows_the_statefulsets(api: ApiServer, operator: Oper
     # The Event is posted after the status is written: wait for it too (it failed under load).
     warned = ("Warning", "NotReady")
     wait_for(lambda: any((e["type"], e["reason"]) == warned for e in api.list("events")))
+
+
+REFUSED = (
+    'violates PodSecurity "restricted:latest": allowPrivilegeEscalation != false, '
+    'unrestricted capabilities (container "postfix" must set '
+    'securityContext.capabilities.drop=["ALL"])'
+)
+
+
+@pytest.mark.parametrize("api", [{"pods_rejected": REFUSED}], indirect=True)
+def test_pods_refused_at_admission_are_reported(api: ApiServer, operator: OperatorThread) -> None:
+    """The StatefulSet controller's FailedCreate Event becomes WorkloadsReady=False with the
+    admission message (PodRejected), until the pods are created after all."""
+    populate(api, boxes=1)
+
+    def workloads() -> dict[str, Any]:
+        return conditions(api.get("maildomains", "example-org")).get("WorkloadsReady", {})
+
+    refusals = [
+        f"{sts}: create Pod {sts}-0 in StatefulSet {sts} failed error: "
+        for sts in ("example-org-mda", "example-org-mta")
+    ]
+    wait_for(lambda: all(r in workloads().get("message", "") for r in refusals))
+    assert (workloads()["status"], workloads()["reason"]) == ("False", "PodRejected")
+    assert REFUSED in workloads()["message"]
+    domain = api.get("maildomains", "example-org")
+    assert (conditions(domain)["Ready"]["status"], conditions(domain)["Ready"]["reason"]) == (
+        "False",
+        "PodRejected",
+    )
+    # The namespace's policy relaxed: the controller's next try creates the pods.
+    api.set_ready("example-org-mta", 1)
+    api.set_ready("example-org-mda", 1)
+    wait_ready(api, "example-org")
+
+
+def test_events_are_read_only_while_pods_are_missing(
+    api: ApiServer, operator: OperatorThread
+) -> None:
+    populate(api, boxes=1)
+    wait_ready(api, "example-org")
+    settle(api, operator)
+    assert api.emulator is not None
+    assert not [
+        v for v in api.emulator.verbs if v[0] == "mailstack" and v[1:] == ("list", "", "events")
+    ]
 
 
 # --- deletion -------------------------------------------------------------------------------

@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.component.conftest import condition, mailbox, maildomain, password, wait_ready
+from tests.component.conftest import (
+    condition,
+    conditions,
+    mailbox,
+    maildomain,
+    password,
+    wait_ready,
+)
 from tests.component.emulator import (
     ApiServer,
     builtin_resources,
@@ -95,6 +102,16 @@ def test_the_operator_needs_exactly_the_chart_rbac(api: ApiServer) -> None:
         wait_for(lambda: condition(api.get("mailboxes", "bob"), "Valid") == "False")
         api.delete("configmaps", "example-org-postfix")
         wait_for(lambda: api.get("configmaps", "example-org-postfix"))
+        # A pod refused at admission: its message is read from the StatefulSet's Events.
+        api.reject_pods("example-org-mda", 'violates PodSecurity "restricted:latest"')
+        wait_for(
+            lambda: (
+                conditions(api.get("maildomains", "example-org"))["WorkloadsReady"]["reason"]
+                == "PodRejected"
+            )
+        )
+        api.set_ready("example-org-mda", 1)
+        wait_ready(api, "example-org")
         # A storage change: the StatefulSet is recreated (delete with orphan propagation).
         uid = api.get("statefulsets", "example-org-mda")["metadata"]["uid"]
         api.patch(

@@ -119,6 +119,10 @@ def test_verdicts_about_an_older_generation_are_not_trusted() -> None:
             Condition("CertificateReady", "False", "ACMENotAvailable", "internal CA meanwhile"),
             "Degraded",
         ),
+        (
+            Condition("WorkloadsReady", "False", "PodRejected", "mta: violates PodSecurity"),
+            "Degraded",
+        ),
         (Condition("WorkloadsReady", "False", "NotReady", "mda: 0/1 ready"), "Progressing"),
         (Condition("WorkloadsReady", "False", "RollingOut", "mta: rolling out"), "Progressing"),
         (Condition("WorkloadsReady", "Unknown", "Pending", "waiting"), "Progressing"),

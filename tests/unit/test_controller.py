@@ -29,6 +29,7 @@ from mailstack.controller.conditions import (
 )
 from mailstack.controller.documents import doc_name, referenced_secret_names
 from mailstack.controller.memory import Coalescer, Echoes, SecretCache, WrittenStatus, newer
+from mailstack.controller.rejections import event_selector, pods_missing, refused_creation
 from mailstack.controller.status import (
     DOMAIN_CONDITIONS,
     condition_list,
@@ -296,6 +297,54 @@ def test_workloads_condition_reads_the_statefulset_status() -> None:
     assert (rolling.status, rolling.reason) == ("False", "RollingOut")
     down = workloads_condition({"a": sts(1, observedGeneration=1, readyReplicas=0)})
     assert (down.status, down.reason, down.message) == ("False", "NotReady", "a: 0/1 ready")
+    refused = workloads_condition(
+        {"a": sts(1, observedGeneration=1, replicas=0), "b": ready}, {"a": "forbidden: x"}
+    )
+    assert (refused.status, refused.reason, refused.message) == (
+        "False",
+        "PodRejected",
+        "a: forbidden: x; b: 1/1 ready",
+    )
+
+
+def _sts_event(reason: str, when: str, message: str = "", **extra: Any) -> dict[str, Any]:
+    return {"reason": reason, "lastTimestamp": when, "message": message, **extra}
+
+
+def test_a_refused_creation_is_the_newest_failed_create() -> None:
+    failed = _sts_event("FailedCreate", "2025-01-01T10:00:00Z", "forbidden: restricted")
+    created = _sts_event("SuccessfulCreate", "2025-01-01T10:05:00Z")
+    other = _sts_event("RecreatingFailedPod", "2025-01-01T11:00:00Z")
+    assert refused_creation([]) is None
+    assert refused_creation([failed, other]) == "forbidden: restricted"
+    assert refused_creation([failed, created]) is None  # admitted after all
+    again = _sts_event("FailedCreate", "2025-01-01T10:09:00Z", "forbidden: quota")
+    assert refused_creation([failed, created, again]) == "forbidden: quota"
+    # Whole seconds: a tie goes to the failure (this is asked only while a pod is missing).
+    tied = _sts_event("SuccessfulCreate", "2025-01-01T10:00:00Z")
+    assert refused_creation([tied, failed]) == "forbidden: restricted"
+    # An events.k8s.io Event (eventTime, series) against a legacy one (lastTimestamp).
+    series = _sts_event(
+        "SuccessfulCreate",
+        "",
+        eventTime="2025-01-01T10:00:00.500000Z",
+        series={"lastObservedTime": "2025-01-01T10:20:00.000001Z"},
+    )
+    assert refused_creation([again, series]) is None
+
+
+def test_events_are_read_only_for_statefulsets_missing_pods() -> None:
+    def sts(**status: Any) -> dict[str, Any]:
+        return {"metadata": {"name": "a", "uid": "u1"}, "spec": {"replicas": 1}, "status": status}
+
+    assert not pods_missing(None)
+    assert not pods_missing(sts())  # not seen by the StatefulSet controller yet
+    assert not pods_missing(sts(observedGeneration=1, replicas=1, readyReplicas=0))
+    assert pods_missing(sts(observedGeneration=1, replicas=0))
+    assert pods_missing(sts(observedGeneration=1))
+    assert event_selector(sts()) == (
+        "involvedObject.kind=StatefulSet,involvedObject.name=a,involvedObject.uid=u1"
+    )
 
 
 def test_orphan_verdict_names_the_missing_domain() -> None:

@@ -88,6 +88,19 @@ def test_up_refuses_to_run_without_root(monkeypatch: pytest.MonkeyPatch) -> None
         preflight.check_host()
 
 
+def test_up_refuses_to_run_without_the_vmail_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dovecot runs as vmail (uid 5000), a name it looks up, as in the mail image."""
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(preflight, "missing_packages", lambda: [])
+
+    def no_such_user(name: str) -> None:
+        raise KeyError(name)
+
+    monkeypatch.setattr(preflight.pwd, "getpwnam", no_such_user)
+    with pytest.raises(PreflightError, match=r"vmail with uid 5000.*scripts/setup\.sh"):
+        preflight.check_host()
+
+
 def test_missing_packages_name_the_debian_package(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     monkeypatch.setattr(preflight, "REQUIRED", {"ip": "iproute2", "no-such-tool": "tools"})

@@ -90,7 +90,7 @@ def test_pods_are_hardened(example_render: list[dict[str, Any]]) -> None:
             assert ctx["allowPrivilegeEscalation"] is False
             assert ctx["readOnlyRootFilesystem"] is True
             assert ctx["capabilities"]["drop"] == ["ALL"]
-            assert "SYS_ADMIN" not in ctx["capabilities"]["add"]
+            assert "SYS_ADMIN" not in ctx["capabilities"].get("add", [])
             assert container["readinessProbe"]["httpGet"]["port"] == "health"
             assert container["resources"]["limits"]["memory"]
 

@@ -99,9 +99,11 @@ tests/unit/test_chart.py, which checks the two agree).
 - apiGroups: [""]
   resources: [persistentvolumeclaims]
   verbs: [list]
+# Events: the operator's own are created; a StatefulSet's are listed while its pods are
+# missing, for the admission message of a refused pod (its FailedCreate Event).
 - apiGroups: [""]
   resources: [events]
-  verbs: [create]
+  verbs: [create, list]
 {{- end -}}
 
 {{/* mailPods without its empty fields, as JSON for --mail-pod-defaults ("" is no class name). */}}

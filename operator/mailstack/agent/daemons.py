@@ -75,9 +75,17 @@ def _ids(user: str, group: str | None = None) -> tuple[int, int]:
 
 
 def _directory(path: str, uid: int = 0, gid: int = 0, mode: int = 0o755) -> None:
+    """The folder, with owner and mode when the agent runs as root. Not as root, a
+    folder it does not own must be writable as the volume gave it: an emptyDir, or a subPath
+    the kubelet made with the volume's mode and fsGroup."""
     os.makedirs(path, exist_ok=True)
-    os.chown(path, uid, gid)
-    os.chmod(path, mode)
+    if os.geteuid() == 0:
+        os.chown(path, uid, gid)
+        os.chmod(path, mode)
+    elif os.stat(path).st_uid == os.geteuid():
+        os.chmod(path, mode)
+    elif not os.access(path, os.W_OK | os.X_OK):
+        raise AgentError(f"{path} is not writable for uid {os.geteuid()}: check the volume")
 
 
 def probe_banner(port: int, prefix: bytes, host: str = "127.0.0.1") -> Callable[[], str | None]:
@@ -167,17 +175,21 @@ def postfix() -> Daemon:
 
 
 def _prepare_dovecot() -> None:
+    """Dovecot runs as the vmail user (the container's runAsUser): its folders are emptyDirs
+    and the mail volume, whose root the kubelet gives to the fsGroup."""
     _require("dovecot", "dovecot-core")
-    _ids("dovecot")
-    _ids("dovenull")
+    uid, _ = _ids(layout.VMAIL_USER)
+    if uid != layout.VMAIL_UID:
+        raise AgentError(f"user {layout.VMAIL_USER} has uid {uid}, not {layout.VMAIL_UID}")
     _directory(layout.DOVECOT_RUN_DIR, 0, 0, 0o755)
     _directory(layout.DOVECOT_STATE_DIR, 0, 0, 0o750)
     # The volume root belongs to the kubelet (fsGroup); the Maildirs live one level down.
     _directory(f"{layout.MAIL_DIR}", 0, os.stat(layout.MAIL_DIR).st_gid, 0o2775)
-    with os.scandir(layout.MAIL_DIR) as entries:
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False) and entry.stat().st_uid != layout.VMAIL_UID:
-                os.chown(entry.path, layout.VMAIL_UID, layout.VMAIL_GID)
+    if os.geteuid() == 0:  # a pod spec of before 0.2.0 (root): the Maildirs are vmail's
+        with os.scandir(layout.MAIL_DIR) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False) and entry.stat().st_uid != layout.VMAIL_UID:
+                    os.chown(entry.path, layout.VMAIL_UID, layout.VMAIL_GID)
     code, output = run(["doveconf", "-c", DOVECOT_CONF, "-n"], capture=True)
     if code != 0:
         raise AgentError(f"dovecot.conf is not valid: {output.strip()}")
@@ -235,8 +247,9 @@ def dovecot() -> Daemon:
 
 
 def _prepare_rspamd() -> None:
+    """rspamd runs as _rspamd (the container's runAsUser): its folders are its own or given."""
     _require("rspamd", "rspamd")
-    uid, gid = _ids("_rspamd")
+    uid, gid = os.getuid(), os.getgid()
     _directory(layout.RSPAMD_DB_DIR, uid, gid, 0o750)
     _directory(layout.RSPAMD_RUN_DIR, uid, gid, 0o750)
     # The milter socket directory is shared with Postfix, whose cleanup must reach the socket.
@@ -253,10 +266,6 @@ def rspamd() -> Daemon:
         command=[
             "rspamd",
             "-f",
-            "-u",
-            "_rspamd",
-            "-g",
-            "_rspamd",
             "-c",
             "/etc/rspamd/rspamd.conf",
             f"--var=LOCAL_CONFDIR={layout.RSPAMD_CONFIG_DIR}",

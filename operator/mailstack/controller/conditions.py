@@ -1,7 +1,8 @@
 """The condition policies: each condition of a MailDomain or Mailbox, decided from one pass.
 
 Owns ``Condition`` and one builder per condition type, in cert-manager's policy style: Valid and
-Rendered from the render, WorkloadsReady from the StatefulSets, CertificateReady from the TLS
+Rendered from the render, WorkloadsReady from the StatefulSets (and the pods the API server
+refused, found by ``rejections``), CertificateReady from the TLS
 material or cert-manager's Certificate, DNSReady from what the DNS provider (or external-dns)
 said, and a Mailbox's Valid and Ready (its verdict). The reasons come from ``reasons``; how the
 conditions become a status document (order, ``lastTransitionTime``, the Ready summary) is
@@ -89,14 +90,21 @@ def rendered_condition(rendered: Rendered, apply_error: str | None) -> Condition
     return Condition(RENDERED, "True", reasons.APPLIED, f"{len(rendered.objects)} objects applied")
 
 
-def workloads_condition(statefulsets: Mapping[str, Mapping[str, Any] | None]) -> Condition:
-    """WorkloadsReady from the StatefulSets' status (``readyReplicas`` of the current revision)."""
+def workloads_condition(
+    statefulsets: Mapping[str, Mapping[str, Any] | None],
+    rejections: Mapping[str, str] | None = None,
+) -> Condition:
+    """WorkloadsReady from the StatefulSets' status (``readyReplicas`` of the current revision)
+    and, for those whose pods the API server refuses, its message (``rejections``, by name)."""
     if not statefulsets:
         return unknown(WORKLOADS_READY, reasons.NOT_RENDERED, "no workloads rendered yet")
-    pending, rolling, not_ready, ready = [], [], [], []
+    rejected, pending, rolling, not_ready, ready = [], [], [], [], []
     for name, sts in sorted(statefulsets.items()):
         if sts is None:
             pending.append(f"{name}: not found")
+            continue
+        if rejections and name in rejections:
+            rejected.append(f"{name}: {rejections[name]}")
             continue
         spec = spec_of(sts)
         status = sts.get("status") or {}
@@ -113,6 +121,9 @@ def workloads_condition(statefulsets: Mapping[str, Mapping[str, Any] | None]) ->
             not_ready.append(f"{name}: {have}/{want} ready")
         else:
             ready.append(f"{name}: {have}/{want} ready")
+    if rejected:  # a person must act (the namespace's policy, a quota): say it first
+        message = "; ".join(rejected + rolling + not_ready + pending + ready)
+        return Condition(WORKLOADS_READY, "False", reasons.POD_REJECTED, message)
     if rolling or not_ready:
         reason = reasons.ROLLING_OUT if rolling else reasons.NOT_READY
         return Condition(WORKLOADS_READY, "False", reason, "; ".join(rolling + not_ready + ready))

@@ -147,11 +147,18 @@ class Kube:
             raise
 
     async def list(
-        self, kind: Kind, namespace: str | None, label_selector: str | None = None
+        self,
+        kind: Kind,
+        namespace: str | None,
+        label_selector: str | None = None,
+        *,
+        field_selector: str | None = None,
     ) -> list[Obj]:
-        params = {"labelSelector": label_selector} if label_selector else None
+        params = {"labelSelector": label_selector} if label_selector else {}
+        if field_selector:
+            params["fieldSelector"] = field_selector
         result = await self.request(
-            "GET", kind.path(namespace), params=params, what=f"list {kind.plural}"
+            "GET", kind.path(namespace), params=params or None, what=f"list {kind.plural}"
         )
         items = result.get("items") or []
         return [item for item in items if isinstance(item, dict)]

@@ -34,6 +34,7 @@ APPLY_FAILED = "ApplyFailed"
 
 ROLLING_OUT = "RollingOut"
 NOT_READY = "NotReady"
+POD_REJECTED = "PodRejected"  # the API server refused a pod: the StatefulSet's FailedCreate Event
 
 # --- MailDomain: CertificateReady ----------------------------------------------------------
 

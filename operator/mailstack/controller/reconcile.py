@@ -60,6 +60,7 @@ from mailstack.controller.kinds import (
 from mailstack.controller.kube import ApiError, Kube
 from mailstack.controller.memory import Echoes, SecretCache, WrittenStatus
 from mailstack.controller.outcome import Outcome, ReconcileError
+from mailstack.controller.rejections import read_rejections
 from mailstack.controller.status import domain_status
 from mailstack.controller.status_writer import StatusWriter
 from mailstack.dns.providers.external_dns import dns_endpoint
@@ -294,18 +295,20 @@ class Reconciler:
         outcome: Outcome,
     ) -> None:
         """Phase 5: the MailDomain's status and Events, then its Mailboxes' statuses."""
-        name = ObjectRef.of(body).name
+        namespace, name = ObjectRef.of(body)[:2]
         apply_error = applied.error.short() if applied.error else None
         verdicts = mailbox_verdicts(rendered, inputs.mailboxes, name, apply_error)
         children = applied.children
-        statefulsets = [STATEFUL_SET.key(sts) for sts in plan.statefulset_names(name)]
+        keys = [STATEFUL_SET.key(sts) for sts in plan.statefulset_names(name)]
+        statefulsets = {key.name: children[key] for key in keys if key in children}
         status = domain_status(
             rendered,
             generation=doc_generation(body),
             previous=self.statuses.previous(MAILDOMAIN, body),
             now=inputs.now,
             apply_error=apply_error,
-            statefulsets={key.name: children[key] for key in statefulsets if key in children},
+            statefulsets=statefulsets,
+            rejections=await read_rejections(self.kube, namespace, statefulsets),
             certificate=children.get(CERTIFICATE.key(layout.object_names(name)["tls"])),
             valid_mailboxes=sum(1 for v in verdicts if v.valid.status == "True"),
             dns=dns,

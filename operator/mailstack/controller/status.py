@@ -191,12 +191,14 @@ def domain_status(
     now: datetime,
     apply_error: str | None = None,
     statefulsets: Mapping[str, Mapping[str, Any] | None] | None = None,
+    rejections: Mapping[str, str] | None = None,
     certificate: Mapping[str, Any] | None = None,
     valid_mailboxes: int = 0,
     dns: DnsOutcome | None = None,
 ) -> Obj:
     """The MailDomain's status document after a reconcile.
 
+    ``rejections``: the admission message of each StatefulSet whose pods are refused.
     ``dns``: what the provider said (``dns_publisher.DnsPublisher``); without it, the records as
     the spec wants them, not published.
     """
@@ -206,7 +208,7 @@ def domain_status(
     conditions = [
         valid_condition(rendered),
         rendered_condition(rendered, apply_error),
-        workloads_condition(statefulsets or {})
+        workloads_condition(statefulsets or {}, rejections)
         if rendered.ok
         else waiting_for_render(WORKLOADS_READY),
         certificate_condition(rendered, certificate),

@@ -129,8 +129,9 @@ class Network:
         # Loopback clients are DNATed to the pods and leave through the bridge before SNAT.
         _run("sysctl", "-q", "-w", f"net.ipv4.conf.{self.bridge}.route_localnet=1")
 
-    def add_pod(self, pod: str) -> PodNetwork:
-        """A network namespace for the pod, on the bridge through a veth, with the next address."""
+    def add_pod(self, pod: str, sysctls: dict[str, str] | None = None) -> PodNetwork:
+        """A network namespace for the pod, on the bridge through a veth, with the next address
+        and the pod's (namespaced) ``sysctls``."""
         index = len(self.pods)
         netns = f"ms{self.run_id}-{index}"
         veth = f"msv{self.run_id}{index}"
@@ -142,6 +143,8 @@ class Network:
         _run("ip", "-n", netns, "link", "set", "eth0", "up")
         _run("ip", "-n", netns, "link", "set", "lo", "up")
         _run("ip", "-n", netns, "route", "add", "default", "via", self.host_address)
+        for name, value in (sysctls or {}).items():
+            _run("ip", "netns", "exec", netns, "sysctl", "-q", "-w", f"{name}={value}")
         self.pods[pod] = PodNetwork(netns, address, veth)
         return self.pods[pod]
 

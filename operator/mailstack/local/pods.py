@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailstack.kubedoc import Obj, ObjectRef, meta_of
+from mailstack.local.security import Security, container_security
 
 
 @dataclass
@@ -36,19 +37,22 @@ _OBJECT_VOLUMES = {"configMap": ("ConfigMap", "name"), "secret": ("Secret", "sec
 @dataclass
 class ContainerPlan:
     """A container: the command to run on this host, its volume mounts, the port of its agent's
-    ``/readyz`` (None: nothing to wait for) and its literal env values."""
+    ``/readyz`` (None: nothing to wait for), its literal env values and how it runs
+    (``local.security``)."""
 
     name: str
     command: list[str]
     mounts: list[Obj]  # {"volume", "target", "readOnly"}
     health_port: int | None
     env: dict[str, str] = field(default_factory=dict)  # the container's literal env values
+    security: Security = field(default_factory=Security)  # user, groups, capabilities
 
 
 @dataclass
 class PodPlan:
     """Pod ``<sts>-0`` of a StatefulSet: labels, fsGroup, volumes, containers, named container
-    ports, the template as JSON (a change restarts the pod) and the grace period to stop it."""
+    ports, the template as JSON (a change restarts the pod), the grace period to stop it and
+    the pod's sysctls."""
 
     namespace: str
     name: str
@@ -61,6 +65,7 @@ class PodPlan:
     template_digest: str
     grace_seconds: int = 30
     services: list[str] = field(default_factory=list)
+    sysctls: dict[str, str] = field(default_factory=dict)  # set in the pod's network namespace
 
     @property
     def key(self) -> str:
@@ -130,6 +135,7 @@ def plan_pods(objects: list[Obj]) -> list[PodPlan]:
                     ],
                     health,
                     {e["name"]: e["value"] for e in container.get("env", [])},
+                    container_security(spec, container),
                 )
             )
         pods.append(
@@ -144,6 +150,10 @@ def plan_pods(objects: list[Obj]) -> list[PodPlan]:
                 ports=ports,
                 template_digest=json.dumps(template, sort_keys=True),
                 grace_seconds=min(int(spec.get("terminationGracePeriodSeconds", 30)), 30),
+                sysctls={
+                    s["name"]: str(s["value"])
+                    for s in (spec.get("securityContext") or {}).get("sysctls") or []
+                },
             )
         )
     return pods

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import fcntl
 import os
+import pwd
 import shutil
 from pathlib import Path
 from typing import IO
+
+from mailstack.render import layout
 
 # Binaries the runtime and the daemons need, with the Debian package that ships each.
 REQUIRED = {
     "ip": "iproute2",
     "nft": "nftables",
     "unshare": "util-linux",
+    "setpriv": "util-linux",
     "mount": "mount",
     "postfix": "postfix",
     "dovecot": "dovecot-core",
@@ -50,7 +54,7 @@ def missing_packages() -> list[str]:
 
 
 def check_host() -> None:
-    """Refuse to run without root or without a required package."""
+    """Refuse to run without root, without a required package or without the vmail user."""
     if os.geteuid() != 0:
         raise PreflightError(
             "mailstack up must run as root (network namespaces, mounts, ports < 1024)"
@@ -61,6 +65,15 @@ def check_host() -> None:
             "missing Debian packages: "
             + " ".join(missing)
             + f" (apt-get install {' '.join(missing)})"
+        )
+    try:
+        vmail = pwd.getpwnam(layout.VMAIL_USER).pw_uid
+    except KeyError:
+        vmail = None
+    if vmail != layout.VMAIL_UID:
+        raise PreflightError(
+            f"Dovecot runs as the user {layout.VMAIL_USER} with uid {layout.VMAIL_UID}, as in the"
+            " mail image: run scripts/setup.sh (it creates the user)"
         )
 
 

@@ -35,10 +35,12 @@ from mailstack.local.processes import (
     restart_due,
     stop_container,
 )
+from mailstack.local.security import SecurityError, setpriv_command
 from mailstack.local.terminal import log
 from mailstack.local.volumes import (
     fresh_empty_dir,
     host_gid,
+    host_ids,
     prepare_claim,
     source_files,
     write_projected,
@@ -154,16 +156,25 @@ class LocalRuntime:
     def _mount_source(self, pod: PodPlan, mount: dict[str, Any]) -> dict[str, Any]:
         source = self._volume_path(pod, mount["volume"])
         if mount.get("subPath"):
-            # As the kubelet: the sub-folder is created on first use.
+            # As the kubelet: the sub-folder is created on first use, with the volume's mode
+            # (and its group, through the set-group-ID bit fsGroup gave the volume).
+            volume_mode = source.stat().st_mode & 0o7777
             source = source / mount["subPath"]
-            source.mkdir(exist_ok=True)
+            if not source.exists():
+                source.mkdir()
+                source.chmod(volume_mode)
         return {"source": str(source), "target": mount["target"], "readOnly": mount["readOnly"]}
 
     def _start_container(self, pod: PodPlan, running: RunningContainer) -> None:
         hosts, resolv = self._write_pod_files(pod)
         plan = running.plan
+        try:
+            privileges = setpriv_command(plan.security, host_ids())
+        except SecurityError as err:
+            raise RuntimeConfigError(f"{pod.key}/{plan.name}: {err}") from None
         spec = {
-            "command": plan.command,
+            # As the container runtime: the user, groups and capabilities of the securityContext.
+            "command": [*privileges, *plan.command],
             "mounts": [self._mount_source(pod, m) for m in plan.mounts],
             "hosts": str(hosts),
             "resolv": str(resolv),
@@ -211,7 +222,7 @@ class LocalRuntime:
         self.network.setup_bridge()
         for pod in pods:
             self.pods[pod.key] = pod
-            self.addresses[pod.key] = self.network.add_pod(pod.key).address
+            self.addresses[pod.key] = self.network.add_pod(pod.key, pod.sysctls).address
         forwards = [
             (f.port + self.port_offset, self.addresses[f.pod], f.target)
             for f in public_forwards(objects, pods)

@@ -12,29 +12,57 @@ from __future__ import annotations
 import base64
 import grp
 import os
+import pwd
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mailstack.local.security import HostIds
 from mailstack.render import layout
 
-# The image pins these gids (render.layout); on this host the same groups have their own gids.
+# The image pins these ids (render.layout); on this host the same accounts have their own.
 _GROUP_NAMES = {layout.DOVECOT_GID: "dovecot", layout.RSPAMD_GID: "_rspamd"}
+_USER_NAMES = {layout.RSPAMD_UID: "_rspamd"}
+
+
+def _host_id(number: int, names: dict[int, str], lookup: Callable[[str], int]) -> int:
+    """This host's id for an id the image pins to the account ``names`` gives, else the id."""
+    name = names.get(number)
+    if name is None:
+        return number
+    try:
+        return lookup(name)
+    except KeyError:
+        return number
 
 
 def host_gid(fs_group: int | None) -> int:
-    """This host's gid for a pod's fsGroup: the host's gid of the group the image pins that gid
-    to, else the gid itself (0 without fsGroup)."""
+    """This host's gid for a pod's fsGroup (or runAsGroup): the host's gid of the group the
+    image pins that gid to, else the gid itself (0 without fsGroup)."""
     if fs_group is None:
         return 0
-    name = _GROUP_NAMES.get(fs_group)
-    if name is None:
-        return fs_group
+    return _host_id(fs_group, _GROUP_NAMES, lambda name: grp.getgrnam(name).gr_gid)
+
+
+def host_uid(uid: int) -> int:
+    """This host's uid for a container's runAsUser: the host's uid of the user the image pins
+    that uid to, else the uid itself."""
+    return _host_id(uid, _USER_NAMES, lambda name: pwd.getpwnam(name).pw_uid)
+
+
+def primary_gid(uid: int) -> int:
+    """The group of this host's user ``uid`` (0 for a uid without an account)."""
     try:
-        return grp.getgrnam(name).gr_gid
+        return pwd.getpwuid(uid).pw_gid
     except KeyError:
-        return fs_group
+        return 0
+
+
+def host_ids() -> HostIds:
+    """This host's ids for the image's, for ``local.security.setpriv_command``."""
+    return HostIds(host_uid, host_gid, primary_gid)
 
 
 def source_files(obj: dict[str, Any], items: list[dict[str, Any]] | None) -> dict[str, bytes]:

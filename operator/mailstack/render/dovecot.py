@@ -61,6 +61,7 @@ def render_dovecot_conf(service: MailService) -> str:
         },
         names=layout.object_names(domain.name),
         mda_submit_port=layout.MDA_SUBMIT_PORT.number,
+        vmail_user=layout.VMAIL_USER,
         vmail_uid=layout.VMAIL_UID,
         vmail_gid=layout.VMAIL_GID,
         spam_to_junk=domain.spam.enabled and domain.spam.junk_folder,

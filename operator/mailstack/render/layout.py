@@ -59,7 +59,10 @@ SIEVE_LOGIN = "mailstack-sieve"
 # mailboxes nobody logs in to are cleaned too, without a check on every LMTP delivery.
 EXPUNGE_AFTER_DAYS: tuple[tuple[str, int], ...] = (("Junk", 30), ("Trash", 30))
 
-# The uid/gid that owns the Maildirs (numeric: the image needs no vmail user).
+# The user that owns the Maildirs and runs Dovecot, every process of it (the container's
+# runAsUser). The mail image creates it with these ids; Dovecot names its users, so the name
+# must resolve to this uid wherever Dovecot runs (scripts/setup.sh creates it for mailstack up).
+VMAIL_USER = "vmail"
 VMAIL_UID = 5000
 VMAIL_GID = 5000
 # Groups pinned in the mail image, used as the pods' fsGroup so that mounted Secrets can stay
@@ -67,6 +70,8 @@ VMAIL_GID = 5000
 # (user _rspamd) read the DKIM key. Postfix and Dovecot read TLS keys as root before dropping.
 DOVECOT_GID = 11143
 RSPAMD_GID = 11333
+# rspamd runs as _rspamd (the image pins its uid too): the container's runAsUser.
+RSPAMD_UID = 11333
 
 
 class Srv:

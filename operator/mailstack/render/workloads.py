@@ -34,13 +34,44 @@ _SECRET_MODE = 0o440
 _CONFIG_MODE = 0o444
 
 
-def _security_context(capabilities: list[str]) -> Obj:
-    return {
+# The capabilities the postfix container adds back after dropping all. Postfix runs as root:
+# its master and each of its daemons switch to the postfix user themselves (set_ugid: setgid,
+# setgroups, seteuid/setuid), which nothing but root may do. CHOWN, DAC_OVERRIDE and FOWNER
+# were each taken away under mailstack up (which applies the securityContext) and the stack
+# failed as said; the others are the calls named (KILL: seen in a trace of master stopping).
+POSTFIX_CAPABILITIES = [
+    # `postfix post-install create-missing` (a new queue volume) and the agent give folders to
+    # the postfix user.
+    "CHOWN",
+    # Root processes (master; smtpd before it drops privileges, reaching tlsmgr and postlogd)
+    # use the sockets in the queue's private/ (postfix, 0700) and public/ (postfix:postdrop,
+    # 0710) folders: without it STARTTLS fails ("TLS not available due to local problem").
+    "DAC_OVERRIDE",
+    # post-install sets the modes of queue folders it already gave to postfix; the agent sets
+    # the mode of /var/lib/postfix again when the container restarts.
+    "FOWNER",
+    # master stops its daemons (user postfix) with SIGTERM to its process group.
+    "KILL",
+    # SMTP on 25, submissions on 465, submission on 587.
+    "NET_BIND_SERVICE",
+    # master and every daemon switch to the postfix user and group.
+    "SETGID",
+    "SETUID",
+]
+
+
+def _security_context(capabilities: list[str], run_as: tuple[int, int] | None) -> Obj:
+    """Every capability dropped but ``capabilities``; ``run_as``: (uid, gid) of a container
+    that runs as that user rather than root (it then keeps no capability at all)."""
+    context: Obj = {
         "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True,
-        "capabilities": {"drop": ["ALL"], "add": capabilities},
+        "capabilities": {"drop": ["ALL"], **({"add": capabilities} if capabilities else {})},
         "seccompProfile": {"type": "RuntimeDefault"},
     }
+    if run_as is not None:
+        context.update(runAsNonRoot=True, runAsUser=run_as[0], runAsGroup=run_as[1])
+    return context
 
 
 def _probes() -> Obj:
@@ -73,6 +104,7 @@ def _container(
     resources: Obj,
     capabilities: list[str],
     env: dict[str, str] | None = None,
+    run_as: tuple[int, int] | None = None,
 ) -> Obj:
     health = layout.HEALTH_PORTS[daemon]
     return {
@@ -86,7 +118,7 @@ def _container(
         "volumeMounts": mounts,
         **_probes(),  # on the named "health" port
         "resources": resources,
-        "securityContext": _security_context(capabilities),
+        "securityContext": _security_context(capabilities, run_as),
     }
 
 
@@ -186,19 +218,25 @@ def _pod_spec(
     containers: list[Obj],
     volumes: list[Obj],
     fs_group: int,
+    unprivileged_ports_from: int | None = None,
 ) -> Obj:
     names = layout.object_names(service.domain.name)
+    context: Obj = {
+        "fsGroup": fs_group,
+        "fsGroupChangePolicy": "OnRootMismatch",
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    if unprivileged_ports_from is not None:
+        context["sysctls"] = [
+            {"name": "net.ipv4.ip_unprivileged_port_start", "value": str(unprivileged_ports_from)}
+        ]
     return {
         "serviceAccountName": names["service_account"],
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         # Postfix finishes the deliveries in progress; Dovecot flushes its indexes.
         "terminationGracePeriodSeconds": 60,
-        "securityContext": {
-            "fsGroup": fs_group,
-            "fsGroupChangePolicy": "OnRootMismatch",
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": context,
         "containers": containers,
         "volumes": volumes,
         **scheduling(settings),
@@ -233,7 +271,7 @@ def render_mta_statefulset(
             _mount("tmp", "/tmp", read_only=False),
         ],
         container_resources(settings, "postfix"),
-        ["CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "NET_BIND_SERVICE", "SETGID", "SETUID"],
+        POSTFIX_CAPABILITIES,
     )
     rspamd = _container(
         "rspamd",
@@ -244,13 +282,16 @@ def render_mta_statefulset(
             _mount("dkim", layout.DKIM_DIR),
             _mount("milter", layout.MILTER_DIR, read_only=False),
             # rspamd's compiled regexp cache takes ~12 s to build: keep it on the queue volume.
-            _mount("queue", layout.RSPAMD_DB_DIR, read_only=False, sub_path="rspamd"),
+            # Not the "rspamd" folder of earlier versions, which root made rspamd's (another
+            # uid, mode 0750): the kubelet makes this one with the volume's mode and fsGroup.
+            _mount("queue", layout.RSPAMD_DB_DIR, read_only=False, sub_path="rspamd-db"),
             _mount("rspamd-run", layout.RSPAMD_RUN_DIR, read_only=False),
             _mount("tmp", "/tmp", read_only=False),
         ],
         container_resources(settings, "rspamd"),
-        ["CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETGID", "SETUID"],
+        [],  # runs as _rspamd: nothing needs root, no capability
         env=RSPAMD_ENV,
+        run_as=(layout.RSPAMD_UID, layout.RSPAMD_GID),
     )
     volumes = [
         _config_map_volume("postfix-config", names["postfix_config"]),
@@ -304,16 +345,8 @@ def render_mda_statefulset(
             _mount("tmp", "/tmp", read_only=False),
         ],
         container_resources(settings, "dovecot"),
-        [
-            "CHOWN",
-            "DAC_OVERRIDE",
-            "FOWNER",
-            "KILL",
-            "NET_BIND_SERVICE",
-            "SETGID",
-            "SETUID",
-            "SYS_CHROOT",
-        ],
+        [],  # runs as vmail, every process of it: no capability
+        run_as=(layout.VMAIL_UID, layout.VMAIL_GID),
     )
     volumes = [
         _config_map_volume("dovecot-config", names["dovecot_config"]),
@@ -325,7 +358,12 @@ def render_mda_statefulset(
         _empty_dir("dovecot-run", memory=True),
         _empty_dir("tmp"),
     ]
-    pod = _pod_spec(service, settings, [dovecot], volumes, layout.DOVECOT_GID)
+    # Dovecot, not root, listens on ports below 1024 (LMTP 24, IMAP 143 ...): the pod's own
+    # network namespace lets it, a safe sysctl under every Pod Security level.
+    lowest = min(port["containerPort"] for port in dovecot["ports"])
+    pod = _pod_spec(
+        service, settings, [dovecot], volumes, layout.DOVECOT_GID, unprivileged_ports_from=lowest
+    )
     claims = [
         _claim(
             selector_labels(domain, "mda"),

@@ -22,7 +22,8 @@ a ``Store`` that behaves like kube-apiserver where an operator can tell:
 
 Not emulated: RBAC (the verbs are recorded, nothing is denied), admission webhooks, pods,
 strategic-merge directives (``$patch``), associative-list merging inside server-side apply
-(lists are atomic here), field selectors beyond metadata.name/namespace.
+(lists are atomic here), field selectors beyond metadata.name/namespace and an Event's
+involvedObject, reason and type.
 """
 
 from tests.component.emulator.api import ApiServer, wait_for

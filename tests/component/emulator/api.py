@@ -17,7 +17,7 @@ import kmock
 import yaml
 
 from mailstack.kubedoc import Obj
-from tests.component.emulator.controllers import set_statefulset_status
+from tests.component.emulator.controllers import reject_pods, set_statefulset_status
 from tests.component.emulator.http import Emulator
 from tests.component.emulator.patches import merge_patch
 from tests.component.emulator.resources import ApiStatus, ResourceDef
@@ -152,6 +152,10 @@ class ApiServer:
 
     def set_ready(self, name: str, ready: int, namespace: str = "default") -> None:
         self.call(lambda: set_statefulset_status(self.store, namespace, name, ready))
+
+    def reject_pods(self, name: str, message: str, namespace: str = "default") -> None:
+        """The StatefulSet's pods refused at admission (its status and FailedCreate Event)."""
+        self.call(lambda: reject_pods(self.store, namespace, name, message))
 
     def fail(self, rule: Callable[[kmock.Request], ApiStatus | None]) -> None:
         """Inject failures: ``rule`` sees every resource request and may return an error."""

@@ -1,7 +1,8 @@
 """Owns the controllers the emulator runs in place of kube-controller-manager: the garbage
 collector (ownerReferences: background and orphan propagation, dangling owners), a minimal
 StatefulSet controller (PVCs from volumeClaimTemplates, with ownerReferences when
-``whenDeleted: Delete``; a status with ``readyReplicas``) and ClusterIP assignment for Services.
+``whenDeleted: Delete``; a status with ``readyReplicas``; or, with ``pods_rejected``, no pods and
+the ``FailedCreate`` Event of a pod refused at admission) and ClusterIP assignment for Services.
 
 Their writes are logged as ``internal``: the tests count the operator's writes apart from them.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from mailstack.kubedoc import Obj
@@ -146,25 +148,72 @@ def sync_statefulset(store: Store, namespace: str, name: str) -> None:
                 manager="kube-controller-manager",
                 internal=True,
             )
+    if store.pods_rejected is not None:
+        reject_pods(store, namespace, name, store.pods_rejected)
+        return
     set_statefulset_status(
         store, namespace, name, replicas if store.statefulset_ready else 0, sts=sts
     )
 
 
+def reject_pods(store: Store, namespace: str, name: str, message: str) -> None:
+    """What the StatefulSet controller does when admission refuses its pods: a status without
+    pods, and a Warning Event ``FailedCreate`` on the StatefulSet with the API server's message
+    (the StatefulSet itself gets no condition)."""
+    sts = store.get(store.resources[("apps", "statefulsets")], namespace, name)
+    set_statefulset_status(store, namespace, name, 0, sts=sts, created=0)
+    pod = f"{name}-0"
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    store.create(
+        store.resources[("", "events")],
+        namespace,
+        {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{name}.{store.rv:x}"},
+            "involvedObject": {
+                "apiVersion": "apps/v1",
+                "kind": "StatefulSet",
+                "name": name,
+                "namespace": namespace,
+                "uid": sts["metadata"]["uid"],
+                "resourceVersion": sts["metadata"]["resourceVersion"],
+            },
+            "reason": "FailedCreate",
+            "message": f'create Pod {pod} in StatefulSet {name} failed error: pods "{pod}" is '
+            f"forbidden: {message}",
+            "type": "Warning",
+            "source": {"component": "statefulset-controller"},
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        },
+        manager="kube-controller-manager",
+        internal=True,
+    )
+
+
 def set_statefulset_status(
-    store: Store, namespace: str, name: str, ready: int, sts: Obj | None = None
+    store: Store,
+    namespace: str,
+    name: str,
+    ready: int,
+    sts: Obj | None = None,
+    created: int | None = None,
 ) -> None:
-    """Write the status of a StatefulSet whose generation was observed, ``ready`` pods ready."""
+    """Write the status of a StatefulSet whose generation was observed: ``created`` pods (all
+    by default), ``ready`` of them ready."""
     sts_res = store.resources[("apps", "statefulsets")]
     sts = sts or store.get(sts_res, namespace, name)
     replicas = int((sts.get("spec") or {}).get("replicas", 1))
+    pods = replicas if created is None else created
     status = {
         "observedGeneration": sts["metadata"].get("generation", 1),
-        "replicas": replicas,
+        "replicas": pods,
         "readyReplicas": ready,
         "availableReplicas": ready,
-        "currentReplicas": replicas,
-        "updatedReplicas": replicas,
+        "currentReplicas": pods,
+        "updatedReplicas": pods,
         "currentRevision": f"{name}-{sts['metadata'].get('generation', 1)}",
         "updateRevision": f"{name}-{sts['metadata'].get('generation', 1)}",
         "collisionCount": 0,

@@ -1,5 +1,6 @@
 """Owns label and field selectors: the predicates of ``labelSelector`` and ``fieldSelector``
-(lists and watches). Field selectors: ``metadata.name`` and ``metadata.namespace`` only.
+(lists and watches). Field selectors: ``metadata.name``, ``metadata.namespace`` and an Event's
+``involvedObject.*``, ``reason`` and ``type``.
 """
 
 from __future__ import annotations
@@ -39,19 +40,45 @@ def parse_label_selector(text: str) -> Callable[[Mapping[str, str]], bool]:
     return lambda labels: all(check(labels) for check in checks)
 
 
-def parse_field_selector(text: str) -> Callable[[Obj], bool]:
+# The fields each kind may be selected by beyond metadata.name and metadata.namespace (the API
+# server's field label conversions); a path into the object.
+KIND_FIELDS: dict[str, tuple[str, ...]] = {
+    "Event": (
+        "involvedObject.kind",
+        "involvedObject.namespace",
+        "involvedObject.name",
+        "involvedObject.uid",
+        "involvedObject.apiVersion",
+        "involvedObject.resourceVersion",
+        "involvedObject.fieldPath",
+        "reason",
+        "type",
+    ),
+}
+
+
+def _field(obj: Obj, path: str) -> str:
+    value: object = obj
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return "" if value is None else str(value)
+
+
+def parse_field_selector(text: str, kind: str = "") -> Callable[[Obj], bool]:
+    """``metadata.name`` and ``metadata.namespace``, and the kind's own fields (``KIND_FIELDS``);
+    any other field is refused with the API server's 400."""
+    allowed = {"metadata.name", "metadata.namespace", *KIND_FIELDS.get(kind, ())}
     checks: list[Callable[[Obj], bool]] = []
     for part in (text or "").split(","):
         if not part.strip():
             continue
-        m = re.fullmatch(r"\s*(metadata\.name|metadata\.namespace)\s*(==|=|!=)\s*(\S*)\s*", part)
-        if m is None:
+        m = re.fullmatch(r"\s*([A-Za-z.]+)\s*(==|=|!=)\s*(\S*)\s*", part)
+        if m is None or m.group(1) not in allowed:
             raise ApiStatus(400, "BadRequest", f"field label not supported: {part!r}")
         path, op, value = m.groups()
-        attr = path.split(".")[1]
 
-        def check(obj: Obj, a: str = attr, v: str = value, neg: bool = op == "!=") -> bool:
-            return (obj["metadata"].get(a) == v) != neg
+        def check(obj: Obj, p: str = path, v: str = value, neg: bool = op == "!=") -> bool:
+            return (_field(obj, p) == v) != neg
 
         checks.append(check)
     return lambda obj: all(check(obj) for check in checks)

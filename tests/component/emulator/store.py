@@ -73,6 +73,7 @@ class Store:
         history: int = 50_000,
         validate_builtin: bool = True,
         statefulset_ready: bool = True,
+        pods_rejected: str | None = None,
         controller_delay: float = 0.05,
         cel: bool = True,
     ) -> None:
@@ -91,6 +92,8 @@ class Store:
         self.validate_builtin = validate_builtin
         self.cel = cel
         self.statefulset_ready = statefulset_ready
+        # The admission message refusing every StatefulSet's pods (None: pods are created).
+        self.pods_rejected = pods_rejected
         self.controller_delay = controller_delay
         # uid → (resource, namespace, name) of every live object: owners the GC looks up.
         self.uids: dict[str, tuple[tuple[str, str], str | None, str]] = {}
@@ -135,7 +138,7 @@ class Store:
         field_selector: str = "",
     ) -> list[Obj]:
         labels = parse_label_selector(label_selector)
-        fields = parse_field_selector(field_selector)
+        fields = parse_field_selector(field_selector, res.kind)
         items = []
         for (ns, _), obj in sorted(
             self.objects[res.key].items(), key=lambda kv: (kv[0][0] or "", kv[0][1])

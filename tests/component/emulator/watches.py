@@ -56,7 +56,7 @@ async def serve_watch(
         res.key,
         ns,
         parse_label_selector(params.get("labelSelector", "")),
-        parse_field_selector(fields),
+        parse_field_selector(fields, res.kind),
     )
     since = params.get("resourceVersion") or ""
     # Registration and the initial events happen without an await in between: the store
