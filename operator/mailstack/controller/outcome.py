@@ -1,4 +1,5 @@
-"""What one reconcile pass did (``Outcome``) and how a pass fails (``ReconcileError``).
+"""What one reconcile pass did (``Outcome``), how a pass fails (``ReconcileError``), and what
+its phases hand each other (``Gathered``, ``ApplyResult``).
 
 Shared by the reconciler that fills them, the Events that report them, the finalizer and the
 kopf handlers that turn a ``ReconcileError`` into a retry.
@@ -6,7 +7,17 @@ kopf handlers that turn a ``ReconcileError`` into a retry.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from mailstack.controller.kinds import ChildKey
+from mailstack.kubedoc import Obj
+
+if TYPE_CHECKING:
+    from mailstack.controller import plan
+    from mailstack.controller.dns_publisher import DnsOutcome
+    from mailstack.controller.kube import ApiError
 
 
 class ReconcileError(Exception):
@@ -31,3 +42,25 @@ class Outcome:
     def changed_objects(self) -> bool:
         """Whether the pass applied or deleted any child."""
         return bool(self.applied or self.deleted)
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """What ``_gather`` read: the render's inputs and the material Secrets as they are."""
+
+    inputs: plan.DomainInputs
+    material: Mapping[ChildKey, Obj | None]
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What ``_apply_children`` left behind.
+
+    ``error``: the first write the API server refused (the pass is retried; the statuses say so).
+    ``endpoint_dns``: DNSReady and the records of the externalDNS provider's DNSEndpoint.
+    ``children``: the children as they are now (what was read, updated by what was written).
+    """
+
+    error: ApiError | None
+    endpoint_dns: DnsOutcome | None
+    children: Mapping[ChildKey, Obj | None]

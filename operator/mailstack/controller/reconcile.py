@@ -26,7 +26,6 @@ import logging
 import os
 import socket
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,7 +58,7 @@ from mailstack.controller.kinds import (
 )
 from mailstack.controller.kube import ApiError, Kube
 from mailstack.controller.memory import Echoes, SecretCache, WrittenStatus
-from mailstack.controller.outcome import Outcome, ReconcileError
+from mailstack.controller.outcome import ApplyResult, Gathered, Outcome, ReconcileError
 from mailstack.controller.rejections import read_rejections
 from mailstack.controller.status import domain_status
 from mailstack.controller.status_writer import StatusWriter
@@ -73,28 +72,6 @@ from mailstack.render.objects import RenderOptions
 logger = logging.getLogger(__name__)
 
 Children = dict[ChildKey, Obj | None]  # None: read, and not there
-
-
-@dataclass(frozen=True)
-class Gathered:
-    """What ``_gather`` read: the render's inputs and the material Secrets as they are."""
-
-    inputs: plan.DomainInputs
-    material: Mapping[ChildKey, Obj | None]
-
-
-@dataclass(frozen=True)
-class ApplyResult:
-    """What ``_apply_children`` left behind.
-
-    ``error``: the first write the API server refused (the pass is retried; the statuses say so).
-    ``endpoint_dns``: DNSReady and the records of the externalDNS provider's DNSEndpoint.
-    ``children``: the children as they are now (what was read, updated by what was written).
-    """
-
-    error: ApiError | None
-    endpoint_dns: DnsOutcome | None
-    children: Mapping[ChildKey, Obj | None]
 
 
 class Reconciler:
