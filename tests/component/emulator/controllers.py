@@ -49,18 +49,25 @@ def collect_garbage(store: Store, uid: str, propagation: str) -> None:
             remaining = [r for r in refs if r.get("uid") != uid]
             alive = [r for r in remaining if r.get("uid") in store.uids]
             if propagation == "Orphan" or alive:
-                store.update(
-                    res,
-                    ns,
-                    name,
-                    lambda o, rs=remaining: _with_refs(o, rs),
-                    subresource=None,
-                    manager="garbage-collector",
-                    verb="patch",
-                    internal=True,
-                )
+                _set_refs(store, res, ns, name, remaining, "garbage-collector")
             elif store.find(res, ns, name) is not None:
                 store.delete(res, ns, name, manager="garbage-collector", internal=True)
+
+
+def _set_refs(
+    store: Store, res: ResourceDef, ns: str | None, name: str, refs: list[Obj], manager: str
+) -> None:
+    """An emulated controller's patch of an object's ownerReferences."""
+    store.update(
+        res,
+        ns,
+        name,
+        lambda o: _with_refs(o, refs),
+        subresource=None,
+        manager=manager,
+        verb="patch",
+        internal=True,
+    )
 
 
 def _with_refs(obj: Obj, refs: list[Obj]) -> Obj:
@@ -124,16 +131,7 @@ def sync_statefulset(store: Store, namespace: str, name: str) -> None:
                 others = [r for r in refs if r.get("kind") != "StatefulSet"]
                 wanted = [*others, owner] if delete_claims else others
                 if refs != wanted:
-                    store.update(
-                        pvc_res,
-                        namespace,
-                        claim,
-                        lambda o, rs=wanted: _with_refs(o, rs),
-                        subresource=None,
-                        manager="kube-controller-manager",
-                        verb="patch",
-                        internal=True,
-                    )
+                    _set_refs(store, pvc_res, namespace, claim, wanted, "kube-controller-manager")
                 continue
             meta: Obj = {
                 "name": claim,
