@@ -100,10 +100,7 @@ async def _cleanup_dns(reconciler: Reconciler, body: Mapping[str, Any]) -> str:
         return ""
     if not model.dns.provider.pushes_records:
         return ""  # manual, externalDNS: nothing the operator published itself
-    try:
-        secrets = await reconciler.user_secrets(ref.namespace, referenced_secret_names(body, ()))
-    except ApiError as err:
-        raise ReconcileError(f"reading the DNS credentials failed: {err}", 10) from err
+    secrets = reconciler.user_secrets(ref.namespace, referenced_secret_names(body, ()))
     selector = published_selector(body)
     try:
         removed = await reconciler.dns.cleanup(model, secrets, [selector] if selector else [])

@@ -6,8 +6,9 @@ call reads and writes nothing but GETs. It is the only code path that renders; t
 periodic resync all end here.
 
 The phases of a pass, each a method with a typed result:
-1. ``_gather``: read the material Secrets (``<n>-dkim``, ``-ca``, ``-tls``, ``-users``) and the
-   referenced user Secrets. A read that fails for any reason other than 404 aborts the pass:
+1. ``_gather``: read the material Secrets (``<n>-dkim``, ``-ca``, ``-tls``, ``-users``) and take
+   the referenced user Secrets from the watch cache (labelled ones only). A read that fails for
+   any reason other than 404 aborts the pass:
    generating a new DKIM key because the API was briefly unavailable would rotate it by accident.
 2. ``plan.render_domain``: parse, assemble, resolve material, render.
 3. ``_apply_children``: read the remaining children, apply (server-side) those that differ, the
@@ -152,7 +153,7 @@ class Reconciler:
             material = await self._read_children(
                 ref.namespace, [SECRET.key(n) for n in material_secret_names(ref.name)]
             )
-            user = await self.user_secrets(ref.namespace, referenced_secret_names(body, mailboxes))
+            user = self.user_secrets(ref.namespace, referenced_secret_names(body, mailboxes))
         except ApiError as err:
             raise ReconcileError(f"reading the Secrets failed: {err}", 10) from err
         inputs = plan.DomainInputs(
@@ -312,13 +313,10 @@ class Reconciler:
         )
         return dict(zip(keys, results, strict=True))
 
-    async def user_secrets(self, namespace: str, names: set[str]) -> dict[str, Secret]:
-        """Referenced Secrets from the watch cache; read (and cached) when not seen yet."""
-        missing = [n for n in sorted(names) if not self.secrets.known(namespace, n)]
-        fetched = await asyncio.gather(*(self._get(SECRET, namespace, n) for n in missing))
-        for raw in fetched:
-            if raw is not None:
-                self.secrets.put(raw)
+    def user_secrets(self, namespace: str, names: set[str]) -> dict[str, Secret]:
+        """Referenced Secrets from the watch cache, never read one by one: the operator sees
+        only Secrets labelled ``mailstack.dev/usable-by`` (``api.secret_access``), and a GET
+        would read an unlabelled one too."""
         result = {}
         for name in names:
             secret = self.secrets.get(namespace, name)

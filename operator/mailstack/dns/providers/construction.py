@@ -3,7 +3,8 @@
 Owns: ``ProviderOptions`` (what the caller adds to the MailDomain: timeouts, replacement clients
 and endpoints for tests and proxies), the ``Constructor`` signature every provider module
 exports, the typed settings of the MailDomain's provider, and its credentials looked up among the
-Secrets of the MailDomain's namespace, with messages that name the missing Secret or key.
+Secrets of the MailDomain's namespace (only a Secret labelled ``mailstack.dev/usable-by`` for
+MailDomains: ``api.secret_access``), with messages that name the missing Secret or key.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from mailstack.api.models import MailDomain, ProviderSettings, Secret, SecretKeyRef
+from mailstack.api.secret_access import MAILDOMAINS, refusal
 from mailstack.dns.errors import DnsConfigError
 from mailstack.dns.providers.base import Provider
 
@@ -52,13 +54,10 @@ def _reference(domain: MailDomain) -> SecretKeyRef:
 def credentials_secret(domain: MailDomain, secrets: Mapping[str, Secret]) -> Secret:
     """The Secret the provider of ``domain`` refers to."""
     ref = _reference(domain)
-    secret = secrets.get(ref.name)
-    if secret is None:
-        raise DnsConfigError(
-            f"{domain.ref}: Secret {domain.namespace}/{ref.name} "
-            f"(the {domain.dns.provider.kind} credentials) was not found"
-        )
-    return secret
+    refused = refusal(secrets, ref.name, MAILDOMAINS)  # missing, or not labelled for MailDomains
+    if refused is not None:
+        raise DnsConfigError(f"{domain.ref}: the {domain.dns.provider.kind} credentials: {refused}")
+    return secrets[ref.name]
 
 
 def credentials_text(domain: MailDomain, secrets: Mapping[str, Secret]) -> str:
