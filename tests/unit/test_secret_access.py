@@ -8,12 +8,11 @@ the relay's credentials and CA (``material.resolve``), a DNS provider's credenti
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime
 
 import pytest
 
 from mailstack.api.assemble import MailService
-from mailstack.api.models import Mailbox, MailDomain, Relay, Secret, SecretKeyRef
+from mailstack.api.models import MailDomain, Relay, Secret, SecretKeyRef
 from mailstack.api.parse import parse_secret
 from mailstack.api.secret_access import USABLE_BY_LABEL, label_command, refusal, usable_by
 from mailstack.dns.errors import DnsConfigError
@@ -23,6 +22,8 @@ from mailstack.material.pki import generate_ca
 from mailstack.material.resolve import resolve_material
 from tests.dns_inputs import maildomain
 from tests.dns_inputs import secret as dns_secret
+from tests.unit.test_dns_providers import RFC2136
+from tests.unit.test_material_resolve import ALICE, DOMAIN, NOW
 
 NS = "mail"
 DOMAINS = frozenset({"maildomains"})
@@ -96,26 +97,6 @@ def test_refusal_names_the_secret_the_label_and_the_command() -> None:
     }
 
 
-DOMAIN = MailDomain(
-    name="example",
-    namespace=NS,
-    domain="example.com",
-    hostname="mail.example.com",
-    postmaster="postmaster@example.com",
-)
-ALICE = Mailbox(
-    name="alice",
-    namespace=NS,
-    address="alice@example.com",
-    local_part="alice",
-    domain="example.com",
-    password=SecretKeyRef("alice-pw", "password"),
-)
-
-
-NOW = datetime(2025, 3, 1, tzinfo=UTC)
-
-
 def _problems(domain: MailDomain, secrets: dict[str, Secret]) -> tuple[Material, list[str]]:
     service = MailService(domain, (ALICE,))
     material, problems = resolve_material(service, secrets, NOW, password_rounds=4)
@@ -166,16 +147,6 @@ def test_relay_secrets_must_be_labelled_for_maildomains() -> None:
     assert problems == []
     assert material.relay_credentials == ("me", "pw")
     assert material.relay_ca is not None
-
-
-RFC2136 = {
-    "rfc2136": {
-        "server": "192.0.2.53",
-        "zone": "example.com",
-        "tsigKeyName": "mailstack",
-        "tsigSecretRef": {"name": "dns-tsig"},
-    }
-}
 
 
 def test_dns_credentials_must_be_labelled_for_maildomains() -> None:
