@@ -134,9 +134,10 @@ class Operator:
     async def start(self) -> None:
         """Start the informers, in dependency order, each primed before the next starts.
 
-        MailDomains first (a Mailbox without one is reported as such), then Mailboxes (a Secret
-        is kept when a Mailbox refers to it), then Secrets and the children. When this returns,
-        the first reconcile of every MailDomain sees every Mailbox and password.
+        MailDomains first (a Mailbox without one is reported as such), then Mailboxes (so that a
+        Secret event finds the MailDomains using it), then the labelled Secrets and the
+        children. When this returns, the first reconcile of every MailDomain sees every Mailbox
+        and every password it may use.
         """
         namespaces: tuple[str | None, ...] = self.config.namespaces or (None,)
         peerings: list[Informer] = []
