@@ -122,12 +122,17 @@ class Grants:
         names = " or ".join(p.ref for p in granting)
         return [(path, f"{why} by {names}") for path, why in verdicts[0]]
 
+    def allowed_hosts(self, dom: MailDomain) -> tuple[str, ...]:
+        """The ``allowedHosts`` of the policies granting ``dom``'s domain: non-public hosts it
+        may name (also what ``dns.providers.reach.HostGuard`` lets through at connect time)."""
+        granting = [p for p in self.policies if p.grants(dom.namespace, dom.domain)]
+        return tuple(h for p in granting for h in p.allowed_hosts)
+
     def host_refusals(self, dom: MailDomain) -> list[tuple[str, str]]:
         """(field path, why) for each host ``dom`` names that is not public nor allowed."""
         if not self.enforced:
             return []
-        granting = [p for p in self.policies if p.grants(dom.namespace, dom.domain)]
-        patterns = tuple(h for p in granting for h in p.allowed_hosts)
+        patterns = self.allowed_hosts(dom)
         found = []
         for path, host in contacted_hosts(dom):
             problem = hosts.host_problem(host)

@@ -21,6 +21,7 @@ from mailstack.api.errors import ValidationError
 from mailstack.api.models import MailDomain
 from mailstack.api.parse import parse_maildomain
 from mailstack.controller import plan
+from mailstack.controller.dns_publisher import host_guard
 from mailstack.controller.documents import referenced_secret_names
 from mailstack.controller.events import Notice, finalized_notice
 from mailstack.controller.kinds import MAILDOMAIN, PVC
@@ -106,7 +107,12 @@ async def _cleanup_dns(reconciler: Reconciler, body: Mapping[str, Any]) -> str:
         raise ReconcileError(f"reading the DNS credentials failed: {err}", 10) from err
     selector = published_selector(body)
     try:
-        removed = await reconciler.dns.cleanup(model, secrets, [selector] if selector else [])
+        removed = await reconciler.dns.cleanup(
+            model,
+            secrets,
+            [selector] if selector else [],
+            guard=host_guard(reconciler.grants, model),
+        )
     except DnsError as err:
         message = f"removing the DNS records failed ({err.reason}): {err}"
         await reconciler.events.post(MAILDOMAIN, body, [Notice("Warning", err.reason, message)])

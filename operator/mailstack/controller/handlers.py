@@ -37,6 +37,7 @@ import kopf
 
 from mailstack.api.models import GROUP, VERSION
 from mailstack.controller.config import OperatorConfig
+from mailstack.controller.dns_publisher import DnsPublisher
 from mailstack.controller.documents import (
     address_domain,
     namespaced_name,
@@ -123,8 +124,11 @@ class Operator:
                 secrets=self.secrets,
                 echoes=self.echoes,
                 concurrency=self.config.concurrency,
+                dns=DnsPublisher(self.config.dns),
             )
             self._reconciler.grants = self.policies.grants
+            # A DNS publication that ended in the background, or a back-off that is over.
+            self._reconciler.dns.wake = lambda ns, name: self.coalescer.mark((ns, name))
         return self._reconciler
 
     async def start(self) -> None:
