@@ -57,7 +57,7 @@ from mailstack.controller.conditions import Condition
 from mailstack.controller.dns_runner import DnsRunner, DnsTimings
 from mailstack.controller.documents import observed_generation
 from mailstack.controller.plan import DomainInputs, Rendered
-from mailstack.dns.errors import DnsError
+from mailstack.dns.errors import DnsError, HostRefusedError
 from mailstack.dns.plan import Plan, RecordStatus, State
 from mailstack.dns.providers.external_dns import endpoint_name, endpoint_statuses
 from mailstack.dns.providers.reach import Deadline, HostGuard
@@ -159,15 +159,16 @@ def digest(
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
-def host_guard(grants: Grants, domain: MailDomain) -> HostGuard | None:
+def host_guard(grants: Grants, domain: MailDomain, removal: bool = False) -> HostGuard | None:
     """How the hosts ``domain`` names are reached: guarded while grants are enforced.
 
     Without grants (a single team) names resolve as the system resolves them, search domains
-    included, so ``server: bind.dns`` keeps working there.
+    included, so ``server: bind.dns`` keeps working there. ``removal``: for removing records,
+    with the allowedHosts of every policy of the namespace (``Grants.allowed_hosts``).
     """
     if not grants.enforced:
         return None
-    return HostGuard(allowed=grants.allowed_hosts(domain))
+    return HostGuard(allowed=grants.allowed_hosts(domain, removal))
 
 
 def provider_endpoint(domain: MailDomain) -> str | None:
@@ -291,7 +292,7 @@ class DnsPublisher:
             return
         secrets = inputs.secrets
         claimants = [ObjectRef.of(doc) for doc in inputs.siblings]
-        guard = host_guard(inputs.grants, domain)
+        guard = host_guard(inputs.grants, domain, removal=True)
         wanted = digest(domain, None, secrets, (), guard)
         entry = self._memory.get(key)
         if entry is not None and not entry.due(wanted):
@@ -307,7 +308,10 @@ class DnsPublisher:
                 removed = await self.runner.run(provider_endpoint(domain), key.namespace, work)
             except DnsError as err:
                 logger.warning("%s: withdrawn, but its DNS records (%s) stay: %s", key, kind, err)
-                self._failed(key, wanted, None)
+                if isinstance(err, HostRefusedError):  # tried again when the grants change
+                    self._memory[key] = _Published(wanted, None)
+                else:
+                    self._failed(key, wanted, None)
                 return
             self._memory[key] = _Published(wanted, None)
             count = len(removed.changes) if removed is not None else 0

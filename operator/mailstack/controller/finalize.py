@@ -28,7 +28,7 @@ from mailstack.controller.kinds import MAILDOMAIN, PVC
 from mailstack.controller.kube import ApiError
 from mailstack.controller.outcome import ReconcileError
 from mailstack.controller.reconcile import Reconciler
-from mailstack.dns.errors import DnsError
+from mailstack.dns.errors import DnsError, HostRefusedError
 from mailstack.kubedoc import ObjectRef, spec_of
 from mailstack.render.objects import selector_labels
 
@@ -111,8 +111,14 @@ async def _cleanup_dns(reconciler: Reconciler, body: Mapping[str, Any]) -> str:
             model,
             secrets,
             [selector] if selector else [],
-            guard=host_guard(reconciler.grants, model),
+            guard=host_guard(reconciler.grants, model, removal=True),
         )
+    except HostRefusedError as err:
+        # Not a passing failure: the operator may not contact that host on the namespace's
+        # behalf any more, so the finalizer would stay forever. The records stay instead.
+        message = f"DNS records not removed: {err}"
+        await reconciler.events.post(MAILDOMAIN, body, [Notice("Warning", err.reason, message)])
+        return f"provider {model.dns.provider.kind}: {message}"
     except DnsError as err:
         message = f"removing the DNS records failed ({err.reason}): {err}"
         await reconciler.events.post(MAILDOMAIN, body, [Notice("Warning", err.reason, message)])
