@@ -7,7 +7,6 @@ The operator runs against the API server emulator; the rfc2136 provider is a rea
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from tests.component.emulator import ApiServer, wait_for
 from tests.component.harness import OperatorThread
 from tests.component.test_dns_wiring import SELECTOR, ZONE, domain_at, lookup, tsig_secret, txt
 from tests.e2e.dnsservers import Bind, bind_server
+from tests.fakes.blackhole import blackhole as blackhole_port
 
 NAMESPACE = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "tenant-a"}}
 
@@ -33,14 +33,8 @@ def bind(tmp_path: Path) -> Iterator[Bind]:
 
 @pytest.fixture
 def blackhole() -> Iterator[int]:
-    """A TCP port whose connections complete (the kernel's backlog) and never get an answer."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        sock.close()
+    with blackhole_port() as port:
+        yield port
 
 
 def namespaced(doc: dict[str, Any], namespace: str) -> dict[str, Any]:
@@ -147,3 +141,33 @@ def test_a_withdrawn_maildomain_makes_way_for_the_one_serving_now(
     served = api.get("maildomains", "example-org", "tenant-a")
     assert dkim == [served["status"]["dkim"]["record"]]  # tenant-a's key, not default's
     assert lookup(bind, f"www.{ZONE}", "A") == ["192.0.2.80"]  # nobody's: untouched
+
+
+def test_a_dns_server_the_operator_may_not_contact_does_not_keep_the_finalizer(
+    api: ApiServer, operator: OperatorThread, blackhole: int
+) -> None:
+    # Grants enforced, loopback not allowed: the MailDomain is refused (HostNotAllowed) and,
+    # deleted, its records cannot be removed by the operator; it goes anyway, with a Warning.
+    api.create(policy("example-org", ["default"], [ZONE, f"*.{ZONE}"]), None)
+    api.create(tsig_secret("c2VjcmV0"))
+    api.create(domain_at_port(blackhole))
+    wait_for(
+        lambda: (
+            conditions(api.get("maildomains", "example-org")).get("Valid", {}).get("reason")
+            == "HostNotAllowed"
+        )
+    )
+    api.delete("maildomains", "example-org")
+    wait_for(lambda: api.get("maildomains", "example-org") is None, 30)
+    warnings = [e for e in api.list("events") if e["reason"] == "DNSHostNotAllowed"]
+    assert warnings and "127.0.0.1 is a loopback address" in warnings[0]["message"]
+
+
+def domain_at_port(port: int) -> dict[str, Any]:
+    rfc2136 = {
+        "server": "127.0.0.1",
+        "port": port,
+        "tsigKeyName": "mailstack",
+        "tsigSecretRef": {"name": "dns-tsig"},
+    }
+    return maildomain("example-org", ZONE, dns={"provider": {"rfc2136": rfc2136}})

@@ -6,12 +6,10 @@ DNS could map a public-looking name to an internal address.
 
 from __future__ import annotations
 
-import http.server
 import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 import pytest
 
@@ -19,6 +17,8 @@ from mailstack.dns.errors import HostRefusedError, ProviderError, ProviderTimeou
 from mailstack.dns.providers.http import JsonApi
 from mailstack.dns.providers.reach import Deadline, HostGuard, Reach
 from mailstack.dns.providers.rfc2136 import Rfc2136Provider
+from tests.fakes.blackhole import blackhole as blackhole_port
+from tests.fakes.recording_http import Seen, recording
 
 
 class FakeResolver:
@@ -92,36 +92,14 @@ def test_literals_are_checked_and_unchecked_guards_still_resolve_absolute() -> N
 # --- over HTTP --------------------------------------------------------------------------------
 
 
-class _Recorder(http.server.BaseHTTPRequestHandler):
-    seen: list[str | None]
-
-    def do_GET(self) -> None:
-        self.seen.append(self.headers.get("Host"))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(b"{}")
-
-    def log_message(self, *_: Any) -> None:
-        pass
-
-
 @pytest.fixture
-def recorder() -> Iterator[tuple[int, list[str | None]]]:
-    seen: list[str | None] = []
-    handler = type("Handler", (_Recorder,), {"seen": seen})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield httpd.server_address[1], seen
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+def recorder() -> Iterator[tuple[int, list[Seen]]]:
+    with recording() as (url, seen):
+        yield int(url.rsplit(":", 1)[1]), seen
 
 
 def test_the_api_key_never_reaches_a_refused_address(
-    recorder: tuple[int, list[str | None]],
+    recorder: tuple[int, list[Seen]],
 ) -> None:
     port, seen = recorder
     resolver = FakeResolver({"pdns.tenant.example.": ["127.0.0.1"]})
@@ -140,7 +118,7 @@ def test_the_api_key_never_reaches_a_refused_address(
 
 
 def test_the_checked_address_is_connected_to_and_the_name_kept(
-    recorder: tuple[int, list[str | None]],
+    recorder: tuple[int, list[Seen]],
 ) -> None:
     port, seen = recorder
     resolver = FakeResolver({"pdns.tenant.example.": ["127.0.0.1"]})
@@ -153,7 +131,7 @@ def test_the_checked_address_is_connected_to_and_the_name_kept(
         reach=Reach(guard),
     )
     assert api.call("GET", "/api/v1/servers").status == 200
-    assert seen == [f"pdns.tenant.example:{port}"]  # the Host header keeps the name
+    assert [s.headers["host"] for s in seen] == [f"pdns.tenant.example:{port}"]  # the name
     assert resolver.asked == ["pdns.tenant.example."]  # resolved once: checked = connected
 
 
@@ -162,14 +140,8 @@ def test_the_checked_address_is_connected_to_and_the_name_kept(
 
 @pytest.fixture
 def blackhole() -> Iterator[int]:
-    """A TCP port that completes handshakes (the kernel's backlog) and never answers."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        sock.close()
+    with blackhole_port() as port:
+        yield port
 
 
 @pytest.fixture
