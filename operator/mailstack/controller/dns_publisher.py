@@ -217,11 +217,14 @@ class DnsPublisher:
         return entry.outcome if entry is not None else None
 
     def forget(self, namespace: str, name: str) -> None:
-        for key in [k for k in self._memory if (k.namespace, k.name) == (namespace, name)]:
-            del self._memory[key]
+        """Drop what is remembered of a MailDomain (a job still running ends on its own)."""
+        for key in [k for k in {*self._memory, *self._jobs} if k[:2] == (namespace, name)]:
+            self._memory.pop(key, None)
             retry = self._retries.pop(key, None)
             if retry is not None:
                 retry.cancel()
+            if key in self._jobs and self._jobs[key].done():
+                del self._jobs[key]
 
     async def publish(
         self,
@@ -260,9 +263,13 @@ class DnsPublisher:
         async def job() -> DnsOutcome:
             try:
                 statuses = await self.runner.run(provider_endpoint(domain), key.namespace, work)
-            except DnsError as err:
-                logger.warning("%s: DNS (%s): %s", key, kind, err)
-                outcome = DnsOutcome(conditions.dns_failed(kind, err), pending)
+            except Exception as err:
+                # A fault of ours (not a DnsError) is reported too, with the same back-off: a
+                # background job must not end in an exception nobody reads, then run again.
+                failure = err if isinstance(err, DnsError) else DnsError(f"internal error: {err}")
+                log = logger.warning if isinstance(err, DnsError) else logger.exception
+                log("%s: DNS (%s): %s", key, kind, err)
+                outcome = DnsOutcome(conditions.dns_failed(kind, failure), pending)
                 self._failed(key, wanted, outcome)
             else:
                 outcome = outcome_of(statuses, kind)

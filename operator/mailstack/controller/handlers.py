@@ -184,6 +184,8 @@ class Operator:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        if self._reconciler is not None:
+            self._reconciler.dns.runner.close()
         if self._kube is not None:
             await self._kube.close()
 

@@ -92,7 +92,7 @@ class HostGuard:
 
     check: bool = True
     allowed: tuple[str, ...] = ()
-    resolver: Resolver = field(default=system_resolver, compare=False)
+    resolver: Resolver = field(default=system_resolver, compare=False, repr=False)
 
     def addresses(self, host: str, port: int) -> list[str]:
         """The addresses to connect to for ``host``; ``HostRefusedError`` if one is not public.
