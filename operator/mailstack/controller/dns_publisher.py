@@ -313,8 +313,9 @@ class DnsPublisher:
         async def job() -> None:
             try:
                 removed = await self.runner.run(provider_endpoint(domain), key.namespace, work)
-            except DnsError as err:
-                logger.warning("%s: withdrawn, but its DNS records (%s) stay: %s", key, kind, err)
+            except Exception as err:  # a fault of ours too: logged, tried again after a back-off
+                log = logger.warning if isinstance(err, DnsError) else logger.exception
+                log("%s: withdrawn, but its DNS records (%s) stay: %s", key, kind, err)
                 if isinstance(err, HostRefusedError):  # tried again when the grants change
                     self._memory[key] = _Published(wanted, None)
                 else:
