@@ -40,6 +40,7 @@ import kopf
 from mailstack.api.models import GROUP, VERSION
 from mailstack.api.secret_access import USABLE_BY_LABEL
 from mailstack.controller.config import OperatorConfig
+from mailstack.controller.dns_publisher import DnsPublisher
 from mailstack.controller.documents import (
     address_domain,
     namespaced_name,
@@ -127,8 +128,11 @@ class Operator:
                 secrets=self.secrets,
                 echoes=self.echoes,
                 concurrency=self.config.concurrency,
+                dns=DnsPublisher(self.config.dns),
             )
             self._reconciler.grants = self.policies.grants
+            # A DNS publication that ended in the background, or a back-off that is over.
+            self._reconciler.dns.wake = lambda ns, name: self.coalescer.mark((ns, name))
         return self._reconciler
 
     async def start(self) -> None:
@@ -189,6 +193,8 @@ class Operator:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        if self._reconciler is not None:
+            self._reconciler.dns.runner.close()
         if self._kube is not None:
             await self._kube.close()
 

@@ -42,7 +42,12 @@ from mailstack.controller.children import (
     stale_children,
 )
 from mailstack.controller.conditions import Condition, endpoint_failure, mailbox_verdicts
-from mailstack.controller.dns_publisher import DnsOutcome, DnsPublisher, endpoint_outcome
+from mailstack.controller.dns_publisher import (
+    DnsOutcome,
+    DnsPublisher,
+    endpoint_outcome,
+    host_guard,
+)
 from mailstack.controller.documents import (
     doc_generation,
     load_balancer_addresses,
@@ -125,7 +130,7 @@ class Reconciler:
         rendered = plan.render_domain(gathered.inputs)
         outcome.valid = rendered.valid
         applied = await self._apply_children(ref, rendered, gathered.material, outcome)
-        dns = await self._publish_dns(ref, rendered, gathered.inputs.secrets, applied, resync)
+        dns = await self._publish_dns(ref, rendered, gathered.inputs, applied, resync)
         await self._write_statuses(body, gathered.inputs, rendered, applied, dns, outcome)
         if applied.error is not None:
             delay = 10 if applied.error.transient else 60
@@ -239,15 +244,19 @@ class Reconciler:
         self,
         ref: ObjectRef,
         rendered: plan.Rendered,
-        secrets: Mapping[str, Secret],
+        inputs: plan.DomainInputs,
         applied: ApplyResult,
         resync: bool,
     ) -> DnsOutcome | None:
         """Phase 4: DNS, once the children are in place; None without a successful render.
 
         A provider failure is a condition, not an error. After a failed apply nothing is
-        published: DNSReady stays what the last publish said.
+        published: DNSReady stays what the last publish said. A withdrawn MailDomain's records
+        are removed (``DnsPublisher.withdraw``), except when a host it names is not allowed.
         """
+        if rendered.withdrawn:
+            await self.dns.withdraw(ref, rendered, inputs)
+            return None
         if applied.endpoint_dns is not None:
             return applied.endpoint_dns  # externalDNS: the DNSEndpoint is the publication
         if not rendered.ok or rendered.service is None or rendered.material is None:
@@ -258,9 +267,10 @@ class Reconciler:
             ref,
             rendered.service,
             rendered.material.dkim,
-            secrets,
+            inputs.secrets,
             service_addresses=load_balancer_addresses(applied.children.values()),
             resync=resync,
+            guard=host_guard(inputs.grants, rendered.service.domain),
         )
 
     async def _write_statuses(
