@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import email.utils
 import io
+import os
+import signal
 import smtplib
 import time
 import zipfile
@@ -28,6 +30,7 @@ from tests.mail.test_submission import login
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 SIGNATURE_PORT = 8380
 VIRUS = b"5.7.1 A virus was found in the message"
+SCANNER_DOWN = b"4.7.1 The virus scanner is not available, try again later"
 
 
 def zipped(name: str, data: bytes) -> bytes:
@@ -124,3 +127,11 @@ def test_eicar_in_a_zip_is_refused_with_antivirus_on(stack: Stack, antivirus_on:
     status = Path(f"/proc/{pid}/status").read_text().splitlines()
     rss = next(line for line in status if line.startswith("VmRSS"))
     print(f"clamd with one signature: {rss.strip()}")
+    # clamd not answering (stopped): the sender is told to try again later, nothing passes.
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        hung = message_with_zip(token("while clamd hangs"), SENDER, b"hello")
+        reply = send_inbound(stack, hung)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert reply == (451, SCANNER_DOWN)
