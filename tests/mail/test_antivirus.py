@@ -80,8 +80,9 @@ def until_scanned(stack: Stack, raw: bytes, timeout: float = 240) -> tuple[int, 
 
 
 @pytest.fixture
-def antivirus_on(stack: Stack) -> Iterator[None]:
-    """The session's stack with antivirus on, signatures from the test's own database."""
+def antivirus_on(stack: Stack, request: pytest.FixtureRequest) -> Iterator[None]:
+    """The session's stack with antivirus on, signatures from the test's own database; the
+    action is the test's indirect parameter (reject without one)."""
     folder = stack.workdir / "signatures"
     folder.mkdir(exist_ok=True)
     (folder / "mailstack-test.ndb").write_text(f"Mailstack-Test-EICAR:0:*:{EICAR.hex()}\n")
@@ -89,6 +90,7 @@ def antivirus_on(stack: Stack) -> Iterator[None]:
     url = f"http://{stack.internet.ip}:{SIGNATURE_PORT}/mailstack-test.ndb"
     antivirus: dict[str, Any] = {
         "enabled": True,
+        "action": getattr(request, "param", "reject"),
         "signatures": {"official": False, "urls": [url]},
     }
     stack.write_inputs(stack_documents(stack.internet.ip, {"spam": {"antivirus": antivirus}}))
@@ -135,3 +137,20 @@ def test_eicar_in_a_zip_is_refused_with_antivirus_on(stack: Stack, antivirus_on:
     finally:
         os.kill(pid, signal.SIGCONT)
     assert reply == (451, SCANNER_DOWN)
+
+
+@pytest.mark.parametrize("antivirus_on", ["quarantine"], indirect=True)
+def test_quarantine_files_incoming_eicar_to_junk_and_refuses_it_from_users(
+    stack: Stack, antivirus_on: None
+) -> None:
+    probe = message_with_zip(token("clean, to wait for clamd"), SENDER, b"hello")
+    assert until_scanned(stack, probe)[0] == 250
+    subject = token("eicar quarantined")
+    stack.send_from_internet("erin@example.com", message_with_zip(subject, SENDER, EICAR))
+    quarantined = stack.wait_for_subject("erin", subject, folder="Junk")
+    assert quarantined["X-Spam"] == "Yes"
+    with login(stack, "submission", "alice") as smtp:
+        assert smtp.mail("alice@example.com")[0] == 250
+        assert smtp.rcpt("erin@example.com")[0] == 250
+        raw = message_with_zip(token("eicar submitted"), "alice@example.com", EICAR)
+        assert smtp.data(raw) == (554, VIRUS)
