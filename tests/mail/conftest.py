@@ -653,7 +653,11 @@ class LineSocket:
 # to Dovecot's auth service between sessions, and the first AUTH after Dovecot restarted gets a
 # 454 (temporary failure, as a real client would see once). Running them last keeps the other
 # tests' expectations exact.
-_DISRUPTIVE = ("test_reload.py", "test_mail_waits_in_the_queue_while_dovecot_is_down")
+_DISRUPTIVE = (
+    "test_antivirus.py",
+    "test_reload.py",
+    "test_mail_waits_in_the_queue_while_dovecot_is_down",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

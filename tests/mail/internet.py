@@ -109,6 +109,16 @@ class Internet:
         )
         self._wait_port(port)
 
+    def start_http(self, folder: Path, port: int) -> subprocess.Popen[bytes]:
+        """A plain HTTP server of ``folder`` (say, signature files for freshclam)."""
+        process = self.spawn(
+            sys.executable,
+            *("-m", "http.server", "--bind", self.ip, "--directory", str(folder), str(port)),
+            log=self.workdir / "http.log",
+        )
+        self._wait_port(port)
+        return process
+
     def start_dns(self, zones: dict[str, str]) -> None:
         """BIND authoritative for ``zones`` (name -> records in zone-file form), on port 53."""
         named = shutil.which("named") or "/usr/sbin/named"

@@ -536,6 +536,36 @@ BAD: list[tuple[str, Doc, str]] = [
         "reject (10.0) must be greater than addHeader (10.0)",
     ),
     ("reject-below-default", maildomain(spam={"thresholds": {"reject": 5}}), NOT_GREATER),
+    (
+        "antivirus-without-any-signatures",
+        maildomain(spam={"antivirus": {"enabled": True, "signatures": {"official": False}}}),
+        "without the official databases, list the urls of others",
+    ),
+    (
+        "antivirus-mirror-without-official",
+        maildomain(
+            spam={
+                "antivirus": {
+                    "signatures": {
+                        "official": False,
+                        "privateMirror": "https://mirror.example.net",
+                        "urls": ["https://mirror.example.net/x.ndb"],
+                    }
+                }
+            }
+        ),
+        "privateMirror mirrors the official databases: unused",
+    ),
+    (
+        "antivirus-unknown-action",
+        maildomain(spam={"antivirus": {"action": "drop"}}),
+        "is not one of",
+    ),
+    (
+        "antivirus-url-not-http",
+        maildomain(spam={"antivirus": {"signatures": {"urls": ["file:///etc/passwd"]}}}),
+        NO_MATCH,
+    ),
     # DNS
     ("two-dns-providers", maildomain(dns=provider(manual={}, rfc2136=RFC2136)), ONE_PROVIDER),
     ("zero-dns-providers", maildomain(dns=provider()), ONE_PROVIDER),

@@ -251,11 +251,30 @@ class Storage:
 
 
 @dataclass(frozen=True)
+class Signatures:
+    """Where freshclam gets ClamAV's signature databases."""
+
+    official: bool = True  # main, daily, bytecode
+    private_mirror: str | None = None  # a mirror of the official databases (http(s) URL)
+    urls: tuple[str, ...] = ()  # further database files (freshclam's DatabaseCustomURL)
+
+
+@dataclass(frozen=True)
+class Antivirus:
+    """ClamAV through rspamd's antivirus module: clamd and freshclam in the MTA pod."""
+
+    enabled: bool = False
+    action: Literal["reject", "quarantine"] = "reject"
+    signatures: Signatures = field(default_factory=Signatures)
+
+
+@dataclass(frozen=True)
 class Spam:
     enabled: bool = True
     add_header_score: float = 6.0
     reject_score: float = 15.0
     junk_folder: bool = True
+    antivirus: Antivirus = field(default_factory=Antivirus)
 
 
 @dataclass(frozen=True)

@@ -276,7 +276,7 @@ def _storage(r: Reader, value: object) -> models.Storage:
 
 def _spam(r: Reader, value: object) -> models.Spam:
     path = "spec.spam"
-    spam = r.mapping(value, path, {"enabled", "thresholds", "moveToJunk"})
+    spam = r.mapping(value, path, {"enabled", "thresholds", "moveToJunk", "antivirus"})
     thresholds_path = join(path, "thresholds")
     thresholds = r.mapping(spam.get("thresholds"), thresholds_path, {"addHeader", "reject"})
     default = models.Spam
@@ -291,4 +291,28 @@ def _spam(r: Reader, value: object) -> models.Spam:
         add_header_score=add,
         reject_score=reject,
         junk_folder=r.field(spam, "moveToJunk", path, boolean, default.junk_folder),
+        antivirus=_antivirus(r, spam.get("antivirus"), join(path, "antivirus")),
+    )
+
+
+def _antivirus(r: Reader, value: object, path: str) -> models.Antivirus:
+    antivirus = r.mapping(value, path, {"enabled", "action", "signatures"})
+    signatures_path = join(path, "signatures")
+    signatures = r.mapping(
+        antivirus.get("signatures"), signatures_path, {"official", "privateMirror", "urls"}
+    )
+    default = models.Signatures
+    official = r.field(signatures, "official", signatures_path, boolean, default.official)
+    urls = r.items(signatures, "urls", signatures_path, validate.http_url, max_items=16)
+    if not official and not urls:
+        r.fail(signatures_path, "without the official databases, list the urls of others")
+    mirror = r.field(signatures, "privateMirror", signatures_path, validate.http_url, None)
+    if mirror is not None and not official:
+        r.fail(join(signatures_path, "privateMirror"), "mirrors the official databases: unused")
+    return models.Antivirus(
+        enabled=r.field(antivirus, "enabled", path, boolean, models.Antivirus.enabled),
+        action=r.field(
+            antivirus, "action", path, one_of("reject", "quarantine"), models.Antivirus.action
+        ),
+        signatures=models.Signatures(official=official, private_mirror=mirror, urls=urls),
     )
