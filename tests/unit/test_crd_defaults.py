@@ -22,6 +22,20 @@ MODEL_DEFAULTS: dict[tuple[str, str], object] = {
     ("MailDomainPolicy", ".spec.service.loadBalancerIP"): policy.ServiceLimits.load_balancer_ip,
     ("MailDomain", ".spec.limits.messageSize"): models.Limits.message_size,
     ("MailDomain", ".spec.limits.recipientsPerMessage"): models.Limits.recipients_per_message,
+    ("MailDomain", ".spec.limits.perClient.smtpConnections"): models.ClientLimits.smtp_connections,
+    ("MailDomain", ".spec.limits.perClient.smtpConnectionsPerMinute"): (
+        models.ClientLimits.smtp_connections_per_minute
+    ),
+    ("MailDomain", ".spec.limits.perClient.smtpMessagesPerMinute"): (
+        models.ClientLimits.smtp_messages_per_minute
+    ),
+    ("MailDomain", ".spec.limits.perClient.smtpRecipientsPerMinute"): (
+        models.ClientLimits.smtp_recipients_per_minute
+    ),
+    ("MailDomain", ".spec.limits.perClient.smtpLoginsPerMinute"): (
+        models.ClientLimits.smtp_logins_per_minute
+    ),
+    ("MailDomain", ".spec.limits.perClient.sessionsPerUser"): models.ClientLimits.sessions_per_user,
     ("MailDomain", ".spec.protocols.imap"): models.Protocols.imap,
     ("MailDomain", ".spec.protocols.pop3"): models.Protocols.pop3,
     ("MailDomain", ".spec.protocols.submission"): models.Protocols.submission,

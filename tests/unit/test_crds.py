@@ -526,6 +526,21 @@ BAD: list[tuple[str, Doc, str]] = [
     ("message-size-float", maildomain(limits={"messageSize": 1.5}), "is not valid under any"),
     ("volume-too-small", maildomain(storage={"queue": {"size": "512Ki"}}), "at least 1Mi"),
     ("recipients-zero", maildomain(limits={"recipientsPerMessage": 0}), TOO_SMALL),
+    (
+        "per-client-negative",
+        maildomain(limits={"perClient": {"smtpLoginsPerMinute": -1}}),
+        TOO_SMALL,
+    ),
+    (
+        "exempt-network-prefix-too-long",
+        maildomain(limits={"perClient": {"exemptNetworks": ["10.0.0.0/33"]}}),
+        "is not valid under any",
+    ),
+    (
+        "exempt-network-name",
+        maildomain(limits={"perClient": {"exemptNetworks": ["mail.example.net"]}}),
+        "is not valid under any",
+    ),
     ("ttl-too-small", maildomain(dns={"ttl": 30}), TOO_SMALL),
     ("pct-too-large", maildomain(dns={"dmarc": {"pct": 101}}), "greater than the maximum"),
     ("boolean-as-string", maildomain(protocols={"imap": "yes"}), "is not of type 'boolean'"),

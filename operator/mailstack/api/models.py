@@ -32,9 +32,28 @@ class SecretKeyRef:
 
 
 @dataclass(frozen=True)
+class ClientLimits:
+    """What one client address may do (``spec.limits.perClient``); 0 turns a limit off.
+
+    The SMTP limits are Postfix's anvil(8) counts, per port and per minute; ``sessions_per_user``
+    is Dovecot's per user and address, after login. ``exempt_networks`` (IP addresses or CIDR
+    ranges, canonical) are exempt from the SMTP limits, as the pod's own loopback always is.
+    """
+
+    smtp_connections: int = 20
+    smtp_connections_per_minute: int = 60
+    smtp_messages_per_minute: int = 60
+    smtp_recipients_per_minute: int = 200
+    smtp_logins_per_minute: int = 20
+    sessions_per_user: int = 50
+    exempt_networks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Limits:
     message_size: int = 25 * 1024 * 1024
     recipients_per_message: int = 100
+    per_client: ClientLimits = field(default_factory=ClientLimits)
 
 
 @dataclass(frozen=True)
