@@ -1,7 +1,8 @@
 """The local kubelet: runs a render's pods on this host and keeps them to the latest render.
 
 Owns ``LocalRuntime``: each pod's volumes (materialised by ``local.volumes``), its network
-namespace (``local.network``), its /etc/hosts and resolv.conf, the spec each container's init
+namespace (``local.network``), its /etc/hosts and resolv.conf (files of the run, bound over a
+private layer on the host's /etc: never onto the host's files), the spec each container's init
 mounts (``local.container``), restarts of containers that exit (``local.processes``), the wait
 for the agents' readiness endpoints, the public ports published with DNAT, and a new render
 applied in place: changed ConfigMaps/Secrets are swapped (the agents reload the daemons),
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import time
 import urllib.request
@@ -47,6 +49,12 @@ from mailstack.local.volumes import (
 )
 
 READY_TIMEOUT = 180.0
+
+
+def host_etc() -> Path:
+    """The host folder the pods see as /etc under their own layer (``local.container``):
+    ``MAILSTACK_UP_HOST_ETC``, else /etc. The mail tests point it at a copy they can change."""
+    return Path(os.environ.get("MAILSTACK_UP_HOST_ETC") or "/etc").resolve()
 
 
 class RuntimeConfigError(Exception):
@@ -146,7 +154,7 @@ class LocalRuntime:
         servers = self.resolvers.get(
             f"{pod.namespace}/{pod.labels.get('app.kubernetes.io/instance')}"
         )
-        host_resolv = Path("/etc/resolv.conf")
+        host_resolv = host_etc() / "resolv.conf"
         if servers:
             resolv.write_text("".join(f"nameserver {server}\n" for server in servers))
         else:
@@ -178,6 +186,7 @@ class LocalRuntime:
             "mounts": [self._mount_source(pod, m) for m in plan.mounts],
             "hosts": str(hosts),
             "resolv": str(resolv),
+            "etc": str(host_etc()),
             "env": {
                 **plan.env,
                 "MAILSTACK_POD": pod.name,
