@@ -5,7 +5,8 @@ namespace (``local.network``), its /etc/hosts and resolv.conf (files of the run,
 private layer on the host's /etc: never onto the host's files), the spec each container's init
 mounts (``local.container``), restarts of containers that exit (``local.processes``), the wait
 for the agents' readiness endpoints, the public ports published with DNAT, and a new render
-applied in place: changed ConfigMaps/Secrets are swapped (the agents reload the daemons),
+applied in place (its NetworkPolicies too, as nftables rules: ``local.network_policy``):
+changed ConfigMaps/Secrets are swapped (the agents reload the daemons),
 changed pod templates restart their pod. ``local.up`` drives it for ``mailstack up``.
 """
 
@@ -22,6 +23,7 @@ from typing import Any
 
 from mailstack.kubedoc import Obj
 from mailstack.local.network import Network, NetworkError, choose_subnet, run_id_for
+from mailstack.local.network_policy import PolicyError, PolicyPod, policy_ruleset
 from mailstack.local.pods import (
     Forward,
     PodPlan,
@@ -224,14 +226,33 @@ class LocalRuntime:
 
     # --- lifecycle ------------------------------------------------------------------------
 
+    def _isolate(self) -> None:
+        """The render's NetworkPolicies as the run's nftables rules (``local.network_policy``)."""
+        policies = [o for o in self.objects if o["kind"] == "NetworkPolicy"]
+        pods = [PolicyPod.of(pod, self.addresses[key]) for key, pod in self.pods.items()]
+        try:
+            ruleset = policy_ruleset(
+                policies,
+                pods,
+                table=self.network.policy_table,
+                subnet=str(self.network.subnet),
+                host_address=self.network.host_address,
+            )
+        except PolicyError as err:
+            raise RuntimeConfigError(str(err)) from None
+        self.network.isolate(ruleset)
+
     def start(self, objects: list[Obj]) -> None:
-        """Network, pods and published ports for a render; refuses clashing ports first."""
+        """Network, policies, pods and published ports for a render; refuses clashing ports
+        first."""
         self.objects = objects
         pods = plan_pods(objects)
         self.network.setup_bridge()
         for pod in pods:
             self.pods[pod.key] = pod
             self.addresses[pod.key] = self.network.add_pod(pod.key, pod.sysctls).address
+        # Before any daemon listens: no moment in which every pod reaches every port.
+        self._isolate()
         forwards = [
             (f.port + self.port_offset, self.addresses[f.pod], f.target)
             for f in public_forwards(objects, pods)
@@ -294,6 +315,10 @@ class LocalRuntime:
                 self.start_pod(pod)
             elif self.sync_volumes(pod):
                 log(f"{pod.key}: configuration updated in place")
+        try:
+            self._isolate()
+        except (RuntimeConfigError, NetworkError) as err:
+            log(f"network policies not updated, the previous rules stay: {err}")
 
     def stop(self) -> None:
         """Stop every pod (all at once) and remove every namespace, link and rule."""
