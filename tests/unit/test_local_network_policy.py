@@ -180,3 +180,21 @@ def test_unknown_features_are_refused_loudly(
     with pytest.raises(PolicyError, match=message) as refused:
         _ruleset([policy], _pods(example_render))
     assert "NetworkPolicy mail/example-com-mda" in str(refused.value)
+
+
+def test_ports_without_a_number_and_names_the_pod_lacks(
+    example_render: list[dict[str, Any]],
+) -> None:
+    pods = _pods(example_render)
+    policy = _mda_policy(example_render)
+    policy["spec"]["ingress"] = [
+        {"ports": [{"protocol": "UDP"}, {"protocol": "UDP", "port": 53}, {"port": 25}]},
+        {"ports": [{"port": "smtp"}]},  # the MTA's name: the MDA declares no such port
+    ]
+    rules = _chain_of(_ruleset([policy], pods), pods["mail/example-com-mda-0"])
+    assert rules[1:] == [
+        "tcp dport 25 accept",
+        "meta l4proto udp accept",
+        "meta l4proto tcp reject with tcp reset",
+        "reject with icmpx admin-prohibited",
+    ]

@@ -134,11 +134,9 @@ def _ports_on(where: str, ports: Any, pod: PolicyPod | None) -> _Ports | None:
             number = port
         else:
             raise PolicyError(f"{at}.port: {port!r} is neither a number nor a name")
-        if protocol not in result or result[protocol] is not None:
-            result.setdefault(protocol, set())
-            numbers = result[protocol]
-            assert numbers is not None
-            numbers.add(number)
+        current = result.get(protocol, set())
+        if current is not None:  # None: every port of the protocol, already
+            result[protocol] = current | {number}
     return result
 
 
