@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from mailstack.local import preflight, processes, runtime, up
+from mailstack.local.container import overlay_options
 from mailstack.local.pods import ContainerPlan, PodPlan, plan_pods
 from mailstack.local.preflight import PreflightError
 from mailstack.local.processes import RunningContainer
@@ -175,3 +176,12 @@ def test_a_replaced_hosts_file_of_the_host_does_not_reach_the_container(tmp_path
     assert container.returncode == 0
     assert output == ("10.0.0.3 example-com-mda\nthe host's /etc\nnameserver 192.0.2.1\n")
     assert not (host_etc / "mailstack").exists()  # the container's mount point is its own
+
+
+def test_the_overlay_refuses_a_host_etc_its_options_cannot_carry() -> None:
+    assert overlay_options("/etc", "/run/x") == (
+        "lowerdir=/etc,upperdir=/run/x/upper,workdir=/run/x/work"
+    )
+    for bad in ("/tmp/a,b", "/tmp/a:b", "etc"):
+        with pytest.raises(ValueError, match="absolute path without"):
+            overlay_options(bad, "/run/x")
