@@ -531,6 +531,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             pytest.fail(f"{tool} is not installed: run ./scripts/setup.sh")
     workdir = tmp_path_factory.mktemp("mailpath")
     os.chmod(workdir, 0o755)
+    # The pods' /etc shows a copy of the host's, which tests may change as host tools change
+    # /etc (test_isolation.py); the real /etc is never touched.
+    host_etc = workdir / "host-etc"
+    subprocess.run(["cp", "-a", "/etc", str(host_etc)], check=True)
     internet = Internet(workdir)
     internet.start()
     offset = free_port_offset()
@@ -539,7 +543,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     result = Stack(workdir, state, inputs, internet, offset)
     try:
         result.write_inputs(stack_documents(internet.ip))
-        env = {**os.environ, "MAILSTACK_UP_QUIET": "1", "PYTHONPATH": str(ROOT / "operator")}
+        env = {
+            **os.environ,
+            "MAILSTACK_UP_QUIET": "1",
+            "MAILSTACK_UP_HOST_ETC": str(host_etc),
+            "PYTHONPATH": str(ROOT / "operator"),
+        }
         render = subprocess.run(
             [sys.executable, "-m", "mailstack", "render", "-f", str(inputs), "--state", str(state)],
             capture_output=True,

@@ -14,6 +14,7 @@ import pwd
 import sys
 import time
 
+from mailstack.agent.next_hops import probe_next_hops
 from mailstack.agent.processes import run, which
 from mailstack.render import layout
 
@@ -46,6 +47,7 @@ class Daemon:
         prepare: Callable[[], None],
         reload: Callable[[int], None],  # called with the daemon's pid
         probes: list[Callable[[], str | None]] | None = None,  # a probe returns None = healthy
+        readiness: list[Callable[[], str | None]] | None = None,  # /readyz only (agent.health)
         stop_signal: int = 15,
         housekeeping: list[list[str]] | None = None,  # run daily, in order (agent.housekeeping)
     ) -> None:
@@ -55,6 +57,7 @@ class Daemon:
         self.prepare = prepare
         self.reload = reload
         self.probes = probes or []
+        self.readiness = readiness or []
         self.stop_signal = stop_signal
         self.housekeeping = housekeeping or []
 
@@ -169,6 +172,8 @@ def postfix() -> Daemon:
         prepare=_prepare_postfix,
         reload=_reload_postfix,
         probes=enabled,
+        # Ready only when the Services Postfix hands mail and logins to resolve and answer.
+        readiness=[probe_next_hops(f"{layout.POSTFIX_CONFIG_DIR}/main.cf")],
     )
 
 

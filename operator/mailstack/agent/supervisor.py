@@ -37,7 +37,7 @@ def run_daemon(daemon: Daemon, health_port: int | None, poll: float = 2.0) -> in
     except (AgentError, OSError, ProcessError) as err:
         log(f"{daemon.name}: cannot prepare: {err}")
         return 1
-    state = HealthState(daemon.probes)
+    state = HealthState(daemon.probes, daemon.readiness)
     server = serve_health(state, health_port) if health_port else None
     seen = fingerprint(daemon.watched)
     try:
