@@ -34,7 +34,7 @@ from mailstack.api.models import Mailbox, MailDomain
 from mailstack.api.reader import Reader, integer
 
 # Problem.kind of a refusal here (the controller's reason LimitExceeded).
-LIMIT_EXCEEDED = "LimitExceeded"
+LIMIT_EXCEEDED = "limit-exceeded"
 FIELDS = {"maxMailDomains", "maxMailboxes", "maxQuota", "maxStorage"}
 MAX_COUNT = 100_000
 

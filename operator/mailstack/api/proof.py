@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-PROOF_PENDING = "ProofPending"  # Problem.kind of a MailDomain waiting for its proof
+PROOF_PENDING = "proof-pending"  # Problem.kind of a MailDomain waiting for its proof
 CHALLENGE_LABEL = "_mailstack-challenge"
 VALUE_PREFIX = "mailstack-verification="
 TOKEN_BYTES = 20  # 160 bits, 32 base32 characters

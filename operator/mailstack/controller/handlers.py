@@ -60,7 +60,8 @@ from mailstack.controller.kinds import (
 from mailstack.controller.kube import Kube
 from mailstack.controller.login import log_in
 from mailstack.controller.memory import Coalescer, DomainKey, Echoes, Peering, SecretCache
-from mailstack.controller.outcome import Outcome, ReconcileError
+from mailstack.controller.outcome import NamespaceView, Outcome, ReconcileError
+from mailstack.controller.proof_lookup import ProofLookup
 from mailstack.controller.reconcile import Reconciler
 from mailstack.kubedoc import Obj, meta_of
 
@@ -125,6 +126,11 @@ class Operator:
                 concurrency=self.config.concurrency,
             )
             self._reconciler.grants = self.policies.grants
+            self._reconciler.proofs = ProofLookup(
+                self.config.proof_resolver,
+                self.config.proof_resolver_port,
+                first_delay=self.config.proof_recheck,
+            )
         return self._reconciler
 
     async def start(self) -> None:
@@ -191,14 +197,27 @@ class Operator:
 
     async def _on_domain(self, kind: str, body: Obj, primed: bool) -> None:
         namespace, name = namespaced_name(body)
+        old = self.documents.domain(namespace, name)
         if kind == "DELETED":
             affected = self.documents.drop_domain(namespace, name)
         else:
             affected = self.documents.put_domain(body)
         # The MailDomain itself is kopf's (create/update handlers); its siblings, which may now
         # win or lose the domain, are ours.
+        affected |= self._limited_peers(namespace, old, body, kind)
         if primed:
             self._mark(affected - {(namespace, name)})
+
+    def _limited_peers(
+        self, namespace: str, old: Obj | None, body: Obj, kind: str
+    ) -> set[DomainKey]:
+        """Every MailDomain of a namespace with limits when a MailDomain or Mailbox of it came,
+        went or changed its spec: it may move the line between the admitted and the refused."""
+        if not self.policies.grants.limits_for(namespace).bounded:
+            return set()
+        if kind != "DELETED" and old is not None and old.get("spec") == body.get("spec"):
+            return set()
+        return self.documents.namespace_domain_keys(namespace)
 
     async def _on_policy(self, kind: str, body: Obj, primed: bool) -> None:
         if self.policies.update(kind, body):
@@ -221,6 +240,7 @@ class Operator:
             affected = self.documents.put_mailbox(body)
             if old is not None and old.get("spec") == body.get("spec"):
                 affected = set()  # only status or metadata changed (the operator's own writes)
+        affected |= self._limited_peers(namespace, old, body, kind)
         if primed:
             self._mark(affected)
         domain = address_domain(body)
@@ -266,12 +286,19 @@ class Operator:
         async with lock, self._passes:
             self.coalescer.clear(key)  # this pass covers every change seen so far
             domain = served_domain(snapshot)
-            return await self.reconciler.reconcile(
+            view = None
+            if self.policies.grants.limits_for(key[0]).bounded:
+                view = NamespaceView(*self.documents.in_namespace(key[0]))
+            outcome = await self.reconciler.reconcile(
                 snapshot,
                 self.documents.mailboxes(key[0], domain),
                 self.documents.siblings(domain),
                 resync=resync,
+                namespace=view,
             )
+        if outcome.retry_after is not None:  # a proof of control to look up again
+            asyncio.get_running_loop().call_later(outcome.retry_after, self.coalescer.mark, key)
+        return outcome
 
     async def run_daemon(self, body: Mapping[str, Any], stopped: kopf.DaemonStopped) -> None:
         """Coalesce changes into reconciles; resync when nothing happens for a while."""

@@ -1,5 +1,5 @@
 """What one reconcile pass did (``Outcome``), how a pass fails (``ReconcileError``), and what
-its phases hand each other (``Gathered``, ``ApplyResult``).
+its phases hand each other (``NamespaceView``, ``Gathered``, ``ApplyResult``).
 
 Shared by the reconciler that fills them, the Events that report them, the finalizer and the
 kopf handlers that turn a ``ReconcileError`` into a retry.
@@ -7,9 +7,9 @@ kopf handlers that turn a ``ReconcileError`` into a retry.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mailstack.controller.kinds import ChildKey
 from mailstack.kubedoc import Obj
@@ -37,11 +37,21 @@ class Outcome:
     recreated: list[str] = field(default_factory=list)  # StatefulSets, orphaning their pods
     status_writes: int = 0
     valid: bool = True
+    # Seconds until the pass must run again without an event (a proof of control to look up).
+    retry_after: float | None = None
 
     @property
     def changed_objects(self) -> bool:
         """Whether the pass applied or deleted any child."""
         return bool(self.applied or self.deleted)
+
+
+@dataclass(frozen=True)
+class NamespaceView:
+    """Every MailDomain and Mailbox of one namespace (its limits count them all)."""
+
+    domains: Sequence[Mapping[str, Any]]
+    mailboxes: Sequence[Mapping[str, Any]]
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,14 @@ from mailstack.controller.kinds import (
 )
 from mailstack.controller.kube import ApiError, Kube
 from mailstack.controller.memory import Echoes, SecretCache, WrittenStatus
-from mailstack.controller.outcome import ApplyResult, Gathered, Outcome, ReconcileError
+from mailstack.controller.outcome import (
+    ApplyResult,
+    Gathered,
+    NamespaceView,
+    Outcome,
+    ReconcileError,
+)
+from mailstack.controller.proof_lookup import ProofLookup
 from mailstack.controller.rejections import read_rejections
 from mailstack.controller.status import domain_status
 from mailstack.controller.status_writer import StatusWriter
@@ -95,6 +102,7 @@ class Reconciler:
         self.echoes = echoes if echoes is not None else Echoes()
         self.written = written if written is not None else WrittenStatus()
         self.dns = dns if dns is not None else DnsPublisher()
+        self.proofs = ProofLookup()
         # The platform's MailDomainPolicies as last seen (the operator's policy informer).
         self.grants = Grants()
         self.events = EventPoster(kube, os.environ.get("POD_NAME") or socket.gethostname())
@@ -112,17 +120,22 @@ class Reconciler:
         *,
         now: datetime | None = None,
         resync: bool = False,
+        namespace: NamespaceView | None = None,
     ) -> Outcome:
         """Bring one MailDomain's children and statuses in line with its spec.
 
         ``resync``: the periodic pass, which also publishes DNS records that did not change.
+        ``namespace``: all MailDomains and Mailboxes of a namespace with limits (they count).
         """
         ref = ObjectRef.of(body)
         self.passes += 1
         outcome = Outcome()
-        gathered = await self._gather(body, mailboxes, siblings, now or datetime.now(UTC))
+        view = namespace or NamespaceView((), ())
+        gathered = await self._gather(body, mailboxes, siblings, view, now or datetime.now(UTC))
         rendered = plan.render_domain(gathered.inputs)
         outcome.valid = rendered.valid
+        if rendered.proof is not None and not rendered.proof.proven:
+            outcome.retry_after = self.proofs.retry_after(ref.uid)
         applied = await self._apply_children(ref, rendered, gathered.material, outcome)
         dns = await self._publish_dns(ref, rendered, gathered.inputs.secrets, applied, resync)
         await self._write_statuses(body, gathered.inputs, rendered, applied, dns, outcome)
@@ -144,6 +157,7 @@ class Reconciler:
         body: Mapping[str, Any],
         mailboxes: Sequence[Mapping[str, Any]],
         siblings: Sequence[Mapping[str, Any]],
+        namespace: NamespaceView,
         now: datetime,
     ) -> Gathered:
         """Phase 1: the material Secrets and the referenced user Secrets; any failure aborts."""
@@ -155,6 +169,8 @@ class Reconciler:
             user = await self.user_secrets(ref.namespace, referenced_secret_names(body, mailboxes))
         except ApiError as err:
             raise ReconcileError(f"reading the Secrets failed: {err}", 10) from err
+        previous = self.statuses.previous(MAILDOMAIN, body)
+        proof, txt = await self.proofs.look(body, self.grants, previous)
         inputs = plan.DomainInputs(
             domain=body,
             siblings=siblings,
@@ -163,6 +179,10 @@ class Reconciler:
             now=now,
             options=self.options,
             grants=self.grants,
+            namespace_domains=namespace.domains,
+            namespace_mailboxes=namespace.mailboxes,
+            proof=proof,
+            proof_txt=txt,
         )
         return Gathered(inputs, material)
 
