@@ -147,3 +147,31 @@ def test_lookups_back_off_until_a_new_token() -> None:
         assert lookup.retry_after("uid") == 30  # a new token starts again
         lookup.forget("uid")
         assert lookup.retry_after("uid") == 30
+
+
+def test_a_proven_maildomain_of_the_namespace_view_counts_against_the_limits() -> None:
+    limited = parse_policy(
+        {
+            "apiVersion": API,
+            "kind": "MailDomainPolicy",
+            "metadata": {"name": "p"},
+            "spec": {
+                "namespaces": ["owner"],
+                "domains": ["*.t.example"],
+                "requireProof": True,
+                "limits": {"maxMailDomains": 1},
+            },
+        }
+    )
+    older = domain_doc("owner", "2026-12-01T00:00:00Z", {"proof": {"token": "a", "proven": True}})
+    older["metadata"]["name"] = "older"
+    older["spec"]["domain"] = "older.t.example"
+    mine = domain_doc("owner", "2026-12-07T00:00:00Z")
+    rendered = plan.render_domain(
+        plan.DomainInputs(
+            domain=mine, siblings=[], mailboxes=[], secrets={},
+            now=datetime(2026, 12, 7, tzinfo=UTC), grants=Grants((limited,)),
+            namespace_domains=[older, mine], proof=Proof("shop.t.example", "b", True),
+        )
+    )  # fmt: skip
+    assert rendered.invalid_reason == reasons.LIMIT_EXCEEDED

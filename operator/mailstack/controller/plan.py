@@ -213,7 +213,8 @@ def _proofs(
     """The proofs of control by MailDomain ref: this one's decided now (a new token, or proven
     by this pass's lookup), the others' as their statuses say (the operator wrote them)."""
     found: dict[str, Proof] = {}
-    statuses = {ObjectRef.of(doc)[:2]: doc.get("status") for doc in inputs.siblings}
+    others = [*inputs.siblings, *inputs.namespace_domains]
+    statuses = {ObjectRef.of(doc)[:2]: doc.get("status") for doc in others}
     for dom in siblings:
         proof = from_status(dom.domain, statuses.get((dom.namespace, dom.name)))
         if proof is not None:
