@@ -297,8 +297,12 @@ class Operator:
                 namespace=view,
             )
         if outcome.retry_after is not None:  # a proof of control to look up again
-            asyncio.get_running_loop().call_later(outcome.retry_after, self.coalescer.mark, key)
+            asyncio.get_running_loop().call_later(outcome.retry_after, self._mark_kept, key)
         return outcome
+
+    def _mark_kept(self, key: DomainKey) -> None:
+        if self.documents.has_domain(*key):  # not a MailDomain deleted meanwhile
+            self.coalescer.mark(key)
 
     async def run_daemon(self, body: Mapping[str, Any], stopped: kopf.DaemonStopped) -> None:
         """Coalesce changes into reconciles; resync when nothing happens for a while."""
