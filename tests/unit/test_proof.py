@@ -175,3 +175,17 @@ def test_a_proven_maildomain_of_the_namespace_view_counts_against_the_limits() -
         )
     )  # fmt: skip
     assert rendered.invalid_reason == reasons.LIMIT_EXCEEDED
+
+
+def test_the_operator_takes_the_resolver_of_the_proofs_as_an_address() -> None:
+    import pytest
+
+    from mailstack.commands.main import build_parser
+    from mailstack.commands.operator import config_from_args
+
+    parser = build_parser()
+    args = parser.parse_args(["operator", "--proof-resolver", "10.0.0.10"])
+    assert config_from_args(args).proof_resolver == "10.0.0.10"
+    assert config_from_args(parser.parse_args(["operator"])).proof_resolver == ""
+    with pytest.raises(SystemExit):
+        parser.parse_args(["operator", "--proof-resolver", "dns.example"])
