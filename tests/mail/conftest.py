@@ -133,13 +133,21 @@ def stack_documents(
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": "relay-credentials", "namespace": "mail"},
+            "metadata": {
+                "name": "relay-credentials",
+                "namespace": "mail",
+                "labels": {"mailstack.dev/usable-by": "maildomains"},
+            },
             "stringData": {"username": RELAY_USER, "password": RELAY_PASSWORD},
         },
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": "relay-ca", "namespace": "mail"},
+            "metadata": {
+                "name": "relay-ca",
+                "namespace": "mail",
+                "labels": {"mailstack.dev/usable-by": "maildomains"},
+            },
             "stringData": {"ca.crt": relay_pki().ca.cert_pem},
         },
     ]
@@ -168,7 +176,11 @@ def stack_documents(
             {
                 "apiVersion": "v1",
                 "kind": "Secret",
-                "metadata": {"name": f"{name}-password", "namespace": "mail"},
+                "metadata": {
+                    "name": f"{name}-password",
+                    "namespace": "mail",
+                    "labels": {"mailstack.dev/usable-by": "mailboxes"},
+                },
                 "stringData": {"password": PASSWORDS[name]},
             }
         )

@@ -145,7 +145,11 @@ def _secret_doc(name: str, **data: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": name, "namespace": NS},
+        "metadata": {
+            "name": name,
+            "namespace": NS,
+            "labels": {"mailstack.dev/usable-by": "maildomains_mailboxes"},
+        },
         "stringData": dict(data),
     }
 
@@ -319,7 +323,8 @@ class Refused(Exception):
 
 
 def _as_secret(name: str, data: dict[str, bytes]) -> Secret:
-    return Secret(name=name, namespace=NS, data=tuple(sorted(data.items())))
+    usable_by = frozenset({"maildomains", "mailboxes"})  # labelled for both
+    return Secret(name=name, namespace=NS, data=tuple(sorted(data.items())), usable_by=usable_by)
 
 
 def render_docs(docs: dict[str, Any], *, resolve: bool = False) -> Rendered:

@@ -329,6 +329,8 @@ class Secret:
     name: str
     namespace: str
     data: tuple[tuple[str, bytes], ...] = ()
+    # The kinds its ``mailstack.dev/usable-by`` label lets use it (``api.secret_access``).
+    usable_by: frozenset[str] = frozenset()
 
     def get(self, key: str) -> bytes | None:
         return dict(self.data).get(key)

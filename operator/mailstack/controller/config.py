@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import kopf
 
+from mailstack.controller.dns_runner import DnsTimings
 from mailstack.render.objects import RenderOptions
 
 PREFIX = "mailstack.dev"
@@ -41,6 +42,8 @@ class OperatorConfig:
     proof_resolver: str = ""
     proof_resolver_port: int = 53
     proof_recheck: float = 30.0
+    # DNS provider calls: per call and per publication deadlines, threads, back-off.
+    dns: DnsTimings = field(default_factory=DnsTimings)
 
 
 def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:

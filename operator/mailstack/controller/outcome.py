@@ -1,5 +1,5 @@
 """What one reconcile pass did (``Outcome``), how a pass fails (``ReconcileError``), and what
-its phases hand each other (``NamespaceView``, ``Gathered``, ``ApplyResult``).
+its phases hand each other (``Gathered``, ``ApplyResult``).
 
 Shared by the reconciler that fills them, the Events that report them, the finalizer and the
 kopf handlers that turn a ``ReconcileError`` into a retry.
@@ -7,9 +7,9 @@ kopf handlers that turn a ``ReconcileError`` into a retry.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mailstack.controller.kinds import ChildKey
 from mailstack.kubedoc import Obj
@@ -44,14 +44,6 @@ class Outcome:
     def changed_objects(self) -> bool:
         """Whether the pass applied or deleted any child."""
         return bool(self.applied or self.deleted)
-
-
-@dataclass(frozen=True)
-class NamespaceView:
-    """Every MailDomain and Mailbox of one namespace (its limits count them all)."""
-
-    domains: Sequence[Mapping[str, Any]]
-    mailboxes: Sequence[Mapping[str, Any]]
 
 
 @dataclass(frozen=True)

@@ -116,6 +116,17 @@ def secrets_from_live(live: Mapping[ChildKey, Obj | None]) -> dict[str, Secret]:
 
 
 @dataclass(frozen=True)
+class NamespaceView:
+    """Every MailDomain and Mailbox of one namespace (its limits count them all)."""
+
+    domains: Sequence[Mapping[str, Any]] = ()
+    mailboxes: Sequence[Mapping[str, Any]] = ()
+
+
+NO_VIEW = NamespaceView()
+
+
+@dataclass(frozen=True)
 class DomainInputs:
     """Everything one reconcile of one MailDomain reads."""
 
@@ -159,6 +170,10 @@ class Rendered:
     serves_mailboxes: bool = True
     # The proof of control, when a policy requires one (for the status).
     proof: Proof | None = None
+
+    @property
+    def proof_pending(self) -> bool:
+        return self.proof is not None and not self.proof.proven
 
     @property
     def valid(self) -> bool:

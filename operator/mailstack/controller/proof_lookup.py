@@ -23,6 +23,7 @@ import dns.resolver
 
 from mailstack.api.policy import Grants
 from mailstack.api.proof import Proof, from_status
+from mailstack.controller.config import OperatorConfig
 from mailstack.controller.documents import served_domain
 from mailstack.kubedoc import ObjectRef
 
@@ -51,6 +52,13 @@ class ProofLookup:
     max_delay: float = MAX_DELAY
     clock: Callable[[], float] = time.monotonic
     _schedules: dict[str, _Schedule] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, config: OperatorConfig) -> ProofLookup:
+        """The lookup ``mailstack operator --proof-resolver`` (and the tests) configure."""
+        return cls(
+            config.proof_resolver, config.proof_resolver_port, first_delay=config.proof_recheck
+        )
 
     def _resolver(self) -> dns.asyncresolver.Resolver:
         if not self.nameserver:
