@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from mailstack.controller.dns_runner import DnsTimings
-from tests.component.conftest import conditions, maildomain
+from tests.component.conftest import USABLE_BY, conditions, maildomain
 from tests.component.emulator import ApiServer, wait_for
 from tests.component.harness import OperatorThread
 from tests.component.test_dns_wiring import SELECTOR, ZONE, domain_at, lookup, tsig_secret, txt
@@ -54,7 +54,8 @@ def test_a_blackholed_provider_delays_no_other_tenant(
     operator = OperatorThread(api, dns=timings, parallel_reconciles=1).start()
     try:
         api.create(NAMESPACE, None)
-        key = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "pdns"}}
+        meta = {"name": "pdns", "labels": {USABLE_BY: "maildomains"}}
+        key = {"apiVersion": "v1", "kind": "Secret", "metadata": meta}
         api.create(namespaced({**key, "stringData": {"apiKey": "k"}}, "tenant-a"))
         powerdns = {
             "apiUrl": f"http://127.0.0.1:{blackhole}",

@@ -408,6 +408,9 @@ class Parsed:
 MAPS = ("virtual_mailboxes", "virtual_aliases", "sender_logins", "relay_passwords")
 
 
+NOT_UCL = ("rspamd.lua", "clamd.conf", "freshclam.conf")
+
+
 def parse_rendered(r: Rendered) -> Parsed:
     assert r.objects is not None, r.render_error
     names = layout.object_names(r.service.domain.name)
@@ -425,7 +428,8 @@ def parse_rendered(r: Rendered) -> Parsed:
             for k in MAPS
             if k in users
         },
-        rspamd={k: parse_ucl(text) for k, text in rspamd.items()},
+        # Not UCL: rspamd.lua (no user value reaches it), clamd's and freshclam's files.
+        rspamd={k: parse_ucl(text) for k, text in rspamd.items() if k not in NOT_UCL},
         zone=parse_zone(r.zone),
         sieve=files_of(find(r.objects, "ConfigMap", names["sieve"])),
     )
