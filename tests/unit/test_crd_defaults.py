@@ -20,6 +20,7 @@ from tests.unit.test_crds import CRD_FILES, root_schema, walk_schema
 # (kind, schema path) -> the model default the CRD's default must equal.
 MODEL_DEFAULTS: dict[tuple[str, str], object] = {
     ("MailDomainPolicy", ".spec.service.loadBalancerIP"): policy.ServiceLimits.load_balancer_ip,
+    ("MailDomainPolicy", ".spec.requireProof"): policy.MailDomainPolicy.require_proof,
     ("MailDomain", ".spec.limits.messageSize"): models.Limits.message_size,
     ("MailDomain", ".spec.limits.recipientsPerMessage"): models.Limits.recipients_per_message,
     ("MailDomain", ".spec.limits.perClient.smtpConnections"): models.ClientLimits.smtp_connections,

@@ -9,12 +9,14 @@ that must change. The result is one ``MailService`` per valid MailDomain.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from mailstack.api import limits, proof
 from mailstack.api.errors import Problem
 from mailstack.api.models import Mailbox, MailDomain
 from mailstack.api.policy import Grants
+from mailstack.api.proof import Proof
 
 
 @dataclass(frozen=True)
@@ -71,33 +73,43 @@ class MailService:
 
 
 def assemble(
-    domains: Iterable[MailDomain], mailboxes: Iterable[Mailbox], grants: Grants | None = None
+    domains: Iterable[MailDomain],
+    mailboxes: Iterable[Mailbox],
+    grants: Grants | None = None,
+    proofs: Mapping[str, Proof] | None = None,
 ) -> tuple[list[MailService], list[Problem]]:
     """Group Mailboxes under their MailDomains and check the cross-document rules.
 
     A MailDomain whose namespace the platform's policies do not grant its domain, or whose
-    Service they do not allow, serves nothing (``policy.Grants``). A domain is served by one
-    MailDomain in the whole cluster (all namespaces given): the oldest granted claim
-    (``MailDomain.claim_order``); every later one gets a problem naming it. A Mailbox belongs
-    to the MailDomain of its own namespace that serves its domain.
+    Service they do not allow, serves nothing (``policy.Grants``); nor does one whose grant
+    requires a proof of control it has not given (``proofs`` by MailDomain ref; None: no
+    proof is required, as for files) or one over its namespace's limits (``limits``). A
+    domain is served by one MailDomain in the whole cluster (all namespaces given): the oldest
+    admitted claim (``MailDomain.claim_order``); every later one gets a problem naming it. A
+    Mailbox belongs to the MailDomain of its own namespace that serves its domain, unless the
+    limits refuse it.
     """
     grants = grants or Grants()
     problems: list[Problem] = []
+    candidates = []
+    for dom in sorted(domains, key=lambda d: d.claim_order):
+        refusals = eligibility_problems(dom, grants, proofs)
+        if refusals:
+            problems += refusals
+        else:
+            candidates.append(dom)
+    by_namespace: dict[str, list[MailDomain]] = defaultdict(list)
+    for dom in candidates:
+        by_namespace[dom.namespace].append(dom)
+    refused: set[str] = set()
+    for namespace, own in by_namespace.items():
+        admission = limits.admit_domains(grants.limits_for(namespace), own)
+        problems += admission.problems
+        refused |= admission.refused
     by_key: dict[tuple[str, str], MailDomain] = {}
     winners: dict[str, MailDomain] = {}
-    for dom in sorted(domains, key=lambda d: d.claim_order):
-        refusal = grants.refusal(dom.namespace, dom.domain)
-        if refusal is not None:
-            problems.append(Problem(dom.ref, "spec.domain", refusal))
-            continue
-        # The host name gets A/AAAA, SPF, CAA records and the certificate: granted as well.
-        refusal = grants.refusal(dom.namespace, dom.hostname)
-        if refusal is not None:
-            problems.append(Problem(dom.ref, "spec.hostname", refusal))
-            continue
-        not_allowed = grants.service_refusals(dom) + grants.host_refusals(dom)
-        if not_allowed:
-            problems += [Problem(dom.ref, path, why) for path, why in not_allowed]
+    for dom in candidates:
+        if dom.ref in refused:
             continue
         winner = winners.get(dom.domain)
         if winner is not None:
@@ -107,6 +119,9 @@ def assemble(
             continue
         winners[dom.domain] = dom
         by_key[(dom.namespace, dom.domain)] = dom
+    claimed_domains = {(d.namespace, d.domain) for d in candidates if d.ref not in refused}
+    mailboxes, refused_boxes = _admit_mailboxes(grants, mailboxes, claimed_domains)
+    problems += refused_boxes
 
     owners: dict[tuple[str, str], list[Mailbox]] = defaultdict(list)
     for box in sorted(mailboxes, key=lambda b: (b.namespace, b.name)):
@@ -162,6 +177,49 @@ def assemble(
         problems.extend(_check_routing(service))
         services.append(service)
     return services, problems
+
+
+def eligibility_problems(
+    dom: MailDomain, grants: Grants, proofs: Mapping[str, Proof] | None = None
+) -> list[Problem]:
+    """Why ``dom`` may not claim its domain at all (before limits and the contest): not
+    granted, its host name not granted, its Service or a host not allowed, proof not given."""
+    refusal = grants.refusal(dom.namespace, dom.domain)
+    if refusal is not None:
+        return [Problem(dom.ref, "spec.domain", refusal)]
+    # The host name gets A/AAAA, SPF, CAA records and the certificate: granted as well.
+    refusal = grants.refusal(dom.namespace, dom.hostname)
+    if refusal is not None:
+        return [Problem(dom.ref, "spec.hostname", refusal)]
+    not_allowed = grants.service_refusals(dom) + grants.host_refusals(dom)
+    if not_allowed:
+        return [Problem(dom.ref, path, why) for path, why in not_allowed]
+    if proofs is not None and grants.proof_required(dom.namespace, dom.domain):
+        found = proofs.get(dom.ref)
+        if found is None or not found.proven:
+            message = proof.pending_message(dom.domain, found)
+            return [Problem(dom.ref, "spec.domain", message, kind=proof.PROOF_PENDING)]
+    return []
+
+
+def _admit_mailboxes(
+    grants: Grants, mailboxes: Iterable[Mailbox], claimed: set[tuple[str, str]]
+) -> tuple[list[Mailbox], list[Problem]]:
+    """The Mailboxes the namespaces' limits admit, and a problem for each one refused. Counted
+    are those on a domain that an admitted MailDomain of their namespace claims."""
+    counted: dict[str, list[Mailbox]] = defaultdict(list)
+    others: list[Mailbox] = []
+    for box in mailboxes:
+        if (box.namespace, box.domain) in claimed:
+            counted[box.namespace].append(box)
+        else:
+            others.append(box)  # refused below for the lack of a MailDomain
+    problems: list[Problem] = []
+    for namespace, boxes in counted.items():
+        admission = limits.admit_mailboxes(grants.limits_for(namespace), boxes)
+        problems += admission.problems
+        others += [box for box in boxes if box.ref not in admission.refused]
+    return others, problems
 
 
 def _cycle(aliases: dict[str, tuple[str, ...]], start: str) -> list[str] | None:

@@ -19,6 +19,8 @@ class Problem:
     path: str
     message: str
     source: str = ""
+    # What kind of problem, when a caller must tell it apart (``limits.LIMIT_EXCEEDED``).
+    kind: str = ""
 
     def __str__(self) -> str:
         where = f"{self.source}: " if self.source else ""

@@ -353,6 +353,7 @@ class Mailbox:
     sieve: str | None = None
     generation: int = 0
     uid: str = ""
+    created: str = ""  # metadata.creationTimestamp; "" in files (the order under the limits)
 
     @property
     def ref(self) -> str:

@@ -14,11 +14,17 @@ every name under a suffix (``*.example.com``: ``shop.example.com``, not ``exampl
         types: [LoadBalancer]                    # default: any type
         annotations: ["metallb.universe.tf/*"]   # keys, a trailing * a prefix; default: any
         loadBalancerIP: false                    # default: allowed
+      limits: {maxMailDomains: 3, maxStorage: 60Gi, maxMailboxes: 200, maxQuota: 100Gi}
+      requireProof: true                         # a TXT record proves control of a domain
+
+``limits`` bound what each namespace named may claim (``api.limits``); ``requireProof`` serves a
+granted domain only once its MailDomain proves control of it in DNS (``api.proof``).
 
 The public Service of a MailDomain is created by the operator's account, past whatever stops
 the tenant from making a LoadBalancer or annotating one itself; a policy's ``service`` section
 says what its grant allows there. Several policies granting the same domain add up: a setting
-is allowed when one of them allows it.
+is allowed when one of them allows it; a limit is the most generous of the policies naming the
+namespace; proof is required when every policy granting the domain requires it.
 
 Grants are enforced as soon as one policy exists, or when the operator is told to require them
 (``--require-domain-grant``; the chart's ``policy.requireGrant``): a platform that writes
@@ -37,6 +43,7 @@ from typing import Any
 
 from mailstack.api import hosts, validate
 from mailstack.api.errors import FieldError, ValidationError
+from mailstack.api.limits import UNBOUNDED, NamespaceLimits, combine, parse_limits
 from mailstack.api.models import (
     MailDomain,
     PowerDnsSettings,
@@ -82,6 +89,8 @@ class MailDomainPolicy:
     service: ServiceLimits = ServiceLimits()
     # Non-public hosts a MailDomain may name (relay, DNS server): names, "*." suffixes, CIDRs.
     allowed_hosts: tuple[str, ...] = ()
+    limits: NamespaceLimits = UNBOUNDED
+    require_proof: bool = False
 
     @property
     def ref(self) -> str:
@@ -146,6 +155,17 @@ class Grants:
             if problem is not None and not hosts.allowed(host, patterns):
                 found.append((path, f"{host} is {problem}; a MailDomainPolicy may allow it"))
         return found
+
+    def limits_for(self, namespace: str) -> NamespaceLimits:
+        """The limits of ``namespace``: the most generous of the policies naming it."""
+        if not self.enforced:
+            return UNBOUNDED
+        return combine([(p.ref, p.limits) for p in self.policies if namespace in p.namespaces])
+
+    def proof_required(self, namespace: str, domain: str) -> bool:
+        """Whether ``domain`` needs a DNS proof of control: every grant of it says so."""
+        granting = [p for p in self.policies if p.grants(namespace, domain)]
+        return bool(granting) and all(p.require_proof for p in granting)
 
     def refusal(self, namespace: str, domain: str) -> str | None:
         """Why ``namespace`` may not serve ``domain``, naming whom to ask; None if it may."""
@@ -221,7 +241,7 @@ def parse_policy(doc: Mapping[str, Any], source: str = "") -> MailDomainPolicy:
     check_header(r, doc, KIND, status=False)
     meta = r.mapping(doc.get("metadata"), "metadata", METADATA_FIELDS)
     name = r.field(meta, "name", "metadata", validate.kubernetes_name)
-    fields = {"namespaces", "domains", "service", "allowedHosts"}
+    fields = {"namespaces", "domains", "service", "allowedHosts", "limits", "requireProof"}
     spec = r.mapping(doc.get("spec"), "spec", fields)
     namespaces = _entries(r, spec, "spec.namespaces", validate.kubernetes_name)
     domains = _entries(r, spec, "spec.domains", _pattern)
@@ -229,8 +249,12 @@ def parse_policy(doc: Mapping[str, Any], source: str = "") -> MailDomainPolicy:
     allowed_hosts: tuple[str, ...] = ()
     if "allowedHosts" in spec:
         allowed_hosts = _entries(r, spec, "spec.allowedHosts", _host_pattern, allow_empty=True)
+    limits = parse_limits(r, spec.get("limits"))
+    require_proof = r.field(spec, "requireProof", "spec", boolean, False)
     raise_problems(r)
-    return MailDomainPolicy(name, namespaces, domains, service, allowed_hosts)
+    return MailDomainPolicy(
+        name, namespaces, domains, service, allowed_hosts, limits, require_proof
+    )
 
 
 def _annotation_pattern(value: object) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,7 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
         resync_interval=args.resync_interval,
         debounce=args.debounce,
         require_domain_grant=args.require_domain_grant,
+        proof_resolver=args.proof_resolver or "",
         dns=DnsTimings(call_timeout=args.dns_call_timeout, deadline=args.dns_deadline),
         render=RenderOptions(
             image=args.mail_image,
@@ -41,6 +43,13 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
             mail_pods=args.mail_pod_defaults,
         ),
     )
+
+
+def resolver_address(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IP address") from None
 
 
 def mail_pod_defaults(text: str) -> MailPods:
@@ -140,6 +149,13 @@ def add_operator_command(commands: Any) -> None:
         "--require-domain-grant",
         action="store_true",
         help="serve a domain only where a MailDomainPolicy grants it, even with no policy yet",
+    )
+    parser.add_argument(
+        "--proof-resolver",
+        type=resolver_address,
+        metavar="ADDRESS",
+        help="the DNS resolver (an IP address, port 53) that looks up the proofs of control a "
+        "MailDomainPolicy may require; default: the pod's resolvers",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.set_defaults(handler=cmd_operator)

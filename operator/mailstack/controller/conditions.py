@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from mailstack.api.errors import Problem, ValidationError
+from mailstack.api.limits import LIMIT_EXCEEDED
 from mailstack.api.parse import parse_mailbox
 from mailstack.controller import reasons
 from mailstack.controller.documents import address_domain, doc_name
@@ -270,7 +271,9 @@ def _mailbox_valid(problems: Sequence[Problem]) -> Condition:
     if not problems:
         return Condition(VALID, "True", reasons.VALID, "the spec is valid")
     reason = reasons.INVALID_SPEC
-    if all(p.path.startswith("spec.passwordSecretRef") for p in problems):
+    if any(p.kind == LIMIT_EXCEEDED for p in problems):
+        reason = reasons.LIMIT_EXCEEDED
+    elif all(p.path.startswith("spec.passwordSecretRef") for p in problems):
         reason = reasons.PASSWORD_UNAVAILABLE
     elif any("already used by" in p.message for p in problems):
         reason = reasons.ADDRESS_CONFLICT

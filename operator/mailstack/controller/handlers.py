@@ -39,6 +39,7 @@ import kopf
 
 from mailstack.api.models import GROUP, VERSION
 from mailstack.api.secret_access import USABLE_BY_LABEL
+from mailstack.controller import plan
 from mailstack.controller.config import OperatorConfig
 from mailstack.controller.dns_publisher import DnsPublisher
 from mailstack.controller.documents import (
@@ -65,6 +66,7 @@ from mailstack.controller.kube import Kube
 from mailstack.controller.login import log_in
 from mailstack.controller.memory import Coalescer, DomainKey, Echoes, Peering, SecretCache
 from mailstack.controller.outcome import Outcome, ReconcileError
+from mailstack.controller.proof_lookup import ProofLookup
 from mailstack.controller.reconcile import Reconciler
 from mailstack.kubedoc import Obj
 
@@ -131,6 +133,7 @@ class Operator:
                 dns=DnsPublisher(self.config.dns),
             )
             self._reconciler.grants = self.policies.grants
+            self._reconciler.proofs = ProofLookup.of(self.config)
             # A DNS publication that ended in the background, or a back-off that is over.
             self._reconciler.dns.wake = lambda ns, name: self.coalescer.mark((ns, name))
         return self._reconciler
@@ -206,14 +209,26 @@ class Operator:
 
     async def _on_domain(self, kind: str, body: Obj, primed: bool) -> None:
         namespace, name = namespaced_name(body)
+        old = self.documents.domain(namespace, name)
         if kind == "DELETED":
             affected = self.documents.drop_domain(namespace, name)
         else:
             affected = self.documents.put_domain(body)
         # The MailDomain itself is kopf's (create/update handlers); its siblings, which may now
         # win or lose the domain, are ours.
+        affected |= self._limited_peers(namespace, old, body, kind)
         if primed:
             self._mark(affected - {(namespace, name)})
+
+    def _limited_peers(
+        self, namespace: str, old: Obj | None, body: Obj, kind: str
+    ) -> set[DomainKey]:
+        """A limited namespace's MailDomains, when one of its objects came, went or changed."""
+        if not self.policies.grants.limits_for(namespace).bounded:
+            return set()
+        if kind != "DELETED" and old is not None and old.get("spec") == body.get("spec"):
+            return set()
+        return self.documents.namespace_domain_keys(namespace)
 
     async def _on_policy(self, kind: str, body: Obj, primed: bool) -> None:
         if self.policies.update(kind, body):
@@ -236,6 +251,7 @@ class Operator:
             affected = self.documents.put_mailbox(body)
             if old is not None and old.get("spec") == body.get("spec"):
                 affected = set()  # only status or metadata changed (the operator's own writes)
+        affected |= self._limited_peers(namespace, old, body, kind)
         if primed:
             self._mark(affected)
         domain = address_domain(body)
@@ -277,12 +293,22 @@ class Operator:
         async with lock, self._passes:
             self.coalescer.clear(key)  # this pass covers every change seen so far
             domain = served_domain(snapshot)
-            return await self.reconciler.reconcile(
+            bounded = self.policies.grants.limits_for(key[0]).bounded
+            view = self.documents.in_namespace(key[0]) if bounded else plan.NO_VIEW
+            outcome = await self.reconciler.reconcile(
                 snapshot,
                 self.documents.mailboxes(key[0], domain),
                 self.documents.siblings(domain),
                 resync=resync,
+                view=view,
             )
+        if outcome.retry_after is not None:  # a proof of control to look up again
+            asyncio.get_running_loop().call_later(outcome.retry_after, self._mark_kept, key)
+        return outcome
+
+    def _mark_kept(self, key: DomainKey) -> None:
+        if self.documents.has_domain(*key):  # not a MailDomain deleted meanwhile
+            self.coalescer.mark(key)
 
     async def run_daemon(self, body: Mapping[str, Any], stopped: kopf.DaemonStopped) -> None:
         """Coalesce changes into reconciles; resync when nothing happens for a while."""

@@ -20,6 +20,7 @@ from mailstack.controller.documents import (
     served_domain,
 )
 from mailstack.controller.memory import DomainKey
+from mailstack.controller.plan import NamespaceView
 from mailstack.kubedoc import Obj, meta_of
 
 # creationTimestamp: the age of a MailDomain's claim on its domain (``MailDomain.claim_order``).
@@ -113,6 +114,9 @@ class Documents:
         found = self._domains_by_domain.get(domain, {})
         return [found[key] for key in sorted(found)]
 
+    def domain(self, namespace: str, name: str) -> Obj | None:
+        return self._domains.get((namespace, name))
+
     def domain_keys(self) -> set[DomainKey]:
         return set(self._domains)
 
@@ -127,6 +131,16 @@ class Documents:
         if domain is None:
             return []
         return sorted(n for ns, n in self._domains_by_domain.get(domain, {}) if ns == namespace)
+
+    def in_namespace(self, namespace: str) -> NamespaceView:
+        """Every MailDomain and every Mailbox of ``namespace``, by name (the namespace view
+        its limits count)."""
+        domains = [doc for (ns, _), doc in sorted(self._domains.items()) if ns == namespace]
+        boxes = [doc for (ns, _), doc in sorted(self._boxes.items()) if ns == namespace]
+        return NamespaceView(domains, boxes)
+
+    def namespace_domain_keys(self, namespace: str) -> set[DomainKey]:
+        return {key for key in self._domains if key[0] == namespace}
 
     # --- Secrets --------------------------------------------------------------------------
 

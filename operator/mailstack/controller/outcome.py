@@ -37,6 +37,8 @@ class Outcome:
     recreated: list[str] = field(default_factory=list)  # StatefulSets, orphaning their pods
     status_writes: int = 0
     valid: bool = True
+    # Seconds until the pass must run again without an event (a proof of control to look up).
+    retry_after: float | None = None
 
     @property
     def changed_objects(self) -> bool:

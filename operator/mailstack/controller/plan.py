@@ -21,9 +21,11 @@ from typing import Any
 
 from mailstack.api.assemble import MailService, assemble
 from mailstack.api.errors import Problem, ValidationError
+from mailstack.api.limits import LIMIT_EXCEEDED
 from mailstack.api.models import Mailbox, MailDomain, Secret
 from mailstack.api.parse import parse_mailbox, parse_maildomain, parse_secret
 from mailstack.api.policy import Grants
+from mailstack.api.proof import PROOF_PENDING, Proof, decide, from_status
 from mailstack.controller import reasons
 from mailstack.controller.children import Owner, owned
 from mailstack.controller.documents import doc_name
@@ -66,7 +68,8 @@ def prune_candidates(name: str) -> list[ChildKey]:
 
 
 # A MailDomain that may not serve its domain (any more): not granted, its Service or a host not
-# allowed, or an older claim serves it. Unlike an invalid spec, whose last valid objects stay,
+# allowed, over its namespace's limits, its proof of control not given, or an older claim
+# serves it. Unlike an invalid spec, whose last valid objects stay,
 # such a MailDomain must stop serving what it served.
 WITHDRAWN = frozenset(
     {
@@ -74,6 +77,8 @@ WITHDRAWN = frozenset(
         reasons.SERVICE_NOT_ALLOWED,
         reasons.HOST_NOT_ALLOWED,
         reasons.DOMAIN_CONFLICT,
+        reasons.LIMIT_EXCEEDED,
+        reasons.PROOF_PENDING,
     }
 )
 
@@ -111,6 +116,17 @@ def secrets_from_live(live: Mapping[ChildKey, Obj | None]) -> dict[str, Secret]:
 
 
 @dataclass(frozen=True)
+class NamespaceView:
+    """Every MailDomain and Mailbox of one namespace (its limits count them all)."""
+
+    domains: Sequence[Mapping[str, Any]] = ()
+    mailboxes: Sequence[Mapping[str, Any]] = ()
+
+
+NO_VIEW = NamespaceView()
+
+
+@dataclass(frozen=True)
 class DomainInputs:
     """Everything one reconcile of one MailDomain reads."""
 
@@ -126,6 +142,14 @@ class DomainInputs:
     options: RenderOptions = field(default_factory=RenderOptions)
     # The platform's MailDomainPolicies: which namespace may serve which domain.
     grants: Grants = field(default_factory=Grants)
+    # The namespace view, given when the namespace's limits are bounded: the other MailDomains
+    # and every Mailbox of the namespace (``api.limits`` counts them all).
+    namespace_domains: Sequence[Mapping[str, Any]] = ()
+    namespace_mailboxes: Sequence[Mapping[str, Any]] = ()
+    # The proof of control: the one the last status holds, and the TXT values found at the
+    # challenge name in this pass (None: not looked up).
+    proof: Proof | None = None
+    proof_txt: Sequence[str] | None = None
 
 
 @dataclass
@@ -138,12 +162,18 @@ class Rendered:
     objects: list[Obj] = field(default_factory=list)  # owned and annotated, in apply order
     domain_problems: list[Problem] = field(default_factory=list)
     mailbox_problems: dict[str, list[Problem]] = field(default_factory=lambda: defaultdict(list))
-    # Reason for Valid=False: InvalidSpec, DomainNotGranted, ServiceNotAllowed, DomainConflict
-    # (claimed twice), InvalidSecret.
+    # Reason for Valid=False: InvalidSpec, DomainNotGranted, ServiceNotAllowed, HostNotAllowed,
+    # ProofPending, LimitExceeded, DomainConflict (claimed twice), InvalidSecret.
     invalid_reason: str = reasons.INVALID_SPEC
     render_error: str | None = None
     # Another MailDomain serves the same domain: this one must not touch the Mailboxes.
     serves_mailboxes: bool = True
+    # The proof of control, when a policy requires one (for the status).
+    proof: Proof | None = None
+
+    @property
+    def proof_pending(self) -> bool:
+        return self.proof is not None and not self.proof.proven
 
     @property
     def valid(self) -> bool:
@@ -178,6 +208,55 @@ def _split(problems: list[Problem], rendered: Rendered, domain_ref: str) -> None
         # Problems of sibling MailDomains are reported by their own reconcile.
 
 
+def _parse_domains(docs: Sequence[Mapping[str, Any]], model: MailDomain) -> list[MailDomain]:
+    """The other MailDomains, parsed once each; an invalid one serves nothing."""
+    found: dict[tuple[str, str], MailDomain] = {}
+    for doc in docs:
+        key = ObjectRef.of(doc)[:2]
+        if key == (model.namespace, model.name) or key in found:
+            continue
+        try:
+            found[key] = parse_maildomain(doc, SOURCE)
+        except ValidationError:
+            continue
+    return list(found.values())
+
+
+def _proofs(
+    inputs: DomainInputs, model: MailDomain, siblings: Sequence[MailDomain]
+) -> dict[str, Proof]:
+    """The proofs of control by MailDomain ref: this one's decided now (a new token, or proven
+    by this pass's lookup), the others' as their statuses say (the operator wrote them)."""
+    found: dict[str, Proof] = {}
+    others = [*inputs.siblings, *inputs.namespace_domains]
+    statuses = {ObjectRef.of(doc)[:2]: doc.get("status") for doc in others}
+    for dom in siblings:
+        proof = from_status(dom.domain, statuses.get((dom.namespace, dom.name)))
+        if proof is not None:
+            found[dom.ref] = proof
+    if inputs.grants.proof_required(model.namespace, model.domain):
+        found[model.ref] = decide(model.domain, inputs.proof, inputs.proof_txt, inputs.random_bytes)
+    return found
+
+
+def _withdrawn_reason(grants: Grants, model: MailDomain, problems: Sequence[Problem]) -> str:
+    """Why a MailDomain that parses does not serve: the first refusal of ``assemble``."""
+    if grants.refusal(model.namespace, model.domain) or grants.refusal(
+        model.namespace, model.hostname
+    ):
+        return reasons.DOMAIN_NOT_GRANTED
+    if grants.service_refusals(model):
+        return reasons.SERVICE_NOT_ALLOWED
+    if grants.host_refusals(model):
+        return reasons.HOST_NOT_ALLOWED
+    kinds = {p.kind for p in problems}
+    if PROOF_PENDING in kinds:
+        return reasons.PROOF_PENDING
+    if LIMIT_EXCEEDED in kinds:
+        return reasons.LIMIT_EXCEEDED
+    return reasons.DOMAIN_CONFLICT
+
+
 def render_domain(inputs: DomainInputs) -> Rendered:
     """Parse, assemble, resolve material and render one MailDomain with its Mailboxes."""
     out = Rendered()
@@ -188,37 +267,24 @@ def render_domain(inputs: DomainInputs) -> Rendered:
         return out
     out.model = model
 
-    siblings: list[MailDomain] = []
-    for doc in inputs.siblings:
-        if ObjectRef.of(doc)[:2] == (model.namespace, model.name):
-            continue
-        try:
-            siblings.append(parse_maildomain(doc, SOURCE))
-        except ValidationError:
-            continue  # an invalid sibling serves nothing
+    siblings = _parse_domains([*inputs.siblings, *inputs.namespace_domains], model)
     boxes: list[Mailbox] = []
-    for doc in inputs.mailboxes:
+    # A Mailbox of the domain is in both lists when the namespace view is given.
+    box_docs = {doc_name(doc): doc for doc in [*inputs.mailboxes, *inputs.namespace_mailboxes]}
+    for name, doc in box_docs.items():
         try:
             boxes.append(parse_mailbox(doc, SOURCE, model.namespace))
         except ValidationError as err:
-            out.mailbox_problems[doc_name(doc)].extend(err.problems)
+            out.mailbox_problems[name].extend(err.problems)
 
-    services, problems = assemble([model, *siblings], boxes, inputs.grants)
+    proofs = _proofs(inputs, model, siblings)
+    out.proof = proofs.get(model.ref)
+    services, problems = assemble([model, *siblings], boxes, inputs.grants, proofs)
     _split(problems, out, model.ref)
     service = next((s for s in services if s.domain.ref == model.ref), None)
     if service is None:
         out.serves_mailboxes = False
-        grants = inputs.grants
-        if grants.refusal(model.namespace, model.domain) or grants.refusal(
-            model.namespace, model.hostname
-        ):
-            out.invalid_reason = reasons.DOMAIN_NOT_GRANTED
-        elif inputs.grants.service_refusals(model):
-            out.invalid_reason = reasons.SERVICE_NOT_ALLOWED
-        elif inputs.grants.host_refusals(model):
-            out.invalid_reason = reasons.HOST_NOT_ALLOWED
-        else:
-            out.invalid_reason = reasons.DOMAIN_CONFLICT
+        out.invalid_reason = _withdrawn_reason(inputs.grants, model, out.domain_problems)
         if not out.domain_problems:  # assemble always says why; this is a safety net
             out.domain_problems.append(Problem(model.ref, "spec.domain", "served twice"))
         return out

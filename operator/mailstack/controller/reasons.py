@@ -22,6 +22,8 @@ DOMAIN_NOT_GRANTED = "DomainNotGranted"  # no MailDomainPolicy grants the namesp
 SERVICE_NOT_ALLOWED = "ServiceNotAllowed"  # spec.service is not what the policy's grant allows
 HOST_NOT_ALLOWED = "HostNotAllowed"  # a relay or DNS server host is internal, not granted
 DOMAIN_CONFLICT = "DomainConflict"  # an older MailDomain (any namespace) serves spec.domain
+LIMIT_EXCEEDED = "LimitExceeded"  # over a namespace limit of a MailDomainPolicy (Mailboxes too)
+PROOF_PENDING = "ProofPending"  # the grant requires a DNS proof of control not seen yet
 INVALID_SECRET = "InvalidSecret"  # a referenced or material Secret cannot be used
 
 # --- MailDomain: Rendered ------------------------------------------------------------------

@@ -65,6 +65,7 @@ from mailstack.controller.kinds import (
 from mailstack.controller.kube import ApiError, Kube
 from mailstack.controller.memory import Echoes, SecretCache, WrittenStatus
 from mailstack.controller.outcome import ApplyResult, Gathered, Outcome, ReconcileError
+from mailstack.controller.proof_lookup import ProofLookup
 from mailstack.controller.rejections import read_rejections
 from mailstack.controller.status import domain_status
 from mailstack.controller.status_writer import StatusWriter
@@ -101,6 +102,7 @@ class Reconciler:
         self.echoes = echoes if echoes is not None else Echoes()
         self.written = written if written is not None else WrittenStatus()
         self.dns = dns if dns is not None else DnsPublisher()
+        self.proofs = ProofLookup()
         # The platform's MailDomainPolicies as last seen (the operator's policy informer).
         self.grants = Grants()
         self.events = EventPoster(kube, os.environ.get("POD_NAME") or socket.gethostname())
@@ -118,17 +120,20 @@ class Reconciler:
         *,
         now: datetime | None = None,
         resync: bool = False,
+        view: plan.NamespaceView = plan.NO_VIEW,
     ) -> Outcome:
         """Bring one MailDomain's children and statuses in line with its spec.
 
         ``resync``: the periodic pass, which also publishes DNS records that did not change.
+        ``view``: all MailDomains and Mailboxes of a namespace with limits (they count).
         """
         ref = ObjectRef.of(body)
         self.passes += 1
         outcome = Outcome()
-        gathered = await self._gather(body, mailboxes, siblings, now or datetime.now(UTC))
+        gathered = await self._gather(body, mailboxes, siblings, view, now or datetime.now(UTC))
         rendered = plan.render_domain(gathered.inputs)
         outcome.valid = rendered.valid
+        outcome.retry_after = self.proofs.retry_after(ref.uid) if rendered.proof_pending else None
         applied = await self._apply_children(ref, rendered, gathered.material, outcome)
         dns = await self._publish_dns(ref, rendered, gathered.inputs, applied, resync)
         await self._write_statuses(body, gathered.inputs, rendered, applied, dns, outcome)
@@ -150,6 +155,7 @@ class Reconciler:
         body: Mapping[str, Any],
         mailboxes: Sequence[Mapping[str, Any]],
         siblings: Sequence[Mapping[str, Any]],
+        view: plan.NamespaceView,
         now: datetime,
     ) -> Gathered:
         """Phase 1: the material Secrets and the referenced user Secrets; any failure aborts."""
@@ -161,6 +167,8 @@ class Reconciler:
             user = self.user_secrets(ref.namespace, referenced_secret_names(body, mailboxes))
         except ApiError as err:
             raise ReconcileError(f"reading the Secrets failed: {err}", 10) from err
+        previous = self.statuses.previous(MAILDOMAIN, body)
+        proof, txt = await self.proofs.look(body, self.grants, previous)
         inputs = plan.DomainInputs(
             domain=body,
             siblings=siblings,
@@ -169,6 +177,10 @@ class Reconciler:
             now=now,
             options=self.options,
             grants=self.grants,
+            namespace_domains=view.domains,
+            namespace_mailboxes=view.mailboxes,
+            proof=proof,
+            proof_txt=txt,
         )
         return Gathered(inputs, material)
 

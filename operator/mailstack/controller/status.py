@@ -222,6 +222,10 @@ def domain_status(
         ),
         "mailboxes": valid_mailboxes,
     }
+    if rendered.proof is not None:
+        status["proof"] = rendered.proof.as_status()
+    elif "proof" in previous_map:  # no longer required: kept, should it be required again
+        status["proof"] = previous_map["proof"]
     if rendered.ok and rendered.model is not None and rendered.material is not None:
         dkim = rendered.material.dkim
         status["dkim"] = {"selector": dkim.selector, "record": dkim.dns_value()}

@@ -13,6 +13,7 @@ from mailstack.api import models, validate
 from mailstack.api.errors import FieldError
 from mailstack.api.parse.common import (
     check_header,
+    creation_timestamp,
     metadata,
     raise_problems,
     reader_for,
@@ -42,6 +43,7 @@ def parse_mailbox(
     r = reader_for(doc, source, default_namespace)
     check_header(r, doc, "Mailbox")
     name, namespace, generation, uid = metadata(r, doc, default_namespace)
+    created = creation_timestamp(r, doc)
     if doc.get("spec") is None:
         r.fail("spec", "is required")
     spec = r.mapping(doc.get("spec"), "spec", SPEC_FIELDS)
@@ -73,6 +75,7 @@ def parse_mailbox(
         sieve=r.field(spec, "sieve", "spec", validate.sieve_script, default.sieve),
         generation=generation,
         uid=uid,
+        created=created,
     )
     raise_problems(r)
     return result
