@@ -73,6 +73,7 @@ MODEL_DEFAULTS: dict[tuple[str, str], object] = {
     ("MailDomain", ".spec.spam.thresholds.addHeader"): models.Spam.add_header_score,
     ("MailDomain", ".spec.spam.thresholds.reject"): models.Spam.reject_score,
     ("MailDomain", ".spec.spam.moveToJunk"): models.Spam.junk_folder,
+    ("MailDomain", ".spec.spam.onScanFailure"): models.Spam.on_scan_failure,
     ("MailDomain", ".spec.pods.tolerations[*].operator"): pod_models.Toleration.operator,
     ("Mailbox", ".spec.passwordSecretRef.key"): models.Mailbox.default_password_key,
     ("Mailbox", ".spec.keepCopy"): models.Mailbox.keep_copy,

@@ -420,7 +420,11 @@ def parse_rendered(r: Rendered) -> Parsed:
             for k in MAPS
             if k in users
         },
-        rspamd={k: parse_ucl(text) for k, text in rspamd.items()},
+        # rspamd.lua is Lua, not UCL, and takes no value from the spec: compared as one text.
+        rspamd={
+            k: [(("lua",), text)] if k.endswith(".lua") else parse_ucl(text)
+            for k, text in rspamd.items()
+        },
         zone=parse_zone(r.zone),
         sieve=files_of(find(r.objects, "ConfigMap", names["sieve"])),
     )

@@ -276,7 +276,7 @@ def _storage(r: Reader, value: object) -> models.Storage:
 
 def _spam(r: Reader, value: object) -> models.Spam:
     path = "spec.spam"
-    spam = r.mapping(value, path, {"enabled", "thresholds", "moveToJunk"})
+    spam = r.mapping(value, path, {"enabled", "thresholds", "moveToJunk", "onScanFailure"})
     thresholds_path = join(path, "thresholds")
     thresholds = r.mapping(spam.get("thresholds"), thresholds_path, {"addHeader", "reject"})
     default = models.Spam
@@ -291,4 +291,7 @@ def _spam(r: Reader, value: object) -> models.Spam:
         add_header_score=add,
         reject_score=reject,
         junk_folder=r.field(spam, "moveToJunk", path, boolean, default.junk_folder),
+        on_scan_failure=r.field(
+            spam, "onScanFailure", path, one_of("tempfail", "accept"), default.on_scan_failure
+        ),
     )
