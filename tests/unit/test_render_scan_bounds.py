@@ -10,22 +10,15 @@ import re
 import pytest
 
 from mailstack.api.assemble import MailService
-from mailstack.api.models import MailDomain, Spam
+from mailstack.api.models import Spam
 from mailstack.render.postfix import render_postfix_main_cf
 from mailstack.render.rspamd import SCAN_LIMITS, SCAN_TIMEOUT_SECONDS, render_rspamd_config
 from tests.parsers import parse_main_cf
+from tests.support import example_service
 
 
 def service(on_scan_failure: str) -> MailService:
-    domain = MailDomain(
-        name="example",
-        namespace="mail",
-        domain="example.com",
-        hostname="mail.example.com",
-        postmaster="postmaster@example.com",
-        spam=Spam(on_scan_failure=on_scan_failure),
-    )
-    return MailService(domain, ())
+    return example_service(spam=Spam(on_scan_failure=on_scan_failure))
 
 
 def seconds(value: str) -> int:
