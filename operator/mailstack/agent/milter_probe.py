@@ -41,6 +41,7 @@ VERDICTS = frozenset(b"acdrty")
 # Replies before the verdict at end of body: header and body changes, progress, quarantine.
 MODIFICATIONS = frozenset(b"+-hibmpqe")
 MAX_REPLY = 1 << 20
+BODY_CHUNK = 65535  # the protocol's largest body packet
 
 PROBE_MESSAGE = (
     ("From", "mailstack health probe <probe@localhost>"),
@@ -81,23 +82,33 @@ def _reply(conn: _socket.socket, deadline: float) -> tuple[bytes, bytes]:
     return packet[:1], packet[1:]
 
 
-def _message_commands() -> list[bytes]:
-    """The session of one small message, in the order Postfix sends it."""
-    headers = [_packet(b"L", f"{n}\0{v}\0".encode()) for n, v in PROBE_MESSAGE]
+def _message_commands(
+    headers: tuple[tuple[str, str], ...], body: bytes, client: str
+) -> list[bytes]:
+    """The session of one message, in the order Postfix sends it."""
+    fields = [_packet(b"L", f"{n}\0{v}\0".encode()) for n, v in headers]
+    chunks = [_packet(b"B", body[i : i + BODY_CHUNK]) for i in range(0, len(body), BODY_CHUNK)]
     return [
-        _packet(b"C", b"localhost\x004" + (0).to_bytes(2, "big") + b"127.0.0.1\0"),
+        _packet(b"C", b"localhost\x004" + (0).to_bytes(2, "big") + client.encode() + b"\0"),
         _packet(b"H", b"localhost\0"),
         _packet(b"M", b"<probe@localhost>\0"),
         _packet(b"R", b"<probe@localhost>\0"),
-        *headers,
+        *fields,
         _packet(b"N"),
-        _packet(b"B", PROBE_BODY),
+        *chunks,
     ]
 
 
-def scan(path: str, timeout: float) -> bytes:
-    """Scan the probe message through the milter on the unix socket ``path``; return the
-    verdict's reply code (``a``, ``c``, ...). Raises OSError, TimeoutError or MilterError."""
+def scan(
+    path: str,
+    timeout: float,
+    headers: tuple[tuple[str, str], ...] = PROBE_MESSAGE,
+    body: bytes = PROBE_BODY,
+    client: str = "127.0.0.1",
+) -> list[tuple[bytes, bytes]]:
+    """Scan a message (by default the probe's) from ``client`` through the milter on the unix
+    socket ``path``; return the replies to its end: modifications, then the verdict (``a``,
+    ``c``, ``t``, ...). Raises OSError, TimeoutError or MilterError."""
     deadline = time.monotonic() + timeout
     conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
@@ -109,21 +120,21 @@ def scan(path: str, timeout: float) -> bytes:
         if code != b"O" or len(data) < 12:
             raise MilterError(f"option negotiation answered with {code!r}")
         skipped = int.from_bytes(data[8:12], "big")
-        for command in _message_commands():
+        for command in _message_commands(headers, body, client):
             conn.sendall(command)
             if not skipped & NO_REPLY[command[4:5]]:
                 code, _ = _reply(conn, deadline)
                 if code != b"c":
                     raise MilterError(f"command {command[4:5]!r} answered with {code!r}")
         conn.sendall(_packet(b"E"))
-        while True:
-            code, _ = _reply(conn, deadline)
-            if code[0] in VERDICTS:
-                break
-            if code[0] not in MODIFICATIONS:
+        replies: list[tuple[bytes, bytes]] = []
+        while not replies or replies[-1][0][0] not in VERDICTS:
+            code, data = _reply(conn, deadline)
+            if code[0] not in VERDICTS and code[0] not in MODIFICATIONS:
                 raise MilterError(f"end of message answered with {code!r}")
+            replies.append((code, data))
         conn.sendall(_packet(b"Q"))
-        return code
+        return replies
     finally:
         conn.close()
 
