@@ -1,6 +1,7 @@
 """``spec.spam.onScanFailure: accept`` against the real rspamd: a message too complex to scan is
 let through at once, unscanned and marked, and a header of the sender's own claiming a verdict
-is removed. (The default, tempfail, runs in the session stack: test_scanner.py.)
+is removed. (The default, tempfail, runs in the session stack: test_scanner.py.) And the agent's
+health probe is answered without being scanned or logged.
 
 rspamd runs alone here, from the rendered ``local.d`` with its milter socket moved into the
 test's folder, and the test speaks the milter protocol to it as Postfix would.
@@ -14,10 +15,11 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from mailstack.agent.milter_probe import MilterError, scan
+from mailstack.agent.milter_probe import PROBE_MESSAGE, MilterError, scan
 from mailstack.api.models import Spam
 from mailstack.render import layout
 from mailstack.render.rspamd import render_rspamd_config
@@ -27,7 +29,8 @@ PARTS = 2000
 
 
 @pytest.fixture(scope="module")
-def milter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def rspamd_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """rspamd's folder: ``local.d``, ``run/milter.sock``, ``rspamd.log`` (its output)."""
     if os.geteuid() != 0:
         pytest.skip("rspamd is started as _rspamd: needs root")
     root = tmp_path_factory.mktemp("rspamd-accept")
@@ -70,7 +73,7 @@ def milter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 assert process.poll() is None, (root / "rspamd.log").read_text()[-3000:]
                 assert time.monotonic() < deadline, (root / "rspamd.log").read_text()[-3000:]
                 time.sleep(1)
-        yield str(socket_path)
+        yield root
     finally:
         process.terminate()
         try:
@@ -79,6 +82,11 @@ def milter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             process.kill()
             process.wait()
         log.close()
+
+
+@pytest.fixture
+def milter(rspamd_root: Path) -> str:
+    return str(rspamd_root / "run" / "milter.sock")
 
 
 def many_parts(parts: int) -> tuple[tuple[tuple[str, str], ...], bytes]:
@@ -113,3 +121,24 @@ def test_a_message_under_the_limits_is_scanned(milter: str) -> None:
     changes = b"".join(data for code, data in replies[:-1])
     assert b"unscanned" not in changes, replies
     assert b"X-Spam-Status" in changes  # rspamd's own verdict header (milter_headers)
+
+
+def test_the_health_probe_is_answered_but_neither_scanned_nor_logged(
+    rspamd_root: Path, milter: str
+) -> None:
+    """The probe's message from 127.0.0.1 leaves no task line; the same message from any other
+    client is scanned and logged (so the log is being written, and read in time)."""
+    log = rspamd_root / "rspamd.log"
+    before = log.read_text(errors="replace").count("health-probe@localhost")
+    started = time.monotonic()
+    assert scan(milter, 5)[-1][0] in (b"a", b"c")
+    assert time.monotonic() - started < 1
+    marker = f"scanned-{time.monotonic_ns()}@localhost"
+    headers = tuple((n, f"<{marker}>" if n == "Message-ID" else v) for n, v in PROBE_MESSAGE)
+    scan(milter, 5, headers, client="192.0.2.1")
+    deadline = time.monotonic() + 10
+    while marker not in log.read_text(errors="replace"):
+        assert time.monotonic() < deadline, "the scanned message was not logged"
+        time.sleep(0.2)
+    time.sleep(1)  # two proxy processes write the log: the probe's line could come later
+    assert log.read_text(errors="replace").count("health-probe@localhost") == before

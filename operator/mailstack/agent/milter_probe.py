@@ -15,6 +15,8 @@ from __future__ import annotations
 import _socket
 import time
 
+from mailstack.render import layout
+
 # Not typing.TYPE_CHECKING (see mailstack.agent.command).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -44,7 +46,7 @@ MAX_REPLY = 1 << 20
 BODY_CHUNK = 65535  # the protocol's largest body packet
 
 PROBE_MESSAGE = (
-    ("From", "mailstack health probe <probe@localhost>"),
+    ("From", f"mailstack health probe <{layout.MILTER_PROBE_SENDER}>"),
     ("To", "probe@localhost"),
     ("Subject", "mailstack health probe"),
     ("Message-ID", "<health-probe@localhost>"),
@@ -91,7 +93,7 @@ def _message_commands(
     return [
         _packet(b"C", b"localhost\x004" + (0).to_bytes(2, "big") + client.encode() + b"\0"),
         _packet(b"H", b"localhost\0"),
-        _packet(b"M", b"<probe@localhost>\0"),
+        _packet(b"M", f"<{layout.MILTER_PROBE_SENDER}>\0".encode()),
         _packet(b"R", b"<probe@localhost>\0"),
         *fields,
         _packet(b"N"),

@@ -85,6 +85,7 @@ def render_rspamd_config(service: MailService) -> dict[str, str]:
         "resolvers": domain.resolvers,
         "paths": {"milter_socket": layout.MILTER_SOCKET},
         "sieve_login": layout.SIEVE_LOGIN,
+        "probe_sender": layout.MILTER_PROBE_SENDER,
         "dkim_key_path": f"{layout.DKIM_DIR}/{dkim_key_file(domain.dkim.selector)}",
         "limits": SCAN_LIMITS,
         "scan_timeout": SCAN_TIMEOUT_SECONDS,
