@@ -11,6 +11,7 @@ import _socket  # not socket: see mailstack.agent.health
 import grp
 import os
 import pwd
+import sys
 import time
 
 from mailstack.agent.milter_probe import probe_milter_scan
@@ -268,8 +269,97 @@ def rspamd() -> Daemon:
     )
 
 
+# --- ClamAV (spec.spam.antivirus) ---------------------------------------------------------------
+
+CLAMD_CONF = f"{layout.CLAMAV_CONFIG_DIR}/clamd.conf"
+FRESHCLAM_CONF = f"{layout.CLAMAV_CONFIG_DIR}/freshclam.conf"
+# What clamd loads from its database folder: the official (signed) databases and the kinds a
+# signature URL may give (hashes, body and logical signatures, ...).
+CLAMAV_DATABASES = (".cvd", ".cld", ".cud", ".hdb", ".hsb", ".mdb", ".msb", ".ndb", ".ldb", ".cdb")
+
+
+def has_clamav_database(folder: str = layout.CLAMAV_DB_DIR) -> bool:
+    with os.scandir(folder) as entries:
+        return any(e.name.endswith(CLAMAV_DATABASES) and e.is_file() for e in entries)
+
+
+def _prepare_freshclam() -> None:
+    """freshclam runs as clamav (the container's runAsUser) and writes the database folder."""
+    _require("freshclam", "clamav-freshclam")
+    uid, gid = os.getuid(), os.getgid()
+    _directory(layout.CLAMAV_RUN_DIR, uid, gid, 0o755)
+    _directory(layout.CLAMAV_DB_DIR, uid, gid, 0o755)
+
+
+def _prepare_clamd(wait: float = 2.0) -> None:
+    """clamd cannot start without a database: wait for freshclam's first download."""
+    _require("clamd", "clamav-daemon")
+    _directory(layout.CLAMAV_RUN_DIR, os.getuid(), os.getgid(), 0o755)
+    waited = 0.0
+    while not has_clamav_database():
+        if waited % 60 == 0:
+            print(
+                f"mailstack-agent: clamd: waiting for freshclam to fill {layout.CLAMAV_DB_DIR}",
+                file=sys.stderr,
+                flush=True,
+            )
+        time.sleep(wait)
+        waited += wait
+
+
+def probe_clamd(port: int = layout.CLAMD_PORT) -> Callable[[], str | None]:
+    """Healthy when clamd answers PING with PONG within 3 s."""
+
+    def probe() -> str | None:
+        conn = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+        try:
+            conn.settimeout(3)
+            conn.connect(("127.0.0.1", port))
+            conn.sendall(b"zPING\0")
+            answer = conn.recv(16)
+        except OSError as err:
+            return f"clamd on port {port}: {err}"
+        finally:
+            conn.close()
+        return None if answer == b"PONG\0" else f"clamd on port {port}: answered {answer!r}"
+
+    return probe
+
+
+def _reload_clamd(pid: int) -> None:
+    os.kill(pid, 12)  # SIGUSR2: clamd reloads its databases
+
+
+def clamd() -> Daemon:
+    return Daemon(
+        name="clamd",
+        command=["clamd", "--foreground", f"--config-file={CLAMD_CONF}"],
+        # Its settings roll the pod (ConfigMap checksum); new databases it checks itself.
+        watched=[],
+        prepare=_prepare_clamd,
+        reload=_reload_clamd,
+        probes=[probe_clamd()],
+    )
+
+
+def _reload_freshclam(pid: int) -> None:
+    os.kill(pid, 14)  # SIGALRM: freshclam checks for updates now
+
+
+def freshclam() -> Daemon:
+    return Daemon(
+        name="freshclam",
+        command=["freshclam", "--daemon", "--foreground", f"--config-file={FRESHCLAM_CONF}"],
+        watched=[],
+        prepare=_prepare_freshclam,
+        reload=_reload_freshclam,
+    )
+
+
 DAEMONS: dict[str, Callable[[], Daemon]] = {
     "postfix": postfix,
     "dovecot": dovecot,
     "rspamd": rspamd,
+    "clamd": clamd,
+    "freshclam": freshclam,
 }
