@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mailstack.api.assemble import MailService
+from mailstack.api.models import MailDomain
 from mailstack.pipeline import Prepared, prepare, render_all, save_state
 from mailstack.statedir import StateDir
 
@@ -68,3 +70,16 @@ def materialise(objects: list[dict[str, Any]], root: Path) -> dict[str, Path]:
             (folder / key).write_bytes(data)
         folders[f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"] = folder
     return folders
+
+
+def example_service(**fields: Any) -> MailService:
+    """A MailService for example.com without Mailboxes; ``fields`` are MailDomain fields."""
+    domain = MailDomain(
+        name="example",
+        namespace="mail",
+        domain="example.com",
+        hostname="mail.example.com",
+        postmaster="postmaster@example.com",
+        **fields,
+    )
+    return MailService(domain, ())

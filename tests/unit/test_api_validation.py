@@ -600,6 +600,17 @@ def test_spam_reject_must_exceed_add_header(thresholds: Doc, expected: str) -> N
     assert (problem.path, problem.message) == ("spec.spam.thresholds", expected)
 
 
+def test_spam_on_scan_failure_defaults_to_tempfail_and_takes_accept_only_as_spelled() -> None:
+    assert parse_maildomain(maildomain(domain_spec())).spam.on_scan_failure == "tempfail"
+    accept = maildomain(domain_spec(spam={"onScanFailure": "accept"}))
+    assert parse_maildomain(accept).spam.on_scan_failure == "accept"
+    problem = only_problem(
+        parse_maildomain, maildomain(domain_spec(spam={"onScanFailure": "Accept"}))
+    )
+    assert problem.path == "spec.spam.onScanFailure"
+    assert "tempfail, accept" in problem.message
+
+
 # --- relay --------------------------------------------------------------------------------------
 
 

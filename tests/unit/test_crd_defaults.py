@@ -88,6 +88,7 @@ MODEL_DEFAULTS: dict[tuple[str, str], object] = {
     ("MailDomain", ".spec.spam.thresholds.addHeader"): models.Spam.add_header_score,
     ("MailDomain", ".spec.spam.thresholds.reject"): models.Spam.reject_score,
     ("MailDomain", ".spec.spam.moveToJunk"): models.Spam.junk_folder,
+    ("MailDomain", ".spec.spam.onScanFailure"): models.Spam.on_scan_failure,
     ("MailDomain", ".spec.spam.antivirus.enabled"): models.Antivirus.enabled,
     ("MailDomain", ".spec.spam.antivirus.action"): models.Antivirus.action,
     ("MailDomain", ".spec.spam.antivirus.signatures.official"): models.Signatures.official,

@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 
 from mailstack.api.assemble import MailService
-from mailstack.api.models import MailDomain, Relay, SecretKeyRef
+from mailstack.api.models import Relay, SecretKeyRef
 from mailstack.render import layout
 from mailstack.render.postfix import RELAY_CA_FILE, SYSTEM_CA_FILE, render_postfix_config
 from mailstack.render.templating import RenderError
 from tests.parsers import parse_main_cf
+from tests.support import example_service
 
 CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 OWN_CA_FILE = f"{layout.POSTFIX_CONFIG_DIR}/{RELAY_CA_FILE}"
@@ -52,15 +53,7 @@ OUTBOUND = {"relayhost", "smtp_tls_secure_cert_match", *VERIFIED, *SASL}
 
 
 def service(relay: Relay | None) -> MailService:
-    domain = MailDomain(
-        name="example",
-        namespace="mail",
-        domain="example.com",
-        hostname="mail.example.com",
-        postmaster="postmaster@example.com",
-        relay=relay,
-    )
-    return MailService(domain, ())
+    return example_service(relay=relay)
 
 
 def files_for(case: str) -> dict[str, str]:

@@ -14,6 +14,7 @@ import pwd
 import sys
 import time
 
+from mailstack.agent.milter_probe import probe_milter_scan
 from mailstack.agent.next_hops import probe_next_hops
 from mailstack.agent.processes import run, which
 from mailstack.render import layout
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
 
 POSTFIX_MASTER = "/usr/lib/postfix/sbin/master"
 DOVECOT_CONF = f"{layout.DOVECOT_CONFIG_DIR}/dovecot.conf"
+# The scan probe's deadline: under the kubelet's probe timeout (5 s, render.workloads), far above
+# the few milliseconds a small message takes.
+MILTER_PROBE_SECONDS = 3.0
 # Postfix ignores a main.cf younger than this; a freshly mounted ConfigMap must age first.
 POSTFIX_CONFIG_MIN_AGE = 2.1
 
@@ -109,23 +113,6 @@ def probe_banner(port: int, prefix: bytes, host: str = "127.0.0.1") -> Callable[
             conn.close()
         if not greeting.startswith(prefix):
             return f"port {port}: unexpected greeting {greeting[:40]!r}"
-        return None
-
-    return probe
-
-
-def probe_unix_socket(path: str) -> Callable[[], str | None]:
-    """Healthy when a process accepts connections on the unix socket."""
-
-    def probe() -> str | None:
-        conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-        try:
-            conn.settimeout(3)
-            conn.connect(path)
-        except OSError as err:
-            return f"{path}: {err}"
-        finally:
-            conn.close()
         return None
 
     return probe
@@ -281,8 +268,9 @@ def rspamd() -> Daemon:
         watched=[f"{layout.RSPAMD_CONFIG_DIR}/local.d", layout.DKIM_DIR],
         prepare=_prepare_rspamd,
         reload=_reload_rspamd,
-        # The milter socket is what Postfix needs; rspamd's controller (HTTP) is not run.
-        probes=[probe_unix_socket(layout.MILTER_SOCKET)],
+        # What Postfix needs: a verdict through the milter socket, in time. rspamd's controller
+        # (HTTP) is not run.
+        probes=[probe_milter_scan(layout.MILTER_SOCKET, MILTER_PROBE_SECONDS)],
     )
 
 

@@ -293,6 +293,10 @@ class Spam:
     add_header_score: float = 6.0
     reject_score: float = 15.0
     junk_folder: bool = True
+    # What happens to a message the scanner did not judge (rspamd not answering in time, or a
+    # message over the scan limits): "tempfail" (the sender retries) or "accept" (delivered
+    # unscanned, unsigned, marked in X-Spam-Status).
+    on_scan_failure: str = "tempfail"
     antivirus: Antivirus = field(default_factory=Antivirus)
 
 

@@ -38,6 +38,9 @@ RSPAMD_DB_DIR = "/var/lib/rspamd"
 RSPAMD_RUN_DIR = "/run/rspamd"
 MILTER_DIR = "/run/mailstack/milter"  # emptyDir shared by postfix and rspamd in the MTA pod
 MILTER_SOCKET = f"{MILTER_DIR}/rspamd.sock"
+# The envelope sender of the agent's health probe (agent/milter_probe), which it sends as from
+# 127.0.0.1: rspamd's rspamd.lua answers that message without scanning or logging it.
+MILTER_PROBE_SENDER = "probe@localhost"
 # ClamAV's signature databases, on the queue volume (a subPath): freshclam writes them, clamd
 # reads them, and a restarted pod does not download them again.
 CLAMAV_DB_DIR = "/var/lib/clamav"

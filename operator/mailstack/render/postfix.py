@@ -4,8 +4,18 @@ from __future__ import annotations
 
 from mailstack.api.assemble import MailService
 from mailstack.render import layout
+from mailstack.render.rspamd import SCAN_TIMEOUT_SECONDS
 from mailstack.render.templating import RenderError, render_template
 from mailstack.render.workloads import enabled_public_ports
+
+# Postfix's milter timeouts (its defaults, 30 s per command and 300 s for the message, would
+# hold a client that long on a wedged scanner). The message's includes sending it (25 MB over a
+# local socket: well under a second) and the scan, which rspamd bounds itself.
+MILTER_TIMEOUTS = {
+    "connect": 5,
+    "command": 10,
+    "content": SCAN_TIMEOUT_SECONDS + 12,
+}
 
 # The CAs Postfix trusts for outbound TLS: the operating system's (Debian's ca-certificates, in
 # the mail image), or the ones a relay's caSecretRef names. A CA certificate is public: it goes
@@ -48,6 +58,7 @@ def render_postfix_main_cf(service: MailService) -> str:
         ca_file=f"{layout.POSTFIX_CONFIG_DIR}/{RELAY_CA_FILE}" if own_ca else SYSTEM_CA_FILE,
         # rspamd always runs: it signs outbound mail even when spam filtering is off.
         milter=True,
+        milter_timeouts=MILTER_TIMEOUTS,
         sieve_login=layout.SIEVE_LOGIN,
         per_client=domain.limits.per_client,
         exempt_networks=[postfix_network(n) for n in domain.limits.per_client.exempt_networks],

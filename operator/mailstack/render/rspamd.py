@@ -6,6 +6,8 @@ ConfigMap, so only what differs from the defaults is rendered here.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from mailstack.api.assemble import MailService
 from mailstack.render import layout
 from mailstack.render.templating import render_template
@@ -27,6 +29,29 @@ RSPAMD_FILES = (
     "worker-normal.inc",
     "worker-proxy.inc",
 )
+
+
+# How long rspamd may spend on one message (its task timeout: the proxy's, which rules when it
+# scans itself, and the options' for anything else). At the bound rspamd answers with what it
+# has found so far. Postfix's milter timeouts (render.postfix) are set from it.
+SCAN_TIMEOUT_SECONDS = 8
+# Proxy processes. Each is event-driven, but parsing a message and running its Lua rules is not:
+# while one process is busy with a heavy message, new milter sessions go to the others.
+PROXY_PROCESSES = 2
+
+
+@dataclass(frozen=True)
+class ScanLimits:
+    """What makes a message too complex to scan (rspamd.lua): rspamd 3.4 has no limit of its own
+    on MIME parts. Real mail stays far below these (a digest of 100 messages has ~200 parts);
+    1000 parts cost rspamd well under a second, 50000 about ten."""
+
+    max_parts: int = 1000
+    max_boundaries: int = 100
+    max_dash_lines: int = 100_000
+
+
+SCAN_LIMITS = ScanLimits()
 
 
 # Stock modules this stack cannot use, switched off by name so that rspamd does not load their
@@ -60,7 +85,11 @@ def render_rspamd_config(service: MailService) -> dict[str, str]:
         "resolvers": domain.resolvers,
         "paths": {"milter_socket": layout.MILTER_SOCKET},
         "sieve_login": layout.SIEVE_LOGIN,
+        "probe_sender": layout.MILTER_PROBE_SENDER,
         "dkim_key_path": f"{layout.DKIM_DIR}/{dkim_key_file(domain.dkim.selector)}",
+        "limits": SCAN_LIMITS,
+        "scan_timeout": SCAN_TIMEOUT_SECONDS,
+        "proxy_processes": PROXY_PROCESSES,
     }
     files = {name: render_template(f"rspamd/{name}.j2", **context) for name in RSPAMD_FILES}
     if domain.spam.antivirus.enabled:

@@ -253,7 +253,9 @@ def _storage(r: Reader, value: object) -> models.Storage:
 
 def _spam(r: Reader, value: object) -> models.Spam:
     path = "spec.spam"
-    spam = r.mapping(value, path, {"enabled", "thresholds", "moveToJunk", "antivirus"})
+    spam = r.mapping(
+        value, path, {"enabled", "thresholds", "moveToJunk", "antivirus", "onScanFailure"}
+    )
     thresholds_path = join(path, "thresholds")
     thresholds = r.mapping(spam.get("thresholds"), thresholds_path, {"addHeader", "reject"})
     default = models.Spam
@@ -268,6 +270,9 @@ def _spam(r: Reader, value: object) -> models.Spam:
         add_header_score=add,
         reject_score=reject,
         junk_folder=r.field(spam, "moveToJunk", path, boolean, default.junk_folder),
+        on_scan_failure=r.field(
+            spam, "onScanFailure", path, one_of("tempfail", "accept"), default.on_scan_failure
+        ),
         antivirus=_antivirus(r, spam.get("antivirus"), join(path, "antivirus")),
     )
 

@@ -1,0 +1,144 @@
+"""``spec.spam.onScanFailure: accept`` against the real rspamd: a message too complex to scan is
+let through at once, unscanned and marked, and a header of the sender's own claiming a verdict
+is removed. (The default, tempfail, runs in the session stack: test_scanner.py.) And the agent's
+health probe is answered without being scanned or logged.
+
+rspamd runs alone here, from the rendered ``local.d`` with its milter socket moved into the
+test's folder, and the test speaks the milter protocol to it as Postfix would.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mailstack.agent.milter_probe import PROBE_MESSAGE, MilterError, scan
+from mailstack.api.models import Spam
+from mailstack.render import layout
+from mailstack.render.rspamd import render_rspamd_config
+from tests.support import example_service
+
+PARTS = 2000
+
+
+@pytest.fixture(scope="module")
+def rspamd_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """rspamd's folder: ``local.d``, ``run/milter.sock``, ``rspamd.log`` (its output)."""
+    if os.geteuid() != 0:
+        pytest.skip("rspamd is started as _rspamd: needs root")
+    root = tmp_path_factory.mktemp("rspamd-accept")
+    os.chmod(root, 0o755)
+    local = root / "local.d"
+    local.mkdir()
+    socket_path = root / "run" / "milter.sock"
+    files = render_rspamd_config(example_service(spam=Spam(on_scan_failure="accept")))
+    files["worker-proxy.inc"] = files["worker-proxy.inc"].replace(
+        layout.MILTER_SOCKET, str(socket_path)
+    )
+    # No DNS server answers here: fail fast instead of waiting on the system's resolvers.
+    files["options.inc"] += (
+        'dns { nameserver = ["127.0.0.1:1"]; timeout = 0.2s; retransmits = 1; }\n'
+    )
+    for name, text in files.items():
+        (local / name).write_text(text)
+    for folder in ("db", "run"):
+        (root / folder).mkdir()
+    subprocess.run(["chown", "-R", "_rspamd:_rspamd", str(root)], check=True)
+    log = open(root / "rspamd.log", "wb")  # noqa: SIM115
+    rspamd = shutil.which("rspamd") or "rspamd"
+    process = subprocess.Popen(
+        [
+            *(rspamd, "-f", "-u", "_rspamd", "-g", "_rspamd", "-c", "/etc/rspamd/rspamd.conf"),
+            f"--var=LOCAL_CONFDIR={root}",
+            f"--var=DBDIR={root / 'db'}",
+            f"--var=RUNDIR={root / 'run'}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                scan(str(socket_path), 5)
+                break
+            except (OSError, MilterError):
+                assert process.poll() is None, (root / "rspamd.log").read_text()[-3000:]
+                assert time.monotonic() < deadline, (root / "rspamd.log").read_text()[-3000:]
+                time.sleep(1)
+        yield root
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+@pytest.fixture
+def milter(rspamd_root: Path) -> str:
+    return str(rspamd_root / "run" / "milter.sock")
+
+
+def many_parts(parts: int) -> tuple[tuple[tuple[str, str], ...], bytes]:
+    headers = (
+        ("From", "someone@example.net"),
+        ("To", "alice@example.com"),
+        ("Subject", "many parts"),
+        ("MIME-Version", "1.0"),
+        ("Content-Type", 'multipart/mixed; boundary="b"'),
+        ("X-Spam-Status", "No, the sender says so"),
+    )
+    return headers, b"--b\r\n\r\nx\r\n" * parts + b"--b--\r\n"
+
+
+def test_a_message_too_complex_is_accepted_at_once_unscanned_and_marked(milter: str) -> None:
+    headers, body = many_parts(PARTS)
+    started = time.monotonic()
+    replies = scan(milter, 10, headers, body, client="192.0.2.1")
+    took = time.monotonic() - started
+    verdict = replies[-1][0]
+    assert verdict in (b"a", b"c"), replies  # accept, or continue: Postfix delivers it
+    changes = b"".join(data for code, data in replies[:-1] if code in (b"h", b"i", b"m"))
+    assert re.search(rb"X-Spam-Status\0unscanned, too complex \(over 1000 MIME parts\)\0", changes)
+    # The sender's own X-Spam-Status is deleted (a change to an empty value).
+    assert re.search(rb"X-Spam-Status\0\0", changes), replies
+    assert took < 5, took
+
+
+def test_a_message_under_the_limits_is_scanned(milter: str) -> None:
+    headers, body = many_parts(100)
+    replies = scan(milter, 10, headers, body, client="192.0.2.1")
+    changes = b"".join(data for code, data in replies[:-1])
+    assert b"unscanned" not in changes, replies
+    assert b"X-Spam-Status" in changes  # rspamd's own verdict header (milter_headers)
+
+
+def test_the_health_probe_is_answered_but_neither_scanned_nor_logged(
+    rspamd_root: Path, milter: str
+) -> None:
+    """The probe's message from 127.0.0.1 leaves no task line; the same message from any other
+    client is scanned and logged (so the log is being written, and read in time)."""
+    log = rspamd_root / "rspamd.log"
+    before = log.read_text(errors="replace").count("health-probe@localhost")
+    started = time.monotonic()
+    assert scan(milter, 5)[-1][0] in (b"a", b"c")
+    assert time.monotonic() - started < 1
+    marker = f"scanned-{time.monotonic_ns()}@localhost"
+    headers = tuple((n, f"<{marker}>" if n == "Message-ID" else v) for n, v in PROBE_MESSAGE)
+    scan(milter, 5, headers, client="192.0.2.1")
+    deadline = time.monotonic() + 10
+    while marker not in log.read_text(errors="replace"):
+        assert time.monotonic() < deadline, "the scanned message was not logged"
+        time.sleep(0.2)
+    time.sleep(1)  # two proxy processes write the log: the probe's line could come later
+    assert log.read_text(errors="replace").count("health-probe@localhost") == before

@@ -1,0 +1,119 @@
+"""The scanner under hostile mail and faults: one message must not stop scanning for everyone.
+
+A message of hundreds of thousands of tiny MIME parts held rspamd 3.4's only proxy process for
+minutes (and every milter session with it: 451/454 on 25 and 587 at Postfix's timeouts). The
+rendered stack refuses to scan it (the "too complex" connection filter) and bounds every scan;
+the agent's readiness scans a message through the milter, so a stopped scanner shows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import smtplib
+import threading
+import time
+import urllib.error
+import urllib.request
+
+from tests.mail.conftest import PASSWORDS, Stack
+from tests.mail.messages import MTA, SENDER, text_message, token
+
+# Enough parts to hold the old configuration's proxy for minutes (50000 took ~10 s of CPU).
+PARTS = 300_000
+# What a submission may take while the many-parts message is being refused (measured: ~1 s).
+SUBMISSION_BOUND = 15.0
+READYZ_DEADLINE = 6.0  # the agent's probe deadline (3 s) and the answer
+
+
+def many_parts_message(subject: str) -> bytes:
+    head = (
+        f"From: {SENDER}\r\nTo: alice@example.com\r\nSubject: {subject}\r\n"
+        'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
+    ).encode()
+    return head + b"--b\r\n\r\nx\r\n" * PARTS + b"--b--\r\n"
+
+
+def proxy_pids(stack: Stack) -> set[int]:
+    return {pid for pid, cmd in stack.own_processes().items() if "rspamd_proxy process" in cmd}
+
+
+def readyz(stack: Stack, container: str = "rspamd") -> tuple[int, str]:
+    endpoints = json.loads((stack.state / "endpoints.json").read_text())
+    address = endpoints["pods"][f"mail/{MTA}"]
+    port = {"postfix": 9101, "rspamd": 9102}[container]
+    try:
+        with urllib.request.urlopen(
+            f"http://{address}:{port}/readyz", timeout=READYZ_DEADLINE
+        ) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def test_a_many_parts_message_is_refused_at_once_and_submission_goes_on_meanwhile(
+    stack: Stack,
+) -> None:
+    daemons_before = stack.own_daemon_pids()
+    proxies_before = proxy_pids(stack)
+    assert len(proxies_before) > 1, "more than one proxy process"
+    subject = token("many parts")
+    raw = many_parts_message(subject)
+    outcome: dict[str, object] = {}
+
+    def send_many_parts() -> None:
+        started = time.monotonic()
+        try:
+            with stack.smtp("smtp") as smtp:
+                smtp.sendmail(SENDER, ["alice@example.com"], raw)
+            outcome["result"] = "accepted"
+        except smtplib.SMTPDataError as err:
+            outcome["result"] = (err.smtp_code, err.smtp_error.decode())
+        outcome["seconds"] = time.monotonic() - started
+
+    attacker = threading.Thread(target=send_many_parts)
+    attacker.start()
+    submissions: list[float] = []
+    try:
+        time.sleep(0.5)  # the many-parts message is on its way to the scanner
+        while attacker.is_alive() or not submissions:
+            started = time.monotonic()
+            with stack.smtp("submission") as smtp:
+                smtp.login("bob@example.com", PASSWORDS["bob"])
+                message = text_message(
+                    token("meanwhile"), "carol@example.com", sender="bob@example.com"
+                )
+                smtp.send_message(message)
+            submissions.append(time.monotonic() - started)
+            assert submissions[-1] < SUBMISSION_BOUND, submissions
+    finally:
+        attacker.join(timeout=120)
+    print(f"many parts: {outcome}; submissions meanwhile (s): {submissions}")
+    assert outcome["seconds"] < SUBMISSION_BOUND, outcome  # type: ignore[operator]
+    code, text = outcome["result"]  # type: ignore[misc]
+    assert code == 451 and "too complex to scan (over 1000 MIME parts)" in text, outcome
+    stack.wait_for_log(MTA, "rspamd", "message not scanned: over 1000 MIME parts")
+    # No daemon restarted, no rspamd worker died (rspamd's main process replaces a crashed one).
+    assert stack.own_daemon_pids() == daemons_before
+    assert proxy_pids(stack) == proxies_before
+    assert "terminated abnormally" not in stack.log(MTA, "rspamd")
+
+
+def test_a_stopped_scanner_makes_the_pod_unready_until_it_resumes(stack: Stack) -> None:
+    assert readyz(stack) == (200, "ok\n")
+    proxies = proxy_pids(stack)
+    assert proxies
+    for pid in proxies:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        status, body = readyz(stack)
+        took = time.monotonic() - started
+    finally:
+        for pid in proxies:
+            os.kill(pid, signal.SIGCONT)
+    assert status == 503 and "no scan verdict" in body, (status, body)
+    assert took < READYZ_DEADLINE - 1, took
+    # The probe's own deadline, not the kubelet's timeout, ended it: the answer came in time.
+    assert readyz(stack) == (200, "ok\n")
