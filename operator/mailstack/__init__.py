@@ -10,4 +10,4 @@ __version__ = "0.1.0"
 # operator, and raised only when what runs in the mail pods changes, so that an operator upgrade
 # alone does not roll every mail pod of the cluster. The chart's default (Chart.yaml annotation
 # mailstack.dev/mail-image-version) is this value; a test keeps them equal.
-MAIL_IMAGE_VERSION = "0.2.0"
+MAIL_IMAGE_VERSION = "0.3.0"

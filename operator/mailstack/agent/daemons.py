@@ -21,6 +21,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from mailstack.agent.tunnel import Tunnel
+
 POSTFIX_MASTER = "/usr/lib/postfix/sbin/master"
 DOVECOT_CONF = f"{layout.DOVECOT_CONFIG_DIR}/dovecot.conf"
 # Postfix ignores a main.cf younger than this; a freshly mounted ConfigMap must age first.
@@ -47,6 +49,7 @@ class Daemon:
         probes: list[Callable[[], str | None]] | None = None,  # a probe returns None = healthy
         stop_signal: int = 15,
         housekeeping: list[list[str]] | None = None,  # run daily, in order (agent.housekeeping)
+        tunnels: Callable[[], list[Tunnel]] | None = None,  # opened after prepare (agent.tunnel)
     ) -> None:
         self.name = name
         self.command = command
@@ -56,6 +59,7 @@ class Daemon:
         self.probes = probes or []
         self.stop_signal = stop_signal
         self.housekeeping = housekeeping or []
+        self.tunnels = tunnels or list
 
 
 def _require(binary: str, package: str) -> str:
@@ -88,16 +92,20 @@ def _directory(path: str, uid: int = 0, gid: int = 0, mode: int = 0o755) -> None
         raise AgentError(f"{path} is not writable for uid {os.geteuid()}: check the volume")
 
 
-def probe_banner(port: int, prefix: bytes, host: str = "127.0.0.1") -> Callable[[], str | None]:
-    """Healthy when something on the port greets with the given prefix within 3 s."""
+def probe_banner(
+    port: int | str, prefix: bytes, host: str = "127.0.0.1"
+) -> Callable[[], str | None]:
+    """Healthy when something on the port (or the unix socket at that path) greets with the
+    given prefix within 3 s."""
 
     def probe() -> str | None:
         # A numeric address and a plain connect: socket.create_connection would resolve it
         # with getaddrinfo, which loads glibc's NSS machinery into the agent (~0.5 MB).
-        conn = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+        family = _socket.AF_UNIX if isinstance(port, str) else _socket.AF_INET
+        conn = _socket.socket(family, _socket.SOCK_STREAM)
         try:
             conn.settimeout(3)
-            conn.connect((host, port))
+            conn.connect(port if isinstance(port, str) else (host, port))
             greeting = conn.recv(512)
         except OSError as err:
             return f"port {port}: {err}"
@@ -145,8 +153,25 @@ def _prepare_postfix() -> None:
     uid, gid = _ids("postfix")
     _directory(layout.QUEUE_DIR, 0, 0, 0o755)
     _directory(layout.POSTFIX_DATA_DIR, uid, gid, 0o700)
+    _directory(layout.SASL_TUNNEL_DIR, 0, 0, 0o755)
     wait_for_config_age(layout.POSTFIX_CONFIG_DIR)
     run([postfix, "-c", layout.POSTFIX_CONFIG_DIR, "post-install", "create-missing"], check=True)
+
+
+def _postfix_tunnels() -> list[Tunnel]:
+    """Postfix's SASL client, on a unix socket only the postfix user may use, to Dovecot's
+    auth service over TLS: the MTA's certificate shown, the MDA's pinned."""
+    from mailstack.agent import tunnel
+
+    server = os.environ.get(layout.AUTH_SERVER_ENV, "")
+    if ":" not in server:
+        raise AgentError(f"{layout.AUTH_SERVER_ENV} is not set to host:port (the pod spec's)")
+    identity = tunnel.Identity(
+        layout.MTA_CLIENT_CERT, layout.MTA_CLIENT_KEY, layout.MDA_CLIENT_CERT
+    )
+    listener = tunnel.unix_listener(layout.SASL_TUNNEL_SOCKET, _ids("postfix"))
+    connect = tunnel.tcp_connector(server)
+    return [tunnel.start(tunnel.Tunnel("sasl", listener, connect, identity, accept_tls=False))]
 
 
 def _reload_postfix(pid: int) -> None:
@@ -164,10 +189,12 @@ def postfix() -> Daemon:
             layout.USERS_DIR,
             layout.TLS_DIR,
             layout.MDA_CLIENT_DIR,
+            layout.MTA_CLIENT_DIR,
         ],
         prepare=_prepare_postfix,
         reload=_reload_postfix,
         probes=enabled,
+        tunnels=_postfix_tunnels,
     )
 
 
@@ -219,6 +246,26 @@ def _reload_dovecot(pid: int) -> None:
     run(["doveadm", "-c", DOVECOT_CONF, "reload"])
 
 
+def _dovecot_tunnels() -> list[Tunnel]:
+    """LMTP and SASL over TLS, for the MTA's certificate only, onto Dovecot's unix sockets."""
+    from mailstack.agent import tunnel
+
+    identity = tunnel.Identity(
+        layout.MDA_CLIENT_CERT, layout.MDA_CLIENT_KEY, layout.MTA_CLIENT_CERT
+    )
+    opened: list[Tunnel] = []
+    for port, socket_path in (
+        (layout.LMTP_PORT, layout.DOVECOT_LMTP_SOCKET),
+        (layout.SASL_PORT, layout.DOVECOT_AUTH_SOCKET),
+    ):
+        listener = tunnel.tcp_listener(port.number)
+        connect = tunnel.unix_connector(socket_path)
+        opened.append(
+            tunnel.start(tunnel.Tunnel(port.name, listener, connect, identity, accept_tls=True))
+        )
+    return opened
+
+
 def expunge_commands() -> list[list[str]]:
     """``doveadm expunge`` for every user's folders with a retention (``EXPUNGE_AFTER_DAYS``): the
     same rule as the folders' autoexpunge, which LMTP deliveries do not apply."""
@@ -238,8 +285,10 @@ def dovecot() -> Daemon:
         watched=[layout.DOVECOT_CONFIG_DIR, layout.TLS_DIR, layout.MDA_CLIENT_DIR],
         prepare=_prepare_dovecot_all,
         reload=_reload_dovecot,
-        probes=[probe_banner(layout.LMTP_PORT.number, b"220 ")],
+        # LMTP's socket behind the tunnel; the tunnels report themselves.
+        probes=[probe_banner(layout.DOVECOT_LMTP_SOCKET, b"220 ")],
         housekeeping=expunge_commands(),
+        tunnels=_dovecot_tunnels,
     )
 
 

@@ -265,13 +265,17 @@ def render_mta_statefulset(
             _mount("users", layout.USERS_DIR),
             _mount("tls", layout.TLS_DIR),
             _mount("mda-client", layout.MDA_CLIENT_DIR),
+            _mount("mta-client", layout.MTA_CLIENT_DIR),
             _mount("queue", layout.QUEUE_VOLUME, read_only=False),
             _mount("postfix-data", layout.POSTFIX_DATA_DIR, read_only=False),
             _mount("milter", layout.MILTER_DIR, read_only=False),
+            _mount("sasl-tunnel", layout.SASL_TUNNEL_DIR, read_only=False),
             _mount("tmp", "/tmp", read_only=False),
         ],
         container_resources(settings, "postfix"),
         POSTFIX_CAPABILITIES,
+        # Where the agent's tunnel takes Postfix's SASL connections (agent/tunnel.py).
+        env={layout.AUTH_SERVER_ENV: f"{names['mda_service']}:{layout.SASL_PORT.number}"},
     )
     rspamd = _container(
         "rspamd",
@@ -298,11 +302,13 @@ def render_mta_statefulset(
         _config_map_volume("rspamd-config", names["rspamd_config"]),
         _secret_volume("users", names["users"], user_keys),
         _secret_volume("tls", names["tls"], ["tls.crt", "tls.key", "ca.crt"]),
-        # The public key fingerprint Postfix trusts, not the key.
-        _secret_volume("mda-client", names["mda_client"], ["clientcerts"]),
+        # The MDA's certificate and the fingerprint Postfix trusts, not the key.
+        _secret_volume("mda-client", names["mda_client"], ["clientcerts", "tls.crt"]),
+        _secret_volume("mta-client", names["mta_client"], ["tls.crt", "tls.key"]),
         _secret_volume("dkim", names["dkim"]),
         _empty_dir("postfix-data"),
         _empty_dir("milter"),
+        _empty_dir("sasl-tunnel", memory=True),
         _empty_dir("rspamd-run", memory=True),
         _empty_dir("tmp"),
     ]
@@ -339,6 +345,7 @@ def render_mda_statefulset(
             _mount("sieve", layout.SIEVE_DIR),
             _mount("tls", layout.TLS_DIR),
             _mount("mda-client", layout.MDA_CLIENT_DIR),
+            _mount("mta-client", layout.MTA_CLIENT_DIR),
             _mount("mail", layout.MAIL_DIR, read_only=False),
             _mount("dovecot-state", layout.DOVECOT_STATE_DIR, read_only=False),
             _mount("dovecot-run", layout.DOVECOT_RUN_DIR, read_only=False),
@@ -354,6 +361,8 @@ def render_mda_statefulset(
         _secret_volume("users", names["users"], ["passwd"]),
         _secret_volume("tls", names["tls"], ["tls.crt", "tls.key", "ca.crt"]),
         _secret_volume("mda-client", names["mda_client"], ["tls.crt", "tls.key"]),
+        # The certificate the agent's LMTP and SASL tunnel pins (agent/tunnel.py), not the key.
+        _secret_volume("mta-client", names["mta_client"], ["tls.crt"]),
         _empty_dir("dovecot-state"),
         _empty_dir("dovecot-run", memory=True),
         _empty_dir("tmp"),
