@@ -16,26 +16,19 @@ import pytest
 
 from mailstack.material.pki import generate_client_certificate
 from mailstack.render import layout
-from tests.mail.conftest import Stack
+from tests.mail.conftest import CLIENT_CONTEXT_SOURCE, Stack
 
 # Connects with TLS (with the given certificate, or none; or "plain": no TLS at all) and prints
 # what the server says first, or "refused".
-PROBE = """
-import os, socket, ssl, sys, tempfile
+PROBE = (
+    CLIENT_CONTEXT_SOURCE
+    + """
+import socket, ssl, sys
 host, port, cert, key = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 sock = socket.create_connection((host, port), timeout=10)
 try:
     if cert != "plain":
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        if cert:
-            folder = tempfile.mkdtemp()
-            paths = [os.path.join(folder, n) for n in ("c.pem", "k.pem")]
-            for path, pem in zip(paths, (cert, key)):
-                open(path, "w").write(pem)
-            context.load_cert_chain(*paths)
-        sock = context.wrap_socket(sock)
+        sock = client_context(cert, key).wrap_socket(sock)
     else:
         sock.sendall(b"LHLO probe\\r\\n")
     first = sock.recv(200)
@@ -43,6 +36,7 @@ try:
 except (OSError, ssl.SSLError):
     print("refused")
 """
+)
 
 
 def _read(stack: Stack, path: str) -> str:

@@ -97,7 +97,7 @@ def test_every_place_opens_the_ports_of_the_table(
     # LMTP and SASL: the agent's TLS tunnel listens (agent/tunnel.py), onto Dovecot's sockets.
     assert listening == _open(protocols, "mda")
     sockets = {s.arg for s in _sections(dovecot) if s.name == "unix_listener"}
-    assert {layout.DOVECOT_LMTP_SOCKET, layout.DOVECOT_AUTH_SOCKET} <= sockets
+    assert {layout.DOVECOT_LMTP_SOCKET_NAME, layout.DOVECOT_AUTH_SOCKET_NAME} <= sockets
     served = set(dovecot.get("protocols").split())
     assert served == {"lmtp"} | {
         name

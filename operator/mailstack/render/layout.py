@@ -40,8 +40,11 @@ MILTER_DIR = "/run/mailstack/milter"  # emptyDir shared by postfix and rspamd in
 MILTER_SOCKET = f"{MILTER_DIR}/rspamd.sock"
 # Dovecot's LMTP and auth services listen on unix sockets only; the dovecot container's agent
 # reaches them from its TLS listeners on LMTP_PORT and SASL_PORT (agent/tunnel.py).
-DOVECOT_LMTP_SOCKET = f"{DOVECOT_RUN_DIR}/lmtp-tunnel"
-DOVECOT_AUTH_SOCKET = f"{DOVECOT_RUN_DIR}/auth-tunnel"
+# (dovecot.conf names them relative to its base_dir, DOVECOT_RUN_DIR).
+DOVECOT_LMTP_SOCKET_NAME = "lmtp-tunnel"
+DOVECOT_AUTH_SOCKET_NAME = "auth-tunnel"
+DOVECOT_LMTP_SOCKET = f"{DOVECOT_RUN_DIR}/{DOVECOT_LMTP_SOCKET_NAME}"
+DOVECOT_AUTH_SOCKET = f"{DOVECOT_RUN_DIR}/{DOVECOT_AUTH_SOCKET_NAME}"
 # emptyDir of the postfix container: the socket on which its agent takes Postfix's SASL
 # connections to Dovecot's auth service and carries them over TLS to SASL_PORT.
 SASL_TUNNEL_DIR = "/run/mailstack/sasl"
