@@ -39,7 +39,9 @@ def pairs(tmp_path_factory: pytest.TempPathFactory) -> Pairs:
 
 def _echo_server(path: str) -> socket.socket:
     """A unix socket that greets with ``hello`` and then echoes each chunk upper-cased."""
-    listener = tunnel.unix_listener(path)
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(path)
+    listener.listen()
 
     def serve() -> None:
         while True:

@@ -14,23 +14,36 @@ certificate only, compared byte for byte after the handshake; no CA takes part. 
 read for every connection, so new material is used without a restart. Each connection has one
 thread (``_thread``, as the health server), which does the handshake and then moves bytes both
 ways with ``select``: an ``SSLSocket`` must not be read and written from two threads at once.
-The agent imports ``ssl`` only when it runs a tunnel (about 6 MB in the postfix and dovecot
-containers; the rspamd container runs none).
+The agent imports ``_ssl`` only when it runs a tunnel (about 5 MB in the postfix and dovecot
+containers; the rspamd container runs none): the C modules under ``ssl`` and ``socket``, as
+``agent.health`` does, since ``ssl`` and ``socket`` with their enums would add about 4 MB more.
 """
 
 from __future__ import annotations
 
+import _socket  # not socket, nor ssl: see the docstring
+import _ssl
 import _thread
+import binascii
 import os
 import select
-import socket
-import ssl
 import sys
 
 # Not typing.TYPE_CHECKING (see mailstack.agent.command).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Protocol
+
+    class _TlsObject(Protocol):
+        """What ``_SSLContext._wrap_socket`` returns (typeshed does not describe it)."""
+
+        def do_handshake(self) -> None: ...
+        def read(self, size: int) -> bytes: ...
+        def write(self, data: bytes) -> int: ...
+        def pending(self) -> int: ...
+        def getpeercert(self, binary_form: bool) -> bytes | None: ...
+
 
 # A peer that has not finished the TLS handshake by then is dropped.
 HANDSHAKE_TIMEOUT = 10.0
@@ -43,6 +56,12 @@ CHUNK = 65536
 
 def _log(message: str) -> None:
     print(f"mailstack-agent: tunnel: {message}", file=sys.stderr, flush=True)
+
+
+class Socket(_socket.socket):
+    """``_socket.socket`` that ``_ssl`` can wrap: it keeps a weak reference to the socket."""
+
+    __slots__ = ("__weakref__",)
 
 
 class Identity:
@@ -58,77 +77,107 @@ class Identity:
     def pinned(self) -> bytes:
         """The DER form of the one certificate the peer must present."""
         with open(self.peer, encoding="ascii") as handle:
-            return ssl.PEM_cert_to_DER_cert(handle.read())
+            text = handle.read()
+        begin, end = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
+        if begin not in text or end not in text:
+            raise ValueError(f"{self.peer} holds no PEM certificate")
+        return binascii.a2b_base64(text.split(begin, 1)[1].split(end, 1)[0])
 
-    def context(self, server_side: bool) -> ssl.SSLContext:
+    def context(self, server_side: bool) -> _ssl._SSLContext:
         """A TLS context presenting our certificate. A server requires a client certificate
         that verifies against the pinned one (self-signed: it is its own trust anchor); a
         client checks the server's certificate only by the comparison after the handshake, as
         the MDA's certificate is a client certificate."""
-        protocol = ssl.PROTOCOL_TLS_SERVER if server_side else ssl.PROTOCOL_TLS_CLIENT
-        context = ssl.SSLContext(protocol)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        protocol = _ssl.PROTOCOL_TLS_SERVER if server_side else _ssl.PROTOCOL_TLS_CLIENT
+        context = _ssl._SSLContext(protocol)
+        context.minimum_version = _ssl.PROTO_TLSv1_2
         context.load_cert_chain(self.cert, self.key)
         if server_side:
-            context.verify_mode = ssl.CERT_REQUIRED
-            context.load_verify_locations(cafile=self.peer)
+            context.verify_mode = _ssl.CERT_REQUIRED
+            context.load_verify_locations(self.peer)
         else:
             context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
+            context.verify_mode = _ssl.CERT_NONE
         return context
 
 
-def handshake(sock: socket.socket, identity: Identity, server_side: bool) -> ssl.SSLSocket:
+class Session:
+    """A TLS session over a socket (``_ssl``'s object, which does not own the socket)."""
+
+    def __init__(self, sock: _socket.socket, tls: _TlsObject) -> None:
+        self.sock = sock
+        self.tls = tls
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def recv(self, size: int) -> bytes:
+        return self.tls.read(size)
+
+    def send(self, data: bytes) -> int:
+        return self.tls.write(data)
+
+    def pending(self) -> int:
+        return self.tls.pending()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def handshake(sock: _socket.socket, identity: Identity, server_side: bool) -> Session:
     """The TLS session over ``sock`` once the peer showed the pinned certificate; raises
-    ``ssl.SSLError`` or ``OSError`` otherwise (the socket is then the caller's to close)."""
+    ``OSError`` (``_ssl.SSLError`` among them) otherwise; the socket is the caller's to close."""
     sock.settimeout(HANDSHAKE_TIMEOUT)
-    tls = identity.context(server_side).wrap_socket(sock, server_side=server_side)
-    if tls.getpeercert(binary_form=True) != identity.pinned():
-        tls.close()
-        raise ssl.SSLError("the peer's certificate is not the pinned one")
-    return tls
+    context = identity.context(server_side)
+    tls: _TlsObject = context._wrap_socket(sock, server_side, None)  # type: ignore[attr-defined]
+    tls.do_handshake()
+    if tls.getpeercert(True) != identity.pinned():
+        raise _ssl.SSLError("the peer's certificate is not the pinned one")
+    return Session(sock, tls)
 
 
-def relay(tls: ssl.SSLSocket, plain: socket.socket, idle: float = IDLE_TIMEOUT) -> None:
+def relay(session: Session, plain: _socket.socket, idle: float = IDLE_TIMEOUT) -> None:
     """Move bytes both ways until either side closes, errs or stays idle ``idle`` seconds."""
-    tls.setblocking(False)
+    session.sock.setblocking(False)
     plain.setblocking(False)
-    other: dict[socket.socket, socket.socket] = {tls: plain, plain: tls}
-    # Bytes read from one socket and not yet written to the other, keyed by the receiver.
-    waiting: dict[socket.socket, bytes] = {tls: b"", plain: b""}
+    tls: Session | _socket.socket = session
+    both: tuple[Session | _socket.socket, Session | _socket.socket] = (tls, plain)
+    other = {tls: plain, plain: tls}
+    # Bytes read from one side and not yet written to the other, keyed by the receiver.
+    waiting: dict[Session | _socket.socket, bytes] = {tls: b"", plain: b""}
+    retry = (_ssl.SSLWantReadError, _ssl.SSLWantWriteError, BlockingIOError)
     ended = False
     try:
         while not ended or waiting[tls] or waiting[plain]:
-            both: tuple[socket.socket, socket.socket] = (tls, plain)
             readers = [] if ended else [s for s in both if not waiting[other[s]]]
             writers = [s for s in both if waiting[s]]
-            ready: list[socket.socket]
-            writable: list[socket.socket]
-            if tls in readers and tls.pending():
+            ready: list[Session | _socket.socket]
+            writable: list[Session | _socket.socket]
+            if tls in readers and session.pending():
                 ready, writable = [tls], []  # decrypted bytes that select cannot see
             else:
                 ready, writable, _ = select.select(readers, writers, [], idle)
                 if not ready and not writable:
                     return
-            for sock in ready:
+            for side in ready:
                 try:
-                    data = sock.recv(CHUNK)
-                except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                    data = side.recv(CHUNK)
+                except retry:
                     continue
                 if not data:
                     ended = True
                     break
-                waiting[other[sock]] += data
-            for sock in writable:
+                waiting[other[side]] += data
+            for side in writable:
                 try:
-                    sent = sock.send(waiting[sock])
-                except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                    sent = side.send(waiting[side])
+                except retry:
                     continue
-                waiting[sock] = waiting[sock][sent:]
+                waiting[side] = waiting[side][sent:]
     except OSError:
         return
     finally:
-        tls.close()
+        session.close()
         plain.close()
 
 
@@ -139,8 +188,8 @@ class Tunnel:
     def __init__(
         self,
         name: str,
-        listener: socket.socket,
-        connect: Callable[[], socket.socket],
+        listener: _socket.socket,
+        connect: Callable[[], _socket.socket],
         identity: Identity,
         accept_tls: bool,
     ) -> None:
@@ -156,11 +205,13 @@ class Tunnel:
     def serve_forever(self) -> None:
         while not self.closed:
             try:
-                conn, _ = self.listener.accept()
+                # The C method that socket.socket.accept wraps (typeshed does not list it).
+                fd, _ = self.listener._accept()  # type: ignore[attr-defined]
             except OSError:
                 if self.closed:
                     return
                 continue
+            conn = Socket(fileno=fd)
             with self.lock:
                 if self.active >= MAX_CONNECTIONS:
                     conn.close()
@@ -168,8 +219,8 @@ class Tunnel:
                 self.active += 1
             _thread.start_new_thread(self._serve, (conn,))
 
-    def _serve(self, conn: socket.socket) -> None:
-        target: socket.socket | None = None
+    def _serve(self, conn: _socket.socket) -> None:
+        target: _socket.socket | None = None
         try:
             if self.accept_tls:
                 tls = handshake(conn, self.identity, server_side=True)
@@ -178,7 +229,7 @@ class Tunnel:
             else:
                 target = self.connect()
                 relay(handshake(target, self.identity, server_side=False), conn)
-        except (OSError, ValueError) as err:  # ssl.SSLError is an OSError
+        except (OSError, ValueError) as err:  # _ssl.SSLError is an OSError
             _log(f"{self.name}: connection refused or failed: {err}")
         finally:
             conn.close()
@@ -194,31 +245,39 @@ class Tunnel:
     def shutdown(self) -> None:
         self.closed = True
         try:  # noqa: SIM105 (see agent.health)
-            self.listener.shutdown(socket.SHUT_RDWR)
+            self.listener.shutdown(_socket.SHUT_RDWR)
         except OSError:
             pass
         self.listener.close()
 
 
-def tcp_listener(port: int) -> socket.socket:
-    """A listener on every address of the pod, IPv6 and IPv4 where the pod has IPv6."""
-    if socket.has_ipv6:
+def tcp_listener(port: int) -> _socket.socket:
+    """A listener on every address of the pod: IPv6 and IPv4 where the pod has IPv6."""
+    for family, host in ((_socket.AF_INET6, "::"), (_socket.AF_INET, "0.0.0.0")):
         try:
-            listener = socket.create_server(
-                ("::", port), family=socket.AF_INET6, dualstack_ipv6=True
-            )
+            listener = _socket.socket(family, _socket.SOCK_STREAM)
         except OSError:
-            pass
-        else:
-            return listener
-    return socket.create_server(("0.0.0.0", port))
+            continue  # no IPv6 in this pod
+        try:
+            listener.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+            if family == _socket.AF_INET6:
+                listener.setsockopt(_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY, 0)
+            listener.bind((host, port))
+        except OSError:
+            listener.close()
+            if family == _socket.AF_INET:
+                raise
+            continue
+        listener.listen(64)
+        return listener
+    raise OSError(f"cannot listen on port {port}")
 
 
-def unix_listener(path: str, owner: tuple[int, int] | None = None) -> socket.socket:
+def unix_listener(path: str, owner: tuple[int, int] | None = None) -> _socket.socket:
     """A listener on a unix socket that only ``owner`` (uid, gid), or our own user, may use."""
     if os.path.exists(path):
         os.unlink(path)  # left by the container's previous run
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     listener.bind(path)
     if owner is not None:
         os.chown(path, *owner)
@@ -227,9 +286,9 @@ def unix_listener(path: str, owner: tuple[int, int] | None = None) -> socket.soc
     return listener
 
 
-def unix_connector(path: str) -> Callable[[], socket.socket]:
-    def connect() -> socket.socket:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+def unix_connector(path: str) -> Callable[[], _socket.socket]:
+    def connect() -> _socket.socket:
+        sock = Socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
             sock.connect(path)
         except OSError:
@@ -240,12 +299,25 @@ def unix_connector(path: str) -> Callable[[], socket.socket]:
     return connect
 
 
-def tcp_connector(address: str) -> Callable[[], socket.socket]:
+def tcp_connector(address: str) -> Callable[[], _socket.socket]:
     """Connects to ``host:port`` (a Service name, resolved at each connection)."""
     host, _, port = address.rpartition(":")
 
-    def connect() -> socket.socket:
-        return socket.create_connection((host.strip("[]"), int(port)), timeout=HANDSHAKE_TIMEOUT)
+    def connect() -> _socket.socket:
+        failure: OSError = OSError(f"{address}: no address")
+        for family, kind, proto, _name, where in _socket.getaddrinfo(
+            host.strip("[]"), int(port), 0, _socket.SOCK_STREAM
+        ):
+            sock = Socket(family, kind, proto)
+            sock.settimeout(HANDSHAKE_TIMEOUT)
+            try:
+                sock.connect(where)
+            except OSError as err:
+                sock.close()
+                failure = err
+                continue
+            return sock
+        raise failure
 
     return connect
 
