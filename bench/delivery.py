@@ -68,7 +68,11 @@ def documents(internet_ip: str) -> list[dict[str, Any]]:
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": "password", "namespace": "bench"},
+            "metadata": {
+                "name": "password",
+                "namespace": "bench",
+                "labels": {"mailstack.dev/usable-by": "mailboxes"},
+            },
             "stringData": {"password": "benchmark-password"},
         },
     ]

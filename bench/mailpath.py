@@ -88,7 +88,11 @@ def domain_documents(internet_ip: str, rounds: int) -> list[dict[str, Any]]:
             {
                 "apiVersion": "v1",
                 "kind": "Secret",
-                "metadata": {"name": user, "namespace": "bench"},
+                "metadata": {
+                    "name": user,
+                    "namespace": "bench",
+                    "labels": {"mailstack.dev/usable-by": "mailboxes"},
+                },
                 "stringData": {"password": "benchmark-password"},
             },
         ]

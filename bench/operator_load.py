@@ -80,7 +80,7 @@ def populate(api: ApiServer, domains: int, mailboxes: int) -> None:
                 {
                     "apiVersion": "v1",
                     "kind": "Secret",
-                    "metadata": {"name": name},
+                    "metadata": {"name": name, "labels": {"mailstack.dev/usable-by": "mailboxes"}},
                     "data": {"password": _b64(HASH)},
                 },
                 manager="kubectl",

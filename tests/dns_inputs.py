@@ -34,4 +34,5 @@ def maildomain(provider: dict[str, Any] | None = None, **spec: Any) -> MailDomai
 
 
 def secret(name: str, **data: str) -> Secret:
-    return Secret(name, "mail", tuple(sorted((k, v.encode()) for k, v in data.items())))
+    data_bytes = tuple(sorted((k, v.encode()) for k, v in data.items()))
+    return Secret(name, "mail", data_bytes, usable_by=frozenset({"maildomains"}))

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from mailstack.api.secret_access import USABLE_BY_LABEL as USABLE_BY
 from tests.component.emulator import ApiServer, wait_for
 from tests.component.harness import OperatorThread
 
@@ -65,7 +66,7 @@ def password(name: str, value: str = "correct-horse-battery") -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": name, "namespace": NS},
+        "metadata": {"name": name, "namespace": NS, "labels": {USABLE_BY: "mailboxes"}},
         "stringData": {"password": value},
     }
 

@@ -19,7 +19,7 @@ import dns.rdatatype
 import pytest
 
 from mailstack.controller.config import FINALIZER
-from tests.component.conftest import NS, conditions, maildomain, wait_ready
+from tests.component.conftest import NS, USABLE_BY, conditions, maildomain, wait_ready
 from tests.component.emulator import ApiServer, wait_for
 from tests.component.harness import OperatorThread
 from tests.e2e.dnsservers import Bind, bind_server
@@ -38,7 +38,7 @@ def tsig_secret(value: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": "dns-tsig", "namespace": NS},
+        "metadata": {"name": "dns-tsig", "namespace": NS, "labels": {USABLE_BY: "maildomains"}},
         "stringData": {"secret": value},
     }
 

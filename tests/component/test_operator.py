@@ -25,6 +25,7 @@ from mailstack.render.objects import RenderOptions
 from mailstack.render.users import sieve_file_name
 from tests.component.conftest import (
     NS,
+    USABLE_BY,
     condition,
     conditions,
     mailbox,
@@ -446,7 +447,7 @@ def test_a_bad_relay_ca_is_reported_and_a_good_one_reaches_postfix(
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": "relay-ca", "namespace": NS},
+            "metadata": {"name": "relay-ca", "namespace": NS, "labels": {USABLE_BY: "maildomains"}},
             "stringData": {"ca.crt": "not a certificate"},
         }
     )

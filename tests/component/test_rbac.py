@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from tests.component.conftest import (
+    USABLE_BY,
     condition,
     conditions,
     mailbox,
@@ -82,7 +83,7 @@ def test_the_operator_needs_exactly_the_chart_rbac(api: ApiServer) -> None:
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": "relay"},
+            "metadata": {"name": "relay", "labels": {USABLE_BY: "maildomains"}},
             "stringData": {"username": "u", "password": "p"},
         }
     )

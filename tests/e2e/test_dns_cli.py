@@ -58,7 +58,11 @@ def example_for(directory: Path, server: Bind, secret: str | None = None) -> Pat
     tsig = {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": "dns-tsig", "namespace": "mail"},
+        "metadata": {
+            "name": "dns-tsig",
+            "namespace": "mail",
+            "labels": {"mailstack.dev/usable-by": "maildomains"},
+        },
         "stringData": {"secret": secret or server.secret},
     }
     (directory / "dns-tsig.yaml").write_text(yaml.safe_dump(tsig))

@@ -184,7 +184,7 @@ def test_a_missing_secret_key_names_the_secret(
 
     with pytest.raises(DnsConfigError, match=r"Secret mail/pdns has no key 'apiKey'"):
         reconcile_dns(domain_for(server), keys[0], {"pdns": secret("pdns", token="x")})
-    with pytest.raises(DnsConfigError, match=r"Secret mail/pdns .* was not found"):
+    with pytest.raises(DnsConfigError, match=r"the powerdns credentials: Secret pdns not found"):
         reconcile_dns(domain_for(server), keys[0], {})
 
 

@@ -20,6 +20,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+# The internet's /30 comes from 10.100.0.0/16: outside 10.192.0.0/10, where `mailstack up` puts
+# its pod bridge (the host's clients), which the test stack exempts from the per-client limits.
+INTERNET_PREFIX = "10.100"
 
 
 def _run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -33,10 +36,10 @@ def _free_subnet() -> ipaddress.IPv4Network:
             used.append(ipaddress.ip_network(f"{info['local']}/{info['prefixlen']}", strict=False))
     for _ in range(1000):
         third, fourth = secrets.randbelow(256), secrets.randbelow(64) * 4
-        candidate = ipaddress.IPv4Network(f"10.250.{third}.{fourth}/30")
+        candidate = ipaddress.IPv4Network(f"{INTERNET_PREFIX}.{third}.{fourth}/30")
         if not any(candidate.overlaps(net) for net in used):
             return candidate
-    raise RuntimeError("no free /30 in 10.250.0.0/16")
+    raise RuntimeError(f"no free /30 in {INTERNET_PREFIX}.0.0/16")
 
 
 class Internet:
@@ -108,6 +111,16 @@ class Internet:
             log=self.workdir / "sink.log",
         )
         self._wait_port(port)
+
+    def start_http(self, folder: Path, port: int) -> subprocess.Popen[bytes]:
+        """A plain HTTP server of ``folder`` (say, signature files for freshclam)."""
+        process = self.spawn(
+            sys.executable,
+            *("-m", "http.server", "--bind", self.ip, "--directory", str(folder), str(port)),
+            log=self.workdir / "http.log",
+        )
+        self._wait_port(port)
+        return process
 
     def start_dns(self, zones: dict[str, str]) -> None:
         """BIND authoritative for ``zones`` (name -> records in zone-file form), on port 53."""

@@ -74,7 +74,11 @@ def test_a_new_mailbox_is_deliverable_and_can_log_in_without_restarts(
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": "frank-pw", "namespace": "mail"},
+            "metadata": {
+                "name": "frank-pw",
+                "namespace": "mail",
+                "labels": {"mailstack.dev/usable-by": "mailboxes"},
+            },
             "stringData": {"password": NEW_PASSWORD},
         },
     ]

@@ -339,7 +339,7 @@ def test_unknown_spec_field_lists_the_known_ones() -> None:
         (
             {"limits": {"messagesize": "1Mi"}},
             "spec.limits.messagesize",
-            "messageSize, recipientsPerMessage",
+            "messageSize, perClient, recipientsPerMessage",
         ),
         (
             {"dns": {"dmarc": {"alignment": {"dkm": "strict"}}}},
@@ -947,3 +947,49 @@ def test_password_refused(value: str, expected: str) -> None:
 )
 def test_password_accepted(value: str) -> None:
     assert password(value) == value
+
+
+def test_per_client_limits_default_and_parse() -> None:
+    default = parse_maildomain(maildomain()).limits.per_client
+    assert default == m.ClientLimits()
+    assert (default.smtp_connections, default.smtp_logins_per_minute) == (20, 20)
+    spec = domain_spec(
+        limits={
+            "perClient": {
+                "smtpLoginsPerMinute": 0,
+                "sessionsPerUser": 5,
+                "exemptNetworks": ["10.1.2.3/16", "192.0.2.7", "2001:db8::1/48"],
+            }
+        }
+    )
+    limits = parse_maildomain(maildomain(spec)).limits.per_client
+    assert limits.smtp_logins_per_minute == 0
+    assert limits.sessions_per_user == 5
+    assert limits.smtp_connections == m.ClientLimits.smtp_connections
+    # Canonical ranges: host bits cleared, an address a one-address range.
+    assert limits.exempt_networks == ("10.1.0.0/16", "192.0.2.7/32", "2001:db8::/48")
+
+
+@pytest.mark.parametrize(
+    ("per_client", "path", "message"),
+    [
+        ({"smtpConnections": -1}, "spec.limits.perClient.smtpConnections", "from 0 to 100000"),
+        ({"sessionsPerUser": "5"}, "spec.limits.perClient.sessionsPerUser", "from 0 to 100000"),
+        (
+            {"exemptNetworks": ["10.0.0.0/33"]},
+            "spec.limits.perClient.exemptNetworks[0]",
+            "is not an IP address or a CIDR range",
+        ),
+        (
+            {"exemptNetworks": ["10.0.0.0/8 permit"]},
+            "spec.limits.perClient.exemptNetworks[0]",
+            "is not an IP address or a CIDR range",
+        ),
+    ],
+)
+def test_per_client_limits_refused(per_client: Doc, path: str, message: str) -> None:
+    problem = only_problem(
+        parse_maildomain, maildomain(domain_spec(limits={"perClient": per_client}))
+    )
+    assert problem.path == path
+    assert message in problem.message

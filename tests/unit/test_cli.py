@@ -256,7 +256,7 @@ SECRET_WITH_NEWLINE = """\
 ---
 apiVersion: v1
 kind: Secret
-metadata: {name: alice-pw, namespace: mail}
+metadata: {name: alice-pw, namespace: mail, labels: {mailstack.dev/usable-by: mailboxes}}
 stringData:
   password: "correct horse\\nbattery staple"
 """

@@ -225,7 +225,11 @@ def secret(name: str, value: str = HASH) -> Any:
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": name, "namespace": "default"},
+            "metadata": {
+                "name": name,
+                "namespace": "default",
+                "labels": {"mailstack.dev/usable-by": "mailboxes"},
+            },
             "data": {"password": base64.b64encode(value.encode()).decode()},
         }
     )

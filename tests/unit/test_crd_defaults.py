@@ -22,6 +22,20 @@ MODEL_DEFAULTS: dict[tuple[str, str], object] = {
     ("MailDomainPolicy", ".spec.service.loadBalancerIP"): policy.ServiceLimits.load_balancer_ip,
     ("MailDomain", ".spec.limits.messageSize"): models.Limits.message_size,
     ("MailDomain", ".spec.limits.recipientsPerMessage"): models.Limits.recipients_per_message,
+    ("MailDomain", ".spec.limits.perClient.smtpConnections"): models.ClientLimits.smtp_connections,
+    ("MailDomain", ".spec.limits.perClient.smtpConnectionsPerMinute"): (
+        models.ClientLimits.smtp_connections_per_minute
+    ),
+    ("MailDomain", ".spec.limits.perClient.smtpMessagesPerMinute"): (
+        models.ClientLimits.smtp_messages_per_minute
+    ),
+    ("MailDomain", ".spec.limits.perClient.smtpRecipientsPerMinute"): (
+        models.ClientLimits.smtp_recipients_per_minute
+    ),
+    ("MailDomain", ".spec.limits.perClient.smtpLoginsPerMinute"): (
+        models.ClientLimits.smtp_logins_per_minute
+    ),
+    ("MailDomain", ".spec.limits.perClient.sessionsPerUser"): models.ClientLimits.sessions_per_user,
     ("MailDomain", ".spec.protocols.imap"): models.Protocols.imap,
     ("MailDomain", ".spec.protocols.pop3"): models.Protocols.pop3,
     ("MailDomain", ".spec.protocols.submission"): models.Protocols.submission,
@@ -73,6 +87,9 @@ MODEL_DEFAULTS: dict[tuple[str, str], object] = {
     ("MailDomain", ".spec.spam.thresholds.addHeader"): models.Spam.add_header_score,
     ("MailDomain", ".spec.spam.thresholds.reject"): models.Spam.reject_score,
     ("MailDomain", ".spec.spam.moveToJunk"): models.Spam.junk_folder,
+    ("MailDomain", ".spec.spam.antivirus.enabled"): models.Antivirus.enabled,
+    ("MailDomain", ".spec.spam.antivirus.action"): models.Antivirus.action,
+    ("MailDomain", ".spec.spam.antivirus.signatures.official"): models.Signatures.official,
     ("MailDomain", ".spec.pods.tolerations[*].operator"): pod_models.Toleration.operator,
     ("Mailbox", ".spec.passwordSecretRef.key"): models.Mailbox.default_password_key,
     ("Mailbox", ".spec.keepCopy"): models.Mailbox.keep_copy,

@@ -526,6 +526,21 @@ BAD: list[tuple[str, Doc, str]] = [
     ("message-size-float", maildomain(limits={"messageSize": 1.5}), "is not valid under any"),
     ("volume-too-small", maildomain(storage={"queue": {"size": "512Ki"}}), "at least 1Mi"),
     ("recipients-zero", maildomain(limits={"recipientsPerMessage": 0}), TOO_SMALL),
+    (
+        "per-client-negative",
+        maildomain(limits={"perClient": {"smtpLoginsPerMinute": -1}}),
+        TOO_SMALL,
+    ),
+    (
+        "exempt-network-prefix-too-long",
+        maildomain(limits={"perClient": {"exemptNetworks": ["10.0.0.0/33"]}}),
+        "is not valid under any",
+    ),
+    (
+        "exempt-network-name",
+        maildomain(limits={"perClient": {"exemptNetworks": ["mail.example.net"]}}),
+        "is not valid under any",
+    ),
     ("ttl-too-small", maildomain(dns={"ttl": 30}), TOO_SMALL),
     ("pct-too-large", maildomain(dns={"dmarc": {"pct": 101}}), "greater than the maximum"),
     ("boolean-as-string", maildomain(protocols={"imap": "yes"}), "is not of type 'boolean'"),
@@ -536,6 +551,36 @@ BAD: list[tuple[str, Doc, str]] = [
         "reject (10.0) must be greater than addHeader (10.0)",
     ),
     ("reject-below-default", maildomain(spam={"thresholds": {"reject": 5}}), NOT_GREATER),
+    (
+        "antivirus-without-any-signatures",
+        maildomain(spam={"antivirus": {"enabled": True, "signatures": {"official": False}}}),
+        "without the official databases, list the urls of others",
+    ),
+    (
+        "antivirus-mirror-without-official",
+        maildomain(
+            spam={
+                "antivirus": {
+                    "signatures": {
+                        "official": False,
+                        "privateMirror": "https://mirror.example.net",
+                        "urls": ["https://mirror.example.net/x.ndb"],
+                    }
+                }
+            }
+        ),
+        "privateMirror mirrors the official databases: unused",
+    ),
+    (
+        "antivirus-unknown-action",
+        maildomain(spam={"antivirus": {"action": "drop"}}),
+        "is not one of",
+    ),
+    (
+        "antivirus-url-not-http",
+        maildomain(spam={"antivirus": {"signatures": {"urls": ["file:///etc/passwd"]}}}),
+        NO_MATCH,
+    ),
     # DNS
     ("two-dns-providers", maildomain(dns=provider(manual={}, rfc2136=RFC2136)), ONE_PROVIDER),
     ("zero-dns-providers", maildomain(dns=provider()), ONE_PROVIDER),

@@ -56,7 +56,7 @@ def test_rfc2136_from_the_spec_and_its_secret() -> None:
 @pytest.mark.parametrize(
     ("secrets", "message"),
     [
-        ({}, "Secret mail/dns-tsig (the rfc2136 credentials) was not found"),
+        ({}, "the rfc2136 credentials: Secret dns-tsig not found"),
         ({"dns-tsig": secret("dns-tsig", other="x")}, "has no key 'secret'"),
         ({"dns-tsig": secret("dns-tsig", secret="not base64!")}, "the secret is not base64"),
     ],

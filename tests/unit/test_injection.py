@@ -147,7 +147,11 @@ def _secret_doc(name: str, **data: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": name, "namespace": NS},
+        "metadata": {
+            "name": name,
+            "namespace": NS,
+            "labels": {"mailstack.dev/usable-by": "maildomains_mailboxes"},
+        },
         "stringData": dict(data),
     }
 
@@ -321,7 +325,8 @@ class Refused(Exception):
 
 
 def _as_secret(name: str, data: dict[str, bytes]) -> Secret:
-    return Secret(name=name, namespace=NS, data=tuple(sorted(data.items())))
+    usable_by = frozenset({"maildomains", "mailboxes"})  # labelled for both
+    return Secret(name=name, namespace=NS, data=tuple(sorted(data.items())), usable_by=usable_by)
 
 
 def render_docs(docs: dict[str, Any], *, resolve: bool = False) -> Rendered:
@@ -412,6 +417,9 @@ class Parsed:
 MAPS = ("virtual_mailboxes", "virtual_aliases", "sender_logins", "relay_passwords")
 
 
+NOT_UCL = ("rspamd.lua", "clamd.conf", "freshclam.conf")
+
+
 def parse_rendered(r: Rendered) -> Parsed:
     assert r.objects is not None, r.render_error
     names = layout.object_names(r.service.domain.name)
@@ -429,7 +437,8 @@ def parse_rendered(r: Rendered) -> Parsed:
             for k in MAPS
             if k in users
         },
-        rspamd={k: parse_ucl(text) for k, text in rspamd.items()},
+        # Not UCL: rspamd.lua (no user value reaches it), clamd's and freshclam's files.
+        rspamd={k: parse_ucl(text) for k, text in rspamd.items() if k not in NOT_UCL},
         zone=parse_zone(r.zone),
         sieve=files_of(find(r.objects, "ConfigMap", names["sieve"])),
     )

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 import pytest
 
 from mailstack.local import preflight, processes, runtime, up
+from mailstack.local.container import overlay_options
 from mailstack.local.pods import ContainerPlan, PodPlan, plan_pods
 from mailstack.local.preflight import PreflightError
 from mailstack.local.processes import RunningContainer
@@ -135,3 +138,50 @@ def test_an_exited_container_restarts_with_back_off() -> None:
     later = running.started + processes.BACKOFF_RESET_SECONDS + 1
     assert not processes.restart_due(running, "ns/pod/c", later)
     assert (running.restarts, running.next_start) == (0, later + 1)
+
+
+def test_a_replaced_hosts_file_of_the_host_does_not_reach_the_container(tmp_path: Path) -> None:
+    """The container's /etc is the host's (here a folder standing for it) under a layer of its
+    own: a host tool renaming a new hosts file over the host's leaves the pod's in place."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.fail("run as root with util-linux (./scripts/setup.sh)")
+    host_etc = tmp_path / "etc"
+    host_etc.mkdir()
+    (host_etc / "hosts").write_text("127.0.0.1 host-only\n")
+    (host_etc / "marker").write_text("the host's /etc\n")
+    pod_hosts, pod_resolv = tmp_path / "pod-hosts", tmp_path / "pod-resolv"
+    pod_hosts.write_text("10.0.0.3 example-com-mda\n")
+    pod_resolv.write_text("nameserver 192.0.2.1\n")
+    spec = {
+        "command": ["sh", "-c", "sleep 1; cat /etc/hosts /etc/marker /etc/resolv.conf"],
+        "mounts": [],
+        "hosts": str(pod_hosts),
+        "resolv": str(pod_resolv),
+        "etc": str(host_etc),
+        "env": {},
+        "keep": runtime.image_paths(),
+    }
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    command = [
+        *("unshare", "--mount", "--pid", "--fork", sys.executable, "-m"),
+        *("mailstack.local.container", str(tmp_path / "spec.json")),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "operator")}
+    container = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+    time.sleep(0.5)
+    fresh = host_etc / ".hosts.new"
+    fresh.write_text("127.0.0.1 rewritten-by-a-host-tool\n")
+    os.replace(fresh, host_etc / "hosts")
+    output, _ = container.communicate(timeout=30)
+    assert container.returncode == 0
+    assert output == ("10.0.0.3 example-com-mda\nthe host's /etc\nnameserver 192.0.2.1\n")
+    assert not (host_etc / "mailstack").exists()  # the container's mount point is its own
+
+
+def test_the_overlay_refuses_a_host_etc_its_options_cannot_carry() -> None:
+    assert overlay_options("/etc", "/run/x") == (
+        "lowerdir=/etc,upperdir=/run/x/upper,workdir=/run/x/work"
+    )
+    for bad in ("/tmp/a,b", "/tmp/a:b", "etc"):
+        with pytest.raises(ValueError, match="absolute path without"):
+            overlay_options(bad, "/run/x")

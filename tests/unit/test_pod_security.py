@@ -50,7 +50,12 @@ EVERY_PROTOCOL = {
 }
 
 
-@pytest.mark.parametrize("spec", [{}, EVERY_PROTOCOL], ids=["defaults", "every-protocol"])
+ANTIVIRUS = {"spam": {"antivirus": {"enabled": True}}}
+
+
+@pytest.mark.parametrize(
+    "spec", [{}, EVERY_PROTOCOL, ANTIVIRUS], ids=["defaults", "every-protocol", "antivirus"]
+)
 @pytest.mark.parametrize("component", sorted(EXPECTED))
 def test_each_pod_meets_its_stated_level(component: str, spec: Doc) -> None:
     template = pod_templates(spec)[component]

@@ -101,3 +101,26 @@ def test_postconf_accepts_every_relay_variant(case: str, tmp_path: Path) -> None
     assert result.returncode == 0 and result.stderr == "", result.stderr
     shown = dict(line.split(" = ", 1) for line in result.stdout.splitlines() if " = " in line)
     assert shown["smtp_tls_security_level"] == EXPECTED[case]["smtp_tls_security_level"]
+
+
+@pytest.mark.parametrize("case", ["plain", "credentials"])
+def test_the_relay_is_resolved_without_the_pods_search_domains(case: str, tmp_path: Path) -> None:
+    # The MTA pod's resolv.conf carries the cluster's search domains (ndots:5). Postfix's own
+    # DNS lookups (smtp_host_lookup = dns, no res_dnsrch/res_defnames) ask for the relay's name
+    # as written, absolute (measured: facts.md); "native" (getaddrinfo), as LMTP uses for the
+    # MDA Service, would let `relay.host: smtp.other-tenant` reach another namespace's Service.
+    postconf = shutil.which("postconf") or "/usr/sbin/postconf"
+    for name, text in files_for(case).items():
+        (tmp_path / name).write_text(text)
+        old = time.time() - 10
+        os.utime(tmp_path / name, (old, old))
+    result = subprocess.run(
+        [postconf, "-c", str(tmp_path), "smtp_host_lookup", "smtp_dns_resolver_options"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    shown = dict(line.split(" = ", 1) for line in result.stdout.splitlines() if " = " in line)
+    assert shown.get("smtp_host_lookup") == "dns", result
+    options = shown.get("smtp_dns_resolver_options", "").replace(",", " ").split()
+    assert not {"res_dnsrch", "res_defnames"} & set(options)

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     import argparse
     from collections.abc import Sequence
 
-DAEMON_NAMES = ("postfix", "dovecot", "rspamd")
+DAEMON_NAMES = ("postfix", "dovecot", "rspamd", "clamd", "freshclam")
 HELP = "in-container supervisor of one daemon"
 
 

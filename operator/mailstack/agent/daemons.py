@@ -11,8 +11,10 @@ import _socket  # not socket: see mailstack.agent.health
 import grp
 import os
 import pwd
+import sys
 import time
 
+from mailstack.agent.next_hops import probe_next_hops
 from mailstack.agent.processes import run, which
 from mailstack.render import layout
 
@@ -21,7 +23,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from mailstack.agent.tunnel import Tunnel
 
 POSTFIX_MASTER = "/usr/lib/postfix/sbin/master"
 DOVECOT_CONF = f"{layout.DOVECOT_CONFIG_DIR}/dovecot.conf"
@@ -47,9 +48,10 @@ class Daemon:
         prepare: Callable[[], None],
         reload: Callable[[int], None],  # called with the daemon's pid
         probes: list[Callable[[], str | None]] | None = None,  # a probe returns None = healthy
+        readiness: list[Callable[[], str | None]] | None = None,  # /readyz only (agent.health)
         stop_signal: int = 15,
         housekeeping: list[list[str]] | None = None,  # run daily, in order (agent.housekeeping)
-        tunnels: Callable[[], list[Tunnel]] | None = None,  # opened after prepare (agent.tunnel)
+        tunnels: bool = False,  # agent.tunnel.open_tunnels(name), after prepare
     ) -> None:
         self.name = name
         self.command = command
@@ -57,9 +59,10 @@ class Daemon:
         self.prepare = prepare
         self.reload = reload
         self.probes = probes or []
+        self.readiness = readiness or []
         self.stop_signal = stop_signal
         self.housekeeping = housekeeping or []
-        self.tunnels = tunnels or list
+        self.tunnels = tunnels
 
 
 def _require(binary: str, package: str) -> str:
@@ -158,22 +161,6 @@ def _prepare_postfix() -> None:
     run([postfix, "-c", layout.POSTFIX_CONFIG_DIR, "post-install", "create-missing"], check=True)
 
 
-def _postfix_tunnels() -> list[Tunnel]:
-    """Postfix's SASL client, on a unix socket only the postfix user may use, to Dovecot's
-    auth service over TLS: the MTA's certificate shown, the MDA's pinned."""
-    from mailstack.agent import tunnel
-
-    server = os.environ.get(layout.AUTH_SERVER_ENV, "")
-    if ":" not in server:
-        raise AgentError(f"{layout.AUTH_SERVER_ENV} is not set to host:port (the pod spec's)")
-    identity = tunnel.Identity(
-        layout.MTA_CLIENT_CERT, layout.MTA_CLIENT_KEY, layout.MDA_CLIENT_CERT
-    )
-    listener = tunnel.unix_listener(layout.SASL_TUNNEL_SOCKET, _ids("postfix"))
-    connect = tunnel.tcp_connector(server)
-    return [tunnel.start(tunnel.Tunnel("sasl", listener, connect, identity, accept_tls=False))]
-
-
 def _reload_postfix(pid: int) -> None:
     wait_for_config_age(layout.POSTFIX_CONFIG_DIR)
     run(["postfix", "-c", layout.POSTFIX_CONFIG_DIR, "reload"])
@@ -194,7 +181,9 @@ def postfix() -> Daemon:
         prepare=_prepare_postfix,
         reload=_reload_postfix,
         probes=enabled,
-        tunnels=_postfix_tunnels,
+        # Ready only when the Services Postfix hands mail and logins to resolve and answer.
+        readiness=[probe_next_hops(f"{layout.POSTFIX_CONFIG_DIR}/main.cf")],
+        tunnels=True,
     )
 
 
@@ -246,26 +235,6 @@ def _reload_dovecot(pid: int) -> None:
     run(["doveadm", "-c", DOVECOT_CONF, "reload"])
 
 
-def _dovecot_tunnels() -> list[Tunnel]:
-    """LMTP and SASL over TLS, for the MTA's certificate only, onto Dovecot's unix sockets."""
-    from mailstack.agent import tunnel
-
-    identity = tunnel.Identity(
-        layout.MDA_CLIENT_CERT, layout.MDA_CLIENT_KEY, layout.MTA_CLIENT_CERT
-    )
-    opened: list[Tunnel] = []
-    for port, socket_path in (
-        (layout.LMTP_PORT, layout.DOVECOT_LMTP_SOCKET),
-        (layout.SASL_PORT, layout.DOVECOT_AUTH_SOCKET),
-    ):
-        listener = tunnel.tcp_listener(port.number)
-        connect = tunnel.unix_connector(socket_path)
-        opened.append(
-            tunnel.start(tunnel.Tunnel(port.name, listener, connect, identity, accept_tls=True))
-        )
-    return opened
-
-
 def expunge_commands() -> list[list[str]]:
     """``doveadm expunge`` for every user's folders with a retention (``EXPUNGE_AFTER_DAYS``): the
     same rule as the folders' autoexpunge, which LMTP deliveries do not apply."""
@@ -288,7 +257,7 @@ def dovecot() -> Daemon:
         # LMTP's socket behind the tunnel; the tunnels report themselves.
         probes=[probe_banner(layout.DOVECOT_LMTP_SOCKET, b"220 ")],
         housekeeping=expunge_commands(),
-        tunnels=_dovecot_tunnels,
+        tunnels=True,
     )
 
 
@@ -329,8 +298,97 @@ def rspamd() -> Daemon:
     )
 
 
+# --- ClamAV (spec.spam.antivirus) ---------------------------------------------------------------
+
+CLAMD_CONF = f"{layout.CLAMAV_CONFIG_DIR}/clamd.conf"
+FRESHCLAM_CONF = f"{layout.CLAMAV_CONFIG_DIR}/freshclam.conf"
+# What clamd loads from its database folder: the official (signed) databases and the kinds a
+# signature URL may give (hashes, body and logical signatures, ...).
+CLAMAV_DATABASES = (".cvd", ".cld", ".cud", ".hdb", ".hsb", ".mdb", ".msb", ".ndb", ".ldb", ".cdb")
+
+
+def has_clamav_database(folder: str = layout.CLAMAV_DB_DIR) -> bool:
+    with os.scandir(folder) as entries:
+        return any(e.name.endswith(CLAMAV_DATABASES) and e.is_file() for e in entries)
+
+
+def _prepare_freshclam() -> None:
+    """freshclam runs as clamav (the container's runAsUser) and writes the database folder."""
+    _require("freshclam", "clamav-freshclam")
+    uid, gid = os.getuid(), os.getgid()
+    _directory(layout.CLAMAV_RUN_DIR, uid, gid, 0o755)
+    _directory(layout.CLAMAV_DB_DIR, uid, gid, 0o755)
+
+
+def _prepare_clamd(wait: float = 2.0) -> None:
+    """clamd cannot start without a database: wait for freshclam's first download."""
+    _require("clamd", "clamav-daemon")
+    _directory(layout.CLAMAV_RUN_DIR, os.getuid(), os.getgid(), 0o755)
+    waited = 0.0
+    while not has_clamav_database():
+        if waited % 60 == 0:
+            print(
+                f"mailstack-agent: clamd: waiting for freshclam to fill {layout.CLAMAV_DB_DIR}",
+                file=sys.stderr,
+                flush=True,
+            )
+        time.sleep(wait)
+        waited += wait
+
+
+def probe_clamd(port: int = layout.CLAMD_PORT) -> Callable[[], str | None]:
+    """Healthy when clamd answers PING with PONG within 3 s."""
+
+    def probe() -> str | None:
+        conn = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+        try:
+            conn.settimeout(3)
+            conn.connect(("127.0.0.1", port))
+            conn.sendall(b"zPING\0")
+            answer = conn.recv(16)
+        except OSError as err:
+            return f"clamd on port {port}: {err}"
+        finally:
+            conn.close()
+        return None if answer == b"PONG\0" else f"clamd on port {port}: answered {answer!r}"
+
+    return probe
+
+
+def _reload_clamd(pid: int) -> None:
+    os.kill(pid, 12)  # SIGUSR2: clamd reloads its databases
+
+
+def clamd() -> Daemon:
+    return Daemon(
+        name="clamd",
+        command=["clamd", "--foreground", f"--config-file={CLAMD_CONF}"],
+        # Its settings roll the pod (ConfigMap checksum); new databases it checks itself.
+        watched=[],
+        prepare=_prepare_clamd,
+        reload=_reload_clamd,
+        probes=[probe_clamd()],
+    )
+
+
+def _reload_freshclam(pid: int) -> None:
+    os.kill(pid, 14)  # SIGALRM: freshclam checks for updates now
+
+
+def freshclam() -> Daemon:
+    return Daemon(
+        name="freshclam",
+        command=["freshclam", "--daemon", "--foreground", f"--config-file={FRESHCLAM_CONF}"],
+        watched=[],
+        prepare=_prepare_freshclam,
+        reload=_reload_freshclam,
+    )
+
+
 DAEMONS: dict[str, Callable[[], Daemon]] = {
     "postfix": postfix,
     "dovecot": dovecot,
     "rspamd": rspamd,
+    "clamd": clamd,
+    "freshclam": freshclam,
 }

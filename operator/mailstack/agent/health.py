@@ -1,7 +1,8 @@
 """The HTTP health endpoint: ``/healthz`` (liveness) and ``/readyz`` (readiness).
 
 Healthy means the daemon answers on its ports (an SMTP/LMTP banner, rspamd's milter socket), not
-merely that a process exists. Liveness also fails when the daemon process has exited. The server
+merely that a process exists. Liveness also fails when the daemon process has exited. Readiness
+adds what the daemon needs from other pods (``HealthState.readiness``). The server
 speaks just enough HTTP/1.0 for the kubelet's probes, on a bare socket with one low-level thread
 per request: the agent runs beside every daemon, so it avoids http.server, socketserver and
 threading and their imports (a few MB per container). The socket is ``_socket``'s, the C type
@@ -26,14 +27,24 @@ REQUEST_MAX = 8192
 
 
 class HealthState:
-    def __init__(self, probes: list[Callable[[], str | None]]) -> None:
+    """What the endpoints answer: ``probes`` decide both; ``readiness`` (what the daemon needs
+    from elsewhere, e.g. ``agent.next_hops``) only ``/readyz``, so that another pod's outage
+    takes this one out of its Services but never gets it restarted."""
+
+    def __init__(
+        self,
+        probes: list[Callable[[], str | None]],
+        readiness: list[Callable[[], str | None]] | None = None,
+    ) -> None:
         self.probes = probes
+        self.readiness = readiness or []
         self.running = False
 
-    def check(self) -> list[str]:
+    def check(self, ready: bool = False) -> list[str]:
         if not self.running:
             return ["the daemon is not running"]
-        return [problem for probe in self.probes if (problem := probe()) is not None]
+        probes = [*self.probes, *self.readiness] if ready else self.probes
+        return [problem for probe in probes if (problem := probe()) is not None]
 
 
 def _response(status: int, body: bytes) -> bytes:
@@ -64,7 +75,7 @@ def _answer(state: HealthState, conn: _socket.socket) -> None:
         if path not in ("/healthz", "/readyz"):
             conn.sendall(_response(404, b"not found\n"))
             return
-        problems = state.check()
+        problems = state.check(ready=path == "/readyz")
         body = ("ok\n" if not problems else "\n".join(problems) + "\n").encode()
         conn.sendall(_response(200 if not problems else 503, body))
     except OSError:  # the client went away or timed out (latin-1 decodes any bytes)

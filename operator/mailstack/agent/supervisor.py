@@ -23,6 +23,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import signal as _signal
     from types import FrameType
+
+    from mailstack.agent.tunnel import Tunnel
 else:
     # The C module under ``signal``, whose enum import would cost every agent about 0.7 MB.
     import _signal
@@ -38,12 +40,16 @@ def run_daemon(daemon: Daemon, health_port: int | None, poll: float = 2.0) -> in
     except (AgentError, OSError, ProcessError) as err:
         log(f"{daemon.name}: cannot prepare: {err}")
         return 1
+    tunnels: list[Tunnel] = []
     try:
-        tunnels = daemon.tunnels()
-    except (AgentError, OSError) as err:
+        if daemon.tunnels:  # _ssl is imported only by the agents that run a tunnel
+            from mailstack.agent.tunnel import open_tunnels
+
+            tunnels = open_tunnels(daemon.name)
+    except (AgentError, OSError, ValueError, KeyError) as err:  # KeyError: no postfix user
         log(f"{daemon.name}: cannot open its tunnels: {err}")
         return 1
-    state = HealthState([*daemon.probes, *(t.problem for t in tunnels)])
+    state = HealthState([*daemon.probes, *(t.problem for t in tunnels)], daemon.readiness)
     server = serve_health(state, health_port) if health_port else None
     seen = fingerprint(daemon.watched)
     try:

@@ -27,8 +27,11 @@ import _ssl
 import _thread
 import binascii
 import os
+import pwd
 import select
 import sys
+
+from mailstack.render import layout
 
 # Not typing.TYPE_CHECKING (see mailstack.agent.command).
 TYPE_CHECKING = False
@@ -326,3 +329,34 @@ def tcp_connector(address: str) -> Callable[[], _socket.socket]:
 def start(tunnel: Tunnel) -> Tunnel:
     _thread.start_new_thread(tunnel.serve_forever, ())
     return tunnel
+
+
+def open_postfix_tunnels() -> list[Tunnel]:
+    """Postfix's SASL client, on a unix socket only the postfix user may use, to Dovecot's
+    auth service over TLS: the MTA's certificate shown, the MDA's pinned."""
+    server = os.environ.get(layout.AUTH_SERVER_ENV, "")
+    if ":" not in server:
+        raise ValueError(f"{layout.AUTH_SERVER_ENV} is not set to host:port (the pod spec's)")
+    identity = Identity(layout.MTA_CLIENT_CERT, layout.MTA_CLIENT_KEY, layout.MDA_CLIENT_CERT)
+    postfix = pwd.getpwnam("postfix")
+    listener = unix_listener(layout.SASL_TUNNEL_SOCKET, (postfix.pw_uid, postfix.pw_gid))
+    return [start(Tunnel("sasl", listener, tcp_connector(server), identity, accept_tls=False))]
+
+
+def open_dovecot_tunnels() -> list[Tunnel]:
+    """LMTP and SASL over TLS, for the MTA's certificate only, onto Dovecot's unix sockets."""
+    identity = Identity(layout.MDA_CLIENT_CERT, layout.MDA_CLIENT_KEY, layout.MTA_CLIENT_CERT)
+    opened: list[Tunnel] = []
+    for port, socket_path in (
+        (layout.LMTP_PORT, layout.DOVECOT_LMTP_SOCKET),
+        (layout.SASL_PORT, layout.DOVECOT_AUTH_SOCKET),
+    ):
+        listener = tcp_listener(port.number)
+        connect = unix_connector(socket_path)
+        opened.append(start(Tunnel(port.name, listener, connect, identity, accept_tls=True)))
+    return opened
+
+
+def open_tunnels(daemon: str) -> list[Tunnel]:
+    """The tunnels of the agent beside ``daemon``, listening."""
+    return {"postfix": open_postfix_tunnels, "dovecot": open_dovecot_tunnels}[daemon]()

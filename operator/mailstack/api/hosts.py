@@ -12,9 +12,12 @@ Not public: IP addresses in the private, loopback, link-local (cloud metadata), 
 multicast and reserved ranges, IPv4-mapped and -translated IPv6 forms of them; names that only
 resolve inside a cluster or a site (single labels, ``.svc``, ``.cluster.local``, ``.local``,
 ``.internal``, ``.localhost``, ``.home.arpa``, ...). Other spellings of an address (decimal,
-octal, hex, short forms) are already refused as names by the field validators. Not checked:
-a public name whose DNS answers with a private address (its owner controls that), and
-redirects, which the operator's HTTP clients do not follow (``dns.providers.http``).
+octal, hex, short forms) are already refused as names by the field validators. Not checked
+here: what a public name resolves to (its owner's DNS may answer a private address) and the
+search domains a pod's resolver appends. The operator checks both when it connects to a DNS
+provider's host (``dns.providers.reach.HostGuard``: absolute resolution, ``address_problem`` of
+every address); Postfix resolves the relay without search domains, but what it resolves to is
+not checked. Redirects are not followed by the operator's HTTP clients (``dns.providers.http``).
 """
 
 from __future__ import annotations

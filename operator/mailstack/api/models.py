@@ -32,9 +32,28 @@ class SecretKeyRef:
 
 
 @dataclass(frozen=True)
+class ClientLimits:
+    """What one client address may do (``spec.limits.perClient``); 0 turns a limit off.
+
+    The SMTP limits are Postfix's anvil(8) counts, per port and per minute; ``sessions_per_user``
+    is Dovecot's per user and address, after login. ``exempt_networks`` (IP addresses or CIDR
+    ranges, canonical) are exempt from the SMTP limits, as the pod's own loopback always is.
+    """
+
+    smtp_connections: int = 20
+    smtp_connections_per_minute: int = 60
+    smtp_messages_per_minute: int = 60
+    smtp_recipients_per_minute: int = 200
+    smtp_logins_per_minute: int = 20
+    sessions_per_user: int = 50
+    exempt_networks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Limits:
     message_size: int = 25 * 1024 * 1024
     recipients_per_message: int = 100
+    per_client: ClientLimits = field(default_factory=ClientLimits)
 
 
 @dataclass(frozen=True)
@@ -251,11 +270,30 @@ class Storage:
 
 
 @dataclass(frozen=True)
+class Signatures:
+    """Where freshclam gets ClamAV's signature databases."""
+
+    official: bool = True  # main, daily, bytecode
+    private_mirror: str | None = None  # a mirror of the official databases (http(s) URL)
+    urls: tuple[str, ...] = ()  # further database files (freshclam's DatabaseCustomURL)
+
+
+@dataclass(frozen=True)
+class Antivirus:
+    """ClamAV through rspamd's antivirus module: clamd and freshclam in the MTA pod."""
+
+    enabled: bool = False
+    action: Literal["reject", "quarantine"] = "reject"
+    signatures: Signatures = field(default_factory=Signatures)
+
+
+@dataclass(frozen=True)
 class Spam:
     enabled: bool = True
     add_header_score: float = 6.0
     reject_score: float = 15.0
     junk_folder: bool = True
+    antivirus: Antivirus = field(default_factory=Antivirus)
 
 
 @dataclass(frozen=True)
@@ -328,6 +366,8 @@ class Secret:
     name: str
     namespace: str
     data: tuple[tuple[str, bytes], ...] = ()
+    # The kinds its ``mailstack.dev/usable-by`` label lets use it (``api.secret_access``).
+    usable_by: frozenset[str] = frozenset()
 
     def get(self, key: str) -> bytes | None:
         return dict(self.data).get(key)

@@ -19,7 +19,7 @@ from mailstack.api.quantities import quantity_value
 Pairs = tuple[tuple[str, str], ...]  # a map, sorted by key
 T = TypeVar("T")
 
-CONTAINERS = ("postfix", "rspamd", "dovecot")
+CONTAINERS = ("postfix", "rspamd", "dovecot", "clamd", "freshclam")
 
 
 def _first(top: T | None, base: T | None) -> T | None:
@@ -69,6 +69,8 @@ class PodResources:
     postfix: ContainerResources = field(default_factory=ContainerResources)
     rspamd: ContainerResources = field(default_factory=ContainerResources)
     dovecot: ContainerResources = field(default_factory=ContainerResources)
+    clamd: ContainerResources = field(default_factory=ContainerResources)
+    freshclam: ContainerResources = field(default_factory=ContainerResources)
 
     def of(self, container: str) -> ContainerResources:
         result: ContainerResources = getattr(self, container)
@@ -212,5 +214,9 @@ BUILT_IN = MailPods(
         postfix=_resources("50m", "64Mi", "256Mi"),
         rspamd=_resources("100m", "192Mi", "512Mi"),
         dovecot=_resources("50m", "64Mi", "512Mi"),
+        # With spec.spam.antivirus only. clamd holds the official databases in about 1.2 GiB
+        # and builds a second engine beside the first while it reloads them (ClamAV's docs).
+        clamd=_resources("100m", "1280Mi", "3Gi"),
+        freshclam=_resources("10m", "32Mi", "256Mi"),
     )
 )

@@ -122,12 +122,24 @@ class Grants:
         names = " or ".join(p.ref for p in granting)
         return [(path, f"{why} by {names}") for path, why in verdicts[0]]
 
+    def allowed_hosts(self, dom: MailDomain, removal: bool = False) -> tuple[str, ...]:
+        """The ``allowedHosts`` of the policies granting ``dom``'s domain: non-public hosts it
+        may name (also what ``dns.providers.reach.HostGuard`` lets through at connect time).
+
+        ``removal``: of every policy naming its namespace, for removing the records of a
+        MailDomain whose grant (and with it its own allowedHosts) may be gone.
+        """
+        if removal:
+            chosen = [p for p in self.policies if dom.namespace in p.namespaces]
+        else:
+            chosen = [p for p in self.policies if p.grants(dom.namespace, dom.domain)]
+        return tuple(h for p in chosen for h in p.allowed_hosts)
+
     def host_refusals(self, dom: MailDomain) -> list[tuple[str, str]]:
         """(field path, why) for each host ``dom`` names that is not public nor allowed."""
         if not self.enforced:
             return []
-        granting = [p for p in self.policies if p.grants(dom.namespace, dom.domain)]
-        patterns = tuple(h for p in granting for h in p.allowed_hosts)
+        patterns = self.allowed_hosts(dom)
         found = []
         for path, host in contacted_hosts(dom):
             problem = hosts.host_problem(host)

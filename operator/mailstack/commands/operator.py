@@ -25,6 +25,7 @@ DEFAULT_LIVENESS = "http://0.0.0.0:8080/healthz"
 
 def config_from_args(args: argparse.Namespace) -> OperatorConfig:
     from mailstack.controller.config import OperatorConfig
+    from mailstack.controller.dns_runner import DnsTimings
 
     return OperatorConfig(
         namespaces=tuple(args.namespaces or ()),
@@ -33,6 +34,7 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
         resync_interval=args.resync_interval,
         debounce=args.debounce,
         require_domain_grant=args.require_domain_grant,
+        dns=DnsTimings(call_timeout=args.dns_call_timeout, deadline=args.dns_deadline),
         render=RenderOptions(
             image=args.mail_image,
             image_pull_policy=args.image_pull_policy,
@@ -107,6 +109,18 @@ def add_operator_command(commands: Any) -> None:
         default=1.0,
         metavar="SECONDS",
         help="let a burst of Mailbox changes settle this long before rendering (default 1)",
+    )
+    parser.add_argument(
+        "--dns-call-timeout",
+        type=float,
+        default=10.0,
+        help="seconds each call to a DNS provider may take, connect and answer (default 10)",
+    )
+    parser.add_argument(
+        "--dns-deadline",
+        type=float,
+        default=60.0,
+        help="seconds one MailDomain's DNS publication may take in all (default 60)",
     )
     parser.add_argument("--mail-image", default=RenderOptions.image, help="image of the mail pods")
     parser.add_argument(

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import kopf
 
+from mailstack.controller.dns_runner import DnsTimings
 from mailstack.render.objects import RenderOptions
 
 PREFIX = "mailstack.dev"
@@ -36,6 +37,8 @@ class OperatorConfig:
     # MailDomains reconciled at the same time: rendering is CPU-bound (more would not finish
     # sooner on a few cores), and each pass holds a domain's parsed and rendered objects.
     parallel_reconciles: int = 4
+    # DNS provider calls: per call and per publication deadlines, threads, back-off.
+    dns: DnsTimings = field(default_factory=DnsTimings)
 
 
 def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:

@@ -16,13 +16,25 @@ answers 404: ``False / ExternalDNSNotInstalled``. CAA records, which external-dn
 stay ``Manual``.
 
 Any other provider (rfc2136, powerdns, cloudflare, route53) is published by ``DnsPublisher``
-after the children are applied: ``reconcile_dns`` runs in a thread (provider calls block), only
-when the desired record set (records, provider settings, credentials) changed since the last
-publish or on the periodic resync; its per-MailDomain digest and outcome are kept in memory.
+after the children are applied: ``reconcile_dns`` runs in ``dns_runner``'s threads (provider
+calls block; deadlines, bounds per host and namespace), only when the desired record set
+(records, provider settings, credentials) changed since the last publish, on the periodic resync,
+or when a failure's back-off is over; its per-MailDomain digest and outcome are kept in memory.
 Success is ``DNSReady=True / Published`` (``False / DNSConflict`` when a record is held by someone
-else); a ``DnsError`` is ``DNSReady=False`` with the error's ``reason`` and one-line message,
-retried on the next resync or when the inputs change. ``cleanup`` is the finalizer's part: it
-removes exactly the records the MailDomain owns, raising ``DnsError`` so that the finalizer stays.
+else); a ``DnsError`` is ``DNSReady=False`` with the error's ``reason`` (``DNSProviderTimeout``
+for a provider that did not answer in time) and one-line message, tried again after a back-off
+(``DnsTimings``) or when the inputs change. A publication that outlasts the pass's
+``inline_wait`` goes on in the background and ``wake``s its MailDomain when it ends.
+
+The hosts a MailDomain names are reached through ``host_guard`` when the platform's grants are
+enforced: resolved as absolute names and refused at connect time when an address is not
+public (``DNSHostNotAllowed``), unless a grant's ``allowedHosts`` allows it.
+
+``withdraw`` is for a MailDomain that may no longer serve its domain (``plan.WITHDRAWN``): it
+removes exactly the records and ownership claims the MailDomain holds (the finalizer's
+``cleanup_dns``), once, then forgets and wakes the other claimants of the domain, so that the one
+serving it now publishes what the claims held back. ``cleanup`` is the finalizer's part: the
+same removal, raising ``DnsError`` so that the finalizer stays.
 """
 
 from __future__ import annotations
@@ -31,18 +43,24 @@ import asyncio
 import hashlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from mailstack.api.assemble import MailService
-from mailstack.api.models import MailDomain, Secret
-from mailstack.controller import conditions
+from mailstack.api.hosts import url_host
+from mailstack.api.models import MailDomain, PowerDnsSettings, Rfc2136Settings, Secret
+from mailstack.api.policy import Grants
+from mailstack.controller import conditions, reasons
 from mailstack.controller.conditions import Condition
+from mailstack.controller.dns_runner import DnsRunner, DnsTimings
 from mailstack.controller.documents import observed_generation
-from mailstack.dns.errors import DnsError
+from mailstack.controller.plan import DomainInputs, Rendered
+from mailstack.dns.errors import DnsError, HostRefusedError
 from mailstack.dns.plan import Plan, RecordStatus, State
 from mailstack.dns.providers.external_dns import endpoint_name, endpoint_statuses
+from mailstack.dns.providers.reach import Deadline, HostGuard
 from mailstack.dns.reconcile import cleanup_dns, reconcile_dns
 from mailstack.dns.records import Record, desired_records
 from mailstack.kubedoc import ObjectRef
@@ -121,44 +139,92 @@ def outcome_of(statuses: Sequence[RecordStatus], provider: str) -> DnsOutcome:
 
 def digest(
     domain: MailDomain,
-    dkim: DkimKey,
+    dkim: DkimKey | None,
     secrets: Mapping[str, Secret],
     service_addresses: Sequence[str],
+    guard: HostGuard | None = None,
 ) -> str:
-    """What a publish depends on: the desired records, the provider and its credentials."""
+    """What a publish depends on: the desired records (None: a withdrawal, which has none),
+    the provider, its credentials and what its hosts may resolve to."""
     provider = domain.dns.provider
     secret = provider_secrets(domain, secrets)
+    records = desired_records(domain, dkim, service_addresses) if dkim is not None else None
     material = {
-        "records": [
-            [r.name, r.type, r.ttl, list(r.values)]
-            for r in desired_records(domain, dkim, service_addresses)
-        ],
+        "records": [[r.name, r.type, r.ttl, list(r.values)] for r in records or ()],
+        "withdrawn": records is None,
         "provider": [provider.kind, repr(provider.settings), repr(provider.secret)],
         "secret": [[k, hashlib.sha256(v).hexdigest()] for s in secret.values() for k, v in s.data],
+        "guard": repr(guard),
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
-@dataclass(frozen=True)
+def host_guard(grants: Grants, domain: MailDomain, removal: bool = False) -> HostGuard | None:
+    """How the hosts ``domain`` names are reached: guarded while grants are enforced.
+
+    Without grants (a single team) names resolve as the system resolves them, search domains
+    included, so ``server: bind.dns`` keeps working there. ``removal``: for removing records,
+    with the allowedHosts of every policy of the namespace (``Grants.allowed_hosts``).
+    """
+    if not grants.enforced:
+        return None
+    return HostGuard(allowed=grants.allowed_hosts(domain, removal))
+
+
+def provider_endpoint(domain: MailDomain) -> str | None:
+    """The host the MailDomain names for its provider (None: the operator's own endpoints)."""
+    settings = domain.dns.provider.settings
+    if isinstance(settings, Rfc2136Settings):
+        return f"{settings.server.lower()}:{settings.port}"
+    if isinstance(settings, PowerDnsSettings):
+        return url_host(settings.api_url).lower()
+    return None
+
+
+@dataclass
 class _Published:
     digest: str
-    outcome: DnsOutcome
+    outcome: DnsOutcome | None  # None: a withdrawal
+    failures: int = 0  # in a row, for this digest
+    retry_at: float | None = None  # monotonic; None: not to be retried before an input changes
+
+    def due(self, wanted: str) -> bool:
+        """Whether a publication with digest ``wanted`` must run (again)."""
+        if self.digest != wanted:
+            return True
+        return self.retry_at is not None and time.monotonic() >= self.retry_at
+
+
+def _no_wake(namespace: str, name: str) -> None:
+    pass
 
 
 class DnsPublisher:
     """Publishes MailDomains' records at their providers; remembers what it last did."""
 
-    def __init__(self, **provider_options: Any) -> None:
+    def __init__(self, timings: DnsTimings | None = None, **provider_options: Any) -> None:
         self._memory: dict[ObjectRef, _Published] = {}
-        self._options = provider_options
+        self._jobs: dict[ObjectRef, asyncio.Task[DnsOutcome | None]] = {}
+        self._retries: dict[ObjectRef, asyncio.TimerHandle] = {}
+        self.runner = DnsRunner(timings)
+        self.timings = self.runner.timings
+        self._options = {"timeout": self.timings.call_timeout, **provider_options}
+        # Marks a MailDomain for another pass (the operator's coalescer).
+        self.wake: Callable[[str, str], None] = _no_wake
 
     def remembered(self, key: ObjectRef) -> DnsOutcome | None:
         entry = self._memory.get(key)
         return entry.outcome if entry is not None else None
 
     def forget(self, namespace: str, name: str) -> None:
-        for key in [k for k in self._memory if (k.namespace, k.name) == (namespace, name)]:
-            del self._memory[key]
+        """Drop what is remembered of a MailDomain (a job still running ends on its own)."""
+        for key in [k for k in {*self._memory, *self._jobs} if k[:2] == (namespace, name)]:
+            self._memory.pop(key, None)
+            retry = self._retries.pop(key, None)
+            if retry is not None:
+                retry.cancel()
+            if key in self._jobs and self._jobs[key].done():
+                del self._jobs[key]
 
     async def publish(
         self,
@@ -169,48 +235,147 @@ class DnsPublisher:
         *,
         service_addresses: Sequence[str] = (),
         resync: bool = False,
+        guard: HostGuard | None = None,
     ) -> DnsOutcome:
         """Publish when the inputs changed since the last publish (or on a resync)."""
         domain = service.domain
         if not domain.dns.provider.pushes_records:
             return dns_outcome(domain, dkim)
-        wanted = digest(domain, dkim, secrets, service_addresses)
+        wanted = digest(domain, dkim, secrets, service_addresses, guard)
         entry = self._memory.get(key)
-        if entry is not None and entry.digest == wanted and not resync:
+        if entry is not None and entry.outcome is not None and not entry.due(wanted) and not resync:
             return entry.outcome
         kind = domain.dns.provider.kind
-        try:
-            statuses = await asyncio.to_thread(
-                reconcile_dns,
+        pending = record_entries(domain, dkim, "Pending", service_addresses)
+        secret = provider_secrets(domain, secrets)
+
+        def work(deadline: Deadline) -> list[RecordStatus]:
+            return reconcile_dns(
                 service,
                 dkim,
-                provider_secrets(domain, secrets),
+                secret,
                 service_addresses=service_addresses,
+                guard=guard,
+                deadline=deadline,
                 **self._options,
             )
-        except DnsError as err:
-            logger.warning("%s: DNS (%s): %s", key, kind, err)
-            outcome = DnsOutcome(
-                conditions.dns_failed(kind, err),
-                record_entries(domain, dkim, "Pending", service_addresses),
-            )
-        else:
-            outcome = outcome_of(statuses, kind)
-        # A failure is remembered too: retried on the next resync or when an input changes
-        # (a corrected credentials Secret, say), not on every pass.
-        self._memory[key] = _Published(wanted, outcome)
-        return outcome
+
+        async def job() -> DnsOutcome:
+            try:
+                statuses = await self.runner.run(provider_endpoint(domain), key.namespace, work)
+            except Exception as err:
+                # A fault of ours (not a DnsError) is reported too, with the same back-off: a
+                # background job must not end in an exception nobody reads, then run again.
+                failure = err if isinstance(err, DnsError) else DnsError(f"internal error: {err}")
+                log = logger.warning if isinstance(err, DnsError) else logger.exception
+                log("%s: DNS (%s): %s", key, kind, err)
+                outcome = DnsOutcome(conditions.dns_failed(kind, failure), pending)
+                self._failed(key, wanted, outcome)
+            else:
+                outcome = outcome_of(statuses, kind)
+                self._memory[key] = _Published(wanted, outcome)
+            return outcome
+
+        outcome = await self._start(key, job)
+        if outcome is not None:
+            return outcome
+        entry = self._memory.get(key)
+        if entry is not None and entry.digest == wanted and entry.outcome is not None:
+            return entry.outcome
+        return DnsOutcome(conditions.dns_pending(kind), pending)
+
+    async def withdraw(self, key: ObjectRef, rendered: Rendered, inputs: DomainInputs) -> None:
+        """Remove the records and claims of a MailDomain that may no longer serve, once.
+
+        Afterwards the other MailDomains claiming the domain (``inputs.siblings``) are forgotten
+        and woken: the one serving the domain now publishes what this one's claims held back.
+        A failure is logged and tried again after a back-off. Nothing is contacted when a host
+        the MailDomain names is what is not allowed.
+        """
+        domain = rendered.model
+        if domain is None or not domain.dns.provider.pushes_records:
+            return
+        if rendered.invalid_reason == reasons.HOST_NOT_ALLOWED:
+            return
+        secrets = inputs.secrets
+        claimants = [ObjectRef.of(doc) for doc in inputs.siblings]
+        guard = host_guard(inputs.grants, domain, removal=True)
+        wanted = digest(domain, None, secrets, (), guard)
+        entry = self._memory.get(key)
+        if entry is not None and not entry.due(wanted):
+            return
+        kind = domain.dns.provider.kind
+        secret = provider_secrets(domain, secrets)
+
+        def work(deadline: Deadline) -> Plan | None:
+            return cleanup_dns(domain, secret, guard=guard, deadline=deadline, **self._options)
+
+        async def job() -> None:
+            try:
+                removed = await self.runner.run(provider_endpoint(domain), key.namespace, work)
+            except Exception as err:  # a fault of ours too: logged, tried again after a back-off
+                log = logger.warning if isinstance(err, DnsError) else logger.exception
+                log("%s: withdrawn, but its DNS records (%s) stay: %s", key, kind, err)
+                if isinstance(err, HostRefusedError):  # tried again when the grants change
+                    self._memory[key] = _Published(wanted, None)
+                else:
+                    self._failed(key, wanted, None)
+                return
+            self._memory[key] = _Published(wanted, None)
+            count = len(removed.changes) if removed is not None else 0
+            logger.info("%s: withdrawn: %d DNS record set(s) removed (%s)", key, count, kind)
+            for other in claimants:
+                if other[:2] != key[:2]:
+                    self.forget(other.namespace, other.name)
+                    self.wake(other.namespace, other.name)
+
+        await self._start(key, job)
+
+    async def _start(self, key: ObjectRef, job: Callable[[], Any]) -> DnsOutcome | None:
+        """Run ``job`` (one per MailDomain at a time), waiting ``inline_wait`` for its result.
+
+        None when it goes on in the background (or one is already running): it wakes the
+        MailDomain when it ends, and that pass finds the outcome in memory.
+        """
+        running = self._jobs.get(key)
+        if running is not None and not running.done():
+            return None
+        task: asyncio.Task[DnsOutcome | None] = asyncio.create_task(job())
+        self._jobs[key] = task
+        done, _ = await asyncio.wait({task}, timeout=self.timings.inline_wait)
+        if task in done:
+            return task.result()
+        task.add_done_callback(lambda _: self.wake(key.namespace, key.name))
+        return None
+
+    def _failed(self, key: ObjectRef, wanted: str, outcome: DnsOutcome | None) -> None:
+        """Remember a failure and when to try again (back-off, doubling); wake it then."""
+        entry = self._memory.get(key)
+        failures = entry.failures + 1 if entry is not None and entry.digest == wanted else 1
+        delay = self.timings.retry_delay(failures)
+        self._memory[key] = _Published(wanted, outcome, failures, time.monotonic() + delay)
+        previous = self._retries.pop(key, None)
+        if previous is not None:
+            previous.cancel()
+        loop = asyncio.get_running_loop()
+        self._retries[key] = loop.call_later(delay, self.wake, key.namespace, key.name)
 
     async def cleanup(
-        self, domain: MailDomain, secrets: Mapping[str, Secret], selectors: Sequence[str] = ()
+        self,
+        domain: MailDomain,
+        secrets: Mapping[str, Secret],
+        selectors: Sequence[str] = (),
+        *,
+        guard: HostGuard | None = None,
     ) -> Plan | None:
         """Remove the MailDomain's records; raises ``DnsError`` (the finalizer must stay)."""
         if not domain.dns.provider.pushes_records:
             return None
-        return await asyncio.to_thread(
-            cleanup_dns,
-            domain,
-            provider_secrets(domain, secrets),
-            selectors=selectors,
-            **self._options,
-        )
+        secret = provider_secrets(domain, secrets)
+
+        def work(deadline: Deadline) -> Plan | None:
+            return cleanup_dns(
+                domain, secret, selectors=selectors, guard=guard, deadline=deadline, **self._options
+            )
+
+        return await self.runner.run(provider_endpoint(domain), domain.namespace, work)

@@ -21,13 +21,14 @@ from mailstack.api.errors import ValidationError
 from mailstack.api.models import MailDomain
 from mailstack.api.parse import parse_maildomain
 from mailstack.controller import plan
+from mailstack.controller.dns_publisher import host_guard
 from mailstack.controller.documents import referenced_secret_names
 from mailstack.controller.events import Notice, finalized_notice
 from mailstack.controller.kinds import MAILDOMAIN, PVC
 from mailstack.controller.kube import ApiError
 from mailstack.controller.outcome import ReconcileError
 from mailstack.controller.reconcile import Reconciler
-from mailstack.dns.errors import DnsError
+from mailstack.dns.errors import DnsError, HostRefusedError
 from mailstack.kubedoc import ObjectRef, spec_of
 from mailstack.render.objects import selector_labels
 
@@ -100,13 +101,21 @@ async def _cleanup_dns(reconciler: Reconciler, body: Mapping[str, Any]) -> str:
         return ""
     if not model.dns.provider.pushes_records:
         return ""  # manual, externalDNS: nothing the operator published itself
-    try:
-        secrets = await reconciler.user_secrets(ref.namespace, referenced_secret_names(body, ()))
-    except ApiError as err:
-        raise ReconcileError(f"reading the DNS credentials failed: {err}", 10) from err
+    secrets = reconciler.user_secrets(ref.namespace, referenced_secret_names(body, ()))
     selector = published_selector(body)
     try:
-        removed = await reconciler.dns.cleanup(model, secrets, [selector] if selector else [])
+        removed = await reconciler.dns.cleanup(
+            model,
+            secrets,
+            [selector] if selector else [],
+            guard=host_guard(reconciler.grants, model, removal=True),
+        )
+    except HostRefusedError as err:
+        # Not a passing failure: the operator may not contact that host on the namespace's
+        # behalf any more, so the finalizer would stay forever. The records stay instead.
+        message = f"DNS records not removed: {err}"
+        await reconciler.events.post(MAILDOMAIN, body, [Notice("Warning", err.reason, message)])
+        return f"provider {model.dns.provider.kind}: {message}"
     except DnsError as err:
         message = f"removing the DNS records failed ({err.reason}): {err}"
         await reconciler.events.post(MAILDOMAIN, body, [Notice("Warning", err.reason, message)])

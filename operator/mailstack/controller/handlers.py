@@ -17,7 +17,9 @@ the MailDomains concerned:
 
 - a Mailbox whose spec changed, appeared or went → its MailDomain (found in memory, no API
   call); one that no MailDomain serves gets its status from here;
-- a referenced Secret (password, relay credentials or CA) that changed → the MailDomains using it;
+- a Secret labelled ``mailstack.dev/usable-by`` that changed, appeared, went or lost the label →
+  the MailDomains using it (only labelled Secrets are watched; the operator's own Secrets are
+  watched as children, by their ``managed-by`` label);
 - a child changed or deleted by someone else (not the echo of the operator's own write) → its
   owner, so a deleted or edited child is restored within the debounce time, and a StatefulSet's
   readiness reaches ``WorkloadsReady``.
@@ -36,7 +38,9 @@ from typing import Any
 import kopf
 
 from mailstack.api.models import GROUP, VERSION
+from mailstack.api.secret_access import USABLE_BY_LABEL
 from mailstack.controller.config import OperatorConfig
+from mailstack.controller.dns_publisher import DnsPublisher
 from mailstack.controller.documents import (
     address_domain,
     namespaced_name,
@@ -62,11 +66,12 @@ from mailstack.controller.login import log_in
 from mailstack.controller.memory import Coalescer, DomainKey, Echoes, Peering, SecretCache
 from mailstack.controller.outcome import Outcome, ReconcileError
 from mailstack.controller.reconcile import Reconciler
-from mailstack.kubedoc import Obj, meta_of
+from mailstack.kubedoc import Obj
 
 logger = logging.getLogger("mailstack.operator")
 
 MANAGED_BY = "app.kubernetes.io/managed-by=mailstack"
+USABLE_BY = USABLE_BY_LABEL  # the selector "has the label"; its value is checked per use
 MAILDOMAINS = (GROUP, VERSION, "maildomains")
 MAILBOXES = (GROUP, VERSION, "mailboxes")
 
@@ -123,16 +128,20 @@ class Operator:
                 secrets=self.secrets,
                 echoes=self.echoes,
                 concurrency=self.config.concurrency,
+                dns=DnsPublisher(self.config.dns),
             )
             self._reconciler.grants = self.policies.grants
+            # A DNS publication that ended in the background, or a back-off that is over.
+            self._reconciler.dns.wake = lambda ns, name: self.coalescer.mark((ns, name))
         return self._reconciler
 
     async def start(self) -> None:
         """Start the informers, in dependency order, each primed before the next starts.
 
-        MailDomains first (a Mailbox without one is reported as such), then Mailboxes (a Secret
-        is kept when a Mailbox refers to it), then Secrets and the children. When this returns,
-        the first reconcile of every MailDomain sees every Mailbox and password.
+        MailDomains first (a Mailbox without one is reported as such), then Mailboxes (so that a
+        Secret event finds the MailDomains using it), then the labelled Secrets and the
+        children. When this returns, the first reconcile of every MailDomain sees every Mailbox
+        and every password it may use.
         """
         namespaces: tuple[str | None, ...] = self.config.namespaces or (None,)
         peerings: list[Informer] = []
@@ -148,7 +157,12 @@ class Operator:
         stages: list[list[Informer]] = [
             peerings + [Informer(self.kube, MAILDOMAIN, ns, self._on_domain) for ns in namespaces],
             [Informer(self.kube, MAILBOX, ns, self._on_mailbox) for ns in namespaces],
-            [Informer(self.kube, SECRET, ns, self._on_secret) for ns in namespaces]
+            # Secrets: the users' labelled ones, and the operator's own among the children. No
+            # informer sees a Secret with neither label (api/secret_access.py).
+            [
+                Informer(self.kube, SECRET, ns, self._on_secret, label_selector=USABLE_BY)
+                for ns in namespaces
+            ]
             + [
                 Informer(
                     self.kube,
@@ -159,7 +173,6 @@ class Operator:
                     optional=kind in OPTIONAL_KINDS,
                 )
                 for kind in CHILD_KINDS
-                if kind is not SECRET
                 for ns in namespaces
             ],
         ]
@@ -180,6 +193,8 @@ class Operator:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        if self._reconciler is not None:
+            self._reconciler.dns.runner.close()
         if self._kube is not None:
             await self._kube.close()
 
@@ -232,20 +247,16 @@ class Operator:
                 logger.warning("%s/%s: %s", namespace, name, err)
 
     async def _on_secret(self, kind: str, body: Obj, primed: bool) -> None:
+        # Every Secret labelled usable-by is kept, referenced yet or not: a Mailbox created
+        # after its Secret then finds it in memory (the operator never GETs a user Secret).
+        # One losing the label leaves the watch's selector: DELETED, so it is forgotten.
         namespace, name = namespaced_name(body)
-        users = self.documents.secret_users(namespace, name)
-        if users:
-            if kind == "DELETED":
-                changed = self.secrets.drop(namespace, name)
-            else:
-                changed = self.secrets.put(body)
-            if changed and primed:
-                self._mark(users)
+        if kind == "DELETED":
+            changed = self.secrets.drop(namespace, name)
         else:
-            self.secrets.drop(namespace, name)  # not referenced (any more): not kept
-        labels = meta_of(body).get("labels") or {}
-        if labels.get("app.kubernetes.io/managed-by") == "mailstack":
-            await self._on_child(kind, body, primed)
+            changed = self.secrets.put(body)
+        if changed and primed:
+            self._mark(self.documents.secret_users(namespace, name))
 
     async def _on_child(self, kind: str, body: Obj, primed: bool) -> None:
         if primed:

@@ -3,8 +3,9 @@
 - ``Coalescer``: one "something changed" flag per MailDomain. Events (Mailboxes, Secrets,
   children) only set the flag; the MailDomain's daemon waits for it, lets the burst settle, and
   renders once. Many Mailbox changes therefore cost one render, not one each.
-- ``SecretCache``: the user Secrets that Mailboxes and MailDomains refer to (passwords, relay
-  credentials and CA), kept current by the Secret watch. Unreferenced Secrets are never stored.
+- ``SecretCache``: the user Secrets labelled ``mailstack.dev/usable-by`` (passwords, relay
+  credentials and CA, DNS credentials), kept current by the Secret watch, whose label selector
+  is the only way a Secret gets here: an unlabelled Secret is never read nor stored.
 - ``Echoes``: the resourceVersion of every object the operator itself just wrote, so the watch
   event of its own write does not trigger another reconcile.
 - ``WrittenStatus``: the status the operator last wrote per object. The watch may deliver that
@@ -82,7 +83,7 @@ class Coalescer:
 
 
 class SecretCache:
-    """Referenced user Secrets by (namespace, name), with their resourceVersion."""
+    """Labelled user Secrets by (namespace, name), with their resourceVersion."""
 
     def __init__(self) -> None:
         self._items: dict[tuple[str, str], tuple[str | None, Secret | None]] = {}
@@ -107,9 +108,6 @@ class SecretCache:
 
     def drop(self, namespace: str, name: str) -> bool:
         return self._items.pop((namespace, name), None) is not None
-
-    def known(self, namespace: str, name: str) -> bool:
-        return (namespace, name) in self._items
 
     def get(self, namespace: str, name: str) -> Secret | None:
         entry = self._items.get((namespace, name))

@@ -6,8 +6,9 @@ call reads and writes nothing but GETs. It is the only code path that renders; t
 periodic resync all end here.
 
 The phases of a pass, each a method with a typed result:
-1. ``_gather``: read the material Secrets (``<n>-dkim``, ``-ca``, ``-tls``, ``-users``) and the
-   referenced user Secrets. A read that fails for any reason other than 404 aborts the pass:
+1. ``_gather``: read the material Secrets (``<n>-dkim``, ``-ca``, ``-tls``, ``-users``) and take
+   the referenced user Secrets from the watch cache (labelled ones only). A read that fails for
+   any reason other than 404 aborts the pass:
    generating a new DKIM key because the API was briefly unavailable would rotate it by accident.
 2. ``plan.render_domain``: parse, assemble, resolve material, render.
 3. ``_apply_children``: read the remaining children, apply (server-side) those that differ, the
@@ -41,7 +42,12 @@ from mailstack.controller.children import (
     stale_children,
 )
 from mailstack.controller.conditions import Condition, endpoint_failure, mailbox_verdicts
-from mailstack.controller.dns_publisher import DnsOutcome, DnsPublisher, endpoint_outcome
+from mailstack.controller.dns_publisher import (
+    DnsOutcome,
+    DnsPublisher,
+    endpoint_outcome,
+    host_guard,
+)
 from mailstack.controller.documents import (
     doc_generation,
     load_balancer_addresses,
@@ -124,7 +130,7 @@ class Reconciler:
         rendered = plan.render_domain(gathered.inputs)
         outcome.valid = rendered.valid
         applied = await self._apply_children(ref, rendered, gathered.material, outcome)
-        dns = await self._publish_dns(ref, rendered, gathered.inputs.secrets, applied, resync)
+        dns = await self._publish_dns(ref, rendered, gathered.inputs, applied, resync)
         await self._write_statuses(body, gathered.inputs, rendered, applied, dns, outcome)
         if applied.error is not None:
             delay = 10 if applied.error.transient else 60
@@ -152,7 +158,7 @@ class Reconciler:
             material = await self._read_children(
                 ref.namespace, [SECRET.key(n) for n in material_secret_names(ref.name)]
             )
-            user = await self.user_secrets(ref.namespace, referenced_secret_names(body, mailboxes))
+            user = self.user_secrets(ref.namespace, referenced_secret_names(body, mailboxes))
         except ApiError as err:
             raise ReconcileError(f"reading the Secrets failed: {err}", 10) from err
         inputs = plan.DomainInputs(
@@ -238,15 +244,19 @@ class Reconciler:
         self,
         ref: ObjectRef,
         rendered: plan.Rendered,
-        secrets: Mapping[str, Secret],
+        inputs: plan.DomainInputs,
         applied: ApplyResult,
         resync: bool,
     ) -> DnsOutcome | None:
         """Phase 4: DNS, once the children are in place; None without a successful render.
 
         A provider failure is a condition, not an error. After a failed apply nothing is
-        published: DNSReady stays what the last publish said.
+        published: DNSReady stays what the last publish said. A withdrawn MailDomain's records
+        are removed (``DnsPublisher.withdraw``), except when a host it names is not allowed.
         """
+        if rendered.withdrawn:
+            await self.dns.withdraw(ref, rendered, inputs)
+            return None
         if applied.endpoint_dns is not None:
             return applied.endpoint_dns  # externalDNS: the DNSEndpoint is the publication
         if not rendered.ok or rendered.service is None or rendered.material is None:
@@ -257,9 +267,10 @@ class Reconciler:
             ref,
             rendered.service,
             rendered.material.dkim,
-            secrets,
+            inputs.secrets,
             service_addresses=load_balancer_addresses(applied.children.values()),
             resync=resync,
+            guard=host_guard(inputs.grants, rendered.service.domain),
         )
 
     async def _write_statuses(
@@ -312,13 +323,10 @@ class Reconciler:
         )
         return dict(zip(keys, results, strict=True))
 
-    async def user_secrets(self, namespace: str, names: set[str]) -> dict[str, Secret]:
-        """Referenced Secrets from the watch cache; read (and cached) when not seen yet."""
-        missing = [n for n in sorted(names) if not self.secrets.known(namespace, n)]
-        fetched = await asyncio.gather(*(self._get(SECRET, namespace, n) for n in missing))
-        for raw in fetched:
-            if raw is not None:
-                self.secrets.put(raw)
+    def user_secrets(self, namespace: str, names: set[str]) -> dict[str, Secret]:
+        """Referenced Secrets from the watch cache, never read one by one: the operator sees
+        only Secrets labelled ``mailstack.dev/usable-by`` (``api.secret_access``), and a GET
+        would read an unlabelled one too."""
         result = {}
         for name in names:
             secret = self.secrets.get(namespace, name)

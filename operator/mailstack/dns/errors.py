@@ -2,7 +2,10 @@
 
 ``DnsConfigError``: the MailDomain or its Secrets cannot drive the provider (missing key, bad TSIG
 secret). ``ProviderError``: the provider failed (unreachable, timeout, 5xx, refused change);
-``CredentialsError`` narrows it to refused credentials (TSIG BADKEY/BADSIG, HTTP 401/403).
+``CredentialsError`` narrows it to refused credentials (TSIG BADKEY/BADSIG, HTTP 401/403),
+``ProviderTimeoutError`` to a provider that did not answer in time (a call's timeout or the
+publication's deadline), ``HostRefusedError`` to a host that resolved to an address the
+MailDomain may not reach (``providers.reach.HostGuard``).
 ``UnsafePlanError``: a plan over the safety threshold, not forced.
 """
 
@@ -29,3 +32,11 @@ class CredentialsError(ProviderError):
 
 class UnsafePlanError(DnsError):
     reason = "DNSPlanUnsafe"
+
+
+class ProviderTimeoutError(ProviderError):
+    reason = "DNSProviderTimeout"
+
+
+class HostRefusedError(ProviderError):
+    reason = "DNSHostNotAllowed"

@@ -1,9 +1,15 @@
 """The init of one local container, run inside fresh mount and PID namespaces.
 
-``python -m mailstack.local.container SPEC.json``: mount /proc and a private /run, bind the
-pod's volumes at their mountPaths (read-only where the pod spec says so), bind /etc/hosts and
-/etc/resolv.conf, then fork the container's command and act as PID 1: forward SIGTERM/SIGINT,
-reap every orphan, and exit with the command's status.
+``python -m mailstack.local.container SPEC.json``: mount /proc and a private /run, lay a private
+layer over /etc, bind the pod's volumes at their mountPaths (read-only where the pod spec says
+so), bind the pod's hosts and resolv.conf, then fork the container's command and act as PID 1:
+forward SIGTERM/SIGINT, reap every orphan, and exit with the command's status.
+
+Why the layer over /etc: a bind mount onto the host's own ``/etc/hosts`` is detached in every
+other mount namespace as soon as a host tool replaces that file (a new inode, Linux >= 3.18);
+the pod then silently saw the host's file, lost its Service names and bounced mail. In an
+overlay whose lower layer is the host's /etc, the mount points are the overlay's, which no host
+tool can remove; the pod's files stay in place whatever happens to the host's.
 """
 
 from __future__ import annotations
@@ -35,13 +41,31 @@ def _bind(source: str, target: str, read_only: bool) -> None:
         _mount("-o", "remount,bind,ro", target)
 
 
+def overlay_options(lower: str, layer: str) -> str:
+    """The overlay mount options over the host's ``lower`` folder, with the private upper and
+    work folders under ``layer``; refuses a path the option syntax cannot carry."""
+    if any(c in lower for c in ",:\\") or not lower.startswith("/"):
+        raise ValueError(f"{lower!r}: the host's /etc must be an absolute path without , : \\")
+    return f"lowerdir={lower},upperdir={layer}/upper,workdir={layer}/work"
+
+
+def _private_etc(host_etc: str) -> None:
+    """/etc as the host's, under a layer of this container's own (on its /run tmpfs): what the
+    container writes or mounts there never reaches or depends on the host's files."""
+    layer = Path("/run/.mailstack-etc")
+    for folder in (layer / "upper", layer / "work"):
+        folder.mkdir(parents=True)
+    _mount("-t", "overlay", "overlay", "-o", overlay_options(host_etc, str(layer)), "/etc")
+
+
 def setup_mounts(spec: dict[str, Any]) -> None:
-    """Give this mount namespace the container's view of the files: /proc, a private /run,
-    the pod's volumes at their mountPaths, /etc/hosts and /etc/resolv.conf, and the "image"
-    paths (``keep``) wherever a volume would hide them."""
+    """Give this mount namespace the container's view of the files: /proc, a private /run, a
+    private layer over /etc, the pod's volumes at their mountPaths, /etc/hosts and
+    /etc/resolv.conf, and the "image" paths (``keep``) wherever a volume would hide them."""
     _mount("--make-rprivate", "/")
     _mount("-t", "proc", "proc", "/proc")
     _mount("-t", "tmpfs", "-o", "mode=0755", "tmpfs", "/run")
+    _private_etc(spec.get("etc") or "/etc")
     # Stage every source first: a volume mounted on, say, /tmp must not hide the sources of the
     # mounts that follow it.
     staging = Path("/run/.mailstack-sources")
@@ -71,8 +95,8 @@ def setup_mounts(spec: dict[str, Any]) -> None:
             place.touch()
         _mount("--bind", source, str(place))
         staged.append((str(place), target, read_only))
-    # /etc/mailstack is a mount point only: a tmpfs lets the sub-folders exist without touching
-    # the host's /etc beyond the one empty folder.
+    # /etc/mailstack is a mount point only (made in the private layer): a tmpfs lets the
+    # sub-folders exist.
     Path("/etc/mailstack").mkdir(exist_ok=True)
     _mount("-t", "tmpfs", "-o", "mode=0755", "tmpfs", "/etc/mailstack")
     for source, target, read_only in staged:

@@ -1,5 +1,5 @@
 """Pod networking for the local runtime: a bridge, a network namespace per pod, DNAT for the
-public ports.
+public ports, and the NetworkPolicies' rules (made by ``local.network_policy``).
 
 Pods get addresses on a private /24 behind a bridge owned by this run; the host is ``.1``. The
 public ports are published with nftables DNAT (never a userspace forwarder), so a client's real
@@ -110,7 +110,13 @@ class Network:
     bridge: str = ""
     pods: dict[str, PodNetwork] = field(default_factory=dict)
     table: str = ""
+    isolated: bool = False  # the policy table (``policy_table``) is in place
     forwarding_was: str | None = None
+
+    @property
+    def policy_table(self) -> str:
+        """The ``inet`` table of the NetworkPolicies' rules (the DNAT table is ``ip``)."""
+        return f"mailstack_{self.run_id}"
 
     @property
     def host_address(self) -> str:
@@ -203,9 +209,17 @@ table ip {self.table} {{
         # Forwarding carries DNATed clients to the pods and the pods' outbound mail out.
         _run("sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
 
+    def isolate(self, ruleset: str) -> None:
+        """Apply the NetworkPolicies' ``ruleset`` (a ``table inet`` named ``policy_table``),
+        replacing the run's earlier one in one transaction: no moment without rules."""
+        table = f"inet {self.policy_table}"
+        _run("nft", "-f", "-", stdin=f"table {table} {{}}\ndelete table {table}\n{ruleset}")
+        self.isolated = True
+
     def teardown_leftovers(self) -> None:
         """Remove what a previous run with the same id left behind (after a crash)."""
         _run("nft", "delete", "table", "ip", f"mailstack_{self.run_id}", check=False)
+        _run("nft", "delete", "table", "inet", self.policy_table, check=False)
         for netns in _run("ip", "netns", "list", check=False).stdout.split("\n"):
             name = netns.split(" ")[0]
             if name.startswith(f"ms{self.run_id}-"):
@@ -213,9 +227,11 @@ table ip {self.table} {{
         _run("ip", "link", "delete", f"msb{self.run_id}", check=False)
 
     def teardown(self) -> None:
-        """Remove this run's table, namespaces and bridge; restore ip_forward."""
+        """Remove this run's tables, namespaces and bridge; restore ip_forward."""
         if self.table:
             _run("nft", "delete", "table", "ip", self.table, check=False)
+        if self.isolated:
+            _run("nft", "delete", "table", "inet", self.policy_table, check=False)
         for pod in self.pods.values():
             _run("ip", "netns", "delete", pod.name, check=False)
         if self.bridge:

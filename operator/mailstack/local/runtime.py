@@ -1,10 +1,12 @@
 """The local kubelet: runs a render's pods on this host and keeps them to the latest render.
 
 Owns ``LocalRuntime``: each pod's volumes (materialised by ``local.volumes``), its network
-namespace (``local.network``), its /etc/hosts and resolv.conf, the spec each container's init
+namespace (``local.network``), its /etc/hosts and resolv.conf (files of the run, bound over a
+private layer on the host's /etc: never onto the host's files), the spec each container's init
 mounts (``local.container``), restarts of containers that exit (``local.processes``), the wait
 for the agents' readiness endpoints, the public ports published with DNAT, and a new render
-applied in place: changed ConfigMaps/Secrets are swapped (the agents reload the daemons),
+applied in place (its NetworkPolicies too, as nftables rules: ``local.network_policy``):
+changed ConfigMaps/Secrets are swapped (the agents reload the daemons),
 changed pod templates restart their pod. ``local.up`` drives it for ``mailstack up``.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import time
 import urllib.request
@@ -20,6 +23,7 @@ from typing import Any
 
 from mailstack.kubedoc import Obj
 from mailstack.local.network import Network, NetworkError, choose_subnet, run_id_for
+from mailstack.local.network_policy import PolicyError, PolicyPod, policy_ruleset
 from mailstack.local.pods import (
     Forward,
     PodPlan,
@@ -47,6 +51,12 @@ from mailstack.local.volumes import (
 )
 
 READY_TIMEOUT = 180.0
+
+
+def host_etc() -> Path:
+    """The host folder the pods see as /etc under their own layer (``local.container``):
+    ``MAILSTACK_UP_HOST_ETC``, else /etc. The mail tests point it at a copy they can change."""
+    return Path(os.environ.get("MAILSTACK_UP_HOST_ETC") or "/etc").resolve()
 
 
 class RuntimeConfigError(Exception):
@@ -146,7 +156,7 @@ class LocalRuntime:
         servers = self.resolvers.get(
             f"{pod.namespace}/{pod.labels.get('app.kubernetes.io/instance')}"
         )
-        host_resolv = Path("/etc/resolv.conf")
+        host_resolv = host_etc() / "resolv.conf"
         if servers:
             resolv.write_text("".join(f"nameserver {server}\n" for server in servers))
         else:
@@ -178,6 +188,7 @@ class LocalRuntime:
             "mounts": [self._mount_source(pod, m) for m in plan.mounts],
             "hosts": str(hosts),
             "resolv": str(resolv),
+            "etc": str(host_etc()),
             "env": {
                 **plan.env,
                 "MAILSTACK_POD": pod.name,
@@ -215,14 +226,33 @@ class LocalRuntime:
 
     # --- lifecycle ------------------------------------------------------------------------
 
+    def _isolate(self) -> None:
+        """The render's NetworkPolicies as the run's nftables rules (``local.network_policy``)."""
+        policies = [o for o in self.objects if o["kind"] == "NetworkPolicy"]
+        pods = [PolicyPod.of(pod, self.addresses[key]) for key, pod in self.pods.items()]
+        try:
+            ruleset = policy_ruleset(
+                policies,
+                pods,
+                table=self.network.policy_table,
+                subnet=str(self.network.subnet),
+                host_address=self.network.host_address,
+            )
+        except PolicyError as err:
+            raise RuntimeConfigError(str(err)) from None
+        self.network.isolate(ruleset)
+
     def start(self, objects: list[Obj]) -> None:
-        """Network, pods and published ports for a render; refuses clashing ports first."""
+        """Network, policies, pods and published ports for a render; refuses clashing ports
+        first."""
         self.objects = objects
         pods = plan_pods(objects)
         self.network.setup_bridge()
         for pod in pods:
             self.pods[pod.key] = pod
             self.addresses[pod.key] = self.network.add_pod(pod.key, pod.sysctls).address
+        # Before any daemon listens: no moment in which every pod reaches every port.
+        self._isolate()
         forwards = [
             (f.port + self.port_offset, self.addresses[f.pod], f.target)
             for f in public_forwards(objects, pods)
@@ -285,6 +315,10 @@ class LocalRuntime:
                 self.start_pod(pod)
             elif self.sync_volumes(pod):
                 log(f"{pod.key}: configuration updated in place")
+        try:
+            self._isolate()
+        except (RuntimeConfigError, NetworkError) as err:
+            log(f"network policies not updated, the previous rules stay: {err}")
 
     def stop(self) -> None:
         """Stop every pod (all at once) and remove every namespace, link and rule."""

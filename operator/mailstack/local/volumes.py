@@ -23,8 +23,12 @@ from mailstack.local.security import HostIds
 from mailstack.render import layout
 
 # The image pins these ids (render.layout); on this host the same accounts have their own.
-_GROUP_NAMES = {layout.DOVECOT_GID: "dovecot", layout.RSPAMD_GID: "_rspamd"}
-_USER_NAMES = {layout.RSPAMD_UID: "_rspamd"}
+_GROUP_NAMES = {
+    layout.DOVECOT_GID: "dovecot",
+    layout.RSPAMD_GID: "_rspamd",
+    layout.CLAMAV_GID: "clamav",
+}
+_USER_NAMES = {layout.RSPAMD_UID: "_rspamd", layout.CLAMAV_UID: "clamav"}
 
 
 def _host_id(number: int, names: dict[int, str], lookup: Callable[[str], int]) -> int:

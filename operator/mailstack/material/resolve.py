@@ -5,7 +5,8 @@ The Secrets given include the previously rendered ones (``<name>-dkim``, ``<name
 and only what is missing or outdated is generated. Given the same Secrets, including the rendered
 ones, the result is identical, so reconciling twice changes nothing. Faults in user-supplied
 Secrets (Mailbox passwords, relay credentials and CA) become ``Problem``s on the resource that
-refers to them; faults in operator-owned Secrets only mean that part is generated again.
+refers to them, and so does a user Secret not labelled for its kind (``api.secret_access``):
+nothing is read from it. Faults in operator-owned Secrets only mean that part is generated again.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Literal, TypeVar
 from mailstack.api.assemble import MailService
 from mailstack.api.errors import FieldError, Problem
 from mailstack.api.models import Mailbox, MailDomain, Secret, SecretKeyRef
+from mailstack.api.secret_access import MAILBOXES, MAILDOMAINS, UserKind, refusal
 from mailstack.api.validate import has_control_characters
 from mailstack.api.validate import password as validate_password
 from mailstack.material import Material
@@ -277,9 +279,8 @@ def _resolve_passwords(
 def _read_password(
     box: Mailbox, secrets: Mapping[str, Secret], problems: list[Problem]
 ) -> str | None:
-    return _read_user_value(
-        secrets, box.password, box.ref, "spec.passwordSecretRef", _password_text, problems
-    )
+    path, load = "spec.passwordSecretRef", _password_text
+    return _read_user_value(secrets, box.password, box.ref, path, MAILBOXES, load, problems)
 
 
 def _password_text(raw: bytes) -> str:
@@ -295,12 +296,14 @@ def _read_user_value(
     ref: SecretKeyRef,
     owner: str,
     path: str,
+    kind: UserKind,
     load: Callable[[bytes], _Value],
     problems: list[Problem],
 ) -> _Value | None:
     """What ``load`` makes of the value a user's Secret holds under ``ref``, or None after
-    noting on ``owner`` why not (``load`` raises ``FieldError`` or ``MaterialError``)."""
-    raw, missing = _lookup(secrets, ref.name, ref.key)
+    noting on ``owner`` (a resource of ``kind``) why not (``load`` raises ``FieldError`` or
+    ``MaterialError``)."""
+    raw, missing = _lookup(secrets, ref.name, ref.key, kind)
     if raw is None:
         problems.append(Problem(owner, path, missing))
         return None
@@ -319,9 +322,13 @@ def _resolve_relay(
         return None
     path = "spec.relay.credentialsSecretRef"
     secret_name = relay.credentials_secret
+    refused = refusal(secrets, secret_name, MAILDOMAINS)
+    if refused is not None:  # said once, not once per key
+        problems.append(Problem(dom.ref, path, refused))
+        return None
     values: list[str] = []
     for key, what in ((relay.username_key, "username"), (relay.password_key, "password")):
-        raw, missing = _lookup(secrets, secret_name, key)
+        raw, missing = _lookup(secrets, secret_name, key, MAILDOMAINS)
         if raw is None:
             problems.append(Problem(dom.ref, path, missing))
             continue
@@ -341,9 +348,8 @@ def _resolve_relay_ca(
     ref = dom.relay.ca if dom.relay is not None else None
     if ref is None:
         return None
-    return _read_user_value(
-        secrets, ref, dom.ref, "spec.relay.caSecretRef", load_ca_bundle, problems
-    )
+    path = "spec.relay.caSecretRef"
+    return _read_user_value(secrets, ref, dom.ref, path, MAILDOMAINS, load_ca_bundle, problems)
 
 
 def _relay_value_problem(raw: bytes, what: str) -> str | None:
@@ -366,12 +372,15 @@ def _relay_value_problem(raw: bytes, what: str) -> str | None:
     return None
 
 
-def _lookup(secrets: Mapping[str, Secret], name: str, key: str) -> tuple[bytes | None, str]:
-    """The value, or None and the message saying what is missing."""
-    secret = secrets.get(name)
-    if secret is None:
-        return None, f"Secret {name} not found"
-    value = secret.get(key)
+def _lookup(
+    secrets: Mapping[str, Secret], name: str, key: str, kind: UserKind
+) -> tuple[bytes | None, str]:
+    """The value, or None and the message saying what is missing or why it may not be used
+    by a resource of ``kind`` (the ``mailstack.dev/usable-by`` label)."""
+    refused = refusal(secrets, name, kind)
+    if refused is not None:
+        return None, refused
+    value = secrets[name].get(key)
     if value is None:
         return None, f"Secret {name} has no key {key}"
     return value, ""

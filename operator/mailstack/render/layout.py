@@ -24,6 +24,7 @@ DKIM_DIR = "/etc/mailstack/dkim"
 MDA_CLIENT_DIR = "/etc/mailstack/mda-client"
 MTA_CLIENT_DIR = "/etc/mailstack/mta-client"
 SIEVE_DIR = "/etc/mailstack/sieve"
+CLAMAV_CONFIG_DIR = "/etc/mailstack/clamav"
 
 # Writable state.
 # Persistent volumes are mounted one level above the directories the daemons own, so that the
@@ -52,6 +53,12 @@ SASL_TUNNEL_SOCKET = f"{SASL_TUNNEL_DIR}/auth"
 # The env variable that tells the postfix container's agent where Dovecot's auth service is
 # (``<mda Service>:<SASL_PORT>``): the Service name depends on the MailDomain.
 AUTH_SERVER_ENV = "MAILSTACK_AUTH_SERVER"
+# ClamAV's signature databases, on the queue volume (a subPath): freshclam writes them, clamd
+# reads them, and a restarted pod does not download them again.
+CLAMAV_DB_DIR = "/var/lib/clamav"
+CLAMAV_RUN_DIR = "/run/clamav"  # emptyDir: freshclam's and clamd's pid files
+# clamd listens on the pod's loopback only; rspamd in the same pod is its one client.
+CLAMD_PORT = 3310
 
 # Files inside the mounted Secrets.
 TLS_CERT = f"{TLS_DIR}/tls.crt"
@@ -89,6 +96,10 @@ DOVECOT_GID = 11143
 RSPAMD_GID = 11333
 # rspamd runs as _rspamd (the image pins its uid too): the container's runAsUser.
 RSPAMD_UID = 11333
+# clamd and freshclam run as clamav (the image pins its ids): the containers' runAsUser and
+# runAsGroup.
+CLAMAV_UID = 11310
+CLAMAV_GID = 11310
 
 
 class Srv:
@@ -185,7 +196,7 @@ SASL_PORT = Port("sasl", 12345, "mda")
 # showing its client certificate; on the internal ``<name>-mta`` Service, for the MDA pods only.
 MDA_SUBMIT_PORT = Port("mda-submit", 10587, "mta")
 # Health endpoints of the agents; the containers of one pod share a network namespace.
-HEALTH_PORTS = {"postfix": 9101, "rspamd": 9102, "dovecot": 9103}
+HEALTH_PORTS = {"postfix": 9101, "rspamd": 9102, "dovecot": 9103, "clamd": 9104, "freshclam": 9105}
 
 
 def object_names(name: str) -> dict[str, str]:

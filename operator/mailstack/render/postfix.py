@@ -54,7 +54,15 @@ def render_postfix_main_cf(service: MailService, mda_fingerprint: str) -> str:
         # rspamd always runs: it signs outbound mail even when spam filtering is off.
         milter=True,
         sieve_login=layout.SIEVE_LOGIN,
+        per_client=domain.limits.per_client,
+        exempt_networks=[postfix_network(n) for n in domain.limits.per_client.exempt_networks],
     )
+
+
+def postfix_network(network: str) -> str:
+    """A canonical CIDR range as Postfix's address lists write it: IPv6 in brackets."""
+    address, _, prefix = network.partition("/")
+    return f"[{address}]/{prefix}" if ":" in address else network
 
 
 def render_postfix_mda_clientcerts(service: MailService, fingerprint: str) -> str:

@@ -20,6 +20,7 @@ RSPAMD_FILES = (
     "milter_headers.conf",
     "multimap.conf",
     "options.inc",
+    "rspamd.lua",
     "settings.conf",
     "worker-controller.inc",
     "worker-fuzzy.inc",
@@ -62,6 +63,29 @@ def render_rspamd_config(service: MailService) -> dict[str, str]:
         "dkim_key_path": f"{layout.DKIM_DIR}/{dkim_key_file(domain.dkim.selector)}",
     }
     files = {name: render_template(f"rspamd/{name}.j2", **context) for name in RSPAMD_FILES}
+    if domain.spam.antivirus.enabled:
+        files.update(render_antivirus_files(service))
     for module, reason in UNUSED_MODULES.items():
         files[f"{module}.conf"] = render_template("rspamd/unused-module.conf.j2", reason=reason)
     return files
+
+
+# With spec.spam.antivirus: rspamd's module settings, and the config files of clamd and
+# freshclam, which mount the same ConfigMap (one ConfigMap, one checksum, for the MTA pod).
+CLAMAV_FILES = ("clamd.conf", "freshclam.conf")
+
+
+def render_antivirus_files(service: MailService) -> dict[str, str]:
+    """antivirus.conf (rspamd), clamd.conf and freshclam.conf."""
+    domain = service.domain
+    context = {
+        "domain": domain,
+        "signatures": domain.spam.antivirus.signatures,
+        "clamd_port": layout.CLAMD_PORT,
+        "paths": {"clamav_db": layout.CLAMAV_DB_DIR, "clamav_run": layout.CLAMAV_RUN_DIR},
+        # An attachment is never larger than the message (base64 makes it smaller decoded).
+        "stream_max_length": domain.limits.message_size,
+        "max_size": domain.limits.message_size,
+    }
+    names = ("antivirus.conf", *CLAMAV_FILES)
+    return {name: render_template(f"rspamd/{name}.j2", **context) for name in names}

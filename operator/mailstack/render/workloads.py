@@ -1,4 +1,5 @@
-"""The two StatefulSets: ``<name>-mta`` (postfix + rspamd) and ``<name>-mda`` (dovecot).
+"""The two StatefulSets: ``<name>-mta`` (postfix + rspamd, and clamd + freshclam with
+``spec.spam.antivirus``: ``render.clamav``) and ``<name>-mda`` (dovecot).
 
 Every container runs ``mailstack agent <daemon>`` from the mail image. Config comes from mounted
 ConfigMaps and Secrets; the pod templates carry a checksum of the ConfigMaps, so a changed spec
@@ -10,12 +11,19 @@ the operator's mail pod defaults do). Resources, scheduling and extra pod metada
 
 from __future__ import annotations
 
-from typing import Any
-
 from mailstack.api.assemble import MailService
 from mailstack.api.pod_models import MailPods
 from mailstack.kubedoc import Obj
 from mailstack.render import layout
+from mailstack.render.clamav import clamav_containers, clamav_volumes
+from mailstack.render.containers import (
+    config_map_volume,
+    container,
+    empty_dir,
+    mount,
+    port,
+    secret_volume,
+)
 from mailstack.render.objects import (
     CHECKSUM_ANNOTATION,
     RenderOptions,
@@ -29,10 +37,6 @@ from mailstack.render.pod_settings import (
     scheduling,
     template_metadata,
 )
-
-_SECRET_MODE = 0o440
-_CONFIG_MODE = 0o444
-
 
 # The capabilities the postfix container adds back after dropping all. Postfix runs as root:
 # its master and each of its daemons switch to the postfix user themselves (set_ugid: setgid,
@@ -60,78 +64,12 @@ POSTFIX_CAPABILITIES = [
 ]
 
 
-def _security_context(capabilities: list[str], run_as: tuple[int, int] | None) -> Obj:
-    """Every capability dropped but ``capabilities``; ``run_as``: (uid, gid) of a container
-    that runs as that user rather than root (it then keeps no capability at all)."""
-    context: Obj = {
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "capabilities": {"drop": ["ALL"], **({"add": capabilities} if capabilities else {})},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-    if run_as is not None:
-        context.update(runAsNonRoot=True, runAsUser=run_as[0], runAsGroup=run_as[1])
-    return context
-
-
-def _probes() -> Obj:
-    return {
-        "startupProbe": {
-            "httpGet": {"path": "/healthz", "port": "health"},
-            "periodSeconds": 2,
-            "failureThreshold": 60,
-        },
-        "livenessProbe": {
-            "httpGet": {"path": "/healthz", "port": "health"},
-            "periodSeconds": 20,
-            "timeoutSeconds": 5,
-            "failureThreshold": 3,
-        },
-        "readinessProbe": {
-            "httpGet": {"path": "/readyz", "port": "health"},
-            "periodSeconds": 10,
-            "timeoutSeconds": 5,
-            "failureThreshold": 2,
-        },
-    }
-
-
-def _container(
-    daemon: str,
-    options: RenderOptions,
-    ports: list[Obj],
-    mounts: list[Obj],
-    resources: Obj,
-    capabilities: list[str],
-    env: dict[str, str] | None = None,
-    run_as: tuple[int, int] | None = None,
-) -> Obj:
-    health = layout.HEALTH_PORTS[daemon]
-    return {
-        "name": daemon,
-        "image": options.image,
-        "imagePullPolicy": options.image_pull_policy,
-        "command": ["mailstack"],
-        "args": ["agent", daemon, "--health-port", str(health)],
-        **({"env": [{"name": k, "value": v} for k, v in env.items()]} if env else {}),
-        "ports": [*ports, {"name": "health", "containerPort": health, "protocol": "TCP"}],
-        "volumeMounts": mounts,
-        **_probes(),  # on the named "health" port
-        "resources": resources,
-        "securityContext": _security_context(capabilities, run_as),
-    }
-
-
 # glibc's malloc raises its trim and mmap thresholds as large blocks are freed, so what rspamd's
 # hs_helper frees after checking its hyperscan cache stays in that (otherwise idle) process for
 # good. Pinning both at glibc's initial 128 KiB hands such memory back (about 3 MB per MTA pod).
 RSPAMD_ENV = {
     "GLIBC_TUNABLES": "glibc.malloc.trim_threshold=131072:glibc.malloc.mmap_threshold=131072"
 }
-
-
-def _port(port: layout.Port) -> Obj:
-    return {"name": port.name, "containerPort": port.number, "protocol": "TCP"}
 
 
 def enabled_public_ports(service: MailService, component: str | None = None) -> list[layout.Port]:
@@ -142,28 +80,6 @@ def enabled_public_ports(service: MailService, component: str | None = None) -> 
         for port in layout.PUBLIC_PORTS
         if port.enabled_by(service.domain.protocols) and component in (None, port.component)
     ]
-
-
-def _mount(name: str, path: str, read_only: bool = True, sub_path: str | None = None) -> Obj:
-    mount: Obj = {"name": name, "mountPath": path, "readOnly": read_only}
-    if sub_path:
-        mount["subPath"] = sub_path
-    return mount
-
-
-def _config_map_volume(name: str, config_map: str) -> Obj:
-    return {"name": name, "configMap": {"name": config_map, "defaultMode": _CONFIG_MODE}}
-
-
-def _secret_volume(name: str, secret: str, keys: list[str] | None = None) -> Obj:
-    source: dict[str, Any] = {"secretName": secret, "defaultMode": _SECRET_MODE}
-    if keys is not None:
-        source["items"] = [{"key": key, "path": key} for key in keys]
-    return {"name": name, "secret": source}
-
-
-def _empty_dir(name: str, memory: bool = False) -> Obj:
-    return {"name": name, "emptyDir": {"medium": "Memory"} if memory else {}}
 
 
 def _claim(domain_labels: dict[str, str], name: str, size: str, storage_class: str | None) -> Obj:
@@ -253,44 +169,44 @@ def render_mta_statefulset(
     user_keys = ["virtual_mailboxes", "virtual_aliases", "sender_logins"]
     if relay_auth:
         user_keys.append("relay_passwords")
-    postfix = _container(
+    postfix = container(
         "postfix",
         options,
         [
-            *[_port(p) for p in mta_ports],
-            _port(layout.MDA_SUBMIT_PORT),
+            *[port(p) for p in mta_ports],
+            port(layout.MDA_SUBMIT_PORT),
         ],
         [
-            _mount("postfix-config", layout.POSTFIX_CONFIG_DIR),
-            _mount("users", layout.USERS_DIR),
-            _mount("tls", layout.TLS_DIR),
-            _mount("mda-client", layout.MDA_CLIENT_DIR),
-            _mount("mta-client", layout.MTA_CLIENT_DIR),
-            _mount("queue", layout.QUEUE_VOLUME, read_only=False),
-            _mount("postfix-data", layout.POSTFIX_DATA_DIR, read_only=False),
-            _mount("milter", layout.MILTER_DIR, read_only=False),
-            _mount("sasl-tunnel", layout.SASL_TUNNEL_DIR, read_only=False),
-            _mount("tmp", "/tmp", read_only=False),
+            mount("postfix-config", layout.POSTFIX_CONFIG_DIR),
+            mount("users", layout.USERS_DIR),
+            mount("tls", layout.TLS_DIR),
+            mount("mda-client", layout.MDA_CLIENT_DIR),
+            mount("mta-client", layout.MTA_CLIENT_DIR),
+            mount("queue", layout.QUEUE_VOLUME, read_only=False),
+            mount("postfix-data", layout.POSTFIX_DATA_DIR, read_only=False),
+            mount("milter", layout.MILTER_DIR, read_only=False),
+            mount("sasl-tunnel", layout.SASL_TUNNEL_DIR, read_only=False),
+            mount("tmp", "/tmp", read_only=False),
         ],
         container_resources(settings, "postfix"),
         POSTFIX_CAPABILITIES,
         # Where the agent's tunnel takes Postfix's SASL connections (agent/tunnel.py).
         env={layout.AUTH_SERVER_ENV: f"{names['mda_service']}:{layout.SASL_PORT.number}"},
     )
-    rspamd = _container(
+    rspamd = container(
         "rspamd",
         options,
         [],
         [
-            _mount("rspamd-config", f"{layout.RSPAMD_CONFIG_DIR}/local.d"),
-            _mount("dkim", layout.DKIM_DIR),
-            _mount("milter", layout.MILTER_DIR, read_only=False),
+            mount("rspamd-config", f"{layout.RSPAMD_CONFIG_DIR}/local.d"),
+            mount("dkim", layout.DKIM_DIR),
+            mount("milter", layout.MILTER_DIR, read_only=False),
             # rspamd's compiled regexp cache takes ~12 s to build: keep it on the queue volume.
             # Not the "rspamd" folder of earlier versions, which root made rspamd's (another
             # uid, mode 0750): the kubelet makes this one with the volume's mode and fsGroup.
-            _mount("queue", layout.RSPAMD_DB_DIR, read_only=False, sub_path="rspamd-db"),
-            _mount("rspamd-run", layout.RSPAMD_RUN_DIR, read_only=False),
-            _mount("tmp", "/tmp", read_only=False),
+            mount("queue", layout.RSPAMD_DB_DIR, read_only=False, sub_path="rspamd-db"),
+            mount("rspamd-run", layout.RSPAMD_RUN_DIR, read_only=False),
+            mount("tmp", "/tmp", read_only=False),
         ],
         container_resources(settings, "rspamd"),
         [],  # runs as _rspamd: nothing needs root, no capability
@@ -298,21 +214,25 @@ def render_mta_statefulset(
         run_as=(layout.RSPAMD_UID, layout.RSPAMD_GID),
     )
     volumes = [
-        _config_map_volume("postfix-config", names["postfix_config"]),
-        _config_map_volume("rspamd-config", names["rspamd_config"]),
-        _secret_volume("users", names["users"], user_keys),
-        _secret_volume("tls", names["tls"], ["tls.crt", "tls.key", "ca.crt"]),
+        config_map_volume("postfix-config", names["postfix_config"]),
+        config_map_volume("rspamd-config", names["rspamd_config"]),
+        secret_volume("users", names["users"], user_keys),
+        secret_volume("tls", names["tls"], ["tls.crt", "tls.key", "ca.crt"]),
         # The MDA's certificate and the fingerprint Postfix trusts, not the key.
-        _secret_volume("mda-client", names["mda_client"], ["clientcerts", "tls.crt"]),
-        _secret_volume("mta-client", names["mta_client"], ["tls.crt", "tls.key"]),
-        _secret_volume("dkim", names["dkim"]),
-        _empty_dir("postfix-data"),
-        _empty_dir("milter"),
-        _empty_dir("sasl-tunnel", memory=True),
-        _empty_dir("rspamd-run", memory=True),
-        _empty_dir("tmp"),
+        secret_volume("mda-client", names["mda_client"], ["clientcerts", "tls.crt"]),
+        secret_volume("mta-client", names["mta_client"], ["tls.crt", "tls.key"]),
+        secret_volume("dkim", names["dkim"]),
+        empty_dir("postfix-data"),
+        empty_dir("milter"),
+        empty_dir("sasl-tunnel", memory=True),
+        empty_dir("rspamd-run", memory=True),
+        empty_dir("tmp"),
     ]
-    pod = _pod_spec(service, settings, [postfix, rspamd], volumes, layout.RSPAMD_GID)
+    containers = [postfix, rspamd]
+    if domain.spam.antivirus.enabled:
+        containers += clamav_containers(options, settings)
+        volumes += clamav_volumes(names["rspamd_config"])
+    pod = _pod_spec(service, settings, containers, volumes, layout.RSPAMD_GID)
     claims = [
         _claim(
             selector_labels(domain, "mta"),
@@ -331,41 +251,41 @@ def render_mda_statefulset(
     names = layout.object_names(domain.name)
     settings = pod_settings(service, options)
     mda_ports = enabled_public_ports(service, "mda")
-    dovecot = _container(
+    dovecot = container(
         "dovecot",
         options,
         [
-            *[_port(p) for p in mda_ports],
-            _port(layout.LMTP_PORT),
-            _port(layout.SASL_PORT),
+            *[port(p) for p in mda_ports],
+            port(layout.LMTP_PORT),
+            port(layout.SASL_PORT),
         ],
         [
-            _mount("dovecot-config", layout.DOVECOT_CONFIG_DIR),
-            _mount("users", layout.USERS_DIR),
-            _mount("sieve", layout.SIEVE_DIR),
-            _mount("tls", layout.TLS_DIR),
-            _mount("mda-client", layout.MDA_CLIENT_DIR),
-            _mount("mta-client", layout.MTA_CLIENT_DIR),
-            _mount("mail", layout.MAIL_DIR, read_only=False),
-            _mount("dovecot-state", layout.DOVECOT_STATE_DIR, read_only=False),
-            _mount("dovecot-run", layout.DOVECOT_RUN_DIR, read_only=False),
-            _mount("tmp", "/tmp", read_only=False),
+            mount("dovecot-config", layout.DOVECOT_CONFIG_DIR),
+            mount("users", layout.USERS_DIR),
+            mount("sieve", layout.SIEVE_DIR),
+            mount("tls", layout.TLS_DIR),
+            mount("mda-client", layout.MDA_CLIENT_DIR),
+            mount("mta-client", layout.MTA_CLIENT_DIR),
+            mount("mail", layout.MAIL_DIR, read_only=False),
+            mount("dovecot-state", layout.DOVECOT_STATE_DIR, read_only=False),
+            mount("dovecot-run", layout.DOVECOT_RUN_DIR, read_only=False),
+            mount("tmp", "/tmp", read_only=False),
         ],
         container_resources(settings, "dovecot"),
         [],  # runs as vmail, every process of it: no capability
         run_as=(layout.VMAIL_UID, layout.VMAIL_GID),
     )
     volumes = [
-        _config_map_volume("dovecot-config", names["dovecot_config"]),
-        _config_map_volume("sieve", names["sieve"]),
-        _secret_volume("users", names["users"], ["passwd"]),
-        _secret_volume("tls", names["tls"], ["tls.crt", "tls.key", "ca.crt"]),
-        _secret_volume("mda-client", names["mda_client"], ["tls.crt", "tls.key"]),
+        config_map_volume("dovecot-config", names["dovecot_config"]),
+        config_map_volume("sieve", names["sieve"]),
+        secret_volume("users", names["users"], ["passwd"]),
+        secret_volume("tls", names["tls"], ["tls.crt", "tls.key", "ca.crt"]),
+        secret_volume("mda-client", names["mda_client"], ["tls.crt", "tls.key"]),
         # The certificate the agent's LMTP and SASL tunnel pins (agent/tunnel.py), not the key.
-        _secret_volume("mta-client", names["mta_client"], ["tls.crt"]),
-        _empty_dir("dovecot-state"),
-        _empty_dir("dovecot-run", memory=True),
-        _empty_dir("tmp"),
+        secret_volume("mta-client", names["mta_client"], ["tls.crt"]),
+        empty_dir("dovecot-state"),
+        empty_dir("dovecot-run", memory=True),
+        empty_dir("tmp"),
     ]
     # Dovecot, not root, listens on ports below 1024 (LMTP 24, IMAP 143 ...): the pod's own
     # network namespace lets it, a safe sysctl under every Pod Security level.

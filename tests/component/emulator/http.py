@@ -81,6 +81,9 @@ class Emulator(kmock.KubernetesScaffold):
     counts: collections.Counter[tuple[str, str, str, str]] = attrs.field(
         factory=collections.Counter
     )
+    # (user agent, verb, resource, name or labelSelector) of every get, list and watch: what
+    # was read, and through which selector.
+    reads: set[tuple[str, str, str, str]] = attrs.field(factory=set)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -238,6 +241,9 @@ class Emulator(kmock.KubernetesScaffold):
         agent = headers.get("user-agent", "")
         self.verbs.add((_manager(agent), verb, res.group, resource))
         self.counts[(_manager(agent), verb, res.group, resource)] += 1
+        if verb in ("get", "list", "watch"):
+            which = t.name if verb == "get" else params.get("labelSelector", "")
+            self.reads.add((_manager(agent), verb, resource, which or ""))
         if verb == "patch" and "apply-patch" in headers.get("content-type", ""):
             exists = self.store.find(res, t.namespace if res.namespaced else None, t.name or "")
             if exists is None:  # an apply that creates needs create as well

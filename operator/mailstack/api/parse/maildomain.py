@@ -1,8 +1,8 @@
 """The MailDomain document: its top level and its small sections.
 
 Owns: ``parse_maildomain``, the addresses completed with the domain (aliases, catch-all,
-postmaster), and the sections ``limits``, ``protocols``, ``dkim``, ``service``, ``storage`` and
-``spam``. ``relay``, ``tls``, ``dns`` and ``pods`` have their own modules. Defaults come
+postmaster), and the sections ``protocols``, ``dkim``, ``service``, ``storage`` and ``spam``.
+``limits``, ``relay``, ``tls``, ``dns`` and ``pods`` have their own modules. Defaults come
 from the model classes; only those derived from the domain (``mail.<domain>``,
 ``postmaster@<domain>``) are made here.
 """
@@ -24,10 +24,11 @@ from mailstack.api.parse.common import (
     string_map,
 )
 from mailstack.api.parse.dns import parse_dns
+from mailstack.api.parse.limits import parse_limits
 from mailstack.api.parse.pods import parse_pods
 from mailstack.api.parse.relay import parse_relay
 from mailstack.api.parse.tls import parse_tls
-from mailstack.api.reader import Reader, boolean, integer, join, number, one_of, string
+from mailstack.api.reader import Reader, boolean, join, number, one_of, string
 
 SPEC_FIELDS = frozenset(
     {
@@ -74,7 +75,7 @@ def parse_maildomain(
     postmaster = r.field(
         spec, "postmaster", "spec", addresses.target, f"postmaster@{domain}" if domain else ""
     )
-    limits = _limits(r, spec.get("limits"))
+    limits = parse_limits(r, spec.get("limits"))
     protocols = _protocols(r, spec.get("protocols"))
     relay = parse_relay(r, spec.get("relay"))
     tls = parse_tls(r, spec.get("tls"))
@@ -159,30 +160,6 @@ def _aliases(
         checked = r.items({local: targets}, local, "spec.aliases", addresses.target)
         aliases.append((local, checked))
     return tuple(aliases)
-
-
-def _message_size(value: object) -> int:
-    size = validate.size_bytes(value)
-    if not 1024 <= size <= 2 * 1024**3:
-        raise FieldError(f"{value!r} is out of range: expected 1Ki to 2Gi")
-    return size
-
-
-def _limits(r: Reader, value: object) -> models.Limits:
-    path = "spec.limits"
-    limits = r.mapping(value, path, {"messageSize", "recipientsPerMessage"})
-    return models.Limits(
-        message_size=r.field(
-            limits, "messageSize", path, _message_size, models.Limits.message_size
-        ),
-        recipients_per_message=r.field(
-            limits,
-            "recipientsPerMessage",
-            path,
-            integer(1, 10000),
-            models.Limits.recipients_per_message,
-        ),
-    )
 
 
 def _protocols(r: Reader, value: object) -> models.Protocols:
@@ -276,7 +253,7 @@ def _storage(r: Reader, value: object) -> models.Storage:
 
 def _spam(r: Reader, value: object) -> models.Spam:
     path = "spec.spam"
-    spam = r.mapping(value, path, {"enabled", "thresholds", "moveToJunk"})
+    spam = r.mapping(value, path, {"enabled", "thresholds", "moveToJunk", "antivirus"})
     thresholds_path = join(path, "thresholds")
     thresholds = r.mapping(spam.get("thresholds"), thresholds_path, {"addHeader", "reject"})
     default = models.Spam
@@ -291,4 +268,28 @@ def _spam(r: Reader, value: object) -> models.Spam:
         add_header_score=add,
         reject_score=reject,
         junk_folder=r.field(spam, "moveToJunk", path, boolean, default.junk_folder),
+        antivirus=_antivirus(r, spam.get("antivirus"), join(path, "antivirus")),
+    )
+
+
+def _antivirus(r: Reader, value: object, path: str) -> models.Antivirus:
+    antivirus = r.mapping(value, path, {"enabled", "action", "signatures"})
+    signatures_path = join(path, "signatures")
+    signatures = r.mapping(
+        antivirus.get("signatures"), signatures_path, {"official", "privateMirror", "urls"}
+    )
+    default = models.Signatures
+    official = r.field(signatures, "official", signatures_path, boolean, default.official)
+    urls = r.items(signatures, "urls", signatures_path, validate.http_url, max_items=16)
+    if not official and not urls:
+        r.fail(signatures_path, "without the official databases, list the urls of others")
+    mirror = r.field(signatures, "privateMirror", signatures_path, validate.http_url, None)
+    if mirror is not None and not official:
+        r.fail(join(signatures_path, "privateMirror"), "mirrors the official databases: unused")
+    return models.Antivirus(
+        enabled=r.field(antivirus, "enabled", path, boolean, models.Antivirus.enabled),
+        action=r.field(
+            antivirus, "action", path, one_of("reject", "quarantine"), models.Antivirus.action
+        ),
+        signatures=models.Signatures(official=official, private_mirror=mirror, urls=urls),
     )

@@ -1,6 +1,7 @@
 """A v1 Secret document: ``data`` (base64) and ``stringData`` (plain) decoded into one mapping.
 
 Owns: ``parse_secret``; ``stringData`` wins over ``data`` for a key in both, as in the API server.
+The ``mailstack.dev/usable-by`` label is read into ``Secret.usable_by`` (``api.secret_access``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from mailstack.api import models, validate
 from mailstack.api.errors import FieldError
 from mailstack.api.parse.common import METADATA_FIELDS, raise_problems, reader_for
 from mailstack.api.reader import Reader, join, string
+from mailstack.api.secret_access import usable_by
 
 
 def parse_secret(
@@ -29,7 +31,13 @@ def parse_secret(
     data = _decoded(r, doc.get("data"), "data", "base64 value", _base64)
     data.update(_decoded(r, doc.get("stringData"), "stringData", "string", _plain))
     raise_problems(r)
-    return models.Secret(name=name, namespace=namespace, data=tuple(sorted(data.items())))
+    labels = meta.get("labels")
+    return models.Secret(
+        name=name,
+        namespace=namespace,
+        data=tuple(sorted(data.items())),
+        usable_by=usable_by(labels if isinstance(labels, Mapping) else None),
+    )
 
 
 def _decoded(

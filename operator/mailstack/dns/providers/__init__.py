@@ -17,6 +17,7 @@ from mailstack.dns.errors import DnsConfigError
 from mailstack.dns.providers import cloudflare, manual, powerdns, rfc2136, route53
 from mailstack.dns.providers.base import Provider
 from mailstack.dns.providers.construction import Constructor, ProviderOptions
+from mailstack.dns.providers.reach import Deadline, HostGuard
 
 PROVIDERS: dict[DnsProviderKind, Constructor] = {
     "manual": manual.from_domain,
@@ -35,6 +36,8 @@ def build_provider(
     route53_client: Any = None,
     route53_endpoint: str | None = None,
     cloudflare_api_url: str | None = None,
+    guard: HostGuard | None = None,
+    deadline: Deadline | None = None,
 ) -> Provider:
     """The provider of ``domain`` (not externalDNS), with credentials from ``secrets``.
 
@@ -46,7 +49,9 @@ def build_provider(
     constructor = PROVIDERS.get(kind)
     if constructor is None:
         raise DnsConfigError(f"{domain.ref}: provider {kind} has no records to read or write here")
-    options = ProviderOptions(timeout, route53_client, route53_endpoint, cloudflare_api_url)
+    options = ProviderOptions(
+        timeout, route53_client, route53_endpoint, cloudflare_api_url, guard, deadline
+    )
     return constructor(domain, secrets, options)
 
 

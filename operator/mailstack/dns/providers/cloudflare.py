@@ -31,6 +31,7 @@ from mailstack.dns.plan import Change, RRset, ZoneState
 from mailstack.dns.providers.base import MAIL_TYPES, Provider, relative_name
 from mailstack.dns.providers.construction import ProviderOptions, credentials_text, settings_of
 from mailstack.dns.providers.http import JsonApi, Response
+from mailstack.dns.providers.reach import Reach
 from mailstack.dns.records import canonical_value, txt_value_from_text
 
 API_URL = "https://api.cloudflare.com/client/v4"
@@ -118,6 +119,7 @@ class CloudflareProvider(Provider):
         timeout: float = TIMEOUT,
         api: JsonApi | None = None,
         per_page: int = PER_PAGE,
+        reach: Reach | None = None,
     ) -> None:
         super().__init__(zone)
         self.api = api or JsonApi(
@@ -126,6 +128,7 @@ class CloudflareProvider(Provider):
             "Cloudflare",
             _error_text,
             timeout=timeout,
+            reach=reach,
         )
         self.zone_id = zone_id
         self.per_page = per_page
@@ -235,4 +238,5 @@ def from_domain(
         zone_id=settings.zone_id,
         api_url=options.cloudflare_api_url or API_URL,
         timeout=options.timeout or TIMEOUT,
+        reach=options.reach(named_by_tenant=False),
     )

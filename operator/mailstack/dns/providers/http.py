@@ -6,11 +6,17 @@ Owns: retries with backoff for what is worth retrying (HTTP 429 honouring ``Retr
 4xx answers are returned to the caller, which knows the API's error format. Redirects are not
 followed: a provider API has no reason to send one, and following it would carry the API key to
 wherever it points, a host no check of the MailDomain's URL ever saw.
+
+A request that times out (``timeout``: connecting and the whole answer, see ``reach``) is not
+tried again: it raises ``ProviderTimeoutError`` at once, since a server that did not answer
+within the timeout rarely answers the next time, and each try would hold a thread that long.
+Retries stop too when the publication's deadline (``reach.Deadline``) would pass in the wait.
 """
 
 from __future__ import annotations
 
 import email.utils
+import http.client
 import json
 import time
 import urllib.error
@@ -20,17 +26,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mailstack.dns.errors import CredentialsError, ProviderError
+from mailstack.dns.errors import CredentialsError, ProviderError, ProviderTimeoutError
+from mailstack.dns.providers.reach import Reach, opener
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 
-
-class _RedirectsRefused(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *_: Any, **__: Any) -> None:
-        return None  # urllib then raises HTTPError with the 3xx answer
-
-
-OPENER = urllib.request.build_opener(_RedirectsRefused)  # for every provider API
+OPENER = opener(Reach())  # for the operator's own endpoints: no guard, the environment's proxy
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class JsonApi:
         backoff: float = 0.5,
         max_wait: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
+        reach: Reach | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.headers = dict(headers)
@@ -76,6 +78,8 @@ class JsonApi:
         self.backoff = backoff
         self.max_wait = max_wait
         self.sleep = sleep
+        self.reach = reach or Reach()
+        self.opener = opener(self.reach) if reach is not None else OPENER
         self.requests = 0
 
     def call(
@@ -93,12 +97,15 @@ class JsonApi:
         if data is not None:
             headers["Content-Type"] = "application/json"
         last = ""
+        deadline = self.reach.deadline
         for attempt in range(self.attempts):
             wait = min(self.max_wait, self.backoff * 2**attempt)
             request = urllib.request.Request(url, data=data, method=method, headers=headers)
             self.requests += 1
+            timeout = deadline.cap(self.timeout, self.base_url) if deadline else self.timeout
+            started = time.monotonic()
             try:
-                with OPENER.open(request, timeout=self.timeout) as answer:
+                with self.opener.open(request, timeout=timeout) as answer:
                     return Response(answer.status, _decode(answer.read()), dict(answer.headers))
             except urllib.error.HTTPError as err:
                 payload = _decode(err.read())
@@ -117,14 +124,19 @@ class JsonApi:
                     return Response(status, payload, dict(err.headers))
                 last = f"HTTP {status}: {text}"
                 wait = min(self.max_wait, _retry_after(err.headers.get("Retry-After"), wait))
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
+            except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
                 reason = getattr(err, "reason", err)
+                if isinstance(reason, TimeoutError) or time.monotonic() - started >= timeout:
+                    raise ProviderTimeoutError(
+                        f"{self.what}: {method} {path}: {self.base_url} did not answer within "
+                        f"{timeout:g} s"
+                    ) from None
                 last = f"cannot reach {self.base_url}: {reason}"
             if attempt + 1 < self.attempts:
+                if deadline is not None and deadline.remaining() <= wait:
+                    break  # no time left to wait and try again
                 self.sleep(wait)
-        raise ProviderError(
-            f"{self.what}: {method} {path}: {last} (after {self.attempts} attempts)"
-        )
+        raise ProviderError(f"{self.what}: {method} {path}: {last} (after {attempt + 1} attempts)")
 
 
 def _decode(raw: bytes) -> Any:

@@ -20,6 +20,7 @@ from mailstack.dns.plan import Change, RRset, ZoneState
 from mailstack.dns.providers.base import MAIL_TYPES, Provider, absolute, relative_name
 from mailstack.dns.providers.construction import ProviderOptions, credentials_text, settings_of
 from mailstack.dns.providers.http import JsonApi
+from mailstack.dns.providers.reach import Reach
 from mailstack.dns.records import canonical_value, txt_value_from_text, txt_zone_text
 
 TIMEOUT = 10.0  # seconds per request
@@ -54,6 +55,7 @@ class PowerDnsProvider(Provider):
         server_id: str = PowerDnsSettings.server_id,
         timeout: float = TIMEOUT,
         api: JsonApi | None = None,
+        reach: Reach | None = None,
     ) -> None:
         super().__init__(zone)
         base = api_url.rstrip("/")
@@ -65,6 +67,7 @@ class PowerDnsProvider(Provider):
             f"PowerDNS at {base}",
             _error_text,
             timeout=timeout,
+            reach=reach,
         )
         quoted = urllib.parse.quote(absolute(self.zone), safe=".")
         self.path = f"/api/v1/servers/{urllib.parse.quote(server_id)}/zones/{quoted}"
@@ -144,4 +147,5 @@ def from_domain(
         credentials_text(domain, secrets),
         server_id=settings.server_id,
         timeout=options.timeout or TIMEOUT,
+        reach=options.reach(named_by_tenant=True),
     )

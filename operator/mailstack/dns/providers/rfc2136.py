@@ -9,6 +9,10 @@ whole (YXRRSET/NXRRSET) instead of overwriting someone else's change.
 Values are changed record by record (delete the old rdata as read, add the new one), so records of
 a shared RRset that are not ours stay byte for byte as they were, whatever their string split.
 TXT values are written as ≤255-byte strings and read back joined; MX/SRV targets absolute.
+
+Every query, transfer and update gets ``timeout`` seconds in all (dnspython's timeouts are
+totals), cut to what is left of the publication's deadline; the server's name is resolved
+through ``reach.HostGuard`` when there is one (absolute, addresses checked).
 """
 
 from __future__ import annotations
@@ -35,11 +39,17 @@ import dns.zone
 from dns.rdtypes.ANY.TXT import TXT
 
 from mailstack.api.models import MailDomain, Rfc2136Settings, Secret
-from mailstack.dns.errors import CredentialsError, DnsConfigError, ProviderError
+from mailstack.dns.errors import (
+    CredentialsError,
+    DnsConfigError,
+    ProviderError,
+    ProviderTimeoutError,
+)
 from mailstack.dns.ownership import marker_name
 from mailstack.dns.plan import Change, RRset, ZoneState
 from mailstack.dns.providers.base import MAIL_TYPES, Provider
 from mailstack.dns.providers.construction import ProviderOptions, credentials_text, settings_of
+from mailstack.dns.providers.reach import Reach, capped
 from mailstack.dns.records import rdata_value, txt_strings
 
 ALGORITHMS = {"hmac-sha256": dns.tsig.HMAC_SHA256, "hmac-sha512": dns.tsig.HMAC_SHA512}
@@ -74,8 +84,10 @@ class Rfc2136Provider(Provider):
         secret: str | bytes | None = None,
         algorithm: str = Rfc2136Settings.tsig_algorithm,
         timeout: float = TIMEOUT,
+        reach: Reach | None = None,
     ) -> None:
         super().__init__(zone)
+        self.reach = reach or Reach()
         self.server = server
         self.port = port
         self.timeout = timeout
@@ -108,12 +120,20 @@ class Rfc2136Provider(Provider):
 
     def _where(self) -> str:
         if self._address is None:
+            guard = self.reach.guard
+            if guard is not None:
+                self._address = guard.addresses(self.server, self.port)[0]  # all checked
+                return self._address
             try:
                 infos = socket.getaddrinfo(self.server, self.port, type=socket.SOCK_STREAM)
             except OSError as err:
                 raise ProviderError(f"cannot resolve DNS server {self.server}: {err}") from None
             self._address = str(infos[0][4][0])
         return self._address
+
+    def _timeout(self) -> float:
+        """The time one call may take: ``timeout``, or what is left of the deadline."""
+        return capped(self.reach.deadline, self.timeout, f"{self.server}:{self.port}")
 
     def _key(self) -> dns.tsig.Key | None:
         return next(iter(self.keyring.values())) if self.keyring else None
@@ -130,7 +150,7 @@ class Rfc2136Provider(Provider):
         if isinstance(err, dns.tsig.PeerBadTime):
             return CredentialsError(f"{what}: {where}: TSIG BADTIME (clocks differ)")
         if isinstance(err, dns.exception.Timeout):
-            return ProviderError(f"{what}: {where} did not answer within {self.timeout:g} s")
+            return ProviderTimeoutError(f"{what}: {where} did not answer in time")
         if isinstance(err, OSError):
             reason = err.strerror or str(err)
             return ProviderError(f"{what}: cannot reach {where}: {reason}")
@@ -190,7 +210,10 @@ class Rfc2136Provider(Provider):
         if key is not None:
             query.use_tsig(self.keyring, key.name, algorithm=key.algorithm)
         try:
-            dns.query.inbound_xfr(self._where(), zone, query, port=self.port, timeout=self.timeout)
+            timeout = self._timeout()
+            dns.query.inbound_xfr(
+                self._where(), zone, query, port=self.port, timeout=timeout, lifetime=timeout
+            )
         except dns.xfr.TransferError as err:
             if err.rcode in (dns.rcode.REFUSED, dns.rcode.NOTAUTH, dns.rcode.NOTIMP):
                 raise _TransferRefused() from None
@@ -219,7 +242,7 @@ class Rfc2136Provider(Provider):
                     query.use_tsig(self.keyring, key.name, algorithm=key.algorithm)
                 try:
                     response, _ = dns.query.udp_with_fallback(
-                        query, self._where(), timeout=self.timeout, port=self.port
+                        query, self._where(), timeout=self._timeout(), port=self.port
                     )
                 except (dns.exception.DNSException, OSError) as err:
                     raise self._fail(err, f"reading {name} {rtype}") from None
@@ -282,7 +305,7 @@ class Rfc2136Provider(Provider):
             try:
                 self.writes += 1
                 response = dns.query.tcp(
-                    update, self._where(), timeout=self.timeout, port=self.port
+                    update, self._where(), timeout=self._timeout(), port=self.port
                 )
             except (dns.exception.DNSException, OSError) as err:
                 raise self._fail(err, what) from None
@@ -306,4 +329,5 @@ def from_domain(
         secret=credentials_text(domain, secrets),
         algorithm=settings.tsig_algorithm,
         timeout=options.timeout or TIMEOUT,
+        reach=options.reach(named_by_tenant=True),
     )

@@ -25,7 +25,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from mailstack.api.models import MailDomain, Route53Settings, Secret
-from mailstack.dns.errors import CredentialsError, DnsConfigError, ProviderError
+from mailstack.dns.errors import CredentialsError, DnsConfigError, DnsError, ProviderError
 from mailstack.dns.plan import Change, RRset, ZoneState
 from mailstack.dns.providers.aws.route53_api import TIMEOUT, make_client
 from mailstack.dns.providers.base import MAIL_TYPES, Provider, absolute, relative_name
@@ -129,6 +129,8 @@ class Route53Provider(Provider):
         for attempt in range(self.attempts):
             try:
                 return getattr(self.client, method)(**kwargs)
+            except DnsError:
+                raise  # already one line (a timeout, the publication's deadline)
             except Exception as err:
                 code = _error_code(err)
                 if code is None:
@@ -240,6 +242,7 @@ def from_domain(
             session_token,
             endpoint=options.route53_endpoint,
             timeout=options.timeout or TIMEOUT,
+            reach=options.reach(named_by_tenant=False),
         )
     return Route53Provider(settings.hosted_zone_id, client)
 

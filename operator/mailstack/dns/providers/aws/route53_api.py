@@ -12,6 +12,7 @@ Route 53 is global: one endpoint, requests signed for us-east-1 whatever region 
 from __future__ import annotations
 
 import http.client
+import time
 import urllib.error
 import urllib.request
 import xml.etree.ElementTree as ET
@@ -20,8 +21,10 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from mailstack.dns.errors import ProviderTimeoutError
 from mailstack.dns.providers.aws.sigv4 import ROUTE53_REGION, ROUTE53_SERVICE, sign_request
 from mailstack.dns.providers.http import OPENER
+from mailstack.dns.providers.reach import Reach, opener
 
 ENDPOINT = "https://route53.amazonaws.com"
 API_VERSION = "2013-04-01"
@@ -219,6 +222,7 @@ class Route53RestClient:
         endpoint: str = ENDPOINT,
         timeout: float = TIMEOUT,
         clock: Callable[[], datetime] = _utcnow,
+        reach: Reach | None = None,
     ) -> None:
         self.access_key = access_key
         self.secret_key = secret_key
@@ -226,6 +230,8 @@ class Route53RestClient:
         self.endpoint = endpoint.rstrip("/")
         self.timeout = timeout
         self.clock = clock
+        self.reach = reach or Reach()
+        self.opener = opener(self.reach) if reach is not None else OPENER
         self.requests = 0
 
     def _request(
@@ -256,8 +262,11 @@ class Route53RestClient:
         )
         request = urllib.request.Request(url, data=body, method=method, headers=headers)
         self.requests += 1
+        deadline = self.reach.deadline
+        timeout = deadline.cap(self.timeout, self.endpoint) if deadline else self.timeout
+        started = time.monotonic()
         try:
-            with OPENER.open(request, timeout=self.timeout) as answer:  # no redirects
+            with self.opener.open(request, timeout=timeout) as answer:  # no redirects
                 raw = answer.read()
         except urllib.error.HTTPError as err:
             raise error_from_answer(err.code, err.read()) from None
@@ -268,6 +277,11 @@ class Route53RestClient:
             http.client.HTTPException,
         ) as err:
             reason = getattr(err, "reason", None) or err
+            if isinstance(reason, TimeoutError) or time.monotonic() - started >= timeout:
+                raise ProviderTimeoutError(
+                    f"Route 53: {method} {path}: {self.endpoint} did not answer within "
+                    f"{timeout:g} s"
+                ) from None
             raise Route53Error(
                 "NetworkingError", _one_line(f"cannot reach {self.endpoint}: {reason}")
             ) from None
@@ -344,6 +358,7 @@ def make_client(
     session_token: str | None,
     endpoint: str | None = None,
     timeout: float = TIMEOUT,
+    reach: Reach | None = None,
 ) -> Route53RestClient:
     """The Route 53 client for these credentials.
 
@@ -353,5 +368,10 @@ def make_client(
     """
     del region
     return Route53RestClient(
-        access_key, secret_key, session_token, endpoint=endpoint or ENDPOINT, timeout=timeout
+        access_key,
+        secret_key,
+        session_token,
+        endpoint=endpoint or ENDPOINT,
+        timeout=timeout,
+        reach=reach,
     )

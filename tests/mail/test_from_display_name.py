@@ -1,0 +1,70 @@
+"""Submission: the From: header's display name or comments show no address but the sender's.
+
+Found by a check from outside: a logged-in user could put someone else's address where a mail
+client shows the author (the display name, a comment, an encoded word) and have the mail signed
+with the domain's DKIM key. rspamd's MAILSTACK_FROM_ADDRESS_IN_NAME (rspamd.lua) refuses it.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+
+import pytest
+
+from tests.mail.conftest import Stack
+from tests.mail.messages import token
+from tests.mail.test_submission import PORTS, login, wait_for_raw
+
+ALICE = "alice@example.com"
+REFUSED = (
+    b"5.7.1 The display name of the From: header must not show an address other than "
+    b"your sender address"
+)
+
+
+def _encoded(text: str) -> str:
+    return f"=?utf-8?b?{base64.b64encode(text.encode()).decode()}?="
+
+
+def _submit(stack: Stack, port: str, from_header: str, subject: str) -> tuple[int, bytes]:
+    raw = f"From: {from_header}\r\nTo: erin@example.com\r\nSubject: {subject}\r\n"
+    raw += f"Date: {email.utils.formatdate()}\r\nMessage-ID: {email.utils.make_msgid()}\r\n"
+    with login(stack, port, "alice") as smtp:
+        assert smtp.mail(ALICE)[0] == 250
+        assert smtp.rcpt("erin@example.com")[0] == 250
+        return smtp.data((raw + "\r\nhello\r\n").encode())
+
+
+@pytest.mark.parametrize("port", PORTS)
+def test_another_address_in_the_display_name_or_a_comment_is_refused(
+    stack: Stack, port: str
+) -> None:
+    forms = [
+        f'"bob@example.com" <{ALICE}>',  # a quoted display name
+        f"{_encoded('bob@example.com')} <{ALICE}>",  # an encoded word
+        f"{ALICE} (bob@example.com)",  # a comment
+        f'"BOB@EXAMPLE.COM" <{ALICE}>',  # another case
+        f'"Bob <bob@example.com>" <{ALICE}>',  # angle brackets inside the name
+        f'"{_encoded("bob@example.com")}" <{ALICE}>',  # an encoded word in quotes
+        f'"bob\uff20example.com" <{ALICE}>',  # a full-width at sign
+    ]
+    for form in forms:
+        code, text = _submit(stack, port, form, token("spoofed name"))
+        assert (code, text) == (554, REFUSED), (form, code, text)
+
+
+@pytest.mark.parametrize("port", PORTS)
+def test_display_names_without_another_address_are_sent(stack: Stack, port: str) -> None:
+    forms = [
+        f'"{ALICE}" <{ALICE}>',  # the address itself as the name
+        f'"Alice@Example.com" <{ALICE}>',  # ... in another case
+        f"{ALICE} (Alice Example)",  # a comment without an address
+        f"{_encoded('Jörg Müller')} <{ALICE}>",  # an encoded word
+        f'"Alice @ Home (sales)" <{ALICE}>',  # an at sign that makes no address
+    ]
+    for form in forms:
+        subject = token("own name")
+        code, text = _submit(stack, port, form, subject)
+        assert code == 250, (form, code, text)
+        wait_for_raw(stack, "erin", lambda r, s=subject: s.encode() in r, "alice's mail")
