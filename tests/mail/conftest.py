@@ -494,6 +494,24 @@ def without_sink_envelope(raw: bytes) -> bytes:
     return b"\n".join(lines)
 
 
+# Python source for probes run in a pod's namespaces: ``client_context(cert, key)``, a TLS
+# client context that verifies nothing and shows the certificate and key given as PEM (none
+# when ``cert`` is empty).
+CLIENT_CONTEXT_SOURCE = """
+import os, ssl, tempfile
+def client_context(cert, key):
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    if cert:
+        folder = tempfile.mkdtemp()
+        paths = [os.path.join(folder, n) for n in ("c.pem", "k.pem")]
+        for path, pem in zip(paths, (cert, key)):
+            open(path, "w").write(pem)
+        context.load_cert_chain(*paths)
+    return context
+"""
+
 # The GTUBE test string: every spam filter must reject it (rspamd: reject action).
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 

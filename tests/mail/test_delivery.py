@@ -28,6 +28,7 @@ import pytest
 from mailstack.agent.daemons import DOVECOT_CONF, expunge_commands
 from mailstack.material.pki import generate_client_certificate
 from tests.mail.conftest import (
+    CLIENT_CONTEXT_SOURCE,
     GTUBE,
     HOSTNAME,
     PASSWORDS,
@@ -526,23 +527,17 @@ def test_a_redirect_is_not_signed_again_with_our_key(stack: Stack, extra: str) -
 
 
 # What the mda-submit port answers a client inside the MDA pod, by the certificate it shows.
-MDA_SUBMIT_PROBE = """
-import smtplib, ssl, sys, tempfile, os
-cert, key = sys.argv[1], sys.argv[2]
-context = ssl.create_default_context()
-context.check_hostname = False
-context.verify_mode = ssl.CERT_NONE
-if cert:
-    folder = tempfile.mkdtemp()
-    paths = [os.path.join(folder, n) for n in ("c.pem", "k.pem")]
-    for path, pem in zip(paths, (cert, key)):
-        open(path, "w").write(pem)
-    context.load_cert_chain(*paths)
+MDA_SUBMIT_PROBE = (
+    CLIENT_CONTEXT_SOURCE
+    + """
+import smtplib, sys
+context = client_context(sys.argv[1], sys.argv[2])
 with smtplib.SMTP("example-com-mta", 10587, timeout=20) as smtp:
     smtp.starttls(context=context)
     smtp.ehlo("probe")
     print(smtp.mail("")[0], smtp.rcpt("someone@example.net")[0])
 """
+)
 
 
 def test_the_mda_submit_port_relays_only_for_dovecots_certificate(stack: Stack) -> None:

@@ -90,7 +90,8 @@ done
 
 def rendered_lookup(tmp_path: Path) -> dict[str, str]:
     """The relay lookup parameters' effective values in the main.cf rendered for a relay."""
-    files = render_postfix_config(service(Relay(host="relay.tenant-b", port=2525)), None)
+    relay = service(Relay(host="relay.tenant-b", port=2525))
+    files = render_postfix_config(relay, None, "AB:CD")  # the MDA fingerprint: not looked at
     conf = tmp_path / "rendered"
     conf.mkdir()
     for name, text in files.items():

@@ -16,6 +16,7 @@ from mailstack.agent.next_hops import (
     reach,
     resolve,
 )
+from mailstack.render import layout
 from tests.unit.test_agent import _get
 
 GOLDEN_MAIN_CF = (
@@ -23,11 +24,17 @@ GOLDEN_MAIN_CF = (
 )
 
 
+# Where the agent's tunnel carries Postfix's SASL socket (the pod spec's env).
+CARRIED = {layout.SASL_TUNNEL_SOCKET: "example-com-mda:12345"}
+
+
 def test_the_rendered_main_cf_names_the_lmtp_and_auth_services() -> None:
-    assert next_hops(GOLDEN_MAIN_CF.read_text()) == [
+    assert next_hops(GOLDEN_MAIN_CF.read_text(), CARRIED) == [
         ("LMTP", "example-com-mda", 24),
         ("auth", "example-com-mda", 12345),
     ]
+    # Without the tunnel's target, the SASL socket is local: no next hop to check.
+    assert next_hops(GOLDEN_MAIN_CF.read_text()) == [("LMTP", "example-com-mda", 24)]
 
 
 def test_main_cf_parameters_skip_comments_and_join_continuations() -> None:
@@ -54,6 +61,7 @@ def test_the_probe_names_what_does_not_resolve_or_answer(tmp_path: Path) -> None
         str(main_cf),
         resolver=addresses.get,
         connector=lambda address, port: "refused" if port in refused else None,
+        carried=CARRIED,
     )
     assert probe() is None
     refused.add(24)

@@ -106,6 +106,7 @@ class SessionMaterial:
     ca: CertificateAuthority
     tls: ServerCertificate
     mda_client: ClientCertificate
+    mta_client: ClientCertificate
     alice_hash: str
     bob_hash: str
 
@@ -119,6 +120,7 @@ def session_material() -> SessionMaterial:
         ca=ca,
         tls=issue_server_certificate(ca, [f"mail.{DOMAIN}", DOMAIN], NOW),
         mda_client=generate_client_certificate("example-com-mda", NOW),
+        mta_client=generate_client_certificate("example-com-mta", NOW),
         alice_hash=hash_password(ALICE_PASSWORD, rounds=4),
         bob_hash=hash_password("bob-example-password", rounds=4),
     )
@@ -346,7 +348,13 @@ def render_docs(docs: dict[str, Any], *, resolve: bool = False) -> Rendered:
     if resolve:
         # The real resolution (password validation and hashing, relay credentials), with the
         # session's DKIM key and certificates handed in as already rendered Secrets.
-        base = Material(dkim=dkim, tls=parts.tls, ca=parts.ca, mda_client=parts.mda_client)
+        base = Material(
+            dkim=dkim,
+            tls=parts.tls,
+            ca=parts.ca,
+            mda_client=parts.mda_client,
+            mta_client=parts.mta_client,
+        )
         for name, data in material_secrets(domain.name, base).items():
             secrets[name] = _as_secret(name, data)
         material, problems = resolve_material(service, secrets, NOW, password_rounds=4)
@@ -369,6 +377,7 @@ def render_docs(docs: dict[str, Any], *, resolve: bool = False) -> Rendered:
             else None,
             relay_ca=relay_ca_pem() if domain.relay and domain.relay.ca else None,
             mda_client=parts.mda_client,
+            mta_client=parts.mta_client,
         )
     zone = render_zone(desired_records(service.domain, material.dkim))
     try:
@@ -485,7 +494,6 @@ def user_main_cf(service: MailService) -> dict[str, str]:
         "mydomain": dom.domain,
         "virtual_mailbox_domains": dom.domain,
         "virtual_transport": f"lmtp:inet:{mda}:{layout.LMTP_PORT.number}",
-        "smtpd_sasl_path": f"inet:{mda}:{layout.SASL_PORT.number}",
         "message_size_limit": str(dom.limits.message_size),
         "smtpd_recipient_limit": str(dom.limits.recipients_per_message),
     }

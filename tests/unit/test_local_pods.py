@@ -40,9 +40,11 @@ def test_every_statefulset_becomes_one_pod_with_its_claims(
         "subPath": "rspamd-db",
     } in rspamd.mounts
     assert rspamd.command[-4:] == ["agent", "rspamd", "--health-port", "9102"]
-    # The container's env as rendered (glibc malloc settings for rspamd), as a kubelet sets it.
+    # The container's env as rendered (glibc malloc settings for rspamd, where the agent beside
+    # Postfix finds Dovecot's auth service), as a kubelet sets it.
     assert rspamd.env["GLIBC_TUNABLES"].startswith("glibc.malloc.")
-    assert next(c for c in mta.containers if c.name == "postfix").env == {}
+    postfix = next(c for c in mta.containers if c.name == "postfix")
+    assert postfix.env == {"MAILSTACK_AUTH_SERVER": "example-com-mda:12345"}
 
 
 def test_public_ports_go_to_the_pod_that_declares_them(

@@ -94,10 +94,10 @@ def test_every_place_opens_the_ports_of_the_table(
 
     dovecot = parse_dovecot_conf(render_dovecot_conf(service))
     listening = {int(s.get("port")) for s in _sections(dovecot) if s.name == "inet_listener"} - {0}
-    assert listening == _open(protocols, "mda") | {
-        layout.LMTP_PORT.number,
-        layout.SASL_PORT.number,
-    }
+    # LMTP and SASL: the agent's TLS tunnel listens (agent/tunnel.py), onto Dovecot's sockets.
+    assert listening == _open(protocols, "mda")
+    sockets = {s.arg for s in _sections(dovecot) if s.name == "unix_listener"}
+    assert {layout.DOVECOT_LMTP_SOCKET_NAME, layout.DOVECOT_AUTH_SOCKET_NAME} <= sockets
     served = set(dovecot.get("protocols").split())
     assert served == {"lmtp"} | {
         name

@@ -58,7 +58,7 @@ def service(relay: Relay | None) -> MailService:
 
 def files_for(case: str) -> dict[str, str]:
     relay = RELAYS[case]
-    return render_postfix_config(service(relay), CA_PEM if relay and relay.ca else None)
+    return render_postfix_config(service(relay), CA_PEM if relay and relay.ca else None, "AB:CD")
 
 
 @pytest.mark.parametrize("case", list(RELAYS))
@@ -76,7 +76,7 @@ def test_outbound_tls_follows_the_relay(case: str) -> None:
 
 def test_a_relay_ca_without_its_certificates_is_not_rendered() -> None:
     with pytest.raises(RenderError, match="no CA certificates for the relay"):
-        render_postfix_config(service(RELAYS["ca"]), None)
+        render_postfix_config(service(RELAYS["ca"]), None, "AB:CD")
 
 
 @pytest.mark.parametrize("case", list(RELAYS))

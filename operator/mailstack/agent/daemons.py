@@ -24,6 +24,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+
 POSTFIX_MASTER = "/usr/lib/postfix/sbin/master"
 DOVECOT_CONF = f"{layout.DOVECOT_CONFIG_DIR}/dovecot.conf"
 # The scan probe's deadline: under the kubelet's probe timeout (5 s, render.workloads), far above
@@ -54,6 +55,7 @@ class Daemon:
         readiness: list[Callable[[], str | None]] | None = None,  # /readyz only (agent.health)
         stop_signal: int = 15,
         housekeeping: list[list[str]] | None = None,  # run daily, in order (agent.housekeeping)
+        tunnels: bool = False,  # agent.tunnel.open_tunnels(name), after prepare
     ) -> None:
         self.name = name
         self.command = command
@@ -64,6 +66,7 @@ class Daemon:
         self.readiness = readiness or []
         self.stop_signal = stop_signal
         self.housekeeping = housekeeping or []
+        self.tunnels = tunnels
 
 
 def _require(binary: str, package: str) -> str:
@@ -96,16 +99,20 @@ def _directory(path: str, uid: int = 0, gid: int = 0, mode: int = 0o755) -> None
         raise AgentError(f"{path} is not writable for uid {os.geteuid()}: check the volume")
 
 
-def probe_banner(port: int, prefix: bytes, host: str = "127.0.0.1") -> Callable[[], str | None]:
-    """Healthy when something on the port greets with the given prefix within 3 s."""
+def probe_banner(
+    port: int | str, prefix: bytes, host: str = "127.0.0.1"
+) -> Callable[[], str | None]:
+    """Healthy when something on the port (or the unix socket at that path) greets with the
+    given prefix within 3 s."""
 
     def probe() -> str | None:
         # A numeric address and a plain connect: socket.create_connection would resolve it
         # with getaddrinfo, which loads glibc's NSS machinery into the agent (~0.5 MB).
-        conn = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+        family = _socket.AF_UNIX if isinstance(port, str) else _socket.AF_INET
+        conn = _socket.socket(family, _socket.SOCK_STREAM)
         try:
             conn.settimeout(3)
-            conn.connect((host, port))
+            conn.connect(port if isinstance(port, str) else (host, port))
             greeting = conn.recv(512)
         except OSError as err:
             return f"port {port}: {err}"
@@ -136,6 +143,7 @@ def _prepare_postfix() -> None:
     uid, gid = _ids("postfix")
     _directory(layout.QUEUE_DIR, 0, 0, 0o755)
     _directory(layout.POSTFIX_DATA_DIR, uid, gid, 0o700)
+    _directory(layout.SASL_TUNNEL_DIR, 0, 0, 0o755)
     wait_for_config_age(layout.POSTFIX_CONFIG_DIR)
     run([postfix, "-c", layout.POSTFIX_CONFIG_DIR, "post-install", "create-missing"], check=True)
 
@@ -155,12 +163,14 @@ def postfix() -> Daemon:
             layout.USERS_DIR,
             layout.TLS_DIR,
             layout.MDA_CLIENT_DIR,
+            layout.MTA_CLIENT_DIR,
         ],
         prepare=_prepare_postfix,
         reload=_reload_postfix,
         probes=enabled,
         # Ready only when the Services Postfix hands mail and logins to resolve and answer.
         readiness=[probe_next_hops(f"{layout.POSTFIX_CONFIG_DIR}/main.cf")],
+        tunnels=True,
     )
 
 
@@ -231,8 +241,10 @@ def dovecot() -> Daemon:
         watched=[layout.DOVECOT_CONFIG_DIR, layout.TLS_DIR, layout.MDA_CLIENT_DIR],
         prepare=_prepare_dovecot_all,
         reload=_reload_dovecot,
-        probes=[probe_banner(layout.LMTP_PORT.number, b"220 ")],
+        # LMTP's socket behind the tunnel; the tunnels report themselves.
+        probes=[probe_banner(layout.DOVECOT_LMTP_SOCKET, b"220 ")],
         housekeeping=expunge_commands(),
+        tunnels=True,
     )
 
 

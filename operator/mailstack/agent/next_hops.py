@@ -15,8 +15,10 @@ and Postfix's business, and its failure is the daemons' log's.
 from __future__ import annotations
 
 import _socket  # not socket: see mailstack.agent.health
+import os
 
 from mailstack.agent.processes import ProcessError, run
+from mailstack.render import layout
 
 # Not typing.TYPE_CHECKING (see mailstack.agent.command).
 TYPE_CHECKING = False
@@ -60,12 +62,15 @@ def inet_endpoint(value: str) -> tuple[str, int] | None:
     return host, int(port)
 
 
-def next_hops(main_cf: str) -> list[tuple[str, str, int]]:
-    """(purpose, host, port) of each internal next hop main.cf names over TCP."""
+def next_hops(main_cf: str, carried: dict[str, str] | None = None) -> list[tuple[str, str, int]]:
+    """(purpose, host, port) of each internal next hop main.cf names over TCP. ``carried``: a
+    local socket main.cf names and the ``host:port`` the agent's tunnel carries it to (Postfix's
+    SASL client, agent.tunnel), which is then the next hop."""
     parameters = main_cf_parameters(main_cf)
     hops = []
     for name, purpose in NEXT_HOP_PARAMETERS:
-        endpoint = inet_endpoint(parameters.get(name, ""))
+        value = parameters.get(name, "")
+        endpoint = inet_endpoint((carried or {}).get(value, value))
         if endpoint is not None:
             hops.append((purpose, *endpoint))
     return hops
@@ -99,14 +104,18 @@ def probe_next_hops(
     main_cf_path: str,
     resolver: Callable[[str], str | None] = resolve,
     connector: Callable[[str, int], str | None] = reach,
+    carried: dict[str, str] | None = None,
 ) -> Callable[[], str | None]:
     """A readiness probe: healthy when every next hop of the main.cf resolves and accepts a
-    connection; else what failed, naming the parameter's purpose, host and port."""
+    connection; else what failed, naming the parameter's purpose, host and port. ``carried``
+    (``next_hops``) defaults to the agent's SASL tunnel and the target the pod spec gives it."""
+    if carried is None:
+        carried = {layout.SASL_TUNNEL_SOCKET: os.environ.get(layout.AUTH_SERVER_ENV, "")}
 
     def probe() -> str | None:
         try:
             with open(main_cf_path, encoding="utf-8") as main_cf:
-                hops = next_hops(main_cf.read())
+                hops = next_hops(main_cf.read(), carried)
         except OSError as err:
             return f"{main_cf_path}: {err}"
         problems = []

@@ -4,7 +4,8 @@ The daemon is a child process that inherits stdout/stderr (its logs are the cont
 SIGTERM/SIGINT are forwarded; when the daemon exits, the agent exits with its status so the
 kubelet (or ``mailstack up``) restarts the container. Mounted config changes are detected by
 digest every ``poll`` seconds and, once stable for one more poll, trigger the daemon's reload.
-The daemon's housekeeping commands (``agent.housekeeping``) are started from the same loop.
+The daemon's housekeeping commands (``agent.housekeeping``) are started from the same loop; its
+tunnels (``agent.tunnel``) are opened after the preparation and closed with the daemon.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import signal as _signal
     from types import FrameType
+
+    from mailstack.agent.tunnel import Tunnel
 else:
     # The C module under ``signal``, whose enum import would cost every agent about 0.7 MB.
     import _signal
@@ -37,13 +40,24 @@ def run_daemon(daemon: Daemon, health_port: int | None, poll: float = 2.0) -> in
     except (AgentError, OSError, ProcessError) as err:
         log(f"{daemon.name}: cannot prepare: {err}")
         return 1
-    state = HealthState(daemon.probes, daemon.readiness)
+    tunnels: list[Tunnel] = []
+    try:
+        if daemon.tunnels:  # _ssl is imported only by the agents that run a tunnel
+            from mailstack.agent.tunnel import open_tunnels
+
+            tunnels = open_tunnels(daemon.name)
+    except (AgentError, OSError, ValueError, KeyError) as err:  # KeyError: no postfix user
+        log(f"{daemon.name}: cannot open its tunnels: {err}")
+        return 1
+    state = HealthState([*daemon.probes, *(t.problem for t in tunnels)], daemon.readiness)
     server = serve_health(state, health_port) if health_port else None
     seen = fingerprint(daemon.watched)
     try:
         process = Child(daemon.command)
     except ProcessError as err:
         log(f"{daemon.name}: {err}")
+        for tunnel in tunnels:
+            tunnel.shutdown()
         if server is not None:
             server.shutdown()
         return 1
@@ -81,6 +95,8 @@ def run_daemon(daemon: Daemon, health_port: int | None, poll: float = 2.0) -> in
     finally:
         chores.stop()
         state.running = False
+        for tunnel in tunnels:
+            tunnel.shutdown()
         if server is not None:
             server.shutdown()
     log(f"{daemon.name} exited with status {code}")

@@ -34,6 +34,9 @@ class Material:
     # What Dovecot presents to Postfix to send mail written by Sieve scripts. Always resolved;
     # the render refuses material without it.
     mda_client: ClientCertificate | None = None
+    # What Postfix presents to Dovecot's LMTP and auth service (through the agents' tunnel,
+    # agent/tunnel.py), pinned there. Always resolved, like mda_client.
+    mta_client: ClientCertificate | None = None
 
     def password_hash(self, address: str) -> str | None:
         return dict(self.password_hashes).get(address)

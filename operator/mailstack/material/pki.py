@@ -1,5 +1,5 @@
 """The internal CA and the server certificates it issues for Postfix and Dovecot, and the MDA's
-client certificate.
+and the MTA's pinned certificates.
 
 One CA per MailDomain (issuer ``internal``): clients that must trust the service get ``ca.crt``.
 Certificates are short-lived (90 days) and reissued 30 days before they expire, when the names
@@ -8,6 +8,8 @@ change, or when the CA changes, so the same code path is exercised often instead
 The MDA's client certificate is how Dovecot proves itself to Postfix when it sends mail that Sieve
 scripts write (redirects, vacation replies): self-signed, and trusted by the fingerprint of its
 public key alone, so no CA (ours or a public one) can mint another certificate Postfix accepts.
+The MTA's is the same kind of certificate, shown to the MDA pod's LMTP and auth ports (the
+agents' tunnel), which pin it as Postfix pins the MDA's; the MDA's serves those ports too.
 All times come from the caller's ``now``; serial numbers from the caller's random source.
 """
 

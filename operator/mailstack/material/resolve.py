@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from mailstack.api.assemble import MailService
 from mailstack.api.errors import FieldError, Problem
@@ -77,6 +77,10 @@ def mda_client_secret_name(name: str) -> str:
     return f"{name}-mda-client"
 
 
+def mta_client_secret_name(name: str) -> str:
+    return f"{name}-mta-client"
+
+
 def material_secret_names(name: str) -> list[str]:
     """The operator-owned Secrets the material is read back from (and written to)."""
     return [
@@ -85,6 +89,7 @@ def material_secret_names(name: str) -> list[str]:
         tls_secret_name(name),
         users_secret_name(name),
         mda_client_secret_name(name),
+        mta_client_secret_name(name),
     ]
 
 
@@ -122,14 +127,15 @@ def resolve_material(
         password_hashes=tuple(sorted(hashes.items())),
         relay_credentials=relay,
         relay_ca=relay_ca,
-        mda_client=_resolve_mda_client(dom, secrets, now, random_bytes),
+        mda_client=_resolve_client(dom, secrets, now, random_bytes, "mda"),
+        mta_client=_resolve_client(dom, secrets, now, random_bytes, "mta"),
     )
     return material, problems
 
 
 def material_secrets(name: str, material: Material) -> dict[str, dict[str, bytes]]:
-    """The data of the ``<name>-dkim``, ``<name>-ca``, ``<name>-tls`` and ``<name>-mda-client``
-    Secrets to render.
+    """The data of the ``<name>-dkim``, ``<name>-ca``, ``<name>-tls``, ``<name>-mda-client`` and
+    ``<name>-mta-client`` Secrets to render.
 
     Exactly the layout ``resolve_material`` reads back. The DKIM key is stored in the form rspamd
     loads (``DkimKey.rspamd_private_key``), so the Secret can be mounted as rspamd's key file.
@@ -152,11 +158,16 @@ def material_secrets(name: str, material: Material) -> dict[str, dict[str, bytes
             TLS_KEY_KEY: material.tls.key_pem.encode("ascii"),
             CA_CERT_KEY: material.tls.ca_pem.encode("ascii"),
         }
-    if material.mda_client is not None:
-        result[mda_client_secret_name(name)] = {
-            TLS_CERT_KEY: material.mda_client.cert_pem.encode("ascii"),
-            TLS_KEY_KEY: material.mda_client.key_pem.encode("ascii"),
-        }
+    clients = (
+        (mda_client_secret_name, material.mda_client),
+        (mta_client_secret_name, material.mta_client),
+    )
+    for secret_name, client in clients:
+        if client is not None:
+            result[secret_name(name)] = {
+                TLS_CERT_KEY: client.cert_pem.encode("ascii"),
+                TLS_KEY_KEY: client.key_pem.encode("ascii"),
+            }
     return result
 
 
@@ -200,15 +211,21 @@ def _resolve_ca(
     return generate_ca(f"mailstack CA for {dom.domain}", now, random_bytes=random_bytes)
 
 
-def _resolve_mda_client(
-    dom: MailDomain, secrets: Mapping[str, Secret], now: datetime, random_bytes: RandomBytes
+def _resolve_client(
+    dom: MailDomain,
+    secrets: Mapping[str, Secret],
+    now: datetime,
+    random_bytes: RandomBytes,
+    pod: Literal["mda", "mta"],
 ) -> ClientCertificate:
-    # A new pair gets its fingerprint pinned by the same render, so Postfix and Dovecot agree.
-    keys = (TLS_CERT_KEY, TLS_KEY_KEY)
-    stored = _stored_pair(secrets, mda_client_secret_name(dom.name), keys, load_client_certificate)
+    """The identity of the MDA or the MTA pod towards the other one.
+
+    A new pair gets pinned by the same render, so Postfix and Dovecot agree."""
+    name = (mda_client_secret_name if pod == "mda" else mta_client_secret_name)(dom.name)
+    stored = _stored_pair(secrets, name, (TLS_CERT_KEY, TLS_KEY_KEY), load_client_certificate)
     if stored is not None:
         return stored
-    return generate_client_certificate(f"{dom.name}-mda", now, random_bytes=random_bytes)
+    return generate_client_certificate(f"{dom.name}-{pod}", now, random_bytes=random_bytes)
 
 
 def _resolve_tls(

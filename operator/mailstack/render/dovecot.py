@@ -66,6 +66,8 @@ def render_dovecot_conf(service: MailService) -> str:
             "mail": layout.MAIL_DIR,
             "mda_client_cert": layout.MDA_CLIENT_CERT,
             "mda_client_key": layout.MDA_CLIENT_KEY,
+            "lmtp_socket": layout.DOVECOT_LMTP_SOCKET_NAME,
+            "auth_socket": layout.DOVECOT_AUTH_SOCKET_NAME,
         },
         names=layout.object_names(domain.name),
         mda_submit_port=layout.MDA_SUBMIT_PORT.number,

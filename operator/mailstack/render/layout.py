@@ -22,6 +22,7 @@ USERS_DIR = "/etc/mailstack/users"
 TLS_DIR = "/etc/mailstack/tls"
 DKIM_DIR = "/etc/mailstack/dkim"
 MDA_CLIENT_DIR = "/etc/mailstack/mda-client"
+MTA_CLIENT_DIR = "/etc/mailstack/mta-client"
 SIEVE_DIR = "/etc/mailstack/sieve"
 CLAMAV_CONFIG_DIR = "/etc/mailstack/clamav"
 
@@ -41,6 +42,20 @@ MILTER_SOCKET = f"{MILTER_DIR}/rspamd.sock"
 # The envelope sender of the agent's health probe (agent/milter_probe), which it sends as from
 # 127.0.0.1: rspamd's rspamd.lua answers that message without scanning or logging it.
 MILTER_PROBE_SENDER = "probe@localhost"
+# Dovecot's LMTP and auth services listen on unix sockets only; the dovecot container's agent
+# reaches them from its TLS listeners on LMTP_PORT and SASL_PORT (agent/tunnel.py).
+# (dovecot.conf names them relative to its base_dir, DOVECOT_RUN_DIR).
+DOVECOT_LMTP_SOCKET_NAME = "lmtp-tunnel"
+DOVECOT_AUTH_SOCKET_NAME = "auth-tunnel"
+DOVECOT_LMTP_SOCKET = f"{DOVECOT_RUN_DIR}/{DOVECOT_LMTP_SOCKET_NAME}"
+DOVECOT_AUTH_SOCKET = f"{DOVECOT_RUN_DIR}/{DOVECOT_AUTH_SOCKET_NAME}"
+# emptyDir of the postfix container: the socket on which its agent takes Postfix's SASL
+# connections to Dovecot's auth service and carries them over TLS to SASL_PORT.
+SASL_TUNNEL_DIR = "/run/mailstack/sasl"
+SASL_TUNNEL_SOCKET = f"{SASL_TUNNEL_DIR}/auth"
+# The env variable that tells the postfix container's agent where Dovecot's auth service is
+# (``<mda Service>:<SASL_PORT>``): the Service name depends on the MailDomain.
+AUTH_SERVER_ENV = "MAILSTACK_AUTH_SERVER"
 # ClamAV's signature databases, on the queue volume (a subPath): freshclam writes them, clamd
 # reads them, and a restarted pod does not download them again.
 CLAMAV_DB_DIR = "/var/lib/clamav"
@@ -59,6 +74,8 @@ RELAY_PASSWORDS = f"{USERS_DIR}/relay_passwords"
 MDA_CLIENT_CERT = f"{MDA_CLIENT_DIR}/tls.crt"
 MDA_CLIENT_KEY = f"{MDA_CLIENT_DIR}/tls.key"
 MDA_CLIENT_CERTS = f"{MDA_CLIENT_DIR}/clientcerts"  # the fingerprint map, in the MTA pod
+MTA_CLIENT_CERT = f"{MTA_CLIENT_DIR}/tls.crt"
+MTA_CLIENT_KEY = f"{MTA_CLIENT_DIR}/tls.key"
 # The login Postfix reports to rspamd for mail that Sieve scripts send (a milter macro on the
 # mda-submit port). Not an address, so no user can log in with it.
 SIEVE_LOGIN = "mailstack-sieve"
@@ -174,7 +191,8 @@ PUBLIC_PORTS: tuple[Port, ...] = (
         srv=Srv("_sieve._tcp", 0, "ManageSieve with STARTTLS", rfc="RFC 5804"),
     ),
 )
-# Internal ports: always on, never announced.
+# Internal ports: always on, never announced. LMTP and SASL are TLS with a pinned client
+# certificate on both ends (the MTA's), served by the dovecot container's agent.
 LMTP_PORT = Port("lmtp", 24, "mda")
 SASL_PORT = Port("sasl", 12345, "mda")
 # Where Dovecot hands Postfix the mail that Sieve scripts send (redirects, vacation replies),
@@ -201,6 +219,7 @@ def object_names(name: str) -> dict[str, str]:
         "ca": f"{name}-ca",
         "dkim": f"{name}-dkim",
         "mda_client": f"{name}-mda-client",
+        "mta_client": f"{name}-mta-client",
         "service_account": name,
         "pdb": name,
         "dns_endpoint": f"{name}-dns",  # externalDNS provider only

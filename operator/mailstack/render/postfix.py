@@ -37,10 +37,15 @@ def _paths() -> dict[str, str]:
         "tls_key": layout.TLS_KEY,
         "milter_socket": layout.MILTER_SOCKET,
         "mda_clientcerts": layout.MDA_CLIENT_CERTS,
+        "mta_client_cert": layout.MTA_CLIENT_CERT,
+        "mta_client_key": layout.MTA_CLIENT_KEY,
+        "sasl_tunnel": layout.SASL_TUNNEL_SOCKET,
     }
 
 
-def render_postfix_main_cf(service: MailService) -> str:
+def render_postfix_main_cf(service: MailService, mda_fingerprint: str) -> str:
+    """``mda_fingerprint``: the MDA certificate's public key (``public_key_fingerprint``), the
+    only server certificate Postfix's LMTP client accepts."""
     domain = service.domain
     own_ca = domain.relay is not None and domain.relay.ca is not None
     return render_template(
@@ -49,7 +54,7 @@ def render_postfix_main_cf(service: MailService) -> str:
         names=layout.object_names(domain.name),
         paths=_paths(),
         lmtp_port=layout.LMTP_PORT.number,
-        sasl_port=layout.SASL_PORT.number,
+        mda_fingerprint=mda_fingerprint,
         # The address, not where it leads: the alias map routes it, so adding a Mailbox never
         # changes main.cf (and never rolls the pod).
         postmaster=f"postmaster@{domain.domain}" if service.postmaster_target() else None,
@@ -94,10 +99,13 @@ def render_postfix_master_cf(service: MailService) -> str:
     )
 
 
-def render_postfix_config(service: MailService, relay_ca: str | None) -> dict[str, str]:
-    """The files of the ``<name>-postfix`` ConfigMap; ``relay_ca`` is ``Material.relay_ca``."""
+def render_postfix_config(
+    service: MailService, relay_ca: str | None, mda_fingerprint: str
+) -> dict[str, str]:
+    """The files of the ``<name>-postfix`` ConfigMap; ``relay_ca`` is ``Material.relay_ca``,
+    ``mda_fingerprint`` the public key fingerprint of ``Material.mda_client``."""
     files = {
-        "main.cf": render_postfix_main_cf(service),
+        "main.cf": render_postfix_main_cf(service, mda_fingerprint),
         "master.cf": render_postfix_master_cf(service),
     }
     relay = service.domain.relay

@@ -11,7 +11,7 @@ import base64
 
 from mailstack.api.assemble import MailService
 from mailstack.kubedoc import Obj
-from mailstack.material import Material
+from mailstack.material import ClientCertificate, Material
 from mailstack.render import layout
 from mailstack.render.dovecot import render_dovecot_config
 from mailstack.render.network import (
@@ -104,12 +104,16 @@ def render_tls_objects(service: MailService, material: Material) -> list[Obj]:
     ]
 
 
-def render_mda_client_secret(service: MailService, material: Material) -> Obj:
-    """Dovecot's client certificate and key (mounted in the MDA pod), and the map of its public
-    key fingerprint that Postfix trusts (mounted in the MTA pod)."""
-    client = material.mda_client
+def _client(service: MailService, client: ClientCertificate | None, pod: str) -> ClientCertificate:
     if client is None:
-        raise RenderError(f"{service.domain.ref}: no client certificate for the MDA")
+        raise RenderError(f"{service.domain.ref}: no client certificate for the {pod.upper()}")
+    return client
+
+
+def render_mda_client_secret(service: MailService, material: Material) -> Obj:
+    """Dovecot's certificate and key (mounted in the MDA pod), and the map of its public key
+    fingerprint that Postfix trusts (mounted in the MTA pod with the certificate, not the key)."""
+    client = _client(service, material.mda_client, "mda")
     names = layout.object_names(service.domain.name)
     return _secret(
         service,
@@ -123,6 +127,15 @@ def render_mda_client_secret(service: MailService, material: Material) -> Obj:
     )
 
 
+def render_mta_client_secret(service: MailService, material: Material) -> Obj:
+    """Postfix's client certificate and key towards Dovecot's LMTP and auth service (mounted in
+    the MTA pod; the certificate alone in the MDA pod, which pins it)."""
+    client = _client(service, material.mta_client, "mta")
+    names = layout.object_names(service.domain.name)
+    data = {"tls.crt": client.cert_pem, "tls.key": client.key_pem}
+    return _secret(service, names["mta_client"], "mta", data)
+
+
 def render_stack(
     service: MailService, material: Material, options: RenderOptions | None = None
 ) -> list[Obj]:
@@ -131,7 +144,10 @@ def render_stack(
     domain = service.domain
     names = layout.object_names(domain.name)
 
-    postfix_files = render_postfix_config(service, material.relay_ca)
+    mda_client = _client(service, material.mda_client, "mda")
+    postfix_files = render_postfix_config(
+        service, material.relay_ca, mda_client.public_key_fingerprint()
+    )
     rspamd_files = render_rspamd_config(service)
     dovecot_files = render_dovecot_config(service)
     users = render_users_secret_data(service, material)
@@ -162,6 +178,7 @@ def render_stack(
         ),
         *render_tls_objects(service, material),
         render_mda_client_secret(service, material),
+        render_mta_client_secret(service, material),
         render_public_service(service),
         render_mda_service(service),
         render_mta_service(service),

@@ -181,13 +181,17 @@ def render_mta_statefulset(
             mount("users", layout.USERS_DIR),
             mount("tls", layout.TLS_DIR),
             mount("mda-client", layout.MDA_CLIENT_DIR),
+            mount("mta-client", layout.MTA_CLIENT_DIR),
             mount("queue", layout.QUEUE_VOLUME, read_only=False),
             mount("postfix-data", layout.POSTFIX_DATA_DIR, read_only=False),
             mount("milter", layout.MILTER_DIR, read_only=False),
+            mount("sasl-tunnel", layout.SASL_TUNNEL_DIR, read_only=False),
             mount("tmp", "/tmp", read_only=False),
         ],
         container_resources(settings, "postfix"),
         POSTFIX_CAPABILITIES,
+        # Where the agent's tunnel takes Postfix's SASL connections (agent/tunnel.py).
+        env={layout.AUTH_SERVER_ENV: f"{names['mda_service']}:{layout.SASL_PORT.number}"},
     )
     rspamd = container(
         "rspamd",
@@ -214,11 +218,13 @@ def render_mta_statefulset(
         config_map_volume("rspamd-config", names["rspamd_config"]),
         secret_volume("users", names["users"], user_keys),
         secret_volume("tls", names["tls"], ["tls.crt", "tls.key", "ca.crt"]),
-        # The public key fingerprint Postfix trusts, not the key.
-        secret_volume("mda-client", names["mda_client"], ["clientcerts"]),
+        # The MDA's certificate and the fingerprint Postfix trusts, not the key.
+        secret_volume("mda-client", names["mda_client"], ["clientcerts", "tls.crt"]),
+        secret_volume("mta-client", names["mta_client"], ["tls.crt", "tls.key"]),
         secret_volume("dkim", names["dkim"]),
         empty_dir("postfix-data"),
         empty_dir("milter"),
+        empty_dir("sasl-tunnel", memory=True),
         empty_dir("rspamd-run", memory=True),
         empty_dir("tmp"),
     ]
@@ -259,6 +265,7 @@ def render_mda_statefulset(
             mount("sieve", layout.SIEVE_DIR),
             mount("tls", layout.TLS_DIR),
             mount("mda-client", layout.MDA_CLIENT_DIR),
+            mount("mta-client", layout.MTA_CLIENT_DIR),
             mount("mail", layout.MAIL_DIR, read_only=False),
             mount("dovecot-state", layout.DOVECOT_STATE_DIR, read_only=False),
             mount("dovecot-run", layout.DOVECOT_RUN_DIR, read_only=False),
@@ -274,6 +281,8 @@ def render_mda_statefulset(
         secret_volume("users", names["users"], ["passwd"]),
         secret_volume("tls", names["tls"], ["tls.crt", "tls.key", "ca.crt"]),
         secret_volume("mda-client", names["mda_client"], ["tls.crt", "tls.key"]),
+        # The certificate the agent's LMTP and SASL tunnel pins (agent/tunnel.py), not the key.
+        secret_volume("mta-client", names["mta_client"], ["tls.crt"]),
         empty_dir("dovecot-state"),
         empty_dir("dovecot-run", memory=True),
         empty_dir("tmp"),

@@ -1,0 +1,362 @@
+"""Owns the agents' mutual-TLS tunnels, the only way to Dovecot's LMTP and auth services.
+
+Dovecot cannot demand a client certificate on LMTP (``ssl_verify_client_cert`` only asks for
+one; ``auth_ssl_require_client_cert`` concerns logins), and neither its auth service nor
+Postfix's Dovecot SASL client speaks TLS. So both services listen on unix sockets inside the MDA
+pod, and the dovecot container's agent serves ``LMTP_PORT`` and ``SASL_PORT`` over TLS for the
+MTA's certificate alone, passing the bytes on to those sockets. In the MTA pod, Postfix's LMTP
+client speaks TLS itself (it presents the MTA's certificate and pins the MDA's); its SASL client
+cannot, so the postfix container's agent takes it on a unix socket and carries it to
+``SASL_PORT`` the same way (the ``client`` side here).
+
+Pinning: each side holds the other's self-signed certificate (the public part) and accepts that
+certificate only, compared byte for byte after the handshake; no CA takes part. The files are
+read for every connection, so new material is used without a restart. Each connection has one
+thread (``_thread``, as the health server), which does the handshake and then moves bytes both
+ways with ``select``: an ``SSLSocket`` must not be read and written from two threads at once.
+The agent imports ``_ssl`` only when it runs a tunnel (about 2.5 MB more RSS in the postfix and
+dovecot containers; the rspamd container runs none): the C modules under ``ssl`` and
+``socket``, as ``agent.health`` uses them, since ``ssl`` and ``socket`` with their enums made it
+about 8 MB.
+"""
+
+from __future__ import annotations
+
+import _socket  # not socket, nor ssl: see the docstring
+import _ssl
+import _thread
+import binascii
+import os
+import pwd
+import select
+import sys
+
+from mailstack.render import layout
+
+# Not typing.TYPE_CHECKING (see mailstack.agent.command).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Protocol
+
+    class _TlsObject(Protocol):
+        """What ``_SSLContext._wrap_socket`` returns (typeshed does not describe it)."""
+
+        def do_handshake(self) -> None: ...
+        def read(self, size: int) -> bytes: ...
+        def write(self, data: bytes) -> int: ...
+        def pending(self) -> int: ...
+        def getpeercert(self, binary_form: bool) -> bytes | None: ...
+
+
+# A peer that has not finished the TLS handshake by then is dropped.
+HANDSHAKE_TIMEOUT = 10.0
+# A session with no byte either way for this long is closed (Postfix reconnects when it needs to).
+IDLE_TIMEOUT = 3600.0
+# Connections served at once; more wait in the listen queue.
+MAX_CONNECTIONS = 200
+CHUNK = 65536
+
+
+def _log(message: str) -> None:
+    print(f"mailstack-agent: tunnel: {message}", file=sys.stderr, flush=True)
+
+
+class Socket(_socket.socket):
+    """``_socket.socket`` that ``_ssl`` can wrap: it keeps a weak reference to the socket."""
+
+    __slots__ = ("__weakref__",)
+
+
+class Identity:
+    """Where one end's certificate and key are, and the peer's certificate it accepts."""
+
+    __slots__ = ("cert", "key", "peer")
+
+    def __init__(self, cert: str, key: str, peer: str) -> None:
+        self.cert = cert
+        self.key = key
+        self.peer = peer
+
+    def pinned(self) -> bytes:
+        """The DER form of the one certificate the peer must present."""
+        with open(self.peer, encoding="ascii") as handle:
+            text = handle.read()
+        begin, end = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
+        if begin not in text or end not in text:
+            raise ValueError(f"{self.peer} holds no PEM certificate")
+        return binascii.a2b_base64(text.split(begin, 1)[1].split(end, 1)[0])
+
+    def context(self, server_side: bool) -> _ssl._SSLContext:
+        """A TLS context presenting our certificate. A server requires a client certificate
+        that verifies against the pinned one (self-signed: it is its own trust anchor); a
+        client checks the server's certificate only by the comparison after the handshake, as
+        the MDA's certificate is a client certificate."""
+        protocol = _ssl.PROTOCOL_TLS_SERVER if server_side else _ssl.PROTOCOL_TLS_CLIENT
+        context = _ssl._SSLContext(protocol)
+        context.minimum_version = _ssl.PROTO_TLSv1_2
+        context.load_cert_chain(self.cert, self.key)
+        if server_side:
+            context.verify_mode = _ssl.CERT_REQUIRED
+            context.load_verify_locations(self.peer)
+        else:
+            context.check_hostname = False
+            context.verify_mode = _ssl.CERT_NONE
+        return context
+
+
+class Session:
+    """A TLS session over a socket (``_ssl``'s object, which does not own the socket)."""
+
+    def __init__(self, sock: _socket.socket, tls: _TlsObject) -> None:
+        self.sock = sock
+        self.tls = tls
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def recv(self, size: int) -> bytes:
+        return self.tls.read(size)
+
+    def send(self, data: bytes) -> int:
+        return self.tls.write(data)
+
+    def pending(self) -> int:
+        return self.tls.pending()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def handshake(sock: _socket.socket, identity: Identity, server_side: bool) -> Session:
+    """The TLS session over ``sock`` once the peer showed the pinned certificate; raises
+    ``OSError`` (``_ssl.SSLError`` among them) otherwise; the socket is the caller's to close."""
+    sock.settimeout(HANDSHAKE_TIMEOUT)
+    context = identity.context(server_side)
+    tls: _TlsObject = context._wrap_socket(sock, server_side, None)  # type: ignore[attr-defined]
+    tls.do_handshake()
+    if tls.getpeercert(True) != identity.pinned():
+        raise _ssl.SSLError("the peer's certificate is not the pinned one")
+    return Session(sock, tls)
+
+
+def relay(session: Session, plain: _socket.socket, idle: float = IDLE_TIMEOUT) -> None:
+    """Move bytes both ways until either side closes, errs or stays idle ``idle`` seconds."""
+    session.sock.setblocking(False)
+    plain.setblocking(False)
+    tls: Session | _socket.socket = session
+    both: tuple[Session | _socket.socket, Session | _socket.socket] = (tls, plain)
+    other = {tls: plain, plain: tls}
+    # Bytes read from one side and not yet written to the other, keyed by the receiver.
+    waiting: dict[Session | _socket.socket, bytes] = {tls: b"", plain: b""}
+    retry = (_ssl.SSLWantReadError, _ssl.SSLWantWriteError, BlockingIOError)
+    ended = False
+    try:
+        while not ended or waiting[tls] or waiting[plain]:
+            readers = [] if ended else [s for s in both if not waiting[other[s]]]
+            writers = [s for s in both if waiting[s]]
+            ready: list[Session | _socket.socket]
+            writable: list[Session | _socket.socket]
+            if tls in readers and session.pending():
+                ready, writable = [tls], []  # decrypted bytes that select cannot see
+            else:
+                ready, writable, _ = select.select(readers, writers, [], idle)
+                if not ready and not writable:
+                    return
+            for side in ready:
+                try:
+                    data = side.recv(CHUNK)
+                except retry:
+                    continue
+                if not data:
+                    ended = True
+                    break
+                waiting[other[side]] += data
+            for side in writable:
+                try:
+                    sent = side.send(waiting[side])
+                except retry:
+                    continue
+                waiting[side] = waiting[side][sent:]
+    except OSError:
+        return
+    finally:
+        session.close()
+        plain.close()
+
+
+class Tunnel:
+    """One listener and the connections it relays. ``accept_tls``: the listener speaks TLS and
+    the target is plain (the MDA side); otherwise the reverse (the MTA side)."""
+
+    def __init__(
+        self,
+        name: str,
+        listener: _socket.socket,
+        connect: Callable[[], _socket.socket],
+        identity: Identity,
+        accept_tls: bool,
+    ) -> None:
+        self.name = name
+        self.listener = listener
+        self.connect = connect
+        self.identity = identity
+        self.accept_tls = accept_tls
+        self.active = 0
+        self.closed = False
+        self.lock = _thread.allocate_lock()
+
+    def serve_forever(self) -> None:
+        while not self.closed:
+            try:
+                # The C method that socket.socket.accept wraps (typeshed does not list it).
+                fd, _ = self.listener._accept()  # type: ignore[attr-defined]
+            except OSError:
+                if self.closed:
+                    return
+                continue
+            conn = Socket(fileno=fd)
+            with self.lock:
+                if self.active >= MAX_CONNECTIONS:
+                    conn.close()
+                    continue
+                self.active += 1
+            _thread.start_new_thread(self._serve, (conn,))
+
+    def _serve(self, conn: _socket.socket) -> None:
+        target: _socket.socket | None = None
+        try:
+            if self.accept_tls:
+                tls = handshake(conn, self.identity, server_side=True)
+                target = self.connect()
+                relay(tls, target)
+            else:
+                target = self.connect()
+                relay(handshake(target, self.identity, server_side=False), conn)
+        except (OSError, ValueError) as err:  # _ssl.SSLError is an OSError
+            _log(f"{self.name}: connection refused or failed: {err}")
+        finally:
+            conn.close()
+            if target is not None:
+                target.close()
+            with self.lock:
+                self.active -= 1
+
+    def problem(self) -> str | None:
+        """For the readiness probe: None while the tunnel listens."""
+        return f"the {self.name} tunnel is closed" if self.closed else None
+
+    def shutdown(self) -> None:
+        self.closed = True
+        try:  # noqa: SIM105 (see agent.health)
+            self.listener.shutdown(_socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.listener.close()
+
+
+def tcp_listener(port: int) -> _socket.socket:
+    """A listener on every address of the pod: IPv6 and IPv4 where the pod has IPv6."""
+    for family, host in ((_socket.AF_INET6, "::"), (_socket.AF_INET, "0.0.0.0")):
+        try:
+            listener = _socket.socket(family, _socket.SOCK_STREAM)
+        except OSError:
+            continue  # no IPv6 in this pod
+        try:
+            listener.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+            if family == _socket.AF_INET6:
+                listener.setsockopt(_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY, 0)
+            listener.bind((host, port))
+        except OSError:
+            listener.close()
+            if family == _socket.AF_INET:
+                raise
+            continue
+        listener.listen(64)
+        return listener
+    raise OSError(f"cannot listen on port {port}")
+
+
+def unix_listener(path: str, owner: tuple[int, int] | None = None) -> _socket.socket:
+    """A listener on a unix socket that only ``owner`` (uid, gid), or our own user, may use."""
+    if os.path.exists(path):
+        os.unlink(path)  # left by the container's previous run
+    listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    listener.bind(path)
+    if owner is not None:
+        os.chown(path, *owner)
+    os.chmod(path, 0o600)
+    listener.listen(64)
+    return listener
+
+
+def unix_connector(path: str) -> Callable[[], _socket.socket]:
+    def connect() -> _socket.socket:
+        sock = Socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        try:
+            sock.connect(path)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    return connect
+
+
+def tcp_connector(address: str) -> Callable[[], _socket.socket]:
+    """Connects to ``host:port`` (a Service name, resolved at each connection)."""
+    host, _, port = address.rpartition(":")
+
+    def connect() -> _socket.socket:
+        failure: OSError = OSError(f"{address}: no address")
+        for family, kind, proto, _name, where in _socket.getaddrinfo(
+            host.strip("[]"), int(port), 0, _socket.SOCK_STREAM
+        ):
+            sock = Socket(family, kind, proto)
+            sock.settimeout(HANDSHAKE_TIMEOUT)
+            try:
+                sock.connect(where)
+            except OSError as err:
+                sock.close()
+                failure = err
+                continue
+            return sock
+        raise failure
+
+    return connect
+
+
+def start(tunnel: Tunnel) -> Tunnel:
+    _thread.start_new_thread(tunnel.serve_forever, ())
+    return tunnel
+
+
+def open_postfix_tunnels() -> list[Tunnel]:
+    """Postfix's SASL client, on a unix socket only the postfix user may use, to Dovecot's
+    auth service over TLS: the MTA's certificate shown, the MDA's pinned."""
+    server = os.environ.get(layout.AUTH_SERVER_ENV, "")
+    if ":" not in server:
+        raise ValueError(f"{layout.AUTH_SERVER_ENV} is not set to host:port (the pod spec's)")
+    identity = Identity(layout.MTA_CLIENT_CERT, layout.MTA_CLIENT_KEY, layout.MDA_CLIENT_CERT)
+    postfix = pwd.getpwnam("postfix")
+    listener = unix_listener(layout.SASL_TUNNEL_SOCKET, (postfix.pw_uid, postfix.pw_gid))
+    return [start(Tunnel("sasl", listener, tcp_connector(server), identity, accept_tls=False))]
+
+
+def open_dovecot_tunnels() -> list[Tunnel]:
+    """LMTP and SASL over TLS, for the MTA's certificate only, onto Dovecot's unix sockets."""
+    identity = Identity(layout.MDA_CLIENT_CERT, layout.MDA_CLIENT_KEY, layout.MTA_CLIENT_CERT)
+    opened: list[Tunnel] = []
+    for port, socket_path in (
+        (layout.LMTP_PORT, layout.DOVECOT_LMTP_SOCKET),
+        (layout.SASL_PORT, layout.DOVECOT_AUTH_SOCKET),
+    ):
+        listener = tcp_listener(port.number)
+        connect = unix_connector(socket_path)
+        opened.append(start(Tunnel(port.name, listener, connect, identity, accept_tls=True)))
+    return opened
+
+
+def open_tunnels(daemon: str) -> list[Tunnel]:
+    """The tunnels of the agent beside ``daemon``, listening."""
+    return {"postfix": open_postfix_tunnels, "dovecot": open_dovecot_tunnels}[daemon]()

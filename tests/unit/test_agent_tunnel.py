@@ -1,0 +1,144 @@
+"""The agents' mutual-TLS tunnel: the pinned certificate passes, every other client is refused,
+and bytes go both ways unchanged (agent/tunnel.py)."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from mailstack.agent import tunnel
+from mailstack.material.pki import ClientCertificate, generate_client_certificate
+
+NOW = datetime.now(UTC)
+
+
+def _files(folder: Path, name: str, pair: ClientCertificate) -> tuple[str, str]:
+    cert, key = folder / f"{name}.crt", folder / f"{name}.key"
+    cert.write_text(pair.cert_pem)
+    key.write_text(pair.key_pem)
+    return str(cert), str(key)
+
+
+class Pairs:
+    def __init__(self, folder: Path) -> None:
+        self.mda = _files(folder, "mda", generate_client_certificate("x-mda", NOW))
+        self.mta = _files(folder, "mta", generate_client_certificate("x-mta", NOW))
+        self.other = _files(folder, "other", generate_client_certificate("x-mta", NOW))
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory: pytest.TempPathFactory) -> Pairs:
+    return Pairs(tmp_path_factory.mktemp("pairs"))
+
+
+def _echo_server(path: str) -> socket.socket:
+    """A unix socket that greets with ``hello`` and then echoes each chunk upper-cased."""
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(path)
+    listener.listen()
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                try:
+                    conn.sendall(b"hello\n")
+                    while data := conn.recv(4096):
+                        conn.sendall(data.upper())
+                except OSError:
+                    continue  # the tunnel closed the session
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener
+
+
+@pytest.fixture
+def mda_side(tmp_path: Path, pairs: Pairs) -> Iterator[int]:
+    """The MDA's tunnel: TLS on a free port, for the MTA's certificate, onto an echo socket."""
+    echo = _echo_server(str(tmp_path / "echo"))
+    identity = tunnel.Identity(*pairs.mda, pairs.mta[0])
+    listener = socket.create_server(("127.0.0.1", 0))
+    server = tunnel.start(
+        tunnel.Tunnel(
+            "lmtp", listener, tunnel.unix_connector(str(tmp_path / "echo")), identity, True
+        )
+    )
+    yield listener.getsockname()[1]
+    server.shutdown()
+    echo.close()
+
+
+def _client(port: int, cert: tuple[str, str] | None) -> bytes:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    if cert is not None:
+        context.load_cert_chain(*cert)
+    try:
+        with context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5)) as tls:
+            greeting = tls.recv(100)
+            tls.sendall(b"x" * 100_000)
+            echoed = b""
+            while len(echoed) < 100_000:
+                chunk = tls.recv(65536)
+                if not chunk:
+                    break
+                echoed += chunk
+            return greeting + echoed
+    except (OSError, ssl.SSLError):
+        return b"refused"
+
+
+def test_the_pinned_certificate_passes_and_bytes_go_both_ways(mda_side: int, pairs: Pairs) -> None:
+    assert _client(mda_side, pairs.mta) == b"hello\n" + b"X" * 100_000
+
+
+def test_another_certificate_or_none_is_refused(mda_side: int, pairs: Pairs) -> None:
+    assert _client(mda_side, pairs.other) == b"refused"  # same name, another key
+    assert _client(mda_side, pairs.mda) == b"refused"  # the server's own
+    assert _client(mda_side, None) == b"refused"
+    with socket.create_connection(("127.0.0.1", mda_side), timeout=5) as plain:
+        plain.sendall(b"LHLO probe\r\n")
+        try:
+            answer = plain.recv(100)
+        except ConnectionResetError:
+            answer = b""
+        assert answer == b""  # no greeting, whichever way the connection ends
+
+
+def _through_mta_side(tmp_path: Path, mda_port: int, identity: tunnel.Identity) -> bytes:
+    """Postfix's view: a plain unix socket, carried over TLS to the MDA's port."""
+    path = str(tmp_path / "auth")
+    listener = tunnel.unix_listener(path)
+    connect = tunnel.tcp_connector(f"127.0.0.1:{mda_port}")
+    client = tunnel.start(tunnel.Tunnel("sasl", listener, connect, identity, False))
+    try:
+        with socket.socket(socket.AF_UNIX) as conn:
+            conn.settimeout(5)
+            conn.connect(path)
+            greeting = conn.recv(100)
+            if greeting:
+                conn.sendall(b"auth\n")
+                greeting += conn.recv(100)
+            return greeting
+    finally:
+        client.shutdown()
+
+
+def test_the_mta_side_carries_a_unix_socket_to_the_pinned_server(
+    tmp_path: Path, mda_side: int, pairs: Pairs
+) -> None:
+    assert _through_mta_side(tmp_path, mda_side, tunnel.Identity(*pairs.mta, pairs.mda[0])) == (
+        b"hello\nAUTH\n"
+    )
+    # A server with another certificate than the pinned one gets nothing.
+    assert _through_mta_side(tmp_path, mda_side, tunnel.Identity(*pairs.mta, pairs.other[0])) == b""
