@@ -3,10 +3,15 @@ carries it: read from the rendered main.cf, resolved and connected to for real o
 
 from __future__ import annotations
 
+import os
 import socket
+import time
 from pathlib import Path
 
+import pytest
+
 from mailstack.agent import daemons
+from mailstack.agent import next_hops as next_hops_module
 from mailstack.agent.health import HealthState, serve_health
 from mailstack.agent.next_hops import (
     inet_endpoint,
@@ -105,3 +110,17 @@ def test_postfix_is_ready_only_with_its_next_hops() -> None:
     postfix = daemons.postfix()
     assert len(postfix.readiness) == 1
     assert [d.readiness for d in (daemons.dovecot(), daemons.rspamd())] == [[], []]
+
+
+def test_a_resolver_that_never_answers_gives_not_resolved_within_the_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A getent that hangs, as one behind an unanswering DNS server does.
+    hanging = tmp_path / "getent"
+    hanging.write_text("#!/bin/sh\nexec sleep 30\n")
+    hanging.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.setattr(next_hops_module, "RESOLVE_TIMEOUT", 1)
+    started = time.monotonic()
+    assert resolve("example-com-mda") is None
+    assert time.monotonic() - started < 10

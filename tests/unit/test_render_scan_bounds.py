@@ -16,6 +16,9 @@ from mailstack.render.rspamd import SCAN_LIMITS, SCAN_TIMEOUT_SECONDS, render_rs
 from tests.parsers import parse_main_cf
 from tests.support import example_service
 
+# Any public key fingerprint: these tests read the milter settings, not the LMTP client's.
+MDA_FINGERPRINT = ":".join(["AB"] * 32)
+
 
 def service(on_scan_failure: str) -> MailService:
     return example_service(spam=Spam(on_scan_failure=on_scan_failure))
@@ -31,7 +34,7 @@ def seconds(value: str) -> int:
 def test_the_scan_failure_policy_reaches_postfix_and_the_complexity_filter(
     policy: str, lua_accept: str
 ) -> None:
-    params = parse_main_cf(render_postfix_main_cf(service(policy)))
+    params = parse_main_cf(render_postfix_main_cf(service(policy), MDA_FINGERPRINT))
     assert params["milter_default_action"] == policy
     lua = render_rspamd_config(service(policy))["rspamd.lua"]
     assert re.search(rf"^local accept = {lua_accept}$", lua, re.M)
@@ -41,7 +44,7 @@ def test_the_scan_failure_policy_reaches_postfix_and_the_complexity_filter(
 def test_postfix_waits_longer_than_rspamd_scans_and_rspamd_scans_with_more_than_one_process() -> (
     None
 ):
-    params = parse_main_cf(render_postfix_main_cf(service("tempfail")))
+    params = parse_main_cf(render_postfix_main_cf(service("tempfail"), MDA_FINGERPRINT))
     assert seconds(params["milter_content_timeout"]) > SCAN_TIMEOUT_SECONDS
     assert seconds(params["milter_command_timeout"]) < 30
     files = render_rspamd_config(service("tempfail"))

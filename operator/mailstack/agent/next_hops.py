@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 CONNECT_TIMEOUT = 2.0
+# A resolver that never answers must make the probe say "not ready", not hang it past the
+# kubelet's probe timeout (which would read as a failed probe with no reason).
+RESOLVE_TIMEOUT = 3
 # main.cf parameters that name an internal next hop, and what each is for.
 NEXT_HOP_PARAMETERS = (("virtual_transport", "LMTP"), ("smtpd_sasl_path", "auth"))
 
@@ -79,7 +82,9 @@ def next_hops(main_cf: str, carried: dict[str, str] | None = None) -> list[tuple
 def resolve(host: str) -> str | None:
     """The first address ``getent ahosts`` gives for ``host``; None when it does not resolve."""
     try:
-        code, output = run(["getent", "ahosts", host], capture=True)
+        code, output = run(
+            ["timeout", "-k", "1", str(RESOLVE_TIMEOUT), "getent", "ahosts", host], capture=True
+        )
     except ProcessError:
         return None
     words = output.split()
