@@ -165,17 +165,93 @@ def test_a_maildomain_names_every_unreadable_secret() -> None:
     assert "this MailDomain refers to" in message
 
 
-def test_an_update_is_checked_for_the_references_it_adds_only() -> None:
+UPDATE_NOTE = "; a change of the spec is checked against every Secret it refers to"
+
+
+def test_an_update_of_metadata_or_status_only_is_not_checked() -> None:
     before = maildomain(relay=RELAY)
-    # Another user (a controller, a colleague adding a label) keeps the references: admitted.
+    # kubectl label, kopf's finalizer and annotations, the operator's status: no spec change.
     relabelled = {**before, "metadata": {**before["metadata"], "labels": {"team": "a"}}}
     assert admit(MALLORY, relabelled, old=before) is None
-    # A reference changed to another Secret is a new reference.
-    moved = maildomain(relay={**RELAY, "credentialsSecretRef": {"name": "stolen"}})
-    message = admit(MALLORY, moved, old=before)
-    assert message is not None and message.startswith("you may not get Secret stolen of ")
+    kopf_update = {
+        **before,
+        "metadata": {
+            **before["metadata"],
+            "finalizers": ["mailstack.dev/finalizer"],
+            "annotations": {"mailstack.dev/last-handled-configuration": "{}"},
+        },
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+    }
+    assert admit(MALLORY, kopf_update, old=before) is None
     assert admit(MALLORY, mailbox("alice-pw"), old=mailbox("alice-pw")) is None
+
+
+def test_a_spec_change_is_checked_against_every_secret_it_refers_to() -> None:
+    before = maildomain(relay=RELAY)
+    # A reference changed to another Secret.
+    moved = maildomain(relay={**RELAY, "credentialsSecretRef": {"name": "stolen"}})
+    assert admit(MALLORY, moved, old=before) == (
+        "you may not get Secret stolen, relay-ca of namespace tenant-a, which this MailDomain "
+        "refers to: a MailDomain or Mailbox may refer only to Secrets its author may read (the "
+        "operator reads them)" + UPDATE_NOTE
+    )
     assert admit(MALLORY, mailbox("other"), old=mailbox("alice-pw")) is not None
+    # A change of a field that names no Secret, by someone who may get them all: admitted.
+    bigger = maildomain(relay=RELAY, storage={"mailboxes": "20Gi"})
+    assert admit(ALICE, bigger, old=before) is None
+    # ... and by someone who may get none, when the spec names no Secret.
+    assert admit(MALLORY, maildomain(storage={"mailboxes": "20Gi"}), old=maildomain()) is None
+
+
+# The outside check's attacks: the MailDomain was created by ALICE (who may get "relay" and
+# "dns-key"); MALLORY may update MailDomains but may get no Secret. Each update keeps the names
+# of the Secrets and changes where they go or what they are used for.
+TSIG = {
+    "provider": {
+        "rfc2136": {
+            "server": "ns1.example.net",
+            "tsigKeyName": "k",
+            "tsigSecretRef": {"name": "dns-key"},
+        }
+    }
+}
+
+
+def _powerdns(url: str) -> dict[str, Any]:
+    return {"provider": {"powerdns": {"apiUrl": url, "apiKeySecretRef": {"name": "dns-key"}}}}
+
+
+def test_a_kept_relay_secret_may_not_be_pointed_at_another_host() -> None:
+    relay = {"host": "smtp.example.net", "credentialsSecretRef": {"name": "relay"}}
+    before = maildomain(relay=relay)
+    assert admit(ALICE, before) is None
+    assert admit(MALLORY, before) is not None
+    # Postfix would log in to smtp.mallory.example with relay's username and password.
+    after = maildomain(relay={**relay, "host": "smtp.mallory.example"})
+    assert admit(MALLORY, after, old=before) == (
+        "you may not get Secret relay of namespace tenant-a, which this MailDomain refers to: a "
+        "MailDomain or Mailbox may refer only to Secrets its author may read (the operator reads "
+        "them)" + UPDATE_NOTE
+    )
+    assert admit(ALICE, after, old=before) is None
+
+
+def test_a_tsig_key_may_not_be_moved_into_the_relay_password() -> None:
+    # A TSIG key only signs updates (HMAC); as the relay password it is sent in the SASL exchange.
+    before = maildomain(dns=TSIG)
+    stolen = {"name": "dns-key", "usernameKey": "secret", "passwordKey": "secret"}
+    after = maildomain(relay={"host": "smtp.mallory.example", "credentialsSecretRef": stolen})
+    message = admit(MALLORY, after, old=before)
+    assert message is not None and message.startswith("you may not get Secret dns-key of ")
+
+
+def test_a_kept_dns_api_key_may_not_be_sent_to_another_url() -> None:
+    before = maildomain(dns=_powerdns("https://pdns.example.net"))
+    # The PowerDNS API key goes in the X-API-Key header to pdns.mallory.example.
+    after = maildomain(dns=_powerdns("https://pdns.mallory.example"))
+    message = admit(MALLORY, after, old=before)
+    assert message is not None and message.startswith("you may not get Secret dns-key of ")
+    assert admit(ALICE, after, old=before) is None
 
 
 # --- every Secret reference of the CRDs is checked -----------------------------------------------
