@@ -85,7 +85,8 @@ def assemble(
     requires a proof of control it has not given (``proofs`` by MailDomain ref; None: no
     proof is required, as for files) or one over its namespace's limits (``limits``). A
     domain is served by one MailDomain in the whole cluster (all namespaces given): the oldest
-    admitted claim (``MailDomain.claim_order``); every later one gets a problem naming it. A
+    admitted claim (``MailDomain.claim_order``); every later one gets a problem naming it. Host
+    names take part too (``_contest``). A
     Mailbox belongs to the MailDomain of its own namespace that serves its domain, unless the
     limits refuse it.
     """
@@ -106,20 +107,11 @@ def assemble(
         admission = limits.admit_domains(grants.limits_for(namespace), own)
         problems += admission.problems
         refused |= admission.refused
+    admitted = [dom for dom in candidates if dom.ref not in refused]
     by_key: dict[tuple[str, str], MailDomain] = {}
-    winners: dict[str, MailDomain] = {}
-    for dom in candidates:
-        if dom.ref in refused:
-            continue
-        winner = winners.get(dom.domain)
-        if winner is not None:
-            problems.append(
-                Problem(dom.ref, "spec.domain", f"{dom.domain} is already served by {winner.ref}")
-            )
-            continue
-        winners[dom.domain] = dom
+    for dom in _contest(admitted, problems, hostnames=grants.enforced):
         by_key[(dom.namespace, dom.domain)] = dom
-    claimed_domains = {(d.namespace, d.domain) for d in candidates if d.ref not in refused}
+    claimed_domains = {(d.namespace, d.domain) for d in admitted}
     mailboxes, refused_boxes = _admit_mailboxes(grants, mailboxes, claimed_domains)
     problems += refused_boxes
 
@@ -179,6 +171,62 @@ def assemble(
     return services, problems
 
 
+def _contest(
+    admitted: list[MailDomain], problems: list[Problem], hostnames: bool
+) -> list[MailDomain]:
+    """The admitted MailDomains (in claim order) that win their domain and host name; a
+    problem naming the winner (or the owner) for each one that does not.
+
+    A domain is served once in the cluster: the oldest claim. A host name is shared by the
+    MailDomains of one namespace (one mail host for a tenant's domains) and used by one
+    namespace only: the oldest claim's. A host name equal to or under a domain another
+    namespace claims (admitted) belongs to that domain's owner, whatever the ages. Host names
+    are contested only under the platform's policies (``hostnames``): without them any
+    namespace may claim any domain itself, as for a single team.
+    """
+    claimed_by: dict[str, MailDomain] = {}  # domain -> the first admitted claim of it
+    for dom in admitted:
+        claimed_by.setdefault(dom.domain, dom)
+    domains: dict[str, MailDomain] = {}
+    users: dict[str, MailDomain] = {}  # host name -> its first claim
+    won: list[MailDomain] = []
+    for dom in admitted:
+        winner = domains.get(dom.domain)
+        if winner is not None:
+            why = f"{dom.domain} is already served by {winner.ref}"
+            problems.append(Problem(dom.ref, "spec.domain", why))
+            continue
+        owner = _hostname_owner(dom, claimed_by) if hostnames else None
+        if owner is not None:
+            why = f"{dom.hostname} belongs to {owner.domain}, claimed by {owner.ref}"
+            problems.append(Problem(dom.ref, "spec.hostname", why))
+            continue
+        user = users.get(dom.hostname) if hostnames else None
+        if user is not None and user.namespace != dom.namespace:
+            why = f"{dom.hostname} is already the host name of {user.ref}"
+            problems.append(Problem(dom.ref, "spec.hostname", why))
+            continue
+        domains[dom.domain] = dom
+        users.setdefault(dom.hostname, dom)
+        won.append(dom)
+    return won
+
+
+def _hostname_owner(dom: MailDomain, claimed_by: Mapping[str, MailDomain]) -> MailDomain | None:
+    """The claim of another namespace on a domain that ``dom``'s host name is or is under,
+    nearer to it than ``dom``'s own domain (a host name under its own domain goes with the
+    contest for that domain)."""
+    labels = dom.hostname.split(".")
+    for start in range(len(labels) - 1):
+        suffix = ".".join(labels[start:])
+        if suffix == dom.domain:
+            return None
+        owner = claimed_by.get(suffix)
+        if owner is not None and owner.namespace != dom.namespace:
+            return owner
+    return None
+
+
 def eligibility_problems(
     dom: MailDomain, grants: Grants, proofs: Mapping[str, Proof] | None = None
 ) -> list[Problem]:
@@ -187,8 +235,7 @@ def eligibility_problems(
     refusal = grants.refusal(dom.namespace, dom.domain)
     if refusal is not None:
         return [Problem(dom.ref, "spec.domain", refusal)]
-    # The host name gets A/AAAA, SPF, CAA records and the certificate: granted as well.
-    refusal = grants.refusal(dom.namespace, dom.hostname)
+    refusal = grants.hostname_refusal(dom)
     if refusal is not None:
         return [Problem(dom.ref, "spec.hostname", refusal)]
     not_allowed = grants.service_refusals(dom) + grants.host_refusals(dom)

@@ -18,6 +18,7 @@ from mailstack.controller.documents import (
     password_secret_name,
     referenced_secret_names,
     served_domain,
+    served_hostname,
 )
 from mailstack.controller.memory import DomainKey
 from mailstack.controller.plan import NamespaceView
@@ -47,6 +48,8 @@ class Documents:
         self._domains: dict[tuple[str, str], Obj] = {}
         # Cluster-wide: a domain is served once across all namespaces (the oldest claim).
         self._domains_by_domain: dict[str | None, dict[DomainKey, Obj]] = defaultdict(dict)
+        # Host names contend too (``assemble``): one namespace's, not under another's domain.
+        self._domains_by_hostname: dict[str | None, dict[DomainKey, Obj]] = defaultdict(dict)
         self._domain_secrets: dict[tuple[str, str], set[str]] = defaultdict(set)
 
     # --- Mailboxes ------------------------------------------------------------------------
@@ -94,9 +97,10 @@ class Documents:
         domain = served_domain(doc)
         self._domains[(namespace, name)] = doc
         self._domains_by_domain[domain][(namespace, name)] = doc
+        self._domains_by_hostname[served_hostname(doc)][(namespace, name)] = doc
         for secret in referenced_secret_names(doc, ()):
             self._domain_secrets[(namespace, secret)].add(name)
-        return affected | self._claimants(domain)
+        return affected | self._contender_keys(doc)
 
     def drop_domain(self, namespace: str, name: str) -> set[DomainKey]:
         old = self._domains.pop((namespace, name), None)
@@ -104,14 +108,22 @@ class Documents:
             return set()
         domain = served_domain(old)
         self._remove(self._domains_by_domain, domain, (namespace, name))
+        self._remove(self._domains_by_hostname, served_hostname(old), (namespace, name))
         for secret in referenced_secret_names(old, ()):
             self._discard(self._domain_secrets, (namespace, secret), name)
-        return self._claimants(domain) | {(namespace, name)}
+        return self._contender_keys(old) | {(namespace, name)}
 
     def siblings(self, domain: str | None) -> list[Obj]:
         """The MailDomains of every namespace that claim ``domain`` (``assemble`` picks the one
         that serves it: the oldest claim)."""
         found = self._domains_by_domain.get(domain, {})
+        return [found[key] for key in sorted(found)]
+
+    def contenders(self, doc: Mapping[str, Any]) -> list[Obj]:
+        """The MailDomains of every namespace whose claims ``assemble`` weighs against the raw
+        MailDomain ``doc``'s: those claiming its domain or its host name, those claiming a
+        domain its host name is or is under, those whose host name is or is under its domain."""
+        found = {key: self._domains[key] for key in self._contender_keys(doc)}
         return [found[key] for key in sorted(found)]
 
     def domain(self, namespace: str, name: str) -> Obj | None:
@@ -158,9 +170,20 @@ class Documents:
     def _owners(self, namespace: str, domain: str | None) -> set[DomainKey]:
         return {(namespace, n) for n in self.domain_names(namespace, domain)}
 
-    def _claimants(self, domain: str | None) -> set[DomainKey]:
-        """Every MailDomain claiming ``domain``, in any namespace: one change may hand it over."""
-        return set(self._domains_by_domain.get(domain, {}))
+    def _contender_keys(self, doc: Mapping[str, Any]) -> set[DomainKey]:
+        """Every MailDomain, in any namespace, whose claim contends with ``doc``'s (one change
+        may hand a domain or a host name over)."""
+        domain, hostname = served_domain(doc), served_hostname(doc)
+        keys = set(self._domains_by_domain.get(domain, {}))
+        keys |= set(self._domains_by_hostname.get(hostname, {}))
+        labels = (hostname or "").split(".")
+        for start in range(len(labels) - 1):
+            keys |= set(self._domains_by_domain.get(".".join(labels[start:]), {}))
+        if domain is not None:
+            for name, claims in self._domains_by_hostname.items():
+                if name is not None and (name == domain or name.endswith("." + domain)):
+                    keys |= set(claims)
+        return keys
 
     @staticmethod
     def _remove(index: dict[Any, dict[Any, Obj]], key: Any, name: Any) -> None:
