@@ -129,14 +129,17 @@ def test_one_host_name_is_one_namespaces_the_oldest_claims_and_a_tenant_may_shar
     assert served([later, same_ns], grants) == {later.ref}
 
 
-def test_a_losing_domain_claim_holds_no_host_name() -> None:
+def test_a_host_name_is_held_by_its_oldest_admitted_claim_even_one_losing_its_domain() -> None:
+    # Who holds a host name does not depend on who wins a domain: a reconcile then needs only
+    # the claims on its host name and on the domains above it.
     grants = shared(require_proof=False)
     hostname = "mx.proof.example"
     loser = claim("tenant-b", "b", "shop.proof.example", "2026-12-02T00:00:00Z", hostname=hostname)
-    other = claim("tenant-b", "c", "c.proof.example", "2026-12-03T00:00:00Z")
     user = claim("tenant-a", "d", "d.proof.example", "2026-12-04T00:00:00Z", hostname=hostname)
-    # tenant-b's older claim on mx loses its domain to the owner: tenant-a may use mx.
-    assert served([OWNER, loser, other, user], grants) == {OWNER.ref, other.ref, user.ref}
+    assert served([OWNER, loser, user], grants) == {OWNER.ref}
+    assert hostname_problems([OWNER, loser, user], grants) == [
+        "MailDomain/tenant-a/d: mx.proof.example is already the host name of MailDomain/tenant-b/b"
+    ]
 
 
 def test_a_host_name_refused_hands_the_domain_to_the_next_claim() -> None:
@@ -190,5 +193,13 @@ def test_the_index_finds_every_claim_that_contends_with_a_maildomains() -> None:
     assert names(squat) == {"squat", "shop"}
     assert names(owner) == {"shop", "squat"}
     assert names(shared_host) == {"b", "c"}
+    # Another claim on the squatter's domain: whether the squatter holds its host name (and so
+    # may serve the domain) decides this one's fate too, so the owner is read as well, and a
+    # change of the owner marks it.
+    rival = raw("tenant-b", "rival", "squat.proof.example")
+    assert docs.put_domain(rival) == {("tenant-b", "rival"), ("squatter", "squat")}
+    assert names(rival) == {"rival", "squat", "shop"}
+    assert ("tenant-b", "rival") in docs.put_domain(owner)
+    docs.drop_domain("tenant-b", "rival")
     assert docs.drop_domain("tenant-a", "shop") == {("tenant-a", "shop"), ("squatter", "squat")}
     assert names(squat) == {"squat"}

@@ -174,42 +174,44 @@ def assemble(
 def _contest(
     admitted: list[MailDomain], problems: list[Problem], hostnames: bool
 ) -> list[MailDomain]:
-    """The admitted MailDomains (in claim order) that win their domain and host name; a
-    problem naming the winner (or the owner) for each one that does not.
+    """The admitted MailDomains (in claim order) that win their domain; a problem naming the
+    winner (or the owner) for each one that does not.
 
-    A domain is served once in the cluster: the oldest claim. A host name is shared by the
-    MailDomains of one namespace (one mail host for a tenant's domains) and used by one
-    namespace only: the oldest claim's. A host name equal to or under a domain another
-    namespace claims (admitted) belongs to that domain's owner, whatever the ages. Host names
-    are contested only under the platform's policies (``hostnames``): without them any
-    namespace may claim any domain itself, as for a single team.
+    A host name equal to or under a domain another namespace claims (its first admitted claim)
+    belongs to that domain's owner, whatever the ages. Otherwise a host name is held by its
+    oldest admitted claim: the MailDomains of that one's namespace may share it (one mail host
+    for a tenant's domains), those of others may not. Neither depends on who wins a domain, so
+    a reconcile needs only the claims on its host name and on the domains above it
+    (``Documents.contenders``). A domain is then served once in the cluster: the oldest claim
+    left. Host names are contested only under the platform's policies (``hostnames``): without
+    them any namespace may claim any domain itself, as for a single team.
     """
-    claimed_by: dict[str, MailDomain] = {}  # domain -> the first admitted claim of it
+    refusals: dict[str, Problem] = {}
+    if hostnames:
+        claimed_by: dict[str, MailDomain] = {}  # domain -> its first admitted claim
+        for dom in admitted:
+            claimed_by.setdefault(dom.domain, dom)
+        holders: dict[str, MailDomain] = {}  # host name -> its first admitted claim
+        for dom in admitted:
+            owner = _hostname_owner(dom, claimed_by)
+            if owner is not None:
+                why = f"{dom.hostname} belongs to {owner.domain}, claimed by {owner.ref}"
+                refusals[dom.ref] = Problem(dom.ref, "spec.hostname", why)
+                continue
+            holder = holders.setdefault(dom.hostname, dom)
+            if holder.namespace != dom.namespace:
+                why = f"{dom.hostname} is already the host name of {holder.ref}"
+                refusals[dom.ref] = Problem(dom.ref, "spec.hostname", why)
+    winners: dict[str, MailDomain] = {}
     for dom in admitted:
-        claimed_by.setdefault(dom.domain, dom)
-    domains: dict[str, MailDomain] = {}
-    users: dict[str, MailDomain] = {}  # host name -> its first claim
-    won: list[MailDomain] = []
-    for dom in admitted:
-        winner = domains.get(dom.domain)
-        if winner is not None:
+        if dom.ref in refusals:
+            problems.append(refusals[dom.ref])
+            continue
+        winner = winners.setdefault(dom.domain, dom)
+        if winner is not dom:
             why = f"{dom.domain} is already served by {winner.ref}"
             problems.append(Problem(dom.ref, "spec.domain", why))
-            continue
-        owner = _hostname_owner(dom, claimed_by) if hostnames else None
-        if owner is not None:
-            why = f"{dom.hostname} belongs to {owner.domain}, claimed by {owner.ref}"
-            problems.append(Problem(dom.ref, "spec.hostname", why))
-            continue
-        user = users.get(dom.hostname) if hostnames else None
-        if user is not None and user.namespace != dom.namespace:
-            why = f"{dom.hostname} is already the host name of {user.ref}"
-            problems.append(Problem(dom.ref, "spec.hostname", why))
-            continue
-        domains[dom.domain] = dom
-        users.setdefault(dom.hostname, dom)
-        won.append(dom)
-    return won
+    return list(winners.values())
 
 
 def _hostname_owner(dom: MailDomain, claimed_by: Mapping[str, MailDomain]) -> MailDomain | None:

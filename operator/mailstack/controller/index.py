@@ -100,7 +100,7 @@ class Documents:
         self._domains_by_hostname[served_hostname(doc)][(namespace, name)] = doc
         for secret in referenced_secret_names(doc, ()):
             self._domain_secrets[(namespace, secret)].add(name)
-        return affected | self._contender_keys(doc)
+        return affected | self._affected_by(doc)
 
     def drop_domain(self, namespace: str, name: str) -> set[DomainKey]:
         old = self._domains.pop((namespace, name), None)
@@ -111,7 +111,7 @@ class Documents:
         self._remove(self._domains_by_hostname, served_hostname(old), (namespace, name))
         for secret in referenced_secret_names(old, ()):
             self._discard(self._domain_secrets, (namespace, secret), name)
-        return self._contender_keys(old) | {(namespace, name)}
+        return self._affected_by(old) | {(namespace, name)}
 
     def siblings(self, domain: str | None) -> list[Obj]:
         """The MailDomains of every namespace that claim ``domain`` (``assemble`` picks the one
@@ -120,11 +120,13 @@ class Documents:
         return [found[key] for key in sorted(found)]
 
     def contenders(self, doc: Mapping[str, Any]) -> list[Obj]:
-        """The MailDomains of every namespace whose claims ``assemble`` weighs against the raw
-        MailDomain ``doc``'s: those claiming its domain or its host name, those claiming a
-        domain its host name is or is under, those whose host name is or is under its domain."""
-        found = {key: self._domains[key] for key in self._contender_keys(doc)}
-        return [found[key] for key in sorted(found)]
+        """The MailDomains of every namespace that ``assemble`` needs to judge the raw
+        MailDomain ``doc``'s claim: those contending with it (``_contender_keys``) and those
+        contending with the other claims on its domain (whether they hold their host names)."""
+        keys = self._contender_keys(doc)
+        for sibling in self._domains_by_domain.get(served_domain(doc), {}).values():
+            keys |= self._contender_keys(sibling)
+        return [self._domains[key] for key in sorted(keys)]
 
     def domain(self, namespace: str, name: str) -> Obj | None:
         return self._domains.get((namespace, name))
@@ -170,9 +172,18 @@ class Documents:
     def _owners(self, namespace: str, domain: str | None) -> set[DomainKey]:
         return {(namespace, n) for n in self.domain_names(namespace, domain)}
 
+    def _affected_by(self, doc: Mapping[str, Any]) -> set[DomainKey]:
+        """The MailDomains whose ``contenders`` hold ``doc``: one change may hand a domain or a
+        host name over."""
+        keys = self._contender_keys(doc)
+        for key in list(keys):
+            keys |= set(self._domains_by_domain.get(served_domain(self._domains[key]), {}))
+        return keys
+
     def _contender_keys(self, doc: Mapping[str, Any]) -> set[DomainKey]:
-        """Every MailDomain, in any namespace, whose claim contends with ``doc``'s (one change
-        may hand a domain or a host name over)."""
+        """Every MailDomain, in any namespace, whose claim contends with ``doc``'s (a relation
+        both ways): the same domain or host name, a domain its host name is or is under, a host
+        name that is or is under its domain."""
         domain, hostname = served_domain(doc), served_hostname(doc)
         keys = set(self._domains_by_domain.get(domain, {}))
         keys |= set(self._domains_by_hostname.get(hostname, {}))
