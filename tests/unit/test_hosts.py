@@ -40,15 +40,59 @@ from mailstack.api.validate import http_url
         "db.localhost",
         "router.home.arpa",
         "mail.corp",
+        # IANA special-purpose blocks, whatever the Python version's ipaddress says of them.
+        "192.0.0.192",  # IETF protocol assignments; Oracle Cloud's metadata address
+        "192.0.0.9",  # (a globally reachable anycast part of that block, refused with it)
+        "192.0.0.170",
+        "192.88.99.1",
+        "198.18.0.1",
+        "255.255.255.255",
+        "::ffff:192.0.0.192",
+        "::7f00:1",  # IPv4-compatible (deprecated) 127.0.0.1
+        "100::1",
+        "2001::1",  # Teredo
+        "2001:2::1",  # benchmarking
+        "2001:db8::1",
+        "3fff::1",
+        "5f00::1",
+        "64:ff9b:1::1",
+        "fec0::1",
+        "ff02::1",
+        # A cluster's names under a cluster domain other than cluster.local.
+        "relay.tenant-b.svc.cluster.test",
+        "10-1-2-3.tenant-b.pod.cluster.test",
+        "web-0.smtp.tenant-b.svc.k8s.example.com",
     ],
 )
 def test_internal_hosts_are_named_as_such(host: str) -> None:
     assert hosts.host_problem(host) is not None
 
 
-@pytest.mark.parametrize("host", ["smtp.example.com", "8.8.8.8", "2001:4860:4860::8888"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "smtp.example.com",
+        "8.8.8.8",
+        "2001:4860:4860::8888",
+        "192.0.3.1",  # next to 192.0.0.0/24 and 192.0.2.0/24
+        "2001:200::1",  # beyond 2001::/23
+        "svc.example.com",  # a svc or pod label not after two others
+        "smtp.svc.example.com",
+        "pod.example.net",
+    ],
+)
 def test_public_hosts_pass(host: str) -> None:
     assert hosts.host_problem(host) is None
+
+
+def test_the_registry_blocks_are_named_by_the_table_not_by_pythons_ipaddress() -> None:
+    # 192.0.0.0/24 counted as global in older Pythons: the table answers before ipaddress does.
+    problem = hosts.host_problem("192.0.0.192")
+    assert problem == "a special-purpose address, not globally reachable"
+    assert hosts.host_problem("relay.tenant-b.svc.cluster.test") == (
+        "a name with a svc label after two others, like a cluster's "
+        "<name>.<namespace>.svc.<cluster domain>"
+    )
 
 
 @pytest.mark.parametrize(

@@ -242,3 +242,63 @@ def test_the_host_name_must_be_granted_too() -> None:
     assert [(p.path, p.message.split(";")[0]) for p in problems] == [
         ("spec.hostname", "no MailDomainPolicy grants namespace tenant-a the domain victim.example")
     ]
+
+
+def test_no_fixed_address_also_refuses_the_annotations_that_pin_one() -> None:
+    # The policy allows MetalLB's annotations (a pool, sharing) but no fixed address: MetalLB's
+    # loadBalancerIPs annotation is a fixed address by another spelling.
+    strict = limited("strict", annotations=["metallb.universe.tf/*"], loadBalancerIP=False)
+    pinned = service_claim(
+        "tenant-a", annotations={"metallb.universe.tf/loadBalancerIPs": "203.0.113.7"}
+    )
+    assert [(p.path, p.message) for p in assemble([pinned], [], Grants((strict,)))[1]] == [
+        (
+            "spec.service.annotations.metallb.universe.tf/loadBalancerIPs",
+            "a fixed address (MetalLB) is not allowed by MailDomainPolicy/strict",
+        )
+    ]
+    # Another implementation's, with every annotation allowed.
+    any_annotation = limited("any", loadBalancerIP=False)
+    azure = service_claim(
+        "tenant-a", annotations={"service.beta.kubernetes.io/azure-load-balancer-ipv4": "20.1.2.3"}
+    )
+    assert [p.path for p in assemble([azure], [], Grants((any_annotation,)))[1]] == [
+        "spec.service.annotations.service.beta.kubernetes.io/azure-load-balancer-ipv4"
+    ]
+    # A fixed address allowed: the annotation is fine.
+    assert assemble([pinned], [], Grants((limited("open"),)))[1] == []
+
+
+def test_the_hosts_the_mail_pods_contact_are_held_to_the_host_rule() -> None:
+    spec = {
+        "domain": "a.example",
+        "resolvers": ["169.254.169.254", "10.96.0.10", "9.9.9.9"],
+        "spam": {
+            "antivirus": {
+                "enabled": True,
+                "signatures": {
+                    "privateMirror": "http://169.254.169.254/latest/meta-data",
+                    "urls": [
+                        "http://kubernetes.default.svc.cluster.local/x.ndb",
+                        "https://sigs.example.net/y.ndb",
+                    ],
+                },
+            }
+        },
+    }
+    meta = {"name": "mail", "namespace": "tenant-a"}
+    dom = parse_maildomain(
+        {"apiVersion": API, "kind": "MailDomain", "metadata": meta, "spec": spec}
+    )
+    doc = policy_doc("a", ["tenant-a"], ["a.example", "*.a.example"])
+    services, problems = assemble([dom], [], Grants((parse_policy(doc),)))
+    assert services == []
+    assert [p.path for p in problems] == [
+        "spec.spam.antivirus.signatures.privateMirror",
+        "spec.spam.antivirus.signatures.urls[0]",
+        "spec.resolvers[0]",
+        "spec.resolvers[1]",
+    ]
+    # The platform may let its tenants name the cluster DNS and an internal mirror.
+    doc["spec"]["allowedHosts"] = ["10.96.0.10", "169.254.169.254", "*.svc.cluster.local"]
+    assert assemble([dom], [], Grants((parse_policy(doc),)))[1] == []

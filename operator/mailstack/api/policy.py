@@ -13,7 +13,7 @@ every name under a suffix (``*.example.com``: ``shop.example.com``, not ``exampl
       service:                                   # optional: what the public Service may be
         types: [LoadBalancer]                    # default: any type
         annotations: ["metallb.universe.tf/*"]   # keys, a trailing * a prefix; default: any
-        loadBalancerIP: false                    # default: allowed
+        loadBalancerIP: false                    # default: allowed (ADDRESS_ANNOTATIONS)
       limits: {maxMailDomains: 3, maxStorage: 60Gi, maxMailboxes: 200, maxQuota: 100Gi}
       requireProof: true                         # a TXT record proves control of a domain
 
@@ -58,6 +58,30 @@ KIND = "MailDomainPolicy"
 MAX_ENTRIES = 256  # namespaces and domains per policy, as the CRD says
 
 
+# Annotations by which a load balancer implementation takes a fixed address for a Service:
+# ``loadBalancerIP: false`` refuses them as it refuses the field, whatever the policy's
+# ``annotations`` list allows. Implementations not listed may have their own: a platform must
+# not allow an address-pinning annotation through ``annotations`` (a prefix such as
+# ``metallb.universe.tf/*`` is checked against this table; a key not in it is not). Choosing a
+# pool (``metallb.universe.tf/address-pool``) is not pinning: the pools say who may use them.
+ADDRESS_ANNOTATIONS = {
+    "metallb.universe.tf/loadBalancerIPs": "MetalLB",
+    "metallb.io/loadBalancerIPs": "MetalLB",
+    "kube-vip.io/loadbalancerIPs": "kube-vip",
+    "lbipam.cilium.io/ips": "Cilium LB IPAM",
+    "io.cilium/lb-ipam-ips": "Cilium LB IPAM",
+    "projectcalico.org/loadBalancerIPs": "Calico",
+    "purelb.io/addresses": "PureLB",
+    "service.beta.kubernetes.io/azure-load-balancer-ipv4": "Azure",
+    "service.beta.kubernetes.io/azure-load-balancer-ipv6": "Azure",
+    "service.beta.kubernetes.io/azure-pip-name": "Azure (a public IP resource)",
+    "service.beta.kubernetes.io/aws-load-balancer-eip-allocations": "AWS (Elastic IPs)",
+    "service.beta.kubernetes.io/aws-load-balancer-private-ipv4-addresses": "AWS",
+    "networking.gke.io/load-balancer-ip-addresses": "GKE (reserved addresses)",
+    "oci.oraclecloud.com/reserved-private-ips": "Oracle OKE",
+}
+
+
 @dataclass(frozen=True)
 class ServiceLimits:
     """What a grant allows the public Service to be; None: anything."""
@@ -76,6 +100,9 @@ class ServiceLimits:
                 key == p or (p.endswith("*") and key.startswith(p[:-1])) for p in self.annotations
             ):
                 found.append((f"spec.service.annotations.{key}", "this annotation is not allowed"))
+            elif not self.load_balancer_ip and key in ADDRESS_ANNOTATIONS:
+                why = f"a fixed address ({ADDRESS_ANNOTATIONS[key]}) is not allowed"
+                found.append((f"spec.service.annotations.{key}", why))
         if service.load_balancer_ip and not self.load_balancer_ip:
             found.append(("spec.service.loadBalancerIP", "a fixed address is not allowed"))
         return found
@@ -107,6 +134,11 @@ def domain_matches(pattern: str, domain: str) -> bool:
     if pattern.startswith("*."):
         return domain.endswith(pattern[1:])
     return domain == pattern
+
+
+def within(name: str, domain: str) -> bool:
+    """Whether ``name`` is ``domain`` or a name under it."""
+    return name == domain or name.endswith("." + domain)
 
 
 @dataclass(frozen=True)
@@ -167,6 +199,22 @@ class Grants:
         granting = [p for p in self.policies if p.grants(namespace, domain)]
         return bool(granting) and all(p.require_proof for p in granting)
 
+    def hostname_refusal(self, dom: MailDomain) -> str | None:
+        """Why ``dom`` may not use its ``spec.hostname``, or None. The host name gets A/AAAA,
+        SPF and CAA records and the certificate, so it is granted like a domain; where every
+        grant of it requires a proof of control, it must be the MailDomain's own domain or under
+        it (that domain's proof, required by its own grant, covers it): a proof of one name
+        under a shared suffix proves nothing about another."""
+        refusal = self.refusal(dom.namespace, dom.hostname)
+        if refusal is not None:
+            return refusal
+        if not self.proof_required(dom.namespace, dom.hostname) or within(dom.hostname, dom.domain):
+            return None
+        return (
+            f"{dom.hostname} needs a proof of control; use a host name under {dom.domain}, "
+            "whose proof covers it"
+        )
+
     def refusal(self, namespace: str, domain: str) -> str | None:
         """Why ``namespace`` may not serve ``domain``, naming whom to ask; None if it may."""
         if not self.enforced or any(p.grants(namespace, domain) for p in self.policies):
@@ -179,10 +227,20 @@ class Grants:
 
 
 def contacted_hosts(dom: MailDomain) -> list[tuple[str, str]]:
-    """(field path, host) of every host contacted on the MailDomain's behalf."""
+    """(field path, host) of every host contacted on the MailDomain's behalf: by the operator
+    (the DNS provider's server) and by its mail pods (the relay, freshclam's signature sources,
+    rspamd's DNS resolvers). A resolver is held to the same rule although it gets no secret:
+    the pod's own resolver (the cluster DNS) is what an empty list uses, so a platform need
+    list the cluster DNS in ``allowedHosts`` only for tenants that must name it."""
     found: list[tuple[str, str]] = []
     if dom.relay is not None:
         found.append(("spec.relay.host", dom.relay.host))
+    signatures = dom.spam.antivirus.signatures
+    path = "spec.spam.antivirus.signatures"
+    if signatures.private_mirror is not None:
+        found.append((f"{path}.privateMirror", hosts.url_host(signatures.private_mirror)))
+    found += [(f"{path}.urls[{i}]", hosts.url_host(url)) for i, url in enumerate(signatures.urls)]
+    found += [(f"spec.resolvers[{i}]", address) for i, address in enumerate(dom.resolvers)]
     settings = dom.dns.provider.settings
     if isinstance(settings, Rfc2136Settings):
         found.append(("spec.dns.provider.rfc2136.server", settings.server))

@@ -45,6 +45,16 @@ def served_domain(maildomain: Mapping[str, Any]) -> str | None:
     return value.strip().lower() if isinstance(value, str) and value.strip() else None
 
 
+def served_hostname(maildomain: Mapping[str, Any]) -> str | None:
+    """The ``spec.hostname`` of a raw MailDomain (lowercased; ``mail.<domain>`` by default),
+    or None when there is neither."""
+    value = spec_of(maildomain).get("hostname")
+    if isinstance(value, str) and value.strip():
+        return value.strip().lower().rstrip(".")
+    domain = served_domain(maildomain)
+    return f"mail.{domain}" if domain is not None else None
+
+
 def _ref_name(ref: Any) -> str | None:
     """The name of a ``{name: ...}`` Secret reference, or None when it is not one."""
     if isinstance(ref, Mapping) and isinstance(ref.get("name"), str):

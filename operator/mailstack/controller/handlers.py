@@ -298,7 +298,7 @@ class Operator:
             outcome = await self.reconciler.reconcile(
                 snapshot,
                 self.documents.mailboxes(key[0], domain),
-                self.documents.siblings(domain),
+                self.documents.contenders(snapshot),
                 resync=resync,
                 view=view,
             )
@@ -333,9 +333,10 @@ class Operator:
         """The MailDomain is going (``finalize``); the next claim of its domain may take over."""
         namespace, name = namespaced_name(body)
         domain = served_domain(body)
-        others = {namespaced_name(d) for d in self.documents.siblings(domain)} - {(namespace, name)}
         # The Mailboxes stay with a remaining MailDomain of the same namespace, if there is one.
-        stays = any(ns == namespace for ns, _ in others)
+        stays = bool(set(self.documents.domain_names(namespace, domain)) - {name})
+        # Its contenders (the same domain, the same host name, ...) may take over.
+        others = {namespaced_name(d) for d in self.documents.contenders(body)} - {(namespace, name)}
         boxes = [] if stays else self.documents.mailboxes(namespace, domain)
         summary = await finalize(self.reconciler, body, boxes)
         self._mark(others)

@@ -18,6 +18,7 @@ from mailstack.controller.documents import (
     password_secret_name,
     referenced_secret_names,
     served_domain,
+    served_hostname,
 )
 from mailstack.controller.memory import DomainKey
 from mailstack.controller.plan import NamespaceView
@@ -47,6 +48,8 @@ class Documents:
         self._domains: dict[tuple[str, str], Obj] = {}
         # Cluster-wide: a domain is served once across all namespaces (the oldest claim).
         self._domains_by_domain: dict[str | None, dict[DomainKey, Obj]] = defaultdict(dict)
+        # Host names contend too (``assemble``): one namespace's, not under another's domain.
+        self._domains_by_hostname: dict[str | None, dict[DomainKey, Obj]] = defaultdict(dict)
         self._domain_secrets: dict[tuple[str, str], set[str]] = defaultdict(set)
 
     # --- Mailboxes ------------------------------------------------------------------------
@@ -94,9 +97,10 @@ class Documents:
         domain = served_domain(doc)
         self._domains[(namespace, name)] = doc
         self._domains_by_domain[domain][(namespace, name)] = doc
+        self._domains_by_hostname[served_hostname(doc)][(namespace, name)] = doc
         for secret in referenced_secret_names(doc, ()):
             self._domain_secrets[(namespace, secret)].add(name)
-        return affected | self._claimants(domain)
+        return affected | self._affected_by(doc)
 
     def drop_domain(self, namespace: str, name: str) -> set[DomainKey]:
         old = self._domains.pop((namespace, name), None)
@@ -104,15 +108,25 @@ class Documents:
             return set()
         domain = served_domain(old)
         self._remove(self._domains_by_domain, domain, (namespace, name))
+        self._remove(self._domains_by_hostname, served_hostname(old), (namespace, name))
         for secret in referenced_secret_names(old, ()):
             self._discard(self._domain_secrets, (namespace, secret), name)
-        return self._claimants(domain) | {(namespace, name)}
+        return self._affected_by(old) | {(namespace, name)}
 
     def siblings(self, domain: str | None) -> list[Obj]:
         """The MailDomains of every namespace that claim ``domain`` (``assemble`` picks the one
         that serves it: the oldest claim)."""
         found = self._domains_by_domain.get(domain, {})
         return [found[key] for key in sorted(found)]
+
+    def contenders(self, doc: Mapping[str, Any]) -> list[Obj]:
+        """The MailDomains of every namespace that ``assemble`` needs to judge the raw
+        MailDomain ``doc``'s claim: those contending with it (``_contender_keys``) and those
+        contending with the other claims on its domain (whether they hold their host names)."""
+        keys = self._contender_keys(doc)
+        for sibling in self._domains_by_domain.get(served_domain(doc), {}).values():
+            keys |= self._contender_keys(sibling)
+        return [self._domains[key] for key in sorted(keys)]
 
     def domain(self, namespace: str, name: str) -> Obj | None:
         return self._domains.get((namespace, name))
@@ -158,9 +172,29 @@ class Documents:
     def _owners(self, namespace: str, domain: str | None) -> set[DomainKey]:
         return {(namespace, n) for n in self.domain_names(namespace, domain)}
 
-    def _claimants(self, domain: str | None) -> set[DomainKey]:
-        """Every MailDomain claiming ``domain``, in any namespace: one change may hand it over."""
-        return set(self._domains_by_domain.get(domain, {}))
+    def _affected_by(self, doc: Mapping[str, Any]) -> set[DomainKey]:
+        """The MailDomains whose ``contenders`` hold ``doc``: one change may hand a domain or a
+        host name over."""
+        keys = self._contender_keys(doc)
+        for key in list(keys):
+            keys |= set(self._domains_by_domain.get(served_domain(self._domains[key]), {}))
+        return keys
+
+    def _contender_keys(self, doc: Mapping[str, Any]) -> set[DomainKey]:
+        """Every MailDomain, in any namespace, whose claim contends with ``doc``'s (a relation
+        both ways): the same domain or host name, a domain its host name is or is under, a host
+        name that is or is under its domain."""
+        domain, hostname = served_domain(doc), served_hostname(doc)
+        keys = set(self._domains_by_domain.get(domain, {}))
+        keys |= set(self._domains_by_hostname.get(hostname, {}))
+        labels = (hostname or "").split(".")
+        for start in range(len(labels) - 1):
+            keys |= set(self._domains_by_domain.get(".".join(labels[start:]), {}))
+        if domain is not None:
+            for name, claims in self._domains_by_hostname.items():
+                if name is not None and (name == domain or name.endswith("." + domain)):
+                    keys |= set(claims)
+        return keys
 
     @staticmethod
     def _remove(index: dict[Any, dict[Any, Obj]], key: Any, name: Any) -> None:

@@ -131,7 +131,8 @@ class DomainInputs:
     """Everything one reconcile of one MailDomain reads."""
 
     domain: Mapping[str, Any]
-    # Other MailDomains, of any namespace, that claim the same spec.domain (the oldest wins).
+    # Other MailDomains, of any namespace, that contend with it: claim the same spec.domain or
+    # spec.hostname, or a domain its host name is under (``Documents.contenders``).
     siblings: Sequence[Mapping[str, Any]]
     # Raw Mailboxes whose address is on the MailDomain's spec.domain.
     mailboxes: Sequence[Mapping[str, Any]]
@@ -241,9 +242,7 @@ def _proofs(
 
 def _withdrawn_reason(grants: Grants, model: MailDomain, problems: Sequence[Problem]) -> str:
     """Why a MailDomain that parses does not serve: the first refusal of ``assemble``."""
-    if grants.refusal(model.namespace, model.domain) or grants.refusal(
-        model.namespace, model.hostname
-    ):
+    if grants.refusal(model.namespace, model.domain) or grants.hostname_refusal(model):
         return reasons.DOMAIN_NOT_GRANTED
     if grants.service_refusals(model):
         return reasons.SERVICE_NOT_ALLOWED
