@@ -9,7 +9,7 @@ from mailstack.api.models import MailDomain
 from mailstack.controller import reasons
 from mailstack.controller.children import Owner, child_key
 from mailstack.controller.conditions import rendered_condition, valid_condition
-from mailstack.controller.kinds import SECRET
+from mailstack.controller.kinds import SECRET, ChildKey
 from mailstack.controller.ownership import (
     is_ours,
     names_to_check,
@@ -101,10 +101,19 @@ def test_a_secret_cert_manager_issued_for_our_certificate_may_be_mounted() -> No
     assert taken_names(objects[1:], live, OWNER) == ["Secret/shop-tls"]
 
 
-def test_a_written_secret_is_checked_even_when_cert_manager_made_it() -> None:
+def test_a_secret_cert_manager_made_for_our_old_certificate_may_be_written() -> None:
+    # The issuer switched from certManager to internal: the Certificate is pruned in this pass.
     objects = [obj("Secret", "shop-tls")]
     issued = obj("Secret", "shop-tls", annotations={"cert-manager.io/certificate-name": "shop-tls"})
-    assert taken_names(objects, {child_key(objects[0]): issued}, OWNER) == ["Secret/shop-tls"]
+    certificate = {"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+                   "metadata": {"name": "shop-tls", "ownerReferences": [ref("uid-1")]}}  # fmt: skip
+    live: dict[ChildKey, Obj | None] = {child_key(objects[0]): issued}
+    assert taken_names(objects, live, OWNER) == ["Secret/shop-tls"]
+    live[child_key(certificate)] = certificate
+    assert taken_names(objects, live, OWNER) == []
+    # Someone else's Certificate of that name does not vouch for the Secret.
+    live[child_key(certificate)] = {**certificate, "metadata": {"name": "shop-tls"}}
+    assert taken_names(objects, live, OWNER) == ["Secret/shop-tls"]
 
 
 def test_a_taken_name_makes_the_render_invalid_with_name_taken() -> None:

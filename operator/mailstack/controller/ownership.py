@@ -13,8 +13,8 @@ object of such a name only when it is this MailDomain's:
 - a Secret needs the ownerReference and the labels: its contents are read back (a DKIM or CA
   key planted under the name would otherwise become the domain's), and the uid only exists once
   the MailDomain does;
-- a Secret the pods mount but the operator does not write (``<name>-tls`` with cert-manager) may
-  also be cert-manager's for the Certificate of that name the operator renders.
+- the ``<name>-tls`` Secret may also be cert-manager's, for a Certificate that is the
+  operator's (rendered in this pass, or live and owned: the issuer switched to internal).
 
 Any other object of a child's name makes the name taken: nothing is applied (a half stack never
 runs) and the MailDomain says which object to remove or to rename the MailDomain for. Nothing
@@ -105,14 +105,18 @@ def taken_names(
 ) -> list[str]:
     """``Kind/name`` of each existing object among ``names_to_check`` that is not this
     MailDomain's (``live`` must hold all of them; a missing key counts as absent)."""
-    written = {*(child_key(o) for o in objects), *later}
-    certificates = {key.name for key in written if key.kind == CERTIFICATE.kind}
+    # cert-manager's Secrets carry neither owner nor labels: theirs is the Certificate's, which
+    # is checked itself (rendered), or is ours (live: an issuer switched away from certManager,
+    # the Certificate pruned in this pass, the Secret then applied by the operator).
+    rendered = {child_key(o) for o in objects if o["kind"] == CERTIFICATE.kind}
+    ours = {k for k, o in live.items() if k.kind == CERTIFICATE.kind and o and is_ours(o, owner)}
+    certificates = {key.name for key in rendered | ours}
     taken = []
     for key in names_to_check(objects, later):
         obj = live.get(key)
         if obj is None or is_ours(obj, owner):
             continue
-        if key not in written and _issued_for_ours(obj, certificates):
+        if key.kind == SECRET.kind and _issued_for_ours(obj, certificates):
             continue
         taken.append(f"{key.kind}/{key.name}")
     return taken
