@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from mailstack.controller.kinds import MAILDOMAIN, ChildKey, Kind, kind_of
-from mailstack.kubedoc import Obj, meta_of
+from mailstack.kubedoc import Obj, ObjectRef, meta_of
 
 APPLIED_ANNOTATION = "mailstack.dev/applied"
 FIELD_MANAGER = "mailstack"
@@ -39,6 +39,10 @@ class Owner:
     name: str
     namespace: str
     uid: str
+
+    @classmethod
+    def of(cls, ref: ObjectRef) -> Owner:
+        return cls(ref.name, ref.namespace, ref.uid)
 
     def reference(self) -> Obj:
         return {

@@ -75,6 +75,13 @@ def valid_condition(rendered: Rendered) -> Condition:
 
 
 def rendered_condition(rendered: Rendered, apply_error: str | None) -> Condition:
+    if not rendered.valid and rendered.invalid_reason == reasons.NAME_TAKEN:
+        return Condition(
+            RENDERED,
+            "False",
+            reasons.NAME_TAKEN,
+            "not applied: an object of a child's name is not this MailDomain's (see Valid)",
+        )
     if not rendered.valid:
         return Condition(
             RENDERED,

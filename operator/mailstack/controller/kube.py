@@ -26,7 +26,7 @@ import kopf
 
 from mailstack import __version__
 from mailstack.controller.children import FIELD_MANAGER
-from mailstack.controller.kinds import Kind, kind_of
+from mailstack.controller.kinds import STATEFUL_SET, Kind, kind_of
 from mailstack.kubedoc import Obj
 
 logger = logging.getLogger(__name__)
@@ -251,6 +251,25 @@ class Kube:
             content_type=APPLY_CONTENT_TYPE,
             what=f"apply {obj['kind']}/{meta['name']}",
         )
+
+    async def apply_child(self, obj: Obj) -> tuple[Obj, bool]:
+        """Server-side apply; a StatefulSet whose immutable fields changed is recreated (True).
+
+        The API server refuses changes to a StatefulSet's selector, serviceName or
+        volumeClaimTemplates (a new ``spec.storage`` size or class, say). Deleting it with
+        ``propagationPolicy: Orphan`` keeps its pods running and its volume claims in place;
+        the new StatefulSet adopts both (same labels, same claim names). Existing volumes keep
+        their size: growing them is the StorageClass's business (``allowVolumeExpansion``).
+        """
+        try:
+            return await self.apply(obj), False
+        except ApiError as err:
+            kind, name = obj["kind"], obj["metadata"]["name"]
+            if not (kind == STATEFUL_SET.kind and err.status == 422 and "Forbidden" in err.message):
+                raise
+            logger.info("recreating StatefulSet %s (immutable fields changed): %s", name, err)
+            await self.delete(STATEFUL_SET, obj["metadata"]["namespace"], name, "Orphan")
+            return await self.apply(obj), True
 
     async def patch_status(
         self, kind: Kind, namespace: str | None, name: str, status: Mapping[str, Any]

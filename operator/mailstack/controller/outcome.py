@@ -61,8 +61,11 @@ class ApplyResult:
     ``error``: the first write the API server refused (the pass is retried; the statuses say so).
     ``endpoint_dns``: DNSReady and the records of the externalDNS provider's DNSEndpoint.
     ``children``: the children as they are now (what was read, updated by what was written).
+    ``taken``: ``Kind/name`` of the objects of a child's name that are not the MailDomain's
+    (``ownership``): then nothing was written.
     """
 
     error: ApiError | None
     endpoint_dns: DnsOutcome | None
     children: Mapping[ChildKey, Obj | None]
+    taken: tuple[str, ...] = ()

@@ -164,7 +164,8 @@ class Rendered:
     domain_problems: list[Problem] = field(default_factory=list)
     mailbox_problems: dict[str, list[Problem]] = field(default_factory=lambda: defaultdict(list))
     # Reason for Valid=False: InvalidSpec, DomainNotGranted, ServiceNotAllowed, HostNotAllowed,
-    # ProofPending, LimitExceeded, DomainConflict (claimed twice), InvalidSecret.
+    # ProofPending, LimitExceeded, DomainConflict (claimed twice), InvalidSecret, NameTaken
+    # (``ownership.refuse_taken``, after the children are read).
     invalid_reason: str = reasons.INVALID_SPEC
     render_error: str | None = None
     # Another MailDomain serves the same domain: this one must not touch the Mailboxes.

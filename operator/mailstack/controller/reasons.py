@@ -25,6 +25,7 @@ DOMAIN_CONFLICT = "DomainConflict"  # an older MailDomain (any namespace) serves
 LIMIT_EXCEEDED = "LimitExceeded"  # over a namespace limit of a MailDomainPolicy (Mailboxes too)
 PROOF_PENDING = "ProofPending"  # the grant requires a DNS proof of control not seen yet
 INVALID_SECRET = "InvalidSecret"  # a referenced or material Secret cannot be used
+NAME_TAKEN = "NameTaken"  # an object of a child's name exists and is not this MailDomain's
 
 # --- MailDomain: Rendered ------------------------------------------------------------------
 

@@ -6,13 +6,14 @@ call reads and writes nothing but GETs. It is the only code path that renders; t
 periodic resync all end here.
 
 The phases of a pass, each a method with a typed result:
-1. ``_gather``: read the material Secrets (``<n>-dkim``, ``-ca``, ``-tls``, ``-users``) and take
-   the referenced user Secrets from the watch cache (labelled ones only). A read that fails for
-   any reason other than 404 aborts the pass:
+1. ``_gather``: read the material Secrets (``<n>-dkim``, ``-ca``, ``-tls``, ``-users``; only the
+   operator's own are used, ``ownership``) and take the referenced user Secrets from the watch
+   cache (labelled ones only). A read that fails for any reason other than 404 aborts the pass:
    generating a new DKIM key because the API was briefly unavailable would rotate it by accident.
 2. ``plan.render_domain``: parse, assemble, resolve material, render.
-3. ``_apply_children``: read the remaining children, apply (server-side) those that differ, the
-   externalDNS DNSEndpoint last, delete stale ones.
+3. ``_apply_children``: read the remaining children; if one is not this MailDomain's, write
+   nothing (``NameTaken``); else apply (server-side) those that differ, the externalDNS
+   DNSEndpoint last, delete stale ones.
 4. ``_publish_dns``: publish the DNS records at the provider (``dns_publisher.DnsPublisher``:
    only when the desired records changed since the last publish, or on the periodic resync).
 5. ``_write_statuses``: the MailDomain's and its Mailboxes' status when it differs
@@ -65,6 +66,13 @@ from mailstack.controller.kinds import (
 from mailstack.controller.kube import ApiError, Kube
 from mailstack.controller.memory import Echoes, SecretCache, WrittenStatus
 from mailstack.controller.outcome import ApplyResult, Gathered, Outcome, ReconcileError
+from mailstack.controller.ownership import (
+    names_to_check,
+    own_secrets,
+    refuse_taken,
+    taken_names,
+    written_later,
+)
 from mailstack.controller.proof_lookup import ProofLookup
 from mailstack.controller.rejections import read_rejections
 from mailstack.controller.status import domain_status
@@ -135,6 +143,9 @@ class Reconciler:
         outcome.valid = rendered.valid
         outcome.retry_after = self.proofs.retry_after(ref.uid) if rendered.proof_pending else None
         applied = await self._apply_children(ref, rendered, gathered.material, outcome)
+        if applied.taken:
+            rendered = refuse_taken(rendered, applied.taken)
+            outcome.valid = False
         dns = await self._publish_dns(ref, rendered, gathered.inputs, applied, resync)
         await self._write_statuses(body, gathered.inputs, rendered, applied, dns, outcome)
         if applied.error is not None:
@@ -173,7 +184,8 @@ class Reconciler:
             domain=body,
             siblings=siblings,
             mailboxes=mailboxes,
-            secrets={**plan.secrets_from_live(material), **user},
+            # Only the operator's own Secrets are read back; another's is taken, not reused.
+            secrets={**plan.secrets_from_live(own_secrets(material, Owner.of(ref))), **user},
             now=now,
             options=self.options,
             grants=self.grants,
@@ -204,12 +216,17 @@ class Reconciler:
         if not rendered.ok:
             return ApplyResult(None, None, live)
         candidates = plan.prune_candidates(ref.name)
-        wanted = [child_key(obj) for obj in rendered.objects]
+        owner, later = Owner.of(ref), written_later(rendered)
+        wanted = names_to_check(rendered.objects, later)
         others = [key for key in wanted + candidates if key not in live]
         try:
             live.update(await self._read_children(ref.namespace, list(dict.fromkeys(others))))
         except ApiError as err:
             raise ReconcileError(f"reading the children failed: {err}", 10) from err
+        taken = taken_names(rendered.objects, live, owner, later)
+        if taken:  # all or nothing: a half stack never runs
+            logger.warning("%s: not applied, not this MailDomain's: %s", ref, ", ".join(taken))
+            return ApplyResult(None, None, live, tuple(taken))
         error: ApiError | None = None
         for change in plan_changes(rendered.objects, live):
             try:
@@ -219,7 +236,6 @@ class Reconciler:
                 error = error or err
         if error is not None:
             return ApplyResult(error, None, live)
-        owner = Owner(ref.name, ref.namespace, ref.uid)
         written = list(rendered.objects)
         endpoint_dns: DnsOutcome | None = None
         if rendered.externally_published:
@@ -235,8 +251,9 @@ class Reconciler:
             live.update(await self._read_children(ref.namespace, keys))
         except ApiError as err:
             raise ReconcileError(f"reading the children failed: {err}", 10) from err
-        owner = Owner(ref.name, ref.namespace, ref.uid)
-        error = await self._delete(ref, stale_children([], keys, live, owner), live, outcome)
+        error = await self._delete(
+            ref, stale_children([], keys, live, Owner.of(ref)), live, outcome
+        )
         return ApplyResult(error, None, live)
 
     async def _delete(
@@ -374,27 +391,9 @@ class Reconciler:
 
     async def _write(self, change: Change, live: Children, outcome: Outcome) -> None:
         """Apply one change and note it: the echo to ignore, the live view, the outcome."""
-        result = await self._apply(change.obj, outcome)
+        result, recreated = await self.kube.apply_child(change.obj)
+        if recreated:
+            outcome.recreated.append(change.obj["metadata"]["name"])
         self.echoes.record(result)
         live[change.key] = result
         outcome.applied.append(f"{change.action} {change.describe()}")
-
-    async def _apply(self, obj: Obj, outcome: Outcome) -> Obj:
-        """Server-side apply; a StatefulSet whose immutable fields changed is recreated.
-
-        The API server refuses changes to a StatefulSet's selector, serviceName or
-        volumeClaimTemplates (a new ``spec.storage`` size or class, say). Deleting it with
-        ``propagationPolicy: Orphan`` keeps its pods running and its volume claims in place;
-        the new StatefulSet adopts both (same labels, same claim names). Existing volumes keep
-        their size: growing them is the StorageClass's business (``allowVolumeExpansion``).
-        """
-        try:
-            return await self.kube.apply(obj)
-        except ApiError as err:
-            kind, name = obj["kind"], obj["metadata"]["name"]
-            if not (kind == STATEFUL_SET.kind and err.status == 422 and "Forbidden" in err.message):
-                raise
-            logger.info("recreating StatefulSet %s (immutable fields changed): %s", name, err)
-            await self.kube.delete(STATEFUL_SET, obj["metadata"]["namespace"], name, "Orphan")
-            outcome.recreated.append(name)
-            return await self.kube.apply(obj)

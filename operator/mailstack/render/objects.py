@@ -15,6 +15,10 @@ from mailstack.kubedoc import Obj
 
 CHECKSUM_ANNOTATION = "mailstack.dev/config-checksum"
 DOMAIN_ANNOTATION = "mailstack.dev/domain"
+# The labels that say an object is a MailDomain's (``controller.ownership`` checks them).
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+MANAGER = "mailstack"
 
 
 @dataclass(frozen=True)
@@ -39,13 +43,13 @@ def pod_labels(domain: MailDomain, component: str) -> dict[str, str]:
     is said by its image."""
     return {
         **selector_labels(domain, component),
-        "app.kubernetes.io/managed-by": "mailstack",
+        MANAGED_BY_LABEL: MANAGER,
         "app.kubernetes.io/part-of": "mailstack",
     }
 
 
 def selector_labels(domain: MailDomain, component: str | None) -> dict[str, str]:
-    result = {"app.kubernetes.io/name": "mailstack", "app.kubernetes.io/instance": domain.name}
+    result = {"app.kubernetes.io/name": "mailstack", INSTANCE_LABEL: domain.name}
     if component:
         result["app.kubernetes.io/component"] = component
     return result

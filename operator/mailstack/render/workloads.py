@@ -37,6 +37,7 @@ from mailstack.render.pod_settings import (
     scheduling,
     template_metadata,
 )
+from mailstack.render.rspamd import dkim_key_file
 
 # The capabilities the postfix container adds back after dropping all. Postfix runs as root:
 # its master and each of its daemons switch to the postfix user themselves (set_ugid: setgid,
@@ -221,7 +222,8 @@ def render_mta_statefulset(
         # The MDA's certificate and the fingerprint Postfix trusts, not the key.
         secret_volume("mda-client", names["mda_client"], ["clientcerts", "tls.crt"]),
         secret_volume("mta-client", names["mta_client"], ["tls.crt", "tls.key"]),
-        secret_volume("dkim", names["dkim"]),
+        # The key only: a key someone else put in the Secret never reaches the pod.
+        secret_volume("dkim", names["dkim"], [dkim_key_file(domain.dkim.selector)]),
         empty_dir("postfix-data"),
         empty_dir("milter"),
         empty_dir("sasl-tunnel", memory=True),
