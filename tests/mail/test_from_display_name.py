@@ -54,6 +54,31 @@ def test_another_address_in_the_display_name_or_a_comment_is_refused(
         assert (code, text) == (554, REFUSED), (form, code, text)
 
 
+# Dots a reader takes for the dot of a domain (outside check, 2026-12-07: these passed).
+LOOK_ALIKE_DOTS = {
+    "one-dot-leader": "\u2024",
+    "small-full-stop": "\ufe52",
+    "fullwidth-full-stop": "\uff0e",
+    "ideographic-full-stop": "\u3002",
+    "halfwidth-ideographic-full-stop": "\uff61",
+    "middle-dot": "\u00b7",
+    "raised-dot": "\u2e33",
+}
+
+
+@pytest.mark.parametrize("dot", list(LOOK_ALIKE_DOTS))
+def test_a_display_name_with_a_look_alike_dot_is_refused(stack: Stack, dot: str) -> None:
+    look_alike = LOOK_ALIKE_DOTS[dot]
+    forms = [
+        f'"bob@example{look_alike}com" <{ALICE}>',
+        f"{_encoded(f'bob@example{look_alike}com')} <{ALICE}>",
+        f'"bob{look_alike}example@example\uff0ecom" <{ALICE}>',  # with another one
+    ]
+    for form in forms:
+        code, text = _submit(stack, "submission", form, token("look-alike dot"))
+        assert (code, text) == (554, REFUSED), (dot, form, code, text)
+
+
 @pytest.mark.parametrize("port", PORTS)
 def test_display_names_without_another_address_are_sent(stack: Stack, port: str) -> None:
     forms = [
@@ -62,6 +87,8 @@ def test_display_names_without_another_address_are_sent(stack: Stack, port: str)
         f"{ALICE} (Alice Example)",  # a comment without an address
         f"{_encoded('Jörg Müller')} <{ALICE}>",  # an encoded word
         f'"Alice @ Home (sales)" <{ALICE}>',  # an at sign that makes no address
+        f'"alice@example\u2024com" <{ALICE}>',  # the address itself with a look-alike dot
+        f"{_encoded('Núria Col·lecció · Sales')} <{ALICE}>",  # middle dots in a name
     ]
     for form in forms:
         subject = token("own name")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import email
 import email.policy
 import email.utils
+import re
 import secrets
 import smtplib
 from collections.abc import Callable
@@ -352,3 +353,33 @@ def test_submission_gets_message_id_and_date_before_signing(stack: Stack) -> Non
     assert signed is not None
     assert "message-id" in " ".join(signed.split()).lower()
     assert dkim.verify(without_sink_envelope(raw), dnsfunc=txt_lookup(stack.internet.ip))
+
+
+@pytest.mark.parametrize("port", PORTS)
+def test_forged_verdict_headers_from_a_user_do_not_reach_a_colleague(
+    stack: Stack, port: str
+) -> None:
+    """rspamd adds no verdict to a user's mail, so one the user wrote would read as this
+    server's (outside check, 2026-12-07): the submission ports' cleanup removes them, and the
+    sender's Authentication-Results (rspamd's own replaces them). Other headers stay."""
+    subject = token("forged verdicts")
+    raw = (
+        f"From: alice@example.com\r\nTo: erin@example.com\r\nSubject: {subject}\r\n"
+        f"Date: {email.utils.formatdate()}\r\nMessage-ID: {email.utils.make_msgid()}\r\n"
+        "Authentication-Results: mail.example.com; dkim=pass header.d=bank.example\r\n"
+        "X-Spam-Status: No, score=-10.00\r\nX-Spam: No\r\nX-Spam-Flag : NO\r\n"
+        "x-spamd-bar: /\r\nX-Spamd-Result: default: False [-10.00 / 15.00]\r\n"
+        "X-Rspamd-Action: no action\r\nX-Rspamd-Server: forged\r\n"
+        "X-Spamming-Notes: kept\r\n\r\nhello\r\n"
+    )
+    with login(stack, port, "alice") as smtp:
+        assert smtp.sendmail("alice@example.com", ["erin@example.com"], raw.encode()) == {}
+
+    def find() -> bytes | None:
+        return next((r for r in stack.raw_messages("erin") if subject.encode() in r), None)
+
+    stored: bytes = stack.wait_for("alice's mail in erin's INBOX", find)
+    head = stored.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0].decode()
+    assert not re.search(r"(?im)^x-(spam|spamd|rspamd)(-[^:\s]*)?\s*:", head), head
+    assert "bank.example" not in head, head
+    assert "X-Spamming-Notes: kept" in head.splitlines(), head

@@ -6,14 +6,27 @@
 -- the author, so "bob@example.com" <alice@example.com> would read as Bob's. The address
 -- itself repeated as the display name ("alice@example.com" <alice@example.com>) is no second
 -- address and passes. Looks like an address: something@name.tld without spaces; the
--- full-width and small at signs (U+FF20, U+FE6B) count as @.
+-- full-width and small at signs (U+FF20, U+FE6B) count as @, and as a dot what NFKC or IDNA
+-- (which clients use to link a domain) make one: U+2024 one dot leader, U+FE52 small, U+FF0E
+-- full-width, U+3002 ideographic and U+FF61 half-width ideographic full stop; and the dots a
+-- reader takes for one: U+00B7 middle dot, U+2E33 raised dot.
 local rspamd_regexp = require "rspamd_regexp"
 
 local address_like = rspamd_regexp.create_cached(
   '/[^\\s<>()\\[\\]",;:@]+@[^\\s<>()\\[\\]",;:@.]+(?:\\.[^\\s<>()\\[\\]",;:@.]+)+/')
 
+local at_signs = { '\239\188\160', '\239\185\171' }
+local dots = { '\226\128\164', '\239\185\146', '\239\188\142', '\227\128\130',
+  '\239\189\161', '\194\183', '\226\184\179' }
+
 local function other_addresses(text, own)
-  text = text:gsub('\239\188\160', '@'):gsub('\239\185\171', '@'):lower()
+  for _, at_sign in ipairs(at_signs) do
+    text = text:gsub(at_sign, '@')
+  end
+  for _, dot in ipairs(dots) do
+    text = text:gsub(dot, '.')
+  end
+  text = text:lower()
   local found = address_like:search(text, true)
   if not found then
     return nil
@@ -56,48 +69,58 @@ rspamd_config:register_symbol({
 -- raw message, and stops the scan of a message over the limits at once.
 local rspamd_logger = require "rspamd_logger"
 
-local max_parts = 1000 -- boundary lines (one per part, plus closings)
+local max_parts = 1000 -- lines "--" + no white space (part boundaries)
 local max_boundaries = 100 -- boundary declarations (nested multiparts)
-local max_dash_lines = 100000 -- lines starting with "--" (boundary candidates)
+local max_dash_lines = 10000 -- every line "--" + something (candidates)
 -- spec.spam.onScanFailure: tempfail. Refused with 451: the sender retries, then bounces it.
 local accept = false
 
 -- Why the message is too complex, or nil. Linear in its size, and stops at the first limit.
+-- rspamd takes every line that starts with "--" and something (after a LF, or a CR: a bare CR
+-- ends a line for it too) as a boundary candidate, and parses as parts those whose rest is a
+-- boundary of the message in any case: declared, also as RFC 2231 boundary*0=, or guessed when
+-- none is. So the parts are counted by the lines' shape, not against the declarations: "--"
+-- and a character that is no white space is a part line (boundaries and closings, but also
+-- "---" rules or "--option"); "--" and white space ("-- " before a signature, "-- comment" in
+-- SQL: a boundary may begin with a space, but none of real mail does) counts only as a line
+-- starting with "--", whose limit is higher.
 local function too_complex(content)
   local lowered = content:lower()
-  local boundaries, declared, pos = {}, 0, 1
+  local declared, pos = 0, 1
   while true do
     local at = lowered:find("boundary", pos, true)
     if not at then break end
-    local value = content:match('^%s*=%s*"?([^"%s;]+)', at + 8)
-    if value then
+    if content:match('^%s*=%s*"?([^"%s;]+)', at + 8) then
       declared = declared + 1
       if declared > max_boundaries then
         return string.format("over %d multipart boundaries", max_boundaries)
       end
-      boundaries[value] = true
     end
     pos = at + 8
   end
   local parts, lines = 0, 0
-  pos = 1
-  while true do
-    local at = content:find("\n--", pos, true)
-    if not at then return nil end
-    lines = lines + 1
-    if lines > max_dash_lines then
-      return string.format("over %d lines starting with --", max_dash_lines)
-    end
-    local token = content:match("^%S+", at + 3)
-    if token and token:sub(-2) == "--" then token = token:sub(1, -3) end  -- a closing one
-    if token and boundaries[token] then
-      parts = parts + 1
-      if parts > max_parts then
-        return string.format("over %d MIME parts", max_parts)
+  for _, line_start in ipairs({ "\n--", "\r--" }) do
+    pos = 1
+    while true do
+      local at = content:find(line_start, pos, true)
+      if not at then break end
+      local first = content:sub(at + 3, at + 3)
+      if first ~= "" and first ~= "\r" and first ~= "\n" then
+        lines = lines + 1
+        if lines > max_dash_lines then
+          return string.format("over %d lines starting with --", max_dash_lines)
+        end
+        if not first:find("^%s") then
+          parts = parts + 1
+          if parts > max_parts then
+            return string.format("over %d MIME parts", max_parts)
+          end
+        end
       end
+      pos = at + 3
     end
-    pos = at + 3
   end
+  return nil
 end
 
 -- The agent's health probe (its envelope sender, from the pod's own 127.0.0.1, which no outside
