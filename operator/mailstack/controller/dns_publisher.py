@@ -17,7 +17,7 @@ stay ``Manual``.
 
 Any other provider (rfc2136, powerdns, cloudflare, route53) is published by ``DnsPublisher``
 after the children are applied: ``reconcile_dns`` runs in ``dns_runner``'s threads (provider
-calls block; deadlines, bounds per host and namespace), only when the desired record set
+calls block; deadlines, bounds per namespace and endpoint), only when the desired record set
 (records, provider settings, credentials) changed since the last publish, on the periodic resync,
 or when a failure's back-off is over; its per-MailDomain digest and outcome are kept in memory.
 Success is ``DNSReady=True / Published`` (``False / DNSConflict`` when a record is held by someone
