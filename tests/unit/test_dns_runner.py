@@ -18,7 +18,7 @@ from mailstack.api.models import MailDomain
 from mailstack.api.parse import parse_maildomain
 from mailstack.controller import reasons
 from mailstack.controller.dns_publisher import DnsPublisher
-from mailstack.controller.dns_runner import DnsRunner, DnsTimings
+from mailstack.controller.dns_runner import DnsRunner, DnsTimings, provider_endpoint
 from mailstack.controller.plan import DomainInputs, Rendered
 from mailstack.dns.errors import ProviderTimeoutError
 from mailstack.dns.ownership import marker_name
@@ -63,9 +63,10 @@ def test_a_hung_provider_delays_neither_other_tenants_nor_the_event_loop() -> No
     runner.close()
 
 
-def test_one_call_in_flight_per_host_until_its_thread_ends() -> None:
+def test_one_call_in_flight_per_namespace_and_host_until_its_thread_ends() -> None:
     # A thread that ignores the deadline (a call without one) still holds its host's slot:
-    # the next publication to that host gives up at its own deadline instead of piling up.
+    # the namespace's next publication to that host gives up at its own deadline instead of
+    # piling up. Another namespace naming the same host has a slot of its own.
     runner = DnsRunner(DnsTimings(deadline=0.5, workers=4))
     release = threading.Event()
     running: list[str] = []
@@ -79,7 +80,9 @@ def test_one_call_in_flight_per_host_until_its_thread_ends() -> None:
         first = asyncio.create_task(runner.run("blackhole:53", "tenant-a", stuck))
         await asyncio.sleep(0.1)
         with pytest.raises(ProviderTimeoutError) as caught:
-            await runner.run("blackhole:53", "tenant-c", lambda _: running.append("second"))
+            await runner.run("blackhole:53", "tenant-a", lambda _: running.append("second"))
+        other = await runner.run("blackhole:53", "tenant-c", lambda _: "not shared")
+        assert other == "not shared"
         with pytest.raises(ProviderTimeoutError):
             await first  # given up at its deadline (plus grace); the thread goes on
         release.set()
@@ -95,6 +98,28 @@ def test_one_call_in_flight_per_host_until_its_thread_ends() -> None:
 
 
 # --- the publisher ----------------------------------------------------------------------------
+
+
+def powerdns_at(api_url: str) -> MailDomain:
+    spec = {
+        "domain": "example.org",
+        "dns": {"provider": {"powerdns": {"apiUrl": api_url, "apiKeySecretRef": {"name": "k"}}}},
+    }
+    doc = {"apiVersion": "mailstack.dev/v1alpha1", "kind": "MailDomain"}
+    return parse_maildomain({**doc, "metadata": {"name": "d", "namespace": "t"}, "spec": spec})
+
+
+def test_an_endpoint_is_keyed_by_scheme_host_and_port() -> None:
+    # A blackhole on another port of a host is another endpoint than that host's PowerDNS.
+    assert provider_endpoint(powerdns_at("http://127.0.0.1:8081")) == "http://127.0.0.1:8081"
+    assert provider_endpoint(powerdns_at("http://127.0.0.1:9")) == "http://127.0.0.1:9"
+    assert provider_endpoint(powerdns_at("https://pdns.example.net/")) == (
+        "https://pdns.example.net:443"
+    )
+    assert provider_endpoint(powerdns_at("http://pdns.example.net")) == (
+        "http://pdns.example.net:80"
+    )
+    assert provider_endpoint(domain("t", "d", "a")) == "ns1.example.net:53"
 
 
 def domain(namespace: str, name: str, selector: str) -> MailDomain:
@@ -205,9 +230,10 @@ def withdrawn(dom: MailDomain) -> Rendered:
     )
 
 
-def inputs(siblings: Sequence[MailDomain]) -> DomainInputs:
+def inputs(siblings: Sequence[MailDomain], status: Any = None) -> DomainInputs:
+    """A withdrawn MailDomain's inputs; ``status``: its last status."""
     docs = [{"metadata": {"namespace": d.namespace, "name": d.name}} for d in siblings]
-    return DomainInputs({}, docs, [], {}, datetime.now(UTC))
+    return DomainInputs({"status": status}, docs, [], {}, datetime.now(UTC))
 
 
 def test_a_withdrawn_maildomain_removes_its_records_and_only_its_own(dkim: DkimKey) -> None:
@@ -223,7 +249,13 @@ def test_a_withdrawn_maildomain_removes_its_records_and_only_its_own(dkim: DkimK
     publisher = DnsPublisher(DnsTimings(inline_wait=5), provider=provider)
     woken: list[tuple[str, str]] = []
     publisher.wake = lambda ns, name: woken.append((ns, name))
-    asyncio.run(publisher.withdraw(ref(loser), withdrawn(loser), inputs([loser, winner])))
+    published = {"dns": {"published": True}}  # its last status: it published
+
+    async def withdraw() -> None:
+        await publisher.withdraw(ref(loser), withdrawn(loser), inputs([loser, winner], published))
+        await until(lambda: ("tenant-b", "example-org") in woken)  # in the background
+
+    asyncio.run(withdraw())
 
     held = provider.rrsets
     assert ("b._domainkey.example.org", "TXT") not in held
@@ -232,7 +264,8 @@ def test_a_withdrawn_maildomain_removes_its_records_and_only_its_own(dkim: DkimK
     claims = " ".join(v for r in held.values() if r.name.startswith("_mailstack") for v in r.values)
     assert "tenant-b/" not in claims and "owner=tenant-a/example-org" in claims
     assert marker_name("a._domainkey.example.org") in {r.name for r in held.values()}
-    assert woken == [("tenant-a", "example-org")]
+    assert woken == [("tenant-a", "example-org"), ("tenant-b", "example-org")]
+    assert not publisher.holds_records(ref(loser), published)  # its next status says so
 
     # Done once: the next pass of the withdrawn MailDomain asks the provider nothing.
     reads = provider.reads
@@ -259,4 +292,28 @@ def test_a_fault_of_ours_is_reported_and_backs_off_like_a_provider_failure(dkim:
     assert (first.condition.status, first.condition.reason) == ("False", "DNSError")
     assert "internal error: a bug" in first.condition.message
     assert second == first and provider.reads == 1  # not again before the back-off is over
+    publisher.runner.close()
+
+
+def test_a_withdrawal_never_holds_the_pass_and_one_that_never_published_contacts_nobody() -> None:
+    provider = SlowProvider("example.org", delay=1.0)
+    publisher = DnsPublisher(DnsTimings(inline_wait=5), provider=provider)
+    dom = domain("hostile", "x", "a")
+    # Refused before it ever served: no marker, no status.dns (the upgrade rule's status).
+    for status in (None, {"conditions": []}, {"dns": {"records": [], "published": False}}):
+        assert not publisher.holds_records(ref(dom), status)
+        asyncio.run(publisher.withdraw(ref(dom), withdrawn(dom), inputs([], status)))
+    assert provider.reads == 0
+
+    # A status from before the marker that has status.dns, or the marker: it may hold records.
+    assert publisher.holds_records(ref(dom), {"dns": {"records": []}})
+
+    async def scenario() -> float:
+        started = time.monotonic()
+        await publisher.withdraw(ref(dom), withdrawn(dom), inputs([], {"dns": {"records": []}}))
+        took = time.monotonic() - started
+        await until(lambda: provider.reads == 1)
+        return took
+
+    assert asyncio.run(scenario()) < 0.5  # the removal (1 s) went on in the background
     publisher.runner.close()

@@ -130,10 +130,13 @@ def test_lookups_back_off_until_a_new_token() -> None:
                              clock=lambda: now[0])  # fmt: skip
 
         def look(token: str = "t") -> Any:
-            return asyncio.run(lookup.txt("uid", token, "_mailstack-challenge.d.example"))
+            if not lookup.due("uid", token):
+                return "not due"
+            return asyncio.run(lookup.txt("_mailstack-challenge.d.example"))
 
         assert lookup.retry_after("uid") == 30  # a token just issued: the first delay
         assert look() is None  # timed out: not seen
+        assert look() == "not due"
         assert lookup.retry_after("uid") == 30
         now[0] = 10
         assert lookup.retry_after("uid") == 20
@@ -147,6 +150,52 @@ def test_lookups_back_off_until_a_new_token() -> None:
         assert lookup.retry_after("uid") == 30  # a new token starts again
         lookup.forget("uid")
         assert lookup.retry_after("uid") == 30
+
+
+class HeldLookup(ProofLookup):
+    """Answers each TXT query when the test says so (a resolver that may never answer)."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__("127.0.0.1", first_delay=0.0, **kw)
+        self.answer: asyncio.Future[list[str]] | None = None
+        self.queries: list[str] = []
+
+    async def txt(self, name: str) -> list[str] | None:
+        self.queries.append(name)
+        if self.answer is None:
+            self.answer = asyncio.get_running_loop().create_future()
+        return await self.answer
+
+
+def test_a_lookup_runs_off_the_pass_and_wakes_its_maildomain_when_the_answer_changes() -> None:
+    grants = Grants((policy("shared", ["owner", "hostile"], True),))
+    token = Proof("shop.t.example", "tok")
+    woken: list[tuple[str, str]] = []
+    lookup = HeldLookup(per_namespace=2)
+    lookup.wake = lambda ns, name: woken.append((ns, name))
+
+    def doc(ns: str, name: str) -> dict[str, Any]:
+        found = domain_doc(ns, "2026-12-07T00:00:00Z", {"proof": token.as_status()})
+        found["metadata"] = {**found["metadata"], "name": name, "uid": f"uid-{ns}-{name}"}
+        return found
+
+    async def scenario() -> None:
+        owner = doc("owner", "mail")
+        assert await lookup.look(owner, grants, owner["status"]) == (token, None)  # no wait
+        # A tenant's many pending proofs: two lookups in flight at a time; the rest wait.
+        for i in range(5):
+            hostile = doc("hostile", f"p{i}")
+            assert await lookup.look(hostile, grants, hostile["status"]) == (token, None)
+        await asyncio.sleep(0.05)
+        assert len(lookup.queries) == 3  # the owner's and two of the hostile namespace
+        assert lookup.answer is not None
+        lookup.answer.set_result([token.record_value])
+        await asyncio.sleep(0.05)
+        assert ("owner", "mail") in woken and len(lookup.queries) == 6
+        assert await lookup.look(owner, grants, owner["status"]) == (token, [token.record_value])
+        lookup.close()
+
+    asyncio.run(scenario())
 
 
 def test_a_proven_maildomain_of_the_namespace_view_counts_against_the_limits() -> None:

@@ -17,7 +17,7 @@ stay ``Manual``.
 
 Any other provider (rfc2136, powerdns, cloudflare, route53) is published by ``DnsPublisher``
 after the children are applied: ``reconcile_dns`` runs in ``dns_runner``'s threads (provider
-calls block; deadlines, bounds per host and namespace), only when the desired record set
+calls block; deadlines, bounds per namespace and endpoint), only when the desired record set
 (records, provider settings, credentials) changed since the last publish, on the periodic resync,
 or when a failure's back-off is over; its per-MailDomain digest and outcome are kept in memory.
 Success is ``DNSReady=True / Published`` (``False / DNSConflict`` when a record is held by someone
@@ -33,8 +33,13 @@ public (``DNSHostNotAllowed``), unless a grant's ``allowedHosts`` allows it.
 ``withdraw`` is for a MailDomain that may no longer serve its domain (``plan.WITHDRAWN``): it
 removes exactly the records and ownership claims the MailDomain holds (the finalizer's
 ``cleanup_dns``), once, then forgets and wakes the other claimants of the domain, so that the one
-serving it now publishes what the claims held back. ``cleanup`` is the finalizer's part: the
-same removal, raising ``DnsError`` so that the finalizer stays.
+serving it now publishes what the claims held back. The removal always runs in the background
+(bounded like a publication, waking the MailDomain when it ends): a refused MailDomain never
+holds a reconcile. And only a MailDomain that may hold records contacts its provider
+(``holds_records``: a publication was started for it, ``status.dns.published``): one refused
+before it ever served costs nothing but its condition, however many a tenant creates.
+``cleanup`` is the finalizer's part: the same removal, raising ``DnsError`` so that the
+finalizer stays.
 """
 
 from __future__ import annotations
@@ -49,13 +54,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from mailstack.api.assemble import MailService
-from mailstack.api.hosts import url_host
-from mailstack.api.models import MailDomain, PowerDnsSettings, Rfc2136Settings, Secret
+from mailstack.api.models import MailDomain, Secret
 from mailstack.api.policy import Grants
 from mailstack.controller import conditions, reasons
 from mailstack.controller.conditions import Condition
-from mailstack.controller.dns_runner import DnsRunner, DnsTimings
-from mailstack.controller.documents import observed_generation
+from mailstack.controller.dns_runner import DnsRunner, DnsTimings, provider_endpoint
+from mailstack.controller.documents import observed_generation, published_before
 from mailstack.controller.plan import DomainInputs, Rendered
 from mailstack.dns.errors import DnsError, HostRefusedError
 from mailstack.dns.plan import Plan, RecordStatus, State
@@ -171,16 +175,6 @@ def host_guard(grants: Grants, domain: MailDomain, removal: bool = False) -> Hos
     return HostGuard(allowed=grants.allowed_hosts(domain, removal))
 
 
-def provider_endpoint(domain: MailDomain) -> str | None:
-    """The host the MailDomain names for its provider (None: the operator's own endpoints)."""
-    settings = domain.dns.provider.settings
-    if isinstance(settings, Rfc2136Settings):
-        return f"{settings.server.lower()}:{settings.port}"
-    if isinstance(settings, PowerDnsSettings):
-        return url_host(settings.api_url).lower()
-    return None
-
-
 @dataclass
 class _Published:
     digest: str
@@ -206,6 +200,9 @@ class DnsPublisher:
         self._memory: dict[ObjectRef, _Published] = {}
         self._jobs: dict[ObjectRef, asyncio.Task[DnsOutcome | None]] = {}
         self._retries: dict[ObjectRef, asyncio.TimerHandle] = {}
+        # Whether a MailDomain may hold records at its provider, as this process knows it:
+        # True once a publication started, False once a withdrawal removed them.
+        self._held: dict[ObjectRef, bool] = {}
         self.runner = DnsRunner(timings)
         self.timings = self.runner.timings
         self._options = {"timeout": self.timings.call_timeout, **provider_options}
@@ -216,10 +213,20 @@ class DnsPublisher:
         entry = self._memory.get(key)
         return entry.outcome if entry is not None else None
 
-    def forget(self, namespace: str, name: str) -> None:
-        """Drop what is remembered of a MailDomain (a job still running ends on its own)."""
-        for key in [k for k in {*self._memory, *self._jobs} if k[:2] == (namespace, name)]:
+    def holds_records(self, key: ObjectRef, previous_status: object) -> bool:
+        """Whether the MailDomain may hold records at its provider (``status.dns.published``):
+        what this process did for it, else what its last status says (``published_before``)."""
+        held = self._held.get(key)
+        return held if held is not None else published_before(previous_status)
+
+    def forget(self, namespace: str, name: str, gone: bool = False) -> None:
+        """Drop what is remembered of a MailDomain (a job still running ends on its own).
+
+        ``gone``: deleted, its records removed: what it held is forgotten too."""
+        keys = {*self._memory, *self._jobs, *(self._held if gone else ())}
+        for key in [k for k in keys if k[:2] == (namespace, name)]:
             self._memory.pop(key, None)
+            self._held.pop(key, None)
             retry = self._retries.pop(key, None)
             if retry is not None:
                 retry.cancel()
@@ -276,7 +283,8 @@ class DnsPublisher:
                 self._memory[key] = _Published(wanted, outcome)
             return outcome
 
-        outcome = await self._start(key, job)
+        self._held[key] = True
+        outcome = await self._start(key, job, self.timings.inline_wait)
         if outcome is not None:
             return outcome
         entry = self._memory.get(key)
@@ -285,17 +293,21 @@ class DnsPublisher:
         return DnsOutcome(conditions.dns_pending(kind), pending)
 
     async def withdraw(self, key: ObjectRef, rendered: Rendered, inputs: DomainInputs) -> None:
-        """Remove the records and claims of a MailDomain that may no longer serve, once.
+        """Remove the records and claims of a MailDomain that may no longer serve, once, in the
+        background (the pass does not wait; the MailDomain is woken when it ends).
 
         Afterwards the other MailDomains claiming the domain (``inputs.siblings``) are forgotten
         and woken: the one serving the domain now publishes what this one's claims held back.
         A failure is logged and tried again after a back-off. Nothing is contacted when a host
-        the MailDomain names is what is not allowed.
+        the MailDomain names is what is not allowed, nor for a MailDomain that never published
+        (``holds_records``: what this process did for it, else its status).
         """
         domain = rendered.model
         if domain is None or not domain.dns.provider.pushes_records:
             return
         if rendered.invalid_reason == reasons.HOST_NOT_ALLOWED:
+            return
+        if not self.holds_records(key, inputs.domain.get("status")):
             return
         secrets = inputs.secrets
         claimants = [ObjectRef.of(doc) for doc in inputs.siblings]
@@ -322,6 +334,7 @@ class DnsPublisher:
                     self._failed(key, wanted, None)
                 return
             self._memory[key] = _Published(wanted, None)
+            self._held[key] = False
             count = len(removed.changes) if removed is not None else 0
             logger.info("%s: withdrawn: %d DNS record set(s) removed (%s)", key, count, kind)
             for other in claimants:
@@ -329,9 +342,11 @@ class DnsPublisher:
                     self.forget(other.namespace, other.name)
                     self.wake(other.namespace, other.name)
 
-        await self._start(key, job)
+        await self._start(key, job, inline_wait=0.0)
 
-    async def _start(self, key: ObjectRef, job: Callable[[], Any]) -> DnsOutcome | None:
+    async def _start(
+        self, key: ObjectRef, job: Callable[[], Any], inline_wait: float
+    ) -> DnsOutcome | None:
         """Run ``job`` (one per MailDomain at a time), waiting ``inline_wait`` for its result.
 
         None when it goes on in the background (or one is already running): it wakes the
@@ -342,9 +357,10 @@ class DnsPublisher:
             return None
         task: asyncio.Task[DnsOutcome | None] = asyncio.create_task(job())
         self._jobs[key] = task
-        done, _ = await asyncio.wait({task}, timeout=self.timings.inline_wait)
-        if task in done:
-            return task.result()
+        if inline_wait > 0:
+            done, _ = await asyncio.wait({task}, timeout=inline_wait)
+            if task in done:
+                return task.result()
         task.add_done_callback(lambda _: self.wake(key.namespace, key.name))
         return None
 

@@ -1,35 +1,62 @@
 """Where the DNS provider calls of the operator run: off the event loop, bounded, with deadlines.
 
-Owns: ``DnsTimings`` (the operator's DNS time settings) and ``DnsRunner``, which runs one
+Owns: ``DnsTimings`` (the operator's DNS time settings), ``provider_endpoint`` (what a
+MailDomain's calls are bounded by, besides its namespace) and ``DnsRunner``, which runs one
 publication (or removal) of one MailDomain in a thread of its own pool, so that a provider that
 never answers delays neither the event loop nor kopf's default executor, and no other tenant:
 
 - every provider call has ``call_timeout`` seconds (connecting and the whole answer), and the
   whole publication ``deadline`` seconds (``dns.providers.reach.Deadline``): each call's timeout
   is cut to what is left, so the thread ends by the deadline on its own;
-- at most one publication is in flight per host a MailDomain names (an rfc2136 server, a
-  PowerDNS API: what a tenant may point at a blackhole) and ``per_namespace`` per namespace, so
-  one tenant's unanswering hosts hold at most that many of the pool's ``workers``. A slot is
-  given back when the thread ends, not when the waiting coroutine gives up: a thread that hangs
-  past the deadline still counts;
-- the pass waits ``inline_wait`` seconds for the result; a slower publication finishes in the
-  background and wakes its MailDomain (``dns_publisher.DnsPublisher``), so a slow provider holds
-  one of the operator's parallel reconciles no longer than that.
+- at most one publication is in flight per namespace and endpoint a MailDomain names (an
+  rfc2136 server, a PowerDNS API, by scheme, host and port: what a tenant may point at a
+  blackhole) and ``per_namespace`` per namespace, so one tenant's unanswering hosts hold at most
+  that many of the pool's ``workers``. The endpoint's slot is the namespace's own: two tenants
+  naming the same endpoint (a shared PowerDNS, or a blackhole on another tenant's host) never
+  wait for each other's calls; the pool's ``workers`` is the global bound. A slot is given back
+  when the thread ends, not when the waiting coroutine gives up: a thread that hangs past the
+  deadline still counts;
+- a publication's pass waits ``inline_wait`` seconds for the result; a slower publication
+  finishes in the background and wakes its MailDomain (``dns_publisher.DnsPublisher``), so a
+  slow provider holds one of the operator's parallel reconciles no longer than that. A
+  withdrawal's removal never holds the pass at all.
 """
 
 from __future__ import annotations
 
 import asyncio
+import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
+from mailstack.api.hosts import url_host
+from mailstack.api.models import MailDomain, PowerDnsSettings, Rfc2136Settings
 from mailstack.dns.errors import ProviderTimeoutError
 from mailstack.dns.providers.reach import Deadline
 
 T = TypeVar("T")
 GRACE = 2.0  # seconds past the deadline before a thread that should have ended is given up
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def provider_endpoint(domain: MailDomain) -> str | None:
+    """The endpoint the MailDomain names for its provider, with its port (the effective one when
+    the URL has none): ``host:port`` for rfc2136, ``scheme://host:port`` for PowerDNS. None: the
+    operator's own endpoints. A blackhole on another port of a host is another endpoint."""
+    settings = domain.dns.provider.settings
+    if isinstance(settings, Rfc2136Settings):
+        return f"{settings.server.lower()}:{settings.port}"
+    if isinstance(settings, PowerDnsSettings):
+        parts = urllib.parse.urlsplit(settings.api_url)
+        scheme = parts.scheme.lower()
+        try:
+            port = parts.port or DEFAULT_PORTS.get(scheme, 0)
+        except ValueError:  # parse_maildomain refuses such a URL; no slot is worth a crash
+            port = 0
+        return f"{scheme}://{url_host(settings.api_url).lower()}:{port}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -53,7 +80,7 @@ class DnsRunner:
     def __init__(self, timings: DnsTimings | None = None) -> None:
         self.timings = timings or DnsTimings()
         self._pool = ThreadPoolExecutor(self.timings.workers, thread_name_prefix="dns")
-        self._endpoints: dict[str, asyncio.Semaphore] = {}
+        self._endpoints: dict[tuple[str, str], asyncio.Semaphore] = {}
         self._namespaces: dict[str, asyncio.Semaphore] = {}
 
     def _slots(self, endpoint: str | None, namespace: str) -> list[asyncio.Semaphore]:
@@ -61,14 +88,16 @@ class DnsRunner:
             self._namespaces.setdefault(namespace, asyncio.Semaphore(self.timings.per_namespace))
         ]
         if endpoint is not None:
-            slots.insert(0, self._endpoints.setdefault(endpoint, asyncio.Semaphore(1)))
+            key = (namespace, endpoint)
+            slots.insert(0, self._endpoints.setdefault(key, asyncio.Semaphore(1)))
         return slots
 
     async def run(self, endpoint: str | None, namespace: str, work: Callable[[Deadline], T]) -> T:
         """``work(deadline)`` in a thread; ``ProviderTimeoutError`` when the deadline passes.
 
-        ``endpoint``: the host the MailDomain names (None for the operator's own endpoints,
-        Cloudflare's and Route 53's, which tenants cannot point elsewhere).
+        ``endpoint``: the endpoint the MailDomain names (``dns_publisher.provider_endpoint``;
+        None for the operator's own endpoints, Cloudflare's and Route 53's, which tenants cannot
+        point elsewhere).
         """
         deadline = Deadline.after(self.timings.deadline)
         where = endpoint or "the DNS provider"
@@ -81,7 +110,7 @@ class DnsRunner:
             for slot in held:
                 slot.release()
             raise ProviderTimeoutError(
-                f"{where}: an earlier call of this namespace or to this host has not ended "
+                f"{where}: an earlier call of this namespace (to this endpoint) has not ended "
                 f"within the deadline ({deadline.seconds:g} s)"
             ) from None
         loop = asyncio.get_running_loop()

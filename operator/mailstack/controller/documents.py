@@ -2,9 +2,10 @@
 
 Owns the accessors that the informers, the index, the handlers, the plan and the reconciler
 share: names, generations, the domain a MailDomain serves or a Mailbox's address is on, the
-Secrets they refer to, the owner of a child, the addresses of a LoadBalancer Service and the
-generation external-dns has read. Every one is best effort: a document the parser would refuse
-yields an empty answer here, never an exception (the parser reports what is wrong with it).
+Secrets they refer to, the owner of a child, the addresses of a LoadBalancer Service, the
+generation external-dns has read and whether a MailDomain's DNS records were published. Every
+one is best effort: a document the parser would refuse yields an empty answer here, never an
+exception (the parser reports what is wrong with it).
 """
 
 from __future__ import annotations
@@ -133,3 +134,13 @@ def observed_generation(endpoint: Mapping[str, Any] | None) -> int | None:
     if isinstance(generation, int) and observed == generation:
         return generation
     return None
+
+
+def published_before(status: object) -> bool:
+    """Whether a MailDomain's last status says the operator may have written records for it:
+    ``status.dns.published``. A status from before that marker with ``status.dns`` (written once
+    the MailDomain rendered, after which its provider was published to) counts as published."""
+    if not isinstance(status, Mapping) or not isinstance(status.get("dns"), Mapping):
+        return False
+    published = status["dns"].get("published")
+    return published if isinstance(published, bool) else True

@@ -83,7 +83,7 @@ async def finalize(
     for doc in mailboxes:
         await reconciler.statuses.orphan(doc)
     reconciler.written.forget(MAILDOMAIN.kind, ref.namespace, ref.name)
-    reconciler.dns.forget(ref.namespace, ref.name)
+    reconciler.dns.forget(ref.namespace, ref.name, gone=True)
     await reconciler.events.post(MAILDOMAIN, body, [finalized_notice(summary)])
     return summary
 
@@ -101,6 +101,8 @@ async def _cleanup_dns(reconciler: Reconciler, body: Mapping[str, Any]) -> str:
         return ""
     if not model.dns.provider.pushes_records:
         return ""  # manual, externalDNS: nothing the operator published itself
+    if not reconciler.dns.holds_records(ref, body.get("status")):
+        return ""  # never published (refused before it served): its provider is not contacted
     secrets = reconciler.user_secrets(ref.namespace, referenced_secret_names(body, ()))
     selector = published_selector(body)
     try:

@@ -133,9 +133,9 @@ class Operator:
                 dns=DnsPublisher(self.config.dns),
             )
             self._reconciler.grants = self.policies.grants
-            self._reconciler.proofs = ProofLookup.of(self.config)
-            # A DNS publication that ended in the background, or a back-off that is over.
-            self._reconciler.dns.wake = lambda ns, name: self.coalescer.mark((ns, name))
+            # Woken: a DNS publication or proof lookup ended in the background, a back-off is over.
+            self._reconciler.dns.wake = lambda ns, name: self._mark_kept((ns, name))
+            self._reconciler.proofs = ProofLookup.of(self.config, self._reconciler.dns.wake)
         return self._reconciler
 
     async def start(self) -> None:
@@ -198,6 +198,7 @@ class Operator:
         self._tasks.clear()
         if self._reconciler is not None:
             self._reconciler.dns.runner.close()
+            self._reconciler.proofs.close()
         if self._kube is not None:
             await self._kube.close()
 

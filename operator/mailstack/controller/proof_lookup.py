@@ -1,15 +1,22 @@
-"""Owns the DNS lookup of the proofs of control (``api.proof``): the TXT query and its back-off.
+"""Owns the DNS lookup of the proofs of control (``api.proof``): the TXT query, its back-off,
+and the background tasks it runs in.
 
 The thin shell around ``api.proof.decide``: a MailDomain waiting for its proof has the TXT
-records at its challenge name looked up when its pass runs, at most once per back-off period
-(30 s, doubling to 10 minutes, reset by a new token), with a timeout, so that a pending
-MailDomain neither hammers the resolvers nor holds its pass. ``retry_after`` tells the
-coalescing daemon when to run the next pass. A failed lookup (timeout, SERVFAIL) counts as
-not seen; NXDOMAIN and an empty answer are not seen either.
+records at its challenge name looked up at most once per back-off period (30 s, doubling to 10
+minutes, reset by a new token), with a timeout, so that a pending MailDomain neither hammers the
+resolvers nor holds its pass. The lookup runs off the reconcile path: the pass starts it when it
+is due and reads the last answer, never waiting on the network, so a tenant whose challenge
+names lead to a server that never answers holds no reconcile. Lookups in flight are bounded per
+namespace (``per_namespace``) and in all (``concurrent``); a lookup that waits for a slot holds
+nothing. When an answer differs from the one before, its MailDomain is woken (``wake``) and its
+next pass reads it. ``retry_after`` tells the coalescing daemon when the next lookup is due. A
+failed lookup (timeout, SERVFAIL) keeps the answer before; NXDOMAIN and an empty answer are an
+answer without the proof.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -40,10 +47,20 @@ class _Schedule:
     delay: float
 
 
+@dataclass(frozen=True)
+class _Answer:
+    token: str
+    values: list[str]
+
+
+def _no_wake(namespace: str, name: str) -> None:
+    pass
+
+
 @dataclass
 class ProofLookup:
     """TXT lookups of challenge names, at ``nameserver`` (an address) or the system's
-    resolvers."""
+    resolvers, in background tasks."""
 
     nameserver: str = ""
     port: int = 53
@@ -51,13 +68,24 @@ class ProofLookup:
     first_delay: float = FIRST_DELAY
     max_delay: float = MAX_DELAY
     clock: Callable[[], float] = time.monotonic
+    per_namespace: int = 2  # lookups in flight per namespace
+    concurrent: int = 16  # lookups in flight in all
+    # Marks a MailDomain for another pass (the operator's coalescer): its answer changed.
+    wake: Callable[[str, str], None] = _no_wake
     _schedules: dict[str, _Schedule] = field(default_factory=dict)
+    _answers: dict[str, _Answer] = field(default_factory=dict)
+    _tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    _namespaces: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+    _slots: asyncio.Semaphore | None = None
 
     @classmethod
-    def of(cls, config: OperatorConfig) -> ProofLookup:
+    def of(cls, config: OperatorConfig, wake: Callable[[str, str], None] = _no_wake) -> ProofLookup:
         """The lookup ``mailstack operator --proof-resolver`` (and the tests) configure."""
         return cls(
-            config.proof_resolver, config.proof_resolver_port, first_delay=config.proof_recheck
+            config.proof_resolver,
+            config.proof_resolver_port,
+            first_delay=config.proof_recheck,
+            wake=wake,
         )
 
     def _resolver(self) -> dns.asyncresolver.Resolver:
@@ -71,17 +99,21 @@ class ProofLookup:
         resolver.cache = None  # a record just published must be seen at the next look
         return resolver
 
-    async def txt(self, key: str, token: str, name: str) -> list[str] | None:
-        """The TXT strings at ``name`` when a lookup for ``key`` (a MailDomain's uid) is due,
-        else None."""
+    def due(self, key: str, token: str) -> bool:
+        """Whether a lookup for ``key`` (a MailDomain's uid) is due; if so, the next one is
+        scheduled (the back-off doubles for the same token)."""
         now = self.clock()
         schedule = self._schedules.get(key)
         if schedule is not None and schedule.token == token and now < schedule.due:
-            return None
+            return False
         delay = self.first_delay
         if schedule is not None and schedule.token == token:
             delay = min(schedule.delay * 2, self.max_delay)
         self._schedules[key] = _Schedule(token, now + delay, delay)
+        return True
+
+    async def txt(self, name: str) -> list[str] | None:
+        """The TXT strings at ``name``; None when the lookup failed."""
         try:
             answer = await self._resolver().resolve(name, "TXT", raise_on_no_answer=False)
         except (dns.resolver.NXDOMAIN, dns.resolver.NoNameservers) as err:
@@ -99,8 +131,9 @@ class ProofLookup:
     async def look(
         self, body: Mapping[str, Any], grants: Grants, previous_status: object
     ) -> tuple[Proof | None, list[str] | None]:
-        """The proof of control the MailDomain's last status holds, and the TXT values at its
-        challenge name when a lookup is due; (None, None) when no proof is required."""
+        """The proof of control the MailDomain's last status holds, and the TXT values of the
+        last answer for its token (None: none yet); (None, None) when no proof is required.
+        Starts a lookup when one is due; never waits for one."""
         ref = ObjectRef.of(body)
         domain = served_domain(body)
         if domain is None or not grants.proof_required(ref.namespace, domain):
@@ -109,7 +142,29 @@ class ProofLookup:
         if proof is None or proof.proven:
             self.forget(ref.uid)
             return proof, None
-        return proof, await self.txt(ref.uid, proof.token, proof.record_name)
+        running = self._tasks.get(ref.uid)
+        if (running is None or running.done()) and self.due(ref.uid, proof.token):
+            lookup = self._lookup(ref, proof.token, proof.record_name)
+            self._tasks[ref.uid] = asyncio.create_task(lookup)
+        answer = self._answers.get(ref.uid)
+        return proof, answer.values if answer is not None and answer.token == proof.token else None
+
+    async def _lookup(self, ref: ObjectRef, token: str, name: str) -> None:
+        """One lookup, once the namespace and the operator have a slot; wakes on a change."""
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.concurrent)
+        mine = self._namespaces.setdefault(ref.namespace, asyncio.Semaphore(self.per_namespace))
+        async with mine, self._slots:
+            try:  # the resolver's lifetime bounds it; this bounds a resolver that ignores it
+                values = await asyncio.wait_for(self.txt(name), self.timeout + 1.0)
+            except TimeoutError:
+                values = None
+        if values is None or ref.uid not in self._schedules:  # failed, or proven/gone since
+            return
+        before = self._answers.get(ref.uid)
+        self._answers[ref.uid] = _Answer(token, values)
+        if values != (before.values if before is not None and before.token == token else []):
+            self.wake(ref.namespace, ref.name)
 
     def retry_after(self, key: str) -> float:
         """Seconds until the next lookup for ``key`` is due (a token just issued: the first
@@ -120,3 +175,11 @@ class ProofLookup:
     def forget(self, key: str) -> None:
         """Proven, or gone: no more lookups."""
         self._schedules.pop(key, None)
+        self._answers.pop(key, None)
+        self._tasks.pop(key, None)
+
+    def close(self) -> None:
+        """Stop the lookups in flight (the operator stops)."""
+        for task in self._tasks.values():
+            task.cancel()
+        self._tasks.clear()

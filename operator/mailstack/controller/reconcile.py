@@ -279,9 +279,8 @@ class Reconciler:
     ) -> DnsOutcome | None:
         """Phase 4: DNS, once the children are in place; None without a successful render.
 
-        A provider failure is a condition, not an error. After a failed apply nothing is
-        published: DNSReady stays what the last publish said. A withdrawn MailDomain's records
-        are removed (``DnsPublisher.withdraw``), except when a host it names is not allowed.
+        A provider failure is a condition, not an error; after a failed apply DNSReady stays
+        what the last publish said. A withdrawn MailDomain's records go (``DnsPublisher.withdraw``).
         """
         if rendered.withdrawn:
             await self.dns.withdraw(ref, rendered, inputs)
@@ -329,6 +328,7 @@ class Reconciler:
             certificate=children.get(CERTIFICATE.key(layout.object_names(name)["tls"])),
             valid_mailboxes=sum(1 for v in verdicts if v.valid.status == "True"),
             dns=dns,
+            dns_published=self.dns.holds_records(ObjectRef.of(body), body.get("status")),
         )
         if await self.statuses.write(MAILDOMAIN, body, status):
             outcome.status_writes += 1

@@ -195,12 +195,14 @@ def domain_status(
     certificate: Mapping[str, Any] | None = None,
     valid_mailboxes: int = 0,
     dns: DnsOutcome | None = None,
+    dns_published: bool = False,
 ) -> Obj:
     """The MailDomain's status document after a reconcile.
 
     ``rejections``: the admission message of each StatefulSet whose pods are refused.
     ``dns``: what the provider said (``dns_publisher.DnsPublisher``); without it, the records as
-    the spec wants them, not published.
+    the spec wants them, not published. ``dns_published``: whether the operator may have
+    written records at the provider (``status.dns.published``, ``DnsPublisher.holds_records``).
     """
     previous_map: Mapping[str, Any] = previous if isinstance(previous, Mapping) else {}
     if dns is None and rendered.model is not None and rendered.material is not None:
@@ -229,7 +231,10 @@ def domain_status(
     if rendered.ok and rendered.model is not None and rendered.material is not None:
         dkim = rendered.material.dkim
         status["dkim"] = {"selector": dkim.selector, "record": dkim.dns_value()}
-        status["dns"] = {"records": dns.records if dns is not None else []}
+        status["dns"] = {
+            "records": dns.records if dns is not None else [],
+            "published": dns_published,
+        }
         if rendered.service is not None:
             status["endpoints"] = endpoints(rendered.model, rendered.service)
     else:
@@ -237,6 +242,8 @@ def domain_status(
         for key in ("dkim", "dns", "endpoints"):
             if key in previous_map:
                 status[key] = previous_map[key]
+        if "dns" in status or dns_published:
+            status["dns"] = {**status.get("dns", {}), "published": dns_published}
     return status
 
 
