@@ -5,8 +5,7 @@ in turn):
 
 - create / update / resume → ``reconcile`` now (kopf retries on ``TemporaryError``);
 - a daemon per MailDomain → the coalescing loop: waits until something relevant changed (or the
-  resync interval passed: drift correction), lets a burst settle for ``debounce`` seconds,
-  reconciles once;
+  resync interval passed: drift correction), lets a burst settle for ``debounce`` s, reconciles;
 - delete → ``finalize`` (kopf's finalizer is ``mailstack.dev/finalizer``): the DNS records the
   MailDomain published are removed first; while the provider fails, the finalizer stays (kopf
   retries, a Warning Event says why).
