@@ -34,6 +34,17 @@ def health(stack: Stack, port: int, path: str) -> tuple[int, str]:
         return 0, str(err)
 
 
+def release(holder: subprocess.Popen[str]) -> None:
+    """End a holding script: it lets go when its stdin closes."""
+    if holder.stdin is not None:
+        holder.stdin.close()
+    try:
+        holder.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        holder.kill()
+        holder.wait()
+
+
 # Holds ``count`` sessions on port 25 from one local address, each in DATA and sending a header
 # line every 4 s (smtpd's timeout is per read). Prints how many reached DATA, then holds them
 # until stdin closes.
@@ -107,13 +118,7 @@ def test_every_smtpd_held_from_a_few_addresses_does_not_fail_liveness(stack: Sta
         assert ready[0] == 200, ready
     finally:
         for holder in holders:
-            if holder.stdin is not None:
-                holder.stdin.close()
-            try:
-                holder.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                holder.kill()
-                holder.wait()
+            release(holder)
         for source in sources:
             subprocess.run(["ip", "route", "del", f"{source}/32", "dev", veth], check=False)
             delete = ["ip", "-n", netns, "addr", "del", f"{source}/32", "dev", "eth0"]

@@ -13,6 +13,7 @@ import time
 
 from tests.mail.conftest import Stack
 from tests.mail.messages import MDA, text_message, token
+from tests.mail.test_probes_under_load import release
 from tests.mail.test_submission import login
 
 # ``count`` openers on host:port, each sending a TLS record header (a 512-byte ClientHello
@@ -58,12 +59,6 @@ def openers(stack: Stack, port: int) -> subprocess.Popen[str]:
     return holder
 
 
-def stop(holder: subprocess.Popen[str]) -> None:
-    if holder.stdin is not None:
-        holder.stdin.close()
-    holder.wait(timeout=60)
-
-
 def test_unfinished_handshakes_do_not_stop_delivery(stack: Stack) -> None:
     subjects = [token("during openers") for _ in range(3)]
     holder = openers(stack, 24)
@@ -75,7 +70,7 @@ def test_unfinished_handshakes_do_not_stop_delivery(stack: Stack) -> None:
         time.sleep(20)
         delivered = [s for s in subjects if any(m["Subject"] == s for m in stack.messages("alice"))]
     finally:
-        stop(holder)
+        release(holder)
     stack.flush_queue()
     for subject in subjects:  # nothing lost either way
         stack.wait_for_subject("alice", subject, timeout=60)
@@ -93,5 +88,5 @@ def test_unfinished_handshakes_on_the_auth_tunnel_do_not_stop_logins(stack: Stac
             except Exception as err:  # what a user sees
                 outcomes.append(f"{type(err).__name__}: {err}"[:100])
     finally:
-        stop(holder)
+        release(holder)
     assert outcomes == ["235"] * 8, outcomes
