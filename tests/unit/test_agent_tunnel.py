@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mailstack.agent import tunnel, tunnel_hello
+from mailstack.agent import next_hops, tunnel, tunnel_hello
 from mailstack.material.pki import ClientCertificate, generate_client_certificate
 
 NOW = datetime.now(UTC)
@@ -184,3 +184,17 @@ def test_a_record_header_alone_is_dropped_after_the_hello_timeout(mda_side: int)
         with contextlib.suppress(ConnectionResetError):  # closed with the header unread
             assert sock.recv(10) == b""
     assert time.monotonic() - started < tunnel_hello.HELLO_TIMEOUT + 1
+
+
+def test_the_mtas_readiness_wants_a_tunnel_handshake_not_a_bare_connection(
+    mda_side: int, pairs: Pairs
+) -> None:
+    """The port accepts connections either way; only the pinned pair completes the handshake."""
+    reach = next_hops.tunnel_reach(tunnel.Identity(*pairs.mta, pairs.mda[0]))
+    assert reach("127.0.0.1", mda_side) is None
+    wrong_key = next_hops.tunnel_reach(tunnel.Identity(*pairs.other, pairs.mda[0]))
+    problem = wrong_key("127.0.0.1", mda_side)
+    assert problem is not None and problem.startswith("no TLS tunnel"), problem
+    wrong_pin = next_hops.tunnel_reach(tunnel.Identity(*pairs.mta, pairs.other[0]))
+    problem = wrong_pin("127.0.0.1", mda_side)
+    assert problem is not None and "not the pinned one" in problem, problem
