@@ -152,7 +152,8 @@ def test_connections_that_never_finish_their_hello_do_not_keep_the_mta_out(
     """More openers than the listener serves connections (fewer here, to stay under select's
     1024 descriptors in this process), each sending a TLS record header and nothing more (from
     the MTA's own address), reconnecting when cut: the MTA's real handshake passes."""
-    monkeypatch.setattr(tunnel, "MAX_CONNECTIONS", tunnel_hello.MAX_WAITING)
+    monkeypatch.setattr(tunnel, "MAX_CONNECTIONS", 32)
+    monkeypatch.setattr(tunnel_hello, "MAX_WAITING", 32)
     stop = threading.Event()
 
     def hold() -> None:
@@ -164,9 +165,7 @@ def test_connections_that_never_finish_their_hello_do_not_keep_the_mta_out(
             except OSError:
                 stop.wait(0.05)
 
-    openers = [
-        threading.Thread(target=hold, daemon=True) for _ in range(2 * tunnel_hello.MAX_WAITING)
-    ]
+    openers = [threading.Thread(target=hold, daemon=True) for _ in range(80)]
     for opener in openers:
         opener.start()
     try:

@@ -31,7 +31,7 @@ import pwd
 import select
 import sys
 
-from mailstack.agent.tunnel_hello import Waiting
+from mailstack.agent.tunnel_hello import LISTEN_BACKLOG, Waiting
 from mailstack.render import layout
 
 # Not typing.TYPE_CHECKING (see mailstack.agent.command).
@@ -212,6 +212,8 @@ class Tunnel:
 
     def serve_forever(self) -> None:
         while not self.closed:
+            if self.accept_tls:
+                self.waiting.make_room()
             try:
                 # The C method that socket.socket.accept wraps (typeshed does not list it).
                 fd, _ = self.listener._accept()  # type: ignore[attr-defined]
@@ -291,7 +293,7 @@ def tcp_listener(port: int) -> _socket.socket:
             if family == _socket.AF_INET:
                 raise
             continue
-        listener.listen(64)
+        listener.listen(LISTEN_BACKLOG)
         return listener
     raise OSError(f"cannot listen on port {port}")
 
