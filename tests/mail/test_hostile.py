@@ -17,6 +17,7 @@ import pytest
 
 from tests.mail.conftest import PASSWORDS, Stack
 from tests.mail.messages import SENDER, token
+from tests.mail.test_probes_under_load import release
 
 # --- SMTP smuggling ---------------------------------------------------------------------------
 
@@ -305,10 +306,4 @@ def test_idle_imap_connections_from_one_address_do_not_block_logins(stack: Stack
         assert elapsed < 3
         assert held["open"] == 300, held
     finally:
-        assert holder.stdin is not None
-        holder.stdin.close()
-        try:
-            holder.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            holder.kill()
-            holder.wait()
+        release(holder)

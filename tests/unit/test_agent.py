@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -307,3 +308,21 @@ def test_the_dovecot_agent_sweeps_the_folders_the_config_expunges() -> None:
         [folder, "savedbefore", f"{days}d"] for folder, days in layout.EXPUNGE_AFTER_DAYS
     ]
     assert all(c[:5] == ["doveadm", "-c", daemons.DOVECOT_CONF, "expunge", "-A"] for c in commands)
+
+
+def test_postfix_is_probed_on_its_loopback_listener_not_on_port_25() -> None:
+    """Sessions holding every smtpd of port 25 make Postfix busy, not dead: its probes greet
+    on the probe listener, which has its own process limit."""
+    probe = daemons.postfix().probes[0]
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind(("127.0.0.1", layout.POSTFIX_PROBE_PORT))
+        except OSError:
+            pytest.skip(f"port {layout.POSTFIX_PROBE_PORT} is taken on this machine")
+        listener.listen(1)
+        threading.Thread(
+            target=lambda: listener.accept()[0].sendall(b"220 probe ESMTP\r\n"), daemon=True
+        ).start()
+        assert probe() is None
+    assert daemons.postfix().probes[0]() is not None  # nothing listens any more

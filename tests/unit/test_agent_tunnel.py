@@ -3,16 +3,18 @@ and bytes go both ways unchanged (agent/tunnel.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from mailstack.agent import tunnel
+from mailstack.agent import next_hops, tunnel, tunnel_hello
 from mailstack.material.pki import ClientCertificate, generate_client_certificate
 
 NOW = datetime.now(UTC)
@@ -142,3 +144,56 @@ def test_the_mta_side_carries_a_unix_socket_to_the_pinned_server(
     )
     # A server with another certificate than the pinned one gets nothing.
     assert _through_mta_side(tmp_path, mda_side, tunnel.Identity(*pairs.mta, pairs.other[0])) == b""
+
+
+def test_connections_that_never_finish_their_hello_do_not_keep_the_mta_out(
+    mda_side: int, pairs: Pairs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More openers than the listener serves connections (fewer here, to stay under select's
+    1024 descriptors in this process), each sending a TLS record header and nothing more (from
+    the MTA's own address), reconnecting when cut: the MTA's real handshake passes."""
+    monkeypatch.setattr(tunnel, "MAX_CONNECTIONS", 32)
+    monkeypatch.setattr(tunnel_hello, "MAX_WAITING", 32)
+    stop = threading.Event()
+
+    def hold() -> None:
+        while not stop.is_set():
+            try:
+                with socket.create_connection(("127.0.0.1", mda_side), timeout=5) as sock:
+                    sock.sendall(b"\x16\x03\x01\x02\x00")
+                    sock.recv(10)  # returns when the tunnel cuts or drops it
+            except OSError:
+                stop.wait(0.05)
+
+    openers = [threading.Thread(target=hold, daemon=True) for _ in range(80)]
+    for opener in openers:
+        opener.start()
+    try:
+        stop.wait(1.5)
+        outcomes = [_client(mda_side, pairs.mta) for _ in range(5)]
+    finally:
+        stop.set()
+    assert outcomes == [b"hello\n" + b"X" * 100_000] * 5
+
+
+def test_a_record_header_alone_is_dropped_after_the_hello_timeout(mda_side: int) -> None:
+    with socket.create_connection(("127.0.0.1", mda_side), timeout=5) as sock:
+        sock.sendall(b"\x16\x03\x01\x02\x00")
+        started = time.monotonic()
+        with contextlib.suppress(ConnectionResetError):  # closed with the header unread
+            assert sock.recv(10) == b""
+    assert time.monotonic() - started < tunnel_hello.HELLO_TIMEOUT + 1
+
+
+def test_the_mtas_readiness_wants_a_tunnel_handshake_not_a_bare_connection(
+    mda_side: int, pairs: Pairs
+) -> None:
+    """The port accepts connections either way; only the pinned pair completes the handshake."""
+    reach = next_hops.tunnel_reach(tunnel.Identity(*pairs.mta, pairs.mda[0]))
+    assert reach("127.0.0.1", mda_side) is None
+    wrong_key = next_hops.tunnel_reach(tunnel.Identity(*pairs.other, pairs.mda[0]))
+    problem = wrong_key("127.0.0.1", mda_side)
+    assert problem is not None and problem.startswith("no TLS tunnel"), problem
+    wrong_pin = next_hops.tunnel_reach(tunnel.Identity(*pairs.mta, pairs.other[0]))
+    problem = wrong_pin("127.0.0.1", mda_side)
+    assert problem is not None and "not the pinned one" in problem, problem

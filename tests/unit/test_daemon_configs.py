@@ -56,6 +56,15 @@ def test_postconf_accepts_main_and_master(
     services = {tuple(line.split()[:2]) for line in masters.stdout.splitlines()}
     assert ("25", "inet") in services
     assert ("postlog", "unix-dgram") in services
+    # The agent's probe listener: loopback only, its own process limit, no milter on the way.
+    probe = next(
+        line
+        for line in masters.stdout.splitlines()
+        if line.startswith(f"127.0.0.1:{layout.POSTFIX_PROBE_PORT} ")
+    )
+    limit = str(layout.POSTFIX_PROBE_PROCESSES)
+    assert probe.split()[1:8] == ["inet", "n", "-", "n", "-", limit, "smtpd"], probe
+    assert "smtpd_milters=" in probe.split(), probe
 
 
 def test_postconf_detects_a_broken_file(example_files: dict[str, Path], tmp_path: Path) -> None:

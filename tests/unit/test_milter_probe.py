@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mailstack.agent.milter_probe import NO_REPLY, probe_milter_scan
+from mailstack.agent.milter_probe import NO_REPLY, probe_milter_progress, probe_milter_scan
 
 Handler = Callable[[socket.socket, list[bytes]], None]
 
@@ -127,3 +127,73 @@ def test_a_missing_socket_and_a_garbled_answer_are_problems(
     path, _ = serve(garbled)
     garbled = probe_milter_scan(path, 0.5)()
     assert garbled is not None and "option negotiation answered with b'x'" in garbled
+
+
+def serve_sessions(path: str, handlers: list[Handler]) -> socket.socket:
+    """A fake milter on ``path`` that serves its n-th connection with ``handlers[n]``."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(4)
+
+    def run() -> None:
+        for handler in handlers:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=lambda c=conn, h=handler: h(c, []), daemon=True).start()
+
+    threading.Thread(target=run, daemon=True).start()
+    return listener
+
+
+def slow(delay: float) -> Handler:
+    def handle(conn: socket.socket, seen: list[bytes]) -> None:
+        time.sleep(delay)  # a proxy parsing heavy messages first
+        milter(0, [b"a"])(conn, seen)
+
+    return handle
+
+
+def test_a_busy_scanner_that_answers_late_is_healthy(tmp_path: Path) -> None:
+    """The second probe scan waits 1.5 s (longer than a request may wait): still healthy, as the
+    scan in flight is under its deadline; the next request sees its verdict."""
+    path = str(tmp_path / "busy.sock")
+    with serve_sessions(path, [milter(0, [b"a"]), slow(1.5), milter(0, [b"a"])]):
+        probe = probe_milter_progress(path, deadline=5.0, wait=0.3)
+        assert probe() is None
+        started = time.monotonic()
+        assert probe() is None
+        assert time.monotonic() - started < 1.0
+        time.sleep(1.5)
+        assert probe() is None
+
+
+def test_a_scanner_without_a_verdict_by_the_deadline_is_wedged(tmp_path: Path) -> None:
+    path = str(tmp_path / "wedged.sock")
+    with serve_sessions(path, [milter(0, [b"a"]), lambda conn, seen: time.sleep(3)]):
+        probe = probe_milter_progress(path, deadline=0.5, wait=0.1)
+        assert probe() is None
+        assert probe() is None  # in flight, under its deadline
+        time.sleep(0.8)
+        problem = probe()
+        assert problem is not None and "no scan verdict" in problem, problem
+
+
+def test_no_verdict_yet_is_not_healthy(tmp_path: Path) -> None:
+    """At start (the startup probe), a scan still waiting proves nothing."""
+    path = str(tmp_path / "start.sock")
+    with serve_sessions(path, [slow(1.0)]):
+        problem = probe_milter_progress(path, deadline=5.0, wait=0.1)()
+        assert problem == "no scan verdict yet"
+
+
+def test_the_probe_deadline_outlasts_a_queue_of_bounded_scans() -> None:
+    """Several heavy messages at rspamd's scan bound, one after the other, pass; the request wait
+    stays under the kubelet's probe timeout."""
+    from mailstack.agent.daemons import MILTER_PROBE_DEADLINE, MILTER_PROBE_SECONDS
+    from mailstack.render.containers import probes
+    from mailstack.render.rspamd import SCAN_TIMEOUT_SECONDS
+
+    assert MILTER_PROBE_DEADLINE >= 6 * SCAN_TIMEOUT_SECONDS
+    assert probes()["livenessProbe"]["timeoutSeconds"] > MILTER_PROBE_SECONDS

@@ -14,7 +14,7 @@ import pwd
 import sys
 import time
 
-from mailstack.agent.milter_probe import probe_milter_scan
+from mailstack.agent.milter_probe import probe_milter_progress
 from mailstack.agent.next_hops import probe_next_hops
 from mailstack.agent.processes import run, which
 from mailstack.render import layout
@@ -27,9 +27,13 @@ if TYPE_CHECKING:
 
 POSTFIX_MASTER = "/usr/lib/postfix/sbin/master"
 DOVECOT_CONF = f"{layout.DOVECOT_CONFIG_DIR}/dovecot.conf"
-# The scan probe's deadline: under the kubelet's probe timeout (5 s, render.workloads), far above
-# the few milliseconds a small message takes.
+# How long a probe request waits for the probe scan's verdict: under the kubelet's probe timeout
+# (5 s, render.containers), far above the few milliseconds a small message takes when idle.
 MILTER_PROBE_SECONDS = 3.0
+# How long the probe scan may wait for its verdict before rspamd counts as wedged: a busy proxy
+# takes the probe's session after the heavy messages it is parsing, each bounded near the scan
+# timeout (render.rspamd.SCAN_TIMEOUT_SECONDS, 8 s), so several of them in a row still pass.
+MILTER_PROBE_DEADLINE = 60.0
 # Postfix ignores a main.cf younger than this; a freshly mounted ConfigMap must age first.
 POSTFIX_CONFIG_MIN_AGE = 2.1
 
@@ -154,7 +158,10 @@ def _reload_postfix(pid: int) -> None:
 
 
 def postfix() -> Daemon:
-    enabled = [probe_banner(layout.SMTP_PORT.number, b"220 ")]
+    # The loopback probe listener, not port 25: 100 sessions held on port 25 (its process
+    # limit) make Postfix busy, not dead, and must neither restart it nor take the pod (587 and
+    # 465 with it) out of its Services.
+    alive = [probe_banner(layout.POSTFIX_PROBE_PORT, b"220 ")]
     return Daemon(
         name="postfix",
         command=[POSTFIX_MASTER, "-c", layout.POSTFIX_CONFIG_DIR, "-s"],
@@ -167,7 +174,7 @@ def postfix() -> Daemon:
         ],
         prepare=_prepare_postfix,
         reload=_reload_postfix,
-        probes=enabled,
+        probes=alive,
         # Ready only when the Services Postfix hands mail and logins to resolve and answer.
         readiness=[probe_next_hops(f"{layout.POSTFIX_CONFIG_DIR}/main.cf")],
         tunnels=True,
@@ -280,9 +287,13 @@ def rspamd() -> Daemon:
         watched=[f"{layout.RSPAMD_CONFIG_DIR}/local.d", layout.DKIM_DIR],
         prepare=_prepare_rspamd,
         reload=_reload_rspamd,
-        # What Postfix needs: a verdict through the milter socket, in time. rspamd's controller
-        # (HTTP) is not run.
-        probes=[probe_milter_scan(layout.MILTER_SOCKET, MILTER_PROBE_SECONDS)],
+        # What Postfix needs: a verdict through the milter socket; late (busy) is not wedged.
+        # rspamd's controller (HTTP, /ping) is not run, and its /ping would not say that the
+        # proxies scan. Readiness is the same: rspamd is in the MTA pod, and a busy scanner
+        # taking the pod out of its Services would stop 25, 587 and 465 for everyone.
+        probes=[
+            probe_milter_progress(layout.MILTER_SOCKET, MILTER_PROBE_DEADLINE, MILTER_PROBE_SECONDS)
+        ],
     )
 
 

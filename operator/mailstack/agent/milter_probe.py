@@ -8,11 +8,18 @@ one Postfix speaks, version 6) and is healthy only when a verdict for a small me
 back in time. It honours the "no reply" flags the milter negotiates, so it asks exactly what
 Postfix asks. Plain ``_socket`` and byte slicing, no struct or email modules: the agent runs
 beside every daemon (see ``mailstack.agent.health``).
+
+Busy is not dead: rspamd's proxies scan in their own event loops, so a probe's connection waits
+behind every heavy message a proxy is parsing (up to the scan bound each, and a sender can queue
+many). ``probe_milter_progress`` therefore keeps one probe scan in flight with a long deadline
+and fails only when that scan fails, or gets no verdict within the deadline: a wedged or dead
+scanner, which a restart helps; a busy one answers late but answers.
 """
 
 from __future__ import annotations
 
 import _socket
+import _thread
 import time
 
 from mailstack.render import layout
@@ -155,3 +162,46 @@ def probe_milter_scan(path: str, timeout: float) -> Callable[[], str | None]:
         return None
 
     return probe
+
+
+class ScanProgress:
+    """One probe scan in flight at a time (its own thread) and the outcome of the last one to end:
+    the probe's state between the kubelet's calls."""
+
+    def __init__(self, path: str, deadline: float) -> None:
+        self.path = path
+        self.deadline = deadline
+        self.lock = _thread.allocate_lock()
+        self.started: float | None = None  # the scan in flight, if any (monotonic)
+        self.outcome: str | None = "no scan verdict yet"  # of the last scan to end
+
+    def _scan(self) -> None:
+        problem = probe_milter_scan(self.path, self.deadline)()
+        with self.lock:
+            self.outcome = problem
+            self.started = None
+
+    def check(self, wait: float) -> str | None:
+        """Start a scan unless one is in flight, wait up to ``wait`` seconds for it, then
+        answer from the last scan to end; a scan still waiting (under its deadline) does not
+        count against the scanner."""
+        with self.lock:
+            if self.started is None:
+                self.started = time.monotonic()
+                _thread.start_new_thread(self._scan, ())
+        until = time.monotonic() + wait
+        while time.monotonic() < until:
+            with self.lock:
+                if self.started is None:
+                    break
+            time.sleep(0.02)
+        with self.lock:
+            return self.outcome
+
+
+def probe_milter_progress(path: str, deadline: float, wait: float) -> Callable[[], str | None]:
+    """Healthy while the last probe scan on ``path`` got a verdict and the one in flight, if any,
+    is younger than ``deadline`` (its own timeout); each call waits up to ``wait`` seconds for a
+    fresh verdict, so an idle scanner is judged on the current scan."""
+    progress = ScanProgress(path, deadline)
+    return lambda: progress.check(wait)

@@ -8,8 +8,11 @@ ready: submission failed and inbound mail waited or bounced while every probe sa
 
 Names are resolved by ``getent ahosts`` (getaddrinfo, the lookup ``lmtp_host_lookup = native``
 uses) in a child process: in the agent itself, glibc's NSS modules would stay loaded for the
-life of the pod. Only a TCP connection is made: what is spoken on it (plain, TLS) is Dovecot's
-and Postfix's business, and its failure is the daemons' log's.
+life of the pod. Both hops are the MDA's TLS tunnels (agent.tunnel): the probe completes a
+handshake with the MTA's certificate and wants the MDA's pinned one, as Postfix and the SASL
+tunnel will; a bare connection would succeed while the tunnel refuses every handshake (a
+certificate rotated on one side only, or its connection slots taken). Two handshakes each
+probe period (10 s) cost the MDA's agent well under a millisecond of CPU each.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from mailstack.render import layout
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from mailstack.agent.tunnel import Identity
 
 CONNECT_TIMEOUT = 2.0
 # A resolver that never answers must make the probe say "not ready", not hang it past the
@@ -105,15 +110,55 @@ def reach(address: str, port: int, timeout: float = CONNECT_TIMEOUT) -> str | No
     return None
 
 
+def tunnel_reach(identity: Identity) -> Callable[[str, int], str | None]:
+    """A connector for ``probe_next_hops``: None when a TLS handshake to address:port with
+    ``identity`` succeeds, the server shows the pinned certificate and its service greets;
+    else the error."""
+
+    # Imported here: agent.tunnel loads _ssl, which only the agents running a tunnel need.
+    from mailstack.agent.tunnel import Socket, handshake
+
+    def connect(address: str, port: int) -> str | None:
+        family = _socket.AF_INET6 if ":" in address else _socket.AF_INET
+        conn = Socket(family, _socket.SOCK_STREAM)
+        try:
+            conn.settimeout(CONNECT_TIMEOUT)
+            conn.connect((address, port))
+        except OSError as err:
+            conn.close()
+            return str(err)
+        try:
+            # The first byte of the greeting (LMTP's banner, the auth service's handshake): with
+            # TLS 1.3 the server refuses a client certificate only after our side is done.
+            if not handshake(conn, identity, server_side=False).recv(1):
+                return "no TLS tunnel: closed after the handshake"
+        except (OSError, ValueError) as err:  # _ssl.SSLError is an OSError
+            return f"no TLS tunnel: {err}"
+        finally:
+            conn.close()
+        return None
+
+    return connect
+
+
+def mta_identity() -> Identity:
+    """The MTA's side of the tunnels (as ``agent.tunnel.open_postfix_tunnels``)."""
+    from mailstack.agent.tunnel import Identity
+
+    return Identity(layout.MTA_CLIENT_CERT, layout.MTA_CLIENT_KEY, layout.MDA_CLIENT_CERT)
+
+
 def probe_next_hops(
     main_cf_path: str,
     resolver: Callable[[str], str | None] = resolve,
-    connector: Callable[[str, int], str | None] = reach,
+    connector: Callable[[str, int], str | None] | None = None,
     carried: dict[str, str] | None = None,
 ) -> Callable[[], str | None]:
-    """A readiness probe: healthy when every next hop of the main.cf resolves and accepts a
-    connection; else what failed, naming the parameter's purpose, host and port. ``carried``
-    (``next_hops``) defaults to the agent's SASL tunnel and the target the pod spec gives it."""
+    """A readiness probe: healthy when every next hop of the main.cf resolves and completes a
+    tunnel handshake (``connector``, by default ``tunnel_reach`` with the MTA's identity); else
+    what failed, naming the parameter's purpose, host and port. ``carried`` (``next_hops``)
+    defaults to the agent's SASL tunnel and the target the pod spec gives it."""
+    connector = connector or tunnel_reach(mta_identity())
     if carried is None:
         carried = {layout.SASL_TUNNEL_SOCKET: os.environ.get(layout.AUTH_SERVER_ENV, "")}
 

@@ -31,6 +31,7 @@ import pwd
 import select
 import sys
 
+from mailstack.agent.tunnel_hello import LISTEN_BACKLOG, Waiting
 from mailstack.render import layout
 
 # Not typing.TYPE_CHECKING (see mailstack.agent.command).
@@ -49,12 +50,14 @@ if TYPE_CHECKING:
         def getpeercert(self, binary_form: bool) -> bytes | None: ...
 
 
-# A peer that has not finished the TLS handshake by then is dropped.
-HANDSHAKE_TIMEOUT = 10.0
+# A peer that has not finished the TLS handshake by then is dropped (the MTA's takes milliseconds).
+HANDSHAKE_TIMEOUT = 3.0
 # A session with no byte either way for this long is closed (Postfix reconnects when it needs to).
 IDLE_TIMEOUT = 3600.0
-# Connections served at once; more wait in the listen queue.
+# Connections past their first TLS record (in the handshake or relaying) served at once; more
+# are closed at once.
 MAX_CONNECTIONS = 200
+
 CHUNK = 65536
 
 
@@ -203,11 +206,14 @@ class Tunnel:
         self.identity = identity
         self.accept_tls = accept_tls
         self.active = 0
+        self.waiting = Waiting()  # connections before their first TLS record
         self.closed = False
         self.lock = _thread.allocate_lock()
 
     def serve_forever(self) -> None:
         while not self.closed:
+            if self.accept_tls:
+                self.waiting.make_room()
             try:
                 # The C method that socket.socket.accept wraps (typeshed does not list it).
                 fd, _ = self.listener._accept()  # type: ignore[attr-defined]
@@ -216,12 +222,27 @@ class Tunnel:
                     return
                 continue
             conn = Socket(fileno=fd)
+            if self.accept_tls:
+                self.waiting.add(conn)
+                _thread.start_new_thread(self._serve_after_hello, (conn,))
+                continue
             with self.lock:
                 if self.active >= MAX_CONNECTIONS:
                     conn.close()
                     continue
                 self.active += 1
             _thread.start_new_thread(self._serve, (conn,))
+
+    def _serve_after_hello(self, conn: _socket.socket) -> None:
+        hello = self.waiting.hello(conn)
+        with self.lock:
+            admitted = hello and self.active < MAX_CONNECTIONS
+            if admitted:
+                self.active += 1
+        if admitted:
+            self._serve(conn)
+        else:
+            conn.close()
 
     def _serve(self, conn: _socket.socket) -> None:
         target: _socket.socket | None = None
@@ -272,7 +293,7 @@ def tcp_listener(port: int) -> _socket.socket:
             if family == _socket.AF_INET:
                 raise
             continue
-        listener.listen(64)
+        listener.listen(LISTEN_BACKLOG)
         return listener
     raise OSError(f"cannot listen on port {port}")
 

@@ -198,6 +198,11 @@ SASL_PORT = Port("sasl", 12345, "mda")
 # Where Dovecot hands Postfix the mail that Sieve scripts send (redirects, vacation replies),
 # showing its client certificate; on the internal ``<name>-mta`` Service, for the MDA pods only.
 MDA_SUBMIT_PORT = Port("mda-submit", 10587, "mta")
+# Postfix's probe listener: an smtpd on the pod's loopback only, with its own process limit, so
+# that sessions holding every public smtpd (port 25's process limit) cannot fail the probes; its
+# banner says that the master process is alive and spawns smtpd (agent.daemons).
+POSTFIX_PROBE_PORT = 10025
+POSTFIX_PROBE_PROCESSES = 2
 # Health endpoints of the agents; the containers of one pod share a network namespace.
 HEALTH_PORTS = {"postfix": 9101, "rspamd": 9102, "dovecot": 9103, "clamd": 9104, "freshclam": 9105}
 

@@ -95,7 +95,11 @@ def listener_ports(service: MailService) -> dict[str, int]:
 
 def render_postfix_master_cf(service: MailService) -> str:
     return render_template(
-        "postfix/master.cf.j2", domain=service.domain, listeners=listener_ports(service)
+        "postfix/master.cf.j2",
+        domain=service.domain,
+        listeners=listener_ports(service),
+        probe_port=layout.POSTFIX_PROBE_PORT,
+        probe_processes=layout.POSTFIX_PROBE_PROCESSES,
     )
 
 

@@ -1,0 +1,92 @@
+"""The MDA's tunnel ports against connections that never finish their TLS handshake (outside
+check, 2026-12-07): a client the NetworkPolicy admits, or any pod where it is not enforced.
+The openers run in the MTA's own network namespace (the only one the local run's policy lets
+through), so no per-address limit could tell them from Postfix: the tunnel's hello gate must.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+from tests.mail.conftest import Stack
+from tests.mail.messages import MDA, text_message, token
+from tests.mail.test_probes_under_load import release
+from tests.mail.test_submission import login
+
+# ``count`` openers on host:port, each sending a TLS record header (a 512-byte ClientHello
+# announced) and nothing more, reconnecting when dropped. Prints "holding", runs until stdin
+# closes.
+OPENERS_SCRIPT = r"""
+import socket, sys, threading, time
+host, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+stop = threading.Event()
+def hold():
+    while not stop.is_set():
+        try:
+            sock = socket.create_connection((host, port), timeout=30)
+            sock.sendall(b"\x16\x03\x01\x02\x00")
+            sock.settimeout(30)
+            sock.recv(10)
+            sock.close()
+        except OSError:
+            time.sleep(0.2)
+for _ in range(count):
+    threading.Thread(target=hold, daemon=True).start()
+print("holding", flush=True)
+sys.stdin.read()
+stop.set()
+"""
+OPENERS = 220  # more than the tunnel's connections (200)
+
+
+def openers(stack: Stack, port: int) -> subprocess.Popen[str]:
+    mda = json.loads((stack.state / "endpoints.json").read_text())["pods"][f"mail/{MDA}"]
+    postfix_pid = stack.own_daemon_pids()["postfix"].pop()
+    holder = subprocess.Popen(
+        [
+            *("nsenter", "-t", str(postfix_pid), "-n", sys.executable, "-c", OPENERS_SCRIPT),
+            *(mda, str(port), str(OPENERS)),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == "holding\n"
+    time.sleep(3)
+    return holder
+
+
+def test_unfinished_handshakes_do_not_stop_delivery(stack: Stack) -> None:
+    subjects = [token("during openers") for _ in range(3)]
+    holder = openers(stack, 24)
+    try:
+        for subject in subjects:
+            stack.send_from_internet(
+                "alice@example.com", text_message(subject, "alice@example.com").as_bytes()
+            )
+        time.sleep(20)
+        delivered = [s for s in subjects if any(m["Subject"] == s for m in stack.messages("alice"))]
+    finally:
+        release(holder)
+    stack.flush_queue()
+    for subject in subjects:  # nothing lost either way
+        stack.wait_for_subject("alice", subject, timeout=60)
+    assert delivered == subjects, delivered
+
+
+def test_unfinished_handshakes_on_the_auth_tunnel_do_not_stop_logins(stack: Stack) -> None:
+    outcomes: list[str] = []
+    holder = openers(stack, 12345)
+    try:
+        for port in ["submission", "submissions"] * 4:
+            try:
+                with login(stack, port, "bob"):
+                    outcomes.append("235")
+            except Exception as err:  # what a user sees
+                outcomes.append(f"{type(err).__name__}: {err}"[:100])
+    finally:
+        release(holder)
+    assert outcomes == ["235"] * 8, outcomes
