@@ -600,14 +600,19 @@ def test_a_users_own_mail_is_never_marked_as_spam_but_spam_from_a_login_is_refus
     INBOX and other domains without "X-Spam: Yes", whatever it scores below reject. Above
     reject it is still refused (an account sending spam).
 
-    Deterministic: an upstream spam flag (SPAM_FLAG, 5) and no To: header (MISSING_TO, 2)
-    score 7, above add_header (6); rspamd checks no client address or HELO of a login.
+    Deterministic: a forged Outlook Express boundary (SUSPICIOUS_BOUNDARY, 5) and no To: header
+    (MISSING_TO, 2) score 7, above add_header (6); rspamd checks no client address or HELO of a
+    login. (An upstream ``X-Spam-Flag: YES`` no longer serves: the submission services drop a
+    user's own verdict headers.)
     """
     subject = token("own mail")
     friend = f"friend-{secrets.token_hex(4)}@example.net"
+    boundary = "----=_NextPart_000_0001_00EBFFA4.01ABCDEF"
     raw = (
         f"From: bob@example.com\r\nSubject: {subject}\r\nDate: {formatdate()}\r\n"
-        f"Message-ID: {make_msgid(domain='example.com')}\r\nX-Spam-Flag: YES\r\n\r\nhello\r\n"
+        f"Message-ID: {make_msgid(domain='example.com')}\r\nMIME-Version: 1.0\r\n"
+        f'Content-Type: multipart/mixed; boundary="{boundary}"\r\n\r\n'
+        f"--{boundary}\r\nContent-Type: text/plain\r\n\r\nhello\r\n--{boundary}--\r\n"
     ).encode()
     with stack.smtp("submission") as smtp:
         smtp.login("bob@example.com", PASSWORDS["bob"])
