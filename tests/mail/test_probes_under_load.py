@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tests.mail.conftest import Stack
 from tests.mail.messages import MTA, SENDER, token
+from tests.mail.test_scanner import PARALLEL_SCRIPT
 from tests.mail.test_submission import login
 
 POSTFIX_HEALTH, RSPAMD_HEALTH = 9101, 9102
@@ -125,31 +126,6 @@ def test_every_smtpd_held_from_a_few_addresses_does_not_fail_liveness(stack: Sta
             subprocess.run(delete, check=False, capture_output=True)
 
 
-# Sends ``count`` copies of a file at once on port 25, each on its own connection; prints each
-# one's DATA code and seconds.
-PARALLEL_SCRIPT = r"""
-import json, smtplib, sys, threading, time
-host, port, sender, rcpt = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-count, raw = int(sys.argv[5]), open(sys.argv[6], "rb").read()
-out = [None] * count
-def send(i):
-    start = time.monotonic()
-    try:
-        with smtplib.SMTP(host, port, local_hostname="sink.example.net", timeout=120) as smtp:
-            smtp.ehlo("sink.example.net")
-            smtp.mail(sender)
-            smtp.rcpt(rcpt)
-            code = smtp.data(raw)[0]
-    except smtplib.SMTPResponseException as err:
-        code = err.smtp_code
-    except OSError:
-        code = 0
-    out[i] = [code, round(time.monotonic() - start, 1)]
-threads = [threading.Thread(target=send, args=(i,)) for i in range(count)]
-for t in threads: t.start()
-for t in threads: t.join()
-print(json.dumps(out))
-"""
 HEAVY = 12  # at once from one address (smtpConnections is 20)
 
 
