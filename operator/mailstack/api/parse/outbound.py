@@ -1,7 +1,7 @@
 """``spec.outbound`` of a MailDomain: the addresses mail leaves from, the HELO name, binding.
 
 Owns the rules of outbound identity in a spec: every address is a public one (``api.hosts``'
-rule: an address the SPF record names and receivers see; a private one is never seen by them),
+rule: an address the SPF record names and receivers see; a private one is never seen by them);
 ``bindAddress`` needs at most one address per family (Postfix binds one of each,
 ``smtp_bind_address`` and ``smtp_bind_address6``) and at least one; with ``spec.relay`` mail
 leaves from the relay, whose addresses and name are its own (its SPF goes into
