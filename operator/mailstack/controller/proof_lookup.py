@@ -11,7 +11,8 @@ namespace (``per_namespace``) and in all (``concurrent``); a lookup that waits f
 nothing. When an answer differs from the one before, its MailDomain is woken (``wake``) and its
 next pass reads it. ``retry_after`` tells the coalescing daemon when the next lookup is due. A
 failed lookup (timeout, SERVFAIL) keeps the answer before; NXDOMAIN and an empty answer are an
-answer without the proof.
+answer without the proof. It holds the outbound identity lookups (``outbound``), which use the
+same resolver, wake and lifetime.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from mailstack.api.policy import Grants
 from mailstack.api.proof import Proof, from_status
 from mailstack.controller.config import OperatorConfig
 from mailstack.controller.documents import served_domain
+from mailstack.controller.outbound_lookup import OutboundLookup
 from mailstack.kubedoc import ObjectRef
 
 logger = logging.getLogger(__name__)
@@ -72,6 +74,7 @@ class ProofLookup:
     concurrent: int = 16  # lookups in flight in all
     # Marks a MailDomain for another pass (the operator's coalescer): its answer changed.
     wake: Callable[[str, str], None] = _no_wake
+    outbound: OutboundLookup = field(default_factory=OutboundLookup)
     _schedules: dict[str, _Schedule] = field(default_factory=dict)
     _answers: dict[str, _Answer] = field(default_factory=dict)
     _tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
@@ -86,6 +89,12 @@ class ProofLookup:
             config.proof_resolver_port,
             first_delay=config.proof_recheck,
             wake=wake,
+            outbound=OutboundLookup(
+                config.proof_resolver,
+                config.proof_resolver_port,
+                recheck=config.outbound_recheck,
+                wake=wake,
+            ),
         )
 
     def _resolver(self) -> dns.asyncresolver.Resolver:
@@ -183,3 +192,4 @@ class ProofLookup:
         for task in self._tasks.values():
             task.cancel()
         self._tasks.clear()
+        self.outbound.close()
