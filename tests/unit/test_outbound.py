@@ -3,6 +3,8 @@ SPF record we publish with the addresses, and its plan against a zone (golden)."
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -12,7 +14,11 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from mailstack.api.errors import ValidationError
 from mailstack.api.models import Outbound, Relay
 from mailstack.api.policy import Grants, MailDomainPolicy, parse_policy
+from mailstack.controller import plan, reasons
+from mailstack.controller.conditions import outbound_condition
+from mailstack.controller.status import domain_status
 from mailstack.dns.lint import spf_lookups, spf_problems
+from mailstack.dns.outbound import AddressCheck
 from mailstack.dns.plan import plan_zone
 from mailstack.dns.plan_text import format_plan
 from mailstack.dns.records import desired_records, render_zone
@@ -27,6 +33,7 @@ V4, V6 = "81.2.69.142", "2a02:898:0:20::142"
 GOLDEN_ZONE = ROOT / "tests" / "fixtures" / "outbound" / "records.zone"
 GOLDEN_PLAN = ROOT / "tests" / "fixtures" / "outbound" / "plan.txt"
 OWNER = "mail/example-com"
+NOW = datetime(2026, 12, 7, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -212,3 +219,51 @@ def test_records_and_plan_golden() -> None:
         ("example.com", "update"),
         ("mail.example.com", "update"),
     ]
+
+
+# --- the condition and the status -------------------------------------------------------------
+
+
+def test_outbound_condition_cases() -> None:
+    bad = AddressCheck(V6, ("x.example.net",), False, "pass", "ptr", f"{V6}: its PTR ...")
+    good = AddressCheck(V4, ("out.example.com",), True, "pass")
+    dom = maildomain(outbound={"addresses": [V4, V6], "heloName": "out.example.com"})
+    cases = [
+        (maildomain(), None, "Unknown", reasons.OUTBOUND_NOT_CONFIGURED),
+        (maildomain(relay={"host": "smtp.relay.example.net"}), None, "Unknown", "ThroughRelay"),
+        (dom, None, "Unknown", reasons.OUTBOUND_CHECKING),
+        (dom, (good, bad), "False", reasons.PTR_MISMATCH),
+        (dom, (good, replace(bad, failed="spf", problem="s")), "False", reasons.SPF_NOT_PASSING),
+        (dom, (good, replace(bad, failed="")), "True", reasons.OUTBOUND_VERIFIED),
+    ]
+    for model, checks, status, reason in cases:
+        condition = outbound_condition(model, checks)
+        assert (condition.type, condition.status, condition.reason) == (
+            "OutboundIdentityVerified",
+            status,
+            reason,
+        )
+    assert outbound_condition(dom, (good, bad)).message == f"{V6}: its PTR ..."
+
+
+def test_the_status_reports_each_address_and_ready_ignores_the_condition() -> None:
+    inputs = plan.DomainInputs(
+        domain={
+            "apiVersion": "mailstack.dev/v1alpha1",
+            "kind": "MailDomain",
+            "metadata": {"name": "example-com", "namespace": "mail", "uid": "u1"},
+            "spec": {"domain": "example.com", "outbound": {"addresses": [V4]}},
+        },
+        siblings=(),
+        mailboxes=[],
+        secrets={},
+        now=NOW,
+    )
+    rendered = plan.render_domain(inputs)
+    failing = AddressCheck(V4, (), False, "fail", "ptr", f"{V4}: no PTR")
+    status = domain_status(rendered, generation=1, previous=None, now=NOW, outbound=(failing,))
+    assert status["outbound"] == [{"address": V4, "ptr": [], "fcrdns": False, "spf": "fail"}]
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["OutboundIdentityVerified"]["status"] == "False"
+    assert conditions["Ready"]["reason"] != reasons.PTR_MISMATCH  # not summarised into Ready
+    assert "outbound" not in domain_status(rendered, generation=1, previous=None, now=NOW)
