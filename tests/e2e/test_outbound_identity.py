@@ -61,7 +61,7 @@ def verdict(bind: Bind, model: MailDomain) -> tuple[Condition, tuple[AddressChec
             "127.0.0.1", bind.port, timeout=2.0, wake=lambda *a: woken.append(a)
         )
         assert lookup.look(body, model) is None  # never waits: the pass goes on
-        await asyncio.gather(*lookup._tasks.values())
+        await lookup.settled()
         return lookup.look(body, model)
 
     checks = asyncio.run(run())

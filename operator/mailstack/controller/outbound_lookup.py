@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mailstack.api.models import MailDomain
+from mailstack.controller.lookup_tasks import LookupTasks
 from mailstack.dns.check import resolver_lookup
 from mailstack.dns.outbound import AddressCheck, check_outbound
 from mailstack.dns.records import spf_value
@@ -47,9 +48,10 @@ class OutboundLookup:
     wake: Callable[[str, str], None] = _no_wake
     _answers: dict[str, tuple[Key, tuple[AddressCheck, ...]]] = field(default_factory=dict)
     _due: dict[str, tuple[Key, float]] = field(default_factory=dict)
-    _tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
-    _namespaces: dict[str, asyncio.Semaphore] = field(default_factory=dict)
-    _slots: asyncio.Semaphore | None = None
+    _tasks: LookupTasks = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._tasks = LookupTasks(self.per_namespace, self.concurrent)
 
     def look(
         self, body: Mapping[str, Any], model: MailDomain | None
@@ -62,20 +64,16 @@ class OutboundLookup:
             self.forget(ref.uid)
             return None
         key: Key = (addresses, model.helo_name, model.domain, spf_value(model))
-        running = self._tasks.get(ref.uid)
         due = self._due.get(ref.uid)
         now = self.clock()
-        if (running is None or running.done()) and (due is None or due[0] != key or now >= due[1]):
+        if self._tasks.idle(ref.uid) and (due is None or due[0] != key or now >= due[1]):
             self._due[ref.uid] = (key, now + self.recheck)
-            self._tasks[ref.uid] = asyncio.create_task(self._lookup(ref, key))
+            self._tasks.start(ref.uid, self._lookup(ref, key))
         answer = self._answers.get(ref.uid)
         return answer[1] if answer is not None and answer[0] == key else None
 
     async def _lookup(self, ref: ObjectRef, key: Key) -> None:
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.concurrent)
-        mine = self._namespaces.setdefault(ref.namespace, asyncio.Semaphore(self.per_namespace))
-        async with mine, self._slots:
+        async with self._tasks.slot(ref.namespace):
             lookup = resolver_lookup(self.nameserver, self.port, self.timeout)
             checks = await asyncio.to_thread(check_outbound, key[0], key[1], key[2], lookup)
         if ref.uid not in self._due:  # gone, or its addresses removed, since
@@ -85,13 +83,15 @@ class OutboundLookup:
         if before != (key, checks):
             self.wake(ref.namespace, ref.name)
 
+    async def settled(self) -> None:
+        """Wait for the lookups in flight (tests)."""
+        await self._tasks.settled()
+
     def forget(self, key: str) -> None:
         self._due.pop(key, None)
         self._answers.pop(key, None)
-        self._tasks.pop(key, None)
+        self._tasks.drop(key)
 
     def close(self) -> None:
         """Stop the lookups in flight (the operator stops); a thread ends with its timeouts."""
-        for task in self._tasks.values():
-            task.cancel()
-        self._tasks.clear()
+        self._tasks.close()
