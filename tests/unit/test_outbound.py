@@ -196,6 +196,13 @@ def test_spf_names_the_addresses_instead_of_mx(dkim: DkimKey) -> None:
     apex = f"v=spf1 ip4:{V4} ip6:{V6} include:_spf.example.net -all"
     assert spf_at(records, "example.com") == apex
     assert spf_at(records, "mail.example.com") == apex  # the HELO name's, no longer "a"
+    (helo,) = [r for r in records if r.name == "mail.example.com" and r.type == "TXT"]
+    assert helo.reason.startswith("SPF for the HELO name mail.example.com")
+    other = maildomain(outbound={"addresses": [V4], "heloName": "out1.example.net"})
+    (host,) = [
+        r for r in desired_records(other, dkim) if r.name == "mail.example.com" and r.type == "TXT"
+    ]
+    assert host.reason.startswith("SPF for the host name mail.example.com (only")
     assert spf_problems([apex]) == []
     assert spf_lookups(apex, None)[0] == 1  # only the include queries: far under 10
 

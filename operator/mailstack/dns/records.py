@@ -230,6 +230,16 @@ def _spf_reason(domain: MailDomain) -> str:
     return f"SPF: {senders} may send mail for the domain (only the v=spf1 value is managed)"
 
 
+def _helo_spf_reason(domain: MailDomain) -> str:
+    host = domain.hostname
+    if domain.helo_name != host:  # the HELO name's records are its owner's (docs/operator.md)
+        return f"SPF for the host name {host} (only the v=spf1 value is managed)"
+    return (
+        f"SPF for the HELO name {host} (RFC 7208 §2.3), also checked for bounces "
+        "(only the v=spf1 value is managed)"
+    )
+
+
 def desired_records(
     domain: MailDomain, dkim: DkimKey, service_addresses: Sequence[str] = ()
 ) -> list[Record]:
@@ -266,8 +276,7 @@ def desired_records(
                 "TXT",
                 ttl,
                 (spf_value(domain, own="a"),),
-                f"SPF for the HELO name {host} (RFC 7208 §2.3), also checked for bounces "
-                "(only the v=spf1 value is managed)",
+                _helo_spf_reason(domain),
                 value_prefix=SPF_PREFIX,
             )
         )
