@@ -156,9 +156,11 @@ def test_create_renders_every_child_with_owner_content_and_status(
         "WorkloadsReady",
         "CertificateReady",
         "DNSReady",
+        "OutboundIdentityVerified",
     ]
     assert all(c["observedGeneration"] == 1 for c in status["conditions"])
     assert conditions(domain)["DNSReady"]["reason"] == "NotConfigured"
+    assert conditions(domain)["OutboundIdentityVerified"]["reason"] == "NotConfigured"
     assert status["mailboxes"] == 2
     assert status["dkim"]["selector"] == "mailstack"
     assert any(r["type"] == "MX" and r["state"] == "Manual" for r in status["dns"]["records"])

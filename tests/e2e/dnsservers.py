@@ -18,7 +18,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,8 +133,10 @@ def start_bind(
     key_name: str = "mailstack",
     algorithm: str = "hmac-sha256",
     allow_transfer: bool = True,
+    other_zones: Mapping[str, str] | None = None,
 ) -> Bind:
-    """Start BIND for ``zone`` with extra zone-file ``records`` (relative names allowed)."""
+    """Start BIND for ``zone`` with extra zone-file ``records`` (relative names allowed), and
+    ``other_zones`` (zone -> records) served as they are (a reverse zone, another domain)."""
     named = require("named")
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -164,7 +166,16 @@ zone "{zone}" {{
     allow-transfer {{ {transfer} }};
 }};
 """
+        + "".join(
+            f'zone "{other}" {{ type primary; file "{root}/{other}.db"; }};\n'
+            for other in other_zones or {}
+        )
     )
+    for other, other_records in (other_zones or {}).items():
+        (root / f"{other}.db").write_text(
+            f"$TTL 300\n$ORIGIN {other}.\n@ IN SOA ns1.{zone}. hostmaster.{zone}. 1 3600 600 "
+            f"86400 300\n@ IN NS ns1.{zone}.\n{other_records}\n"
+        )
     (root / "zone.db").write_text(
         f"""$TTL 300
 $ORIGIN {zone}.

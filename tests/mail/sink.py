@@ -4,7 +4,7 @@ Run inside the test's "internet" network namespace (``python -m tests.mail.sink 
 [--tls FOLDER] [--login USER:PASSWORD]``). Recipients whose local part starts with ``reject`` get
 a permanent 550, so a test can produce a bounce. Each accepted message is written as
 ``DIR/<n>.eml`` with the envelope in ``X-Sink-*`` header lines prepended (mail from, each rcpt,
-the client address, and the TLS version and login when there were any).
+the client address, its HELO name, and the TLS version and login when there were any).
 
 With ``--tls`` the sink offers STARTTLS with ``FOLDER/cert.pem`` and ``FOLDER/key.pem``, read at
 every handshake, so a test can swap the certificate the smarthost presents. With ``--login`` it
@@ -78,6 +78,7 @@ class Handler(socketserver.StreamRequestHandler):
         recipients: list[str] = []
         tls_version = ""
         user = ""
+        helo = ""
         while True:
             raw = self.rfile.readline(65536)
             if not raw:
@@ -85,6 +86,7 @@ class Handler(socketserver.StreamRequestHandler):
             line = raw.decode(errors="replace").rstrip("\r\n")
             verb = line[:4].upper()
             if verb in ("EHLO", "HELO"):
+                helo = line[5:].strip()
                 offers = ["8BITMIME", "DSN"]
                 if self.tls_folder is not None and not tls_version:
                     offers.append("STARTTLS")
@@ -132,6 +134,7 @@ class Handler(socketserver.StreamRequestHandler):
                     f"X-Sink-Mail-From: {sender}\r\n"
                     + "".join(f"X-Sink-Rcpt-To: {r}\r\n" for r in recipients)
                     + f"X-Sink-Client: {self.client_address[0]}\r\n"
+                    + f"X-Sink-Helo: {helo}\r\n"
                     + (f"X-Sink-TLS: {tls_version}\r\n" if tls_version else "")
                     + (f"X-Sink-Login: {user}\r\n" if user else "")
                 )

@@ -82,12 +82,22 @@ def domain_status(generation: int, **overrides: Condition) -> dict[str, Any]:
         ),
     ]
     ready = summarise(conditions, "the mail service")
+    # Informative, not summarised into Ready: Argo CD's health follows Ready alone.
+    identity = overrides.get(
+        "OutboundIdentityVerified",
+        Condition("OutboundIdentityVerified", "Unknown", "NotConfigured", "no addresses"),
+    )
     return {
         "observedGeneration": generation,
         "conditions": condition_list(
-            [ready, *conditions], DOMAIN_CONDITIONS, None, generation, NOW
+            [ready, *conditions, identity], DOMAIN_CONDITIONS, None, generation, NOW
         ),
     }
+
+
+def test_a_failed_outbound_identity_keeps_the_domain_healthy() -> None:
+    failed = Condition("OutboundIdentityVerified", "False", "PTRMismatch", "81.2.69.142: ...")
+    assert health(domain(3, domain_status(3, OutboundIdentityVerified=failed)))[0] == "Healthy"
 
 
 def test_no_status_yet_is_progressing() -> None:

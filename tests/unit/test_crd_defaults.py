@@ -43,6 +43,7 @@ MODEL_DEFAULTS: dict[tuple[str, str], object] = {
     ("MailDomain", ".spec.protocols.submissions"): models.Protocols.submissions,
     ("MailDomain", ".spec.protocols.managesieve"): models.Protocols.managesieve,
     ("MailDomain", ".spec.relay.port"): models.Relay.port,
+    ("MailDomain", ".spec.outbound.bindAddress"): models.Outbound.bind_address,
     ("MailDomain", ".spec.relay.credentialsSecretRef.usernameKey"): models.Relay.username_key,
     ("MailDomain", ".spec.relay.credentialsSecretRef.passwordKey"): models.Relay.password_key,
     ("MailDomain", ".spec.relay.caSecretRef.key"): models.Relay.default_ca_key,

@@ -671,6 +671,33 @@ BAD: list[tuple[str, Doc, str]] = [
     ("acme-without-email", maildomain(tls={"issuer": "acme", "acme": {}}), required("email")),
     ("unknown-issuer", maildomain(tls={"issuer": "vault"}), NOT_ONE_OF),
     # Relay, service, storage, resolvers, DKIM
+    (
+        "outbound-bind-without-address",
+        maildomain(outbound={"bindAddress": True}),
+        "bindAddress needs the address to bind to",
+    ),
+    (
+        "outbound-bind-two-ipv4",
+        maildomain(outbound={"addresses": ["81.2.69.142", "81.2.69.143"], "bindAddress": True}),
+        "binds one",
+    ),
+    ("outbound-address-name", maildomain(outbound={"addresses": ["out.example.com"]}), NO_MATCH),
+    ("outbound-helo-uppercase", maildomain(outbound={"heloName": "Out.example.com"}), NO_MATCH),
+    (
+        "outbound-addresses-with-relay",
+        maildomain(relay={"host": "smtp.example.net"}, outbound={"addresses": ["81.2.69.142"]}),
+        "mail leaves from the relay",
+    ),
+    (
+        "outbound-bind-with-relay",
+        maildomain(relay={"host": "smtp.example.net"}, outbound={"bindAddress": True}),
+        "mail leaves from the relay",
+    ),
+    (
+        "policy-outbound-bind-name",
+        policy(outbound={"bindAddresses": ["out.example.com"]}),
+        "not valid under any of the given schemas",
+    ),
     ("relay-without-host", maildomain(relay={"port": 25}), required("host")),
     (
         "relay-empty-credentials",

@@ -240,7 +240,9 @@ def eligibility_problems(
     refusal = grants.hostname_refusal(dom)
     if refusal is not None:
         return [Problem(dom.ref, "spec.hostname", refusal)]
-    not_allowed = grants.service_refusals(dom) + grants.host_refusals(dom)
+    not_allowed = (
+        grants.service_refusals(dom) + grants.host_refusals(dom) + grants.outbound_refusals(dom)
+    )
     if not_allowed:
         return [Problem(dom.ref, path, why) for path, why in not_allowed]
     if proofs is not None and grants.proof_required(dom.namespace, dom.domain):

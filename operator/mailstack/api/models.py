@@ -86,6 +86,17 @@ class Relay:
 
 
 @dataclass(frozen=True)
+class Outbound:
+    """``spec.outbound``: the public addresses mail leaves from, the HELO name (the host name
+    when not given), and whether Postfix binds to the addresses."""
+
+    ipv4: tuple[str, ...] = ()
+    ipv6: tuple[str, ...] = ()
+    helo_name: str = ""
+    bind_address: bool = False
+
+
+@dataclass(frozen=True)
 class IssuerRef:
     name: str
     kind: str = "ClusterIssuer"
@@ -314,6 +325,7 @@ class MailDomain:
     limits: Limits = field(default_factory=Limits)
     protocols: Protocols = field(default_factory=Protocols)
     relay: Relay | None = None
+    outbound: Outbound = field(default_factory=Outbound)
     tls: Tls = field(default_factory=Tls)
     dkim: Dkim = field(default_factory=Dkim)
     dns: Dns = field(default_factory=Dns)
@@ -329,6 +341,11 @@ class MailDomain:
     @property
     def ref(self) -> str:
         return f"MailDomain/{self.namespace}/{self.name}"
+
+    @property
+    def helo_name(self) -> str:
+        """Postfix's HELO name: ``spec.outbound.heloName``, else (its default) the host name."""
+        return self.outbound.helo_name or self.hostname
 
     @property
     def claim_order(self) -> tuple[str, str, str, str]:

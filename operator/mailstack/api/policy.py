@@ -16,9 +16,15 @@ every name under a suffix (``*.example.com``: ``shop.example.com``, not ``exampl
         loadBalancerIP: false                    # default: allowed (ADDRESS_ANNOTATIONS)
       limits: {maxMailDomains: 3, maxStorage: 60Gi, maxMailboxes: 200, maxQuota: 100Gi}
       requireProof: true                         # a TXT record proves control of a domain
+      outbound:                                  # optional: addresses Postfix may bind to
+        bindAddresses: [203.0.113.0/28]          # default: none (spec.outbound.bindAddress)
 
 ``limits`` bound what each namespace named may claim (``api.limits``); ``requireProof`` serves a
 granted domain only once its MailDomain proves control of it in DNS (``api.proof``).
+``outbound.bindAddresses`` lists the addresses (CIDRs) the platform gave the namespace: a
+MailDomain binds Postfix to its ``spec.outbound.addresses`` only within them. Listing an address
+in ``spec.outbound`` without binding is not restricted: it is published in the tenant's own SPF
+record and looked up, which concerns its own domain only.
 
 The public Service of a MailDomain is created by the operator's account, past whatever stops
 the tenant from making a LoadBalancer or annotating one itself; a policy's ``service`` section
@@ -118,6 +124,8 @@ class MailDomainPolicy:
     allowed_hosts: tuple[str, ...] = ()
     limits: NamespaceLimits = UNBOUNDED
     require_proof: bool = False
+    # Networks a granted MailDomain may bind Postfix to (spec.outbound.bindAddress).
+    bind_addresses: tuple[str, ...] = ()
 
     @property
     def ref(self) -> str:
@@ -187,6 +195,23 @@ class Grants:
             if problem is not None and not hosts.allowed(host, patterns):
                 found.append((path, f"{host} is {problem}; a MailDomainPolicy may allow it"))
         return found
+
+    def outbound_refusals(self, dom: MailDomain) -> list[tuple[str, str]]:
+        """(field path, why) for each address ``dom`` binds Postfix to that no grant of its
+        domain gives it (``outbound.bindAddresses``)."""
+        if not self.enforced or not dom.outbound.bind_address:
+            return []
+        granting = [p for p in self.policies if p.grants(dom.namespace, dom.domain)]
+        networks = [ipaddress.ip_network(n) for p in granting for n in p.bind_addresses]
+        return [
+            (
+                f"spec.outbound.addresses[{i}]",
+                f"{address} is not among the addresses a MailDomainPolicy lets this namespace "
+                "bind to (outbound.bindAddresses)",
+            )
+            for i, address in enumerate(dom.outbound.ipv4 + dom.outbound.ipv6)
+            if not any(ipaddress.ip_address(address) in net for net in networks)
+        ]
 
     def limits_for(self, namespace: str) -> NamespaceLimits:
         """The limits of ``namespace``: the most generous of the policies naming it."""
@@ -299,7 +324,15 @@ def parse_policy(doc: Mapping[str, Any], source: str = "") -> MailDomainPolicy:
     check_header(r, doc, KIND, status=False)
     meta = r.mapping(doc.get("metadata"), "metadata", METADATA_FIELDS)
     name = r.field(meta, "name", "metadata", validate.kubernetes_name)
-    fields = {"namespaces", "domains", "service", "allowedHosts", "limits", "requireProof"}
+    fields = {
+        "namespaces",
+        "domains",
+        "service",
+        "allowedHosts",
+        "limits",
+        "requireProof",
+        "outbound",
+    }
     spec = r.mapping(doc.get("spec"), "spec", fields)
     namespaces = _entries(r, spec, "spec.namespaces", validate.kubernetes_name)
     domains = _entries(r, spec, "spec.domains", _pattern)
@@ -309,10 +342,24 @@ def parse_policy(doc: Mapping[str, Any], source: str = "") -> MailDomainPolicy:
         allowed_hosts = _entries(r, spec, "spec.allowedHosts", _host_pattern, allow_empty=True)
     limits = parse_limits(r, spec.get("limits"))
     require_proof = r.field(spec, "requireProof", "spec", boolean, False)
+    outbound = r.mapping(spec.get("outbound"), "spec.outbound", {"bindAddresses"})
+    bind_addresses: tuple[str, ...] = ()
+    if "bindAddresses" in outbound:
+        bind_addresses = _entries(
+            r, outbound, "spec.outbound.bindAddresses", _network, allow_empty=True
+        )
     raise_problems(r)
     return MailDomainPolicy(
-        name, namespaces, domains, service, allowed_hosts, limits, require_proof
+        name, namespaces, domains, service, allowed_hosts, limits, require_proof, bind_addresses
     )
+
+
+def _network(value: object) -> str:
+    """An address or a CIDR range, canonical (an address is its /32 or /128)."""
+    try:
+        return str(ipaddress.ip_network(value if isinstance(value, str) else "", strict=False))
+    except ValueError:
+        raise FieldError(f"{value!r} is not an IP address or CIDR range") from None
 
 
 def _annotation_pattern(value: object) -> str:

@@ -155,7 +155,8 @@ def add_operator_command(commands: Any) -> None:
         type=resolver_address,
         metavar="ADDRESS",
         help="the DNS resolver (an IP address, port 53) that looks up the proofs of control a "
-        "MailDomainPolicy may require; default: the pod's resolvers",
+        "MailDomainPolicy may require and the outbound identity (PTR, SPF of "
+        "spec.outbound.addresses); default: the pod's resolvers",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.set_defaults(handler=cmd_operator)

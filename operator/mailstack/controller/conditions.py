@@ -17,11 +17,13 @@ from typing import Any, Literal
 
 from mailstack.api.errors import Problem, ValidationError
 from mailstack.api.limits import LIMIT_EXCEEDED
+from mailstack.api.models import MailDomain
 from mailstack.api.parse import parse_mailbox
 from mailstack.controller import reasons
 from mailstack.controller.documents import address_domain, doc_name
 from mailstack.controller.plan import SOURCE, Rendered
 from mailstack.dns.errors import DnsError
+from mailstack.dns.outbound import AddressCheck
 from mailstack.kubedoc import ObjectRef, meta_of, spec_of
 
 Truth = Literal["True", "False", "Unknown"]
@@ -33,6 +35,7 @@ RENDERED = "Rendered"
 WORKLOADS_READY = "WorkloadsReady"
 CERTIFICATE_READY = "CertificateReady"
 DNS_READY = "DNSReady"
+OUTBOUND_IDENTITY = "OutboundIdentityVerified"  # informative: not part of Ready
 
 MAX_MESSAGE = 4000  # well under the CRD's 32768; a status is read by people
 
@@ -262,6 +265,47 @@ def accepted_by_external_dns(read: str, manual: Sequence[str]) -> Condition:
     if manual:
         message += f"; publish yourself what it cannot: {', '.join(manual)}"
     return Condition(DNS_READY, "True", reasons.ACCEPTED_BY_EXTERNAL_DNS, message)
+
+
+_FAILED = {
+    "ptr": reasons.PTR_MISMATCH,
+    "forward": reasons.FORWARD_MISMATCH,
+    "spf": reasons.SPF_NOT_PASSING,
+    "lookup": reasons.LOOKUP_FAILED,
+}
+
+
+def outbound_condition(
+    model: MailDomain | None, checks: Sequence[AddressCheck] | None
+) -> Condition:
+    """OutboundIdentityVerified: every outbound address has FCrDNS to the HELO name and passes
+    the domain's SPF; False names each failing address and its first failed check (the reason
+    is the first address's)."""
+    if model is None:
+        return waiting_for_render(OUTBOUND_IDENTITY)
+    if model.relay is not None:
+        why = f"mail leaves through the relay {model.relay.host}: its addresses and names count"
+        return unknown(OUTBOUND_IDENTITY, reasons.OUTBOUND_THROUGH_RELAY, why)
+    addresses = model.outbound.ipv4 + model.outbound.ipv6
+    if not addresses:
+        why = "spec.outbound.addresses is empty: nothing to check; the SPF names the MX hosts"
+        return unknown(OUTBOUND_IDENTITY, reasons.OUTBOUND_NOT_CONFIGURED, why)
+    if checks is None:
+        why = f"looking up the PTR and SPF of {', '.join(addresses)}"
+        return unknown(OUTBOUND_IDENTITY, reasons.OUTBOUND_CHECKING, why)
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        message = "; ".join(c.problem for c in failed)
+        return Condition(
+            OUTBOUND_IDENTITY, "False", _FAILED[failed[0].failed], message[:MAX_MESSAGE]
+        )
+    return Condition(
+        OUTBOUND_IDENTITY,
+        "True",
+        reasons.OUTBOUND_VERIFIED,
+        f"{', '.join(addresses)}: the PTR names {model.helo_name}, whose addresses include "
+        f"each, and the SPF of {model.domain} passes",
+    )
 
 
 # --- Mailbox ------------------------------------------------------------------------------

@@ -37,11 +37,14 @@ class OperatorConfig:
     # MailDomains reconciled at the same time: rendering is CPU-bound (more would not finish
     # sooner on a few cores), and each pass holds a domain's parsed and rendered objects.
     parallel_reconciles: int = 4
-    # Where the proofs of control (``api.proof``) are looked up: an address (default: the
-    # system's resolvers), and the first delay between two lookups (doubled up to 10 minutes).
+    # Where the proofs of control (``api.proof``) and the outbound identity are looked up: an
+    # address (default: the system's resolvers), and the first delay between two proof lookups
+    # (doubled up to 10 minutes).
     proof_resolver: str = ""
     proof_resolver_port: int = 53
     proof_recheck: float = 30.0
+    # How often the outbound identity (PTR, SPF of spec.outbound.addresses) is looked up again.
+    outbound_recheck: float = 600.0
     # DNS provider calls: per call and per publication deadlines, threads, back-off.
     dns: DnsTimings = field(default_factory=DnsTimings)
 

@@ -249,6 +249,8 @@ def _withdrawn_reason(grants: Grants, model: MailDomain, problems: Sequence[Prob
         return reasons.SERVICE_NOT_ALLOWED
     if grants.host_refusals(model):
         return reasons.HOST_NOT_ALLOWED
+    if grants.outbound_refusals(model):
+        return reasons.OUTBOUND_NOT_ALLOWED
     kinds = {p.kind for p in problems}
     if PROOF_PENDING in kinds:
         return reasons.PROOF_PENDING

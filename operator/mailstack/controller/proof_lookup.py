@@ -11,7 +11,8 @@ namespace (``per_namespace``) and in all (``concurrent``); a lookup that waits f
 nothing. When an answer differs from the one before, its MailDomain is woken (``wake``) and its
 next pass reads it. ``retry_after`` tells the coalescing daemon when the next lookup is due. A
 failed lookup (timeout, SERVFAIL) keeps the answer before; NXDOMAIN and an empty answer are an
-answer without the proof.
+answer without the proof. It holds the outbound identity lookups (``outbound``), which use the
+same resolver, wake and lifetime.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from mailstack.api.policy import Grants
 from mailstack.api.proof import Proof, from_status
 from mailstack.controller.config import OperatorConfig
 from mailstack.controller.documents import served_domain
+from mailstack.controller.lookup_tasks import LookupTasks
+from mailstack.controller.outbound_lookup import OutboundLookup
 from mailstack.kubedoc import ObjectRef
 
 logger = logging.getLogger(__name__)
@@ -72,11 +75,13 @@ class ProofLookup:
     concurrent: int = 16  # lookups in flight in all
     # Marks a MailDomain for another pass (the operator's coalescer): its answer changed.
     wake: Callable[[str, str], None] = _no_wake
+    outbound: OutboundLookup = field(default_factory=OutboundLookup)
     _schedules: dict[str, _Schedule] = field(default_factory=dict)
     _answers: dict[str, _Answer] = field(default_factory=dict)
-    _tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
-    _namespaces: dict[str, asyncio.Semaphore] = field(default_factory=dict)
-    _slots: asyncio.Semaphore | None = None
+    _tasks: LookupTasks = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._tasks = LookupTasks(self.per_namespace, self.concurrent)
 
     @classmethod
     def of(cls, config: OperatorConfig, wake: Callable[[str, str], None] = _no_wake) -> ProofLookup:
@@ -86,6 +91,12 @@ class ProofLookup:
             config.proof_resolver_port,
             first_delay=config.proof_recheck,
             wake=wake,
+            outbound=OutboundLookup(
+                config.proof_resolver,
+                config.proof_resolver_port,
+                recheck=config.outbound_recheck,
+                wake=wake,
+            ),
         )
 
     def _resolver(self) -> dns.asyncresolver.Resolver:
@@ -142,19 +153,14 @@ class ProofLookup:
         if proof is None or proof.proven:
             self.forget(ref.uid)
             return proof, None
-        running = self._tasks.get(ref.uid)
-        if (running is None or running.done()) and self.due(ref.uid, proof.token):
-            lookup = self._lookup(ref, proof.token, proof.record_name)
-            self._tasks[ref.uid] = asyncio.create_task(lookup)
+        if self._tasks.idle(ref.uid) and self.due(ref.uid, proof.token):
+            self._tasks.start(ref.uid, self._lookup(ref, proof.token, proof.record_name))
         answer = self._answers.get(ref.uid)
         return proof, answer.values if answer is not None and answer.token == proof.token else None
 
     async def _lookup(self, ref: ObjectRef, token: str, name: str) -> None:
         """One lookup, once the namespace and the operator have a slot; wakes on a change."""
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.concurrent)
-        mine = self._namespaces.setdefault(ref.namespace, asyncio.Semaphore(self.per_namespace))
-        async with mine, self._slots:
+        async with self._tasks.slot(ref.namespace):
             try:  # the resolver's lifetime bounds it; this bounds a resolver that ignores it
                 values = await asyncio.wait_for(self.txt(name), self.timeout + 1.0)
             except TimeoutError:
@@ -176,10 +182,9 @@ class ProofLookup:
         """Proven, or gone: no more lookups."""
         self._schedules.pop(key, None)
         self._answers.pop(key, None)
-        self._tasks.pop(key, None)
+        self._tasks.drop(key)
 
     def close(self) -> None:
         """Stop the lookups in flight (the operator stops)."""
-        for task in self._tasks.values():
-            task.cancel()
-        self._tasks.clear()
+        self._tasks.close()
+        self.outbound.close()

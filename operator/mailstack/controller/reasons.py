@@ -21,6 +21,7 @@ PENDING = "Pending"  # waiting for another controller (or the first apply)
 DOMAIN_NOT_GRANTED = "DomainNotGranted"  # no MailDomainPolicy grants the namespace spec.domain
 SERVICE_NOT_ALLOWED = "ServiceNotAllowed"  # spec.service is not what the policy's grant allows
 HOST_NOT_ALLOWED = "HostNotAllowed"  # a relay or DNS server host is internal, not granted
+OUTBOUND_NOT_ALLOWED = "OutboundAddressNotAllowed"  # binds to an address no grant gives it
 DOMAIN_CONFLICT = "DomainConflict"  # an older MailDomain (any namespace) serves spec.domain
 LIMIT_EXCEEDED = "LimitExceeded"  # over a namespace limit of a MailDomainPolicy (Mailboxes too)
 PROOF_PENDING = "ProofPending"  # the grant requires a DNS proof of control not seen yet
@@ -55,6 +56,17 @@ EXTERNAL_DNS_NOT_INSTALLED = "ExternalDNSNotInstalled"
 DNS_ENDPOINT_REFUSED = "DNSEndpointRefused"
 WAITING_FOR_EXTERNAL_DNS = "WaitingForExternalDNS"
 ACCEPTED_BY_EXTERNAL_DNS = "AcceptedByExternalDNS"
+
+# --- MailDomain: OutboundIdentityVerified ----------------------------------------------------
+
+OUTBOUND_VERIFIED = "Verified"  # every address: FCrDNS to the HELO name, and SPF passes
+OUTBOUND_NOT_CONFIGURED = "NotConfigured"  # spec.outbound.addresses is empty
+OUTBOUND_THROUGH_RELAY = "ThroughRelay"  # spec.relay: the relay's identity, not ours
+OUTBOUND_CHECKING = "Checking"  # the lookups have not answered yet
+PTR_MISMATCH = "PTRMismatch"  # no PTR of an address names the HELO name
+FORWARD_MISMATCH = "ForwardMismatch"  # the HELO name's A/AAAA lack the address
+SPF_NOT_PASSING = "SPFNotPassing"  # the domain's SPF does not pass for an address
+LOOKUP_FAILED = "LookupFailed"  # a lookup failed (timeout, SERVFAIL)
 
 # --- Mailbox -------------------------------------------------------------------------------
 

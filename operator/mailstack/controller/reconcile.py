@@ -55,14 +55,7 @@ from mailstack.controller.documents import (
     referenced_secret_names,
 )
 from mailstack.controller.events import EventPoster, change_notices, domain_notices
-from mailstack.controller.kinds import (
-    CERTIFICATE,
-    MAILDOMAIN,
-    SECRET,
-    STATEFUL_SET,
-    ChildKey,
-    Kind,
-)
+from mailstack.controller.kinds import CERTIFICATE, MAILDOMAIN, SECRET, STATEFUL_SET, ChildKey, Kind
 from mailstack.controller.kube import ApiError, Kube
 from mailstack.controller.memory import Echoes, SecretCache, WrittenStatus
 from mailstack.controller.outcome import ApplyResult, Gathered, Outcome, ReconcileError
@@ -329,6 +322,7 @@ class Reconciler:
             valid_mailboxes=sum(1 for v in verdicts if v.valid.status == "True"),
             dns=dns,
             dns_published=self.dns.holds_records(ObjectRef.of(body), body.get("status")),
+            outbound=self.proofs.outbound.look(body, rendered.model if rendered.ok else None),
         )
         if await self.statuses.write(MAILDOMAIN, body, status):
             outcome.status_writes += 1

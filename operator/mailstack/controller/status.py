@@ -23,12 +23,14 @@ from mailstack.controller.conditions import (
     CERTIFICATE_READY,
     DNS_READY,
     MAX_MESSAGE,
+    OUTBOUND_IDENTITY,
     READY,
     RENDERED,
     VALID,
     WORKLOADS_READY,
     Condition,
     certificate_condition,
+    outbound_condition,
     rendered_condition,
     valid_condition,
     waiting_for_render,
@@ -36,10 +38,19 @@ from mailstack.controller.conditions import (
 )
 from mailstack.controller.dns_publisher import DnsOutcome, dns_outcome
 from mailstack.controller.plan import Rendered
+from mailstack.dns.outbound import AddressCheck
 from mailstack.kubedoc import Obj
 from mailstack.render.workloads import enabled_public_ports
 
-DOMAIN_CONDITIONS = (READY, VALID, RENDERED, WORKLOADS_READY, CERTIFICATE_READY, DNS_READY)
+DOMAIN_CONDITIONS = (
+    READY,
+    VALID,
+    RENDERED,
+    WORKLOADS_READY,
+    CERTIFICATE_READY,
+    DNS_READY,
+    OUTBOUND_IDENTITY,
+)
 MAILBOX_CONDITIONS = (READY, VALID)
 
 # Reasons that say "nothing for the operator to check" rather than "not ready yet".
@@ -196,6 +207,7 @@ def domain_status(
     valid_mailboxes: int = 0,
     dns: DnsOutcome | None = None,
     dns_published: bool = False,
+    outbound: Sequence[AddressCheck] | None = None,
 ) -> Obj:
     """The MailDomain's status document after a reconcile.
 
@@ -203,6 +215,8 @@ def domain_status(
     ``dns``: what the provider said (``dns_publisher.DnsPublisher``); without it, the records as
     the spec wants them, not published. ``dns_published``: whether the operator may have
     written records at the provider (``status.dns.published``, ``DnsPublisher.holds_records``).
+    ``outbound``: the last verdict on the outbound addresses (``outbound_lookup``); it is
+    reported, not summarised into Ready (mail is served whatever receivers think of it).
     """
     previous_map: Mapping[str, Any] = previous if isinstance(previous, Mapping) else {}
     if dns is None and rendered.model is not None and rendered.material is not None:
@@ -217,10 +231,15 @@ def domain_status(
         dns.condition if dns is not None else waiting_for_render(DNS_READY),
     ]
     ready = summarise(conditions, "the mail service")
+    identity = outbound_condition(rendered.model if rendered.ok else None, outbound)
     status: Obj = {
         "observedGeneration": generation,
         "conditions": condition_list(
-            [ready, *conditions], DOMAIN_CONDITIONS, previous_map.get("conditions"), generation, now
+            [ready, *conditions, identity],
+            DOMAIN_CONDITIONS,
+            previous_map.get("conditions"),
+            generation,
+            now,
         ),
         "mailboxes": valid_mailboxes,
     }
@@ -237,6 +256,8 @@ def domain_status(
         }
         if rendered.service is not None:
             status["endpoints"] = endpoints(rendered.model, rendered.service)
+        if outbound:
+            status["outbound"] = [check.as_status() for check in outbound]
     else:
         # Keep reporting what is still in place from the last valid spec.
         for key in ("dkim", "dns", "endpoints"):

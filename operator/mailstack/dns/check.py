@@ -3,7 +3,9 @@
 Owns: ``check_records`` (each desired record matching / missing / different), ``discover``
 (what a domain publishes when no desired set is known) and the querier (``Querier``:
 non-recursive queries, UDP with TCP fallback, to one or more servers; ``authoritative_servers``
-finds them through the system resolver). What is wrong with a record's values is ``lint.py``'s.
+finds them through the system resolver), and ``resolver_lookup``: recursive lookups at a given
+resolver, which the outbound identity checks use. What is wrong with a record's values is
+``lint.py``'s.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import dns.resolver
 
 from mailstack.dns.lint import QueryError, TxtLookup, record_problems
 from mailstack.dns.records import SRV_SERVICES, Record, rdata_value
+from mailstack.dns.spf import Lookup
 
 CheckState = Literal["matching", "missing", "different", "present", "error"]
 
@@ -232,3 +235,27 @@ def discover(
             continue
         results.append(CheckResult(name, rtype, "present", (), tuple(values), tuple(problems)))
     return results
+
+
+def resolver_lookup(nameserver: str = "", port: int = 53, timeout: float = 5.0) -> Lookup:
+    """Recursive lookups of any type (``spf.Lookup``) at ``nameserver`` (an address; empty: the
+    system's resolvers), uncached, in canonical values: what ``dns.outbound`` evaluates."""
+    if nameserver:
+        resolver = dns.resolver.Resolver(configure=False)
+        resolver.nameservers = [nameserver]
+        resolver.port = port
+    else:
+        resolver = dns.resolver.Resolver()
+    resolver.lifetime = timeout
+    resolver.cache = None
+
+    def lookup(name: str, rtype: str) -> list[str]:
+        try:
+            answer = resolver.resolve(name, rtype)
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            return []
+        except dns.exception.DNSException as err:
+            raise QueryError(str(err) or type(err).__name__) from None
+        return [rdata_value(r) for r in answer]
+
+    return lookup

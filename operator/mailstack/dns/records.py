@@ -154,13 +154,17 @@ def rdata_value(rdata: dns.rdata.Rdata) -> str:
 
 
 def spf_value(domain: MailDomain, own: str = "mx") -> str:
-    """An SPF value: ``own`` (the mechanism naming our hosts), the spec's includes, its policy.
+    """An SPF value: the hosts that send, the spec's includes, its policy.
 
-    At the apex ``mx``: the domain's MX hosts. For the HELO name (RFC 7208 §2.3, which receivers
-    check too, and use for bounces, whose envelope sender is empty) ``a``: the addresses of the
-    host itself (``mx`` there would mean the host's own MX).
+    The hosts that send are ``spec.outbound.addresses`` (``ip4:``/``ip6:``, no lookup) when
+    given; else ``own``, the mechanism naming our hosts: at the apex ``mx``, the domain's MX
+    hosts; for the HELO name (RFC 7208 §2.3, which receivers check too, and use for bounces,
+    whose envelope sender is empty) ``a``, the addresses of the host itself (``mx`` there would
+    mean the host's own MX).
     """
-    terms = [SPF_PREFIX, own]
+    outbound = domain.outbound
+    hosts = [f"ip4:{a}" for a in outbound.ipv4] + [f"ip6:{a}" for a in outbound.ipv6]
+    terms = [SPF_PREFIX, *(hosts or [own])]
     terms += [f"include:{include}" for include in domain.dns.spf.includes]
     terms.append(domain.dns.spf.policy)
     return " ".join(terms)
@@ -219,6 +223,23 @@ def _addresses(
     return tuple(dict.fromkeys(v4)), tuple(dict.fromkeys(v6)), "the public Service's addresses"
 
 
+def _spf_reason(domain: MailDomain) -> str:
+    senders = (
+        "the outbound addresses" if domain.outbound.ipv4 + domain.outbound.ipv6 else "the MX hosts"
+    )
+    return f"SPF: {senders} may send mail for the domain (only the v=spf1 value is managed)"
+
+
+def _helo_spf_reason(domain: MailDomain) -> str:
+    host = domain.hostname
+    if domain.helo_name != host:  # the HELO name's records are its owner's (docs/operator.md)
+        return f"SPF for the host name {host} (only the v=spf1 value is managed)"
+    return (
+        f"SPF for the HELO name {host} (RFC 7208 §2.3), also checked for bounces "
+        "(only the v=spf1 value is managed)"
+    )
+
+
 def desired_records(
     domain: MailDomain, dkim: DkimKey, service_addresses: Sequence[str] = ()
 ) -> list[Record]:
@@ -244,7 +265,7 @@ def desired_records(
             "TXT",
             ttl,
             (spf_value(domain),),
-            "SPF: the MX hosts may send mail for the domain (only the v=spf1 value is managed)",
+            _spf_reason(domain),
             value_prefix=SPF_PREFIX,
         )
     )
@@ -255,8 +276,7 @@ def desired_records(
                 "TXT",
                 ttl,
                 (spf_value(domain, own="a"),),
-                f"SPF for the HELO name {host} (RFC 7208 §2.3), also checked for bounces "
-                "(only the v=spf1 value is managed)",
+                _helo_spf_reason(domain),
                 value_prefix=SPF_PREFIX,
             )
         )

@@ -2,9 +2,9 @@
 
 Owns: ``parse_maildomain``, the addresses completed with the domain (aliases, catch-all,
 postmaster), and the sections ``protocols``, ``dkim``, ``service``, ``storage`` and ``spam``.
-``limits``, ``relay``, ``tls``, ``dns`` and ``pods`` have their own modules. Defaults come
-from the model classes; only those derived from the domain (``mail.<domain>``,
-``postmaster@<domain>``) are made here.
+``limits``, ``relay``, ``outbound``, ``tls``, ``dns`` and ``pods`` have their own modules.
+Defaults come from the model classes; only those derived from the domain (``mail.<domain>``,
+``postmaster@<domain>``) and the host name (the HELO name) are made here.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from mailstack.api.parse.common import (
 )
 from mailstack.api.parse.dns import parse_dns
 from mailstack.api.parse.limits import parse_limits
+from mailstack.api.parse.outbound import parse_outbound
 from mailstack.api.parse.pods import parse_pods
 from mailstack.api.parse.relay import parse_relay
 from mailstack.api.parse.tls import parse_tls
@@ -40,6 +41,7 @@ SPEC_FIELDS = frozenset(
         "limits",
         "protocols",
         "relay",
+        "outbound",
         "tls",
         "dkim",
         "dns",
@@ -78,6 +80,8 @@ def parse_maildomain(
     limits = parse_limits(r, spec.get("limits"))
     protocols = _protocols(r, spec.get("protocols"))
     relay = parse_relay(r, spec.get("relay"))
+    relayed = spec.get("relay") is not None
+    outbound = parse_outbound(r, spec.get("outbound"), hostname, relayed)
     tls = parse_tls(r, spec.get("tls"))
     dkim = _dkim(r, spec.get("dkim"))
     dns = parse_dns(r, spec.get("dns"), domain)
@@ -98,6 +102,7 @@ def parse_maildomain(
         limits=limits,
         protocols=protocols,
         relay=relay,
+        outbound=outbound,
         tls=tls,
         dkim=dkim,
         dns=dns,
