@@ -23,6 +23,17 @@ ROOT = Path(__file__).resolve().parents[2]
 # The internet's /30 comes from 10.100.0.0/16: outside 10.192.0.0/10, where `mailstack up` puts
 # its pod bridge (the host's clients), which the test stack exempts from the per-client limits.
 INTERNET_PREFIX = "10.100"
+# Four more client addresses in the namespace (new clients for postscreen's tests: each address
+# is screened once, then remembered): the /30 of 10.101 with the internet's last two octets,
+# as free as the internet's /30 is.
+CLIENTS_PREFIX = "10.101"
+
+
+def client_addresses(internet_ip: str) -> list[str]:
+    """The namespace's further client addresses (``CLIENTS_PREFIX``), for an internet address."""
+    third, fourth = internet_ip.split(".")[2:]
+    network = ipaddress.IPv4Network(f"{CLIENTS_PREFIX}.{third}.{fourth}/30", strict=False)
+    return [str(address) for address in network]
 
 
 def _run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -75,6 +86,10 @@ class Internet:
         _run("ip", "-n", self.netns, "link", "set", "eth0", "up")
         _run("ip", "-n", self.netns, "link", "set", "lo", "up")
         _run("ip", "-n", self.netns, "route", "add", "default", "via", self.host_ip)
+        for address in client_addresses(self.ip):
+            _run("ip", "-n", self.netns, "addr", "add", f"{address}/32", "dev", "eth0")
+            # Removed with the veth on stop.
+            _run("ip", "route", "add", f"{address}/32", "via", self.ip, "dev", self.veth)
 
     def spawn(self, *argv: str, log: Path) -> subprocess.Popen[bytes]:
         handle = open(log, "ab")  # noqa: SIM115 (owned by the process)

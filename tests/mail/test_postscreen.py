@@ -1,0 +1,131 @@
+"""postscreen on port 25: the pregreet test, the DNS list, the allow-list and the cache.
+
+Each test's client is a further address of the internet namespace (``PostscreenClients``) that
+no other test uses: postscreen screens an address once and then remembers it for a day. The
+test stack asks the DNS list ``dnsbl.test`` that the internet's BIND serves, through the pods'
+resolver (``spec.resolvers``), and lists one of those addresses (conftest).
+"""
+
+from __future__ import annotations
+
+import json
+
+from tests.mail.conftest import DNSBL_ZONE, PostscreenClients, Stack
+from tests.mail.messages import MTA, SENDER, token
+
+# One SMTP session on port 25 from ``source``, in the internet namespace. ``mode``: "pregreet"
+# (EHLO sent before the greeting), "starttls" (STARTTLS, then the message) or "plain". Prints
+# the greeting's lines, the seconds until it was complete, and each command's reply.
+CLIENT_SCRIPT = r"""
+import json, socket, ssl, sys, time
+host, port, source, mode, rcpt, subject = sys.argv[1:7]
+start = time.monotonic()
+sock = socket.create_connection((host, int(port)), timeout=30, source_address=(source, 0))
+if mode == "pregreet":
+    sock.sendall(b"EHLO sink.example.net\r\n")
+stream = sock.makefile("rb")
+
+def reply():
+    lines = []
+    while True:
+        line = stream.readline()
+        if not line:
+            return lines or ["000 connection closed"]
+        lines.append(line.decode(errors="replace").rstrip())
+        if line[3:4] != b"-":
+            return lines
+
+def command(text):
+    sock.sendall(text.encode() + b"\r\n")
+    return reply()
+
+result = {"greeting": reply(), "greeting_seconds": time.monotonic() - start}
+result["ehlo"] = reply() if mode == "pregreet" else command("EHLO sink.example.net")
+if mode == "starttls":
+    result["starttls"] = command("STARTTLS")
+    sock = ssl._create_unverified_context().wrap_socket(sock)
+    stream = sock.makefile("rb")
+    result["ehlo"] = command("EHLO sink.example.net")
+result["mail"] = command(f"MAIL FROM:<{sys.argv[7]}>")
+result["rcpt"] = command(f"RCPT TO:<{rcpt}>")
+if result["rcpt"][-1].startswith("250"):
+    result["data"] = command("DATA")
+    message = (f"From: {sys.argv[7]}\r\nTo: {rcpt}\r\nSubject: {subject}\r\n"
+               f"Date: Mon, 07 Dec 2026 12:00:00 +0000\r\n"
+               f"Message-ID: <{subject}@example.net>\r\n\r\nhello\r\n.")
+    result["end"] = command(message)
+result["quit"] = command("QUIT")
+print(json.dumps(result))
+"""
+
+
+def session(stack: Stack, source: str, mode: str, subject: str) -> dict[str, list[str]]:
+    output = stack.run_in_internet(
+        CLIENT_SCRIPT,
+        stack.internet.host_ip,
+        str(stack.port("smtp")),
+        source,
+        mode,
+        "alice@example.com",
+        subject,
+        SENDER,
+    )
+    return json.loads(output)  # type: ignore[no-any-return]
+
+
+def code(reply: list[str]) -> str:
+    return reply[-1][:3]
+
+
+def test_a_pregreeting_client_is_refused(stack: Stack) -> None:
+    clients = PostscreenClients.of(stack.internet.ip)
+    subject = token("pregreet")
+    result = session(stack, clients.pregreeting, "pregreet", subject)
+    # postscreen's half greeting came first; the client talked into the wait.
+    assert result["greeting"][0].startswith("220-"), result
+    assert code(result["rcpt"]) == "550", result
+    assert "data" not in result, result
+    stack.wait_for_log(MTA, "postfix", "PREGREET", f"[{clients.pregreeting}]")
+    subjects = [m["Subject"] for m in stack.messages("alice")]
+    assert subject not in subjects
+
+
+def test_a_listed_client_is_refused(stack: Stack) -> None:
+    clients = PostscreenClients.of(stack.internet.ip)
+    result = session(stack, clients.listed, "plain", token("listed"))
+    assert code(result["rcpt"]) == "550", result
+    assert DNSBL_ZONE in result["rcpt"][-1], result
+    assert "data" not in result, result
+    stack.wait_for_log(MTA, "postfix", "DNSBL rank 1", f"[{clients.listed}]")
+
+
+def test_a_clean_client_waits_once_then_goes_straight_to_smtpd(stack: Stack) -> None:
+    clients = PostscreenClients.of(stack.internet.ip)
+    first_subject, second_subject = token("clean-first"), token("clean-second")
+    first = session(stack, clients.clean, "starttls", first_subject)
+    # The first connection: the half greeting, the greet wait, then smtpd's greeting and
+    # STARTTLS and the message as before postscreen.
+    assert first["greeting"][0].startswith("220-"), first
+    assert first["greeting_seconds"] >= 2.5, first
+    assert code(first["starttls"]) == "220", first
+    assert code(first["end"]) == "250", first
+    stack.wait_for_subject("alice", first_subject)
+    stack.wait_for_log(MTA, "postfix", "PASS NEW", f"[{clients.clean}]")
+    # Remembered: the next connection is smtpd's at once.
+    second = session(stack, clients.clean, "plain", second_subject)
+    assert len(second["greeting"]) == 1 and code(second["greeting"]) == "220", second
+    assert second["greeting_seconds"] < 1.5, second
+    assert code(second["end"]) == "250", second
+    stack.wait_for_subject("alice", second_subject)
+    stack.wait_for_log(MTA, "postfix", "PASS OLD", f"[{clients.clean}]")
+
+
+def test_an_allow_listed_client_skips_the_tests(stack: Stack) -> None:
+    clients = PostscreenClients.of(stack.internet.ip)
+    subject = token("allowed")
+    result = session(stack, clients.allowed, "plain", subject)
+    assert len(result["greeting"]) == 1 and code(result["greeting"]) == "220", result
+    assert result["greeting_seconds"] < 1.5, result
+    assert code(result["end"]) == "250", result
+    stack.wait_for_subject("alice", subject)
+    stack.wait_for_log(MTA, "postfix", "LISTED", f"[{clients.allowed}]")
