@@ -43,7 +43,7 @@ from mailstack.material.pki import (
     generate_ca,
     issue_server_certificate,
 )
-from tests.mail.internet import ROOT, Internet, client_addresses
+from tests.mail.internet import ROOT, Internet, client_addresses, client_network
 from tests.mail.messages import MDA, SENDER
 
 HOSTNAME = "mail.example.com"
@@ -546,6 +546,25 @@ def client_context(cert, key):
     return context
 """
 
+# Python source for SMTP scripts run in the internet namespace: ``reply()`` reads one (multi-line)
+# reply from the global ``stream`` (a list of lines; empty when the server closed), ``command``
+# sends a line on the global ``sock`` and reads the reply.
+SMTP_REPLY_SOURCE = r"""
+def reply():
+    lines = []
+    while True:
+        line = stream.readline()
+        if not line:
+            return lines
+        lines.append(line.decode(errors="replace").rstrip())
+        if line[3:4] != b"-":
+            return lines
+
+def command(text):
+    sock.sendall(text.encode() + b"\r\n")
+    return reply()
+"""
+
 # The GTUBE test string: every spam filter must reject it (rspamd: reject action).
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 
@@ -617,9 +636,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                     "example.net. 300 IN MX 10 sink.example.net.\n"
                     f"sink.example.net. 300 IN A {internet.ip}\n"
                     f"{RELAY_HOST}. 300 IN A {internet.ip}\n"
-                    # The host's clients reach the pods from a bridge in BRIDGE_NETWORK.
+                    # The host's clients reach the pods from a bridge in BRIDGE_NETWORK; the
+                    # internet's further client addresses send as example.net too.
                     f'example.net. 300 IN TXT "v=spf1 ip4:{internet.ip} ip4:{BRIDGE_NETWORK}'
-                    ' -all"\n'
+                    f' ip4:{client_network(internet.ip)} -all"\n'
                 ),
                 DNSBL_ZONE: dnsbl_zone(internet.ip),
                 # A domain that asks receivers to refuse mail failing DMARC, and sends none.

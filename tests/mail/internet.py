@@ -29,11 +29,15 @@ INTERNET_PREFIX = "10.100"
 CLIENTS_PREFIX = "10.101"
 
 
-def client_addresses(internet_ip: str) -> list[str]:
-    """The namespace's further client addresses (``CLIENTS_PREFIX``), for an internet address."""
+def client_network(internet_ip: str) -> ipaddress.IPv4Network:
+    """The /30 of the namespace's further client addresses (``CLIENTS_PREFIX``)."""
     third, fourth = internet_ip.split(".")[2:]
-    network = ipaddress.IPv4Network(f"{CLIENTS_PREFIX}.{third}.{fourth}/30", strict=False)
-    return [str(address) for address in network]
+    return ipaddress.IPv4Network(f"{CLIENTS_PREFIX}.{third}.{fourth}/30", strict=False)
+
+
+def client_addresses(internet_ip: str) -> list[str]:
+    """The namespace's further client addresses, for its main address."""
+    return [str(address) for address in client_network(internet_ip)]
 
 
 def _run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
