@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parents[2]
 # its pod bridge (the host's clients), which the test stack exempts from the per-client limits.
 INTERNET_PREFIX = "10.100"
 # Four more client addresses in the namespace (new clients for postscreen's tests: each address
-# is screened once, then remembered): the /30 of 10.101 with the internet's last two octets,
-# as free as the internet's /30 is.
-CLIENTS_PREFIX = "10.101"
+# is screened once, then remembered): the /30 of 10.102 with the internet's last two octets,
+# as free as the internet's /30 is (test_probes_under_load.py takes its addresses from 10.101).
+CLIENTS_PREFIX = "10.102"
 
 
 def client_network(internet_ip: str) -> ipaddress.IPv4Network:
