@@ -43,7 +43,7 @@ from mailstack.material.pki import (
     generate_ca,
     issue_server_certificate,
 )
-from tests.mail.internet import ROOT, Internet
+from tests.mail.internet import ROOT, Internet, client_addresses, client_network
 from tests.mail.messages import MDA, SENDER
 
 HOSTNAME = "mail.example.com"
@@ -63,6 +63,35 @@ RELAY_PASSWORD = "relay-secret-password"
 # Where `mailstack up` puts the pod bridge, so where the host's clients come from (the internet
 # namespace is outside it).
 BRIDGE_NETWORK = "10.192.0.0/10"
+# The DNS list the test stack's postscreen asks (served by the internet's BIND), and the roles
+# of the internet's further client addresses (tests/mail/test_postscreen.py): each is a new
+# client once, and postscreen remembers the ones that pass.
+DNSBL_ZONE = "dnsbl.test"
+DNSBL_ANSWER = "127.0.0.2"
+
+
+@dataclass(frozen=True)
+class PostscreenClients:
+    allowed: str  # in spec.postscreen.allowNetworks
+    listed: str  # in the DNS list
+    clean: str
+    pregreeting: str
+
+    @classmethod
+    def of(cls, internet_ip: str) -> PostscreenClients:
+        return cls(*client_addresses(internet_ip))
+
+
+def dnsbl_zone(internet_ip: str) -> str:
+    """The DNS list's records: the listed client's reversed address (and the test entry that
+    lists conventionally carry, 127.0.0.2)."""
+    reversed_listed = ".".join(reversed(PostscreenClients.of(internet_ip).listed.split(".")))
+    return (
+        f"{reversed_listed}.{DNSBL_ZONE}. 300 IN A {DNSBL_ANSWER}\n"
+        f"2.0.0.127.{DNSBL_ZONE}. 300 IN A {DNSBL_ANSWER}\n"
+    )
+
+
 ERIN_SIEVE = """require ["fileinto", "mailbox"];
 if header :contains "Subject" "[proj]" {
   fileinto :create "Projects";
@@ -126,6 +155,11 @@ def stack_documents(
             "caSecretRef": {"name": "relay-ca"},
         },
         "resolvers": [internet_ip],
+        # postscreen asks the test internet's DNS list; one client address skips its tests.
+        "postscreen": {
+            "dnsbl": {"sites": [{"name": DNSBL_ZONE, "filter": DNSBL_ANSWER}]},
+            "allowNetworks": [PostscreenClients.of(internet_ip).allowed],
+        },
         "dkim": {"selector": "test"},
         "dns": {"addresses": {"ipv4": [internet_ip]}},
     }
@@ -512,6 +546,25 @@ def client_context(cert, key):
     return context
 """
 
+# Python source for SMTP scripts run in the internet namespace: ``reply()`` reads one (multi-line)
+# reply from the global ``stream`` (a list of lines; empty when the server closed), ``command``
+# sends a line on the global ``sock`` and reads the reply.
+SMTP_REPLY_SOURCE = r"""
+def reply():
+    lines = []
+    while True:
+        line = stream.readline()
+        if not line:
+            return lines
+        lines.append(line.decode(errors="replace").rstrip())
+        if line[3:4] != b"-":
+            return lines
+
+def command(text):
+    sock.sendall(text.encode() + b"\r\n")
+    return reply()
+"""
+
 # The GTUBE test string: every spam filter must reject it (rspamd: reject action).
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 
@@ -583,10 +636,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                     "example.net. 300 IN MX 10 sink.example.net.\n"
                     f"sink.example.net. 300 IN A {internet.ip}\n"
                     f"{RELAY_HOST}. 300 IN A {internet.ip}\n"
-                    # The host's clients reach the pods from a bridge in BRIDGE_NETWORK.
+                    # The host's clients reach the pods from a bridge in BRIDGE_NETWORK; the
+                    # internet's further client addresses send as example.net too.
                     f'example.net. 300 IN TXT "v=spf1 ip4:{internet.ip} ip4:{BRIDGE_NETWORK}'
-                    ' -all"\n'
+                    f' ip4:{client_network(internet.ip)} -all"\n'
                 ),
+                DNSBL_ZONE: dnsbl_zone(internet.ip),
                 # A domain that asks receivers to refuse mail failing DMARC, and sends none.
                 "strict.example": (
                     'strict.example. 300 IN TXT "v=spf1 -all"\n'

@@ -23,6 +23,21 @@ ROOT = Path(__file__).resolve().parents[2]
 # The internet's /30 comes from 10.100.0.0/16: outside 10.192.0.0/10, where `mailstack up` puts
 # its pod bridge (the host's clients), which the test stack exempts from the per-client limits.
 INTERNET_PREFIX = "10.100"
+# Four more client addresses in the namespace (new clients for postscreen's tests: each address
+# is screened once, then remembered): the /30 of 10.102 with the internet's last two octets,
+# as free as the internet's /30 is (test_probes_under_load.py takes its addresses from 10.101).
+CLIENTS_PREFIX = "10.102"
+
+
+def client_network(internet_ip: str) -> ipaddress.IPv4Network:
+    """The /30 of the namespace's further client addresses (``CLIENTS_PREFIX``)."""
+    third, fourth = internet_ip.split(".")[2:]
+    return ipaddress.IPv4Network(f"{CLIENTS_PREFIX}.{third}.{fourth}/30", strict=False)
+
+
+def client_addresses(internet_ip: str) -> list[str]:
+    """The namespace's further client addresses, for its main address."""
+    return [str(address) for address in client_network(internet_ip)]
 
 
 def _run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -75,6 +90,10 @@ class Internet:
         _run("ip", "-n", self.netns, "link", "set", "eth0", "up")
         _run("ip", "-n", self.netns, "link", "set", "lo", "up")
         _run("ip", "-n", self.netns, "route", "add", "default", "via", self.host_ip)
+        for address in client_addresses(self.ip):
+            _run("ip", "-n", self.netns, "addr", "add", f"{address}/32", "dev", "eth0")
+            # Removed with the veth on stop.
+            _run("ip", "route", "add", f"{address}/32", "via", self.ip, "dev", self.veth)
 
     def spawn(self, *argv: str, log: Path) -> subprocess.Popen[bytes]:
         handle = open(log, "ab")  # noqa: SIM115 (owned by the process)

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.mail.conftest import PASSWORDS, Stack
+from tests.mail.conftest import PASSWORDS, SMTP_REPLY_SOURCE, Stack
 from tests.mail.messages import SENDER, token
 from tests.mail.test_probes_under_load import release
 
@@ -25,25 +25,13 @@ from tests.mail.test_probes_under_load import release
 # after it, a second transaction in example.net's name; a pause after the smuggled DATA beats
 # reject_unauth_pipelining, which sees only commands sent ahead in one packet. Prints every
 # reply the server sent after the first DATA.
-SMUGGLE_SCRIPT = r"""
+SMUGGLE_SCRIPT = (
+    SMTP_REPLY_SOURCE
+    + r"""
 import json, socket, sys, time
 host, port, spec = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
 sock = socket.create_connection((host, port), timeout=30)
-replies = sock.makefile("rb")
-
-def reply():
-    lines = []
-    while True:
-        line = replies.readline()
-        if not line:
-            return lines
-        lines.append(line.decode(errors="replace").rstrip())
-        if line[3:4] != b"-":
-            return lines
-
-def command(text):
-    sock.sendall(text.encode() + b"\r\n")
-    return reply()
+stream = sock.makefile("rb")
 
 def message(sender, subject, body):
     return (f"From: {sender}\r\nTo: {spec['rcpt']}\r\nSubject: {subject}\r\n"
@@ -70,6 +58,7 @@ while True:
     after += lines
 print(json.dumps(after))
 """
+)
 
 
 @pytest.mark.parametrize(

@@ -48,10 +48,18 @@ def release(holder: subprocess.Popen[str]) -> None:
 
 # Holds ``count`` sessions on port 25 from one local address, each in DATA and sending a header
 # line every 4 s (smtpd's timeout is per read). Prints how many reached DATA, then holds them
-# until stdin closes.
+# until stdin closes. The address is first a sender postscreen knows: one session waits for the
+# whole greeting, so that the held ones go straight to smtpd (a burst of new clients would fill
+# postscreen's 100 places for screening first: "all screening ports busy").
 HOLD_SCRIPT = r"""
 import json, socket, sys, threading, time
 host, port, source, count = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+known = socket.create_connection((host, port), timeout=30, source_address=(source, 0))
+greeting = known.makefile("rb")
+while greeting.readline()[3:4] == b"-":
+    pass
+known.sendall(b"QUIT\r\n")
+known.close()
 held, stop = [], threading.Event()
 def hold():
     try:

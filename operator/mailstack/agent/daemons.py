@@ -147,6 +147,7 @@ def _prepare_postfix() -> None:
     uid, gid = _ids("postfix")
     _directory(layout.QUEUE_DIR, 0, 0, 0o755)
     _directory(layout.POSTFIX_DATA_DIR, uid, gid, 0o700)
+    _directory(layout.POSTSCREEN_DIR, uid, gid, 0o700)
     _directory(layout.SASL_TUNNEL_DIR, 0, 0, 0o755)
     wait_for_config_age(layout.POSTFIX_CONFIG_DIR)
     run([postfix, "-c", layout.POSTFIX_CONFIG_DIR, "post-install", "create-missing"], check=True)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 from mailstack.api.pod_models import MailPods
+from mailstack.api.postscreen_models import Postscreen
 
 GROUP = "mailstack.dev"
 VERSION = "v1alpha1"
@@ -332,6 +333,7 @@ class MailDomain:
     service: ServiceSpec = field(default_factory=ServiceSpec)
     storage: Storage = field(default_factory=Storage)
     spam: Spam = field(default_factory=Spam)
+    postscreen: Postscreen = field(default_factory=Postscreen)
     resolvers: tuple[str, ...] = ()
     pods: MailPods = field(default_factory=MailPods)  # a layer: see api.pod_models
     generation: int = 0

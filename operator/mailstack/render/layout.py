@@ -32,6 +32,10 @@ CLAMAV_CONFIG_DIR = "/etc/mailstack/clamav"
 QUEUE_VOLUME = "/var/spool/mailstack"  # PVC: the queue survives pod restarts
 QUEUE_DIR = f"{QUEUE_VOLUME}/postfix"
 POSTFIX_DATA_DIR = "/var/lib/postfix"  # emptyDir: TLS session and address verification caches
+# postscreen's memory of clients that passed its tests (Postfix's own folder, beside the queue
+# on its volume): a restarted pod does not make every known sender wait through the tests again.
+POSTSCREEN_DIR = f"{QUEUE_VOLUME}/postscreen"
+POSTSCREEN_CACHE = f"{POSTSCREEN_DIR}/cache"  # btree: Postfix adds ".db"
 MAIL_DIR = "/var/mail"  # PVC: the Maildirs, in <domain>/<local part>/Maildir
 DOVECOT_STATE_DIR = "/var/lib/dovecot"
 DOVECOT_RUN_DIR = "/run/dovecot"

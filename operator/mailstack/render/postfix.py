@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mailstack.api.assemble import MailService
+from mailstack.api.postscreen_models import DnsblSite
 from mailstack.render import layout
 from mailstack.render.rspamd import SCAN_TIMEOUT_SECONDS
 from mailstack.render.templating import RenderError, render_template
@@ -40,6 +41,7 @@ def _paths() -> dict[str, str]:
         "mta_client_cert": layout.MTA_CLIENT_CERT,
         "mta_client_key": layout.MTA_CLIENT_KEY,
         "sasl_tunnel": layout.SASL_TUNNEL_SOCKET,
+        "postscreen_cache": layout.POSTSCREEN_CACHE,
     }
 
 
@@ -67,7 +69,23 @@ def render_postfix_main_cf(service: MailService, mda_fingerprint: str) -> str:
         sieve_login=layout.SIEVE_LOGIN,
         per_client=domain.limits.per_client,
         exempt_networks=[postfix_network(n) for n in domain.limits.per_client.exempt_networks],
+        postscreen=domain.postscreen,
+        dnsbl_sites=[dnsbl_site(site) for site in domain.postscreen.dnsbl.sites],
+        postscreen_access_list=postscreen_access_list(domain.postscreen.allow_networks),
     )
+
+
+def postscreen_access_list(allow_networks: tuple[str, ...]) -> str:
+    """``postscreen_access_list``: the pod's loopback (mynetworks) and the allow-listed ranges
+    (an inline cidr table: no map file to mount)."""
+    rules = ", ".join(f"{{{network} permit}}" for network in allow_networks)
+    return f"permit_mynetworks, cidr:{{ {rules} }}" if rules else "permit_mynetworks"
+
+
+def dnsbl_site(site: DnsblSite) -> str:
+    """One entry of ``postscreen_dnsbl_sites``: ``name[=filter][*weight]``."""
+    text = site.name if site.filter is None else f"{site.name}={site.filter}"
+    return text if site.weight == 1 else f"{text}*{site.weight}"
 
 
 def postfix_network(network: str) -> str:

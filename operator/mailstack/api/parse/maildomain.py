@@ -2,9 +2,9 @@
 
 Owns: ``parse_maildomain``, the addresses completed with the domain (aliases, catch-all,
 postmaster), and the sections ``protocols``, ``dkim``, ``service``, ``storage`` and ``spam``.
-``limits``, ``relay``, ``outbound``, ``tls``, ``dns`` and ``pods`` have their own modules.
-Defaults come from the model classes; only those derived from the domain (``mail.<domain>``,
-``postmaster@<domain>``) and the host name (the HELO name) are made here.
+``limits``, ``relay``, ``outbound``, ``tls``, ``dns``, ``postscreen`` and ``pods`` have their
+own modules. Defaults come from the model classes; only those derived from the domain
+(``mail.<domain>``, ``postmaster@<domain>``) and the host name (the HELO name) are made here.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from mailstack.api.parse.dns import parse_dns
 from mailstack.api.parse.limits import parse_limits
 from mailstack.api.parse.outbound import parse_outbound
 from mailstack.api.parse.pods import parse_pods
+from mailstack.api.parse.postscreen import parse_postscreen
 from mailstack.api.parse.relay import parse_relay
 from mailstack.api.parse.tls import parse_tls
 from mailstack.api.reader import Reader, boolean, join, number, one_of, string
@@ -48,6 +49,7 @@ SPEC_FIELDS = frozenset(
         "service",
         "storage",
         "spam",
+        "postscreen",
         "resolvers",
         "pods",
     }
@@ -88,6 +90,7 @@ def parse_maildomain(
     service = _service(r, spec.get("service"))
     storage = _storage(r, spec.get("storage"))
     spam = _spam(r, spec.get("spam"))
+    postscreen = parse_postscreen(r, spec.get("postscreen"))
     resolvers = r.items(spec, "resolvers", "spec", validate.any_ip_address)
     pods = parse_pods(r, spec.get("pods"), "spec.pods")
     raise_problems(r)
@@ -109,6 +112,7 @@ def parse_maildomain(
         service=service,
         storage=storage,
         spam=spam,
+        postscreen=postscreen,
         resolvers=resolvers,
         pods=pods,
         generation=generation,
