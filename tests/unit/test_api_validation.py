@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from mailstack.api import dns_models
 from mailstack.api import models as m
 from mailstack.api.errors import FieldError, Problem, ValidationError
 from mailstack.api.parse import parse_mailbox, parse_maildomain, parse_secret
@@ -851,7 +852,7 @@ def test_dns_provider_settings_default_the_zone() -> None:
     )
     provider = parse_maildomain(doc).dns.provider
     assert provider.kind == "cloudflare"
-    assert provider.settings == m.CloudflareSettings(zone="example.com")
+    assert provider.settings == dns_models.CloudflareSettings(zone="example.com")
     assert provider.secret == m.SecretKeyRef("cf", "apiToken")
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from mailstack.api import models, pod_models, policy
+from mailstack.api import dns_models, models, pod_models, policy
 from mailstack.api.validate import size_bytes
 from tests.unit.test_crds import CRD_FILES, root_schema, walk_schema
 
@@ -53,31 +53,31 @@ MODEL_DEFAULTS: dict[tuple[str, str], object] = {
     ("MailDomain", ".spec.tls.acme.server"): models.Tls.acme_server,
     ("MailDomain", ".spec.dkim.selector"): models.Dkim.selector,
     ("MailDomain", ".spec.dkim.algorithm"): models.Dkim.algorithm,
-    ("MailDomain", ".spec.dns.provider.rfc2136.port"): models.Rfc2136Settings.port,
+    ("MailDomain", ".spec.dns.provider.rfc2136.port"): dns_models.Rfc2136Settings.port,
     ("MailDomain", ".spec.dns.provider.rfc2136.tsigAlgorithm"): (
-        models.Rfc2136Settings.tsig_algorithm
+        dns_models.Rfc2136Settings.tsig_algorithm
     ),
     ("MailDomain", ".spec.dns.provider.rfc2136.tsigSecretRef.key"): (
-        models.Rfc2136Settings.default_secret_key
+        dns_models.Rfc2136Settings.default_secret_key
     ),
-    ("MailDomain", ".spec.dns.provider.powerdns.serverId"): models.PowerDnsSettings.server_id,
+    ("MailDomain", ".spec.dns.provider.powerdns.serverId"): dns_models.PowerDnsSettings.server_id,
     ("MailDomain", ".spec.dns.provider.powerdns.apiKeySecretRef.key"): (
-        models.PowerDnsSettings.default_secret_key
+        dns_models.PowerDnsSettings.default_secret_key
     ),
     ("MailDomain", ".spec.dns.provider.cloudflare.apiTokenSecretRef.key"): (
-        models.CloudflareSettings.default_secret_key
+        dns_models.CloudflareSettings.default_secret_key
     ),
-    ("MailDomain", ".spec.dns.provider.route53.region"): models.Route53Settings.region,
-    ("MailDomain", ".spec.dns.ttl"): models.Dns.ttl,
-    ("MailDomain", ".spec.dns.spf.policy"): models.Spf.policy,
-    ("MailDomain", ".spec.dns.dmarc.policy"): models.Dmarc.policy,
-    ("MailDomain", ".spec.dns.dmarc.pct"): models.Dmarc.pct,
-    ("MailDomain", ".spec.dns.dmarc.alignment.dkim"): models.Dmarc.adkim,
-    ("MailDomain", ".spec.dns.dmarc.alignment.spf"): models.Dmarc.aspf,
-    ("MailDomain", ".spec.dns.mtaSts.enabled"): models.MtaSts.enabled,
-    ("MailDomain", ".spec.dns.mtaSts.mode"): models.MtaSts.mode,
-    ("MailDomain", ".spec.dns.mtaSts.maxAge"): models.MtaSts.max_age,
-    ("MailDomain", ".spec.dns.tlsRpt.enabled"): models.TlsRpt.enabled,
+    ("MailDomain", ".spec.dns.provider.route53.region"): dns_models.Route53Settings.region,
+    ("MailDomain", ".spec.dns.ttl"): dns_models.Dns.ttl,
+    ("MailDomain", ".spec.dns.spf.policy"): dns_models.Spf.policy,
+    ("MailDomain", ".spec.dns.dmarc.policy"): dns_models.Dmarc.policy,
+    ("MailDomain", ".spec.dns.dmarc.pct"): dns_models.Dmarc.pct,
+    ("MailDomain", ".spec.dns.dmarc.alignment.dkim"): dns_models.Dmarc.adkim,
+    ("MailDomain", ".spec.dns.dmarc.alignment.spf"): dns_models.Dmarc.aspf,
+    ("MailDomain", ".spec.dns.mtaSts.enabled"): dns_models.MtaSts.enabled,
+    ("MailDomain", ".spec.dns.mtaSts.mode"): dns_models.MtaSts.mode,
+    ("MailDomain", ".spec.dns.mtaSts.maxAge"): dns_models.MtaSts.max_age,
+    ("MailDomain", ".spec.dns.tlsRpt.enabled"): dns_models.TlsRpt.enabled,
     ("MailDomain", ".spec.service.type"): models.ServiceSpec.type,
     ("MailDomain", ".spec.service.externalTrafficPolicy"): (
         models.ServiceSpec.external_traffic_policy

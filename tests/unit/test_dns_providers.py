@@ -8,7 +8,7 @@ from typing import get_args
 
 import pytest
 
-from mailstack.api.models import DnsProvider, ProviderSettings
+from mailstack.api.dns_models import DnsProvider, ProviderSettings
 from mailstack.dns.errors import DnsConfigError
 from mailstack.dns.plan import Change, RRset
 from mailstack.dns.providers import build_provider

@@ -48,14 +48,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from mailstack.api import hosts, validate
+from mailstack.api.dns_models import PowerDnsSettings, Rfc2136Settings
 from mailstack.api.errors import FieldError, ValidationError
 from mailstack.api.limits import UNBOUNDED, NamespaceLimits, combine, parse_limits
-from mailstack.api.models import (
-    MailDomain,
-    PowerDnsSettings,
-    Rfc2136Settings,
-    ServiceSpec,
-)
+from mailstack.api.models import MailDomain, ServiceSpec
 from mailstack.api.parse.common import METADATA_FIELDS, check_header, raise_problems
 from mailstack.api.reader import Reader, boolean, one_of
 from mailstack.kubedoc import meta_of

@@ -31,8 +31,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
+from mailstack.api.dns_models import PowerDnsSettings, Rfc2136Settings
 from mailstack.api.hosts import url_host
-from mailstack.api.models import MailDomain, PowerDnsSettings, Rfc2136Settings
+from mailstack.api.models import MailDomain
 from mailstack.dns.errors import ProviderTimeoutError
 from mailstack.dns.providers.reach import Deadline
 

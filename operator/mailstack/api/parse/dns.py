@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from mailstack.api import models, validate
+from mailstack.api import dns_models as models
+from mailstack.api import validate
 from mailstack.api.parse.dns_provider import parse_provider
 from mailstack.api.reader import Reader, boolean, integer, join, one_of
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mailstack.api.models import DnsProviderKind, MailDomain, Secret
+from mailstack.api.dns_models import DnsProviderKind
+from mailstack.api.models import MailDomain, Secret
 from mailstack.dns.errors import DnsConfigError
 from mailstack.dns.providers import cloudflare, manual, powerdns, rfc2136, route53
 from mailstack.dns.providers.base import Provider

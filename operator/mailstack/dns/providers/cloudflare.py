@@ -25,7 +25,8 @@ import dns.rdatatype
 from dns.rdtypes.ANY.CAA import CAA
 from dns.rdtypes.IN.SRV import SRV
 
-from mailstack.api.models import CloudflareSettings, MailDomain, Secret
+from mailstack.api.dns_models import CloudflareSettings
+from mailstack.api.models import MailDomain, Secret
 from mailstack.dns.errors import ProviderError
 from mailstack.dns.plan import Change, RRset, ZoneState
 from mailstack.dns.providers.base import MAIL_TYPES, Provider, relative_name

@@ -14,7 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from mailstack.api.models import MailDomain, ProviderSettings, Secret, SecretKeyRef
+from mailstack.api.dns_models import ProviderSettings
+from mailstack.api.models import MailDomain, Secret, SecretKeyRef
 from mailstack.api.secret_access import MAILDOMAINS, refusal
 from mailstack.dns.errors import DnsConfigError
 from mailstack.dns.providers.base import Provider

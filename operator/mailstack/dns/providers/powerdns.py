@@ -14,7 +14,8 @@ import urllib.parse
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from mailstack.api.models import MailDomain, PowerDnsSettings, Secret
+from mailstack.api.dns_models import PowerDnsSettings
+from mailstack.api.models import MailDomain, Secret
 from mailstack.dns.errors import ProviderError
 from mailstack.dns.plan import Change, RRset, ZoneState
 from mailstack.dns.providers.base import MAIL_TYPES, Provider, absolute, relative_name

@@ -38,7 +38,8 @@ import dns.xfr
 import dns.zone
 from dns.rdtypes.ANY.TXT import TXT
 
-from mailstack.api.models import MailDomain, Rfc2136Settings, Secret
+from mailstack.api.dns_models import Rfc2136Settings
+from mailstack.api.models import MailDomain, Secret
 from mailstack.dns.errors import (
     CredentialsError,
     DnsConfigError,

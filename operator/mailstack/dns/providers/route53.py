@@ -24,7 +24,8 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
-from mailstack.api.models import MailDomain, Route53Settings, Secret
+from mailstack.api.dns_models import Route53Settings
+from mailstack.api.models import MailDomain, Secret
 from mailstack.dns.errors import CredentialsError, DnsConfigError, DnsError, ProviderError
 from mailstack.dns.plan import Change, RRset, ZoneState
 from mailstack.dns.providers.aws.route53_api import TIMEOUT, make_client
