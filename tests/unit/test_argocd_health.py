@@ -82,12 +82,23 @@ def domain_status(generation: int, **overrides: Condition) -> dict[str, Any]:
         ),
     ]
     ready = summarise(conditions, "the mail service")
+    # A warning, outside the Ready summary (controller.masked_clients).
+    masked = overrides.get(
+        "ClientAddressesMasked",
+        Condition("ClientAddressesMasked", "False", "NoMaskedClients", "none seen"),
+    )
     return {
         "observedGeneration": generation,
         "conditions": condition_list(
-            [ready, *conditions], DOMAIN_CONDITIONS, None, generation, NOW
+            [ready, *conditions, masked], DOMAIN_CONDITIONS, None, generation, NOW
         ),
     }
+
+
+def test_masked_client_addresses_leave_a_ready_domain_healthy() -> None:
+    masked = Condition("ClientAddressesMasked", "True", "MaskedClientsSeen", "10.244.0.7 on 25")
+    status, message = health(domain(3, domain_status(3, ClientAddressesMasked=masked)))
+    assert status == "Healthy" and message == "the mail service is ready"
 
 
 def test_no_status_yet_is_progressing() -> None:

@@ -35,9 +35,12 @@ class HealthState:
         self,
         probes: list[Callable[[], str | None]],
         readiness: list[Callable[[], str | None]] | None = None,
+        pages: dict[str, Callable[[], str]] | None = None,
     ) -> None:
         self.probes = probes
         self.readiness = readiness or []
+        # More paths, each answered 200 with the text its function returns (the tripwire's).
+        self.pages = pages or {}
         self.running = False
 
     def check(self, ready: bool = False) -> list[str]:
@@ -72,6 +75,9 @@ def _answer(state: HealthState, conn: _socket.socket) -> None:
         conn.settimeout(REQUEST_TIMEOUT)
         words = _read_head(conn).split(b"\n", 1)[0].decode("latin-1").split()
         path = words[1] if len(words) >= 2 and words[0] in ("GET", "HEAD") else ""
+        if path in state.pages:
+            conn.sendall(_response(200, state.pages[path]().encode()))
+            return
         if path not in ("/healthz", "/readyz"):
             conn.sendall(_response(404, b"not found\n"))
             return

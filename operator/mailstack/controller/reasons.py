@@ -56,6 +56,12 @@ DNS_ENDPOINT_REFUSED = "DNSEndpointRefused"
 WAITING_FOR_EXTERNAL_DNS = "WaitingForExternalDNS"
 ACCEPTED_BY_EXTERNAL_DNS = "AcceptedByExternalDNS"
 
+# --- MailDomain: ClientAddressesMasked (never counts for Ready) ------------------------------
+
+MASKED_CLIENTS_SEEN = "MaskedClientsSeen"  # public clients seen with the cluster's own addresses
+NO_MASKED_CLIENTS = "NoMaskedClients"
+# NOT_CONFIGURED: the operator has no clusterNetworks (no tripwire)
+
 # --- Mailbox -------------------------------------------------------------------------------
 
 PASSWORD_UNAVAILABLE = "PasswordUnavailable"  # mail is accepted, login is not

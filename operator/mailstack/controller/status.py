@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from mailstack.api.assemble import MailService
-from mailstack.api.models import MailDomain
+from mailstack.api.models import ClusterNetworks, MailDomain
 from mailstack.controller import reasons
 from mailstack.controller.conditions import (
     CERTIFICATE_READY,
@@ -35,11 +35,20 @@ from mailstack.controller.conditions import (
     workloads_condition,
 )
 from mailstack.controller.dns_publisher import DnsOutcome, dns_outcome
+from mailstack.controller.masked_clients import CLIENT_ADDRESSES_MASKED, masked_condition
 from mailstack.controller.plan import Rendered
 from mailstack.kubedoc import Obj
 from mailstack.render.workloads import enabled_public_ports
 
-DOMAIN_CONDITIONS = (READY, VALID, RENDERED, WORKLOADS_READY, CERTIFICATE_READY, DNS_READY)
+DOMAIN_CONDITIONS = (
+    READY,
+    VALID,
+    RENDERED,
+    WORKLOADS_READY,
+    CERTIFICATE_READY,
+    DNS_READY,
+    CLIENT_ADDRESSES_MASKED,
+)
 MAILBOX_CONDITIONS = (READY, VALID)
 
 # Reasons that say "nothing for the operator to check" rather than "not ready yet".
@@ -196,6 +205,7 @@ def domain_status(
     valid_mailboxes: int = 0,
     dns: DnsOutcome | None = None,
     dns_published: bool = False,
+    masked: Condition | None = None,
 ) -> Obj:
     """The MailDomain's status document after a reconcile.
 
@@ -203,6 +213,7 @@ def domain_status(
     ``dns``: what the provider said (``dns_publisher.DnsPublisher``); without it, the records as
     the spec wants them, not published. ``dns_published``: whether the operator may have
     written records at the provider (``status.dns.published``, ``DnsPublisher.holds_records``).
+    ``masked``: ``ClientAddressesMasked`` (``tripwire``); it never counts for Ready.
     """
     previous_map: Mapping[str, Any] = previous if isinstance(previous, Mapping) else {}
     if dns is None and rendered.model is not None and rendered.material is not None:
@@ -217,10 +228,15 @@ def domain_status(
         dns.condition if dns is not None else waiting_for_render(DNS_READY),
     ]
     ready = summarise(conditions, "the mail service")
+    warnings = [masked or masked_condition((), ClusterNetworks())]
     status: Obj = {
         "observedGeneration": generation,
         "conditions": condition_list(
-            [ready, *conditions], DOMAIN_CONDITIONS, previous_map.get("conditions"), generation, now
+            [ready, *conditions, *warnings],
+            DOMAIN_CONDITIONS,
+            previous_map.get("conditions"),
+            generation,
+            now,
         ),
         "mailboxes": valid_mailboxes,
     }
