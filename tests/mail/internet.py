@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # The internet's /30 comes from 10.100.0.0/16: outside 10.192.0.0/10, where `mailstack up` puts
 # its pod bridge (the host's clients), which the test stack exempts from the per-client limits.
 INTERNET_PREFIX = "10.100"
+# Where the namespace's "masked" address comes from (add_masked_address): outside both.
+MASKED_PREFIX = "10.101"
 
 
 def _run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -75,6 +77,18 @@ class Internet:
         _run("ip", "-n", self.netns, "link", "set", "eth0", "up")
         _run("ip", "-n", self.netns, "link", "set", "lo", "up")
         _run("ip", "-n", self.netns, "route", "add", "default", "via", self.host_ip)
+
+    def add_masked_address(self) -> str:
+        """A second address of the namespace, from ``MASKED_PREFIX``, routed from the host: the
+        stack is told it is in the cluster's pod range, so a client using it looks like one
+        behind SNAT (the tripwire's tests)."""
+        for _ in range(20):
+            address = f"{MASKED_PREFIX}.{secrets.randbelow(256)}.{secrets.randbelow(254) + 1}"
+            added = _run("ip", "route", "add", f"{address}/32", "via", self.ip, check=False)
+            if added.returncode == 0:  # no other run routes it
+                _run("ip", "-n", self.netns, "addr", "add", f"{address}/32", "dev", "eth0")
+                return address
+        raise RuntimeError(f"no free address in {MASKED_PREFIX}.0.0/16")
 
     def spawn(self, *argv: str, log: Path) -> subprocess.Popen[bytes]:
         handle = open(log, "ab")  # noqa: SIM115 (owned by the process)
