@@ -285,6 +285,24 @@ def test_mail_pod_defaults_reach_the_operator() -> None:
     assert pods.annotations == (("backup.velero.io/backup-volumes", "mail"),)
 
 
+def test_cluster_networks_and_namespace_reach_the_operator() -> None:
+    from mailstack.commands.render import cluster_networks_argument
+
+    args = container("clusterNetworks.pods={10.244.0.0/16}", "clusterNetworks.nodes={fd00::1}")[
+        "args"
+    ]
+    (value,) = [a.split("=", 1)[1] for a in args if a.startswith("--cluster-networks=")]
+    networks = cluster_networks_argument(value)
+    assert (networks.pods, networks.services, networks.nodes) == (
+        ("10.244.0.0/16",),
+        (),
+        ("fd00::1/128",),
+    )
+    assert "--operator-namespace=mailstack" in args
+    (default,) = [a for a in container()["args"] if a.startswith("--cluster-networks=")]
+    assert not cluster_networks_argument(default.split("=", 1)[1]).ranges()  # off by default
+
+
 def test_digests_pin_the_images() -> None:
     digest = "sha256:" + "a" * 64
     box = container(f"image.digest={digest}", f"mailImage.digest={digest}")
