@@ -22,20 +22,22 @@ from tests.mail.messages import MTA, raw_text_message, token
 MASKED_CLIENT = r"""
 import json, smtplib, ssl, sys
 source, host, smtp_port, submission_port, subject = sys.argv[1:6]
-replies = {}
-with smtplib.SMTP(host, int(smtp_port), local_hostname="sink.example.net", timeout=30,
-                  source_address=(source, 0)) as smtp:
+
+def session(port):
+    smtp = smtplib.SMTP(host, int(port), local_hostname="sink.example.net", timeout=30,
+                        source_address=(source, 0))
     smtp.starttls(context=ssl._create_unverified_context())
     smtp.ehlo("sink.example.net")
+    return smtp
+
+replies = {}
+with session(smtp_port) as smtp:
     smtp.mail("someone@example.net")
     replies["local"] = smtp.rcpt("alice@example.com")[0]
     replies["data"] = smtp.data(f"Subject: {subject}\r\n\r\nfrom behind SNAT\r\n".encode())[0]
     smtp.mail("someone@example.net")
     replies["relay"] = smtp.rcpt("victim@example.net")[0]
-with smtplib.SMTP(host, int(submission_port), local_hostname="sink.example.net", timeout=30,
-                  source_address=(source, 0)) as smtp:
-    smtp.starttls(context=ssl._create_unverified_context())
-    smtp.ehlo("sink.example.net")
+with session(submission_port) as smtp:
     smtp.mail("alice@example.com")
     replies["submission"] = smtp.rcpt("victim@example.net")[0]
 print(json.dumps(replies))

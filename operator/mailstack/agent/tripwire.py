@@ -20,6 +20,7 @@ import pwd
 import sys
 import time
 
+from mailstack.agent.health import Acceptor
 from mailstack.agent.tunnel import unix_listener
 from mailstack.render import layout
 
@@ -121,31 +122,12 @@ def _serve(clients: MaskedClients, conn: _socket.socket) -> None:
         conn.close()
 
 
-class PolicyServer:
+class PolicyServer(Acceptor):
     """The policy service on a unix socket only the postfix user may use."""
 
     def __init__(self, clients: MaskedClients, path: str, owner: tuple[int, int] | None) -> None:
         self.clients = clients
-        self.listener = unix_listener(path, owner)
-        self.closed = False
-
-    def serve_forever(self) -> None:
-        while not self.closed:
-            try:
-                fd, _ = self.listener._accept()  # type: ignore[attr-defined]
-            except OSError:
-                if self.closed:
-                    return
-                continue
-            _thread.start_new_thread(_serve, (self.clients, _socket.socket(fileno=fd)))
-
-    def shutdown(self) -> None:
-        self.closed = True
-        try:  # noqa: SIM105 (no contextlib in the agent)
-            self.listener.shutdown(_socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.listener.close()
+        super().__init__(unix_listener(path, owner), lambda conn: _serve(clients, conn))
 
 
 def open_tripwire(

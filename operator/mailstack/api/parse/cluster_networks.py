@@ -12,11 +12,10 @@ MailDomain's author can give, so an overlap is refused rather than silently narr
 from __future__ import annotations
 
 import ipaddress
-import json
 
-from mailstack.api.errors import FieldError, Problem, ValidationError
+from mailstack.api.errors import FieldError, Problem
 from mailstack.api.models import ClusterNetworks, MailDomain
-from mailstack.api.parse.common import raise_problems
+from mailstack.api.parse.common import option_json, raise_problems
 from mailstack.api.parse.limits import ip_network
 from mailstack.api.reader import Reader, join
 
@@ -44,12 +43,7 @@ def parse_cluster_networks(text: str, source: str = "") -> ClusterNetworks:
     """``{"pods": [...], "services": [...], "nodes": [...]}`` (each optional); raises
     ``ValidationError`` with every problem. Empty text: no ranges (the tripwire is off)."""
     r = Reader(DOCUMENT, source)
-    try:
-        value = json.loads(text) if text.strip() else None
-    except json.JSONDecodeError as err:
-        r.fail(PATH, f"not JSON: {err}")
-        raise ValidationError(r.problems) from None
-    fields = r.mapping(value, PATH, {"pods", "services", "nodes"})
+    fields = r.mapping(option_json(r, text, PATH), PATH, {"pods", "services", "nodes"})
     networks = ClusterNetworks(
         **{key: r.items(fields, key, PATH, cluster_range, MAX_RANGES) for key in fields}
     )
