@@ -16,7 +16,8 @@ from pathlib import Path
 from mailstack.api.assemble import MailService, assemble
 from mailstack.api.documents import load_documents
 from mailstack.api.errors import Problem
-from mailstack.api.models import Secret
+from mailstack.api.models import ClusterNetworks, Secret
+from mailstack.api.parse.cluster_networks import exempt_cluster_problems
 from mailstack.api.policy import Grants
 from mailstack.kubedoc import Obj
 from mailstack.material import Material
@@ -37,7 +38,10 @@ def prepare(
     state: StateDir | None,
     now: datetime | None = None,
     random_bytes: Callable[[int], bytes] = os.urandom,
+    networks: ClusterNetworks | None = None,
 ) -> Prepared:
+    """``networks``: the cluster's ranges the render is for (``RenderOptions.cluster_networks``),
+    which no ``exemptNetworks`` may overlap."""
     inputs = load_documents(paths)
     # The policies in the files are the platform's: given any, grants are required (policy.py).
     grants = Grants(tuple(inputs.policies))
@@ -45,6 +49,8 @@ def prepare(
     problems = inputs.problems + _with_sources(problems, inputs.sources)
     result: list[tuple[MailService, Material]] = []
     for service in services:
+        overlaps = exempt_cluster_problems(service.domain, networks or ClusterNetworks())
+        problems += _with_sources(overlaps, inputs.sources)
         namespace = service.domain.namespace
         secrets: dict[str, Secret] = state.secrets(namespace) if state else {}
         # Secrets given in the files win over the state directory, as the cluster's would.

@@ -157,10 +157,13 @@ def test_create_renders_every_child_with_owner_content_and_status(
         "CertificateReady",
         "DNSReady",
         "OutboundIdentityVerified",
+        "ClientAddressesMasked",
     ]
     assert all(c["observedGeneration"] == 1 for c in status["conditions"])
     assert conditions(domain)["DNSReady"]["reason"] == "NotConfigured"
     assert conditions(domain)["OutboundIdentityVerified"]["reason"] == "NotConfigured"
+    # No clusterNetworks in the operator's configuration: the tripwire is off.
+    assert conditions(domain)["ClientAddressesMasked"]["reason"] == "NotConfigured"
     assert status["mailboxes"] == 2
     assert status["dkim"]["selector"] == "mailstack"
     assert any(r["type"] == "MX" and r["state"] == "Manual" for r in status["dns"]["records"])

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mailstack.api.models import ClusterNetworks
+from mailstack.render.objects import RenderOptions
 from tests.component.conftest import (
     USABLE_BY,
     condition,
@@ -97,7 +99,9 @@ def test_the_operator_needs_exactly_the_chart_rbac(api: ApiServer) -> None:
         )
     )
     api.create(mailbox("alice", "alice@example.org"))
-    with OperatorThread(api) as op:
+    # With clusterNetworks the tripwire lists the MTA pods (controller/tripwire.py).
+    tripwire = RenderOptions(cluster_networks=ClusterNetworks(pods=("10.244.0.0/16",)))
+    with OperatorThread(api, render=tripwire) as op:
         wait_ready(api, "example-org")
         api.create(mailbox("bob", "bob@example.org"))  # no password Secret yet
         wait_for(lambda: condition(api.get("mailboxes", "bob"), "Valid") == "False")

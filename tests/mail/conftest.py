@@ -236,6 +236,7 @@ class Stack:
     internet: Internet
     offset: int
     process: subprocess.Popen[bytes] | None = None
+    masked_ip: str = ""  # the internet's address in the stack's cluster pod range
 
     # --- connections ------------------------------------------------------------------------
 
@@ -614,6 +615,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     result = Stack(workdir, state, inputs, internet, offset)
     try:
         result.write_inputs(stack_documents(internet.ip))
+        # The cluster's pod range, for the tripwire (test_tripwire.py): one address of the
+        # internet namespace, which its other clients do not use.
+        result.masked_ip = internet.add_masked_address()
+        networks = json.dumps({"pods": [f"{result.masked_ip}/32"]})
         env = {
             **os.environ,
             "MAILSTACK_UP_QUIET": "1",
@@ -668,6 +673,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 internet.host_ip,
                 "--port-offset",
                 str(offset),
+                "--cluster-networks",
+                networks,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -40,6 +40,11 @@ def client_addresses(internet_ip: str) -> list[str]:
     return [str(address) for address in client_network(internet_ip)]
 
 
+# Where the namespace's "masked" address comes from (add_masked_address): outside the
+# internet's, the further clients' and test_probes_under_load.py's 10.101.
+MASKED_PREFIX = "10.103"
+
+
 def _run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, check=check)
 
@@ -94,6 +99,18 @@ class Internet:
             _run("ip", "-n", self.netns, "addr", "add", f"{address}/32", "dev", "eth0")
             # Removed with the veth on stop.
             _run("ip", "route", "add", f"{address}/32", "via", self.ip, "dev", self.veth)
+
+    def add_masked_address(self) -> str:
+        """A second address of the namespace, from ``MASKED_PREFIX``, routed from the host: the
+        stack is told it is in the cluster's pod range, so a client using it looks like one
+        behind SNAT (the tripwire's tests)."""
+        for _ in range(20):
+            address = f"{MASKED_PREFIX}.{secrets.randbelow(256)}.{secrets.randbelow(254) + 1}"
+            added = _run("ip", "route", "add", f"{address}/32", "via", self.ip, check=False)
+            if added.returncode == 0:  # no other run routes it
+                _run("ip", "-n", self.netns, "addr", "add", f"{address}/32", "dev", "eth0")
+                return address
+        raise RuntimeError(f"no free address in {MASKED_PREFIX}.0.0/16")
 
     def spawn(self, *argv: str, log: Path) -> subprocess.Popen[bytes]:
         handle = open(log, "ab")  # noqa: SIM115 (owned by the process)

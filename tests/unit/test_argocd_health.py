@@ -87,10 +87,15 @@ def domain_status(generation: int, **overrides: Condition) -> dict[str, Any]:
         "OutboundIdentityVerified",
         Condition("OutboundIdentityVerified", "Unknown", "NotConfigured", "no addresses"),
     )
+    # A warning, outside the Ready summary (controller.masked_clients).
+    masked = overrides.get(
+        "ClientAddressesMasked",
+        Condition("ClientAddressesMasked", "False", "NoMaskedClients", "none seen"),
+    )
     return {
         "observedGeneration": generation,
         "conditions": condition_list(
-            [ready, *conditions, identity], DOMAIN_CONDITIONS, None, generation, NOW
+            [ready, *conditions, identity, masked], DOMAIN_CONDITIONS, None, generation, NOW
         ),
     }
 
@@ -98,6 +103,12 @@ def domain_status(generation: int, **overrides: Condition) -> dict[str, Any]:
 def test_a_failed_outbound_identity_keeps_the_domain_healthy() -> None:
     failed = Condition("OutboundIdentityVerified", "False", "PTRMismatch", "81.2.69.142: ...")
     assert health(domain(3, domain_status(3, OutboundIdentityVerified=failed)))[0] == "Healthy"
+
+
+def test_masked_client_addresses_leave_a_ready_domain_healthy() -> None:
+    masked = Condition("ClientAddressesMasked", "True", "MaskedClientsSeen", "10.244.0.7 on 25")
+    status, message = health(domain(3, domain_status(3, ClientAddressesMasked=masked)))
+    assert status == "Healthy" and message == "the mail service is ready"
 
 
 def test_no_status_yet_is_progressing() -> None:

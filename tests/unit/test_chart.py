@@ -285,6 +285,24 @@ def test_mail_pod_defaults_reach_the_operator() -> None:
     assert pods.annotations == (("backup.velero.io/backup-volumes", "mail"),)
 
 
+def test_cluster_networks_and_namespace_reach_the_operator() -> None:
+    from mailstack.commands.render import cluster_networks_argument
+
+    args = container("clusterNetworks.pods={10.244.0.0/16}", "clusterNetworks.nodes={fd00::1}")[
+        "args"
+    ]
+    (value,) = [a.split("=", 1)[1] for a in args if a.startswith("--cluster-networks=")]
+    networks = cluster_networks_argument(value)
+    assert (networks.pods, networks.services, networks.nodes) == (
+        ("10.244.0.0/16",),
+        (),
+        ("fd00::1/128",),
+    )
+    assert "--operator-namespace=mailstack" in args
+    (default,) = [a for a in container()["args"] if a.startswith("--cluster-networks=")]
+    assert not cluster_networks_argument(default.split("=", 1)[1]).ranges()  # off by default
+
+
 def test_digests_pin_the_images() -> None:
     digest = "sha256:" + "a" * 64
     box = container(f"image.digest={digest}", f"mailImage.digest={digest}")
@@ -336,11 +354,13 @@ def test_rbac_is_least_privilege_and_covers_every_child_kind() -> None:
     assert granted[("mailstack.dev", "mailboxes")] == {"list", "watch"}
     assert granted[("mailstack.dev", "maildomains/finalizers")] == {"update"}
     # Nothing the operator never does: no wildcards, no update of whole objects, no RBAC,
-    # no pods, no cluster-scoped kinds but its peering.
+    # no cluster-scoped kinds but its peering. Pods are listed (the MTA pods' addresses, for
+    # the tripwire), never read one by one, watched, changed, nor their logs or exec.
     everything = set().union(*granted.values())
     assert "*" not in everything and "update" not in granted[("", "secrets")]
     assert not any(group == "rbac.authorization.k8s.io" for group, _ in granted)
-    assert ("", "pods") not in granted and ("", "namespaces") not in granted
+    assert granted[("", "pods")] == {"list"} and ("", "namespaces") not in granted
+    assert not any(resource.startswith("pods/") for _, resource in granted)
     # Events: its own are created; a StatefulSet's FailedCreate is listed, never watched.
     assert granted[("", "events")] == {"create", "list"}
 

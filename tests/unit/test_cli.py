@@ -221,6 +221,29 @@ def test_one_domain_claimed_in_two_namespaces_renders_nothing(tmp_path: Path) ->
     assert not out.exists()
 
 
+def test_render_with_cluster_networks_has_the_tripwire_and_refuses_exempting_them(
+    tmp_path: Path,
+) -> None:
+    domain = (
+        "apiVersion: mailstack.dev/v1alpha1\nkind: MailDomain\n"
+        "metadata: {name: shop, namespace: mail}\nspec: {domain: shop.example%s}\n"
+    )
+    (tmp_path / "shop.yaml").write_text(domain % "")
+    networks = '{"pods": ["10.244.0.0/16"]}'
+    run = cli(["render", "-f", tmp_path / "shop.yaml", "--cluster-networks", networks])
+    assert run.code == 0, run.err
+    (postfix,) = [d for d in documents(run.out) if d["metadata"]["name"] == "shop-postfix"]
+    assert "10.244.0.0/16 mailstack_masked_client" in postfix["data"]["cluster-clients.cidr"]
+    exempt = ", limits: {perClient: {exemptNetworks: [10.244.8.0/24]}}"
+    (tmp_path / "shop.yaml").write_text(domain % exempt)
+    run = cli(["render", "-f", tmp_path / "shop.yaml", "--cluster-networks", networks])
+    assert run.code == 2 and run.out == ""
+    assert "spec.limits.perClient.exemptNetworks[0]: 10.244.8.0/24 overlaps" in run.err
+    assert cli(["render", "-f", tmp_path / "shop.yaml"]).code == 0  # no ranges, no rule
+    with pytest.raises(SystemExit):
+        cli(["render", "-f", tmp_path / "shop.yaml", "--cluster-networks", '{"pods": ["x"]}'])
+
+
 def test_render_via_subprocess() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "mailstack", "render", "-f", "examples/"],

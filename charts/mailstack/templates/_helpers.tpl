@@ -104,6 +104,11 @@ tests/unit/test_chart.py, which checks the two agree).
 - apiGroups: [""]
   resources: [events]
   verbs: [create, list]
+# The MTA pods, listed by label for their addresses: the operator reads what the tripwire saw
+# from their agents (ClientAddressesMasked). Not pods/log, not get, not exec.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list]
 {{- end -}}
 
 {{/* mailPods without its empty fields, as JSON for --mail-pod-defaults ("" is no class name). */}}

@@ -60,6 +60,7 @@ class Daemon:
         stop_signal: int = 15,
         housekeeping: list[list[str]] | None = None,  # run daily, in order (agent.housekeeping)
         tunnels: bool = False,  # agent.tunnel.open_tunnels(name), after prepare
+        tripwire: bool = False,  # agent.tripwire's policy service, with the tunnels
     ) -> None:
         self.name = name
         self.command = command
@@ -71,6 +72,7 @@ class Daemon:
         self.stop_signal = stop_signal
         self.housekeeping = housekeeping or []
         self.tunnels = tunnels
+        self.tripwire = tripwire
 
 
 def _require(binary: str, package: str) -> str:
@@ -179,6 +181,7 @@ def postfix() -> Daemon:
         # Ready only when the Services Postfix hands mail and logins to resolve and answer.
         readiness=[probe_next_hops(f"{layout.POSTFIX_CONFIG_DIR}/main.cf")],
         tunnels=True,
+        tripwire=True,
     )
 
 

@@ -35,9 +35,12 @@ class HealthState:
         self,
         probes: list[Callable[[], str | None]],
         readiness: list[Callable[[], str | None]] | None = None,
+        pages: dict[str, Callable[[], str]] | None = None,
     ) -> None:
         self.probes = probes
         self.readiness = readiness or []
+        # More paths, each answered 200 with the text its function returns (the tripwire's).
+        self.pages = pages or {}
         self.running = False
 
     def check(self, ready: bool = False) -> list[str]:
@@ -72,6 +75,9 @@ def _answer(state: HealthState, conn: _socket.socket) -> None:
         conn.settimeout(REQUEST_TIMEOUT)
         words = _read_head(conn).split(b"\n", 1)[0].decode("latin-1").split()
         path = words[1] if len(words) >= 2 and words[0] in ("GET", "HEAD") else ""
+        if path in state.pages:
+            conn.sendall(_response(200, state.pages[path]().encode()))
+            return
         if path not in ("/healthz", "/readyz"):
             conn.sendall(_response(404, b"not found\n"))
             return
@@ -84,17 +90,13 @@ def _answer(state: HealthState, conn: _socket.socket) -> None:
         conn.close()
 
 
-class HealthServer:
-    """Accepts probe requests on a port until ``shutdown``; each is answered in its own thread
-    (a probe may take up to a few seconds, and liveness and readiness come together)."""
+class Acceptor:
+    """Accepts connections on ``listener`` until ``shutdown``; each is handed to ``handle`` in
+    its own thread. The health server's, and the tripwire's policy service's."""
 
-    def __init__(self, state: HealthState, port: int, host: str = "0.0.0.0") -> None:
-        self.state = state
-        self.listener = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
-        self.listener.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
-        self.listener.bind((host, port))
-        self.listener.listen(16)
-        self.port = self.listener.getsockname()[1]
+    def __init__(self, listener: _socket.socket, handle: Callable[[_socket.socket], None]) -> None:
+        self.listener = listener
+        self.handle = handle
         self.closed = False
 
     def serve_forever(self) -> None:
@@ -106,7 +108,7 @@ class HealthServer:
                 if self.closed:
                     return
                 continue  # e.g. the client went away before the accept
-            _thread.start_new_thread(_answer, (self.state, _socket.socket(fileno=fd)))
+            _thread.start_new_thread(self.handle, (_socket.socket(fileno=fd),))
 
     def shutdown(self) -> None:
         self.closed = True
@@ -117,6 +119,20 @@ class HealthServer:
         except OSError:
             pass
         self.listener.close()
+
+
+class HealthServer(Acceptor):
+    """Accepts probe requests on a port until ``shutdown``; each is answered in its own thread
+    (a probe may take up to a few seconds, and liveness and readiness come together)."""
+
+    def __init__(self, state: HealthState, port: int, host: str = "0.0.0.0") -> None:
+        self.state = state
+        listener = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+        listener.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(16)
+        self.port = listener.getsockname()[1]
+        super().__init__(listener, lambda conn: _answer(state, conn))
 
 
 def serve_health(state: HealthState, port: int, host: str = "0.0.0.0") -> HealthServer:

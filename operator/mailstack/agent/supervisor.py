@@ -17,13 +17,16 @@ from mailstack.agent.health import HealthState, serve_health
 from mailstack.agent.housekeeping import Housekeeping
 from mailstack.agent.processes import Child, ProcessError
 from mailstack.agent.watch import fingerprint
+from mailstack.render import layout
 
 # Not typing.TYPE_CHECKING (see mailstack.agent.command).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import signal as _signal
+    from collections.abc import Callable
     from types import FrameType
 
+    from mailstack.agent.tripwire import PolicyServer
     from mailstack.agent.tunnel import Tunnel
 else:
     # The C module under ``signal``, whose enum import would cost every agent about 0.7 MB.
@@ -41,23 +44,35 @@ def run_daemon(daemon: Daemon, health_port: int | None, poll: float = 2.0) -> in
         log(f"{daemon.name}: cannot prepare: {err}")
         return 1
     tunnels: list[Tunnel] = []
+    # The tripwire's policy service (its observations on the health server) is shut down with
+    # the tunnels.
+    closing: list[PolicyServer] = []
+    pages: dict[str, Callable[[], str]] = {}
     try:
         if daemon.tunnels:  # _ssl is imported only by the agents that run a tunnel
             from mailstack.agent.tunnel import open_tunnels
 
             tunnels = open_tunnels(daemon.name)
+        if daemon.tripwire:
+            from mailstack.agent.tripwire import MaskedClients, open_tripwire
+
+            masked = MaskedClients()
+            closing.append(open_tripwire(masked))
+            pages[layout.MASKED_CLIENTS_PATH] = masked.text
     except (AgentError, OSError, ValueError, KeyError) as err:  # KeyError: no postfix user
         log(f"{daemon.name}: cannot open its tunnels: {err}")
         return 1
-    state = HealthState([*daemon.probes, *(t.problem for t in tunnels)], daemon.readiness)
+    state = HealthState([*daemon.probes, *(t.problem for t in tunnels)], daemon.readiness, pages)
     server = serve_health(state, health_port) if health_port else None
     seen = fingerprint(daemon.watched)
     try:
         process = Child(daemon.command)
     except ProcessError as err:
         log(f"{daemon.name}: {err}")
-        for tunnel in tunnels:
-            tunnel.shutdown()
+        for opened in tunnels:
+            opened.shutdown()
+        for policy in closing:
+            policy.shutdown()
         if server is not None:
             server.shutdown()
         return 1
@@ -95,8 +110,10 @@ def run_daemon(daemon: Daemon, health_port: int | None, poll: float = 2.0) -> in
     finally:
         chores.stop()
         state.running = False
-        for tunnel in tunnels:
-            tunnel.shutdown()
+        for opened in tunnels:
+            opened.shutdown()
+        for policy in closing:
+            policy.shutdown()
         if server is not None:
             server.shutdown()
     log(f"{daemon.name} exited with status {code}")

@@ -256,3 +256,21 @@ class Secret:
     @property
     def ref(self) -> str:
         return f"Secret/{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class ClusterNetworks:
+    """The cluster's own ranges (``--cluster-networks``, the chart's ``clusterNetworks``;
+    canonical): a public client from one of them is masked (api/parse/cluster_networks.py)."""
+
+    pods: tuple[str, ...] = ()
+    services: tuple[str, ...] = ()
+    nodes: tuple[str, ...] = ()
+
+    def ranges(self) -> list[tuple[str, str]]:
+        """(kind, range) pairs, kinds in the order pods, services, nodes."""
+        return [
+            *(("pods", n) for n in self.pods),
+            *(("services", n) for n in self.services),
+            *(("nodes", n) for n in self.nodes),
+        ]

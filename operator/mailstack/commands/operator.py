@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from mailstack.api.errors import ValidationError
 from mailstack.api.parse.pods import parse_pod_defaults
 from mailstack.api.pod_models import MailPods
+from mailstack.commands.render import add_cluster_networks_argument
 from mailstack.controller.serve import serve
 from mailstack.render.objects import RenderOptions
 
@@ -41,6 +42,8 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
             image=args.mail_image,
             image_pull_policy=args.image_pull_policy,
             mail_pods=args.mail_pod_defaults,
+            cluster_networks=args.cluster_networks,
+            operator_namespace=args.operator_namespace,
         ),
     )
 
@@ -157,6 +160,14 @@ def add_operator_command(commands: Any) -> None:
         help="the DNS resolver (an IP address, port 53) that looks up the proofs of control a "
         "MailDomainPolicy may require and the outbound identity (PTR, SPF of "
         "spec.outbound.addresses); default: the pod's resolvers",
+    )
+    add_cluster_networks_argument(parser)
+    parser.add_argument(
+        "--operator-namespace",
+        default="",
+        metavar="NS",
+        help="the operator's own namespace: the MTA pods' NetworkPolicy lets its pods read what "
+        "the tripwire saw (--cluster-networks); default: none",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.set_defaults(handler=cmd_operator)

@@ -7,10 +7,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mailstack.api.errors import Problem
+from mailstack.api.errors import Problem, ValidationError
+from mailstack.api.models import ClusterNetworks
+from mailstack.api.parse.cluster_networks import parse_cluster_networks
 from mailstack.commands.problems import report_problems
 from mailstack.kubedoc import Obj
 from mailstack.pipeline import prepare, render_all, save_state
+from mailstack.render.objects import RenderOptions
 from mailstack.render.templating import RenderError
 from mailstack.render.yamlio import dump_objects, object_file_name
 from mailstack.statedir import StateDir, write_atomic
@@ -29,14 +32,35 @@ def _write_dir(directory: Path, objects: list[Obj]) -> None:
         write_atomic(path, text.encode())  # creates the namespace folder
 
 
+def cluster_networks_argument(text: str) -> ClusterNetworks:
+    """``--cluster-networks``: refused, with every problem, before anything runs."""
+    try:
+        return parse_cluster_networks(text)
+    except ValidationError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def add_cluster_networks_argument(parser: argparse.ArgumentParser) -> None:
+    """The option ``render``, ``up`` and ``operator`` share."""
+    parser.add_argument(
+        "--cluster-networks",
+        type=cluster_networks_argument,
+        default=ClusterNetworks(),
+        metavar="JSON",
+        help='the cluster\'s own ranges, {"pods": [CIDR...], "services": [...], "nodes": [...]} '
+        "(the chart's clusterNetworks): public clients from them are reported as masked "
+        "(ClientAddressesMasked) and never trusted; default: none (no tripwire)",
+    )
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     state = StateDir(args.state) if args.state else None
-    prepared = prepare(args.file, state)
+    prepared = prepare(args.file, state, networks=args.cluster_networks)
     if prepared.problems:
         return report_problems(prepared.problems)
     if not prepared.services:
         return report_problems([Problem("input", "", "no MailDomain found in the given files")])
-    objects = render_all(prepared)
+    objects = render_all(prepared, RenderOptions(cluster_networks=args.cluster_networks))
     if args.output:
         _write_dir(Path(args.output), objects)
     else:
@@ -54,4 +78,5 @@ def add_render_command(commands: Any) -> None:
     )
     render.add_argument("-o", "--output", help="write one YAML file per object into this folder")
     render.add_argument("--state", help="keep generated keys and certificates in this folder")
+    add_cluster_networks_argument(render)
     render.set_defaults(handler=cmd_render)

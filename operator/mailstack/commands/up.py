@@ -5,12 +5,20 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from mailstack.commands.render import add_cluster_networks_argument
+
 
 def cmd_up(args: argparse.Namespace) -> int:
     # Imported here: the local runtime is only needed by this command.
     from mailstack.local.up import run_up
 
-    return run_up(args.file, args.state, args.listen or ["127.0.0.1"], args.port_offset)
+    return run_up(
+        args.file,
+        args.state,
+        args.listen or ["127.0.0.1"],
+        args.port_offset,
+        args.cluster_networks,
+    )
 
 
 def add_up_command(commands: Any) -> None:
@@ -24,4 +32,5 @@ def add_up_command(commands: Any) -> None:
         help="IPv4 address for the public ports (repeatable; default 127.0.0.1; 0.0.0.0: all)",
     )
     up.add_argument("--port-offset", type=int, default=0, help="publish port P on P + offset")
+    add_cluster_networks_argument(up)
     up.set_defaults(handler=cmd_up)

@@ -84,6 +84,7 @@ async def finalize(
         await reconciler.statuses.orphan(doc)
     reconciler.written.forget(MAILDOMAIN.kind, ref.namespace, ref.name)
     reconciler.dns.forget(ref.namespace, ref.name, gone=True)
+    reconciler.tripwire.forget(ref.uid)
     await reconciler.events.post(MAILDOMAIN, body, [finalized_notice(summary)])
     return summary
 

@@ -197,7 +197,7 @@ class Operator:
         self._tasks.clear()
         if self._reconciler is not None:
             self._reconciler.dns.runner.close()
-            self._reconciler.proofs.close()
+            self._reconciler.close_background()
         if self._kube is not None:
             await self._kube.close()
 

@@ -77,6 +77,9 @@ SERVICE = Kind("v1", "Service", "services", status_subresource=True)
 SERVICE_ACCOUNT = Kind("v1", "ServiceAccount", "serviceaccounts")
 PVC = Kind("v1", "PersistentVolumeClaim", "persistentvolumeclaims", status_subresource=True)
 EVENT = Kind("v1", "Event", "events")
+# The MTA pods, listed for their addresses: the operator reads the tripwire's observations from
+# their postfix agents (controller/tripwire.py).
+POD = Kind("v1", "Pod", "pods", status_subresource=True)
 STATEFUL_SET = Kind("apps/v1", "StatefulSet", "statefulsets", status_subresource=True)
 NETWORK_POLICY = Kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies")
 PDB = Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets", status_subresource=True)
@@ -111,6 +114,7 @@ ALL_KINDS: tuple[Kind, ...] = (
     *CHILD_KINDS,
     PVC,
     EVENT,
+    POD,
     CLUSTER_PEERING,
     PEERING,
 )

@@ -24,6 +24,7 @@ from mailstack.api.errors import Problem, ValidationError
 from mailstack.api.limits import LIMIT_EXCEEDED
 from mailstack.api.models import Mailbox, MailDomain, Secret
 from mailstack.api.parse import parse_mailbox, parse_maildomain, parse_secret
+from mailstack.api.parse.cluster_networks import exempt_cluster_problems
 from mailstack.api.policy import Grants
 from mailstack.api.proof import PROOF_PENDING, Proof, decide, from_status
 from mailstack.controller import reasons
@@ -290,6 +291,8 @@ def render_domain(inputs: DomainInputs) -> Rendered:
         if not out.domain_problems:  # assemble always says why; this is a safety net
             out.domain_problems.append(Problem(model.ref, "spec.domain", "served twice"))
         return out
+    # The one trust a MailDomain's author gives never reaches the cluster's own addresses.
+    out.domain_problems += exempt_cluster_problems(model, inputs.options.cluster_networks)
     if out.domain_problems:
         return out
     out.service = service

@@ -67,6 +67,11 @@ PTR_MISMATCH = "PTRMismatch"  # no PTR of an address names the HELO name
 FORWARD_MISMATCH = "ForwardMismatch"  # the HELO name's A/AAAA lack the address
 SPF_NOT_PASSING = "SPFNotPassing"  # the domain's SPF does not pass for an address
 LOOKUP_FAILED = "LookupFailed"  # a lookup failed (timeout, SERVFAIL)
+# --- MailDomain: ClientAddressesMasked (never counts for Ready) ------------------------------
+
+MASKED_CLIENTS_SEEN = "MaskedClientsSeen"  # public clients seen with the cluster's own addresses
+NO_MASKED_CLIENTS = "NoMaskedClients"
+# NOT_CONFIGURED: the operator has no clusterNetworks (no tripwire)
 
 # --- Mailbox -------------------------------------------------------------------------------
 

@@ -1,24 +1,17 @@
 """One reconcile pass for one MailDomain: read, decide (``plan``), write only what differs.
 
-``Reconciler.reconcile`` is idempotent: called twice with nothing changed in between, the second
-call reads and writes nothing but GETs. It is the only code path that renders; the kopf handlers
-(create, update, resume), the coalescing daemon (Mailbox, Secret and child events) and the
-periodic resync all end here.
-
-The phases of a pass, each a method with a typed result:
-1. ``_gather``: read the material Secrets (``<n>-dkim``, ``-ca``, ``-tls``, ``-users``; only the
-   operator's own are used, ``ownership``) and take the referenced user Secrets from the watch
-   cache (labelled ones only). A read that fails for any reason other than 404 aborts the pass:
-   generating a new DKIM key because the API was briefly unavailable would rotate it by accident.
+``Reconciler.reconcile`` is idempotent (a second call with nothing changed only GETs), and the
+only code path that renders: kopf's handlers, the coalescing daemon and the resync end here (the
+finalizer's part is ``finalize``). The phases of a pass, each a method with a typed result:
+1. ``_gather``: the material Secrets (``<n>-dkim``, ``-ca``, ``-tls``, ``-users``; only the
+   operator's own, ``ownership``) and the referenced, labelled user Secrets from the watch cache.
+   A read failing other than 404 aborts the pass: a new DKIM key would rotate it by accident.
 2. ``plan.render_domain``: parse, assemble, resolve material, render.
-3. ``_apply_children``: read the remaining children; if one is not this MailDomain's, write
-   nothing (``NameTaken``); else apply (server-side) those that differ, the externalDNS
-   DNSEndpoint last, delete stale ones.
-4. ``_publish_dns``: publish the DNS records at the provider (``dns_publisher.DnsPublisher``:
-   only when the desired records changed since the last publish, or on the periodic resync).
+3. ``_apply_children``: read the other children; one not this MailDomain's: write nothing
+   (``NameTaken``); else apply those that differ, the DNSEndpoint last, delete stale ones.
+4. ``_publish_dns``: the DNS records (``dns_publisher``), when they changed or on resync.
 5. ``_write_statuses``: the MailDomain's and its Mailboxes' status when it differs
-   (``status_writer``); Events for transitions (``events``).
-The finalizer's part is ``finalize``.
+   (``status_writer``; ``tripwire``'s last sightings too), Events for transitions (``events``).
 """
 
 from __future__ import annotations
@@ -70,6 +63,7 @@ from mailstack.controller.proof_lookup import ProofLookup
 from mailstack.controller.rejections import read_rejections
 from mailstack.controller.status import domain_status
 from mailstack.controller.status_writer import StatusWriter
+from mailstack.controller.tripwire import Tripwire
 from mailstack.dns.providers.external_dns import dns_endpoint
 from mailstack.dns.records import desired_records
 from mailstack.kubedoc import Obj, ObjectRef
@@ -104,6 +98,7 @@ class Reconciler:
         self.written = written if written is not None else WrittenStatus()
         self.dns = dns if dns is not None else DnsPublisher()
         self.proofs = ProofLookup()
+        self.tripwire = Tripwire(kube, self.options.cluster_networks, lambda *d: self.dns.wake(*d))
         # The platform's MailDomainPolicies as last seen (the operator's policy informer).
         self.grants = Grants()
         self.events = EventPoster(kube, os.environ.get("POD_NAME") or socket.gethostname())
@@ -323,6 +318,7 @@ class Reconciler:
             dns=dns,
             dns_published=self.dns.holds_records(ObjectRef.of(body), body.get("status")),
             outbound=self.proofs.outbound.look(body, rendered.model if rendered.ok else None),
+            masked=self.tripwire.look(ObjectRef.of(body)),
         )
         if await self.statuses.write(MAILDOMAIN, body, status):
             outcome.status_writes += 1
@@ -333,6 +329,11 @@ class Reconciler:
         outcome.status_writes += await self.statuses.write_mailboxes(
             inputs.mailboxes, verdicts, name, inputs.now
         )
+
+    def close_background(self) -> None:
+        """Stop the proof lookups and tripwire polls in flight (the operator stops)."""
+        self.proofs.close()
+        self.tripwire.close()
 
     # --- reading -------------------------------------------------------------------------
 

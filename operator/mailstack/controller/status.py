@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from mailstack.api.assemble import MailService
-from mailstack.api.models import MailDomain
+from mailstack.api.models import ClusterNetworks, MailDomain
 from mailstack.controller import reasons
 from mailstack.controller.conditions import (
     CERTIFICATE_READY,
@@ -37,6 +37,7 @@ from mailstack.controller.conditions import (
     workloads_condition,
 )
 from mailstack.controller.dns_publisher import DnsOutcome, dns_outcome
+from mailstack.controller.masked_clients import CLIENT_ADDRESSES_MASKED, masked_condition
 from mailstack.controller.plan import Rendered
 from mailstack.dns.outbound import AddressCheck
 from mailstack.kubedoc import Obj
@@ -50,6 +51,7 @@ DOMAIN_CONDITIONS = (
     CERTIFICATE_READY,
     DNS_READY,
     OUTBOUND_IDENTITY,
+    CLIENT_ADDRESSES_MASKED,
 )
 MAILBOX_CONDITIONS = (READY, VALID)
 
@@ -208,6 +210,7 @@ def domain_status(
     dns: DnsOutcome | None = None,
     dns_published: bool = False,
     outbound: Sequence[AddressCheck] | None = None,
+    masked: Condition | None = None,
 ) -> Obj:
     """The MailDomain's status document after a reconcile.
 
@@ -217,6 +220,7 @@ def domain_status(
     written records at the provider (``status.dns.published``, ``DnsPublisher.holds_records``).
     ``outbound``: the last verdict on the outbound addresses (``outbound_lookup``); it is
     reported, not summarised into Ready (mail is served whatever receivers think of it).
+    ``masked``: ``ClientAddressesMasked`` (``tripwire``); it never counts for Ready.
     """
     previous_map: Mapping[str, Any] = previous if isinstance(previous, Mapping) else {}
     if dns is None and rendered.model is not None and rendered.material is not None:
@@ -231,11 +235,13 @@ def domain_status(
         dns.condition if dns is not None else waiting_for_render(DNS_READY),
     ]
     ready = summarise(conditions, "the mail service")
+    # Informative conditions, never summarised into Ready.
     identity = outbound_condition(rendered.model if rendered.ok else None, outbound)
+    warnings = [identity, masked or masked_condition((), ClusterNetworks())]
     status: Obj = {
         "observedGeneration": generation,
         "conditions": condition_list(
-            [ready, *conditions, identity],
+            [ready, *conditions, *warnings],
             DOMAIN_CONDITIONS,
             previous_map.get("conditions"),
             generation,

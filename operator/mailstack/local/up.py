@@ -21,6 +21,7 @@ from pathlib import Path
 from types import FrameType
 
 from mailstack.api.documents import yaml_files
+from mailstack.api.models import ClusterNetworks
 from mailstack.kubedoc import Obj
 from mailstack.local.network import NetworkError
 from mailstack.local.pods import public_forwards
@@ -28,6 +29,7 @@ from mailstack.local.preflight import PreflightError, check_host, lock_state
 from mailstack.local.runtime import READY_TIMEOUT, LocalRuntime, RuntimeConfigError
 from mailstack.local.terminal import log, print_endpoints
 from mailstack.pipeline import prepare, render_all, save_state
+from mailstack.render.objects import RenderOptions
 from mailstack.statedir import StateDir
 
 
@@ -43,11 +45,14 @@ def _inputs_digest(files: list[str]) -> str:
 
 
 def _render(
-    files: list[str], state: StateDir, resolvers: dict[str, tuple[str, ...]] | None = None
+    files: list[str],
+    state: StateDir,
+    resolvers: dict[str, tuple[str, ...]] | None = None,
+    networks: ClusterNetworks | None = None,
 ) -> list[Obj] | None:
     """Render the files and keep the generated material in ``state``; None (and the problems
     printed) when they do not render. Fills ``resolvers`` with each MailDomain's DNS servers."""
-    prepared = prepare(files, state)
+    prepared = prepare(files, state, networks=networks)
     if prepared.problems:
         for problem in prepared.problems:
             print(f"error: {problem}", file=sys.stderr)
@@ -55,7 +60,7 @@ def _render(
     if not prepared.services:
         print("error: no MailDomain found in the given files", file=sys.stderr)
         return None
-    objects = render_all(prepared)
+    objects = render_all(prepared, RenderOptions(cluster_networks=networks or ClusterNetworks()))
     save_state(state, prepared, objects)
     if resolvers is not None:
         for service, _ in prepared.services:
@@ -64,7 +69,13 @@ def _render(
     return objects
 
 
-def run_up(files: list[str], state_dir: str, listen: list[str], port_offset: int) -> int:
+def run_up(
+    files: list[str],
+    state_dir: str,
+    listen: list[str],
+    port_offset: int,
+    networks: ClusterNetworks | None = None,
+) -> int:
     """Run ``mailstack up`` until SIGTERM/Ctrl-C. The exit status: 0 once stopped, 1 when this
     host, its ports or the render's pods cannot run (the error printed), 2 when the input files
     do not render (the problems printed)."""
@@ -76,12 +87,18 @@ def run_up(files: list[str], state_dir: str, listen: list[str], port_offset: int
         print(f"error: {err}", file=sys.stderr)
         return 1
     with lock:
-        return _run_locked(files, StateDir(state_path), listen, port_offset)
+        return _run_locked(files, StateDir(state_path), listen, port_offset, networks)
 
 
-def _run_locked(files: list[str], state: StateDir, listen: list[str], port_offset: int) -> int:
+def _run_locked(
+    files: list[str],
+    state: StateDir,
+    listen: list[str],
+    port_offset: int,
+    networks: ClusterNetworks | None,
+) -> int:
     resolvers: dict[str, tuple[str, ...]] = {}
-    objects = _render(files, state, resolvers)
+    objects = _render(files, state, resolvers, networks)
     if objects is None:
         return 2
     runtime = LocalRuntime(state.root, listen, port_offset, resolvers)
@@ -107,7 +124,7 @@ def _run_locked(files: list[str], state: StateDir, listen: list[str], port_offse
             log("not ready after {:.0f} s: {}".format(READY_TIMEOUT, ", ".join(not_ready)))
         print_endpoints(endpoints, state.root)
         (state.root / "ready").write_text("ready\n" if not not_ready else "degraded\n")
-        _follow_inputs(runtime, files, state, resolvers, reload_requested)
+        _follow_inputs(runtime, files, state, resolvers, reload_requested, networks)
         return 0
     except (NetworkError, RuntimeConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -124,6 +141,7 @@ def _follow_inputs(
     state: StateDir,
     resolvers: dict[str, tuple[str, ...]],
     reload_requested: threading.Event,
+    networks: ClusterNetworks | None = None,
 ) -> None:
     """Until the runtime stops: supervise its containers, and re-render on SIGHUP or when
     the input files change (checked every second); a render that fails leaves the pods as
@@ -137,7 +155,7 @@ def _follow_inputs(
             reload_requested.clear()
             digest = current
             log("re-rendering")
-            new_objects = _render(files, state, resolvers)
+            new_objects = _render(files, state, resolvers, networks)
             if new_objects is not None:
                 runtime.apply_render(new_objects)
                 (state.root / "rendered").write_text(str(time.time()) + "\n")

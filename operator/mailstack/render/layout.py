@@ -57,6 +57,11 @@ DOVECOT_AUTH_SOCKET = f"{DOVECOT_RUN_DIR}/{DOVECOT_AUTH_SOCKET_NAME}"
 # connections to Dovecot's auth service and carries them over TLS to SASL_PORT.
 SASL_TUNNEL_DIR = "/run/mailstack/sasl"
 SASL_TUNNEL_SOCKET = f"{SASL_TUNNEL_DIR}/auth"
+# The postfix agent's policy service for clients of the public listeners from the cluster's own
+# ranges (agent/tripwire.py); beside the SASL socket, in the same emptyDir Postfix reaches.
+TRIPWIRE_SOCKET = f"{SASL_TUNNEL_DIR}/tripwire"
+# Where the postfix agent's health server serves what the tripwire saw (the operator reads it).
+MASKED_CLIENTS_PATH = "/masked-clients"
 # The env variable that tells the postfix container's agent where Dovecot's auth service is
 # (``<mda Service>:<SASL_PORT>``): the Service name depends on the MailDomain.
 AUTH_SERVER_ENV = "MAILSTACK_AUTH_SERVER"

@@ -70,7 +70,10 @@ def _tcp(ports: list[str | int]) -> list[Obj]:
     return [{"protocol": "TCP", "port": port} for port in ports]
 
 
-def render_network_policies(service: MailService) -> list[Obj]:
+def render_network_policies(service: MailService, operator_namespace: str = "") -> list[Obj]:
+    """``operator_namespace``: where the operator runs; its pods may read what the postfix agent's
+    tripwire saw (its health port, ``layout.MASKED_CLIENTS_PATH``). The mail pods never call the
+    Kubernetes API: the operator comes to them."""
     domain = service.domain
     names = layout.object_names(domain.name)
     mta_public: list[str | int] = [p.name for p in enabled_public_ports(service, "mta")]
@@ -92,6 +95,14 @@ def render_network_policies(service: MailService) -> list[Obj]:
             ],
         },
     }
+    if operator_namespace:
+        operator = {"kubernetes.io/metadata.name": operator_namespace}
+        mta_policy["spec"]["ingress"].append(
+            {
+                "from": [{"namespaceSelector": {"matchLabels": operator}}],
+                "ports": _tcp([layout.HEALTH_PORTS["postfix"]]),
+            }
+        )
     policies.append(mta_policy)
     mda_ingress: list[Obj] = [
         {

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mailstack import MAIL_IMAGE_VERSION, __version__
-from mailstack.api.models import MailDomain
+from mailstack.api.models import ClusterNetworks, MailDomain
 from mailstack.api.pod_models import MailPods
 from mailstack.kubedoc import Obj
 
@@ -30,6 +30,11 @@ class RenderOptions:
     # The operator-wide defaults of the mail pods (the chart's mailPods), under each MailDomain's
     # spec.pods and over the built-in resources; empty for `mailstack render` and `up`.
     mail_pods: MailPods = field(default_factory=MailPods)
+    # The cluster's pod, Service and node ranges (the chart's clusterNetworks): clients of the
+    # public listeners from them are reported, never trusted (render.postfix, the tripwire).
+    cluster_networks: ClusterNetworks = field(default_factory=ClusterNetworks)
+    # The operator's namespace: its pods may read the MTA agent's observations (render.network).
+    operator_namespace: str = ""
 
 
 def labels(domain: MailDomain, component: str) -> dict[str, str]:

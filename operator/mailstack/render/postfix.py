@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mailstack.api.assemble import MailService
+from mailstack.api.models import ClusterNetworks
 from mailstack.api.postscreen_models import DnsblSite
 from mailstack.render import layout
 from mailstack.render.rspamd import SCAN_TIMEOUT_SECONDS
@@ -23,6 +24,10 @@ MILTER_TIMEOUTS = {
 # in the ConfigMap beside main.cf, whose checksum rolls the pod when it changes.
 SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
 RELAY_CA_FILE = "relay-ca.crt"
+# The cluster's own ranges as a cidr table (the tripwire; docs/operator.md, "Masked client
+# addresses"): the public listeners hand their clients from there to the agent's policy service.
+CLUSTER_CLIENTS_FILE = "cluster-clients.cidr"
+MASKED_CLIENT_CLASS = "mailstack_masked_client"
 
 
 def _paths() -> dict[str, str]:
@@ -42,10 +47,13 @@ def _paths() -> dict[str, str]:
         "mta_client_key": layout.MTA_CLIENT_KEY,
         "sasl_tunnel": layout.SASL_TUNNEL_SOCKET,
         "postscreen_cache": layout.POSTSCREEN_CACHE,
+        "tripwire": layout.TRIPWIRE_SOCKET,
     }
 
 
-def render_postfix_main_cf(service: MailService, mda_fingerprint: str) -> str:
+def render_postfix_main_cf(
+    service: MailService, mda_fingerprint: str, networks: ClusterNetworks | None = None
+) -> str:
     """``mda_fingerprint``: the MDA certificate's public key (``public_key_fingerprint``), the
     only server certificate Postfix's LMTP client accepts."""
     domain = service.domain
@@ -72,6 +80,7 @@ def render_postfix_main_cf(service: MailService, mda_fingerprint: str) -> str:
         postscreen=domain.postscreen,
         dnsbl_sites=[dnsbl_site(site) for site in domain.postscreen.dnsbl.sites],
         postscreen_access_list=postscreen_access_list(domain.postscreen.allow_networks),
+        tripwire=f"{layout.POSTFIX_CONFIG_DIR}/{CLUSTER_CLIENTS_FILE}" if networks else None,
     )
 
 
@@ -92,6 +101,18 @@ def postfix_network(network: str) -> str:
     """A canonical CIDR range as Postfix's address lists write it: IPv6 in brackets."""
     address, _, prefix = network.partition("/")
     return f"[{address}]/{prefix}" if ":" in address else network
+
+
+def render_cluster_clients(networks: ClusterNetworks) -> str:
+    """The cidr table of the cluster's ranges: each leads to the restriction class that reports
+    the client to the agent (which answers DUNNO: the client is judged as any other)."""
+    lines = [
+        "# The cluster's own ranges (the operator's clusterNetworks). A client of a public",
+        "# listener from one of them came through SNAT or a proxy without PROXY protocol: it is",
+        "# reported (ClientAddressesMasked) and trusted no more than any public client.",
+    ]
+    lines += [f"{network} {MASKED_CLIENT_CLASS}" for _, network in networks.ranges()]
+    return "\n".join(lines) + "\n"
 
 
 def render_postfix_mda_clientcerts(service: MailService, fingerprint: str) -> str:
@@ -122,14 +143,21 @@ def render_postfix_master_cf(service: MailService) -> str:
 
 
 def render_postfix_config(
-    service: MailService, relay_ca: str | None, mda_fingerprint: str
+    service: MailService,
+    relay_ca: str | None,
+    mda_fingerprint: str,
+    networks: ClusterNetworks | None = None,
 ) -> dict[str, str]:
     """The files of the ``<name>-postfix`` ConfigMap; ``relay_ca`` is ``Material.relay_ca``,
-    ``mda_fingerprint`` the public key fingerprint of ``Material.mda_client``."""
+    ``mda_fingerprint`` the public key fingerprint of ``Material.mda_client``, ``networks`` the
+    cluster's ranges (``RenderOptions.cluster_networks``; none: no tripwire)."""
+    networks = networks if networks is not None and networks.ranges() else None
     files = {
-        "main.cf": render_postfix_main_cf(service, mda_fingerprint),
+        "main.cf": render_postfix_main_cf(service, mda_fingerprint, networks),
         "master.cf": render_postfix_master_cf(service),
     }
+    if networks is not None:
+        files[CLUSTER_CLIENTS_FILE] = render_cluster_clients(networks)
     relay = service.domain.relay
     if relay is not None and relay.ca is not None:
         if relay_ca is None:

@@ -146,7 +146,7 @@ def render_stack(
 
     mda_client = _client(service, material.mda_client, "mda")
     postfix_files = render_postfix_config(
-        service, material.relay_ca, mda_client.public_key_fingerprint()
+        service, material.relay_ca, mda_client.public_key_fingerprint(), options.cluster_networks
     )
     rspamd_files = render_rspamd_config(service)
     dovecot_files = render_dovecot_config(service)
@@ -189,7 +189,7 @@ def render_stack(
             relay_auth="relay_passwords" in users,
         ),
         render_mda_statefulset(service, options, checksum(dovecot_files)),
-        *render_network_policies(service),
+        *render_network_policies(service, options.operator_namespace),
         {
             "apiVersion": "policy/v1",
             "kind": "PodDisruptionBudget",

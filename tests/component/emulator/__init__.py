@@ -20,7 +20,8 @@ a ``Store`` that behaves like kube-apiserver where an operator can tell:
 - ``http``: the routes on kmock's scaffold; ``api``: ``ApiServer``, the emulator on its own
   thread with a synchronous client for tests; ``resources``: the kinds served.
 
-Not emulated: RBAC (the verbs are recorded, nothing is denied), admission webhooks, pods,
+Not emulated: RBAC (the verbs are recorded, nothing is denied), admission webhooks, pods (stored
+as written, never run),
 strategic-merge directives (``$patch``), associative-list merging inside server-side apply
 (lists are atomic here), field selectors beyond metadata.name/namespace and an Event's
 involvedObject, reason and type.

@@ -90,6 +90,8 @@ def builtin_resources() -> list[ResourceDef]:
         r("", "v1", "serviceaccounts", "ServiceAccount", validate=True),
         r("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", status=True),
         r("", "v1", "events", "Event"),
+        # Stored only (no kubelet): a test writes a pod's status, e.g. a podIP on loopback.
+        r("", "v1", "pods", "Pod", status=True),
         r("events.k8s.io", "v1", "events", "Event"),
         r("apps", "v1", "statefulsets", "StatefulSet", status=True, generation=True, validate=True),
         r(

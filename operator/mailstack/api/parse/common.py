@@ -7,6 +7,7 @@ a document may carry.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -64,6 +65,16 @@ def raise_problems(r: Reader) -> None:
     """Raise ``ValidationError`` with every problem noted, if there is any."""
     if r.problems:
         raise ValidationError(r.problems)
+
+
+def option_json(r: Reader, text: str, path: str) -> object:
+    """The JSON value of an operator option (the chart renders it with ``toJson``); None when
+    empty. Raises ``ValidationError`` when it is not JSON."""
+    try:
+        return json.loads(text) if text.strip() else None
+    except json.JSONDecodeError as err:
+        r.fail(path, f"not JSON: {err}")
+        raise ValidationError(r.problems) from None
 
 
 def check_header(r: Reader, doc: Mapping[str, Any], kind: str, status: bool = True) -> None:

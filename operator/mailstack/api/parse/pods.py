@@ -9,14 +9,13 @@ in ``scheduling``.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from typing import Any
 
 from mailstack.api import validate
-from mailstack.api.errors import FieldError, ValidationError
-from mailstack.api.parse.common import raise_problems, sections, string_map
+from mailstack.api.errors import FieldError
+from mailstack.api.parse.common import option_json, raise_problems, sections, string_map
 from mailstack.api.parse.scheduling import (
     MAX_TOLERATIONS,
     parse_affinity,
@@ -176,12 +175,7 @@ def parse_pod_defaults(text: str, source: str = "") -> MailPods:
     """The operator's defaults from their JSON (the chart renders ``mailPods`` with ``toJson``);
     raises ``ValidationError``. Over the built-in resources no request may exceed its limit."""
     r = Reader(DEFAULTS_DOCUMENT, source)
-    try:
-        value = json.loads(text) if text.strip() else None
-    except json.JSONDecodeError as err:
-        r.fail(DEFAULTS_PATH, f"not JSON: {err}")
-        raise ValidationError(r.problems) from None
-    pods = parse_pods(r, value, DEFAULTS_PATH)
+    pods = parse_pods(r, option_json(r, text, DEFAULTS_PATH), DEFAULTS_PATH)
     raise_problems(r)
     for conflict in pods.over(BUILT_IN).conflicts():
         r.fail(join(DEFAULTS_PATH, "resources"), f"{conflict} (over the built-in resources)")
