@@ -77,7 +77,6 @@ MODEL_DEFAULTS: dict[tuple[str, str], object] = {
     ("MailDomain", ".spec.dns.mtaSts.mode"): models.MtaSts.mode,
     ("MailDomain", ".spec.dns.mtaSts.maxAge"): models.MtaSts.max_age,
     ("MailDomain", ".spec.dns.tlsRpt.enabled"): models.TlsRpt.enabled,
-    ("MailDomain", ".spec.service.type"): models.ServiceSpec.type,
     ("MailDomain", ".spec.service.externalTrafficPolicy"): (
         models.ServiceSpec.external_traffic_policy
     ),

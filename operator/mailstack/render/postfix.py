@@ -6,7 +6,7 @@ from mailstack.api.assemble import MailService
 from mailstack.render import layout
 from mailstack.render.rspamd import SCAN_TIMEOUT_SECONDS
 from mailstack.render.templating import RenderError, render_template
-from mailstack.render.workloads import enabled_public_ports
+from mailstack.render.workloads import enabled_public_ports, internal_ports
 
 # Postfix's milter timeouts (its defaults, 30 s per command and 300 s for the message, would
 # hold a client that long on a wedged scanner). The message's includes sending it (25 MB over a
@@ -67,6 +67,7 @@ def render_postfix_main_cf(service: MailService, mda_fingerprint: str) -> str:
         sieve_login=layout.SIEVE_LOGIN,
         per_client=domain.limits.per_client,
         exempt_networks=[postfix_network(n) for n in domain.limits.per_client.exempt_networks],
+        proxy_protocol=domain.service.proxy_protocol,
     )
 
 
@@ -88,16 +89,24 @@ def render_postfix_mda_clientcerts(service: MailService, fingerprint: str) -> st
 
 
 def listener_ports(service: MailService) -> dict[str, int]:
-    """The ports smtpd listens on (named as in layout), those that ``protocols`` switch on."""
-    ports = [*enabled_public_ports(service, "mta"), layout.MDA_SUBMIT_PORT]
+    """The ports smtpd listens on (named as in layout), those that ``protocols`` switch on, and
+    with the ProxyProtocol exposure the internal listeners without PROXY."""
+    ports = [
+        *enabled_public_ports(service, "mta"),
+        *internal_ports(service, "mta"),
+        layout.MDA_SUBMIT_PORT,
+    ]
     return {port.name: port.number for port in ports}
 
 
 def render_postfix_master_cf(service: MailService) -> str:
+    proxied = service.domain.service.exposure == "ProxyProtocol"
     return render_template(
         "postfix/master.cf.j2",
         domain=service.domain,
         listeners=listener_ports(service),
+        # The listeners that take a PROXY header first (none without the ProxyProtocol exposure).
+        proxied=[p.name for p in enabled_public_ports(service, "mta")] if proxied else [],
         probe_port=layout.POSTFIX_PROBE_PORT,
         probe_processes=layout.POSTFIX_PROBE_PROCESSES,
     )
