@@ -597,11 +597,21 @@ def _zone_for(domain: str, zone_text: str) -> str:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    yield from start_stack(tmp_path_factory)
+
+
+def start_stack(
+    tmp_path_factory: pytest.TempPathFactory,
+    extra_domain_spec: dict[str, Any] | None = None,
+    name: str = "mailpath",
+) -> Iterator[Stack]:
+    """A running stack (``stack_documents`` with ``extra_domain_spec``) until the generator is
+    closed: the body of the ``stack`` fixture, for fixtures of stacks set up otherwise."""
     _needs_root()
     for tool in ("postfix", "dovecot", "rspamd", "named", "nft"):
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
             pytest.fail(f"{tool} is not installed: run ./scripts/setup.sh")
-    workdir = tmp_path_factory.mktemp("mailpath")
+    workdir = tmp_path_factory.mktemp(name)
     os.chmod(workdir, 0o755)
     # The pods' /etc shows a copy of the host's, which tests may change as host tools change
     # /etc (test_isolation.py); the real /etc is never touched.
@@ -614,7 +624,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     inputs = workdir / "inputs.yaml"
     result = Stack(workdir, state, inputs, internet, offset)
     try:
-        result.write_inputs(stack_documents(internet.ip))
+        result.write_inputs(stack_documents(internet.ip, extra_domain_spec))
         # The cluster's pod range, for the tripwire (test_tripwire.py): one address of the
         # internet namespace, which its other clients do not use.
         result.masked_ip = internet.add_masked_address()

@@ -78,7 +78,6 @@ MODEL_DEFAULTS: dict[tuple[str, str], object] = {
     ("MailDomain", ".spec.dns.mtaSts.mode"): dns_models.MtaSts.mode,
     ("MailDomain", ".spec.dns.mtaSts.maxAge"): dns_models.MtaSts.max_age,
     ("MailDomain", ".spec.dns.tlsRpt.enabled"): dns_models.TlsRpt.enabled,
-    ("MailDomain", ".spec.service.type"): models.ServiceSpec.type,
     ("MailDomain", ".spec.service.externalTrafficPolicy"): (
         models.ServiceSpec.external_traffic_policy
     ),

@@ -467,6 +467,8 @@ BAD: list[tuple[str, Doc, str]] = [
     ("policy-limit-size", policy(limits={"maxQuota": "10GB"}), NO_MATCH),
     ("policy-limit-unknown", policy(limits={"maxUsers": 3}), UNKNOWN),
     ("policy-service-type", policy(service={"types": ["ExternalName"]}), "not one of"),
+    ("policy-exposure-unknown", policy(service={"exposures": ["Ingress"]}), "not one of"),
+    ("policy-no-exposures", policy(service={"exposures": []}), "should be non-empty"),
     ("policy-service-no-types", policy(service={"types": []}), "should be non-empty"),
     ("policy-annotation-key", policy(service={"annotations": ["bad key"]}), NO_MATCH),
     ("policy-annotation-inner-star", policy(service={"annotations": ["a*/b"]}), NO_MATCH),
@@ -738,6 +740,75 @@ BAD: list[tuple[str, Doc, str]] = [
         "is not of type 'string'",
     ),
     ("load-balancer-ip-name", maildomain(service={"loadBalancerIP": "lb.example.com"}), NO_MATCH),
+    ("exposure-unknown", maildomain(service={"exposure": "Ingress"}), NOT_ONE_OF),
+    (
+        "exposure-type-mismatch",
+        maildomain(service={"exposure": "NodePort", "type": "LoadBalancer"}),
+        "type must be the Service type of the exposure",
+    ),
+    (
+        "exposure-hostport-with-load-balancer",
+        maildomain(service={"exposure": "HostPort", "type": "LoadBalancer"}),
+        "type must be the Service type of the exposure",
+    ),
+    (
+        "proxy-protocol-without-settings",
+        maildomain(service={"exposure": "ProxyProtocol"}),
+        "proxyProtocol is required with exposure ProxyProtocol",
+    ),
+    (
+        "proxy-protocol-settings-without-exposure",
+        maildomain(service={"proxyProtocol": {"trustedCIDRs": ["10.0.0.0/8"]}}),
+        "proxyProtocol is required with exposure ProxyProtocol",
+    ),
+    (
+        "proxy-protocol-without-cidrs",
+        maildomain(service={"exposure": "ProxyProtocol", "proxyProtocol": {}}),
+        required("trustedCIDRs"),
+    ),
+    (
+        "proxy-protocol-empty-cidrs",
+        maildomain(service={"exposure": "ProxyProtocol", "proxyProtocol": {"trustedCIDRs": []}}),
+        "should be non-empty",
+    ),
+    (
+        "proxy-protocol-trusts-everyone",
+        maildomain(
+            service={"exposure": "ProxyProtocol", "proxyProtocol": {"trustedCIDRs": ["0.0.0.0/0"]}}
+        ),
+        "is not valid under any",
+    ),
+    (
+        "proxy-protocol-trusts-every-ipv6",
+        maildomain(
+            service={"exposure": "ProxyProtocol", "proxyProtocol": {"trustedCIDRs": ["::/0"]}}
+        ),
+        "is not valid under any",
+    ),
+    (
+        "proxy-protocol-trusts-a-slash-7",
+        maildomain(
+            service={"exposure": "ProxyProtocol", "proxyProtocol": {"trustedCIDRs": ["10.0.0.0/7"]}}
+        ),
+        "is not valid under any",
+    ),
+    (
+        "proxy-protocol-trusts-an-ipv6-slash-31",
+        maildomain(
+            service={"exposure": "ProxyProtocol", "proxyProtocol": {"trustedCIDRs": ["fd00::/31"]}}
+        ),
+        "is not valid under any",
+    ),
+    (
+        "proxy-protocol-namespace-uppercase",
+        maildomain(
+            service={
+                "exposure": "ProxyProtocol",
+                "proxyProtocol": {"trustedCIDRs": ["10.0.0.0/8"], "internalNamespaces": ["Web"]},
+            }
+        ),
+        NO_MATCH,
+    ),
     ("storage-class-uppercase", maildomain(storage={"queue": {"storageClassName": "S"}}), NO_MATCH),
     ("retention-unknown", maildomain(storage={"retention": "Archive"}), NOT_ONE_OF),
     ("resolver-bad-ip", maildomain(resolvers=["8.8.8.256"]), "is not valid under any"),

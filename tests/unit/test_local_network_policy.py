@@ -151,8 +151,14 @@ def test_a_namespace_selector_by_name_reaches_other_namespaces(
             r"spec.podSelector: matchExpressions not supported",
         ),
         (
-            lambda s: s["ingress"][-1]["from"].append({"ipBlock": {"cidr": "10.0.0.0/8"}}),
-            r"ingress\[\d\].from\[1\]: ipBlock not supported",
+            lambda s: s["ingress"][-1]["from"].append(
+                {"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}}
+            ),
+            r"ingress\[\d\].from\[1\].ipBlock: except not supported",
+        ),
+        (
+            lambda s: s["ingress"][-1]["from"].append({"ipBlock": {"cidr": "10.0.0.1/8"}}),
+            r"from\[1\].ipBlock.cidr: 10.0.0.1/8 has host bits set",
         ),
         (
             lambda s: s["ingress"][-1]["ports"][0].update(endPort=30),
@@ -198,3 +204,42 @@ def test_ports_without_a_number_and_names_the_pod_lacks(
         "meta l4proto tcp reject with tcp reset",
         "reject with icmpx admin-prohibited",
     ]
+
+
+def test_ip_blocks_admit_their_ranges_on_the_destinations_ports(
+    example_render: list[dict[str, Any]],
+) -> None:
+    """The ProxyProtocol exposure admits its proxies by range (``ipBlock``), IPv4 and IPv6."""
+    pods = _pods(example_render)
+    policy = _mda_policy(example_render)
+    policy["spec"]["ingress"] = [
+        {
+            "from": [{"ipBlock": {"cidr": "10.250.0.0/16"}}, {"ipBlock": {"cidr": "fd00::/48"}}],
+            "ports": [{"port": "imaps", "protocol": "TCP"}, {"port": 4190}],
+        }
+    ]
+    policy["spec"]["policyTypes"] = ["Ingress", "Egress"]
+    policy["spec"]["egress"] = [{"to": [{"ipBlock": {"cidr": "192.0.2.0/24"}}]}]
+    ruleset = _ruleset([policy], pods)
+    mda = pods["mail/example-com-mda-0"]
+    assert _chain_of(ruleset, mda)[1:3] == [
+        "ip saddr 10.250.0.0/16 tcp dport { 993, 4190 } accept",
+        "ip6 saddr fd00::/48 tcp dport { 993, 4190 } accept",
+    ]
+    assert _chain_of(ruleset, mda, "egress")[0] == "ip daddr 192.0.2.0/24 return"
+
+
+def test_the_proxy_protocol_policies_as_rules(tmp_path: Any) -> None:
+    """The rendered policies of a ProxyProtocol MailDomain: the public ports from the trusted
+    ranges only, the internal listeners from the namespace's pods."""
+    from tests.unit.test_render_proxy import proxied_render
+
+    objects = proxied_render(tmp_path)
+    pods = _pods(objects)
+    mta = pods["mail/px-mta-0"]
+    mda = pods["mail/px-mda-0"]
+    rules = _chain_of(_ruleset(_policies(objects), pods), mta)
+    assert "ip saddr 10.192.0.0/10 tcp dport { 25, 465, 587 } accept" in rules
+    namespace_pods = f"{{ {mta.address}, {mda.address} }}"
+    assert f"ip saddr {namespace_pods} tcp dport {{ 11465, 11587 }} accept" in rules
+    assert not any(re.fullmatch(r"tcp dport .* accept", rule) for rule in rules)

@@ -117,12 +117,30 @@ class Dkim:
     algorithm: DkimAlgorithm = "rsa2048"
 
 
+# How clients' connections reach the mail pods (``spec.service.exposure``): the first three are
+# the public Service's type, HostPort binds the pods' ports on their node, ProxyProtocol takes
+# connections from upstream proxies that announce each client's address (api.parse.service).
+Exposure = Literal["LoadBalancer", "NodePort", "ClusterIP", "HostPort", "ProxyProtocol"]
+
+
+@dataclass(frozen=True)
+class ProxyProtocol:
+    """``spec.service.proxyProtocol``: the proxies trusted to announce client addresses (PROXY
+    protocol v1 or v2), and the namespaces besides the MailDomain's own whose pods may use the
+    internal listeners (without PROXY)."""
+
+    trusted_cidrs: tuple[str, ...]
+    internal_namespaces: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class ServiceSpec:
     type: Literal["LoadBalancer", "NodePort", "ClusterIP"] = "LoadBalancer"
     annotations: tuple[tuple[str, str], ...] = ()
     external_traffic_policy: Literal["Local", "Cluster"] = "Local"
     load_balancer_ip: str | None = None
+    exposure: Exposure = "LoadBalancer"
+    proxy_protocol: ProxyProtocol | None = None  # with exposure ProxyProtocol only
 
 
 @dataclass(frozen=True)

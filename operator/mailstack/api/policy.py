@@ -11,6 +11,7 @@ every name under a suffix (``*.example.com``: ``shop.example.com``, not ``exampl
       namespaces: [tenant-a]
       domains: [tenant-a.example, "*.tenant-a.example"]
       service:                                   # optional: what the public Service may be
+        exposures: [LoadBalancer, ProxyProtocol] # default: any but HostPort
         types: [LoadBalancer]                    # default: any type
         annotations: ["metallb.universe.tf/*"]   # keys, a trailing * a prefix; default: any
         loadBalancerIP: false                    # default: allowed (ADDRESS_ANNOTATIONS)
@@ -53,6 +54,7 @@ from mailstack.api.errors import FieldError, ValidationError
 from mailstack.api.limits import UNBOUNDED, NamespaceLimits, combine, parse_limits
 from mailstack.api.models import MailDomain, ServiceSpec
 from mailstack.api.parse.common import METADATA_FIELDS, check_header, raise_problems
+from mailstack.api.parse.service import EXPOSURES
 from mailstack.api.reader import Reader, boolean, one_of
 from mailstack.kubedoc import meta_of
 
@@ -84,6 +86,12 @@ ADDRESS_ANNOTATIONS = {
 }
 
 
+# What a grant allows when its policy names no ``exposures``: all but HostPort, which binds the
+# mail ports of the node the pod runs on (and needs Pod Security "privileged"): a platform allows
+# it by name.
+DEFAULT_EXPOSURES = ("LoadBalancer", "NodePort", "ClusterIP", "ProxyProtocol")
+
+
 @dataclass(frozen=True)
 class ServiceLimits:
     """What a grant allows the public Service to be; None: anything."""
@@ -91,10 +99,17 @@ class ServiceLimits:
     types: tuple[str, ...] | None = None
     annotations: tuple[str, ...] | None = None  # keys; a trailing "*" matches a prefix
     load_balancer_ip: bool = True
+    exposures: tuple[str, ...] | None = None  # None: DEFAULT_EXPOSURES
 
     def refusals(self, service: ServiceSpec) -> list[tuple[str, str]]:
         """(field path, why) for every part of ``service`` these limits do not allow."""
         found: list[tuple[str, str]] = []
+        exposures = DEFAULT_EXPOSURES if self.exposures is None else self.exposures
+        if service.exposure not in exposures:
+            why = f"{service.exposure} is not allowed"
+            if service.exposure == "HostPort" and self.exposures is None:
+                why += " unless the policy lists it in service.exposures (it binds node ports)"
+            found.append(("spec.service.exposure", why))
         if self.types is not None and service.type not in self.types:
             found.append(("spec.service.type", f"{service.type} is not allowed"))
         for key, _ in service.annotations:
@@ -367,8 +382,12 @@ def _annotation_pattern(value: object) -> str:
 def _service_limits(r: Reader, value: object) -> ServiceLimits:
     if value is None:
         return ServiceLimits()
-    section = r.mapping(value, "spec.service", {"types", "annotations", "loadBalancerIP"})
-    types = annotations = None
+    section = r.mapping(
+        value, "spec.service", {"exposures", "types", "annotations", "loadBalancerIP"}
+    )
+    types = annotations = exposures = None
+    if "exposures" in section:
+        exposures = _entries(r, section, "spec.service.exposures", one_of(*EXPOSURES))
     if "types" in section:
         service_types = one_of("LoadBalancer", "NodePort", "ClusterIP")
         types = _entries(r, section, "spec.service.types", service_types)
@@ -377,4 +396,4 @@ def _service_limits(r: Reader, value: object) -> ServiceLimits:
             r, section, "spec.service.annotations", _annotation_pattern, allow_empty=True
         )
     allow_ip = r.field(section, "loadBalancerIP", "spec.service", boolean, True)
-    return ServiceLimits(types, annotations, allow_ip)
+    return ServiceLimits(types, annotations, allow_ip, exposures)

@@ -52,7 +52,8 @@ RandomBytes = Callable[[int], bytes]
 
 
 def prune_candidates(name: str) -> list[ChildKey]:
-    """Children that one setting writes and another does not (TLS issuer, DNS provider).
+    """Children that one setting writes and another does not (TLS issuer, DNS provider,
+    Service exposure).
 
     The CA Secret only exists for the internal issuer, the Certificate only for cert-manager:
     a stale Certificate would keep cert-manager rewriting the TLS Secret, and a stale CA Secret
@@ -65,6 +66,7 @@ def prune_candidates(name: str) -> list[ChildKey]:
         SECRET.key(names["ca"]),
         CERTIFICATE.key(names["tls"]),
         DNS_ENDPOINT.key(names["dns_endpoint"]),
+        SERVICE.key(names["internal_service"]),  # exposure ProxyProtocol only
     ]
 
 
@@ -94,6 +96,7 @@ def serving_children(name: str) -> list[ChildKey]:
         SERVICE.key(names["service"]),
         SERVICE.key(names["mda_service"]),
         SERVICE.key(names["mta_service"]),
+        SERVICE.key(names["internal_service"]),
         CERTIFICATE.key(names["tls"]),
         DNS_ENDPOINT.key(names["dns_endpoint"]),
     ]

@@ -10,8 +10,9 @@ what one of those policies' rules allows; a pod no policy selects is open. Repli
 connections pass (conntrack). As a kubelet's probes do, the host reaches the agents' health
 ports. What is refused is answered (TCP reset, ICMP), not dropped, so a test or a client
 fails at once. Only the features the renderer emits and a few plain neighbours are translated
-(``podSelector`` and ``namespaceSelector`` by ``matchLabels``, named and numbered TCP/UDP
-ports); anything else raises ``PolicyError`` rather than being allowed or ignored.
+(``podSelector`` and ``namespaceSelector`` by ``matchLabels``, ``ipBlock`` by ``cidr``, named
+and numbered TCP/UDP ports); anything else raises ``PolicyError`` rather than being allowed or
+ignored.
 
 Addresses, not interfaces: bridged pod-to-pod packets reach the inet hooks with the bridge as
 both interfaces (br_netfilter), so the pods are told apart by their addresses on the bridge.
@@ -92,6 +93,8 @@ def _peer_pods(where: str, peers: Any, namespace: str, pods: list[PolicyPod]) ->
     chosen: list[PolicyPod] = []
     for index, peer in enumerate(peers):
         at = f"{where}[{index}]"
+        if isinstance(peer, dict) and "ipBlock" in peer:
+            continue  # an address range: ``_ip_blocks``
         _refuse_unknown(at, peer, ("podSelector", "namespaceSelector"))
         if not peer:
             raise PolicyError(f"{at}: an empty peer")
@@ -108,6 +111,25 @@ def _peer_pods(where: str, peers: Any, namespace: str, pods: list[PolicyPod]) ->
             if selected and pod not in chosen:
                 chosen.append(pod)
     return chosen
+
+
+def _ip_blocks(where: str, peers: Any, address_field: str) -> list[str]:
+    """nft matches (``ip saddr 10.0.0.0/8``) of the ``ipBlock`` peers of a ``from``/``to``
+    list; ``address_field`` is saddr or daddr. ``except`` is refused."""
+    matches = []
+    for index, peer in enumerate(peers):
+        if not (isinstance(peer, dict) and "ipBlock" in peer):
+            continue
+        at = f"{where}[{index}]"
+        _refuse_unknown(at, peer, ("ipBlock",))
+        _refuse_unknown(f"{at}.ipBlock", peer["ipBlock"], ("cidr",))
+        try:
+            network = ipaddress.ip_network(str(peer["ipBlock"].get("cidr")), strict=True)
+        except ValueError as err:
+            raise PolicyError(f"{at}.ipBlock.cidr: {err}") from None
+        family = "ip" if network.version == 4 else "ip6"
+        matches.append(f"{family} {address_field} {network}")
+    return matches
 
 
 def _ports_on(where: str, ports: Any, pod: PolicyPod | None) -> _Ports | None:
@@ -206,12 +228,19 @@ def _rule_lines(
         ]
         return numbered + named
     peers = _peer_pods(f"{where}.{peers_field}", rule[peers_field], namespace, pods)
+    address_field = "saddr" if direction == "Ingress" else "daddr"
+    blocks = _ip_blocks(f"{where}.{peers_field}", rule[peers_field], address_field)
+    # An address range's ports: named ones are the destination pod's (ingress), else numbers.
+    destination = pod if direction == "Ingress" else None
+    block_ports = _ports_on(f"{where}.ports", rule.get("ports"), destination) if blocks else None
+    lines = [line for match in blocks for line in _allow_lines(match, block_ports, verdict)]
     if not peers:
-        return []
+        return lines
     if direction == "Ingress":
         match = f"ip saddr {_addresses(peers)}"
-        return _allow_lines(match, _ports_on(f"{where}.ports", rule.get("ports"), pod), verdict)
-    return [
+        ports = _ports_on(f"{where}.ports", rule.get("ports"), pod)
+        return lines + _allow_lines(match, ports, verdict)
+    return lines + [
         line
         for peer in peers
         for line in _allow_lines(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from mailstack.kubedoc import Obj, ObjectRef, meta_of
 from mailstack.local.security import Security, container_security
+from mailstack.render.network import EXPOSURE_ANNOTATION
 
 
 @dataclass
@@ -198,6 +199,14 @@ class Forward:
     pod: str
     name: str
     target: int
+    proxied: bool = False  # behind the run's HAProxy (exposure ProxyProtocol), not DNAT
+
+
+def _published(service: Obj) -> bool:
+    """Whether a Service is published on this host: one of a type a cluster exposes, or one
+    whose exposure annotation says how its pods are reached (HostPort, ProxyProtocol)."""
+    exposure = meta_of(service).get("annotations", {}).get(EXPOSURE_ANNOTATION)
+    return service["spec"].get("type", "ClusterIP") != "ClusterIP" or exposure is not None
 
 
 def public_forwards(objects: list[Obj], pods: list[PodPlan]) -> list[Forward]:
@@ -206,11 +215,7 @@ def public_forwards(objects: list[Obj], pods: list[PodPlan]) -> list[Forward]:
     The MailDomains are ranked by domain name: the first gets the standard ports, the next ones
     the standard ports + ``DOMAIN_PORT_STEP`` × rank.
     """
-    services = [
-        o
-        for o in objects
-        if o["kind"] == "Service" and o["spec"].get("type", "ClusterIP") != "ClusterIP"
-    ]
+    services = [o for o in objects if o["kind"] == "Service" and _published(o)]
 
     def domain_of(service: Obj) -> str:
         meta = meta_of(service)
@@ -219,6 +224,7 @@ def public_forwards(objects: list[Obj], pods: list[PodPlan]) -> list[Forward]:
     result = []
     for rank, service in enumerate(sorted(services, key=domain_of)):
         namespace = ObjectRef.of(service).namespace
+        exposure = meta_of(service).get("annotations", {}).get(EXPOSURE_ANNOTATION)
         selector = service["spec"].get("selector", {})
         for port in service["spec"]["ports"]:
             for pod in pods:
@@ -234,6 +240,7 @@ def public_forwards(objects: list[Obj], pods: list[PodPlan]) -> list[Forward]:
                             pod.key,
                             port["name"],
                             pod.ports[port["targetPort"]],
+                            proxied=exposure == "ProxyProtocol",
                         )
                     )
                     break

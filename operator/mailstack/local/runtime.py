@@ -4,7 +4,8 @@ Owns ``LocalRuntime``: each pod's volumes (materialised by ``local.volumes``), i
 namespace (``local.network``), its /etc/hosts and resolv.conf (files of the run, bound over a
 private layer on the host's /etc: never onto the host's files), the spec each container's init
 mounts (``local.container``), restarts of containers that exit (``local.processes``), the wait
-for the agents' readiness endpoints, the public ports published with DNAT, and a new render
+for the agents' readiness endpoints, the public ports published with DNAT (or, for the
+ProxyProtocol exposure, behind HAProxy: ``local.haproxy``), and a new render
 applied in place (its NetworkPolicies too, as nftables rules: ``local.network_policy``):
 changed ConfigMaps/Secrets are swapped (the agents reload the daemons),
 changed pod templates restart their pod. ``local.up`` drives it for ``mailstack up``.
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mailstack.kubedoc import Obj
+from mailstack.local.haproxy import LocalProxy, ProxyError, untrusted_domains
 from mailstack.local.network import Network, NetworkError, choose_subnet, run_id_for
 from mailstack.local.network_policy import PolicyError, PolicyPod, policy_ruleset
 from mailstack.local.pods import (
@@ -104,6 +106,7 @@ class LocalRuntime:
         self.objects: list[Obj] = []
         self.logs = state / "logs"
         self.stopping = False
+        self.proxy: LocalProxy | None = None  # HAProxy, for the ProxyProtocol exposure
 
     # --- volumes --------------------------------------------------------------------------
 
@@ -253,10 +256,17 @@ class LocalRuntime:
             self.addresses[pod.key] = self.network.add_pod(pod.key, pod.sysctls).address
         # Before any daemon listens: no moment in which every pod reaches every port.
         self._isolate()
-        forwards = [
-            (f.port + self.port_offset, self.addresses[f.pod], f.target)
-            for f in public_forwards(objects, pods)
-        ]
+        planned = public_forwards(objects, pods)
+        forwards = [(f.port + self.port_offset, self.addresses[f.pod], f.target) for f in planned]
+        untrusted = untrusted_domains(
+            objects, [f.domain for f in planned if f.proxied], self.network.host_address
+        )
+        if untrusted:
+            raise RuntimeConfigError(
+                f"{', '.join(untrusted)}: exposure ProxyProtocol, but its trustedCIDRs do not "
+                f"hold {self.network.host_address}, where mailstack up's HAProxy connects from: "
+                "add the pod bridge's range, 10.192.0.0/10"
+            )
         ports = [port for port, _, _ in forwards]
         if len(ports) != len(set(ports)):
             raise NetworkError(
@@ -268,7 +278,22 @@ class LocalRuntime:
         self.network.check_unused(self.listen, ports)
         for pod in pods:
             self.start_pod(pod)
-        self.network.publish(self.listen, forwards)
+        proxied = [f.proxied for f in planned]
+        self.network.publish(
+            self.listen, [f for f, p in zip(forwards, proxied, strict=True) if not p]
+        )
+        self._start_proxy([f for f, p in zip(forwards, proxied, strict=True) if p])
+
+    def _start_proxy(self, forwards: list[tuple[int, str, int]]) -> None:
+        """HAProxy in front of the pods of the ProxyProtocol exposure (``local.haproxy``)."""
+        if not forwards:
+            return
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.proxy = LocalProxy(self.state / "haproxy.cfg", self.logs / "haproxy.log")
+        try:
+            self.proxy.start(self.listen, forwards)
+        except ProxyError as err:
+            raise RuntimeConfigError(str(err)) from None
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> list[str]:
         """Poll the agents' ``/readyz`` (supervising meanwhile); the containers not ready."""
@@ -323,6 +348,8 @@ class LocalRuntime:
     def stop(self) -> None:
         """Stop every pod (all at once) and remove every namespace, link and rule."""
         self.stopping = True
+        if self.proxy is not None:
+            self.proxy.stop()
         in_parallel([functools.partial(self.stop_pod, pod) for pod in self.pods.values()])
         self.network.teardown()
 

@@ -22,6 +22,8 @@ STORED_HEADER_ROOM = 1 << 20
 # connections took 1.3 s here, with four 0.4 s (in the default mode, a process forked per
 # connection: 5.4 s).
 LOGIN_PROCESSES = 4
+# Dovecot's listeners that speak TLS from the first byte.
+IMPLICIT_TLS = frozenset({"imaps", "pop3s", "int-imaps", "int-pop3s"})
 LOGIN_CLIENTS = 250
 
 
@@ -40,6 +42,15 @@ def listener_ports(service: MailService) -> dict[str, int]:
         if port.component == "mda"
     }
     ports.update({port.name: port.number for port in (layout.LMTP_PORT, layout.SASL_PORT)})
+    if service.domain.service.exposure == "ProxyProtocol":
+        ports.update(
+            {
+                layout.internal_port(p).name: ports[p.name]
+                and ports[p.name] + layout.INTERNAL_PORT_OFFSET
+                for p in layout.PUBLIC_PORTS
+                if p.component == "mda"
+            }
+        )
     return ports
 
 
@@ -50,6 +61,7 @@ def dovecot_protocols(service: MailService) -> list[str]:
 
 def render_dovecot_conf(service: MailService) -> str:
     domain = service.domain
+    proxy = domain.service.proxy_protocol
     return render_template(
         "dovecot/dovecot.conf.j2",
         domain=domain,
@@ -83,7 +95,26 @@ def render_dovecot_conf(service: MailService) -> str:
         login_processes=LOGIN_PROCESSES,
         login_clients=LOGIN_CLIENTS,
         login_slots=LOGIN_PROCESSES * LOGIN_CLIENTS,
+        login_listeners=_login_listeners(service),
+        implicit_tls=IMPLICIT_TLS,
+        # The listeners that take a PROXY header first, and from where (ProxyProtocol exposure).
+        proxied=[p.name for p in enabled_public_ports(service, "mda")] if proxy else [],
+        trusted_networks=proxy.trusted_cidrs if proxy else (),
     )
+
+
+def _login_listeners(service: MailService) -> dict[str, list[str]]:
+    """Each login service's inet listeners (named as their ports): imap and pop3 always (with
+    port 0 when off), managesieve when on; the internal ones with the ProxyProtocol exposure."""
+    listeners = listener_ports(service)
+    return {
+        login: [name for name in names if name in listeners]
+        for login, names in (
+            ("imap-login", ("imap", "imaps", "int-imap", "int-imaps")),
+            ("pop3-login", ("pop3", "pop3s", "int-pop3", "int-pop3s")),
+            ("managesieve-login", ("sieve", "int-sieve") if listeners["sieve"] else ()),
+        )
+    }
 
 
 def _login_services(service: MailService) -> list[str]:

@@ -200,6 +200,20 @@ PUBLIC_PORTS: tuple[Port, ...] = (
         srv=Srv("_sieve._tcp", 0, "ManageSieve with STARTTLS", rfc="RFC 5804"),
     ),
 )
+# With ``spec.service.exposure: ProxyProtocol`` every public port wants a PROXY header from a
+# trusted proxy. In-cluster clients (a webmail, applications relaying through 587) use these
+# listeners instead, without PROXY: each public port but 25 has one, this much higher, named
+# "int-<name>", reached through the ``<name>-internal`` Service on the standard port numbers.
+INTERNAL_PORT_OFFSET = 11000
+
+
+def internal_port(port: Port) -> Port:
+    """The listener without PROXY beside a public ``port`` (ProxyProtocol exposure only)."""
+    return Port(
+        f"int-{port.name}", port.number + INTERNAL_PORT_OFFSET, port.component, port.protocol
+    )
+
+
 # Internal ports: always on, never announced. LMTP and SASL are TLS with a pinned client
 # certificate on both ends (the MTA's), served by the dovecot container's agent.
 LMTP_PORT = Port("lmtp", 24, "mda")
@@ -222,6 +236,7 @@ def object_names(name: str) -> dict[str, str]:
         "service": name,
         "mda_service": f"{name}-mda",
         "mta_service": f"{name}-mta",
+        "internal_service": f"{name}-internal",  # ProxyProtocol exposure only
         "mta": f"{name}-mta",
         "mda": f"{name}-mda",
         "postfix_config": f"{name}-postfix",

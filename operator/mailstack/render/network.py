@@ -5,6 +5,12 @@ exactly the pods that declare it (SMTP → MTA, IMAP/POP3/ManageSieve → MDA). 
 the internal ``<name>-mda`` Service, and the NetworkPolicy admits only the MTA pods to them; the
 port where Dovecot hands Postfix the mail Sieve scripts send lives on the internal ``<name>-mta``
 Service, for the MDA pods only (and Postfix relays there only for Dovecot's client certificate).
+
+With the ProxyProtocol exposure the public ports take connections from the trusted proxies
+only (``ipBlock`` peers: Postfix has no list of trusted proxies of its own, so this is what keeps
+others from announcing any client address), and the ``<name>-internal`` Service offers the
+listeners without PROXY, on the standard port numbers, to the pods of the MailDomain's namespace
+and of ``proxyProtocol.internalNamespaces``.
 """
 
 from __future__ import annotations
@@ -14,7 +20,11 @@ from mailstack.kubedoc import Obj
 from mailstack.render import layout
 from mailstack.render.layout import Port
 from mailstack.render.objects import metadata, selector_labels
-from mailstack.render.workloads import enabled_public_ports
+from mailstack.render.workloads import enabled_public_ports, internal_ports
+
+EXPOSURE_ANNOTATION = "mailstack.dev/exposure"
+# The label Kubernetes sets on every namespace, with its name.
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 
 
 def render_public_service(service: MailService) -> Obj:
@@ -23,6 +33,10 @@ def render_public_service(service: MailService) -> Obj:
     meta = metadata(domain, names["service"], "service")
     # The user's annotations never replace the operator's own.
     meta["annotations"] = {**dict(domain.service.annotations), **meta["annotations"]}
+    if domain.service.exposure in ("HostPort", "ProxyProtocol"):
+        # What the Service type does not say: how connections reach the pods (``mailstack up``
+        # publishes such a ClusterIP Service, behind its own HAProxy for ProxyProtocol).
+        meta["annotations"][EXPOSURE_ANNOTATION] = domain.service.exposure
     spec: Obj = {
         "type": domain.service.type,
         "selector": selector_labels(domain, None),
@@ -56,6 +70,29 @@ def _internal_service(service: MailService, name: str, component: str, ports: li
     }
 
 
+def render_internal_service(service: MailService) -> Obj | None:
+    """``<name>-internal``: the listeners without PROXY on the standard port numbers, for
+    in-cluster clients (ProxyProtocol exposure only; None otherwise)."""
+    domain = service.domain
+    if domain.service.exposure != "ProxyProtocol":
+        return None
+    name = layout.object_names(domain.name)["internal_service"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(domain, name, "internal"),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(domain, None),
+            "ports": [
+                {"name": p.name, "port": p.number, "targetPort": f"int-{p.name}", "protocol": "TCP"}
+                for p in enabled_public_ports(service)
+                if p is not layout.SMTP_PORT
+            ],
+        },
+    }
+
+
 def render_mda_service(service: MailService) -> Obj:
     name = layout.object_names(service.domain.name)["mda_service"]
     return _internal_service(service, name, "mda", [layout.LMTP_PORT, layout.SASL_PORT])
@@ -70,14 +107,34 @@ def _tcp(ports: list[str | int]) -> list[Obj]:
     return [{"protocol": "TCP", "port": port} for port in ports]
 
 
+def _public_rules(service: MailService, component: str) -> list[Obj]:
+    """The ingress rules of a pod's public ports: from anywhere, or with the ProxyProtocol
+    exposure from the trusted proxies, and the internal listeners from the namespace (and
+    ``internalNamespaces``)."""
+    public: list[str | int] = [p.name for p in enabled_public_ports(service, component)]
+    if not public:
+        return []
+    proxy = service.domain.service.proxy_protocol
+    if proxy is None:
+        return [{"ports": _tcp(public)}]
+    proxies: list[Obj] = [{"ipBlock": {"cidr": cidr}} for cidr in proxy.trusted_cidrs]
+    rules: list[Obj] = [{"from": proxies, "ports": _tcp(public)}]
+    internal: list[str | int] = [p.name for p in internal_ports(service, component)]
+    if internal:
+        namespaces: list[Obj] = [
+            {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: namespace}}}
+            for namespace in proxy.internal_namespaces
+        ]
+        rules.append({"from": [{"podSelector": {}}, *namespaces], "ports": _tcp(internal)})
+    return rules
+
+
 def render_network_policies(service: MailService, operator_namespace: str = "") -> list[Obj]:
     """``operator_namespace``: where the operator runs; its pods may read what the postfix agent's
     tripwire saw (its health port, ``layout.MASKED_CLIENTS_PATH``). The mail pods never call the
     Kubernetes API: the operator comes to them."""
     domain = service.domain
     names = layout.object_names(domain.name)
-    mta_public: list[str | int] = [p.name for p in enabled_public_ports(service, "mta")]
-    mda_public: list[str | int] = [p.name for p in enabled_public_ports(service, "mda")]
     policies = []
     mta_policy: Obj = {
         "apiVersion": "networking.k8s.io/v1",
@@ -87,7 +144,7 @@ def render_network_policies(service: MailService, operator_namespace: str = "") 
             "podSelector": {"matchLabels": selector_labels(domain, "mta")},
             "policyTypes": ["Ingress"],
             "ingress": [
-                {"ports": _tcp(mta_public)},
+                *_public_rules(service, "mta"),
                 {
                     "from": [{"podSelector": {"matchLabels": selector_labels(domain, "mda")}}],
                     "ports": _tcp([layout.MDA_SUBMIT_PORT.name]),
@@ -110,8 +167,7 @@ def render_network_policies(service: MailService, operator_namespace: str = "") 
             "ports": _tcp([layout.LMTP_PORT.name, layout.SASL_PORT.name]),
         }
     ]
-    if mda_public:
-        mda_ingress.insert(0, {"ports": _tcp(mda_public)})
+    mda_ingress[:0] = _public_rules(service, "mda")
     policies.append(
         {
             "apiVersion": "networking.k8s.io/v1",

@@ -8,7 +8,7 @@ from mailstack.api.postscreen_models import DnsblSite
 from mailstack.render import layout
 from mailstack.render.rspamd import SCAN_TIMEOUT_SECONDS
 from mailstack.render.templating import RenderError, render_template
-from mailstack.render.workloads import enabled_public_ports
+from mailstack.render.workloads import enabled_public_ports, internal_ports
 
 # Postfix's milter timeouts (its defaults, 30 s per command and 300 s for the message, would
 # hold a client that long on a wedged scanner). The message's includes sending it (25 MB over a
@@ -81,6 +81,7 @@ def render_postfix_main_cf(
         dnsbl_sites=[dnsbl_site(site) for site in domain.postscreen.dnsbl.sites],
         postscreen_access_list=postscreen_access_list(domain.postscreen.allow_networks),
         tripwire=f"{layout.POSTFIX_CONFIG_DIR}/{CLUSTER_CLIENTS_FILE}" if networks else None,
+        proxy_protocol=domain.service.proxy_protocol,
     )
 
 
@@ -127,16 +128,24 @@ def render_postfix_mda_clientcerts(service: MailService, fingerprint: str) -> st
 
 
 def listener_ports(service: MailService) -> dict[str, int]:
-    """The ports smtpd listens on (named as in layout), those that ``protocols`` switch on."""
-    ports = [*enabled_public_ports(service, "mta"), layout.MDA_SUBMIT_PORT]
+    """The ports smtpd listens on (named as in layout), those that ``protocols`` switch on, and
+    with the ProxyProtocol exposure the internal listeners without PROXY."""
+    ports = [
+        *enabled_public_ports(service, "mta"),
+        *internal_ports(service, "mta"),
+        layout.MDA_SUBMIT_PORT,
+    ]
     return {port.name: port.number for port in ports}
 
 
 def render_postfix_master_cf(service: MailService) -> str:
+    proxied = service.domain.service.exposure == "ProxyProtocol"
     return render_template(
         "postfix/master.cf.j2",
         domain=service.domain,
         listeners=listener_ports(service),
+        # The listeners that take a PROXY header first (none without the ProxyProtocol exposure).
+        proxied=[p.name for p in enabled_public_ports(service, "mta")] if proxied else [],
         probe_port=layout.POSTFIX_PROBE_PORT,
         probe_processes=layout.POSTFIX_PROBE_PROCESSES,
     )

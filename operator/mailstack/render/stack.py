@@ -15,6 +15,7 @@ from mailstack.material import ClientCertificate, Material
 from mailstack.render import layout
 from mailstack.render.dovecot import render_dovecot_config
 from mailstack.render.network import (
+    render_internal_service,
     render_mda_service,
     render_mta_service,
     render_network_policies,
@@ -182,6 +183,7 @@ def render_stack(
         render_public_service(service),
         render_mda_service(service),
         render_mta_service(service),
+        *filter(None, [render_internal_service(service)]),
         render_mta_statefulset(
             service,
             options,

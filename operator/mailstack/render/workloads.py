@@ -83,6 +83,27 @@ def enabled_public_ports(service: MailService, component: str | None = None) -> 
     ]
 
 
+def internal_ports(service: MailService, component: str | None = None) -> list[layout.Port]:
+    """The listeners without PROXY beside the enabled public ports but 25
+    (``layout.internal_port``), with the ProxyProtocol exposure only: for in-cluster clients,
+    through ``<name>-internal``."""
+    if service.domain.service.exposure != "ProxyProtocol":
+        return []
+    return [
+        layout.internal_port(port)
+        for port in enabled_public_ports(service, component)
+        if port is not layout.SMTP_PORT
+    ]
+
+
+def _public_port(service: MailService, entry: layout.Port) -> Obj:
+    """A public container port; with the HostPort exposure bound on the node too."""
+    declared = port(entry)
+    if service.domain.service.exposure == "HostPort":
+        declared["hostPort"] = entry.number
+    return declared
+
+
 def _claim(domain_labels: dict[str, str], name: str, size: str, storage_class: str | None) -> Obj:
     spec: Obj = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}
     if storage_class:
@@ -174,7 +195,8 @@ def render_mta_statefulset(
         "postfix",
         options,
         [
-            *[port(p) for p in mta_ports],
+            *[_public_port(service, p) for p in mta_ports],
+            *[port(p) for p in internal_ports(service, "mta")],
             port(layout.MDA_SUBMIT_PORT),
         ],
         [
@@ -257,7 +279,8 @@ def render_mda_statefulset(
         "dovecot",
         options,
         [
-            *[port(p) for p in mda_ports],
+            *[_public_port(service, p) for p in mda_ports],
+            *[port(p) for p in internal_ports(service, "mda")],
             port(layout.LMTP_PORT),
             port(layout.SASL_PORT),
         ],

@@ -1,8 +1,8 @@
 """The MailDomain document: its top level and its small sections.
 
 Owns: ``parse_maildomain``, the addresses completed with the domain (aliases, catch-all,
-postmaster), and the sections ``protocols``, ``dkim``, ``service``, ``storage`` and ``spam``.
-``limits``, ``relay``, ``outbound``, ``tls``, ``dns``, ``postscreen`` and ``pods`` have their
+postmaster), and the sections ``protocols``, ``dkim``, ``storage`` and ``spam``. ``limits``,
+``relay``, ``outbound``, ``tls``, ``dns``, ``service``, ``postscreen`` and ``pods`` have their
 own modules. Defaults come from the model classes; only those derived from the domain
 (``mail.<domain>``, ``postmaster@<domain>``) and the host name (the HELO name) are made here.
 """
@@ -21,7 +21,6 @@ from mailstack.api.parse.common import (
     metadata,
     raise_problems,
     reader_for,
-    string_map,
 )
 from mailstack.api.parse.dns import parse_dns
 from mailstack.api.parse.limits import parse_limits
@@ -29,8 +28,9 @@ from mailstack.api.parse.outbound import parse_outbound
 from mailstack.api.parse.pods import parse_pods
 from mailstack.api.parse.postscreen import parse_postscreen
 from mailstack.api.parse.relay import parse_relay
+from mailstack.api.parse.service import parse_service
 from mailstack.api.parse.tls import parse_tls
-from mailstack.api.reader import Reader, boolean, join, number, one_of, string
+from mailstack.api.reader import Reader, boolean, join, number, one_of
 
 SPEC_FIELDS = frozenset(
     {
@@ -87,7 +87,7 @@ def parse_maildomain(
     tls = parse_tls(r, spec.get("tls"))
     dkim = _dkim(r, spec.get("dkim"))
     dns = parse_dns(r, spec.get("dns"), domain)
-    service = _service(r, spec.get("service"))
+    service = parse_service(r, spec.get("service"))
     storage = _storage(r, spec.get("storage"))
     spam = _spam(r, spec.get("spam"))
     postscreen = parse_postscreen(r, spec.get("postscreen"))
@@ -191,38 +191,6 @@ def _dkim(r: Reader, value: object) -> models.Dkim:
         selector=r.field(dkim, "selector", path, validate.dkim_selector, models.Dkim.selector),
         algorithm=r.field(
             dkim, "algorithm", path, one_of("rsa2048", "ed25519"), models.Dkim.algorithm
-        ),
-    )
-
-
-def _service(r: Reader, value: object) -> models.ServiceSpec:
-    path = "spec.service"
-    service = r.mapping(
-        value, path, {"type", "annotations", "externalTrafficPolicy", "loadBalancerIP"}
-    )
-    annotations = string_map(
-        r,
-        service.get("annotations"),
-        join(path, "annotations"),
-        validate.annotation_key,
-        string,
-        "annotation key to value",
-    )
-    default = models.ServiceSpec
-    return models.ServiceSpec(
-        type=r.field(
-            service, "type", path, one_of("LoadBalancer", "NodePort", "ClusterIP"), default.type
-        ),
-        annotations=annotations,
-        external_traffic_policy=r.field(
-            service,
-            "externalTrafficPolicy",
-            path,
-            one_of("Local", "Cluster"),
-            default.external_traffic_policy,
-        ),
-        load_balancer_ip=r.field(
-            service, "loadBalancerIP", path, validate.any_ip_address, default.load_balancer_ip
         ),
     )
 

@@ -1,0 +1,203 @@
+"""The ProxyProtocol exposure under ``mailstack up``: HAProxy (Debian's) in front of the pods
+sends PROXY v2, and the real client address reaches Postfix (Received, the relay decision),
+rspamd (SPF) and Dovecot (the login's ``rip``); a connection without the header, or from outside
+the trusted ranges, is refused; the internal listeners serve the namespace's pods without PROXY.
+
+A stack of its own (the session's ``stack`` is published with DNAT), trusting the pod bridge's
+range, where ``up``'s HAProxy connects from.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import socket
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from tests.mail.conftest import (
+    BRIDGE_NETWORK,
+    CLIENT_CONTEXT_SOURCE,
+    PASSWORDS,
+    Stack,
+    start_stack,
+)
+from tests.mail.messages import MDA, MTA, SENDER, raw_text_message
+from tests.mail.test_smtp import (
+    test_not_an_open_relay_from_the_internet as refuses_relay_from_the_internet,
+)
+
+PROXIED_SPEC = {
+    "service": {"exposure": "ProxyProtocol", "proxyProtocol": {"trustedCIDRs": [BRIDGE_NETWORK]}}
+}
+
+
+@pytest.fixture(scope="module")
+def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    yield from start_stack(tmp_path_factory, PROXIED_SPEC, name="proxied")
+
+
+def pod_address(stack: Stack, pod: str) -> str:
+    endpoints = json.loads((stack.state / "endpoints.json").read_text())
+    return str(endpoints["pods"][f"mail/{pod}"])
+
+
+def test_haproxy_publishes_the_ports(proxied: Stack) -> None:
+    config = (proxied.state / "haproxy.cfg").read_text()
+    assert f"bind 127.0.0.1:{proxied.port('smtp')}\n" in config
+    assert f"bind {proxied.internet.host_ip}:{proxied.port('imaps')}\n" in config
+    assert config.count("send-proxy-v2") == 8
+
+
+def test_postfix_and_rspamd_see_the_remote_address(proxied: Stack) -> None:
+    subject = f"proxied {secrets.token_hex(4)}"
+    proxied.send_from_internet("alice@example.com", raw_text_message(subject, "alice@example.com"))
+    received = proxied.wait_for_subject("alice", subject)
+    ip = proxied.internet.ip
+    smtp = [str(r) for r in received.get_all("Received") if "with ESMTP" in str(r)]
+    assert len(smtp) == 1 and f"[{ip}]" in smtp[0], received.get_all("Received")
+    # rspamd's SPF check ran against that address (example.net authorises it).
+    results = " ".join(str(received["Authentication-Results"]).split())
+    assert "spf=pass" in results and f"designates {ip} as permitted sender" in results, results
+
+
+def test_an_unauthenticated_client_behind_the_proxy_cannot_relay(proxied: Stack) -> None:
+    """The published stack's check, behind HAProxy: refused, with the internet's address."""
+    refuses_relay_from_the_internet(proxied)
+
+
+def test_a_client_announced_as_loopback_is_not_trusted(proxied: Stack) -> None:
+    """HAProxy announces a client of the host's loopback as 127.0.0.1, the pod's own address:
+    on the PROXY ports mynetworks is empty, so it is a stranger like any other."""
+    victim = f"victim-{secrets.token_hex(4)}@example.org"
+    with proxied.smtp("smtp") as smtp:
+        assert smtp.mail(SENDER)[0] == 250
+        code, text = smtp.rcpt(victim)
+        assert code in (454, 554), text
+    line = proxied.wait_for_log(MTA, "postfix", f"<{victim}>: Relay access denied", "NOQUEUE")
+    assert "[127.0.0.1]" in line, line
+
+
+def test_submission_through_the_proxy_logs_in(proxied: Stack) -> None:
+    with proxied.smtp("submission") as smtp:
+        smtp.login("alice@example.com", PASSWORDS["alice"])
+    with proxied.smtp("submissions") as smtp:
+        smtp.login("alice@example.com", PASSWORDS["alice"])
+
+
+IMAP_LOGIN = r"""
+import imaplib, ssl, sys
+host, port, user, password = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+context = ssl._create_unverified_context()
+conn = imaplib.IMAP4_SSL(host, port, ssl_context=context, timeout=30)
+conn.login(user, password)
+conn.logout()
+print("ok")
+"""
+
+
+def test_dovecot_sees_the_remote_address(proxied: Stack) -> None:
+    before = len(proxied.log(MDA, "dovecot").splitlines())
+    out = proxied.run_in_internet(
+        IMAP_LOGIN,
+        proxied.internet.host_ip,
+        str(proxied.port("imaps")),
+        "bob@example.com",
+        PASSWORDS["bob"],
+    )
+    assert out.strip() == "ok"
+
+    def login_line() -> str | None:
+        lines = proxied.log(MDA, "dovecot").splitlines()[before:]
+        return next((ln for ln in lines if "Login: user=<bob@example.com>" in ln), None)
+
+    line = proxied.wait_for("bob's login in the Dovecot log", login_line)
+    assert f"rip={proxied.internet.ip}," in line, line
+
+
+def _first_bytes(address: str, port: int, send: bytes = b"") -> bytes:
+    """What a server says to a client that sends no PROXY header (``send`` instead)."""
+    with socket.create_connection((address, port), timeout=15) as conn:
+        if send:
+            conn.sendall(send)
+        received = b""
+        try:
+            while chunk := conn.recv(4096):
+                received += chunk
+        except (TimeoutError, ConnectionResetError):
+            pass
+        return received
+
+
+@pytest.mark.parametrize(
+    ("pod", "port", "greeting"), [(MTA, 25, b"220"), (MTA, 587, b"220"), (MDA, 143, b"* OK")]
+)
+def test_a_connection_without_the_header_is_refused(
+    proxied: Stack, pod: str, port: int, greeting: bytes
+) -> None:
+    """From the host's bridge address (a trusted one), straight to the pod: no greeting, the
+    connection is closed, whether the client waits or speaks first."""
+    address = pod_address(proxied, pod)
+    assert not _first_bytes(address, port).startswith(greeting)
+    assert not _first_bytes(address, port, b"EHLO client.example.net\r\n").startswith(greeting)
+
+
+CONNECT = r"""
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10).close()
+    print("connected")
+except OSError as err:
+    print(type(err).__name__)
+"""
+
+
+def test_outside_the_trusted_ranges_the_proxy_ports_are_closed(proxied: Stack) -> None:
+    """The internet namespace (not in trustedCIDRs) reaching the pods directly: refused by the
+    NetworkPolicy (nftables under up), as Postfix itself has no list of trusted proxies."""
+    for pod, port in ((MTA, 25), (MTA, 465), (MDA, 993)):
+        out = proxied.run_in_internet(CONNECT, pod_address(proxied, pod), str(port))
+        assert out.strip() == "ConnectionRefusedError", (pod, port, out)
+
+
+INTERNAL_CLIENT = (
+    CLIENT_CONTEXT_SOURCE
+    + r"""
+import imaplib, smtplib, sys
+mta, mda, password, subject = sys.argv[1:5]
+with smtplib.SMTP(mta, 11587, timeout=30) as smtp:
+    smtp.ehlo("webmail.mail.svc")
+    smtp.starttls(context=client_context("", ""))
+    smtp.ehlo("webmail.mail.svc")
+    smtp.login("alice@example.com", password)
+    smtp.sendmail(
+        "alice@example.com",
+        ["alice@example.com"],
+        f"From: alice@example.com\r\nTo: alice@example.com\r\nSubject: {subject}\r\n\r\nhi\r\n",
+    )
+conn = imaplib.IMAP4(mda, 11143, timeout=30)
+conn.starttls(ssl_context=client_context("", ""))
+conn.login("alice@example.com", password)
+conn.logout()
+print("ok")
+"""
+)
+
+
+def test_the_internal_listeners_serve_the_namespace_without_proxy(proxied: Stack) -> None:
+    """A pod of the namespace (here: in the MDA pod's network namespace, standing for a
+    webmail) submits on int-submission and logs in on int-imap, without a PROXY header."""
+    subject = f"internal {secrets.token_hex(4)}"
+    mta, mda = pod_address(proxied, MTA), pod_address(proxied, MDA)
+    result = proxied.in_container(
+        "dovecot", sys.executable, "-c", INTERNAL_CLIENT, mta, mda, PASSWORDS["alice"], subject
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+    received = proxied.wait_for_subject("alice", subject)
+    smtp = [str(r) for r in received.get_all("Received") if "with ESMTP" in str(r)]
+    assert len(smtp) == 1 and f"[{mda}]" in smtp[0], received.get_all("Received")
+    # The host is not a pod of the namespace: the internal listeners are closed to it.
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((mta, 11587), timeout=10).close()
