@@ -6,6 +6,7 @@ from mailstack.api.assemble import MailService
 from mailstack.render import layout
 from mailstack.render.rspamd import SCAN_TIMEOUT_SECONDS
 from mailstack.render.templating import RenderError, render_template
+from mailstack.render.tls_profile import template_values as tls_profile
 from mailstack.render.workloads import enabled_public_ports
 
 # Postfix's milter timeouts (its defaults, 30 s per command and 300 s for the message, would
@@ -67,6 +68,7 @@ def render_postfix_main_cf(service: MailService, mda_fingerprint: str) -> str:
         sieve_login=layout.SIEVE_LOGIN,
         per_client=domain.limits.per_client,
         exempt_networks=[postfix_network(n) for n in domain.limits.per_client.exempt_networks],
+        tls=tls_profile(),
     )
 
 
