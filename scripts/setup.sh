@@ -15,6 +15,7 @@ DEBIAN_PACKAGES=(
   rspamd clamav-daemon clamav-freshclam
   iproute2 nftables util-linux mount procps
   bind9 bind9-dnsutils pdns-server pdns-backend-sqlite3
+  testssl.sh
 )
 
 missing_packages() {

@@ -4,7 +4,8 @@ Owns ``LocalRuntime``: each pod's volumes (materialised by ``local.volumes``), i
 namespace (``local.network``), its /etc/hosts and resolv.conf (files of the run, bound over a
 private layer on the host's /etc: never onto the host's files), the spec each container's init
 mounts (``local.container``), restarts of containers that exit (``local.processes``), the wait
-for the agents' readiness endpoints, the public ports published with DNAT, and a new render
+for the agents' readiness endpoints, the public ports published with DNAT once the pods are
+ready, and a new render
 applied in place (its NetworkPolicies too, as nftables rules: ``local.network_policy``):
 changed ConfigMaps/Secrets are swapped (the agents reload the daemons),
 changed pod templates restart their pod. ``local.up`` drives it for ``mailstack up``.
@@ -101,6 +102,8 @@ class LocalRuntime:
         self.pods: dict[str, PodPlan] = {}
         self.running: dict[str, list[RunningContainer]] = {}
         self.addresses: dict[str, str] = {}
+        # (published port, pod address, container port) of the render ``start`` ran.
+        self.forwards: list[tuple[int, str, int]] = []
         self.objects: list[Obj] = []
         self.logs = state / "logs"
         self.stopping = False
@@ -243,8 +246,8 @@ class LocalRuntime:
         self.network.isolate(ruleset)
 
     def start(self, objects: list[Obj]) -> None:
-        """Network, policies, pods and published ports for a render; refuses clashing ports
-        first."""
+        """Network, policies and pods for a render; refuses clashing ports first. The ports
+        are published by ``publish``."""
         self.objects = objects
         pods = plan_pods(objects)
         self.network.setup_bridge()
@@ -253,6 +256,7 @@ class LocalRuntime:
             self.addresses[pod.key] = self.network.add_pod(pod.key, pod.sysctls).address
         # Before any daemon listens: no moment in which every pod reaches every port.
         self._isolate()
+        self.network.open_egress()
         forwards = [
             (f.port + self.port_offset, self.addresses[f.pod], f.target)
             for f in public_forwards(objects, pods)
@@ -268,7 +272,11 @@ class LocalRuntime:
         self.network.check_unused(self.listen, ports)
         for pod in pods:
             self.start_pod(pod)
-        self.network.publish(self.listen, forwards)
+        self.forwards = forwards
+
+    def publish(self) -> None:
+        """Publish the pods' public ports (once they are ready: ``wait_ready``)."""
+        self.network.publish(self.listen, self.forwards)
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> list[str]:
         """Poll the agents' ``/readyz`` (supervising meanwhile); the containers not ready."""
