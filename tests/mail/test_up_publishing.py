@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import imaplib
 import os
-import signal
 import smtplib
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from tests.mail.conftest import (
     Stack,
     free_port_offset,
     stack_documents,
+    stop_up,
 )
 from tests.mail.internet import ROOT
 from tests.mail.messages import SENDER, text_message, token
@@ -95,13 +95,7 @@ def second(stack: Stack) -> Iterator[tuple[Stack, Startup]]:
             startup.first_session = _first_session(other.port("smtp")) or []
         yield other, startup
     finally:
-        if other.process.poll() is None:
-            other.process.send_signal(signal.SIGTERM)
-            try:
-                other.process.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                other.process.kill()
-                other.process.wait()
+        stop_up(other.process)
 
 
 def test_the_ports_refuse_connections_until_the_pods_are_ready(

@@ -33,17 +33,23 @@ def _run(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
 
 
+def _postfix_copy(files: Path, tmp_path: Path) -> Path:
+    """A copy of a rendered Postfix folder that postconf reads: Postfix ignores a main.cf
+    younger than ~2 s, so the fresh copy is backdated."""
+    config = tmp_path / "postfix"
+    shutil.copytree(files, config)
+    old = time.time() - 10
+    for path in config.iterdir():
+        os.utime(path, (old, old))
+    return config
+
+
 @pytest.mark.parametrize("domain", ["mail/example-com", "default/example-org"])
 def test_postconf_accepts_main_and_master(
     example_files: dict[str, Path], domain: str, tmp_path: Path
 ) -> None:
     postconf = _need("postconf")
-    config = tmp_path / "postfix"
-    shutil.copytree(example_files[f"{domain}-postfix"], config)
-    # Postfix ignores a main.cf younger than ~2 s; backdate the fresh copy.
-    old = time.time() - 10
-    for path in config.iterdir():
-        os.utime(path, (old, old))
+    config = _postfix_copy(example_files[f"{domain}-postfix"], tmp_path)
     result = _run(postconf, "-c", str(config), "-n")
     assert result.returncode == 0, result.stderr
     assert result.stderr == "", result.stderr
@@ -192,11 +198,7 @@ def test_postfix_and_dovecot_read_the_tls_profile(
     """The daemons' own reading of the rendered files: Mozilla's intermediate suites and curves
     on the server side, no server order, TLS 1.3 only towards the MDA's tunnel."""
     postconf = _need("postconf")
-    config = tmp_path / "postfix"
-    shutil.copytree(example_files[f"{domain}-postfix"], config)
-    old = time.time() - 10
-    for path in config.iterdir():
-        os.utime(path, (old, old))
+    config = _postfix_copy(example_files[f"{domain}-postfix"], tmp_path)
     names = [
         "smtpd_tls_protocols",
         "smtpd_tls_mandatory_protocols",
