@@ -36,7 +36,7 @@ SCANNED = {
     "pop3s": None,
 }
 # Measured on a shared 2-core machine (load average 15-20): one port 39 s (-p -s -f) + 49 s
-# (-U); all seven at once 409 s. Each scan is one bash process: they run in parallel.
+# (-U); all seven at once 409-457 s. Each scan is one bash process: they run in parallel.
 SCAN_TIMEOUT = 600
 TLS12_CBC_ONLY = "ECDHE-RSA-AES128-SHA256:ECDHE-RSA-AES256-SHA384:ECDHE-RSA-AES128-SHA:AES128-SHA"
 TLS12_AEAD = "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-CHACHA20-POLY1305"
@@ -143,9 +143,11 @@ def test_a_tls_12_client_with_cbc_suites_only_is_refused(stack: Stack, name: str
     with pytest.raises(ssl.SSLError) as refused:  # noqa: SIM117 (the raise is in the handshake)
         with tls_connection(stack, name, _context(stack, TLS12_CBC_ONLY, v12, v12)):
             pass
-    assert refused.value.reason in ("SSLV3_ALERT_HANDSHAKE_FAILURE", "NO_SHARED_CIPHER"), (
-        refused.value
-    )
+    # Postfix answers with a handshake_failure alert; Dovecot closes the connection.
+    assert refused.value.reason in (
+        "SSLV3_ALERT_HANDSHAKE_FAILURE",
+        "UNEXPECTED_EOF_WHILE_READING",
+    ), refused.value
     # The same client with AEAD suites is served: the refusal is the suites'.
     with tls_connection(stack, name, _context(stack, TLS12_AEAD, v12, v12)) as tls:
         assert tls.version() == "TLSv1.2"
