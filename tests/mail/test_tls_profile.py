@@ -38,8 +38,13 @@ SCANNED = {
 # Measured on a shared 2-core machine (load average 15-20): one port 39 s (-p -s -f) + 49 s
 # (-U); all seven at once 409-457 s. Each scan is one bash process: they run in parallel.
 SCAN_TIMEOUT = 600
-TLS12_CBC_ONLY = "ECDHE-RSA-AES128-SHA256:ECDHE-RSA-AES256-SHA384:ECDHE-RSA-AES128-SHA:AES128-SHA"
-TLS12_AEAD = "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-CHACHA20-POLY1305"
+# Both key types: the internal CA's certificate is ECDSA, an ACME one may be RSA.
+TLS12_CBC_ONLY = ":".join(
+    f"ECDHE-{key}-{suite}"
+    for key in ("ECDSA", "RSA")
+    for suite in ("AES128-SHA256", "AES256-SHA384", "AES128-SHA", "AES256-SHA")
+)
+TLS12_AEAD = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256"
 # testssl's severities that flag nothing: its own notes (DEBUG), facts (INFO), passes (OK).
 # LOW is a finding: testssl 3.0.8 files the "average" CBC class and LUCKY13 under it.
 NOT_FLAGGED = ("OK", "INFO", "DEBUG")
