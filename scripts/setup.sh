@@ -16,6 +16,7 @@ DEBIAN_PACKAGES=(
   iproute2 nftables util-linux mount procps
   bind9 bind9-dnsutils pdns-server pdns-backend-sqlite3
   haproxy
+  testssl.sh
 )
 
 missing_packages() {

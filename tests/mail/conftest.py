@@ -705,14 +705,20 @@ def start_stack(
         assert (state / "ready").read_text() == "ready\n", (workdir / "up.log").read_text()[-3000:]
         yield result
     finally:
-        if result.process is not None and result.process.poll() is None:
-            result.process.send_signal(signal.SIGTERM)
-            try:
-                result.process.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                result.process.kill()
-                result.process.wait()
+        if result.process is not None:
+            stop_up(result.process)
         internet.stop()
+
+
+def stop_up(process: subprocess.Popen[bytes]) -> None:
+    """Stop a ``mailstack up`` (SIGTERM, then SIGKILL after 120 s) and wait for it."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 class LineSocket:

@@ -79,8 +79,13 @@ def mda_side(tmp_path: Path, pairs: Pairs) -> Iterator[int]:
     echo.close()
 
 
-def _client(port: int, cert: tuple[str, str] | None) -> bytes:
+def _client(
+    port: int,
+    cert: tuple[str, str] | None,
+    version: ssl.TLSVersion = ssl.TLSVersion.MAXIMUM_SUPPORTED,
+) -> bytes:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.maximum_version = version
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     if cert is not None:
@@ -115,6 +120,12 @@ def test_another_certificate_or_none_is_refused(mda_side: int, pairs: Pairs) -> 
         except ConnectionResetError:
             answer = b""
         assert answer == b""  # no greeting, whichever way the connection ends
+
+
+def test_the_tunnel_speaks_tls_13_only(mda_side: int, pairs: Pairs) -> None:
+    # The pinned certificate itself, over TLS 1.2: refused (both ends are ours).
+    assert _client(mda_side, pairs.mta, ssl.TLSVersion.TLSv1_2) == b"refused"
+    assert _client(mda_side, pairs.mta, ssl.TLSVersion.TLSv1_3).startswith(b"hello\n")
 
 
 def _through_mta_side(tmp_path: Path, mda_port: int, identity: tunnel.Identity) -> bytes:

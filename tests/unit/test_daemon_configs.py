@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from mailstack.render import layout
+from mailstack.render import layout, tls_profile
 from mailstack.render.rspamd import UNUSED_MODULES
 
 
@@ -33,17 +33,23 @@ def _run(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
 
 
+def _postfix_copy(files: Path, tmp_path: Path) -> Path:
+    """A copy of a rendered Postfix folder that postconf reads: Postfix ignores a main.cf
+    younger than ~2 s, so the fresh copy is backdated."""
+    config = tmp_path / "postfix"
+    shutil.copytree(files, config)
+    old = time.time() - 10
+    for path in config.iterdir():
+        os.utime(path, (old, old))
+    return config
+
+
 @pytest.mark.parametrize("domain", ["mail/example-com", "default/example-org"])
 def test_postconf_accepts_main_and_master(
     example_files: dict[str, Path], domain: str, tmp_path: Path
 ) -> None:
     postconf = _need("postconf")
-    config = tmp_path / "postfix"
-    shutil.copytree(example_files[f"{domain}-postfix"], config)
-    # Postfix ignores a main.cf younger than ~2 s; backdate the fresh copy.
-    old = time.time() - 10
-    for path in config.iterdir():
-        os.utime(path, (old, old))
+    config = _postfix_copy(example_files[f"{domain}-postfix"], tmp_path)
     result = _run(postconf, "-c", str(config), "-n")
     assert result.returncode == 0, result.stderr
     assert result.stderr == "", result.stderr
@@ -183,3 +189,51 @@ def test_sieve_scripts_compile(example_files: dict[str, Path], tmp_path: Path) -
     for script in scripts:
         result = _run(sievec, "-c", str(conf), str(script), str(tmp_path / "out.svbin"))
         assert result.returncode == 0, f"{script.name}: {result.stdout}{result.stderr}"
+
+
+@pytest.mark.parametrize("domain", ["mail/example-com", "default/example-org"])
+def test_postfix_and_dovecot_read_the_tls_profile(
+    example_files: dict[str, Path], domain: str, tmp_path: Path
+) -> None:
+    """The daemons' own reading of the rendered files: Mozilla's intermediate suites and curves
+    on the server side, no server order, TLS 1.3 only towards the MDA's tunnel."""
+    postconf = _need("postconf")
+    config = _postfix_copy(example_files[f"{domain}-postfix"], tmp_path)
+    names = [
+        "smtpd_tls_protocols",
+        "smtpd_tls_mandatory_protocols",
+        "smtpd_tls_ciphers",
+        "smtpd_tls_mandatory_ciphers",
+        "tls_high_cipherlist",
+        "tls_eecdh_auto_curves",
+        "tls_preempt_cipherlist",
+        "lmtp_tls_mandatory_protocols",
+    ]
+    result = _run(postconf, "-c", str(config), "-h", *names)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert dict(zip(names, result.stdout.splitlines(), strict=True)) == {
+        "smtpd_tls_protocols": ">=TLSv1.2",
+        "smtpd_tls_mandatory_protocols": ">=TLSv1.2",
+        "smtpd_tls_ciphers": "high",
+        "smtpd_tls_mandatory_ciphers": "high",
+        "tls_high_cipherlist": ":".join(tls_profile.TLS12_CIPHERS),
+        "tls_eecdh_auto_curves": " ".join(tls_profile.CURVES),
+        "tls_preempt_cipherlist": "no",
+        "lmtp_tls_mandatory_protocols": ">=TLSv1.3",
+    }
+    doveconf = _need("doveconf")
+    conf = str(example_files[f"{domain}-dovecot"] / "dovecot.conf")
+    settings = [
+        "ssl_min_protocol",
+        "ssl_cipher_list",
+        "ssl_curve_list",
+        "ssl_prefer_server_ciphers",
+    ]
+    dovecot = _run(doveconf, "-c", conf, "-h", *settings)
+    assert dovecot.returncode == 0 and dovecot.stderr == "", dovecot.stderr
+    assert dovecot.stdout.splitlines() == [
+        "TLSv1.2",
+        ":".join(tls_profile.TLS12_CIPHERS),
+        ":".join(tls_profile.CURVES),
+        "no",
+    ]

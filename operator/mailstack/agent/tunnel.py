@@ -94,10 +94,11 @@ class Identity:
         """A TLS context presenting our certificate. A server requires a client certificate
         that verifies against the pinned one (self-signed: it is its own trust anchor); a
         client checks the server's certificate only by the comparison after the handshake, as
-        the MDA's certificate is a client certificate."""
+        the MDA's certificate is a client certificate. TLS 1.3 only: both ends are ours (Postfix's
+        LMTP client asks for it too), and its suites are all AEAD."""
         protocol = _ssl.PROTOCOL_TLS_SERVER if server_side else _ssl.PROTOCOL_TLS_CLIENT
         context = _ssl._SSLContext(protocol)
-        context.minimum_version = _ssl.PROTO_TLSv1_2
+        context.minimum_version = _ssl.PROTO_TLSv1_3
         context.load_cert_chain(self.cert, self.key)
         if server_side:
             context.verify_mode = _ssl.CERT_REQUIRED

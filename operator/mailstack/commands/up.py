@@ -21,6 +21,16 @@ def cmd_up(args: argparse.Namespace) -> int:
     )
 
 
+def _listen_address(value: str) -> str:
+    # Imported here, as in cmd_up.
+    from mailstack.local.network import listen_address
+
+    try:
+        return listen_address(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def add_up_command(commands: Any) -> None:
     """Register ``up`` on the CLI's sub-command parser."""
     up = commands.add_parser("up", help="run the rendered stack on this host (as root)")
@@ -29,7 +39,9 @@ def add_up_command(commands: Any) -> None:
     up.add_argument(
         "--listen",
         action="append",
-        help="IPv4 address for the public ports (repeatable; default 127.0.0.1; 0.0.0.0: all)",
+        type=_listen_address,
+        help="address for the public ports (repeatable; default 127.0.0.1; 0.0.0.0: every IPv4"
+        " address; [::1]: the IPv6 loopback)",
     )
     up.add_argument("--port-offset", type=int, default=0, help="publish port P on P + offset")
     add_cluster_networks_argument(up)

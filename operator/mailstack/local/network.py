@@ -5,7 +5,11 @@ Pods get addresses on a private /24 behind a bridge owned by this run; the host 
 public ports are published with nftables DNAT (never a userspace forwarder), so a client's real
 address reaches Postfix and Dovecot: relay and authentication checks see who is really talking.
 Clients on the host's loopback are masqueraded to the bridge address (the host is then the
-client, which is the truth). Everything is named after a run id and removed on teardown.
+client, which is the truth); on the IPv6 loopback, which Linux cannot DNAT, the same is done in
+user space (``local.loopback6``). The ports are published only once the pods are ready, as a
+Service sends nothing to a pod before it is ready: until then a client is refused (no
+listener) instead of meeting half-started daemons. Everything is named after a run id and
+removed on teardown.
 """
 
 from __future__ import annotations
@@ -18,6 +22,10 @@ import socket
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from mailstack.local.loopback6 import LoopbackRelay
+
+IPV6_LOOPBACK = "::1"
 
 
 class NetworkError(Exception):
@@ -64,18 +72,32 @@ def choose_subnet(run_id: str) -> ipaddress.IPv4Network:
     raise NetworkError("no free 10.192.0.0/10 subnet for the pod bridge")
 
 
+def listen_address(value: str) -> str:
+    """A ``--listen`` value as the runtime uses it: an IPv4 address (``0.0.0.0``: all of
+    them) or the IPv6 loopback, with or without brackets (``[::1]``); ``ValueError`` otherwise.
+    Other IPv6 addresses would need IPv6 on the pod bridge: not supported yet."""
+    text = value[1:-1] if value.startswith("[") and value.endswith("]") else value
+    address = ipaddress.ip_address(text)  # ValueError for what is no address
+    if address.version == 6 and not address.is_loopback:
+        raise ValueError(f"{value}: of IPv6 addresses only the loopback [::1] is supported")
+    return str(address)
+
+
 def ports_in_use(listen: list[str], ports: list[int]) -> list[str]:
     """``address:port`` of each pair that a socket on this host holds (bind fails)."""
     busy = []
     for address in listen:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
         for port in ports:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
                 # Connections of an earlier run in TIME_WAIT do not count as a listener.
                 probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 try:
                     probe.bind((address, port))
                 except OSError:
-                    busy.append(f"{address}:{port}")
+                    busy.append(
+                        f"[{address}]:{port}" if family == socket.AF_INET6 else f"{address}:{port}"
+                    )
     return busy
 
 
@@ -112,6 +134,7 @@ class Network:
     table: str = ""
     isolated: bool = False  # the policy table (``policy_table``) is in place
     forwarding_was: str | None = None
+    relay: LoopbackRelay = field(default_factory=LoopbackRelay)  # the [::1] ports
 
     @property
     def policy_table(self) -> str:
@@ -174,29 +197,16 @@ class Network:
                 " another --port-offset (or --listen)"
             )
 
-    def publish(self, listen: list[str], forwards: list[tuple[int, str, int]]) -> None:
-        """DNAT ``listen:port`` to ``address:target`` for each (port, address, target)."""
-        self.table = f"mailstack_{self.run_id}"
-        self.check_unpublished([port for port, _, _ in forwards])
-        if "0.0.0.0" in listen:
-            match = "fib daddr type local"
-        else:
-            addresses = ", ".join(str(ipaddress.IPv4Address(a)) for a in listen)
-            match = f"ip daddr {{ {addresses} }}"
-        rules = "\n".join(
-            f"    {match} tcp dport {port} dnat to {address}:{target}"
-            for port, address, target in forwards
-        )
-        ruleset = f"""
+    def _nat_ruleset(self, dnat: list[str]) -> str:
+        rules = "".join(f"    {rule}\n" for rule in dnat)
+        return f"""
 table ip {self.table} {{
   chain prerouting {{
     type nat hook prerouting priority dstnat; policy accept;
-{rules}
-  }}
+{rules}  }}
   chain output {{
     type nat hook output priority -100; policy accept;
-{rules}
-  }}
+{rules}  }}
   chain postrouting {{
     type nat hook postrouting priority srcnat; policy accept;
     ip saddr 127.0.0.0/8 oifname "{self.bridge}" masquerade
@@ -204,10 +214,42 @@ table ip {self.table} {{
   }}
 }}
 """
-        _run("nft", "-f", "-", stdin=ruleset)
+
+    def open_egress(self) -> None:
+        """The pods' way out (masquerade, forwarding), before any pod starts; no port is
+        published yet (``publish``)."""
+        self.table = f"mailstack_{self.run_id}"
+        _run("nft", "-f", "-", stdin=self._nat_ruleset([]))
         self.forwarding_was = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
         # Forwarding carries DNATed clients to the pods and the pods' outbound mail out.
         _run("sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+
+    def publish(self, listen: list[str], forwards: list[tuple[int, str, int]]) -> None:
+        """DNAT ``listen:port`` to ``address:target`` for each (port, address, target), in one
+        transaction with the pods' egress (``open_egress`` first); ``[::1]`` is relayed."""
+        self.check_unpublished([port for port, _, _ in forwards])
+        ipv4 = [a for a in listen if a != IPV6_LOOPBACK]
+        if "0.0.0.0" in ipv4:
+            match = "fib daddr type local"
+        else:
+            match = "ip daddr {{ {} }}".format(", ".join(ipv4))
+        dnat = [
+            f"{match} tcp dport {port} dnat to {address}:{target}"
+            for port, address, target in forwards
+            if ipv4
+        ]
+        table = f"ip {self.table}"
+        _run(
+            "nft",
+            "-f",
+            "-",
+            stdin=f"table {table} {{}}\ndelete table {table}\n" + self._nat_ruleset(dnat),
+        )
+        if IPV6_LOOPBACK in listen:
+            try:
+                self.relay.start(forwards)
+            except OSError as err:
+                raise NetworkError(f"[::1]: {err}; choose another --port-offset") from None
 
     def isolate(self, ruleset: str) -> None:
         """Apply the NetworkPolicies' ``ruleset`` (a ``table inet`` named ``policy_table``),
@@ -228,6 +270,7 @@ table ip {self.table} {{
 
     def teardown(self) -> None:
         """Remove this run's tables, namespaces and bridge; restore ip_forward."""
+        self.relay.stop()
         if self.table:
             _run("nft", "delete", "table", "ip", self.table, check=False)
         if self.isolated:

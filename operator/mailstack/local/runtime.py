@@ -4,8 +4,8 @@ Owns ``LocalRuntime``: each pod's volumes (materialised by ``local.volumes``), i
 namespace (``local.network``), its /etc/hosts and resolv.conf (files of the run, bound over a
 private layer on the host's /etc: never onto the host's files), the spec each container's init
 mounts (``local.container``), restarts of containers that exit (``local.processes``), the wait
-for the agents' readiness endpoints, the public ports published with DNAT (or, for the
-ProxyProtocol exposure, behind HAProxy: ``local.haproxy``), and a new render
+for the agents' readiness endpoints, the public ports published once the pods are ready, with
+DNAT (or, for the ProxyProtocol exposure, behind HAProxy: ``local.haproxy``), and a new render
 applied in place (its NetworkPolicies too, as nftables rules: ``local.network_policy``):
 changed ConfigMaps/Secrets are swapped (the agents reload the daemons),
 changed pod templates restart their pod. ``local.up`` drives it for ``mailstack up``.
@@ -103,6 +103,9 @@ class LocalRuntime:
         self.pods: dict[str, PodPlan] = {}
         self.running: dict[str, list[RunningContainer]] = {}
         self.addresses: dict[str, str] = {}
+        # (published port, pod address, container port) of the render ``start`` ran.
+        self.forwards: list[tuple[int, str, int]] = []
+        self.proxied: list[bool] = []  # per forward: behind HAProxy (ProxyProtocol)
         self.objects: list[Obj] = []
         self.logs = state / "logs"
         self.stopping = False
@@ -246,8 +249,8 @@ class LocalRuntime:
         self.network.isolate(ruleset)
 
     def start(self, objects: list[Obj]) -> None:
-        """Network, policies, pods and published ports for a render; refuses clashing ports
-        first."""
+        """Network, policies and pods for a render; refuses clashing ports first. The ports
+        are published by ``publish``."""
         self.objects = objects
         pods = plan_pods(objects)
         self.network.setup_bridge()
@@ -257,7 +260,6 @@ class LocalRuntime:
         # Before any daemon listens: no moment in which every pod reaches every port.
         self._isolate()
         planned = public_forwards(objects, pods)
-        forwards = [(f.port + self.port_offset, self.addresses[f.pod], f.target) for f in planned]
         untrusted = untrusted_domains(
             objects, [f.domain for f in planned if f.proxied], self.network.host_address
         )
@@ -267,6 +269,8 @@ class LocalRuntime:
                 f"hold {self.network.host_address}, where mailstack up's HAProxy connects from: "
                 "add the pod bridge's range, 10.192.0.0/10"
             )
+        self.network.open_egress()
+        forwards = [(f.port + self.port_offset, self.addresses[f.pod], f.target) for f in planned]
         ports = [port for port, _, _ in forwards]
         if len(ports) != len(set(ports)):
             raise NetworkError(
@@ -278,11 +282,15 @@ class LocalRuntime:
         self.network.check_unused(self.listen, ports)
         for pod in pods:
             self.start_pod(pod)
-        proxied = [f.proxied for f in planned]
-        self.network.publish(
-            self.listen, [f for f, p in zip(forwards, proxied, strict=True) if not p]
-        )
-        self._start_proxy([f for f, p in zip(forwards, proxied, strict=True) if p])
+        self.forwards = forwards
+        self.proxied = [f.proxied for f in planned]
+
+    def publish(self) -> None:
+        """Publish the pods' public ports (once they are ready: ``wait_ready``): with DNAT, or
+        behind HAProxy for the ProxyProtocol exposure."""
+        pairs = list(zip(self.forwards, self.proxied, strict=True))
+        self.network.publish(self.listen, [f for f, proxied in pairs if not proxied])
+        self._start_proxy([f for f, proxied in pairs if proxied])
 
     def _start_proxy(self, forwards: list[tuple[int, str, int]]) -> None:
         """HAProxy in front of the pods of the ProxyProtocol exposure (``local.haproxy``)."""

@@ -116,10 +116,13 @@ def _run_locked(
         runtime.start(objects)
         forwards = public_forwards(objects, list(runtime.pods.values()))
         not_ready = runtime.wait_ready()
-        endpoints = runtime.endpoints(forwards)
-        (state.root / "endpoints.json").write_text(json.dumps(endpoints, indent=1, sort_keys=True))
         if runtime.stopping:
             return 0
+        # As a Service: no traffic before the pods are ready (a client would meet a Postfix
+        # whose milter is not up yet: 451). Pods still not ready at the deadline get it anyway.
+        runtime.publish()
+        endpoints = runtime.endpoints(forwards)
+        (state.root / "endpoints.json").write_text(json.dumps(endpoints, indent=1, sort_keys=True))
         if not_ready:
             log("not ready after {:.0f} s: {}".format(READY_TIMEOUT, ", ".join(not_ready)))
         print_endpoints(endpoints, state.root)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from mailstack.api.assemble import MailService
 from mailstack.render import layout
 from mailstack.render.templating import render_template
+from mailstack.render.tls_profile import template_values as tls_profile
 from mailstack.render.workloads import enabled_public_ports
 
 # Where Pigeonhole keeps the compiled form of scripts that live on read-only mounts (the global
@@ -66,6 +67,7 @@ def render_dovecot_conf(service: MailService) -> str:
         "dovecot/dovecot.conf.j2",
         domain=domain,
         protocols=" ".join(dovecot_protocols(service)),
+        tls=tls_profile(),
         listeners=listener_ports(service),
         postmaster=f"postmaster@{domain.domain}",  # routed by the alias map, see postfix.py
         paths={

@@ -8,6 +8,7 @@ from mailstack.api.postscreen_models import DnsblSite
 from mailstack.render import layout
 from mailstack.render.rspamd import SCAN_TIMEOUT_SECONDS
 from mailstack.render.templating import RenderError, render_template
+from mailstack.render.tls_profile import template_values as tls_profile
 from mailstack.render.workloads import enabled_public_ports, internal_ports
 
 # Postfix's milter timeouts (its defaults, 30 s per command and 300 s for the message, would
@@ -82,6 +83,7 @@ def render_postfix_main_cf(
         postscreen_access_list=postscreen_access_list(domain.postscreen.allow_networks),
         tripwire=f"{layout.POSTFIX_CONFIG_DIR}/{CLUSTER_CLIENTS_FILE}" if networks else None,
         proxy_protocol=domain.service.proxy_protocol,
+        tls=tls_profile(),
     )
 
 
