@@ -202,8 +202,8 @@ def render_mta_statefulset(
         [
             mount("rspamd-config", f"{layout.RSPAMD_CONFIG_DIR}/local.d"),
             mount("dkim", layout.DKIM_DIR),
-            # Where mail forwards outside the server (render/forwarding.py): rspamd reads the
-            # map file again when it changes, without a reload.
+            # Where mail forwards outside the server (render/forwarding.py): rspamd.lua reads
+            # the map again within 10 s of a change, without a reload.
             mount("forwarding", FORWARDING_DIR),
             mount("milter", layout.MILTER_DIR, read_only=False),
             # rspamd's compiled regexp cache takes ~12 s to build: keep it on the queue volume.

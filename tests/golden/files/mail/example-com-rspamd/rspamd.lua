@@ -260,17 +260,43 @@ rspamd_config:register_dependency("MAILSTACK_OWN_FROM_DMARC_FAIL", "DMARC_CHECK"
 -- per envelope recipient (before Postfix's alias expansion) where it leads: "refuse" (only
 -- outside: the message is refused), or the held addresses of the mailboxes that keep a copy
 -- (the recipient is replaced by them: delivered here only, to Junk).
-local forwarding = rspamd_config:add_map({
-  type = "hash",
-  url = "/etc/mailstack/forwarding/forwarding",
-  description = "Envelope recipients that forward outside this server",
-})
+-- The map is read here, not as an rspamd map: rspamd polls its maps every map_watch_interval
+-- (5 min, for every map: the stock remote ones too), and a forwardTo added by a user should be
+-- guarded at once. Each worker checks the file every 10 s and reads it again when it changed.
+local rspamd_util = require "rspamd_util"
+local forwarding_path = "/etc/mailstack/forwarding/forwarding"
+local forwarding, forwarding_seen = {}, nil
+
+local function load_forwarding()
+  local err, st = rspamd_util.stat(forwarding_path)
+  local seen = (not err and st) and string.format("%s:%s", st.mtime, st.size) or "missing"
+  if seen == forwarding_seen then
+    return
+  end
+  local entries = {}
+  local file = io.open(forwarding_path, "r")
+  if file then
+    for line in file:lines() do
+      local key, value = line:match("^([^#%s]%S*)%s+(%S+)")
+      if key then
+        entries[key:lower()] = value
+      end
+    end
+    file:close()
+  end
+  forwarding, forwarding_seen = entries, seen
+end
+
+load_forwarding()
+rspamd_config:add_on_load(function(_, ev_base)
+  rspamd_config:add_periodic(ev_base, 10.0, function()
+    load_forwarding()
+    return true
+  end, false)
+end)
 
 local function forwarding_of(address)
-  if not forwarding then
-    return nil
-  end
-  local found = forwarding:get_key(address)
+  local found = forwarding[address]
   if found then
     return found
   end
@@ -280,13 +306,10 @@ local function forwarding_of(address)
   end
   -- As Postfix looks up an address with a detail: user+detail@, then user@, then the catch-all.
   local base = user:match("^([^+]*)%+")
-  if base then
-    found = forwarding:get_key(base .. "@" .. domain)
-    if found then
-      return found
-    end
+  if base and forwarding[base .. "@" .. domain] then
+    return forwarding[base .. "@" .. domain]
   end
-  return forwarding:get_key("@" .. domain)
+  return forwarding["@" .. domain]
 end
 
 local marked_actions = { ["add header"] = true, ["rewrite subject"] = true }
