@@ -1,7 +1,9 @@
 """``spec.spam.onScanFailure: accept`` against the real rspamd: a message too complex to scan is
 let through at once, unscanned and marked, and a header of the sender's own claiming a verdict
 is removed. (The default, tempfail, runs in the session stack: test_scanner.py.) And the agent's
-health probe is answered without being scanned or logged.
+health probe is answered without being scanned or logged. With no DNS server answering, a
+stranger's envelope sender of our own domain waits (451): its SPF could not be checked. The
+forwarding guard follows its map as it changes, without a reload.
 
 rspamd runs alone here, from the rendered ``local.d`` with its milter socket moved into the
 test's folder, and the test speaks the milter protocol to it as Postfix would.
@@ -13,8 +15,9 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,7 @@ import pytest
 from mailstack.agent.milter_probe import PROBE_MESSAGE, MilterError, scan
 from mailstack.api.models import Spam
 from mailstack.render import layout
+from mailstack.render.forwarding import FORWARDING_MAP
 from mailstack.render.rspamd import render_rspamd_config
 from tests.support import example_service
 
@@ -29,7 +33,19 @@ PARTS = 2000
 
 
 @pytest.fixture(scope="module")
-def rspamd_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def guard_map() -> Iterator[Path]:
+    """Where rspamd.lua reads the forwarding guard's map (in the pod: the users Secret's key):
+    a folder _rspamd can reach (pytest's own are root's alone)."""
+    folder = Path(tempfile.mkdtemp(prefix="mailstack-guard-"))
+    os.chmod(folder, 0o755)
+    try:
+        yield folder / "forwarding"
+    finally:
+        shutil.rmtree(folder)
+
+
+@pytest.fixture(scope="module")
+def rspamd_root(tmp_path_factory: pytest.TempPathFactory, guard_map: Path) -> Iterator[Path]:
     """rspamd's folder: ``local.d``, ``run/milter.sock``, ``rspamd.log`` (its output)."""
     if os.geteuid() != 0:
         pytest.skip("rspamd is started as _rspamd: needs root")
@@ -46,6 +62,7 @@ def rspamd_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     files["options.inc"] += (
         'dns { nameserver = ["127.0.0.1:1"]; timeout = 0.2s; retransmits = 1; }\n'
     )
+    files["rspamd.lua"] = files["rspamd.lua"].replace(FORWARDING_MAP, str(guard_map))
     for name, text in files.items():
         (local / name).write_text(text)
     for folder in ("db", "run"):
@@ -205,3 +222,57 @@ def test_long_plain_text_with_signatures_comments_and_rules_is_scanned(milter: s
     assert too_complex_reason(replies) is None, replies
     changes = b"".join(data for code, data in replies[:-1])
     assert b"X-Spam-Status" in changes, replies  # rspamd's own verdict: it was scanned
+
+
+def test_our_envelope_sender_waits_when_our_spf_cannot_be_checked(
+    milter: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No DNS answers here: SPF gives a temporary error, and the stranger is told to come back
+    (451), neither accepted nor refused for good. From the pod itself it is not checked."""
+    # The milter session's envelope sender (milter_probe sends the probe's).
+    monkeypatch.setattr(layout, "MILTER_PROBE_SENDER", "bob@example.com")
+    headers = (("From", "bob@example.com"), ("To", "alice@example.com"), ("Subject", "dns"))
+    replies = scan(milter, 20, headers, b"hello\r\n", client="192.0.2.1")
+    assert replies[-1] == (
+        b"y",
+        b"451 4.7.1 The SPF record of the sender's domain could not be checked, try again later\0",
+    ), replies
+    assert scan(milter, 20, headers, b"hello\r\n", client="127.0.0.1")[-1][0] in (b"a", b"c")
+
+
+def test_the_forwarding_guard_follows_its_map_without_a_reload(
+    guard_map: Path, milter: str
+) -> None:
+    """Spam to the session's recipient, ``probe@localhost``: refused while the map says it
+    only forwards; delivered to its held address instead once the map says it keeps a copy.
+    (No Message-ID, no Date, and DNS failing for every check score it between add_header and
+    reject.)"""
+    headers = (("From", "someone@example.net"), ("To", "probe@localhost"))
+    path = guard_map
+
+    def write(verdict: str) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(f"# guard map\nprobe@localhost {verdict}\n")
+        os.replace(tmp, path)
+
+    def scan_until(done: Callable[[list[tuple[bytes, bytes]]], bool]) -> list[tuple[bytes, bytes]]:
+        deadline = time.monotonic() + 30  # the workers look every 10 s
+        while True:
+            replies = scan(milter, 20, headers, b"buy now\r\n", client="192.0.2.1")
+            if done(replies) or time.monotonic() > deadline:
+                return replies
+            time.sleep(1)
+
+    write("refuse")
+    replies = scan_until(lambda r: r[-1][0] == b"y")
+    assert replies[-1] == (
+        b"y",
+        b"554 5.7.1 Not accepted: probe@localhost forwards mail to another server, and this "
+        b"message is not forwarded because it is marked as spam\0",
+    ), replies
+    write("held+not-forwarded@localhost")
+    replies = scan_until(lambda r: r[-1][0] != b"y")
+    assert (b"-", b"<probe@localhost>\0") in replies or (b"-", b"probe@localhost\0") in replies
+    assert any(code == b"+" and b"held+not-forwarded@localhost" in data for code, data in replies)
+    assert replies[-1][0] in (b"a", b"c"), replies
+    path.unlink()

@@ -50,6 +50,7 @@ from mailstack.material.pki import (
 from mailstack.material.resolve import material_secrets, resolve_material
 from mailstack.render import layout
 from mailstack.render.dovecot import STORED_HEADER_ROOM
+from mailstack.render.forwarding import held_alias_entries
 from mailstack.render.objects import CHECKSUM_ANNOTATION, DOMAIN_ANNOTATION
 from mailstack.render.postfix import RELAY_CA_FILE
 from mailstack.render.stack import render_stack
@@ -482,6 +483,8 @@ def expected_aliases(service: MailService) -> dict[str, tuple[str, ...]]:
             entries[address] = (postmaster,)
     if dom.catch_all:
         entries[f"@{dom.domain}"] = (dom.catch_all,)
+    # The held addresses of mailboxes that forward (render/forwarding.py, tested on its own).
+    entries.update(held_alias_entries(list(entries.items()), dom.domain))
     return entries
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from mailstack.api.assemble import MailService
 from mailstack.render import layout
+from mailstack.render.forwarding import FORWARDING_MAP, HELD_DETAIL
 from mailstack.render.templating import render_template
 
 RSPAMD_FILES = (
@@ -74,6 +75,11 @@ UNUSED_MODULES = {
 }
 
 
+def own_domains(service: MailService) -> list[str]:
+    """The domains this stack receives mail for (Postfix's virtual_mailbox_domains)."""
+    return [service.domain.domain]
+
+
 def dkim_key_file(selector: str) -> str:
     """The key inside the ``<name>-dkim`` Secret holding the private key."""
     return f"{selector}.key"
@@ -93,6 +99,11 @@ def render_rspamd_config(service: MailService) -> dict[str, str]:
         "limits": SCAN_LIMITS,
         "scan_timeout": SCAN_TIMEOUT_SECONDS,
         "proxy_processes": PROXY_PROCESSES,
+        # The domains whose envelope senders strangers may use only from the addresses of the
+        # SPF record we publish (rspamd.lua).
+        "own_domains": own_domains(service),
+        "forwarding_map": FORWARDING_MAP,
+        "held_detail": HELD_DETAIL,
     }
     files = {name: render_template(f"rspamd/{name}.j2", **context) for name in RSPAMD_FILES}
     if domain.spam.antivirus.enabled:

@@ -16,6 +16,11 @@ from mailstack.api.validate import has_control_characters
 from mailstack.material import Material
 from mailstack.render import layout
 from mailstack.render.dovecot import SIEVE_BINDIR
+from mailstack.render.forwarding import (
+    FORWARDING_MAP_KEY,
+    held_alias_entries,
+    render_forwarding_map,
+)
 from mailstack.render.templating import RenderError
 
 
@@ -98,9 +103,12 @@ def virtual_alias_entries(service: MailService) -> list[tuple[str, tuple[str, ..
 
 
 def render_virtual_aliases(service: MailService) -> str:
+    """The alias entries, then the held addresses of forwarding mailboxes (render/forwarding)."""
+    entries = virtual_alias_entries(service)
+    held = held_alias_entries(entries, service.domain.domain)
     return "".join(
         _line(address, ",".join(targets), separator=" ") + "\n"
-        for address, targets in virtual_alias_entries(service)
+        for address, targets in [*entries, *held]
     )
 
 
@@ -150,6 +158,9 @@ def render_users_secret_data(service: MailService, material: Material) -> dict[s
         "virtual_mailboxes": render_virtual_mailboxes(service),
         "virtual_aliases": render_virtual_aliases(service),
         "sender_logins": render_sender_logins(service),
+        FORWARDING_MAP_KEY: render_forwarding_map(
+            virtual_alias_entries(service), service.domain.domain
+        ),
     }
     relay = render_relay_passwords(service, material)
     if relay is not None:

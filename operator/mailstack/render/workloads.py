@@ -24,6 +24,7 @@ from mailstack.render.containers import (
     port,
     secret_volume,
 )
+from mailstack.render.forwarding import FORWARDING_DIR, FORWARDING_MAP_KEY
 from mailstack.render.objects import (
     CHECKSUM_ANNOTATION,
     RenderOptions,
@@ -223,6 +224,9 @@ def render_mta_statefulset(
         [
             mount("rspamd-config", f"{layout.RSPAMD_CONFIG_DIR}/local.d"),
             mount("dkim", layout.DKIM_DIR),
+            # Where mail forwards outside the server (render/forwarding.py): rspamd.lua reads
+            # the map again within 10 s of a change, without a reload.
+            mount("forwarding", FORWARDING_DIR),
             mount("milter", layout.MILTER_DIR, read_only=False),
             # rspamd's compiled regexp cache takes ~12 s to build: keep it on the queue volume.
             # Not the "rspamd" folder of earlier versions, which root made rspamd's (another
@@ -240,6 +244,7 @@ def render_mta_statefulset(
         config_map_volume("postfix-config", names["postfix_config"]),
         config_map_volume("rspamd-config", names["rspamd_config"]),
         secret_volume("users", names["users"], user_keys),
+        secret_volume("forwarding", names["users"], [FORWARDING_MAP_KEY]),
         secret_volume("tls", names["tls"], ["tls.crt", "tls.key", "ca.crt"]),
         # The MDA's certificate and the fingerprint Postfix trusts, not the key.
         secret_volume("mda-client", names["mda_client"], ["clientcerts", "tls.crt"]),

@@ -164,3 +164,196 @@ rspamd_config:register_symbol({
     task:set_flag("skip")
   end,
 })
+
+-- Our own domains are not for strangers (docs/operator.md, "Our domains on port 25"). A client
+-- that neither logged in (587, 465, and Sieve's pseudo login on mda-submit) nor connects from
+-- the pod itself (mynetworks: bounces, notices, the health probe) may use an envelope sender of
+-- ours only from an address the SPF record we publish authorises. rspamd's SPF module evaluates
+-- exactly that record (mx, include:, ip4:/ip6:, whatever it lists) against the client address;
+-- force_actions.conf refuses on its answer. The null sender (bounces) names no domain.
+local own_domains = { ["example.org"] = true }
+
+local function from_stranger(task)
+  if task:get_user() then
+    return false
+  end
+  local ip = task:get_from_ip()
+  return not (ip and ip:is_valid() and ip:is_local())
+end
+
+local function own_envelope_domain(task)
+  local from = task:get_from("smtp")
+  local domain = from and from[1] and from[1].domain
+  if domain and own_domains[domain:lower()] then
+    return domain:lower()
+  end
+  return nil
+end
+
+local spf_verdicts = {
+  R_SPF_FAIL = "fail", R_SPF_SOFTFAIL = "softfail", R_SPF_NEUTRAL = "neutral",
+  R_SPF_PERMFAIL = "permerror", R_SPF_NA = "none",
+}
+
+local own_sender_id = rspamd_config:register_symbol({
+  name = "MAILSTACK_OWN_SENDER_CHECK",
+  type = "callback",
+  flags = "empty,nostat",
+  score = 0.0,
+  group = "policies",
+  callback = function(task)
+    if not from_stranger(task) then
+      return
+    end
+    local domain = own_envelope_domain(task)
+    if not domain then
+      return
+    end
+    if task:has_symbol("R_SPF_ALLOW") then
+      return
+    end
+    for symbol, verdict in pairs(spf_verdicts) do
+      if task:has_symbol(symbol) then
+        task:insert_result("MAILSTACK_OWN_SENDER_NOT_IN_SPF", 1.0, domain .. ":" .. verdict)
+        return
+      end
+    end
+    -- A DNS failure (R_SPF_DNSFAIL) or no answer in time: the client may try again later.
+    task:insert_result("MAILSTACK_OWN_SENDER_SPF_TEMPFAIL", 1.0, domain)
+  end,
+})
+for _, name in ipairs({ "MAILSTACK_OWN_SENDER_NOT_IN_SPF", "MAILSTACK_OWN_SENDER_SPF_TEMPFAIL" }) do
+  rspamd_config:register_symbol({
+    name = name, type = "virtual", parent = own_sender_id, score = 0.0, group = "policies",
+  })
+end
+rspamd_config:register_dependency("MAILSTACK_OWN_SENDER_CHECK", "SPF_CHECK")
+
+-- MAILSTACK_OWN_FROM_DMARC_FAIL: From: names one of our domains, and the message fails its
+-- DMARC (whatever policy we publish: with p=none it is still not ours).
+local dmarc_failures = { "DMARC_POLICY_REJECT", "DMARC_POLICY_QUARANTINE", "DMARC_POLICY_SOFTFAIL" }
+
+rspamd_config:register_symbol({
+  name = "MAILSTACK_OWN_FROM_DMARC_FAIL",
+  type = "callback",
+  flags = "empty,nostat",
+  score = 0.0,
+  group = "policies",
+  callback = function(task)
+    local from = task:get_from("mime")
+    local domain = from and from[1] and from[1].domain
+    if not (domain and own_domains[domain:lower()]) then
+      return false
+    end
+    for _, symbol in ipairs(dmarc_failures) do
+      if task:has_symbol(symbol) then
+        return true, symbol
+      end
+    end
+    return false
+  end,
+})
+rspamd_config:register_dependency("MAILSTACK_OWN_FROM_DMARC_FAIL", "DMARC_CHECK")
+
+-- The forwarding guard (render/forwarding.py): mail from strangers that is marked as spam or
+-- fails our DMARC does not leave through forwardTo or an alias to another server. The map says
+-- per envelope recipient (before Postfix's alias expansion) where it leads: "refuse" (only
+-- outside: the message is refused), or the held addresses of the mailboxes that keep a copy
+-- (the recipient is replaced by them: delivered here only, to Junk).
+-- The map is read here, not as an rspamd map: rspamd polls its maps every map_watch_interval
+-- (5 min, for every map: the stock remote ones too), and a forwardTo added by a user should be
+-- guarded at once. Each worker checks the file every 10 s and reads it again when it changed.
+local rspamd_util = require "rspamd_util"
+local forwarding_path = "/etc/mailstack/forwarding/forwarding"
+local forwarding, forwarding_seen = {}, nil
+
+local function load_forwarding()
+  local err, st = rspamd_util.stat(forwarding_path)
+  local seen = (not err and st) and string.format("%s:%s", st.mtime, st.size) or "missing"
+  if seen == forwarding_seen then
+    return
+  end
+  local entries = {}
+  local file = io.open(forwarding_path, "r")
+  if file then
+    for line in file:lines() do
+      local key, value = line:match("^([^#%s]%S*)%s+(%S+)")
+      if key then
+        entries[key:lower()] = value
+      end
+    end
+    file:close()
+  end
+  forwarding, forwarding_seen = entries, seen
+end
+
+load_forwarding()
+rspamd_config:add_on_load(function(_, ev_base)
+  rspamd_config:add_periodic(ev_base, 10.0, function()
+    load_forwarding()
+    return true
+  end, false)
+end)
+
+local function forwarding_of(address)
+  local found = forwarding[address]
+  if found then
+    return found
+  end
+  local user, domain = address:match("^([^@]*)@(.+)$")
+  if not user then
+    return nil
+  end
+  -- As Postfix looks up an address with a detail: user+detail@, then user@, then the catch-all.
+  local base = user:match("^([^+]*)%+")
+  if base and forwarding[base .. "@" .. domain] then
+    return forwarding[base .. "@" .. domain]
+  end
+  return forwarding["@" .. domain]
+end
+
+local marked_actions = { ["add header"] = true, ["rewrite subject"] = true }
+
+rspamd_config:register_symbol({
+  name = "MAILSTACK_FORWARD_GUARD",
+  type = "postfilter",
+  flags = "empty,nostat",
+  callback = function(task)
+    if not from_stranger(task) then
+      return
+    end
+    local why
+    if task:has_symbol("MAILSTACK_OWN_FROM_DMARC_FAIL") then
+      why = "it fails the DMARC policy of its From: domain"
+    elseif marked_actions[task:get_metric_action()] then
+      why = "it is marked as spam"
+    else
+      return
+    end
+    local refused, deleted, added = {}, {}, {}
+    for _, rcpt in ipairs(task:get_recipients("smtp") or {}) do
+      local address = (rcpt.addr or ""):lower()
+      local verdict = forwarding_of(address)
+      if verdict == "refuse" then
+        table.insert(refused, address)
+      elseif verdict and verdict ~= "local" then
+        table.insert(deleted, rcpt.addr)
+        for held in verdict:gmatch("[^,]+") do
+          table.insert(added, held)
+        end
+      end
+    end
+    if #refused > 0 then
+      rspamd_logger.infox(task, "not forwarding to %s: %s", table.concat(refused, ","), why)
+      task:set_pre_result{action = "reject", module = "mailstack", priority = 10,
+        message = "Not accepted: " .. refused[1] .. " forwards mail to another server, and " ..
+          "this message is not forwarded because " .. why}
+      return
+    end
+    if #deleted > 0 then
+      rspamd_logger.infox(task, "delivering here only, not forwarding (%s): %s -> %s", why,
+        table.concat(deleted, ","), table.concat(added, ","))
+      task:set_milter_reply({ del_rcpt = deleted, add_rcpt = added })
+    end
+  end,
+})
