@@ -1,0 +1,210 @@
+"""Outside re-check of issue #13 (hostile tenants), the pure parts: attacks on the fixes of the
+first check, through ``mailstack render`` and the API functions. Each test FAILS while its attack
+works (its docstring says the attack); the ``test_held_*`` ones pass: attacks that are stopped.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mailstack.api import hosts
+from mailstack.api.assemble import assemble
+from mailstack.api.parse.maildomain import parse_maildomain
+from mailstack.api.policy import Grants, parse_policy
+
+POLICY = """\
+apiVersion: mailstack.dev/v1alpha1
+kind: MailDomainPolicy
+metadata: {name: tenant-a}
+spec:
+  namespaces: [tenant-a]
+  domains: [a.example, "*.a.example"]
+"""
+
+
+def render(tmp_path: Path, spec: str) -> subprocess.CompletedProcess[str]:
+    doc = tmp_path / "in.yaml"
+    doc.write_text(
+        POLICY
+        + "---\napiVersion: mailstack.dev/v1alpha1\nkind: MailDomain\n"
+        + "metadata: {name: a, namespace: tenant-a}\nspec:\n  domain: a.example\n"
+        + spec
+    )
+    cli = Path(sys.executable).with_name("mailstack")
+    return subprocess.run(
+        [str(cli), "render", "-f", str(doc), "-o", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def antivirus(urls: list[str]) -> str:
+    listed = ", ".join(urls)
+    return (
+        "  spam:\n    antivirus:\n      enabled: true\n      signatures:\n"
+        f"        official: false\n        urls: [{listed}]\n"
+    )
+
+
+# --- R1: an IPv4 address spelled with a hex (or octal) last label passes as a "name" ---------
+
+# Each is a valid domain name for validate.domain_name (the top label is not all digits), so
+# hosts.host_problem judges it as a public name; glibc's getaddrinfo (and libcurl, which
+# freshclam uses) reads it with inet_aton: no DNS lookup, the address below.
+HEX_SPELLINGS = {
+    "169.254.169.0xfe": "169.254.169.254",
+    "0xa9.0xfe.0xa9.0xfe": "169.254.169.254",
+    "169.0xfea9fe": "169.254.169.254",
+    "10.0.0.0x1": "10.0.0.1",
+    "127.0.0.0x1": "127.0.0.1",
+}
+
+
+@pytest.mark.parametrize("spelling", sorted(HEX_SPELLINGS))
+def test_a_hex_spelled_metadata_address_is_not_a_public_host(spelling: str) -> None:
+    """Attack: ``spam.antivirus.signatures.urls: [http://169.254.169.0xfe/latest/meta-data]``
+    (or privateMirror) under a policy: the host rule takes it for a public name, and freshclam
+    in the MTA pod fetches from the cloud metadata address (or 10.x, loopback)."""
+    resolved = socket.getaddrinfo(spelling, 80, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+    assert resolved == HEX_SPELLINGS[spelling]  # what the pod's libc makes of it
+    assert hosts.host_problem(spelling) is not None, f"{spelling} ({resolved}) counts as public"
+
+
+def test_freshclam_is_not_pointed_at_the_metadata_address_by_a_hex_spelling(
+    tmp_path: Path,
+) -> None:
+    """Attack (as R1, end to end): ``mailstack render`` with a policy accepts the URL and writes
+    ``DatabaseCustomURL http://169.254.169.0xfe/...`` into freshclam.conf."""
+    done = render(tmp_path, antivirus(["http://169.254.169.0xfe/latest/meta-data/x.ndb"]))
+    assert done.returncode != 0, "rendered: freshclam fetches from 169.254.169.254"
+
+
+# --- R2: a name the MTA pod's resolver completes with the cluster's search domains ----------
+
+
+def test_freshclam_is_not_pointed_at_a_cluster_service_through_the_search_domains(
+    tmp_path: Path,
+) -> None:
+    """Attack: ``urls: [http://kubernetes.default/x.ndb, http://shop.tenant-b/x.ndb]``. The host
+    rule refuses single labels and ``.svc`` names, but a two-label name passes as public; the
+    MTA pod has the default ``dnsPolicy: ClusterFirst`` (``ndots:5`` and the search list), and
+    freshclam resolves through getaddrinfo, so these become ``kubernetes.default.svc.<cluster
+    domain>`` (the API server) and tenant-b's Service ``shop``. (Postfix resolves the relay
+    without the search list; freshclam does not.) The docs' threat table says "names resolved
+    without the search list"."""
+    done = render(tmp_path, antivirus(["http://kubernetes.default/x.ndb"]))
+    if done.returncode == 0:
+        pods = (tmp_path / "out").rglob("*.yaml")
+        dns_policies = [
+            doc["spec"]["template"]["spec"].get("dnsPolicy", "ClusterFirst")
+            for path in pods
+            for doc in yaml.safe_load_all(path.read_text())
+            if isinstance(doc, dict) and doc.get("kind") == "StatefulSet"
+        ]
+        # Rendered: acceptable only if the pods do not complete names with the search list.
+        assert dns_policies and all(p == "None" for p in dns_policies), (
+            "rendered: freshclam fetches http://kubernetes.default/ through the search domains "
+            f"(dnsPolicy {dns_policies})"
+        )
+
+
+# --- R3: a newer claim of a domain under an older tenant's domain takes its mail host --------
+
+SHARED = """\
+apiVersion: mailstack.dev/v1alpha1
+kind: MailDomainPolicy
+metadata: {name: customers}
+spec:
+  namespaces: [tenant-a, squatter]
+  domains: ["*.customers.example"]
+"""
+
+
+def _md(ns: str, name: str, domain: str, created: str, **spec: Any) -> Any:
+    return parse_maildomain(
+        {
+            "apiVersion": "mailstack.dev/v1alpha1",
+            "kind": "MailDomain",
+            "metadata": {
+                "name": name,
+                "namespace": ns,
+                "uid": f"uid-{name}",
+                "creationTimestamp": created,
+            },
+            "spec": {"domain": domain, **spec},
+        }
+    )
+
+
+def test_a_newer_domain_under_an_older_tenants_domain_does_not_take_its_mail_host() -> None:
+    """Attack: under a wide grant shared by tenants (``*.customers.example``, no proof), the
+    squatter claims the DOMAIN ``mail.shop.customers.example``, which is the host name of
+    tenant-a's older, serving ``shop.customers.example``. The owner rule ("a host name equal to
+    or under a domain another namespace claims belongs to that domain's owner, whatever the
+    ages") then refuses the older victim (DomainConflict: withdrawn, pods, Services,
+    certificate and records deleted), and the squatter may use that host name itself: its A
+    record and certificate are the victim's MX target."""
+    grants = Grants((parse_policy(yaml.safe_load(SHARED)),))
+    victim = _md("tenant-a", "shop", "shop.customers.example", "2026-01-01T00:00:00Z")
+    squatter = _md(
+        "squatter",
+        "squat",
+        "mail.shop.customers.example",
+        "2026-06-01T00:00:00Z",
+        hostname="mail.shop.customers.example",
+    )
+    services, problems = assemble([victim, squatter], [], grants)
+    served = {s.domain.ref: s.domain.hostname for s in services}
+    print(served, [(p.ref, p.path, p.message) for p in problems])
+    assert victim.ref in served, [p.message for p in problems if p.ref == victim.ref]
+    assert "mail.shop.customers.example" not in {
+        h for ref, h in served.items() if ref == squatter.ref
+    }, "the squatter serves the victim's mail host name"
+
+
+def test_held_a_hostname_under_an_older_tenants_domain_is_refused() -> None:
+    """Held (the first check's #2): the squatter's own domain with the victim's host name."""
+    grants = Grants((parse_policy(yaml.safe_load(SHARED)),))
+    victim = _md("tenant-a", "shop", "shop.customers.example", "2026-01-01T00:00:00Z")
+    squatter = _md(
+        "squatter",
+        "squat",
+        "squat.customers.example",
+        "2026-06-01T00:00:00Z",
+        hostname="mail.shop.customers.example",
+    )
+    services, _ = assemble([victim, squatter], [], grants)
+    assert {s.domain.ref for s in services} == {victim.ref}
+
+
+# --- held: other spellings and the address rules --------------------------------------------
+
+HELD_NOT_PUBLIC = [
+    "169.254.169.254",
+    "[::ffff:169.254.169.254]",
+    "::ffff:a9fe:a9fe",
+    "64:ff9b::a9fe:a9fe",
+    "2002:a9fe:a9fe::1",
+    "::169.254.169.254",
+    "fd00:ec2::254",
+    "192.0.0.192",
+    "100.100.100.200",  # Alibaba's metadata address (CGNAT range)
+    "relay.tenant-b.svc.cluster.test",
+    "x.y.pod.cluster.local",
+    "kubernetes",
+    "metadata.google.internal",
+]
+
+
+@pytest.mark.parametrize("host", HELD_NOT_PUBLIC)
+def test_held_not_public(host: str) -> None:
+    assert hosts.host_problem(host) is not None
