@@ -208,3 +208,26 @@ HELD_NOT_PUBLIC = [
 @pytest.mark.parametrize("host", HELD_NOT_PUBLIC)
 def test_held_not_public(host: str) -> None:
     assert hosts.host_problem(host) is not None
+
+
+# --- R6: a bcrypt cost planted in the operator's own users Secret ---------------------------
+
+
+def test_a_planted_bcrypt_cost_is_not_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack: the tenant (who may write its namespace's Secrets) replaces a hash in the
+    operator's ``<n>-users`` passwd-file by a ``$2b$31$`` one. ``password_hash`` takes it as the
+    previous hash and checks the Mailbox's plain password against it with bcrypt at the planted
+    cost (2^31 rounds: days), on the operator's event loop (component test
+    ``test_a_planted_bcrypt_cost_in_the_users_secret_does_not_stall_other_tenants``)."""
+    from mailstack.material import passwords
+
+    costs: list[int] = []
+
+    def checkpw(secret: bytes, hashed: bytes) -> bool:
+        costs.append(int(hashed.split(b"$")[2]))
+        return False
+
+    monkeypatch.setattr(passwords.bcrypt, "checkpw", checkpw)
+    planted = "{BLF-CRYPT}$2b$31$tOEdbk4gmVygvJJD4mJeBOINOxqptvRAGhyqabQb4lyBaifz1lxRy"
+    passwords.password_hash("correct-horse-battery", planted, rounds=4)
+    assert all(cost <= passwords.DEFAULT_ROUNDS for cost in costs), f"bcrypt ran at cost {costs}"
