@@ -231,3 +231,81 @@ def test_a_planted_bcrypt_cost_is_not_checked(monkeypatch: pytest.MonkeyPatch) -
     planted = "{BLF-CRYPT}$2b$31$tOEdbk4gmVygvJJD4mJeBOINOxqptvRAGhyqabQb4lyBaifz1lxRy"
     passwords.password_hash("correct-horse-battery", planted, rounds=4)
     assert all(cost <= passwords.DEFAULT_ROUNDS for cost in costs), f"bcrypt ran at cost {costs}"
+
+
+# --- R7: address-pinning annotations missing from policy.ADDRESS_ANNOTATIONS -----------------
+
+# Each pins (or adopts) a load balancer address like a key the table lists, by the same
+# implementation: AWS's and Azure's IPv6 counterparts of their listed IPv4 keys (both in their
+# controllers' sources), and DigitalOcean's adoption of an existing load balancer by id.
+UNLISTED_PINNING = [
+    "service.beta.kubernetes.io/aws-load-balancer-ipv6-addresses",
+    "service.beta.kubernetes.io/azure-pip-name-ipv6",
+    "kubernetes.digitalocean.com/load-balancer-id",
+]
+
+
+@pytest.mark.parametrize("key", UNLISTED_PINNING)
+def test_loadbalancerip_false_refuses_the_ipv6_and_adoption_annotations(key: str) -> None:
+    """Attack: the policy allows the cloud's annotations by prefix (``service.beta.kubernetes.io
+    /*``, as for the listed ``aws-load-balancer-private-ipv4-addresses`` and
+    ``azure-load-balancer-ipv4``) with ``loadBalancerIP: false``; the tenant pins its Service to
+    another tenant's (or the platform's) IPv6 address or public IP resource with the IPv6 key,
+    which the table does not know."""
+    prefix = key.split("/")[0] + "/*"
+    policy = parse_policy(
+        yaml.safe_load(
+            POLICY
+            + "  service:\n    types: [LoadBalancer]\n"
+            + f'    annotations: ["{prefix}"]\n    loadBalancerIP: false\n'
+        )
+    )
+    doc = {
+        "apiVersion": "mailstack.dev/v1alpha1",
+        "kind": "MailDomain",
+        "metadata": {"name": "a", "namespace": "tenant-a"},
+        "spec": {"domain": "a.example", "service": {"annotations": {key: "2001:db8::7"}}},
+    }
+    refusals = Grants((policy,)).service_refusals(parse_maildomain(doc))
+    assert refusals, f"{key} passes loadBalancerIP: false"
+
+
+# --- held: the admission policy on updates (the first check's #3) ---------------------------
+
+from tests.unit.test_chart_admission import ALICE, MALLORY, admit  # noqa: E402
+from tests.unit.test_chart_admission import mailbox as admission_mailbox  # noqa: E402
+from tests.unit.test_chart_admission import maildomain as admission_maildomain  # noqa: E402
+
+RELAY = {"host": "smtp.example.net", "credentialsSecretRef": {"name": "relay"}}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"relay": {**RELAY, "credentialsSecretRef": {"name": "relay", "passwordKey": "token"}}},
+        {"relay": {**RELAY, "port": 2525}},
+        {"relay": RELAY, "limits": {"recipientsPerMessage": 5}},
+        {"relay": RELAY, "pods": {"imagePullSecrets": [{"name": "pull"}]}},
+        {"relay": {**RELAY, "caSecretRef": {"name": "relay-ca"}}},
+    ],
+)
+def test_held_any_spec_change_of_a_maildomain_naming_an_unreadable_secret(
+    change: dict[str, Any],
+) -> None:
+    before = admission_maildomain(relay=RELAY)
+    assert admit(MALLORY, admission_maildomain(**change), old=before) is not None
+    assert admit(ALICE, admission_maildomain(**change), old=before) is None
+
+
+def test_held_a_mailbox_moved_to_another_address_is_checked() -> None:
+    before = admission_mailbox("alice-pw")
+    after = admission_mailbox("alice-pw")
+    after["spec"]["address"] = "boss@example.com"
+    assert admit(MALLORY, after, old=before) is not None
+
+
+def test_held_metadata_only_updates_pass_by_design() -> None:
+    before = admission_maildomain(relay=RELAY)
+    after = admission_maildomain(relay=RELAY)
+    after["metadata"]["labels"] = {"x": "y"}
+    assert admit(MALLORY, after, old=before) is None
