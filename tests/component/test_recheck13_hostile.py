@@ -51,7 +51,9 @@ def test_a_newer_domain_under_an_older_tenants_domain_does_not_withdraw_it(
     squatter creates a MailDomain whose DOMAIN is mail.shop.customers.example, with that as its
     host name. The host-name owner rule ("belongs to that domain's owner, whatever the ages")
     then withdraws tenant-a (DomainConflict: its pods, Services, DNSEndpoint go), and the
-    squatter's DNSEndpoint publishes an A record for tenant-a's MX target."""
+    squatter's DNSEndpoint publishes an A record for tenant-a's MX target. A second squatter
+    MailDomain for shop.customers.example itself (sharing that host name, as one namespace's
+    MailDomains may) then serves the victim's domain: its MX, SPF and DKIM records."""
     make_namespace(api, "tenant-a")
     make_namespace(api, "squatter")
     grant = {"domains": ["*.customers.example"]}
@@ -73,19 +75,36 @@ def test_a_newer_domain_under_an_older_tenants_domain_does_not_withdraw_it(
     )
     api.create(in_ns(squat, "squatter"))
     wait_for(lambda: valid(api, "squat", "squatter").get("status") is not None, 30)
+    time.sleep(1.1)
+    # Then a second squatter MailDomain for the victim's domain itself, sharing the host name.
+    steal = maildomain(
+        "steal",
+        "shop.customers.example",
+        hostname="mail.shop.customers.example",
+        dns={**dns, "addresses": {"ipv4": ["203.0.113.66"]}},
+    )
+    api.create(in_ns(steal, "squatter"))
+    wait_for(lambda: valid(api, "steal", "squatter").get("status") is not None, 30)
     settle(api, operator)
     shop = valid(api, "shop", "tenant-a")
-    hijacked = [
-        e
+    names = {
+        (e["dnsName"], e["recordType"])
         for ep in api.list("dnsendpoints", "squatter")
         for e in ep["spec"]["endpoints"]
-        if e["dnsName"] == "mail.shop.customers.example" and e["recordType"] in ("A", "AAAA")
-    ]
-    print("tenant-a Valid:", shop, "\nsquatter Valid:", valid(api, "squat", "squatter"))
-    print("squatter's records for tenant-a's mail host:", hijacked)
-    assert shop.get("status") == "True", f"the older tenant was withdrawn: {shop}"
-    assert api.list("dnsendpoints", "tenant-a"), "tenant-a's DNSEndpoint was deleted"
-    assert not hijacked, "the squatter publishes tenant-a's mail host"
+    }
+    print("tenant-a Valid:", shop)
+    print("squatter:", valid(api, "squat", "squatter"), valid(api, "steal", "squatter"))
+    print("squatter's DNSEndpoint records:", sorted(names))
+    problems = []
+    if shop.get("status") != "True":
+        problems.append(f"the older tenant was withdrawn: {shop.get('message')}")
+    if not api.list("dnsendpoints", "tenant-a"):
+        problems.append("tenant-a's DNSEndpoint was deleted")
+    if ("mail.shop.customers.example", "A") in names:
+        problems.append("the squatter publishes an A record for tenant-a's mail host")
+    if ("shop.customers.example", "MX") in names:
+        problems.append("the squatter publishes the MX record of tenant-a's domain")
+    assert not problems, problems
 
 
 # --- R4: maxStorage outgrown by renaming (volumes of a deleted MailDomain are retained) ------

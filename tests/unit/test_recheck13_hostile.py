@@ -164,8 +164,8 @@ def test_a_newer_domain_under_an_older_tenants_domain_does_not_take_its_mail_hos
     )
     services, problems = assemble([victim, squatter], [], grants)
     served = {s.domain.ref: s.domain.hostname for s in services}
-    print(served, [(p.ref, p.path, p.message) for p in problems])
-    assert victim.ref in served, [p.message for p in problems if p.ref == victim.ref]
+    print(served, [(p.document, p.path, p.message) for p in problems])
+    assert victim.ref in served, [p.message for p in problems if p.document == victim.ref]
     assert "mail.shop.customers.example" not in {
         h for ref, h in served.items() if ref == squatter.ref
     }, "the squatter serves the victim's mail host name"
@@ -309,3 +309,39 @@ def test_held_metadata_only_updates_pass_by_design() -> None:
     after = admission_maildomain(relay=RELAY)
     after["metadata"]["labels"] = {"x": "y"}
     assert admit(MALLORY, after, old=before) is None
+
+
+def test_a_newer_tenant_does_not_take_an_older_tenants_domain_through_its_mail_host() -> None:
+    """Attack (R3 carried on): with its MailDomain for mail.shop.customers.example refusing the
+    older victim, the squatter adds a second MailDomain for shop.customers.example ITSELF, with
+    the same host name (MailDomains of one namespace may share one). The victim, the oldest
+    claim, takes no part in the contest any more, so the squatter's newer claim serves the
+    victim's domain: MX, SPF, DKIM and the certificate, against "the oldest claim wins"."""
+    grants = Grants((parse_policy(yaml.safe_load(SHARED)),))
+    victim = _md("tenant-a", "shop", "shop.customers.example", "2026-01-01T00:00:00Z")
+    host = "mail.shop.customers.example"
+    squat = _md("squatter", "squat", host, "2026-06-01T00:00:00Z", hostname=host)
+    steal = _md("squatter", "steal", "shop.customers.example", "2026-06-02T00:00:00Z")
+    services, problems = assemble([victim, squat, steal], [], grants)
+    served = {s.domain.domain: s.domain.ref for s in services}
+    print(served, [(p.document, p.message) for p in problems])
+    assert served.get("shop.customers.example") == victim.ref, (
+        f"shop.customers.example is served by {served.get('shop.customers.example')}"
+    )
+
+
+def test_held_with_proof_the_nested_domain_claim_changes_nothing() -> None:
+    """Held: where the wide grant requires proof, the squatter's nested domain is never proven
+    (its TXT record would be in the victim's zone), so it takes no part."""
+    from mailstack.api.proof import Proof
+
+    grants = Grants((parse_policy(yaml.safe_load(SHARED + "  requireProof: true\n")),))
+    victim = _md("tenant-a", "shop", "shop.customers.example", "2026-01-01T00:00:00Z")
+    host = "mail.shop.customers.example"
+    squat = _md("squatter", "squat", host, "2026-06-01T00:00:00Z", hostname=host)
+    proofs = {
+        victim.ref: Proof(victim.domain, "t0ken", True),
+        squat.ref: Proof(squat.domain, "t0ken2", False),
+    }
+    services, _ = assemble([victim, squat], [], grants, proofs)
+    assert {s.domain.ref for s in services} == {victim.ref}
