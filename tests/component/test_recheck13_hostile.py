@@ -235,3 +235,59 @@ def test_a_planted_bcrypt_cost_in_the_users_secret_does_not_stall_other_tenants(
     passwd = secret_text(api.get("secrets", "a-users", "tenant-a"), "passwd")
     print(f"tenant-b reconciled after {took:.1f} s; planted hash still there: {PLANTED in passwd}")
     assert took < 4.0, f"tenant-b waited {took:.1f} s behind tenant-a's planted bcrypt cost"
+
+
+# --- R8: an orphaned cert-manager Secret of another app passes as the MailDomain's own -------
+
+from tests.component.emulator import cert_manager_resources  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    "api",
+    [{"resources": [*builtin_resources(), *crd_resources(), *cert_manager_resources()]}],
+    indirect=True,
+)
+def test_an_orphaned_cert_manager_secret_of_another_app_is_not_mounted(
+    api: ApiServer, operator: OperatorThread
+) -> None:
+    """Attack: an app's Ingress had its certificate from cert-manager (Certificate ``shop-tls``,
+    Secret ``shop-tls`` annotated ``cert-manager.io/certificate-name: shop-tls``); the
+    Certificate was removed, the Secret stays (cert-manager's default). A user who may create
+    MailDomains but not read Secrets creates MailDomain ``shop`` with ``tls.issuer:
+    certManager``: its rendered Certificate is ``shop-tls`` too, so ``ownership`` takes the
+    app's Secret for cert-manager's issue of the MailDomain's own Certificate, and the MTA pod
+    and MDA pods mount the app's certificate and private key (and cert-manager, where the
+    Certificate's privateKey.rotationPolicy is Never, re-issues for the mail host with that
+    same key). Expected: NameTaken, as for any object of a child's name that is not the
+    MailDomain's (the first check's #1)."""
+    api.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": "shop-tls",
+                "namespace": "default",
+                "annotations": {"cert-manager.io/certificate-name": "shop-tls"},
+            },
+            "type": "kubernetes.io/tls",
+            "stringData": {"tls.crt": "SHOP-CERT", "tls.key": "SHOP-PRIVATE-KEY"},
+        },
+        manager="cert-manager-certificates-issuing",
+    )
+    tls = {
+        "issuer": "certManager",
+        "certManager": {"issuerRef": {"name": "letsencrypt", "kind": "ClusterIssuer"}},
+    }
+    api.create(maildomain("shop", "shop.example", tls=tls))
+    wait_for(lambda: valid(api, "shop", "default").get("status") is not None, 30)
+    settle(api, operator)
+    verdict = valid(api, "shop", "default")
+    mounts = [
+        volume["secret"]["secretName"]
+        for sts in api.list("statefulsets", "default")
+        for volume in sts["spec"]["template"]["spec"].get("volumes") or []
+        if "secret" in volume
+    ]
+    print("shop Valid:", verdict, "mounted Secrets:", mounts)
+    taken = verdict.get("reason") == "NameTaken"
+    assert taken or "shop-tls" not in mounts, "the mail pods mount the app's orphaned key"
