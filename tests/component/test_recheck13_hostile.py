@@ -255,7 +255,7 @@ def test_an_orphaned_cert_manager_secret_of_another_app_is_not_mounted(
     Certificate was removed, the Secret stays (cert-manager's default). A user who may create
     MailDomains but not read Secrets creates MailDomain ``shop`` with ``tls.issuer:
     certManager``: its rendered Certificate is ``shop-tls`` too, so ``ownership`` takes the
-    app's Secret for cert-manager's issue of the MailDomain's own Certificate, and the MTA pod
+    app's Secret for cert-manager's issue of the MailDomain's own Certificate, and the MTA
     and MDA pods mount the app's certificate and private key (and cert-manager, where the
     Certificate's privateKey.rotationPolicy is Never, re-issues for the mail host with that
     same key). Expected: NameTaken, as for any object of a child's name that is not the
