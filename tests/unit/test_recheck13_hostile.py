@@ -6,8 +6,6 @@ works (its docstring says the attack); the ``test_held_*`` ones pass: attacks th
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,32 +17,8 @@ from mailstack.api.assemble import assemble
 from mailstack.api.parse.maildomain import parse_maildomain
 from mailstack.api.policy import Grants, parse_policy
 
-POLICY = """\
-apiVersion: mailstack.dev/v1alpha1
-kind: MailDomainPolicy
-metadata: {name: tenant-a}
-spec:
-  namespaces: [tenant-a]
-  domains: [a.example, "*.a.example"]
-"""
-
-
-def render(tmp_path: Path, spec: str) -> subprocess.CompletedProcess[str]:
-    doc = tmp_path / "in.yaml"
-    doc.write_text(
-        POLICY
-        + "---\napiVersion: mailstack.dev/v1alpha1\nkind: MailDomain\n"
-        + "metadata: {name: a, namespace: tenant-a}\nspec:\n  domain: a.example\n"
-        + spec
-    )
-    cli = Path(sys.executable).with_name("mailstack")
-    return subprocess.run(
-        [str(cli), "render", "-f", str(doc), "-o", str(tmp_path / "out")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+# The first check's render through the CLI, with its policy for tenant-a.
+from tests.component.test_hostile_check_pure import POLICY, render
 
 
 def antivirus(urls: list[str]) -> str:
