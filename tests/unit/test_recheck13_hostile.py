@@ -319,3 +319,31 @@ def test_held_with_proof_the_nested_domain_claim_changes_nothing() -> None:
     }
     services, _ = assemble([victim, squat], [], grants, proofs)
     assert {s.domain.ref for s in services} == {victim.ref}
+
+
+# --- R9: any ClusterIssuer of the cluster, through the operator's account ---------------------
+
+
+def test_a_policy_decides_which_cluster_issuers_a_tenant_may_use(tmp_path: Path) -> None:
+    """Attack: tenants have no RBAC on cert-manager's Certificates; the operator creates one for
+    them with the ``issuerRef`` the tenant writes, and a MailDomainPolicy cannot say which
+    issuers a namespace may use. Under a policy, the tenant names the platform's internal
+    ClusterIssuer (``platform-internal-ca``, trusted inside the cluster), or burns the shared
+    ACME account's per-domain rate limit for every tenant under the same registered domain,
+    and the certificate and its key land in a Secret of its own namespace."""
+    tls = (
+        "  tls:\n    issuer: certManager\n    certManager:\n"
+        "      issuerRef: {name: platform-internal-ca, kind: ClusterIssuer}\n"
+    )
+    done = render(tmp_path, tls)
+    issuers = [
+        doc["spec"]["issuerRef"]
+        for path in (tmp_path / "out").rglob("*.yaml")
+        for doc in yaml.safe_load_all(path.read_text())
+        if isinstance(doc, dict) and doc.get("kind") == "Certificate"
+    ]
+    print(done.returncode, issuers)
+    assert not any(ref.get("name") == "platform-internal-ca" for ref in issuers), (
+        "rendered a Certificate from ClusterIssuer platform-internal-ca under a policy that "
+        "cannot say which issuers tenant-a may use"
+    )
