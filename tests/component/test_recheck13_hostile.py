@@ -291,3 +291,46 @@ def test_an_orphaned_cert_manager_secret_of_another_app_is_not_mounted(
     print("shop Valid:", verdict, "mounted Secrets:", mounts)
     taken = verdict.get("reason") == "NameTaken"
     assert taken or "shop-tls" not in mounts, "the mail pods mount the app's orphaned key"
+
+
+# --- R10: the operator keeps every labelled Secret of every tenant in memory, referenced or not -
+
+MIB = 1024 * 1024
+
+
+def test_unreferenced_labelled_secrets_do_not_grow_the_operators_memory(
+    api: ApiServer, operator: OperatorThread
+) -> None:
+    """Attack: the tenant (who may write its namespace's Secrets) creates many Secrets of up to
+    1 MiB each, labelled ``mailstack.dev/usable-by: maildomains``, that nothing refers to. The
+    operator's Secret informer selects by that label only, and ``SecretCache`` keeps each
+    one's data, referenced or not: the operator's memory grows with what one tenant writes.
+    Some 500-700 such Secrets pass the chart's 512Mi limit: the operator is OOM-killed, and
+    after each restart lists them again, so no tenant is reconciled any more. Scaled down
+    here: 24 Secrets of 700 KiB."""
+    make_namespace(api, "hostile")
+    payload = "x" * (700 * 1024)  # the emulator counts the base64 form against 1 MiB
+    count = 24
+    for i in range(count):
+        api.create(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {
+                    "name": f"blob{i}",
+                    "namespace": "hostile",
+                    "labels": {USABLE_BY: "maildomains"},
+                },
+                "stringData": {"blob": payload},
+            }
+        )
+    cache = operator.operator.secrets
+    wait_for(lambda: cache.get("hostile", f"blob{count - 1}") is not None, 60)
+    held = sum(
+        len(value)
+        for i in range(count)
+        if (secret := cache.get("hostile", f"blob{i}")) is not None
+        for _, value in secret.data
+    )
+    print(f"the operator holds {held / MIB:.1f} MiB of {count} unreferenced Secrets")
+    assert held < 4 * MIB, f"{held / MIB:.1f} MiB of unreferenced Secrets held by the operator"
