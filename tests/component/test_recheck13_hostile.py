@@ -334,3 +334,32 @@ def test_unreferenced_labelled_secrets_do_not_grow_the_operators_memory(
     )
     print(f"the operator holds {held / MIB:.1f} MiB of {count} unreferenced Secrets")
     assert held < 4 * MIB, f"{held / MIB:.1f} MiB of unreferenced Secrets held by the operator"
+
+
+# --- R11: MailDomains that count against no limit (ungranted) still cost a pass each ---------
+
+
+def test_many_ungranted_maildomains_do_not_delay_another_tenant(
+    api: ApiServer, operator: OperatorThread
+) -> None:
+    """Attack: maxMailDomains bounds only MailDomains that may serve; ungranted ones (any domain
+    outside the grant) count against nothing. The tenant creates 200 of them: each gets a
+    pass and a status write (DomainNotGranted) through the same reconcile slots as every other
+    tenant's, so another tenant's new MailDomain waits behind them."""
+    make_namespace(api, "hostile")
+    make_namespace(api, "tenant-b")
+    limits = {"maxMailDomains": 1}
+    api.create(policy("hostile", namespaces=["hostile"], domains=["h.example"], limits=limits))
+    api.create(policy("b", namespaces=["tenant-b"], domains=["b.example", "*.b.example"]))
+    count = 200
+    for i in range(count):
+        api.create(in_ns(maildomain(f"u{i}", f"u{i}.ungranted.example"), "hostile"))
+    started = time.monotonic()
+    api.create(in_ns(maildomain("b", "b.example"), "tenant-b"))
+    wait_for(lambda: valid(api, "b", "tenant-b").get("status") == "True", 180)
+    took = time.monotonic() - started
+    refused = sum(
+        valid(api, f"u{i}", "hostile").get("reason") == "DomainNotGranted" for i in range(count)
+    )
+    print(f"tenant-b reconciled after {took:.1f} s; {refused} of {count} refused by then")
+    assert took < 4.0, f"tenant-b waited {took:.1f} s behind {count} ungranted MailDomains"
