@@ -18,12 +18,12 @@ domain>``: ``CLUSTER_LABELS``). Addresses are judged by IANA's special-purpose r
 (``NOT_PUBLIC``), not by the Python version's ``ipaddress``. Any spelling the C library reads as
 an IPv4 address (``inet_aton``: hex or octal labels, short forms, such as ``169.254.169.0xfe``,
 which the name validators accept because its top label holds a letter) is judged as that
-address (``as_address``). Not checked
-here: what a public name resolves to (its owner's DNS may answer a private address) and the
-search domains a pod's resolver appends. The operator checks both when it connects to a DNS
-provider's host (``dns.providers.reach.HostGuard``: absolute resolution, ``address_problem`` of
-every address); Postfix resolves the relay without search domains, but what it resolves to is
-not checked. Redirects are not followed by the operator's HTTP clients (``dns.providers.http``).
+address (``as_address``). Not checked here: what a public name resolves to (its owner's DNS may
+answer a private address). The search domains a pod's resolver appends are kept out where the
+name is used: the operator resolves a DNS provider's host absolute and checks every address
+(``dns.providers.reach.HostGuard``); Postfix resolves the relay without search domains, but
+what it resolves to is not checked; freshclam gets absolute names (``absolute_url``). Redirects
+are not followed by the operator's HTTP clients (``dns.providers.http``).
 """
 
 from __future__ import annotations
