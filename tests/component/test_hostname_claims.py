@@ -1,14 +1,16 @@
 """A tenant may not take another tenant's mail host name (``spec.hostname``): not with a proof of
-its own name under a shared suffix, not by claiming it first, and the contest hands a host name
-over when its holder goes (``assemble._contest``, ``Documents.contenders``)."""
+its own name under a shared suffix, not by claiming it first, not by claiming it as a newer
+domain, and the contest hands a host name over when its holder goes (``api.claims``,
+``Documents.contenders``)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 
-from tests.component.conftest import conditions, maildomain, wait_ready
+from tests.component.conftest import conditions, maildomain, settle, wait_ready
 from tests.component.emulator import (
     ApiServer,
     builtin_resources,
@@ -132,3 +134,73 @@ def test_a_host_name_is_one_namespaces_and_goes_to_the_next_when_its_holder_goes
     for name in ("a", "a2"):
         api.delete("maildomains", name, "tenant-a")
     wait_ready(api, "b", timeout=60, namespace="tenant-b")
+
+
+def _valid(api: ApiServer, name: str, ns: str) -> dict[str, Any]:
+    return conditions(api.get("maildomains", name, ns)).get("Valid", {})
+
+
+@pytest.mark.parametrize("api", [{"resources": EXTERNAL_DNS}], indirect=True)
+def test_a_newer_domain_under_an_older_tenants_domain_does_not_withdraw_it(
+    api: ApiServer, operator: OperatorThread
+) -> None:
+    """The re-check's R3. Attack: one wide grant for many tenants (``*.customers.example``, no
+    proof: the docs say the OLDEST claim under it wins). tenant-a serves shop.customers.example
+    (mail host mail.shop.customers.example, published through the shared external-dns). Later,
+    the squatter creates a MailDomain whose DOMAIN is mail.shop.customers.example, with that as
+    its host name. The host-name owner rule ("belongs to that domain's owner, whatever the
+    ages") then withdraws tenant-a (DomainConflict: its pods, Services, DNSEndpoint go), and the
+    squatter's DNSEndpoint publishes an A record for tenant-a's MX target. A second squatter
+    MailDomain for shop.customers.example itself (sharing that host name, as one namespace's
+    MailDomains may) then serves the victim's domain: its MX, SPF and DKIM records."""
+    namespace(api, "tenant-a")
+    namespace(api, "squatter")
+    grant = {"domains": ["*.customers.example"]}
+    api.create(policy("shared", namespaces=["tenant-a", "squatter"], **grant), None)
+    dns = {"provider": {"externalDNS": {}}}
+    victim = maildomain(
+        "shop", "shop.customers.example", dns={**dns, "addresses": {"ipv4": ["192.0.2.10"]}}
+    )
+    api.create(in_namespace(victim, "tenant-a"))
+    wait_for(lambda: _valid(api, "shop", "tenant-a").get("status") == "True", 30)
+    wait_for(lambda: api.list("dnsendpoints", "tenant-a") or None, 30)
+    time.sleep(1.1)  # a later creationTimestamp: the victim is the older claim
+
+    squat = maildomain(
+        "squat",
+        "mail.shop.customers.example",
+        hostname="mail.shop.customers.example",
+        dns={**dns, "addresses": {"ipv4": ["203.0.113.66"]}},
+    )
+    api.create(in_namespace(squat, "squatter"))
+    wait_for(lambda: _valid(api, "squat", "squatter").get("status") is not None, 30)
+    time.sleep(1.1)
+    # Then a second squatter MailDomain for the victim's domain itself, sharing the host name.
+    steal = maildomain(
+        "steal",
+        "shop.customers.example",
+        hostname="mail.shop.customers.example",
+        dns={**dns, "addresses": {"ipv4": ["203.0.113.66"]}},
+    )
+    api.create(in_namespace(steal, "squatter"))
+    wait_for(lambda: _valid(api, "steal", "squatter").get("status") is not None, 30)
+    settle(api, operator)
+    shop = _valid(api, "shop", "tenant-a")
+    names = {
+        (e["dnsName"], e["recordType"])
+        for ep in api.list("dnsendpoints", "squatter")
+        for e in ep["spec"]["endpoints"]
+    }
+    print("tenant-a Valid:", shop)
+    print("squatter:", _valid(api, "squat", "squatter"), _valid(api, "steal", "squatter"))
+    print("squatter's DNSEndpoint records:", sorted(names))
+    problems = []
+    if shop.get("status") != "True":
+        problems.append(f"the older tenant was withdrawn: {shop.get('message')}")
+    if not api.list("dnsendpoints", "tenant-a"):
+        problems.append("tenant-a's DNSEndpoint was deleted")
+    if ("mail.shop.customers.example", "A") in names:
+        problems.append("the squatter publishes an A record for tenant-a's mail host")
+    if ("shop.customers.example", "MX") in names:
+        problems.append("the squatter publishes the MX record of tenant-a's domain")
+    assert not problems, problems

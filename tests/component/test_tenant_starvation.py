@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from mailstack.controller.dns_runner import DnsTimings
-from tests.component.conftest import USABLE_BY, conditions, maildomain
+from tests.component.conftest import USABLE_BY, conditions, maildomain, secret_text, settle
 from tests.component.emulator import ApiServer, wait_for
 from tests.component.harness import OperatorThread
 from tests.component.test_dns_tenants import namespaced, policy
@@ -178,3 +178,71 @@ def test_a_blackholed_port_on_the_host_of_another_tenants_powerdns_does_not_dela
         assert api.get("maildomains", "b", "tenant-b")["status"]["dns"]["published"] is True
     finally:
         operator.stop(allow_errors=True)
+
+
+# --- R6: a planted bcrypt cost in the operator's own users Secret freezes the operator -------
+
+# A valid bcrypt hash (made at cost 4, its cost field raised to 16): checking a password
+# against it costs 2^6 times the operator's own cost 10 (about 10 s here). Cost 31 would cost
+# 2^21 times (days); 16 keeps the test short.
+PLANTED = "{BLF-CRYPT}$2b$16$tOEdbk4gmVygvJJD4mJeBOINOxqptvRAGhyqabQb4lyBaifz1lxRy"
+
+
+def test_a_planted_bcrypt_cost_in_the_users_secret_does_not_stall_other_tenants(
+    api: ApiServer, operator: OperatorThread
+) -> None:
+    """The re-check's R6. Attack: the tenant (who may write the Secrets of its namespace) edits
+    the operator's own ``a-users`` Secret, replacing one hash of its passwd-file by a
+    ``$2b$31$`` one. The next pass (the edit itself triggers it: a child changed) checks the
+    Mailbox's plain password against that "previous" hash (``material.passwords.password_hash``)
+    with bcrypt.checkpw, on the operator's event loop: every tenant's reconciles, watches and
+    status writes stop for as long as the planted cost says (here 16: seconds; 31: days)."""
+    for ns in ("tenant-a", "tenant-b"):
+        namespace(api, ns)
+    api.create(namespaced(maildomain("a", "a.example"), "tenant-a"))
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "alice", "namespace": "tenant-a", "labels": {USABLE_BY: "mailboxes"}},
+        "stringData": {"password": "correct-horse-battery"},  # plain: hashed by the operator
+    }
+    api.create(secret)
+    box = {
+        "apiVersion": "mailstack.dev/v1alpha1",
+        "kind": "Mailbox",
+        "metadata": {"name": "alice", "namespace": "tenant-a"},
+        "spec": {"address": "alice@a.example", "passwordSecretRef": {"name": "alice"}},
+    }
+    api.create(box)
+    users = wait_for(
+        lambda: (
+            (s := api.get("secrets", "a-users", "tenant-a")) is not None
+            and "alice@a.example" in secret_text(s, "passwd")
+            and s
+        ),
+        30,
+    )
+    settle(api, operator)
+    lines = secret_text(users, "passwd").splitlines()
+    planted = [
+        ":".join([f[0], PLANTED, *f[2:]]) if f[0] == "alice@a.example" else ":".join(f)
+        for f in (line.split(":") for line in lines)
+    ]
+    api.patch(
+        "secrets", "a-users", {"stringData": {"passwd": "\n".join(planted) + "\n"}}, "tenant-a"
+    )
+    assert PLANTED in secret_text(api.get("secrets", "a-users", "tenant-a"), "passwd")
+    time.sleep(0.5)  # the pass that checks the planted hash has started
+    started = time.monotonic()
+    api.create(namespaced(maildomain("b", "b.example"), "tenant-b"))
+    wait_for(
+        lambda: (
+            conditions(api.get("maildomains", "b", "tenant-b")).get("Valid", {}).get("status")
+            == "True"
+        ),
+        60,
+    )
+    took = time.monotonic() - started
+    passwd = secret_text(api.get("secrets", "a-users", "tenant-a"), "passwd")
+    print(f"tenant-b reconciled after {took:.1f} s; planted hash still there: {PLANTED in passwd}")
+    assert took < 4.0, f"tenant-b waited {took:.1f} s behind tenant-a's planted bcrypt cost"

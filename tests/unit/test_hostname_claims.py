@@ -1,6 +1,7 @@
 """A MailDomain's ``spec.hostname`` is claimed like a domain under the platform's policies: it
-needs a proof where its grant requires one, it belongs to the namespace whose domain it is
-under, and one namespace uses it (``assemble._contest``, ``Grants.hostname_refusal``)."""
+needs a proof where its grant requires one, it belongs to the namespace whose older domain it is
+under, and one namespace uses it; a domain under an older claim's domain or host name is that
+claim's namespace's (``api.claims``, ``Grants.hostname_refusal``)."""
 
 from __future__ import annotations
 
@@ -78,15 +79,12 @@ def test_without_required_proof_a_host_name_outside_the_domain_is_fine_when_gran
     assert served([elsewhere], shared(require_proof=False)) == {elsewhere.ref}
 
 
-def test_a_host_name_under_another_namespaces_domain_belongs_to_its_owner_whatever_the_age() -> (
-    None
-):
-    # Without proofs required, the squatter is even older than the owner: still refused.
+def test_a_host_name_under_an_older_claim_of_another_namespace_belongs_to_its_owner() -> None:
     squat = claim(
         "squatter",
         "squat",
         "squat.proof.example",
-        "2026-11-01T00:00:00Z",
+        "2026-12-02T00:00:00Z",
         hostname="mail.shop.proof.example",
     )
     grants = shared(require_proof=False)
@@ -97,9 +95,31 @@ def test_a_host_name_under_another_namespaces_domain_belongs_to_its_owner_whatev
     ]
     # The domain itself as a host name is the owner's too.
     exact = claim(
-        "squatter", "x", "x.proof.example", "2026-11-01T00:00:00Z", hostname="shop.proof.example"
+        "squatter", "x", "x.proof.example", "2026-12-02T00:00:00Z", hostname="shop.proof.example"
     )
     assert served([exact, OWNER], grants) == {OWNER.ref}
+
+
+def test_names_nest_by_age_an_older_host_name_keeps_a_newer_domain_claim_out() -> None:
+    # Without proof the oldest claim wins, squatter or not: an older host name outside its own
+    # domain keeps the domain of that name from a newer claim, as an older claim of that very
+    # domain would have.
+    older = claim(
+        "squatter", "x", "x.proof.example", "2026-11-01T00:00:00Z", hostname="shop.proof.example"
+    )
+    grants = shared(require_proof=False)
+    assert served([older, OWNER], grants) == {older.ref}
+    _, problems = assemble([older, OWNER], [], grants)
+    assert [(p.document, p.path, p.message) for p in problems] == [
+        (
+            OWNER.ref,
+            "spec.domain",
+            "shop.proof.example is the host name of MailDomain/squatter/x",
+        )
+    ]
+    # Where the grant requires proof, that host name (outside the squatter's proven domain) is
+    # never admitted: the owner serves whatever the ages.
+    assert served([older, OWNER], shared(), proven(older, OWNER)) == {OWNER.ref}
 
 
 def test_a_host_name_under_a_domain_of_the_same_namespace_is_fine() -> None:
@@ -145,10 +165,71 @@ def test_a_host_name_is_held_by_its_oldest_admitted_claim_even_one_losing_its_do
 def test_a_host_name_refused_hands_the_domain_to_the_next_claim() -> None:
     grants = shared(require_proof=False)
     taken = claim(
-        "squatter", "s", "s.proof.example", "2026-11-01T00:00:00Z", hostname="shop.proof.example"
+        "squatter", "s", "s.proof.example", "2026-12-02T00:00:00Z", hostname="shop.proof.example"
     )
-    next_claim = claim("tenant-b", "s2", "s.proof.example", "2026-11-02T00:00:00Z")
+    next_claim = claim("tenant-b", "s2", "s.proof.example", "2026-12-03T00:00:00Z")
     assert served([taken, next_claim, OWNER], grants) == {OWNER.ref, next_claim.ref}
+
+
+# The re-check's R3: under a wide grant without proof, a newer tenant claimed the DOMAIN that
+# is an older tenant's mail host name; the host-name owner rule then withdrew the older tenant
+# and handed its names to the squatter.
+SHOP_HOST = "mail.shop.proof.example"
+
+
+def test_a_newer_domain_claim_on_an_older_tenants_host_name_takes_nothing_over() -> None:
+    grants = shared(require_proof=False)
+    squat = claim("squatter", "squat", SHOP_HOST, "2026-12-02T00:00:00Z", hostname=SHOP_HOST)
+    services, problems = assemble([OWNER, squat], [], grants)
+    assert {s.domain.ref: s.domain.hostname for s in services} == {OWNER.ref: SHOP_HOST}
+    assert [(p.document, p.path, p.message) for p in problems] == [
+        (
+            squat.ref,
+            "spec.domain",
+            f"{SHOP_HOST} is the host name of MailDomain/tenant-a/shop",
+        )
+    ]
+    # A second squatter MailDomain for the owner's domain itself, sharing that host name (as
+    # one namespace's MailDomains may): the owner, the oldest claim, still serves it.
+    steal = claim("squatter", "steal", "shop.proof.example", "2026-12-03T00:00:00Z")
+    steal_shared = claim(
+        "squatter", "steal2", "shop.proof.example", "2026-12-03T00:00:00Z", hostname=SHOP_HOST
+    )
+    assert served([OWNER, squat, steal, steal_shared], grants) == {OWNER.ref}
+
+
+def test_a_newer_domain_under_an_older_claim_of_another_namespace_is_refused() -> None:
+    grants = shared(require_proof=False)
+    sub = claim("squatter", "sub", "eu.shop.proof.example", "2026-12-02T00:00:00Z")
+    _, problems = assemble([OWNER, sub], [], grants)
+    assert [(p.document, p.path, p.message) for p in problems] == [
+        (
+            sub.ref,
+            "spec.domain",
+            "eu.shop.proof.example is under shop.proof.example, claimed by "
+            "MailDomain/tenant-a/shop",
+        )
+    ]
+    # Under an older host name too, and the owner's own namespace may nest its domains.
+    under_host = claim("squatter", "h", f"x.{SHOP_HOST}", "2026-12-02T00:00:00Z")
+    own = claim("tenant-a", "eu", "eu.shop.proof.example", "2026-12-02T00:00:00Z")
+    assert served([OWNER, under_host, own], grants) == {OWNER.ref, own.ref}
+
+
+def test_an_older_domain_under_a_newer_claim_keeps_its_names() -> None:
+    # By age: the newer claim above it serves its own domain, the older one keeps its own.
+    grants = shared(require_proof=False)
+    older = claim("squatter", "sub", "eu.shop.proof.example", "2026-11-01T00:00:00Z")
+    assert served([older, OWNER], grants) == {older.ref, OWNER.ref}
+
+
+def test_with_proof_a_nested_domain_claim_changes_nothing() -> None:
+    # The squatter's nested domain is never proven (its TXT record would be in the owner's
+    # zone), so it takes no part, older or newer.
+    for created in ("2026-11-01T00:00:00Z", "2026-12-02T00:00:00Z"):
+        squat = claim("squatter", "squat", SHOP_HOST, created, hostname=SHOP_HOST)
+        proofs = {**proven(OWNER), squat.ref: Proof(squat.domain, "u" * 32, proven=False)}
+        assert served([OWNER, squat], shared(), proofs) == {OWNER.ref}
 
 
 def test_without_policies_host_names_are_not_contested() -> None:
@@ -203,3 +284,29 @@ def test_the_index_finds_every_claim_that_contends_with_a_maildomains() -> None:
     docs.drop_domain("tenant-b", "rival")
     assert docs.drop_domain("tenant-a", "shop") == {("tenant-a", "shop"), ("squatter", "squat")}
     assert names(squat) == {"squat"}
+
+
+def test_the_index_finds_the_claims_on_names_above_and_under_a_domain() -> None:
+    from mailstack.controller.index import Documents
+
+    docs = Documents()
+    owner = raw("tenant-a", "shop", "shop.proof.example")  # host mail.shop.proof.example
+    on_host = raw("squatter", "squat", "mail.shop.proof.example")
+    nested = raw("squatter", "eu", "eu.shop.proof.example", "mx.other.example")
+    under_host = raw("tenant-b", "x", "x.mx.other.example")
+    unrelated = raw("tenant-d", "d", "d.proof.example")
+    for doc in (owner, on_host, nested, under_host, unrelated):
+        docs.put_domain(doc)
+
+    def names(doc: dict[str, Any]) -> set[str]:
+        return {d["metadata"]["name"] for d in docs.contenders(doc)}
+
+    assert names(owner) == {"shop", "squat", "eu"}
+    assert names(on_host) == {"squat", "shop"}
+    assert names(nested) == {"eu", "shop", "x"}
+    assert names(under_host) == {"x", "eu"}
+    assert docs.drop_domain("tenant-a", "shop") == {
+        ("tenant-a", "shop"),
+        ("squatter", "squat"),
+        ("squatter", "eu"),
+    }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from mailstack.api import hosts
@@ -102,6 +104,52 @@ def test_other_spellings_of_an_address_never_get_that_far(spelling: str) -> None
     # The field validators refuse them as names (numeric top-level label, not an address).
     with pytest.raises(FieldError):
         host_or_ip(spelling)
+
+
+# Valid domain names (their top label holds a letter), which the field validators accept;
+# glibc's getaddrinfo (Postfix, libcurl in freshclam, the operator) reads them with inet_aton
+# as the address beside them, without asking DNS.
+HEX_SPELLINGS = {
+    "169.254.169.0xfe": "169.254.169.254",
+    "0xa9.0xfe.0xa9.0xfe": "169.254.169.254",
+    "169.0xfea9fe": "169.254.169.254",
+    "10.0.0.0x1": "10.0.0.1",
+    "127.0.0.0x1": "127.0.0.1",
+    "169.254.169.0xfe.": "169.254.169.254",  # a DNS lookup instead: refused all the same
+}
+
+
+@pytest.mark.parametrize("spelling", sorted(HEX_SPELLINGS))
+def test_a_name_the_c_library_reads_as_an_address_is_judged_as_that_address(
+    spelling: str,
+) -> None:
+    assert host_or_ip(spelling.rstrip(".")) == spelling.rstrip(".")  # passes as a name
+    if not spelling.endswith("."):
+        resolved = socket.getaddrinfo(spelling, 80, socket.AF_INET, socket.SOCK_STREAM)
+        assert resolved[0][4][0] == HEX_SPELLINGS[spelling]  # what the pod's libc makes of it
+    assert str(hosts.as_address(spelling)) == HEX_SPELLINGS[spelling]
+    expected = hosts.host_problem(HEX_SPELLINGS[spelling])
+    assert expected is not None and hosts.host_problem(spelling) == expected
+    assert hosts.as_address(f"x{spelling}") is None  # a name again
+
+
+def test_a_public_address_in_another_spelling_passes_and_ranges_see_the_address() -> None:
+    assert hosts.host_problem("0x8.8.8.0x8") is None  # 8.8.8.8
+    assert hosts.allowed("10.20.0.0x5", ("10.20.0.0/16",))
+    assert not hosts.allowed("10.21.0.0x5", ("10.20.0.0/16",))
+
+
+def test_a_url_host_is_made_absolute_and_an_address_stays() -> None:
+    assert hosts.absolute_url("http://kubernetes.default/x.ndb") == (
+        "http://kubernetes.default./x.ndb"
+    )
+    assert hosts.absolute_url("https://m.example.net:8443/a?b=c") == (
+        "https://m.example.net.:8443/a?b=c"
+    )
+    assert hosts.absolute_url("http://m.example.net") == "http://m.example.net."
+    assert hosts.absolute_url("http://m.example.net./x") == "http://m.example.net./x"
+    for url in ("http://192.0.2.1/x", "http://[2001:db8::1]:80/x", "http://0x8.8.8.0x8/x"):
+        assert hosts.absolute_url(url) == url
 
 
 def test_a_url_host_is_read_as_a_url_parser_does() -> None:

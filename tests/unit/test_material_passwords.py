@@ -125,7 +125,42 @@ def test_password_hash_keeps_given_hashes() -> None:
 
 def test_password_hash_reuses_a_matching_existing_hash() -> None:
     existing = hash_password("correct horse", _fixed().randbytes, rounds=4)
-    assert password_hash("correct horse", existing, _no_randomness) == existing
+    assert password_hash("correct horse", existing, _no_randomness, rounds=4) == existing
+
+
+def test_a_previous_hash_of_another_cost_or_form_is_never_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The previous hash comes from the users Secret in the tenant's namespace, which the tenant
+    # may edit: a planted $2b$31$ hash would cost 2^31 rounds to check (days). Only a hash of
+    # the form and cost the operator gives is checked; any other is replaced.
+    from mailstack.material import passwords
+
+    costs: list[int] = []
+    real_checkpw = bcrypt.checkpw
+
+    def checkpw(secret: bytes, hashed: bytes) -> bool:
+        costs.append(int(hashed.split(b"$")[2]))
+        return hashed.startswith(b"$2b$04$") and real_checkpw(secret, hashed)  # never 2^31
+
+    monkeypatch.setattr(passwords.bcrypt, "checkpw", checkpw)
+    passwords._bcrypt_matches.cache_clear()  # an answer remembered from another test
+    own = hash_password("correct horse", _fixed(3).randbytes, rounds=4)
+    body = own.removeprefix("{BLF-CRYPT}$2b$04$")
+    planted = [
+        "{BLF-CRYPT}$2b$31$" + body,
+        "{BLF-CRYPT}$2b$05$" + body,
+        "{BLF-CRYPT}$2a$04$" + body,
+        "{BLF-CRYPT}$2y$04$" + body,
+        "{BLF-CRYPT}$2b$04$" + body + "x",
+        "{BLF-CRYPT}$2b$4$" + body,
+    ]
+    for hashed in planted:
+        fresh = password_hash("correct horse", hashed, _fixed(4).randbytes, rounds=4)
+        assert fresh == hash_password("correct horse", _fixed(4).randbytes, rounds=4), hashed
+    assert costs == [], f"bcrypt ran at cost {costs}"
+    assert password_hash("correct horse", own, _no_randomness, rounds=4) == own
+    assert costs == [4]
 
 
 def test_password_hash_rehashes_a_changed_password() -> None:

@@ -136,10 +136,14 @@ def test_first_resolve_generates_everything(first: Material) -> None:
 
 def test_second_resolve_reuses_everything(first: Material, rendered: dict[str, Secret]) -> None:
     # No random source: a single generated salt or serial would fail the test.
-    again, problems = resolve_material(SERVICE, rendered, NOW, _no_randomness)
+    again, problems = resolve_material(
+        SERVICE, rendered, NOW, _no_randomness, password_rounds=ROUNDS
+    )
     assert problems == []
     assert again == first
-    later, _ = resolve_material(SERVICE, rendered, NOW + timedelta(days=59), _no_randomness)
+    later, _ = resolve_material(
+        SERVICE, rendered, NOW + timedelta(days=59), _no_randomness, password_rounds=ROUNDS
+    )
     assert later == first
 
 
@@ -231,7 +235,7 @@ def test_cert_manager_issues_the_certificate_itself(first: Material) -> None:
 
 def test_acme_uses_the_internal_ca_for_now(rendered: dict[str, Secret], first: Material) -> None:
     service = _with(SERVICE, tls=Tls(issuer="acme", acme_email="admin@example.com"))
-    material, _ = resolve_material(service, rendered, NOW, _no_randomness)
+    material, _ = resolve_material(service, rendered, NOW, _no_randomness, password_rounds=ROUNDS)
     assert material == first
 
 

@@ -269,6 +269,26 @@ def test_no_fixed_address_also_refuses_the_annotations_that_pin_one() -> None:
     assert assemble([pinned], [], Grants((limited("open"),)))[1] == []
 
 
+@pytest.mark.parametrize(
+    "key",
+    [
+        # The IPv6 counterparts of AWS's and Azure's listed IPv4 keys, and DigitalOcean's
+        # adoption of an existing load balancer by id.
+        "service.beta.kubernetes.io/aws-load-balancer-ipv6-addresses",
+        "service.beta.kubernetes.io/azure-pip-name-ipv6",
+        "kubernetes.digitalocean.com/load-balancer-id",
+    ],
+)
+def test_no_fixed_address_refuses_the_ipv6_and_adoption_annotations(key: str) -> None:
+    # The policy allows the cloud's annotations by prefix, as for its listed IPv4 keys.
+    prefix = key.split("/")[0] + "/*"
+    strict = limited("strict", annotations=[prefix], loadBalancerIP=False)
+    pinned = service_claim("tenant-a", annotations={key: "2001:db8::7"})
+    assert [p.path for p in assemble([pinned], [], Grants((strict,)))[1]] == [
+        f"spec.service.annotations.{key}"
+    ]
+
+
 def test_the_hosts_the_mail_pods_contact_are_held_to_the_host_rule() -> None:
     spec = {
         "domain": "a.example",

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from mailstack.api import hosts
 from mailstack.api.assemble import MailService, assemble
 from mailstack.api.errors import ValidationError
 from mailstack.api.models import API_VERSION
@@ -108,14 +109,35 @@ def test_freshclam_takes_the_official_databases_from_a_mirror_or_not_at_all() ->
     mirrored = render_rspamd_config(
         service({"enabled": True, "signatures": {"privateMirror": "http://mirror.example.net"}})
     )["freshclam.conf"]
-    assert "PrivateMirror http://mirror.example.net\n" in mirrored
+    assert "PrivateMirror http://mirror.example.net.\n" in mirrored
     assert "DatabaseMirror" not in mirrored
     own = render_rspamd_config(
         service({"enabled": True, "signatures": {"official": False, "urls": [URL]}})
     )["freshclam.conf"]
     for database in ("main", "daily", "bytecode"):
         assert f"ExcludeDatabase {database}\n" in own
-    assert f"DatabaseCustomURL {URL}\n" in own
+    assert f"DatabaseCustomURL {hosts.absolute_url(URL)}\n" in own
+
+
+def test_freshclams_hosts_are_absolute_names_which_no_search_list_completes() -> None:
+    # The MTA pod resolves with the cluster's search list (dnsPolicy ClusterFirst, ndots:5):
+    # kubernetes.default would be the API server, shop.tenant-b another tenant's Service.
+    # freshclam hands the host to libcurl as written, and a name with a trailing dot is
+    # resolved as it stands.
+    urls = ["http://kubernetes.default/x.ndb", "https://shop.tenant-b:8443/y.ndb?v=1", ADDRESS_URL]
+    own = render_rspamd_config(
+        service({"enabled": True, "signatures": {"official": False, "urls": urls}})
+    )["freshclam.conf"]
+    assert "DatabaseCustomURL http://kubernetes.default./x.ndb\n" in own
+    assert "DatabaseCustomURL https://shop.tenant-b.:8443/y.ndb?v=1\n" in own
+    assert f"DatabaseCustomURL {ADDRESS_URL}\n" in own  # an address stays as it is
+    mirrored = render_rspamd_config(
+        service({"enabled": True, "signatures": {"privateMirror": "http://mirror.tenant-b"}})
+    )["freshclam.conf"]
+    assert "PrivateMirror http://mirror.tenant-b.\n" in mirrored
+
+
+ADDRESS_URL = "http://[2001:db8::1]:8080/z.ndb"
 
 
 @pytest.mark.parametrize(

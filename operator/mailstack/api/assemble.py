@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from mailstack.api import limits, proof
+from mailstack.api import claims, limits, proof
 from mailstack.api.errors import Problem
 from mailstack.api.models import Mailbox, MailDomain
 from mailstack.api.policy import Grants
@@ -86,7 +86,7 @@ def assemble(
     proof is required, as for files) or one over its namespace's limits (``limits``). A
     domain is served by one MailDomain in the whole cluster (all namespaces given): the oldest
     admitted claim (``MailDomain.claim_order``); every later one gets a problem naming it. Host
-    names take part too (``_contest``). A
+    names and nested names take part too (``claims.contest``). A
     Mailbox belongs to the MailDomain of its own namespace that serves its domain, unless the
     limits refuse it.
     """
@@ -109,7 +109,7 @@ def assemble(
         refused |= admission.refused
     admitted = [dom for dom in candidates if dom.ref not in refused]
     by_key: dict[tuple[str, str], MailDomain] = {}
-    for dom in _contest(admitted, problems, hostnames=grants.enforced):
+    for dom in claims.contest(admitted, problems, hostnames=grants.enforced):
         by_key[(dom.namespace, dom.domain)] = dom
     claimed_domains = {(d.namespace, d.domain) for d in admitted}
     mailboxes, refused_boxes = _admit_mailboxes(grants, mailboxes, claimed_domains)
@@ -169,64 +169,6 @@ def assemble(
         problems.extend(_check_routing(service))
         services.append(service)
     return services, problems
-
-
-def _contest(
-    admitted: list[MailDomain], problems: list[Problem], hostnames: bool
-) -> list[MailDomain]:
-    """The admitted MailDomains (in claim order) that win their domain; a problem naming the
-    winner (or the owner) for each one that does not.
-
-    A host name equal to or under a domain another namespace claims (its first admitted claim)
-    belongs to that domain's owner, whatever the ages. Otherwise a host name is held by its
-    oldest admitted claim: the MailDomains of that one's namespace may share it (one mail host
-    for a tenant's domains), those of others may not. Neither depends on who wins a domain, so
-    a reconcile needs only the claims on its host name and on the domains above it
-    (``Documents.contenders``). A domain is then served once in the cluster: the oldest claim
-    left. Host names are contested only under the platform's policies (``hostnames``): without
-    them any namespace may claim any domain itself, as for a single team.
-    """
-    refusals: dict[str, Problem] = {}
-    if hostnames:
-        claimed_by: dict[str, MailDomain] = {}  # domain -> its first admitted claim
-        for dom in admitted:
-            claimed_by.setdefault(dom.domain, dom)
-        holders: dict[str, MailDomain] = {}  # host name -> its first admitted claim
-        for dom in admitted:
-            owner = _hostname_owner(dom, claimed_by)
-            if owner is not None:
-                why = f"{dom.hostname} belongs to {owner.domain}, claimed by {owner.ref}"
-                refusals[dom.ref] = Problem(dom.ref, "spec.hostname", why)
-                continue
-            holder = holders.setdefault(dom.hostname, dom)
-            if holder.namespace != dom.namespace:
-                why = f"{dom.hostname} is already the host name of {holder.ref}"
-                refusals[dom.ref] = Problem(dom.ref, "spec.hostname", why)
-    winners: dict[str, MailDomain] = {}
-    for dom in admitted:
-        if dom.ref in refusals:
-            problems.append(refusals[dom.ref])
-            continue
-        winner = winners.setdefault(dom.domain, dom)
-        if winner is not dom:
-            why = f"{dom.domain} is already served by {winner.ref}"
-            problems.append(Problem(dom.ref, "spec.domain", why))
-    return list(winners.values())
-
-
-def _hostname_owner(dom: MailDomain, claimed_by: Mapping[str, MailDomain]) -> MailDomain | None:
-    """The claim of another namespace on a domain that ``dom``'s host name is or is under,
-    nearer to it than ``dom``'s own domain (a host name under its own domain goes with the
-    contest for that domain)."""
-    labels = dom.hostname.split(".")
-    for start in range(len(labels) - 1):
-        suffix = ".".join(labels[start:])
-        if suffix == dom.domain:
-            return None
-        owner = claimed_by.get(suffix)
-        if owner is not None and owner.namespace != dom.namespace:
-            return owner
-    return None
 
 
 def eligibility_problems(

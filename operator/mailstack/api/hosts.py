@@ -15,18 +15,22 @@ multicast and reserved ranges, IPv4-mapped and -translated IPv6 forms of them; n
 resolve inside a cluster or a site (single labels, ``.svc``, ``.cluster.local``, ``.local``,
 ``.internal``, ``.localhost``, ``.home.arpa``, ..., and ``<name>.<namespace>.svc.<any cluster
 domain>``: ``CLUSTER_LABELS``). Addresses are judged by IANA's special-purpose registries
-(``NOT_PUBLIC``), not by the Python version's ``ipaddress``. Other spellings of an address (decimal,
-octal, hex, short forms) are already refused as names by the field validators. Not checked
-here: what a public name resolves to (its owner's DNS may answer a private address) and the
-search domains a pod's resolver appends. The operator checks both when it connects to a DNS
-provider's host (``dns.providers.reach.HostGuard``: absolute resolution, ``address_problem`` of
-every address); Postfix resolves the relay without search domains, but what it resolves to is
-not checked. Redirects are not followed by the operator's HTTP clients (``dns.providers.http``).
+(``NOT_PUBLIC``), not by the Python version's ``ipaddress``. Any spelling the C library reads as
+an IPv4 address (``inet_aton``: hex or octal labels, short forms, such as ``169.254.169.0xfe``,
+which the name validators accept because its top label holds a letter) is judged as that
+address (``as_address``). Not checked here: what a public name resolves to (its owner's DNS may
+answer a private address). The search domains a pod's resolver appends are kept out where the
+name is used: the operator resolves a DNS provider's host absolute and checks every address
+(``dns.providers.reach.HostGuard``); Postfix resolves the relay without search domains, but
+what it resolves to is not checked; freshclam gets absolute names (``absolute_url``). Redirects
+are not followed by the operator's HTTP clients (``dns.providers.http``).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
+import socket
 import urllib.parse
 
 INTERNAL_SUFFIXES = (
@@ -132,9 +136,8 @@ def _nat64(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
 
 def host_problem(host: str) -> str | None:
     """Why ``host`` (a validated name or IP address) is not public, or None."""
-    try:
-        address = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
+    address = as_address(host)
+    if address is None:
         name = host.lower().rstrip(".")
         if "." not in name:
             return "a single-label name, which resolves through the cluster's search domains"
@@ -151,6 +154,39 @@ def host_problem(host: str) -> str | None:
     return address_problem(address)
 
 
+def as_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address ``host`` stands for where the mail pods and the operator resolve it, or
+    None for a name. Besides the usual forms, every spelling ``inet_aton`` reads as an IPv4
+    address (``169.254.169.0xfe``, ``0xa9.0xfe.0xa9.0xfe``, ``169.0xfea9fe``, octal, short
+    forms) is one: glibc's ``getaddrinfo`` (Postfix, libcurl in freshclam, the operator)
+    takes it so, without asking DNS, although it is a valid domain name (a top label with a
+    letter). Judged with a trailing dot removed too: refusing such a name costs nothing."""
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        pass
+    for spelling in {host, host.rstrip(".")}:
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(spelling))
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def absolute_url(url: str) -> str:
+    """``url`` (a validated http(s) URL) with its host name made absolute (a trailing dot), so
+    that the pod's resolver never completes it with the cluster's search domains
+    (``kubernetes.default`` would become the API server's ``kubernetes.default.svc.<cluster
+    domain>``, ``shop.tenant-b`` another tenant's Service). Addresses stay as they are."""
+    match = re.fullmatch(r"([a-z]+://)(\[[^\]]*\]|[^:/?#]*)(.*)", url, re.DOTALL)
+    if match is None:
+        return url
+    start, host, rest = match.groups()
+    if not host or host.endswith(".") or as_address(host) is not None:
+        return url
+    return f"{start}{host}.{rest}"
+
+
 def url_host(url: str) -> str:
     """The host of an http(s) URL (brackets of an IPv6 literal removed)."""
     return urllib.parse.urlsplit(url).hostname or ""
@@ -158,10 +194,7 @@ def url_host(url: str) -> str:
 
 def allowed(host: str, patterns: tuple[str, ...]) -> bool:
     """Whether a grant's ``allowedHosts`` (names, ``*.`` suffixes, addresses, CIDRs) covers it."""
-    try:
-        address = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        address = None
+    address = as_address(host)
     for pattern in patterns:
         if "/" in pattern or _is_address(pattern):
             if address is not None and address in ipaddress.ip_network(pattern, strict=False):

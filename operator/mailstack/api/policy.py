@@ -81,6 +81,9 @@ ADDRESS_ANNOTATIONS = {
     "service.beta.kubernetes.io/azure-pip-name": "Azure (a public IP resource)",
     "service.beta.kubernetes.io/aws-load-balancer-eip-allocations": "AWS (Elastic IPs)",
     "service.beta.kubernetes.io/aws-load-balancer-private-ipv4-addresses": "AWS",
+    "service.beta.kubernetes.io/aws-load-balancer-ipv6-addresses": "AWS",
+    "service.beta.kubernetes.io/azure-pip-name-ipv6": "Azure (a public IP resource)",
+    "kubernetes.digitalocean.com/load-balancer-id": "DigitalOcean (adopts a load balancer)",
     "networking.gke.io/load-balancer-ip-addresses": "GKE (reserved addresses)",
     "oci.oraclecloud.com/reserved-private-ips": "Oracle OKE",
 }

@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
+from mailstack.api.claims import at_or_above, at_or_under
 from mailstack.controller.documents import (
     address_domain,
     namespaced_name,
@@ -48,7 +49,7 @@ class Documents:
         self._domains: dict[tuple[str, str], Obj] = {}
         # Cluster-wide: a domain is served once across all namespaces (the oldest claim).
         self._domains_by_domain: dict[str | None, dict[DomainKey, Obj]] = defaultdict(dict)
-        # Host names contend too (``assemble``): one namespace's, not under another's domain.
+        # Host names and nested names contend too (``api.claims``).
         self._domains_by_hostname: dict[str | None, dict[DomainKey, Obj]] = defaultdict(dict)
         self._domain_secrets: dict[tuple[str, str], set[str]] = defaultdict(set)
 
@@ -182,18 +183,28 @@ class Documents:
 
     def _contender_keys(self, doc: Mapping[str, Any]) -> set[DomainKey]:
         """Every MailDomain, in any namespace, whose claim contends with ``doc``'s (a relation
-        both ways): the same domain or host name, a domain its host name is or is under, a host
-        name that is or is under its domain."""
+        both ways, ``api.claims``): the same domain or host name, a domain its host name is or
+        is under, a host name that is or is under its domain, a domain or host name its domain
+        is under, a domain under its domain or equal to or under its host name."""
         domain, hostname = served_domain(doc), served_hostname(doc)
         keys = set(self._domains_by_domain.get(domain, {}))
         keys |= set(self._domains_by_hostname.get(hostname, {}))
-        labels = (hostname or "").split(".")
-        for start in range(len(labels) - 1):
-            keys |= set(self._domains_by_domain.get(".".join(labels[start:]), {}))
+        for above in at_or_above(hostname or ""):
+            keys |= set(self._domains_by_domain.get(above, {}))
+        for above in at_or_above(domain or ""):
+            keys |= set(self._domains_by_domain.get(above, {}))
+            keys |= set(self._domains_by_hostname.get(above, {}))
         if domain is not None:
             for name, claims in self._domains_by_hostname.items():
-                if name is not None and (name == domain or name.endswith("." + domain)):
+                if name is not None and at_or_under(name, domain):
                     keys |= set(claims)
+        for name, claims in self._domains_by_domain.items():
+            if name is None:
+                continue
+            if (domain is not None and at_or_under(name, domain)) or (
+                hostname is not None and at_or_under(name, hostname)
+            ):
+                keys |= set(claims)
         return keys
 
     @staticmethod

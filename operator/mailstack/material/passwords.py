@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import functools
 import os
+import re
 from collections.abc import Callable
 
 import bcrypt
@@ -30,6 +31,8 @@ BCRYPT_MAX_BYTES = 72
 _STD_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _BCRYPT_ALPHABET = b"./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 _TO_BCRYPT = bytes.maketrans(_STD_ALPHABET, _BCRYPT_ALPHABET)
+# 22 characters of salt, 31 of hash, in bcrypt's alphabet.
+_SALT_AND_HASH = re.compile(r"[./A-Za-z0-9]{53}")
 
 
 def hash_password(
@@ -73,13 +76,23 @@ def password_hash(
     """The hash to render for a Secret's password ``value``.
 
     A value that already is a ``{SCHEME}hash`` is used as given; else the ``existing`` hash (from
-    the previous render) if it still matches; else a new bcrypt hash.
+    the previous render) if it still matches; else a new bcrypt hash. The existing hash comes
+    from the users Secret in the tenant's namespace, which the tenant may edit: it is checked
+    only when it has exactly the form and cost ``hash_password`` gives (``is_own_hash``), so
+    checking it costs what hashing anew does. A planted ``$2b$31$`` hash (2^31 rounds, days of
+    one core) is never run, only replaced.
     """
     if is_hashed_password(value):
         return value
-    if existing is not None and verify_password(value, existing):
+    if existing is not None and is_own_hash(existing, rounds) and verify_password(value, existing):
         return existing
     return hash_password(value, random_bytes, rounds)
+
+
+def is_own_hash(hashed: str, rounds: int = DEFAULT_ROUNDS) -> bool:
+    """Whether ``hashed`` has the form ``hash_password(..., rounds=rounds)`` gives."""
+    prefix = f"{BCRYPT_SCHEME}$2b${rounds:02d}$"
+    return hashed.startswith(prefix) and _SALT_AND_HASH.fullmatch(hashed[len(prefix) :]) is not None
 
 
 def parse_passwd_file(text: str) -> dict[str, str]:

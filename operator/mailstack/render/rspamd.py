@@ -6,8 +6,10 @@ ConfigMap, so only what differs from the defaults is rendered here.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
+from mailstack.api import hosts
 from mailstack.api.assemble import MailService
 from mailstack.render import layout
 from mailstack.render.forwarding import FORWARDING_MAP, HELD_DETAIL
@@ -121,9 +123,17 @@ CLAMAV_FILES = ("clamd.conf", "freshclam.conf")
 def render_antivirus_files(service: MailService) -> dict[str, str]:
     """antivirus.conf (rspamd), clamd.conf and freshclam.conf."""
     domain = service.domain
+    given = domain.spam.antivirus.signatures
+    # Absolute host names: freshclam resolves through the pod's resolver, whose search list
+    # would turn a tenant's ``kubernetes.default`` into the API server (``hosts``).
+    signatures = dataclasses.replace(
+        given,
+        private_mirror=given.private_mirror and hosts.absolute_url(given.private_mirror),
+        urls=tuple(hosts.absolute_url(url) for url in given.urls),
+    )
     context = {
         "domain": domain,
-        "signatures": domain.spam.antivirus.signatures,
+        "signatures": signatures,
         "clamd_port": layout.CLAMD_PORT,
         "paths": {"clamav_db": layout.CLAMAV_DB_DIR, "clamav_run": layout.CLAMAV_RUN_DIR},
         # An attachment is never larger than the message (base64 makes it smaller decoded).
