@@ -45,87 +45,22 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mailstack.api import hosts, validate
 from mailstack.api.dns_models import PowerDnsSettings, Rfc2136Settings
 from mailstack.api.errors import FieldError, ValidationError
 from mailstack.api.limits import UNBOUNDED, NamespaceLimits, combine, parse_limits
-from mailstack.api.models import MailDomain, ServiceSpec
+from mailstack.api.models import MailDomain
 from mailstack.api.parse.common import METADATA_FIELDS, check_header, raise_problems
 from mailstack.api.parse.service import EXPOSURES
 from mailstack.api.reader import Reader, boolean, one_of
+from mailstack.api.service_limits import ServiceLimits
 from mailstack.kubedoc import meta_of
 
 KIND = "MailDomainPolicy"
 MAX_ENTRIES = 256  # namespaces and domains per policy, as the CRD says
-
-
-# Annotations by which a load balancer implementation takes a fixed address for a Service:
-# ``loadBalancerIP: false`` refuses them as it refuses the field, whatever the policy's
-# ``annotations`` list allows. Implementations not listed may have their own: a platform must
-# not allow an address-pinning annotation through ``annotations`` (a prefix such as
-# ``metallb.universe.tf/*`` is checked against this table; a key not in it is not). Choosing a
-# pool (``metallb.universe.tf/address-pool``) is not pinning: the pools say who may use them.
-ADDRESS_ANNOTATIONS = {
-    "metallb.universe.tf/loadBalancerIPs": "MetalLB",
-    "metallb.io/loadBalancerIPs": "MetalLB",
-    "kube-vip.io/loadbalancerIPs": "kube-vip",
-    "lbipam.cilium.io/ips": "Cilium LB IPAM",
-    "io.cilium/lb-ipam-ips": "Cilium LB IPAM",
-    "projectcalico.org/loadBalancerIPs": "Calico",
-    "purelb.io/addresses": "PureLB",
-    "service.beta.kubernetes.io/azure-load-balancer-ipv4": "Azure",
-    "service.beta.kubernetes.io/azure-load-balancer-ipv6": "Azure",
-    "service.beta.kubernetes.io/azure-pip-name": "Azure (a public IP resource)",
-    "service.beta.kubernetes.io/aws-load-balancer-eip-allocations": "AWS (Elastic IPs)",
-    "service.beta.kubernetes.io/aws-load-balancer-private-ipv4-addresses": "AWS",
-    "service.beta.kubernetes.io/aws-load-balancer-ipv6-addresses": "AWS",
-    "service.beta.kubernetes.io/azure-pip-name-ipv6": "Azure (a public IP resource)",
-    "kubernetes.digitalocean.com/load-balancer-id": "DigitalOcean (adopts a load balancer)",
-    "networking.gke.io/load-balancer-ip-addresses": "GKE (reserved addresses)",
-    "oci.oraclecloud.com/reserved-private-ips": "Oracle OKE",
-}
-
-
-# What a grant allows when its policy names no ``exposures``: all but HostPort, which binds the
-# mail ports of the node the pod runs on (and needs Pod Security "privileged"): a platform allows
-# it by name.
-DEFAULT_EXPOSURES = ("LoadBalancer", "NodePort", "ClusterIP", "ProxyProtocol")
-
-
-@dataclass(frozen=True)
-class ServiceLimits:
-    """What a grant allows the public Service to be; None: anything."""
-
-    types: tuple[str, ...] | None = None
-    annotations: tuple[str, ...] | None = None  # keys; a trailing "*" matches a prefix
-    load_balancer_ip: bool = True
-    exposures: tuple[str, ...] | None = None  # None: DEFAULT_EXPOSURES
-
-    def refusals(self, service: ServiceSpec) -> list[tuple[str, str]]:
-        """(field path, why) for every part of ``service`` these limits do not allow."""
-        found: list[tuple[str, str]] = []
-        exposures = DEFAULT_EXPOSURES if self.exposures is None else self.exposures
-        if service.exposure not in exposures:
-            why = f"{service.exposure} is not allowed"
-            if service.exposure == "HostPort" and self.exposures is None:
-                why += " unless the policy lists it in service.exposures (it binds node ports)"
-            found.append(("spec.service.exposure", why))
-        if self.types is not None and service.type not in self.types:
-            found.append(("spec.service.type", f"{service.type} is not allowed"))
-        for key, _ in service.annotations:
-            if self.annotations is not None and not any(
-                key == p or (p.endswith("*") and key.startswith(p[:-1])) for p in self.annotations
-            ):
-                found.append((f"spec.service.annotations.{key}", "this annotation is not allowed"))
-            elif not self.load_balancer_ip and key in ADDRESS_ANNOTATIONS:
-                why = f"a fixed address ({ADDRESS_ANNOTATIONS[key]}) is not allowed"
-                found.append((f"spec.service.annotations.{key}", why))
-        if service.load_balancer_ip and not self.load_balancer_ip:
-            found.append(("spec.service.loadBalancerIP", "a fixed address is not allowed"))
-        return found
 
 
 @dataclass(frozen=True)
@@ -133,7 +68,7 @@ class MailDomainPolicy:
     name: str
     namespaces: tuple[str, ...]
     domains: tuple[str, ...]  # exact names, or "*." + a suffix
-    service: ServiceLimits = ServiceLimits()
+    service: ServiceLimits = field(default_factory=ServiceLimits)
     # Non-public hosts a MailDomain may name (relay, DNS server): names, "*." suffixes, CIDRs.
     allowed_hosts: tuple[str, ...] = ()
     limits: NamespaceLimits = UNBOUNDED
