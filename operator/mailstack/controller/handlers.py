@@ -47,6 +47,7 @@ from mailstack.controller.documents import (
     owner_name,
     served_domain,
 )
+from mailstack.controller.fairness import FairSlots
 from mailstack.controller.finalize import finalize
 from mailstack.controller.grants import PolicySet
 from mailstack.controller.index import Documents
@@ -98,7 +99,7 @@ class Operator:
         self.informers: list[Informer] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._locks: dict[DomainKey, asyncio.Lock] = {}
-        self._passes: asyncio.Semaphore | None = None
+        self.slots = FairSlots(self.config.parallel_reconciles, self.config.namespace_reconciles)
         self._kube: Kube | None = None
         self._reconciler: Reconciler | None = None
         self._settings: kopf.OperatorSettings | None = None
@@ -130,6 +131,7 @@ class Operator:
                 echoes=self.echoes,
                 concurrency=self.config.concurrency,
                 dns=DnsPublisher(self.config.dns),
+                render_workers=self.config.parallel_reconciles,
             )
             self._reconciler.grants = self.policies.grants
             # Woken: a DNS publication or proof lookup ended in the background, a back-off is over.
@@ -198,6 +200,7 @@ class Operator:
         if self._reconciler is not None:
             self._reconciler.dns.runner.close()
             self._reconciler.proofs.close()
+            self._reconciler.renderer.close()
         if self._kube is not None:
             await self._kube.close()
 
@@ -287,10 +290,7 @@ class Operator:
         """
         snapshot = {key: body[key] for key in body}  # the daemon's body is a live view
         key = namespaced_name(snapshot)
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        if self._passes is None:
-            self._passes = asyncio.Semaphore(self.config.parallel_reconciles)
-        async with lock, self._passes:
+        async with self._locks.setdefault(key, asyncio.Lock()), self.slots.slot(key[0]):
             self.coalescer.clear(key)  # this pass covers every change seen so far
             domain = served_domain(snapshot)
             bounded = self.policies.grants.limits_for(key[0]).bounded

@@ -10,7 +10,7 @@ The phases of a pass, each a method with a typed result:
    operator's own are used, ``ownership``) and take the referenced user Secrets from the watch
    cache (labelled ones only). A read that fails for any reason other than 404 aborts the pass:
    generating a new DKIM key because the API was briefly unavailable would rotate it by accident.
-2. ``plan.render_domain``: parse, assemble, resolve material, render.
+2. ``plan.render_domain``: parse, assemble, resolve material, render (in ``render_pool``).
 3. ``_apply_children``: read the remaining children; if one is not this MailDomain's, write
    nothing (``NameTaken``); else apply (server-side) those that differ, the externalDNS
    DNSEndpoint last, delete stale ones.
@@ -55,14 +55,7 @@ from mailstack.controller.documents import (
     referenced_secret_names,
 )
 from mailstack.controller.events import EventPoster, change_notices, domain_notices
-from mailstack.controller.kinds import (
-    CERTIFICATE,
-    MAILDOMAIN,
-    SECRET,
-    STATEFUL_SET,
-    ChildKey,
-    Kind,
-)
+from mailstack.controller.kinds import CERTIFICATE, MAILDOMAIN, SECRET, STATEFUL_SET, ChildKey, Kind
 from mailstack.controller.kube import ApiError, Kube
 from mailstack.controller.memory import Echoes, SecretCache, WrittenStatus
 from mailstack.controller.outcome import ApplyResult, Gathered, Outcome, ReconcileError
@@ -75,6 +68,7 @@ from mailstack.controller.ownership import (
 )
 from mailstack.controller.proof_lookup import ProofLookup
 from mailstack.controller.rejections import read_rejections
+from mailstack.controller.render_pool import RenderPool
 from mailstack.controller.status import domain_status
 from mailstack.controller.status_writer import StatusWriter
 from mailstack.dns.providers.external_dns import dns_endpoint
@@ -102,6 +96,7 @@ class Reconciler:
         written: WrittenStatus | None = None,
         concurrency: int = 16,
         dns: DnsPublisher | None = None,
+        render_workers: int = 4,
     ) -> None:
         self.kube = kube
         self.options = options or RenderOptions()
@@ -111,6 +106,7 @@ class Reconciler:
         self.written = written if written is not None else WrittenStatus()
         self.dns = dns if dns is not None else DnsPublisher()
         self.proofs = ProofLookup()
+        self.renderer = RenderPool(render_workers)  # keys and hashes, off the event loop
         # The platform's MailDomainPolicies as last seen (the operator's policy informer).
         self.grants = Grants()
         self.events = EventPoster(kube, os.environ.get("POD_NAME") or socket.gethostname())
@@ -139,7 +135,7 @@ class Reconciler:
         self.passes += 1
         outcome = Outcome()
         gathered = await self._gather(body, mailboxes, siblings, view, now or datetime.now(UTC))
-        rendered = plan.render_domain(gathered.inputs)
+        rendered = await self.renderer.render(gathered.inputs)
         outcome.valid = rendered.valid
         outcome.retry_after = self.proofs.retry_after(ref.uid) if rendered.proof_pending else None
         applied = await self._apply_children(ref, rendered, gathered.material, outcome)

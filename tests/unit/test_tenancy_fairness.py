@@ -1,0 +1,136 @@
+"""Shared clusters, the pure and in-process parts: the namespaces take turns for the reconcile
+slots (``controller.fairness``) and renders run off the event loop (``controller.render_pool``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from mailstack.controller import plan
+from mailstack.controller.fairness import FairSlots
+from mailstack.controller.render_pool import RenderPool
+
+
+async def _order(slots: FairSlots, arrivals: list[str]) -> list[str]:
+    """The order in which passes of these namespaces (arriving in this order) get a slot."""
+    started: list[str] = []
+    gate = asyncio.Event()
+
+    async def one(ns: str) -> None:
+        async with slots.slot(ns):
+            started.append(ns)
+            await gate.wait()
+
+    tasks = [asyncio.create_task(one(ns)) for ns in arrivals]
+    for _ in range(len(arrivals) + 2):
+        await asyncio.sleep(0)
+        gate.set()
+        gate.clear()
+    await asyncio.sleep(0)
+    gate.set()
+    await asyncio.gather(*tasks)
+    return started
+
+
+def test_a_namespace_with_many_passes_waiting_does_not_hold_back_another() -> None:
+    """200 passes of one namespace queued first: the other's one pass is the second to run,
+    not the 201st (a semaphore served them first come, first served)."""
+    slots = FairSlots(total=1, per_namespace=1)
+    order = asyncio.run(_order(slots, ["hostile"] * 200 + ["tenant-b"]))
+    assert order.index("tenant-b") <= 1
+    assert order.count("hostile") == 200
+
+
+def test_namespaces_take_turns() -> None:
+    slots = FairSlots(total=1, per_namespace=1)
+    order = asyncio.run(_order(slots, ["a", "a", "a", "b", "b", "c"]))
+    assert order == ["a", "b", "c", "a", "b", "a"]
+
+
+def test_one_namespace_holds_at_most_its_share_of_the_slots() -> None:
+    async def run() -> tuple[int, int]:
+        slots = FairSlots(total=4, per_namespace=1)
+        release = asyncio.Event()
+        peak = 0
+
+        async def one(ns: str) -> None:
+            nonlocal peak
+            async with slots.slot(ns):
+                peak = max(peak, slots.running("hostile"))
+                await release.wait()
+
+        tasks = [asyncio.create_task(one("hostile")) for _ in range(10)]
+        tasks.append(asyncio.create_task(one("tenant-b")))
+        await asyncio.sleep(0.01)
+        b_running = slots.running("tenant-b")  # at once, beside the hostile one
+        release.set()
+        await asyncio.gather(*tasks)
+        return peak, b_running
+
+    peak, b_running = asyncio.run(run())
+    assert (peak, b_running) == (1, 1)
+
+
+def test_a_pass_cancelled_while_waiting_leaves_its_slot_to_the_next() -> None:
+    async def run() -> list[str]:
+        slots = FairSlots(total=1, per_namespace=1)
+        started: list[str] = []
+        release = asyncio.Event()
+
+        async def one(name: str, ns: str) -> None:
+            async with slots.slot(ns):
+                started.append(name)
+                await release.wait()
+
+        first = asyncio.create_task(one("first", "a"))
+        cancelled = asyncio.create_task(one("cancelled", "b"))
+        last = asyncio.create_task(one("last", "c"))
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        await asyncio.sleep(0)
+        release.set()
+        await asyncio.gather(first, last)
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        assert slots.running("a") == slots.running("c") == 0
+        return started
+
+    assert asyncio.run(run()) == ["first", "last"]
+
+
+def test_a_render_runs_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a render (key generation) runs, the event loop goes on: a slow render no longer
+    stalls every other pass, informer and handler of the operator."""
+    threads: list[str] = []
+
+    def slow_render(inputs: plan.DomainInputs) -> plan.Rendered:
+        threads.append(threading.current_thread().name)
+        time.sleep(0.5)
+        return plan.Rendered()
+
+    monkeypatch.setattr(plan, "render_domain", slow_render)
+
+    async def run() -> int:
+        pool = RenderPool(2)
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        task = asyncio.create_task(ticker())
+        inputs = plan.DomainInputs(domain={}, siblings=(), mailboxes=(), secrets={}, now=None)  # type: ignore[arg-type]
+        await asyncio.gather(pool.render(inputs), pool.render(inputs))
+        task.cancel()
+        pool.close()
+        return ticks
+
+    ticks = asyncio.run(run())
+    assert ticks >= 10, f"the event loop ran {ticks} times during two renders of 0.5 s"
+    assert all(name.startswith("mailstack-render") for name in threads)
