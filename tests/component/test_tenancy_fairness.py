@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from tests.component.conftest import conditions, maildomain
+from tests.component.conftest import USABLE_BY, conditions, mailbox, maildomain, password
 from tests.component.emulator import ApiServer, wait_for
 from tests.component.harness import OperatorThread
 from tests.component.test_limits import namespace, policy
@@ -88,3 +88,60 @@ def test_new_maildomains_of_one_tenant_do_not_stall_another(api: ApiServer) -> N
         assert took < bound(alone), f"tenant-b waited {took:.1f} s behind {count} new ones"
     finally:
         operator.stop(allow_errors=True)
+
+
+MIB = 1024 * 1024
+
+
+def blob(name: str, ns: str, size: int) -> dict[str, Any]:
+    meta = {"name": name, "namespace": ns, "labels": {USABLE_BY: "maildomains_mailboxes"}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": meta,
+        "stringData": {"blob": "x" * size},
+    }
+
+
+def test_unreferenced_labelled_secrets_do_not_grow_the_operators_memory(
+    api: ApiServer, operator: OperatorThread
+) -> None:
+    """Re-check R10: a tenant who may write its namespace's Secrets creates many of up to
+    1 MiB each, labelled ``mailstack.dev/usable-by``, that nothing refers to. The Secret watch
+    selects by that label only, and the operator kept each one's data: some 600 of them pass
+    the chart's 512Mi limit, the operator is OOM-killed, lists them again after each restart,
+    and no tenant is reconciled any more. Scaled down: 24 Secrets of 700 KiB."""
+    namespace(api, "hostile")
+    count = 24
+    for i in range(count):
+        api.create(blob(f"blob{i}", "hostile", 700 * 1024))  # base64: under the 1 MiB limit
+    cache = operator.operator.secrets
+    wait_for(lambda: cache.unloaded("hostile", f"blob{count - 1}"), 60)
+    held = sum(
+        len(value)
+        for i in range(count)
+        if (secret := cache.get("hostile", f"blob{i}")) is not None
+        for _, value in secret.data
+    )
+    print(f"the operator holds {held / MIB:.1f} MiB of {count} unreferenced Secrets")
+    assert held < 4 * MIB, f"{held / MIB:.1f} MiB of unreferenced Secrets held by the operator"
+
+
+def test_a_secret_is_read_on_its_first_reference_and_forgotten_after_the_last(
+    api: ApiServer, operator: OperatorThread
+) -> None:
+    """The other side of keeping only referenced Secrets' data: a Mailbox created after its
+    password Secret still logs in (the Secret is read then, through the label selector), and
+    once nothing refers to it the operator holds its data no more."""
+    api.create(password("carol"))
+    cache = operator.operator.secrets
+    wait_for(lambda: cache.unloaded("default", "carol"), 30)
+    assert cache.get("default", "carol") is None
+    api.create(maildomain("example", "example.com"))
+    api.create(mailbox("carol", "carol@example.com"))
+    wait_for(lambda: conditions(api.get("mailboxes", "carol", "default")).get("Valid"), 60)
+    assert conditions(api.get("mailboxes", "carol", "default"))["Valid"]["status"] == "True"
+    assert cache.get("default", "carol") is not None
+    api.delete("mailboxes", "carol", "default")
+    wait_for(lambda: cache.unloaded("default", "carol"), 30)
+    assert cache.get("default", "carol") is None

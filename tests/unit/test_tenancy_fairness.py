@@ -1,5 +1,6 @@
 """Shared clusters, the pure and in-process parts: the namespaces take turns for the reconcile
-slots (``controller.fairness``) and renders run off the event loop (``controller.render_pool``).
+slots (``controller.fairness``), renders run off the event loop (``controller.render_pool``), and
+only referenced Secrets are kept with their data (``controller.memory.SecretCache``).
 """
 
 from __future__ import annotations
@@ -7,11 +8,14 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from typing import Any
 
 import pytest
 
 from mailstack.controller import plan
 from mailstack.controller.fairness import FairSlots
+from mailstack.controller.index import Documents
+from mailstack.controller.memory import SecretCache
 from mailstack.controller.render_pool import RenderPool
 
 
@@ -134,3 +138,30 @@ def test_a_render_runs_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> No
     ticks = asyncio.run(run())
     assert ticks >= 10, f"the event loop ran {ticks} times during two renders of 0.5 s"
     assert all(name.startswith("mailstack-render") for name in threads)
+
+
+def _secret(name: str, version: str, value: str = "x" * 1000) -> dict[str, Any]:
+    meta = {"name": name, "namespace": "t", "resourceVersion": version}
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": meta, "stringData": {"v": value}}
+
+
+def _box(name: str, secret: str) -> dict[str, Any]:
+    spec = {"address": f"{name}@t.example", "passwordSecretRef": {"name": secret}}
+    return {"kind": "Mailbox", "metadata": {"name": name, "namespace": "t"}, "spec": spec}
+
+
+def test_only_referenced_secrets_are_kept_with_their_data() -> None:
+    documents = Documents()
+    cache = SecretCache(documents.references)
+    documents.released = cache.release
+    cache.put(_secret("blob", "1"))
+    cache.put(_secret("pw", "1"))
+    assert (cache.get("t", "blob"), cache.unloaded("t", "blob"), len(cache)) == (None, True, 0)
+    documents.put_mailbox(_box("carol", "pw"))
+    cache.put(_secret("pw", "2"))  # a change, or the pass's read on the first reference
+    assert cache.get("t", "pw") is not None and not cache.unloaded("t", "pw")
+    documents.put_mailbox(_box("carol", "pw"))  # the same reference again: kept
+    assert cache.get("t", "pw") is not None
+    documents.put_mailbox(_box("carol", "other"))  # the last reference gone: forgotten
+    assert (cache.get("t", "pw"), cache.unloaded("t", "pw")) == (None, True)
+    assert cache.drop("t", "pw") and not cache.unloaded("t", "pw")

@@ -73,7 +73,6 @@ from mailstack.kubedoc import Obj
 logger = logging.getLogger("mailstack.operator")
 
 MANAGED_BY = "app.kubernetes.io/managed-by=mailstack"
-USABLE_BY = USABLE_BY_LABEL  # the selector "has the label"; its value is checked per use
 MAILDOMAINS = (GROUP, VERSION, "maildomains")
 MAILBOXES = (GROUP, VERSION, "mailboxes")
 
@@ -84,9 +83,10 @@ class Operator:
     def __init__(self, config: OperatorConfig | None = None) -> None:
         self.config = config or OperatorConfig()
         self.coalescer = Coalescer()
-        self.secrets = SecretCache()
-        self.echoes = Echoes()
         self.documents = Documents()
+        self.secrets = SecretCache(self.documents.references)  # referenced ones with their data
+        self.documents.released = self.secrets.release
+        self.echoes = Echoes()
         self.policies = PolicySet(self.config.require_domain_grant)
         # An explicit peering identity, so that this code and kopf agree on which peer is us.
         self.identity = self.config.identity or (
@@ -164,7 +164,7 @@ class Operator:
             # Secrets: the users' labelled ones, and the operator's own among the children. No
             # informer sees a Secret with neither label (api/secret_access.py).
             [
-                Informer(self.kube, SECRET, ns, self._on_secret, label_selector=USABLE_BY)
+                Informer(self.kube, SECRET, ns, self._on_secret, label_selector=USABLE_BY_LABEL)
                 for ns in namespaces
             ]
             + [
@@ -266,8 +266,8 @@ class Operator:
                 logger.warning("%s/%s: %s", namespace, name, err)
 
     async def _on_secret(self, kind: str, body: Obj, primed: bool) -> None:
-        # Every Secret labelled usable-by is kept, referenced yet or not: a Mailbox created
-        # after its Secret then finds it in memory (the operator never GETs a user Secret).
+        # Every Secret labelled usable-by is known, the referenced ones with their data (a
+        # Mailbox created after its Secret has it read then: ``Reconciler.user_secrets``).
         # One losing the label leaves the watch's selector: DELETED, so it is forgotten.
         namespace, name = namespaced_name(body)
         if kind == "DELETED":

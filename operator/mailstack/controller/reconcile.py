@@ -33,7 +33,7 @@ from typing import Any
 
 from mailstack.api.models import Secret
 from mailstack.api.policy import Grants
-from mailstack.controller import plan
+from mailstack.controller import plan, user_secrets
 from mailstack.controller.children import (
     Change,
     Owner,
@@ -171,9 +171,9 @@ class Reconciler:
             material = await self._read_children(
                 ref.namespace, [SECRET.key(n) for n in material_secret_names(ref.name)]
             )
-            user = self.user_secrets(ref.namespace, referenced_secret_names(body, mailboxes))
         except ApiError as err:
             raise ReconcileError(f"reading the Secrets failed: {err}", 10) from err
+        user = await self.user_secrets(ref.namespace, referenced_secret_names(body, mailboxes))
         previous = self.statuses.previous(MAILDOMAIN, body)
         proof, txt = await self.proofs.look(body, self.grants, previous)
         inputs = plan.DomainInputs(
@@ -348,16 +348,9 @@ class Reconciler:
         )
         return dict(zip(keys, results, strict=True))
 
-    def user_secrets(self, namespace: str, names: set[str]) -> dict[str, Secret]:
-        """Referenced Secrets from the watch cache, never read one by one: the operator sees
-        only Secrets labelled ``mailstack.dev/usable-by`` (``api.secret_access``), and a GET
-        would read an unlabelled one too."""
-        result = {}
-        for name in names:
-            secret = self.secrets.get(namespace, name)
-            if secret is not None:
-                result[name] = secret
-        return result
+    async def user_secrets(self, namespace: str, names: set[str]) -> dict[str, Secret]:
+        """The referenced user Secrets (``user_secrets.read``)."""
+        return await user_secrets.read(self.kube, self.secrets, namespace, names)
 
     # --- writing children ----------------------------------------------------------------
 
