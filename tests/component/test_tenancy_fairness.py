@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from mailstack.api.quantities import quantity_value
 from tests.component.conftest import USABLE_BY, conditions, mailbox, maildomain, password
 from tests.component.emulator import ApiServer, wait_for
 from tests.component.harness import OperatorThread
@@ -145,3 +146,42 @@ def test_a_secret_is_read_on_its_first_reference_and_forgotten_after_the_last(
     api.delete("mailboxes", "carol", "default")
     wait_for(lambda: cache.unloaded("default", "carol"), 30)
     assert cache.get("default", "carol") is None
+
+
+def claimed(api: ApiServer, ns: str) -> tuple[int, list[str]]:
+    claims = api.list("persistentvolumeclaims", ns)
+    total = sum(int(quantity_value(c["spec"]["resources"]["requests"]["storage"])) for c in claims)
+    return total, sorted(c["metadata"]["name"] for c in claims)
+
+
+def test_renaming_a_maildomain_does_not_outgrow_max_storage(
+    api: ApiServer, operator: OperatorThread
+) -> None:
+    """Re-check R4: maxStorage 3Gi. The tenant created d0 (2Gi + 1Gi), deleted it (the default
+    retention, Retain, keeps its volume claims, which counted against nothing), created d1 with
+    the same sizes under another name, and so on: each round added 3Gi of real volumes while
+    the limit saw 3Gi in all. The retained claims count now: d1 is refused, and d0 created
+    again gets its volumes back."""
+    namespace(api, "tenant-a")
+    limits = {"maxMailDomains": 1, "maxStorage": "3Gi"}
+    api.create(policy("a", namespaces=["tenant-a"], domains=["*.a.example"], limits=limits), None)
+    storage = {"mailboxes": {"size": "2Gi"}, "queue": {"size": "1Gi"}}
+    api.create(in_namespace(maildomain("d0", "d0.a.example", storage=storage), "tenant-a"))
+    wait_for(lambda: valid(api, "d0", "tenant-a").get("status") == "True", 30)
+    wait_for(lambda: len(claimed(api, "tenant-a")[1]) >= 2 or None, 30)
+    api.delete("maildomains", "d0", "tenant-a")
+    wait_for(lambda: api.get("maildomains", "d0", "tenant-a") is None, 30)
+    api.create(in_namespace(maildomain("d1", "d1.a.example", storage=storage), "tenant-a"))
+    wait_for(lambda: valid(api, "d1", "tenant-a").get("status") is not None, 30)
+    verdict = valid(api, "d1", "tenant-a")
+    total, names = claimed(api, "tenant-a")
+    print("d1 Valid:", verdict, f"{total / 2**30:g}Gi of volume claims: {names}")
+    assert total <= 3 * 2**30, f"{total / 2**30:g}Gi claimed under maxStorage 3Gi: {names}"
+    assert verdict["reason"] == "LimitExceeded", verdict
+    assert "volume claims no MailDomain here holds" in verdict["message"]
+    # The same name again takes its own volumes back: admitted, nothing new claimed.
+    api.delete("maildomains", "d1", "tenant-a")
+    wait_for(lambda: api.get("maildomains", "d1", "tenant-a") is None, 30)
+    api.create(in_namespace(maildomain("d0", "d0.a.example", storage=storage), "tenant-a"))
+    wait_for(lambda: valid(api, "d0", "tenant-a").get("status") == "True", 30)
+    assert claimed(api, "tenant-a") == (total, names)

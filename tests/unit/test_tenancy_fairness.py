@@ -12,11 +12,14 @@ from typing import Any
 
 import pytest
 
+from mailstack.api.limits import NamespaceLimits, admit_domains
 from mailstack.controller import plan
 from mailstack.controller.fairness import FairSlots
 from mailstack.controller.index import Documents
 from mailstack.controller.memory import SecretCache
 from mailstack.controller.render_pool import RenderPool
+from mailstack.controller.volume_claims import requests_by_domain
+from tests.unit.test_limits import dom, t
 
 
 async def _order(slots: FairSlots, arrivals: list[str]) -> list[str]:
@@ -165,3 +168,48 @@ def test_only_referenced_secrets_are_kept_with_their_data() -> None:
     documents.put_mailbox(_box("carol", "other"))  # the last reference gone: forgotten
     assert (cache.get("t", "pw"), cache.unloaded("t", "pw")) == (None, True)
     assert cache.drop("t", "pw") and not cache.unloaded("t", "pw")
+
+
+# --- maxStorage counts the volume claims, retained ones too ----------------------------------
+
+GI = 1024**3
+STORAGE = {"storage": {"mailboxes": {"size": "2Gi"}, "queue": {"size": "1Gi"}}}
+
+
+def test_retained_volume_claims_count_against_max_storage() -> None:
+    """A deleted MailDomain's kept claims take their room first: renaming no longer adds
+    volumes beyond maxStorage (re-check R4)."""
+    limits = NamespaceLimits(max_storage=3 * GI, source="MailDomainPolicy/a")
+    d1 = dom("d1", t(1), **STORAGE)
+    assert admit_domains(limits, [d1]).refused == frozenset()
+    refused = admit_domains(limits, [d1], {"d0": 3 * GI})
+    assert refused.refused == {d1.ref}
+    assert "3Gi by volume claims no MailDomain here holds" in refused.problems[0].message
+    # Its own claims are its own: the same name again fits.
+    assert admit_domains(limits, [dom("d0", t(1), **STORAGE)], {"d0": 3 * GI}).refused == set()
+
+
+def test_a_shrunk_spec_counts_what_its_volumes_still_request() -> None:
+    limits = NamespaceLimits(max_storage=4 * GI, source="MailDomainPolicy/a")
+    small = {"storage": {"mailboxes": {"size": "1Gi"}, "queue": {"size": "1Gi"}}}
+    d0, d1 = dom("d0", t(1), **small), dom("d1", t(2), **small)
+    assert admit_domains(limits, [d0, d1]).refused == set()
+    assert admit_domains(limits, [d0, d1], {"d0": 3 * GI}).refused == {d1.ref}
+
+
+def test_volume_claims_are_summed_by_the_maildomain_they_were_made_for() -> None:
+    def claim(name: str, instance: str | None, size: str) -> dict[str, Any]:
+        labels = {"app.kubernetes.io/name": "mailstack"}
+        if instance:
+            labels["app.kubernetes.io/instance"] = instance
+        spec = {"resources": {"requests": {"storage": size}}}
+        return {"metadata": {"name": name, "labels": labels}, "spec": spec}
+
+    claims = [
+        claim("mail-d0-mda-0", "d0", "2Gi"),
+        claim("queue-d0-mta-0", "d0", "1Gi"),
+        claim("mail-d1-mda-0", "d1", "500Mi"),
+        claim("odd", None, "1Gi"),
+        claim("bad", "d1", "lots"),
+    ]
+    assert requests_by_domain(claims) == {"d0": 3 * GI, "d1": 500 * 1024**2}

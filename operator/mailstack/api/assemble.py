@@ -77,13 +77,15 @@ def assemble(
     mailboxes: Iterable[Mailbox],
     grants: Grants | None = None,
     proofs: Mapping[str, Proof] | None = None,
+    claims: Mapping[str, Mapping[str, int]] | None = None,
 ) -> tuple[list[MailService], list[Problem]]:
     """Group Mailboxes under their MailDomains and check the cross-document rules.
 
     A MailDomain whose namespace the platform's policies do not grant its domain, or whose
     Service they do not allow, serves nothing (``policy.Grants``); nor does one whose grant
     requires a proof of control it has not given (``proofs`` by MailDomain ref; None: no
-    proof is required, as for files) or one over its namespace's limits (``limits``). A
+    proof is required, as for files) or one over its namespace's limits (``limits``; ``claims``:
+    the requests of each namespace's mail volume claims by MailDomain name, for maxStorage). A
     domain is served by one MailDomain in the whole cluster (all namespaces given): the oldest
     admitted claim (``MailDomain.claim_order``); every later one gets a problem naming it. Host
     names take part too (``_contest``). A
@@ -104,7 +106,8 @@ def assemble(
         by_namespace[dom.namespace].append(dom)
     refused: set[str] = set()
     for namespace, own in by_namespace.items():
-        admission = limits.admit_domains(grants.limits_for(namespace), own)
+        own_claims = (claims or {}).get(namespace)  # the volumes' requests, by MailDomain
+        admission = limits.admit_domains(grants.limits_for(namespace), own, own_claims)
         problems += admission.problems
         refused |= admission.refused
     admitted = [dom for dom in candidates if dom.ref not in refused]

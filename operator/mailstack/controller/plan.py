@@ -147,6 +147,8 @@ class DomainInputs:
     # and every Mailbox of the namespace (``api.limits`` counts them all).
     namespace_domains: Sequence[Mapping[str, Any]] = ()
     namespace_mailboxes: Sequence[Mapping[str, Any]] = ()
+    # What the namespace's mail volume claims request, by MailDomain name (``maxStorage``).
+    namespace_claims: Mapping[str, int] = field(default_factory=dict)
     # The proof of control: the one the last status holds, and the TXT values found at the
     # challenge name in this pass (None: not looked up).
     proof: Proof | None = None
@@ -279,7 +281,8 @@ def render_domain(inputs: DomainInputs) -> Rendered:
 
     proofs = _proofs(inputs, model, siblings)
     out.proof = proofs.get(model.ref)
-    services, problems = assemble([model, *siblings], boxes, inputs.grants, proofs)
+    claims = {model.namespace: inputs.namespace_claims}
+    services, problems = assemble([model, *siblings], boxes, inputs.grants, proofs, claims)
     _split(problems, out, model.ref)
     service = next((s for s in services if s.domain.ref == model.ref), None)
     if service is None:

@@ -71,6 +71,7 @@ from mailstack.controller.rejections import read_rejections
 from mailstack.controller.render_pool import RenderPool
 from mailstack.controller.status import domain_status
 from mailstack.controller.status_writer import StatusWriter
+from mailstack.controller.volume_claims import namespace_claims
 from mailstack.dns.providers.external_dns import dns_endpoint
 from mailstack.dns.records import desired_records
 from mailstack.kubedoc import Obj, ObjectRef
@@ -171,6 +172,8 @@ class Reconciler:
             material = await self._read_children(
                 ref.namespace, [SECRET.key(n) for n in material_secret_names(ref.name)]
             )
+            storage_limited = self.grants.limits_for(ref.namespace).max_storage is not None
+            claims = await namespace_claims(self.kube, ref.namespace) if storage_limited else {}
         except ApiError as err:
             raise ReconcileError(f"reading the Secrets failed: {err}", 10) from err
         user = await self.user_secrets(ref.namespace, referenced_secret_names(body, mailboxes))
@@ -187,6 +190,7 @@ class Reconciler:
             grants=self.grants,
             namespace_domains=view.domains,
             namespace_mailboxes=view.mailboxes,
+            namespace_claims=claims,
             proof=proof,
             proof_txt=txt,
         )
