@@ -11,9 +11,24 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
+
 from mailstack.api.quantities import quantity_value
-from tests.component.conftest import USABLE_BY, conditions, mailbox, maildomain, password
-from tests.component.emulator import ApiServer, wait_for
+from tests.component.conftest import (
+    USABLE_BY,
+    conditions,
+    mailbox,
+    maildomain,
+    password,
+    settle,
+)
+from tests.component.emulator import (
+    ApiServer,
+    builtin_resources,
+    cert_manager_resources,
+    crd_resources,
+    wait_for,
+)
 from tests.component.harness import OperatorThread
 from tests.component.test_limits import namespace, policy
 from tests.component.test_operator import in_namespace
@@ -185,3 +200,52 @@ def test_renaming_a_maildomain_does_not_outgrow_max_storage(
     api.create(in_namespace(maildomain("d0", "d0.a.example", storage=storage), "tenant-a"))
     wait_for(lambda: valid(api, "d0", "tenant-a").get("status") == "True", 30)
     assert claimed(api, "tenant-a") == (total, names)
+
+
+@pytest.mark.parametrize(
+    "api",
+    [{"resources": [*builtin_resources(), *crd_resources(), *cert_manager_resources()]}],
+    indirect=True,
+)
+def test_an_orphaned_cert_manager_secret_of_another_app_is_not_mounted(
+    api: ApiServer, operator: OperatorThread
+) -> None:
+    """Re-check R8: an app's Certificate ``shop-tls`` was removed, its Secret ``shop-tls``
+    (annotated ``cert-manager.io/certificate-name: shop-tls``) stays, as cert-manager leaves
+    it. A user who may create MailDomains but not read Secrets creates MailDomain ``shop``
+    with ``tls.issuer: certManager``: its Certificate is ``shop-tls`` too, and the Secret was
+    taken for its issue and mounted in the mail pods (the app's certificate and private key).
+    Now NameTaken, as for any object of a child's name that is not the MailDomain's."""
+    api.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": "shop-tls",
+                "namespace": "default",
+                "annotations": {"cert-manager.io/certificate-name": "shop-tls"},
+            },
+            "type": "kubernetes.io/tls",
+            "stringData": {"tls.crt": "SHOP-CERT", "tls.key": "SHOP-PRIVATE-KEY"},
+        },
+        manager="cert-manager-certificates-issuing",
+    )
+    tls = {
+        "issuer": "certManager",
+        "certManager": {"issuerRef": {"name": "letsencrypt", "kind": "ClusterIssuer"}},
+    }
+    api.create(maildomain("shop", "shop.example", tls=tls))
+    wait_for(lambda: valid(api, "shop", "default").get("status") is not None, 30)
+    settle(api, operator)
+    verdict = valid(api, "shop", "default")
+    mounts = [
+        volume["secret"]["secretName"]
+        for sts in api.list("statefulsets", "default")
+        for volume in sts["spec"]["template"]["spec"].get("volumes") or []
+        if "secret" in volume
+    ]
+    print("shop Valid:", verdict, "mounted Secrets:", mounts)
+    assert verdict.get("reason") == "NameTaken", verdict
+    assert "Secret/shop-tls" in verdict["message"]
+    assert "shop-tls" not in mounts, "the mail pods mount the app's orphaned key"
+    assert api.get("certificates", "shop-tls", "default") is None
