@@ -6,13 +6,18 @@ only referenced Secrets are kept with their data (``controller.memory.SecretCach
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from mailstack.api.limits import NamespaceLimits, admit_domains
+from mailstack.api.policy import Grants, parse_policy
 from mailstack.controller import plan
 from mailstack.controller.fairness import FairSlots
 from mailstack.controller.index import Documents
@@ -213,3 +218,89 @@ def test_volume_claims_are_summed_by_the_maildomain_they_were_made_for() -> None
         claim("bad", "d1", "lots"),
     ]
     assert requests_by_domain(claims) == {"d0": 3 * GI, "d1": 500 * 1024**2}
+
+
+# --- which cert-manager issuers a policy lets a tenant use -------------------------------------
+
+TENANT_POLICY = """\
+apiVersion: mailstack.dev/v1alpha1
+kind: MailDomainPolicy
+metadata: {name: tenant-a}
+spec:
+  namespaces: [tenant-a]
+  domains: [a.example, "*.a.example"]
+"""
+
+
+def _render(tmp_path: Path, policy: str, kind: str, name: str) -> tuple[int, str, list[Any]]:
+    """``mailstack render`` of MailDomain a with a certManager issuer under ``policy``: the
+    exit code, the output and the issuerRefs of the Certificates rendered."""
+    ref = f"{{name: {name}, kind: {kind}}}"
+    tls = f"  tls:\n    issuer: certManager\n    certManager:\n      issuerRef: {ref}\n"
+    tmp_path.mkdir()
+    doc = tmp_path / "in.yaml"
+    doc.write_text(
+        policy + "---\napiVersion: mailstack.dev/v1alpha1\nkind: MailDomain\n"
+        "metadata: {name: a, namespace: tenant-a}\nspec:\n  domain: a.example\n" + tls
+    )
+    out = tmp_path / "out"
+    cli = Path(sys.executable).with_name("mailstack")
+    done = subprocess.run(
+        [str(cli), "render", "-f", str(doc), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    refs = [
+        doc["spec"]["issuerRef"]
+        for path in out.rglob("*.yaml")
+        for doc in yaml.safe_load_all(path.read_text())
+        if isinstance(doc, dict) and doc.get("kind") == "Certificate"
+    ]
+    return done.returncode, done.stdout + done.stderr, refs
+
+
+def test_a_policy_decides_which_cluster_issuers_a_tenant_may_use(tmp_path: Path) -> None:
+    """Re-check R9: the operator creates the Certificate with the issuerRef the tenant writes,
+    with its own account, and a MailDomainPolicy could not say which issuers a namespace may
+    use: the tenant named the platform's internal ClusterIssuer (trusted inside the cluster),
+    or burned the shared ACME account's rate limits, the key landing in its own namespace."""
+    code, output, refs = _render(
+        tmp_path / "1", TENANT_POLICY, "ClusterIssuer", "platform-internal-ca"
+    )
+    assert refs == [] and code != 0
+    assert (
+        "IssuerNotAllowed" in output
+        or "ClusterIssuer platform-internal-ca is not allowed" in output
+    )
+    listing = TENANT_POLICY + "  issuers: {clusterIssuers: [letsencrypt]}\n"
+    code, output, refs = _render(tmp_path / "2", listing, "ClusterIssuer", "letsencrypt")
+    assert code == 0, output
+    assert [ref["name"] for ref in refs] == ["letsencrypt"]
+    code, output, refs = _render(tmp_path / "3", listing, "ClusterIssuer", "platform-internal-ca")
+    assert refs == [] and code != 0
+    # An Issuer of the namespace itself is the tenant's own: always allowed.
+    code, output, refs = _render(tmp_path / "4", TENANT_POLICY, "Issuer", "own-ca")
+    assert code == 0, output
+    assert [ref["kind"] for ref in refs] == ["Issuer"]
+
+
+def test_several_policies_granting_a_domain_add_up_their_cluster_issuers() -> None:
+    def pol(name: str, **spec: Any) -> Any:
+        return parse_policy(
+            {
+                "apiVersion": "mailstack.dev/v1alpha1",
+                "kind": "MailDomainPolicy",
+                "metadata": {"name": name},
+                "spec": {"namespaces": ["a"], "domains": ["*.t.example"], **spec},
+            }
+        )
+
+    tls = {"issuer": "certManager", "certManager": {"issuerRef": {"name": "acme"}}}
+    model = dom("x", t(1), tls=tls)
+    assert Grants((pol("p1"),)).issuer_refusals(model) != []
+    allowed = pol("p2", issuers={"clusterIssuers": ["acme"]})
+    assert Grants((pol("p1"), allowed)).issuer_refusals(model) == []
+    own = dom("y", t(1), tls={**tls, "certManager": {"issuerRef": {"name": "x", "kind": "Issuer"}}})
+    assert Grants((pol("p1"),)).issuer_refusals(own) == []  # the namespace's own Issuer
+    assert Grants(()).issuer_refusals(model) == []  # no policy: a single team's cluster

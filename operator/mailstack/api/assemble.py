@@ -236,14 +236,16 @@ def eligibility_problems(
     dom: MailDomain, grants: Grants, proofs: Mapping[str, Proof] | None = None
 ) -> list[Problem]:
     """Why ``dom`` may not claim its domain at all (before limits and the contest): not
-    granted, its host name not granted, its Service or a host not allowed, proof not given."""
+    granted, its host name not granted, its Service, certificate issuer or a host not allowed,
+    proof not given."""
     refusal = grants.refusal(dom.namespace, dom.domain)
     if refusal is not None:
         return [Problem(dom.ref, "spec.domain", refusal)]
     refusal = grants.hostname_refusal(dom)
     if refusal is not None:
         return [Problem(dom.ref, "spec.hostname", refusal)]
-    not_allowed = grants.service_refusals(dom) + grants.host_refusals(dom)
+    not_allowed = grants.service_refusals(dom) + grants.issuer_refusals(dom)
+    not_allowed += grants.host_refusals(dom)
     if not_allowed:
         return [Problem(dom.ref, path, why) for path, why in not_allowed]
     if proofs is not None and grants.proof_required(dom.namespace, dom.domain):

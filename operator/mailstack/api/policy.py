@@ -41,8 +41,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mailstack.api import hosts, validate
+from mailstack.api import hosts, issuers, validate
 from mailstack.api.errors import FieldError, ValidationError
+from mailstack.api.issuers import NO_CLUSTER_ISSUERS, IssuerLimits
 from mailstack.api.limits import UNBOUNDED, NamespaceLimits, combine, parse_limits
 from mailstack.api.models import (
     MailDomain,
@@ -118,6 +119,7 @@ class MailDomainPolicy:
     allowed_hosts: tuple[str, ...] = ()
     limits: NamespaceLimits = UNBOUNDED
     require_proof: bool = False
+    issuers: IssuerLimits = NO_CLUSTER_ISSUERS  # the ClusterIssuers its MailDomains may name
 
     @property
     def ref(self) -> str:
@@ -151,6 +153,13 @@ class Grants:
     @property
     def enforced(self) -> bool:
         return self.required or bool(self.policies)
+
+    def issuer_refusals(self, dom: MailDomain) -> list[tuple[str, str]]:
+        """(field path, why) when the grants of ``dom`` do not allow its certificate's issuer."""
+        if not self.enforced:
+            return []
+        granting = [p for p in self.policies if p.grants(dom.namespace, dom.domain)]
+        return issuers.refusals(dom, [(p.ref, p.issuers) for p in granting])
 
     def service_refusals(self, dom: MailDomain) -> list[tuple[str, str]]:
         """(field path, why) for what the grants of ``dom`` do not allow its Service to be."""
@@ -300,6 +309,7 @@ def parse_policy(doc: Mapping[str, Any], source: str = "") -> MailDomainPolicy:
     meta = r.mapping(doc.get("metadata"), "metadata", METADATA_FIELDS)
     name = r.field(meta, "name", "metadata", validate.kubernetes_name)
     fields = {"namespaces", "domains", "service", "allowedHosts", "limits", "requireProof"}
+    fields.add("issuers")
     spec = r.mapping(doc.get("spec"), "spec", fields)
     namespaces = _entries(r, spec, "spec.namespaces", validate.kubernetes_name)
     domains = _entries(r, spec, "spec.domains", _pattern)
@@ -309,9 +319,10 @@ def parse_policy(doc: Mapping[str, Any], source: str = "") -> MailDomainPolicy:
         allowed_hosts = _entries(r, spec, "spec.allowedHosts", _host_pattern, allow_empty=True)
     limits = parse_limits(r, spec.get("limits"))
     require_proof = r.field(spec, "requireProof", "spec", boolean, False)
+    issuer_limits = issuers.parse_issuers(r, spec.get("issuers"))
     raise_problems(r)
     return MailDomainPolicy(
-        name, namespaces, domains, service, allowed_hosts, limits, require_proof
+        name, namespaces, domains, service, allowed_hosts, limits, require_proof, issuer_limits
     )
 
 

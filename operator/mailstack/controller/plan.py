@@ -75,6 +75,7 @@ WITHDRAWN = frozenset(
     {
         reasons.DOMAIN_NOT_GRANTED,
         reasons.SERVICE_NOT_ALLOWED,
+        reasons.ISSUER_NOT_ALLOWED,
         reasons.HOST_NOT_ALLOWED,
         reasons.DOMAIN_CONFLICT,
         reasons.LIMIT_EXCEEDED,
@@ -165,9 +166,9 @@ class Rendered:
     objects: list[Obj] = field(default_factory=list)  # owned and annotated, in apply order
     domain_problems: list[Problem] = field(default_factory=list)
     mailbox_problems: dict[str, list[Problem]] = field(default_factory=lambda: defaultdict(list))
-    # Reason for Valid=False: InvalidSpec, DomainNotGranted, ServiceNotAllowed, HostNotAllowed,
-    # ProofPending, LimitExceeded, DomainConflict (claimed twice), InvalidSecret, NameTaken
-    # (``ownership.refuse_taken``, after the children are read).
+    # Reason for Valid=False: InvalidSpec, DomainNotGranted, ServiceNotAllowed, IssuerNotAllowed,
+    # HostNotAllowed, ProofPending, LimitExceeded, DomainConflict (claimed twice), InvalidSecret,
+    # NameTaken (``ownership.refuse_taken``, after the children are read).
     invalid_reason: str = reasons.INVALID_SPEC
     render_error: str | None = None
     # Another MailDomain serves the same domain: this one must not touch the Mailboxes.
@@ -249,6 +250,8 @@ def _withdrawn_reason(grants: Grants, model: MailDomain, problems: Sequence[Prob
         return reasons.DOMAIN_NOT_GRANTED
     if grants.service_refusals(model):
         return reasons.SERVICE_NOT_ALLOWED
+    if grants.issuer_refusals(model):
+        return reasons.ISSUER_NOT_ALLOWED
     if grants.host_refusals(model):
         return reasons.HOST_NOT_ALLOWED
     kinds = {p.kind for p in problems}
