@@ -92,10 +92,20 @@ def test_taken_names_cover_written_and_mounted_objects() -> None:
 
 def test_a_secret_cert_manager_issued_for_our_certificate_may_be_mounted() -> None:
     certificate = {"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
-                   "metadata": {"name": "shop-tls"}}  # fmt: skip
+                   "metadata": {"name": "shop-tls", "ownerReferences": [ref("uid-1")]}}  # fmt: skip
     objects = [certificate, statefulset("shop-tls")]
-    issued = obj("Secret", "shop-tls", annotations={"cert-manager.io/certificate-name": "shop-tls"})
-    live = {child_key(certificate): None, SECRET.key("shop-tls"): issued}
+    annotations = {"cert-manager.io/certificate-name": "shop-tls"}
+    issued = obj("Secret", "shop-tls", annotations=annotations)
+    live: dict[ChildKey, Obj | None] = {child_key(certificate): certificate}
+    live[SECRET.key("shop-tls")] = issued
+    assert taken_names(objects, live, OWNER) == []
+    # Before our Certificate exists, an annotated Secret may be the orphan of another app's
+    # Certificate of that name (cert-manager keeps it): taken, unless it has the labels our
+    # Certificate's secretTemplate gives (re-check R8).
+    live[child_key(certificate)] = None
+    assert taken_names(objects, live, OWNER) == ["Secret/shop-tls"]
+    labels = {"app.kubernetes.io/managed-by": "mailstack", "app.kubernetes.io/instance": "shop"}
+    live[SECRET.key("shop-tls")] = obj("Secret", "shop-tls", annotations=annotations, labels=labels)
     assert taken_names(objects, live, OWNER) == []
     # Without our Certificate of that name, the same Secret is someone else's.
     assert taken_names(objects[1:], live, OWNER) == ["Secret/shop-tls"]

@@ -94,7 +94,8 @@ tests/unit/test_chart.py, which checks the two agree).
 - apiGroups: [externaldns.k8s.io]
   resources: [dnsendpoints]
   verbs: [get, list, watch, create, patch, delete]
-# Mail volumes: listed for the Finalized Event. The StatefulSets' claim retention policy deletes
+# Mail volumes: listed for the Finalized Event and maxStorage (what the claims request, kept
+# ones of deleted MailDomains too). The StatefulSets' claim retention policy deletes
 # them (storage.retention Delete), never the operator.
 - apiGroups: [""]
   resources: [persistentvolumeclaims]

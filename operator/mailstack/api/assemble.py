@@ -77,18 +77,19 @@ def assemble(
     mailboxes: Iterable[Mailbox],
     grants: Grants | None = None,
     proofs: Mapping[str, Proof] | None = None,
+    volume_claims: Mapping[str, Mapping[str, int]] | None = None,
 ) -> tuple[list[MailService], list[Problem]]:
     """Group Mailboxes under their MailDomains and check the cross-document rules.
 
     A MailDomain whose namespace the platform's policies do not grant its domain, or whose
     Service they do not allow, serves nothing (``policy.Grants``); nor does one whose grant
-    requires a proof of control it has not given (``proofs`` by MailDomain ref; None: no
-    proof is required, as for files) or one over its namespace's limits (``limits``). A
+    requires a proof of control it has not given (``proofs`` by MailDomain ref; None: no proof
+    is required, as for files) or one over its namespace's limits (``limits``; ``volume_claims``:
+    the requests of each namespace's mail volume claims by MailDomain name, for maxStorage). A
     domain is served by one MailDomain in the whole cluster (all namespaces given): the oldest
     admitted claim (``MailDomain.claim_order``); every later one gets a problem naming it. Host
-    names and nested names take part too (``claims.contest``). A
-    Mailbox belongs to the MailDomain of its own namespace that serves its domain, unless the
-    limits refuse it.
+    names and nested names take part too (``claims.contest``). A Mailbox belongs to the
+    MailDomain of its own namespace that serves its domain, unless the limits refuse it.
     """
     grants = grants or Grants()
     problems: list[Problem] = []
@@ -104,7 +105,8 @@ def assemble(
         by_namespace[dom.namespace].append(dom)
     refused: set[str] = set()
     for namespace, own in by_namespace.items():
-        admission = limits.admit_domains(grants.limits_for(namespace), own)
+        own_claims = (volume_claims or {}).get(namespace)  # the volumes' requests, by MailDomain
+        admission = limits.admit_domains(grants.limits_for(namespace), own, own_claims)
         problems += admission.problems
         refused |= admission.refused
     admitted = [dom for dom in candidates if dom.ref not in refused]
@@ -175,16 +177,16 @@ def eligibility_problems(
     dom: MailDomain, grants: Grants, proofs: Mapping[str, Proof] | None = None
 ) -> list[Problem]:
     """Why ``dom`` may not claim its domain at all (before limits and the contest): not
-    granted, its host name not granted, its Service or a host not allowed, proof not given."""
+    granted, its host name not granted, its Service, certificate issuer or a host not allowed,
+    proof not given."""
     refusal = grants.refusal(dom.namespace, dom.domain)
     if refusal is not None:
         return [Problem(dom.ref, "spec.domain", refusal)]
     refusal = grants.hostname_refusal(dom)
     if refusal is not None:
         return [Problem(dom.ref, "spec.hostname", refusal)]
-    not_allowed = (
-        grants.service_refusals(dom) + grants.host_refusals(dom) + grants.outbound_refusals(dom)
-    )
+    not_allowed = grants.service_refusals(dom) + grants.issuer_refusals(dom)
+    not_allowed += grants.host_refusals(dom) + grants.outbound_refusals(dom)
     if not_allowed:
         return [Problem(dom.ref, path, why) for path, why in not_allowed]
     if proofs is not None and grants.proof_required(dom.namespace, dom.domain):

@@ -21,11 +21,19 @@ allowed) count, before the contest for their domains: a MailDomain that an older
 another namespace outserves still counts against its own namespace. Mailboxes count when a
 MailDomain of their namespace admitted here claims their domain; a Mailbox without a quota is
 refused under ``maxQuota``, which it would make unbounded.
+
+``maxStorage`` counts what the volumes really request, not only what the specs say: the
+shell passes the namespace's mail volume claims (by MailDomain name, their requests summed).
+Claims of a name that no counted MailDomain holds (a deleted MailDomain's, kept by the default
+``retention: Retain``, or a refused one's) take their room first: they are there; a counted
+MailDomain needs the larger of its spec and its claims (a volume does not shrink with its
+spec). Deleting a MailDomain and creating it under another name then no longer adds volumes
+beyond the limit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from mailstack.api import validate
@@ -134,12 +142,20 @@ def _refusal(ref: str, path: str, limits: NamespaceLimits, what: str) -> Problem
     return Problem(ref, path, f"{what} ({limits.source})", kind=LIMIT_EXCEEDED)
 
 
-def admit_domains(limits: NamespaceLimits, domains: Iterable[MailDomain]) -> Admission:
-    """Which of one namespace's candidate MailDomains its limits refuse (the oldest first)."""
+def admit_domains(
+    limits: NamespaceLimits, domains: Iterable[MailDomain], claims: Mapping[str, int] | None = None
+) -> Admission:
+    """Which of one namespace's candidate MailDomains its limits refuse (the oldest first).
+
+    ``claims``: the bytes the namespace's mail volume claims request, by MailDomain name."""
     problems: list[Problem] = []
-    count = storage = 0
-    for dom in sorted(domains, key=lambda d: d.claim_order):
-        need = storage_of(dom)
+    ordered = sorted(domains, key=lambda d: d.claim_order)
+    claims = claims or {}
+    names = {dom.name for dom in ordered}
+    retained = sum(size for name, size in claims.items() if name not in names)
+    count, storage = 0, retained
+    for dom in ordered:
+        need = max(storage_of(dom), claims.get(dom.name, 0))
         if limits.max_mail_domains is not None and count + 1 > limits.max_mail_domains:
             what = (
                 f"namespace {dom.namespace} may have {limits.max_mail_domains} MailDomain(s), "
@@ -147,10 +163,16 @@ def admit_domains(limits: NamespaceLimits, domains: Iterable[MailDomain]) -> Adm
             )
             problems.append(_refusal(dom.ref, "metadata.namespace", limits, what))
         elif limits.max_storage is not None and storage + need > limits.max_storage:
+            kept = (
+                f" ({show(retained)} by volume claims no MailDomain here holds: deleted ones' "
+                "kept volumes, to delete or reuse under their name)"
+                if retained
+                else ""
+            )
             what = (
                 f"its volumes request {show(need)}, {show(storage)} of namespace "
-                f"{dom.namespace}'s {show(limits.max_storage)} are used by older MailDomains: "
-                "maxStorage exceeded"
+                f"{dom.namespace}'s {show(limits.max_storage)} are used by older MailDomains"
+                f"{kept}: maxStorage exceeded"
             )
             problems.append(_refusal(dom.ref, "spec.storage", limits, what))
         else:

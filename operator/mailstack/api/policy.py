@@ -48,9 +48,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mailstack.api import hosts, validate
+from mailstack.api import hosts, issuers, validate
 from mailstack.api.dns_models import PowerDnsSettings, Rfc2136Settings
 from mailstack.api.errors import FieldError, ValidationError
+from mailstack.api.issuers import NO_CLUSTER_ISSUERS, IssuerLimits
 from mailstack.api.limits import UNBOUNDED, NamespaceLimits, combine, parse_limits
 from mailstack.api.models import MailDomain
 from mailstack.api.parse.common import METADATA_FIELDS, check_header, raise_problems
@@ -75,6 +76,7 @@ class MailDomainPolicy:
     require_proof: bool = False
     # Networks a granted MailDomain may bind Postfix to (spec.outbound.bindAddress).
     bind_addresses: tuple[str, ...] = ()
+    issuers: IssuerLimits = NO_CLUSTER_ISSUERS  # the ClusterIssuers its MailDomains may name
 
     @property
     def ref(self) -> str:
@@ -108,6 +110,13 @@ class Grants:
     @property
     def enforced(self) -> bool:
         return self.required or bool(self.policies)
+
+    def issuer_refusals(self, dom: MailDomain) -> list[tuple[str, str]]:
+        """(field path, why) when the grants of ``dom`` do not allow its certificate's issuer."""
+        if not self.enforced:
+            return []
+        granting = [p for p in self.policies if p.grants(dom.namespace, dom.domain)]
+        return issuers.refusals(dom, [(p.ref, p.issuers) for p in granting])
 
     def service_refusals(self, dom: MailDomain) -> list[tuple[str, str]]:
         """(field path, why) for what the grants of ``dom`` do not allow its Service to be."""
@@ -281,6 +290,7 @@ def parse_policy(doc: Mapping[str, Any], source: str = "") -> MailDomainPolicy:
         "limits",
         "requireProof",
         "outbound",
+        "issuers",
     }
     spec = r.mapping(doc.get("spec"), "spec", fields)
     namespaces = _entries(r, spec, "spec.namespaces", validate.kubernetes_name)
@@ -297,9 +307,18 @@ def parse_policy(doc: Mapping[str, Any], source: str = "") -> MailDomainPolicy:
         bind_addresses = _entries(
             r, outbound, "spec.outbound.bindAddresses", _network, allow_empty=True
         )
+    issuer_limits = issuers.parse_issuers(r, spec.get("issuers"))
     raise_problems(r)
     return MailDomainPolicy(
-        name, namespaces, domains, service, allowed_hosts, limits, require_proof, bind_addresses
+        name,
+        namespaces,
+        domains,
+        service,
+        allowed_hosts,
+        limits,
+        require_proof,
+        bind_addresses,
+        issuer_limits,
     )
 
 

@@ -104,7 +104,7 @@ async def _cleanup_dns(reconciler: Reconciler, body: Mapping[str, Any]) -> str:
         return ""  # manual, externalDNS: nothing the operator published itself
     if not reconciler.dns.holds_records(ref, body.get("status")):
         return ""  # never published (refused before it served): its provider is not contacted
-    secrets = reconciler.user_secrets(ref.namespace, referenced_secret_names(body, ()))
+    secrets = await reconciler.user_secrets(ref.namespace, referenced_secret_names(body, ()))
     selector = published_selector(body)
     try:
         removed = await reconciler.dns.cleanup(

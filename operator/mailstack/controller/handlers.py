@@ -47,6 +47,7 @@ from mailstack.controller.documents import (
     owner_name,
     served_domain,
 )
+from mailstack.controller.fairness import FairSlots
 from mailstack.controller.finalize import finalize
 from mailstack.controller.grants import PolicySet
 from mailstack.controller.index import Documents
@@ -72,7 +73,6 @@ from mailstack.kubedoc import Obj
 logger = logging.getLogger("mailstack.operator")
 
 MANAGED_BY = "app.kubernetes.io/managed-by=mailstack"
-USABLE_BY = USABLE_BY_LABEL  # the selector "has the label"; its value is checked per use
 MAILDOMAINS = (GROUP, VERSION, "maildomains")
 MAILBOXES = (GROUP, VERSION, "mailboxes")
 
@@ -83,9 +83,10 @@ class Operator:
     def __init__(self, config: OperatorConfig | None = None) -> None:
         self.config = config or OperatorConfig()
         self.coalescer = Coalescer()
-        self.secrets = SecretCache()
-        self.echoes = Echoes()
         self.documents = Documents()
+        self.secrets = SecretCache(self.documents.references)  # referenced ones with their data
+        self.documents.released = self.secrets.release
+        self.echoes = Echoes()
         self.policies = PolicySet(self.config.require_domain_grant)
         # An explicit peering identity, so that this code and kopf agree on which peer is us.
         self.identity = self.config.identity or (
@@ -98,7 +99,7 @@ class Operator:
         self.informers: list[Informer] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._locks: dict[DomainKey, asyncio.Lock] = {}
-        self._passes: asyncio.Semaphore | None = None
+        self.slots = FairSlots(self.config.parallel_reconciles, self.config.namespace_reconciles)
         self._kube: Kube | None = None
         self._reconciler: Reconciler | None = None
         self._settings: kopf.OperatorSettings | None = None
@@ -130,6 +131,7 @@ class Operator:
                 echoes=self.echoes,
                 concurrency=self.config.concurrency,
                 dns=DnsPublisher(self.config.dns),
+                render_workers=self.config.parallel_reconciles,
             )
             self._reconciler.grants = self.policies.grants
             # Woken: a DNS publication or proof lookup ended in the background, a back-off is over.
@@ -162,7 +164,7 @@ class Operator:
             # Secrets: the users' labelled ones, and the operator's own among the children. No
             # informer sees a Secret with neither label (api/secret_access.py).
             [
-                Informer(self.kube, SECRET, ns, self._on_secret, label_selector=USABLE_BY)
+                Informer(self.kube, SECRET, ns, self._on_secret, label_selector=USABLE_BY_LABEL)
                 for ns in namespaces
             ]
             + [
@@ -263,8 +265,8 @@ class Operator:
                 logger.warning("%s/%s: %s", namespace, name, err)
 
     async def _on_secret(self, kind: str, body: Obj, primed: bool) -> None:
-        # Every Secret labelled usable-by is kept, referenced yet or not: a Mailbox created
-        # after its Secret then finds it in memory (the operator never GETs a user Secret).
+        # Every Secret labelled usable-by is known, the referenced ones with their data (a
+        # Mailbox created after its Secret has it read then: ``Reconciler.user_secrets``).
         # One losing the label leaves the watch's selector: DELETED, so it is forgotten.
         namespace, name = namespaced_name(body)
         if kind == "DELETED":
@@ -287,10 +289,7 @@ class Operator:
         """
         snapshot = {key: body[key] for key in body}  # the daemon's body is a live view
         key = namespaced_name(snapshot)
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        if self._passes is None:
-            self._passes = asyncio.Semaphore(self.config.parallel_reconciles)
-        async with lock, self._passes:
+        async with self._locks.setdefault(key, asyncio.Lock()), self.slots.slot(key[0]):
             self.coalescer.clear(key)  # this pass covers every change seen so far
             domain = served_domain(snapshot)
             bounded = self.policies.grants.limits_for(key[0]).bounded

@@ -9,7 +9,7 @@ after: a Mailbox whose address moved between domains concerns both).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from mailstack.api.claims import at_or_above, at_or_under
@@ -52,22 +52,32 @@ class Documents:
         # Host names and nested names contend too (``api.claims``).
         self._domains_by_hostname: dict[str | None, dict[DomainKey, Obj]] = defaultdict(dict)
         self._domain_secrets: dict[tuple[str, str], set[str]] = defaultdict(set)
+        # Called when nothing refers to a Secret any more (``SecretCache.release``).
+        self.released: Callable[[str, str], None] = lambda namespace, secret: None
 
     # --- Mailboxes ------------------------------------------------------------------------
 
     def put_mailbox(self, body: Mapping[str, Any]) -> set[DomainKey]:
         doc = slim(body)
-        affected = self.drop_mailbox(*namespaced_name(doc))
         namespace, name = namespaced_name(doc)
+        old = self._boxes.get((namespace, name))
+        affected = self._drop_mailbox(namespace, name)
         domain = address_domain(doc)
         self._boxes[(namespace, name)] = doc
         self._boxes_by_domain[(namespace, domain)][name] = doc
         secret = password_secret_name(doc)
         if secret is not None:
             self._boxes_by_secret[(namespace, secret)].add(name)
+        self._release(namespace, old)
         return affected | self._owners(namespace, domain)
 
     def drop_mailbox(self, namespace: str, name: str) -> set[DomainKey]:
+        old = self._boxes.get((namespace, name))
+        affected = self._drop_mailbox(namespace, name)
+        self._release(namespace, old)
+        return affected
+
+    def _drop_mailbox(self, namespace: str, name: str) -> set[DomainKey]:
         old = self._boxes.pop((namespace, name), None)
         if old is None:
             return set()
@@ -93,17 +103,25 @@ class Documents:
 
     def put_domain(self, body: Mapping[str, Any]) -> set[DomainKey]:
         doc = slim(body)
-        affected = self.drop_domain(*namespaced_name(doc))
         namespace, name = namespaced_name(doc)
+        old = self._domains.get((namespace, name))
+        affected = self._drop_domain(namespace, name)
         domain = served_domain(doc)
         self._domains[(namespace, name)] = doc
         self._domains_by_domain[domain][(namespace, name)] = doc
         self._domains_by_hostname[served_hostname(doc)][(namespace, name)] = doc
         for secret in referenced_secret_names(doc, ()):
             self._domain_secrets[(namespace, secret)].add(name)
+        self._release(namespace, old)
         return affected | self._affected_by(doc)
 
     def drop_domain(self, namespace: str, name: str) -> set[DomainKey]:
+        old = self._domains.get((namespace, name))
+        affected = self._drop_domain(namespace, name)
+        self._release(namespace, old)
+        return affected
+
+    def _drop_domain(self, namespace: str, name: str) -> set[DomainKey]:
         old = self._domains.pop((namespace, name), None)
         if old is None:
             return set()
@@ -167,6 +185,19 @@ class Documents:
             if doc is not None:
                 users |= self._owners(namespace, address_domain(doc))
         return users
+
+    def references(self, namespace: str, secret: str) -> bool:
+        """Whether a MailDomain or Mailbox of the namespace names the Secret."""
+        key = (namespace, secret)
+        return key in self._domain_secrets or key in self._boxes_by_secret
+
+    def _release(self, namespace: str, old: Mapping[str, Any] | None) -> None:
+        """The Secrets the replaced or dropped document ``old`` named that nothing names now."""
+        if old is None:
+            return
+        for secret in {*referenced_secret_names(old, ()), password_secret_name(old)}:
+            if secret is not None and not self.references(namespace, secret):
+                self.released(namespace, secret)
 
     # --- helpers --------------------------------------------------------------------------
 

@@ -21,9 +21,11 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from mailstack.controller.documents import namespaced_name
-from mailstack.controller.kinds import Kind
+from mailstack.controller.kinds import SECRET, Kind
 from mailstack.controller.kube import ApiError, Kube
 from mailstack.kubedoc import Obj, meta_of
+
+SECRET_PAGE = 20
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +44,7 @@ class Informer:
         callback: Callback,
         *,
         label_selector: str | None = None,
-        page: int = 500,
+        page: int | None = None,
         watch_timeout: int = 300,
         optional: bool = False,
     ) -> None:
@@ -51,7 +53,9 @@ class Informer:
         self.namespace = namespace
         self.callback = callback
         self.label_selector = label_selector
-        self.page = page
+        # A Secret may hold 1 MiB: a page of 500 could hold 700 MiB of JSON (a tenant's large
+        # labelled Secrets, listed at every start). Other kinds are small.
+        self.page = page or (SECRET_PAGE if kind == SECRET else 500)
         self.watch_timeout = watch_timeout
         # A kind that may not be served (cert-manager's Certificate): a 404 counts as primed
         # and empty, and the list is retried every minute without warnings.

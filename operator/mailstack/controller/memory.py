@@ -5,7 +5,11 @@
   renders once. Many Mailbox changes therefore cost one render, not one each.
 - ``SecretCache``: the user Secrets labelled ``mailstack.dev/usable-by`` (passwords, relay
   credentials and CA, DNS credentials), kept current by the Secret watch, whose label selector
-  is the only way a Secret gets here: an unlabelled Secret is never read nor stored.
+  is the only way a Secret gets here: an unlabelled Secret is never read nor stored. Only the
+  data of Secrets a MailDomain or Mailbox refers to is kept; of the others, the resourceVersion
+  (a tenant writing many large labelled Secrets grew the operator's memory until it was
+  OOM-killed). A Secret's data is read on its first reference (``Reconciler.user_secrets``) and
+  dropped when the last reference goes.
 - ``Echoes``: the resourceVersion of every object the operator itself just wrote, so the watch
   event of its own write does not trigger another reconcile.
 - ``WrittenStatus``: the status the operator last wrote per object. The watch may deliver that
@@ -19,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -83,12 +87,17 @@ class Coalescer:
 
 
 class SecretCache:
-    """Labelled user Secrets by (namespace, name), with their resourceVersion."""
+    """Labelled user Secrets by (namespace, name): the data of the referenced ones, the
+    resourceVersion of all. ``referenced``: whether a MailDomain or Mailbox refers to a Secret
+    (None: every Secret is kept whole)."""
 
-    def __init__(self) -> None:
+    def __init__(self, referenced: Callable[[str, str], bool] | None = None) -> None:
         self._items: dict[tuple[str, str], tuple[str | None, Secret | None]] = {}
+        self._unloaded: dict[tuple[str, str], str | None] = {}  # referenced by nothing
+        self._referenced = referenced
 
     def __len__(self) -> int:
+        """How many Secrets are kept with their data."""
         return len(self._items)
 
     def put(self, raw: Mapping[str, Any]) -> bool:
@@ -97,21 +106,38 @@ class SecretCache:
         version = meta_of(raw).get("resourceVersion")
         version = str(version) if version is not None else None
         old = self._items.get(key)
-        if old is not None and not newer(version, old[0]):
+        known = old[0] if old is not None else self._unloaded.get(key)
+        if (old is not None or key in self._unloaded) and not newer(version, known):
             return False
+        if self._referenced is not None and not self._referenced(*key):
+            self._items.pop(key, None)
+            self._unloaded[key] = version  # nothing to read it for
+            return old is not None
         try:
             secret: Secret | None = parse_secret(raw, "cluster", key[0])
         except ValidationError:
             secret = None  # unreadable: treated as missing, the Mailbox says so
+        self._unloaded.pop(key, None)
         self._items[key] = (version, secret)
         return old is None or old[1] != secret
 
     def drop(self, namespace: str, name: str) -> bool:
-        return self._items.pop((namespace, name), None) is not None
+        kept = self._items.pop((namespace, name), None) is not None
+        return self._unloaded.pop((namespace, name), None) is not None or kept
+
+    def release(self, namespace: str, name: str) -> None:
+        """Nothing refers to the Secret any more: forget its data, keep its version."""
+        entry = self._items.pop((namespace, name), None)
+        if entry is not None:
+            self._unloaded[(namespace, name)] = entry[0]
 
     def get(self, namespace: str, name: str) -> Secret | None:
         entry = self._items.get((namespace, name))
         return None if entry is None else entry[1]
+
+    def unloaded(self, namespace: str, name: str) -> bool:
+        """Whether the Secret exists, labelled, but its data was not kept (not referenced)."""
+        return (namespace, name) in self._unloaded
 
 
 class Echoes:

@@ -14,7 +14,10 @@ object of such a name only when it is this MailDomain's:
   key planted under the name would otherwise become the domain's), and the uid only exists once
   the MailDomain does;
 - the ``<name>-tls`` Secret may also be cert-manager's, for a Certificate that is the
-  operator's (rendered in this pass, or live and owned: the issuer switched to internal).
+  operator's: live and owned (also when the issuer switched to internal), or rendered in this
+  pass when the Secret carries the labels the Certificate's ``secretTemplate`` gives it. An
+  orphan of another app's Certificate of the same name (cert-manager keeps a Secret when its
+  Certificate goes) is taken: its key would have been mounted in the mail pods.
 
 Any other object of a child's name makes the name taken: nothing is applied (a half stack never
 runs) and the MailDomain says which object to remove or to rename the MailDomain for. Nothing
@@ -77,10 +80,15 @@ def mounted_secrets(objects: Sequence[Obj]) -> Iterator[ChildKey]:
                 yield SECRET.key(secret["secretName"])
 
 
-def _issued_for_ours(live: Mapping[str, Any], certificates: set[str]) -> bool:
-    """A Secret cert-manager issued for a Certificate the operator renders (and checks)."""
-    annotations = meta_of(live).get("annotations") or {}
-    return annotations.get(CERTIFICATE_NAME_ANNOTATION) in certificates
+def _issued_for_ours(
+    live: Mapping[str, Any], owner: Owner, live_ours: set[str], rendered: set[str]
+) -> bool:
+    """A Secret cert-manager issued for the operator's Certificate: one that exists and is
+    this MailDomain's, or one rendered now whose ``secretTemplate`` labels the Secret carries.
+    The annotation alone names a Certificate, not which one: another app's, deleted, left it."""
+    meta = meta_of(live)
+    certificate = (meta.get("annotations") or {}).get(CERTIFICATE_NAME_ANNOTATION)
+    return certificate in live_ours or (certificate in rendered and _labelled(meta, owner))
 
 
 def names_to_check(objects: Sequence[Obj], later: Sequence[ChildKey] = ()) -> list[ChildKey]:
@@ -105,18 +113,19 @@ def taken_names(
 ) -> list[str]:
     """``Kind/name`` of each existing object among ``names_to_check`` that is not this
     MailDomain's (``live`` must hold all of them; a missing key counts as absent)."""
-    # cert-manager's Secrets carry neither owner nor labels: theirs is the Certificate's, which
-    # is checked itself (rendered), or is ours (live: an issuer switched away from certManager,
-    # the Certificate pruned in this pass, the Secret then applied by the operator).
-    rendered = {child_key(o) for o in objects if o["kind"] == CERTIFICATE.kind}
-    ours = {k for k, o in live.items() if k.kind == CERTIFICATE.kind and o and is_ours(o, owner)}
-    certificates = {key.name for key in rendered | ours}
+    # cert-manager's Secrets carry no owner: theirs is the Certificate's, ours when it exists
+    # (also an issuer switched away from certManager, the Certificate pruned in this pass, the
+    # Secret then applied by the operator), or, before it does, when the Secret has its labels.
+    rendered = {child_key(o).name for o in objects if o["kind"] == CERTIFICATE.kind}
+    ours = {
+        k.name for k, o in live.items() if k.kind == CERTIFICATE.kind and o and is_ours(o, owner)
+    }
     taken = []
     for key in names_to_check(objects, later):
         obj = live.get(key)
         if obj is None or is_ours(obj, owner):
             continue
-        if key.kind == SECRET.kind and _issued_for_ours(obj, certificates):
+        if key.kind == SECRET.kind and _issued_for_ours(obj, owner, ours, rendered):
             continue
         taken.append(f"{key.kind}/{key.name}")
     return taken

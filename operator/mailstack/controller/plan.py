@@ -78,6 +78,7 @@ WITHDRAWN = frozenset(
     {
         reasons.DOMAIN_NOT_GRANTED,
         reasons.SERVICE_NOT_ALLOWED,
+        reasons.ISSUER_NOT_ALLOWED,
         reasons.HOST_NOT_ALLOWED,
         reasons.DOMAIN_CONFLICT,
         reasons.LIMIT_EXCEEDED,
@@ -151,6 +152,8 @@ class DomainInputs:
     # and every Mailbox of the namespace (``api.limits`` counts them all).
     namespace_domains: Sequence[Mapping[str, Any]] = ()
     namespace_mailboxes: Sequence[Mapping[str, Any]] = ()
+    # What the namespace's mail volume claims request, by MailDomain name (``maxStorage``).
+    namespace_claims: Mapping[str, int] = field(default_factory=dict)
     # The proof of control: the one the last status holds, and the TXT values found at the
     # challenge name in this pass (None: not looked up).
     proof: Proof | None = None
@@ -167,9 +170,9 @@ class Rendered:
     objects: list[Obj] = field(default_factory=list)  # owned and annotated, in apply order
     domain_problems: list[Problem] = field(default_factory=list)
     mailbox_problems: dict[str, list[Problem]] = field(default_factory=lambda: defaultdict(list))
-    # Reason for Valid=False: InvalidSpec, DomainNotGranted, ServiceNotAllowed, HostNotAllowed,
-    # ProofPending, LimitExceeded, DomainConflict (claimed twice), InvalidSecret, NameTaken
-    # (``ownership.refuse_taken``, after the children are read).
+    # Reason for Valid=False: InvalidSpec, DomainNotGranted, ServiceNotAllowed, IssuerNotAllowed,
+    # HostNotAllowed, ProofPending, LimitExceeded, DomainConflict (claimed twice), InvalidSecret,
+    # NameTaken (``ownership.refuse_taken``, after the children are read).
     invalid_reason: str = reasons.INVALID_SPEC
     render_error: str | None = None
     # Another MailDomain serves the same domain: this one must not touch the Mailboxes.
@@ -251,6 +254,8 @@ def _withdrawn_reason(grants: Grants, model: MailDomain, problems: Sequence[Prob
         return reasons.DOMAIN_NOT_GRANTED
     if grants.service_refusals(model):
         return reasons.SERVICE_NOT_ALLOWED
+    if grants.issuer_refusals(model):
+        return reasons.ISSUER_NOT_ALLOWED
     if grants.host_refusals(model):
         return reasons.HOST_NOT_ALLOWED
     if grants.outbound_refusals(model):
@@ -285,7 +290,8 @@ def render_domain(inputs: DomainInputs) -> Rendered:
 
     proofs = _proofs(inputs, model, siblings)
     out.proof = proofs.get(model.ref)
-    services, problems = assemble([model, *siblings], boxes, inputs.grants, proofs)
+    claims = {model.namespace: inputs.namespace_claims}
+    services, problems = assemble([model, *siblings], boxes, inputs.grants, proofs, claims)
     _split(problems, out, model.ref)
     service = next((s for s in services if s.domain.ref == model.ref), None)
     if service is None:

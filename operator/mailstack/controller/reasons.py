@@ -20,6 +20,7 @@ PENDING = "Pending"  # waiting for another controller (or the first apply)
 
 DOMAIN_NOT_GRANTED = "DomainNotGranted"  # no MailDomainPolicy grants the namespace spec.domain
 SERVICE_NOT_ALLOWED = "ServiceNotAllowed"  # spec.service is not what the policy's grant allows
+ISSUER_NOT_ALLOWED = "IssuerNotAllowed"  # a cert-manager issuer the grant does not list
 HOST_NOT_ALLOWED = "HostNotAllowed"  # a relay or DNS server host is internal, not granted
 OUTBOUND_NOT_ALLOWED = "OutboundAddressNotAllowed"  # binds to an address no grant gives it
 DOMAIN_CONFLICT = "DomainConflict"  # an older MailDomain (any namespace) serves spec.domain

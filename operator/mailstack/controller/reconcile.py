@@ -6,7 +6,7 @@ finalizer's part is ``finalize``). The phases of a pass, each a method with a ty
 1. ``_gather``: the material Secrets (``<n>-dkim``, ``-ca``, ``-tls``, ``-users``; only the
    operator's own, ``ownership``) and the referenced, labelled user Secrets from the watch cache.
    A read failing other than 404 aborts the pass: a new DKIM key would rotate it by accident.
-2. ``plan.render_domain``: parse, assemble, resolve material, render.
+2. ``plan.render_domain``: parse, assemble, resolve material, render (in ``render_pool``).
 3. ``_apply_children``: read the other children; one not this MailDomain's: write nothing
    (``NameTaken``); else apply those that differ, the DNSEndpoint last, delete stale ones.
 4. ``_publish_dns``: the DNS records (``dns_publisher``), when they changed or on resync.
@@ -26,7 +26,7 @@ from typing import Any
 
 from mailstack.api.models import Secret
 from mailstack.api.policy import Grants
-from mailstack.controller import plan
+from mailstack.controller import plan, user_secrets
 from mailstack.controller.children import (
     Change,
     Owner,
@@ -61,9 +61,11 @@ from mailstack.controller.ownership import (
 )
 from mailstack.controller.proof_lookup import ProofLookup
 from mailstack.controller.rejections import read_rejections
+from mailstack.controller.render_pool import RenderPool
 from mailstack.controller.status import domain_status
 from mailstack.controller.status_writer import StatusWriter
 from mailstack.controller.tripwire import Tripwire
+from mailstack.controller.volume_claims import namespace_claims
 from mailstack.dns.providers.external_dns import dns_endpoint
 from mailstack.dns.records import desired_records
 from mailstack.kubedoc import Obj, ObjectRef
@@ -89,6 +91,7 @@ class Reconciler:
         written: WrittenStatus | None = None,
         concurrency: int = 16,
         dns: DnsPublisher | None = None,
+        render_workers: int = 4,
     ) -> None:
         self.kube = kube
         self.options = options or RenderOptions()
@@ -99,6 +102,7 @@ class Reconciler:
         self.dns = dns if dns is not None else DnsPublisher()
         self.proofs = ProofLookup()
         self.tripwire = Tripwire(kube, self.options.cluster_networks, lambda *d: self.dns.wake(*d))
+        self.renderer = RenderPool(render_workers)  # keys and hashes, off the event loop
         # The platform's MailDomainPolicies as last seen (the operator's policy informer).
         self.grants = Grants()
         self.events = EventPoster(kube, os.environ.get("POD_NAME") or socket.gethostname())
@@ -127,7 +131,7 @@ class Reconciler:
         self.passes += 1
         outcome = Outcome()
         gathered = await self._gather(body, mailboxes, siblings, view, now or datetime.now(UTC))
-        rendered = plan.render_domain(gathered.inputs)
+        rendered = await self.renderer.render(gathered.inputs)
         outcome.valid = rendered.valid
         outcome.retry_after = self.proofs.retry_after(ref.uid) if rendered.proof_pending else None
         applied = await self._apply_children(ref, rendered, gathered.material, outcome)
@@ -163,9 +167,11 @@ class Reconciler:
             material = await self._read_children(
                 ref.namespace, [SECRET.key(n) for n in material_secret_names(ref.name)]
             )
-            user = self.user_secrets(ref.namespace, referenced_secret_names(body, mailboxes))
+            storage_limited = self.grants.limits_for(ref.namespace).max_storage is not None
+            claims = await namespace_claims(self.kube, ref.namespace) if storage_limited else {}
         except ApiError as err:
             raise ReconcileError(f"reading the Secrets failed: {err}", 10) from err
+        user = await self.user_secrets(ref.namespace, referenced_secret_names(body, mailboxes))
         previous = self.statuses.previous(MAILDOMAIN, body)
         proof, txt = await self.proofs.look(body, self.grants, previous)
         inputs = plan.DomainInputs(
@@ -179,6 +185,7 @@ class Reconciler:
             grants=self.grants,
             namespace_domains=view.domains,
             namespace_mailboxes=view.mailboxes,
+            namespace_claims=claims,
             proof=proof,
             proof_txt=txt,
         )
@@ -331,9 +338,10 @@ class Reconciler:
         )
 
     def close_background(self) -> None:
-        """Stop the proof lookups and tripwire polls in flight (the operator stops)."""
+        """Stop the proof lookups, tripwire polls and render threads (the operator stops)."""
         self.proofs.close()
         self.tripwire.close()
+        self.renderer.close()
 
     # --- reading -------------------------------------------------------------------------
 
@@ -347,16 +355,9 @@ class Reconciler:
         )
         return dict(zip(keys, results, strict=True))
 
-    def user_secrets(self, namespace: str, names: set[str]) -> dict[str, Secret]:
-        """Referenced Secrets from the watch cache, never read one by one: the operator sees
-        only Secrets labelled ``mailstack.dev/usable-by`` (``api.secret_access``), and a GET
-        would read an unlabelled one too."""
-        result = {}
-        for name in names:
-            secret = self.secrets.get(namespace, name)
-            if secret is not None:
-                result[name] = secret
-        return result
+    async def user_secrets(self, namespace: str, names: set[str]) -> dict[str, Secret]:
+        """The referenced user Secrets (``user_secrets.read``)."""
+        return await user_secrets.read(self.kube, self.secrets, namespace, names)
 
     # --- writing children ----------------------------------------------------------------
 

@@ -70,6 +70,8 @@ def render_tls_objects(service: MailService, material: Material) -> list[Obj]:
                 "metadata": metadata(domain, names["tls"], "tls"),
                 "spec": {
                     "secretName": names["tls"],
+                    # Marks the Secret cert-manager issues as this MailDomain's (``ownership``).
+                    "secretTemplate": {"labels": metadata(domain, names["tls"], "tls")["labels"]},
                     "commonName": domain.hostname,
                     "dnsNames": dns_names,
                     "duration": "2160h",

@@ -1,0 +1,306 @@
+"""Shared clusters, the pure and in-process parts: the namespaces take turns for the reconcile
+slots (``controller.fairness``), renders run off the event loop (``controller.render_pool``), and
+only referenced Secrets are kept with their data (``controller.memory.SecretCache``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mailstack.api.limits import NamespaceLimits, admit_domains
+from mailstack.api.policy import Grants, parse_policy
+from mailstack.controller import plan
+from mailstack.controller.fairness import FairSlots
+from mailstack.controller.index import Documents
+from mailstack.controller.memory import SecretCache
+from mailstack.controller.render_pool import RenderPool
+from mailstack.controller.volume_claims import requests_by_domain
+from tests.unit.test_limits import dom, t
+
+
+async def _order(slots: FairSlots, arrivals: list[str]) -> list[str]:
+    """The order in which passes of these namespaces (arriving in this order) get a slot."""
+    started: list[str] = []
+    gate = asyncio.Event()
+
+    async def one(ns: str) -> None:
+        async with slots.slot(ns):
+            started.append(ns)
+            await gate.wait()
+
+    tasks = [asyncio.create_task(one(ns)) for ns in arrivals]
+    for _ in range(len(arrivals) + 2):
+        await asyncio.sleep(0)
+        gate.set()
+        gate.clear()
+    await asyncio.sleep(0)
+    gate.set()
+    await asyncio.gather(*tasks)
+    return started
+
+
+def test_a_namespace_with_many_passes_waiting_does_not_hold_back_another() -> None:
+    """200 passes of one namespace queued first: the other's one pass is the second to run,
+    not the 201st (a semaphore served them first come, first served)."""
+    slots = FairSlots(total=1, per_namespace=1)
+    order = asyncio.run(_order(slots, ["hostile"] * 200 + ["tenant-b"]))
+    assert order.index("tenant-b") <= 1
+    assert order.count("hostile") == 200
+
+
+def test_namespaces_take_turns() -> None:
+    slots = FairSlots(total=1, per_namespace=1)
+    order = asyncio.run(_order(slots, ["a", "a", "a", "b", "b", "c"]))
+    assert order == ["a", "b", "c", "a", "b", "a"]
+
+
+def test_one_namespace_holds_at_most_its_share_of_the_slots() -> None:
+    async def run() -> tuple[int, int]:
+        slots = FairSlots(total=4, per_namespace=1)
+        release = asyncio.Event()
+        peak = 0
+
+        async def one(ns: str) -> None:
+            nonlocal peak
+            async with slots.slot(ns):
+                peak = max(peak, slots.running("hostile"))
+                await release.wait()
+
+        tasks = [asyncio.create_task(one("hostile")) for _ in range(10)]
+        tasks.append(asyncio.create_task(one("tenant-b")))
+        await asyncio.sleep(0.01)
+        b_running = slots.running("tenant-b")  # at once, beside the hostile one
+        release.set()
+        await asyncio.gather(*tasks)
+        return peak, b_running
+
+    peak, b_running = asyncio.run(run())
+    assert (peak, b_running) == (1, 1)
+
+
+def test_a_pass_cancelled_while_waiting_leaves_its_slot_to_the_next() -> None:
+    async def run() -> list[str]:
+        slots = FairSlots(total=1, per_namespace=1)
+        started: list[str] = []
+        release = asyncio.Event()
+
+        async def one(name: str, ns: str) -> None:
+            async with slots.slot(ns):
+                started.append(name)
+                await release.wait()
+
+        first = asyncio.create_task(one("first", "a"))
+        cancelled = asyncio.create_task(one("cancelled", "b"))
+        last = asyncio.create_task(one("last", "c"))
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        await asyncio.sleep(0)
+        release.set()
+        await asyncio.gather(first, last)
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        assert slots.running("a") == slots.running("c") == 0
+        return started
+
+    assert asyncio.run(run()) == ["first", "last"]
+
+
+def test_a_render_runs_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a render (key generation) runs, the event loop goes on: a slow render no longer
+    stalls every other pass, informer and handler of the operator."""
+    threads: list[str] = []
+
+    def slow_render(inputs: plan.DomainInputs) -> plan.Rendered:
+        threads.append(threading.current_thread().name)
+        time.sleep(0.5)
+        return plan.Rendered()
+
+    monkeypatch.setattr(plan, "render_domain", slow_render)
+
+    async def run() -> int:
+        pool = RenderPool(2)
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        task = asyncio.create_task(ticker())
+        inputs = plan.DomainInputs(domain={}, siblings=(), mailboxes=(), secrets={}, now=None)  # type: ignore[arg-type]
+        await asyncio.gather(pool.render(inputs), pool.render(inputs))
+        task.cancel()
+        pool.close()
+        return ticks
+
+    ticks = asyncio.run(run())
+    assert ticks >= 10, f"the event loop ran {ticks} times during two renders of 0.5 s"
+    assert all(name.startswith("mailstack-render") for name in threads)
+
+
+def _secret(name: str, version: str, value: str = "x" * 1000) -> dict[str, Any]:
+    meta = {"name": name, "namespace": "t", "resourceVersion": version}
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": meta, "stringData": {"v": value}}
+
+
+def _box(name: str, secret: str) -> dict[str, Any]:
+    spec = {"address": f"{name}@t.example", "passwordSecretRef": {"name": secret}}
+    return {"kind": "Mailbox", "metadata": {"name": name, "namespace": "t"}, "spec": spec}
+
+
+def test_only_referenced_secrets_are_kept_with_their_data() -> None:
+    documents = Documents()
+    cache = SecretCache(documents.references)
+    documents.released = cache.release
+    cache.put(_secret("blob", "1"))
+    cache.put(_secret("pw", "1"))
+    assert (cache.get("t", "blob"), cache.unloaded("t", "blob"), len(cache)) == (None, True, 0)
+    documents.put_mailbox(_box("carol", "pw"))
+    cache.put(_secret("pw", "2"))  # a change, or the pass's read on the first reference
+    assert cache.get("t", "pw") is not None and not cache.unloaded("t", "pw")
+    documents.put_mailbox(_box("carol", "pw"))  # the same reference again: kept
+    assert cache.get("t", "pw") is not None
+    documents.put_mailbox(_box("carol", "other"))  # the last reference gone: forgotten
+    assert (cache.get("t", "pw"), cache.unloaded("t", "pw")) == (None, True)
+    assert cache.drop("t", "pw") and not cache.unloaded("t", "pw")
+
+
+# --- maxStorage counts the volume claims, retained ones too ----------------------------------
+
+GI = 1024**3
+STORAGE = {"storage": {"mailboxes": {"size": "2Gi"}, "queue": {"size": "1Gi"}}}
+
+
+def test_retained_volume_claims_count_against_max_storage() -> None:
+    """A deleted MailDomain's kept claims take their room first: renaming no longer adds
+    volumes beyond maxStorage (re-check R4)."""
+    limits = NamespaceLimits(max_storage=3 * GI, source="MailDomainPolicy/a")
+    d1 = dom("d1", t(1), **STORAGE)
+    assert admit_domains(limits, [d1]).refused == frozenset()
+    refused = admit_domains(limits, [d1], {"d0": 3 * GI})
+    assert refused.refused == {d1.ref}
+    assert "3Gi by volume claims no MailDomain here holds" in refused.problems[0].message
+    # Its own claims are its own: the same name again fits.
+    assert admit_domains(limits, [dom("d0", t(1), **STORAGE)], {"d0": 3 * GI}).refused == set()
+
+
+def test_a_shrunk_spec_counts_what_its_volumes_still_request() -> None:
+    limits = NamespaceLimits(max_storage=4 * GI, source="MailDomainPolicy/a")
+    small = {"storage": {"mailboxes": {"size": "1Gi"}, "queue": {"size": "1Gi"}}}
+    d0, d1 = dom("d0", t(1), **small), dom("d1", t(2), **small)
+    assert admit_domains(limits, [d0, d1]).refused == set()
+    assert admit_domains(limits, [d0, d1], {"d0": 3 * GI}).refused == {d1.ref}
+
+
+def test_volume_claims_are_summed_by_the_maildomain_they_were_made_for() -> None:
+    def claim(name: str, instance: str | None, size: str) -> dict[str, Any]:
+        labels = {"app.kubernetes.io/name": "mailstack"}
+        if instance:
+            labels["app.kubernetes.io/instance"] = instance
+        spec = {"resources": {"requests": {"storage": size}}}
+        return {"metadata": {"name": name, "labels": labels}, "spec": spec}
+
+    claims = [
+        claim("mail-d0-mda-0", "d0", "2Gi"),
+        claim("queue-d0-mta-0", "d0", "1Gi"),
+        claim("mail-d1-mda-0", "d1", "500Mi"),
+        claim("odd", None, "1Gi"),
+        claim("bad", "d1", "lots"),
+    ]
+    assert requests_by_domain(claims) == {"d0": 3 * GI, "d1": 500 * 1024**2}
+
+
+# --- which cert-manager issuers a policy lets a tenant use -------------------------------------
+
+TENANT_POLICY = """\
+apiVersion: mailstack.dev/v1alpha1
+kind: MailDomainPolicy
+metadata: {name: tenant-a}
+spec:
+  namespaces: [tenant-a]
+  domains: [a.example, "*.a.example"]
+"""
+
+
+def _render(tmp_path: Path, policy: str, kind: str, name: str) -> tuple[int, str, list[Any]]:
+    """``mailstack render`` of MailDomain a with a certManager issuer under ``policy``: the
+    exit code, the output and the issuerRefs of the Certificates rendered."""
+    ref = f"{{name: {name}, kind: {kind}}}"
+    tls = f"  tls:\n    issuer: certManager\n    certManager:\n      issuerRef: {ref}\n"
+    tmp_path.mkdir()
+    doc = tmp_path / "in.yaml"
+    doc.write_text(
+        policy + "---\napiVersion: mailstack.dev/v1alpha1\nkind: MailDomain\n"
+        "metadata: {name: a, namespace: tenant-a}\nspec:\n  domain: a.example\n" + tls
+    )
+    out = tmp_path / "out"
+    cli = Path(sys.executable).with_name("mailstack")
+    done = subprocess.run(
+        [str(cli), "render", "-f", str(doc), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    refs = [
+        doc["spec"]["issuerRef"]
+        for path in out.rglob("*.yaml")
+        for doc in yaml.safe_load_all(path.read_text())
+        if isinstance(doc, dict) and doc.get("kind") == "Certificate"
+    ]
+    return done.returncode, done.stdout + done.stderr, refs
+
+
+def test_a_policy_decides_which_cluster_issuers_a_tenant_may_use(tmp_path: Path) -> None:
+    """Re-check R9: the operator creates the Certificate with the issuerRef the tenant writes,
+    with its own account, and a MailDomainPolicy could not say which issuers a namespace may
+    use: the tenant named the platform's internal ClusterIssuer (trusted inside the cluster),
+    or burned the shared ACME account's rate limits, the key landing in its own namespace."""
+    code, output, refs = _render(
+        tmp_path / "1", TENANT_POLICY, "ClusterIssuer", "platform-internal-ca"
+    )
+    assert refs == [] and code != 0
+    assert (
+        "IssuerNotAllowed" in output
+        or "ClusterIssuer platform-internal-ca is not allowed" in output
+    )
+    listing = TENANT_POLICY + "  issuers: {clusterIssuers: [letsencrypt]}\n"
+    code, output, refs = _render(tmp_path / "2", listing, "ClusterIssuer", "letsencrypt")
+    assert code == 0, output
+    assert [ref["name"] for ref in refs] == ["letsencrypt"]
+    code, output, refs = _render(tmp_path / "3", listing, "ClusterIssuer", "platform-internal-ca")
+    assert refs == [] and code != 0
+    # An Issuer of the namespace itself is the tenant's own: always allowed.
+    code, output, refs = _render(tmp_path / "4", TENANT_POLICY, "Issuer", "own-ca")
+    assert code == 0, output
+    assert [ref["kind"] for ref in refs] == ["Issuer"]
+
+
+def test_several_policies_granting_a_domain_add_up_their_cluster_issuers() -> None:
+    def pol(name: str, **spec: Any) -> Any:
+        return parse_policy(
+            {
+                "apiVersion": "mailstack.dev/v1alpha1",
+                "kind": "MailDomainPolicy",
+                "metadata": {"name": name},
+                "spec": {"namespaces": ["a"], "domains": ["*.t.example"], **spec},
+            }
+        )
+
+    tls = {"issuer": "certManager", "certManager": {"issuerRef": {"name": "acme"}}}
+    model = dom("x", t(1), tls=tls)
+    assert Grants((pol("p1"),)).issuer_refusals(model) != []
+    allowed = pol("p2", issuers={"clusterIssuers": ["acme"]})
+    assert Grants((pol("p1"), allowed)).issuer_refusals(model) == []
+    own = dom("y", t(1), tls={**tls, "certManager": {"issuerRef": {"name": "x", "kind": "Issuer"}}})
+    assert Grants((pol("p1"),)).issuer_refusals(own) == []  # the namespace's own Issuer
+    assert Grants(()).issuer_refusals(model) == []  # no policy: a single team's cluster
