@@ -633,3 +633,56 @@ def test_port_25_held_from_a_few_addresses_still_takes_mail(stack: Stack) -> Non
     print(f"\nheld {held}; another sender's message: {outcome}")
     assert sum(held) >= 95, held
     assert outcome == "taken", outcome
+
+
+# --- harvesting addresses: the tarpit and the recipient rate ----------------------------------
+
+# From ``source``: 20 sessions at once, each trying 40 random addresses of example.com with
+# RCPT TO (reconnecting when cut) for ``seconds``. Prints how many RCPTs got an answer that
+# tells a known address from an unknown one (250 or 550).
+HARVEST_SCRIPT = r"""
+import json, secrets, smtplib, sys, threading, time
+host, port, source, seconds = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+deadline = time.monotonic() + seconds
+answered = []
+def harvest():
+    while time.monotonic() < deadline:
+        try:
+            smtp = smtplib.SMTP(host, port, timeout=10, source_address=(source, 0))
+            smtp.ehlo("sink.example.net")
+            smtp.mail("someone@example.net")
+            for _ in range(40):
+                if time.monotonic() > deadline:
+                    break
+                code = smtp.rcpt(f"{secrets.token_hex(4)}@example.com")[0]
+                if code in (250, 550):
+                    answered.append(code)
+                elif code == 421:
+                    break
+            smtp.close()
+        except (OSError, smtplib.SMTPException):
+            time.sleep(0.5)
+threads = [threading.Thread(target=harvest) for _ in range(20)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(json.dumps(len(answered)))
+"""
+
+
+def test_one_address_cannot_harvest_faster_than_the_recipient_rate(stack: Stack) -> None:
+    """Attack: 20 parallel sessions from one internet address probe random addresses for
+    30 s (the first red team: 403 addresses in 0.2 s). Expected: at most the recipient rate
+    (200 a minute, so ~100 in 30 s) plus slack: under 250 answered."""
+    with internet_address(stack) as source:
+        answered = json.loads(
+            stack.run_in_internet(
+                HARVEST_SCRIPT,
+                stack.internet.host_ip,
+                str(stack.port("smtp")),
+                source,
+                "30",
+                timeout=120,
+            )
+        )
+    print(f"\nRCPTs answered 250/550 in 30 s from one address: {answered}")
+    assert answered < 250, answered
