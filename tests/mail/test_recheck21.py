@@ -14,17 +14,18 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.mail.conftest import PASSWORDS, Stack
-from tests.mail.messages import MDA, SENDER, text_message, token
+from tests.mail.messages import MDA, MTA, SENDER, text_message, token
 from tests.mail.test_probes_under_load import release
 from tests.mail.test_redteam import (
     HOLD_SMTP_SCRIPT,
     PARALLEL_SCRIPT,
+    _health,
     multipart,
     send_from_internet,
 )
@@ -73,9 +74,11 @@ NESTED_PARTS = 300_000  # 4 MB as base64 (messageSize is 10Mi in the fixture)
 
 def test_nested_part_bombs_do_not_stall_submission(stack: Stack, tmp_path: Path) -> None:
     """Attack: 4 messages at once from one internet address, each one base64 message/rfc822
-    part holding 300,000 tiny parts (the raw message has two "--" lines). Expected: a user's
-    submissions meanwhile each take under 15 s and succeed (#21 item 1: scanning is bounded per
-    message; the first red team's F2 with the check bypassed)."""
+    part holding 300,000 tiny parts (the raw message has two "--" lines). Expected (#21 item
+    1: scanning is bounded per message, 8 s): each bomb is answered within 15 s, and a user's
+    submissions meanwhile each take under 15 s and succeed (the first red team's F2 with the
+    check bypassed). Seen 2026-12-07: the bombs got 451 at Postfix's milter timeout (21.1 s,
+    21.4 s) in both runs; submissions got 454 after 10 s in one run and passed in the other."""
     bomb = tmp_path / "nested.eml"
     bomb.write_bytes(nested_bomb(token("nested bomb"), NESTED_PARTS))
     attacker = subprocess.Popen(
@@ -105,6 +108,8 @@ def test_nested_part_bombs_do_not_stall_submission(stack: Stack, tmp_path: Path)
     finally:
         out, _ = attacker.communicate(timeout=300)
     print(f"\nbombs: {out.decode().strip()}\nsubmissions (s, outcome): {submissions}")
+    bombs = json.loads(out)
+    assert all(seconds < 15 for _, seconds in bombs), bombs
     assert all(outcome == "250" and seconds < 15 for seconds, outcome in submissions), submissions
 
 
@@ -388,8 +393,9 @@ def test_guesses_from_a_shared_address_do_not_lock_out_the_right_password_smtp(
 ) -> None:
     """Attack: 25 wrong AUTH attempts for grace in under a minute from one address (an office's
     or a carrier's NAT); then grace, behind the same address, logs in with her password.
-    Expected: 235 (#21: "slow attackers without locking out users"; the fix's own test makes
-    fewer attempts than smtpd_client_auth_rate_limit, 20 a minute, which counts every AUTH)."""
+    Expected: 235 (#21: "slow attackers without locking out users"). The fix's same-address
+    test (test_hostile) fails 3 IMAP logins and no SMTP AUTH; smtpd_client_auth_rate_limit
+    (20 a minute) counts every AUTH, right or wrong, per address and port."""
     with internet_address(stack) as source:
         out = json.loads(
             stack.run_in_internet(
@@ -467,47 +473,56 @@ stop.set()
 HOLDERS = 6  # addresses, 17 sessions each (smtpConnections: 20 per address)
 
 
-@pytest.mark.parametrize("port", ["submission", "submissions"])
-def test_sessions_held_before_login_do_not_stop_submission(stack: Stack, port: str) -> None:
-    """Attack: 102 sessions on 587 (or 465) from 6 internet addresses, each under the
-    per-address limit of 20, each after EHLO (and TLS) and never logging in. Expected: a user
-    still logs in and sends within 20 s (Postfix's process limit is 100 per service)."""
-    sources: list[str] = []
+def submission_args(port: str) -> Callable[[Stack, str], list[str]]:
+    """HOLD_SUBMISSION_SCRIPT's arguments after the host, for ``port``, from an address."""
+    implicit = "1" if port == "submissions" else "0"
+    return lambda stack, source: [str(stack.port(port)), implicit, source, "17"]
+
+
+@contextlib.contextmanager
+def holding(
+    stack: Stack, script: str, per_address: list[Callable[[Stack, str], list[str]]]
+) -> Iterator[list[int]]:
+    """One holding ``script`` per new internet address, with the arguments after the host that
+    ``per_address`` gives for it; yields how many sessions each holds, releases them after."""
     holders: list[subprocess.Popen[str]] = []
-    with contextlib.ExitStack() as stack_of_addresses:
-        for _ in range(HOLDERS):
-            sources.append(stack_of_addresses.enter_context(internet_address(stack)))
+    with contextlib.ExitStack() as addresses:
         try:
-            for source in sources:
+            for arguments in per_address:
+                source = addresses.enter_context(internet_address(stack))
                 holders.append(
                     subprocess.Popen(
                         [
                             *("ip", "netns", "exec", stack.internet.netns, sys.executable),
-                            *("-c", HOLD_SUBMISSION_SCRIPT, stack.internet.host_ip),
-                            str(stack.port(port)),
-                            "1" if port == "submissions" else "0",
-                            source,
-                            "17",
+                            *("-c", script, stack.internet.host_ip, *arguments(stack, source)),
                         ],
                         stdin=subprocess.PIPE,
                         stdout=subprocess.PIPE,
                         text=True,
                     )
                 )
-            held = [int(h.stdout.readline() or 0) for h in holders]  # type: ignore[union-attr]
-            start = time.monotonic()
-            try:
-                with login(stack, port, "bob") as smtp:
-                    smtp.send_message(
-                        text_message(token("held"), "carol@example.com", sender="bob@example.com")
-                    )
-                outcome = "250"
-            except Exception as err:  # what a user sees
-                outcome = f"{type(err).__name__}: {err}"[:120]
-            took = round(time.monotonic() - start, 1)
+            yield [int(h.stdout.readline() or 0) for h in holders]  # type: ignore[union-attr]
         finally:
             for holder in holders:
                 release(holder)
+
+
+@pytest.mark.parametrize("port", ["submission", "submissions"])
+def test_sessions_held_before_login_do_not_stop_submission(stack: Stack, port: str) -> None:
+    """Attack: 102 sessions on 587 (or 465) from 6 internet addresses, each under the
+    per-address limit of 20, each after EHLO (and TLS) and never logging in. Expected: a user
+    still logs in and sends within 20 s (Postfix's process limit is 100 per service)."""
+    with holding(stack, HOLD_SUBMISSION_SCRIPT, [submission_args(port)] * HOLDERS) as held:
+        start = time.monotonic()
+        try:
+            with login(stack, port, "bob") as smtp:
+                smtp.send_message(
+                    text_message(token("held"), "carol@example.com", sender="bob@example.com")
+                )
+            outcome = "250"
+        except Exception as err:  # what a user sees
+            outcome = f"{type(err).__name__}: {err}"[:120]
+        took = round(time.monotonic() - start, 1)
     print(f"\n{port}: held {held}; the user's submission: {outcome} after {took} s")
     assert sum(held) >= 95, held
     assert outcome == "250" and took < 20, (outcome, took)
@@ -556,7 +571,9 @@ FLOOD = 1_100  # more than the 4 login processes' 250 places each
 def test_a_login_flood_from_one_address_does_not_stop_logins(stack: Stack, protocol: str) -> None:
     """Attack: 1,100 connections from one internet address to 993 (995) that send nothing,
     each reconnecting when Dovecot drops it (it drops the oldest when its 1,000 places are
-    full). Expected: a user logs in three times in a row, each within 20 s."""
+    full). Expected: a user logs in ten times in a row, each within 20 s. Seen 2026-12-07:
+    one login in three got "* BYE Connection queue full" in one run (Dovecot dropped the
+    user's connection as the oldest), none in another."""
     with internet_address(stack) as source:
         flood = subprocess.Popen(
             [
@@ -572,7 +589,7 @@ def test_a_login_flood_from_one_address_does_not_stop_logins(stack: Stack, proto
         try:
             assert flood.stdout is not None and flood.stdout.readline() == "holding\n"
             time.sleep(3)
-            for _ in range(3):
+            for _ in range(10):
                 start = time.monotonic()
                 try:
                     if protocol == "imaps":
@@ -599,37 +616,16 @@ def test_port_25_held_from_a_few_addresses_still_takes_mail(stack: Stack) -> Non
     """Attack: the first red team's F4 hold (102 sessions in DATA on port 25 from 6 internet
     addresses, each under the per-address limit of 20). F4 was fixed for the probes only.
     Expected: another sender's message is still taken (within the 30 s its client waits)."""
-    sources: list[str] = []
-    holders: list[subprocess.Popen[str]] = []
     subject = token("while 25 is held")
-    with contextlib.ExitStack() as addresses:
-        for _ in range(HOLDERS):
-            sources.append(addresses.enter_context(internet_address(stack)))
+    in_data = [lambda stack, source: [str(stack.port("smtp")), source, "17"]] * HOLDERS
+    with holding(stack, HOLD_SMTP_SCRIPT, in_data) as held:
         try:
-            for source in sources:
-                holders.append(
-                    subprocess.Popen(
-                        [
-                            *("ip", "netns", "exec", stack.internet.netns, sys.executable),
-                            *("-c", HOLD_SMTP_SCRIPT, stack.internet.host_ip),
-                            *(str(stack.port("smtp")), source, "17"),
-                        ],
-                        stdin=subprocess.PIPE,
-                        stdout=subprocess.PIPE,
-                        text=True,
-                    )
-                )
-            held = [int(h.stdout.readline() or 0) for h in holders]  # type: ignore[union-attr]
-            try:
-                stack.send_from_internet(
-                    "alice@example.com", text_message(subject, "alice@example.com").as_bytes()
-                )
-                outcome = "taken"
-            except (AssertionError, subprocess.TimeoutExpired) as err:
-                outcome = str(err)[-200:]
-        finally:
-            for holder in holders:
-                release(holder)
+            stack.send_from_internet(
+                "alice@example.com", text_message(subject, "alice@example.com").as_bytes()
+            )
+            outcome = "taken"
+        except (AssertionError, subprocess.TimeoutExpired) as err:
+            outcome = str(err)[-200:]
     print(f"\nheld {held}; another sender's message: {outcome}")
     assert sum(held) >= 95, held
     assert outcome == "taken", outcome
@@ -686,3 +682,48 @@ def test_one_address_cannot_harvest_faster_than_the_recipient_rate(stack: Stack)
         )
     print(f"\nRCPTs answered 250/550 in 30 s from one address: {answered}")
     assert answered < 250, answered
+
+
+# --- verdict headers a user writes: other spellings -------------------------------------------
+
+VERDICT_SPELLINGS = {
+    "lower-case": "x-spam-status: No, score=-10.00",
+    "space-before-colon": "X-Spam-Status : No, score=-10.00",
+    "folded": "X-Spam-Status:\r\n No, score=-10.00",
+    "tab-before-colon": "X-Spam-Status\t: No, score=-10.00",
+}
+
+
+@pytest.mark.parametrize("spelling", list(VERDICT_SPELLINGS))
+def test_a_users_verdict_header_in_any_spelling_does_not_reach_a_colleague(
+    stack: Stack, spelling: str
+) -> None:
+    """Attack: alice sends erin "X-Spam-Status: No, score=-10.00" spelled as ``spelling``.
+    Expected: delivered without it (the submission ports' header_checks)."""
+    subject = token(f"verdict {spelling}")
+    raw = with_headers(subject, f"From: {ALICE}\r\n{VERDICT_SPELLINGS[spelling]}")
+    code, text = submit_raw(stack, raw)
+    assert code == 250, (code, text)
+
+    def stored() -> bytes | None:
+        return next((r for r in stack.raw_messages("erin") if subject.encode() in r), None)
+
+    raw_stored: bytes = stack.wait_for(f"{subject!r} in erin's INBOX", stored)
+    head = raw_stored.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0]
+    assert b"score=-10.00" not in head, head.decode(errors="replace")
+
+
+def test_both_submission_ports_held_leave_the_mta_ready(stack: Stack) -> None:
+    """Attack: 102 sessions on 587 and 102 on 465 from 12 internet addresses (17 each), never
+    logging in. Each smtpd of a submission port holds a connection to Dovecot's auth service
+    through the MDA's SASL tunnel, which serves 200 at most; the MTA's readiness probe
+    handshakes through that tunnel. Expected: the MTA stays ready (/readyz 200), else the pod
+    leaves the Service and port 25 goes with it."""
+    mta = json.loads((stack.state / "endpoints.json").read_text())["pods"][f"mail/{MTA}"]
+    both = [submission_args("submission"), submission_args("submissions")] * HOLDERS
+    with holding(stack, HOLD_SUBMISSION_SCRIPT, both) as held:
+        time.sleep(2)
+        readyz = [_health(mta, 9101, "/readyz") for _ in range(3)]
+    print(f"\nheld {held} (sum {sum(held)}); MTA /readyz: {readyz}")
+    assert sum(held) >= 190, held
+    assert all(code == 200 for code, _ in readyz), readyz
