@@ -90,3 +90,101 @@ def test_unfinished_handshakes_on_the_auth_tunnel_do_not_stop_logins(stack: Stac
     finally:
         release(holder)
     assert outcomes == ["235"] * 8, outcomes
+
+
+# ``count`` openers on host:port, each sending a whole, real TLS ClientHello (made by Python's
+# ssl module) and then nothing, reconnecting when dropped: the hello gate admits each, and each
+# then holds one of the tunnel's 200 connection slots for the whole handshake deadline (3 s).
+# Prints "holding", runs until stdin closes.
+HELLO_OPENERS_SCRIPT = r"""
+import socket, ssl, sys, threading, time
+host, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+context.check_hostname = False
+context.verify_mode = ssl.CERT_NONE
+def client_hello():
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing)
+    try:
+        tls.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return outgoing.read()
+stop = threading.Event()
+def hold():
+    while not stop.is_set():
+        try:
+            sock = socket.create_connection((host, port), timeout=30)
+            sock.sendall(client_hello())
+            sock.settimeout(30)
+            while sock.recv(65536):  # the server's flight, then the end at its deadline
+                pass
+            sock.close()
+        except OSError:
+            time.sleep(0.2)
+for _ in range(count):
+    threading.Thread(target=hold, daemon=True).start()
+print("holding", flush=True)
+sys.stdin.read()
+stop.set()
+"""
+HELLO_OPENERS = 260  # more than the tunnel's connection slots (200)
+
+
+def hello_openers(stack: Stack, port: int) -> subprocess.Popen[str]:
+    """Openers in the MTA pod's network namespace (the only one the local run's policy lets
+    through: they stand for any pod where the CNI does not enforce NetworkPolicies)."""
+    mda = json.loads((stack.state / "endpoints.json").read_text())["pods"][f"mail/{MDA}"]
+    postfix_pid = stack.own_daemon_pids()["postfix"].pop()
+    holder = subprocess.Popen(
+        [
+            *("nsenter", "-t", str(postfix_pid), "-n", sys.executable, "-c"),
+            *(HELLO_OPENERS_SCRIPT, mda, str(port), str(HELLO_OPENERS)),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == "holding\n"
+    time.sleep(4)
+    return holder
+
+
+def test_stalled_handshakes_after_a_whole_hello_do_not_stop_logins(stack: Stack) -> None:
+    """Attack: 260 connections to the MDA's SASL tunnel (12345), each a whole ClientHello and
+    then silence, reconnecting when cut (~90 handshakes/s). Expected: users still log in on 587
+    and 465 (the first red team's F5 fix gates only on the hello being whole)."""
+    outcomes: list[str] = []
+    holder = hello_openers(stack, 12345)
+    try:
+        for port in ["submission", "submissions"] * 4:
+            try:
+                with login(stack, port, "bob"):
+                    outcomes.append("235")
+            except Exception as err:  # what a user sees
+                outcomes.append(f"{type(err).__name__}: {err}"[:100])
+    finally:
+        release(holder)
+    print(f"\nlogins during: {outcomes}")
+    assert outcomes == ["235"] * 8, outcomes
+
+
+def test_stalled_handshakes_after_a_whole_hello_do_not_stop_delivery(stack: Stack) -> None:
+    """Attack: the same against the LMTP tunnel (24). Expected: inbound mail is delivered
+    meanwhile (deferred is no loss, but every delivery waits while the attack lasts)."""
+    subjects = [token("during hello openers") for _ in range(3)]
+    holder = hello_openers(stack, 24)
+    try:
+        for subject in subjects:
+            stack.send_from_internet(
+                "alice@example.com", text_message(subject, "alice@example.com").as_bytes()
+            )
+        time.sleep(20)
+        delivered = [s for s in subjects if any(m["Subject"] == s for m in stack.messages("alice"))]
+    finally:
+        release(holder)
+    stack.flush_queue()
+    for subject in subjects:  # nothing lost either way
+        stack.wait_for_subject("alice", subject, timeout=90)
+    print(f"\ndelivered during: {len(delivered)}/3")
+    assert delivered == subjects, delivered
