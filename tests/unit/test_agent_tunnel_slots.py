@@ -27,40 +27,15 @@ from mailstack.render.postfix import (
     tunnel_sessions,
 )
 from tests.parsers import parse_master_cf
-from tests.unit.test_agent_tunnel import Pairs, _client, pairs  # noqa: F401
+from tests.unit.test_agent_tunnel import Pairs, _client, _echo_server, pairs  # noqa: F401
 
 SLOTS = 8
-
-
-def _greeter(path: str) -> socket.socket:
-    """A unix socket that greets each connection with ``hello`` at once (many at a time) and
-    then echoes it upper-cased."""
-    listener = socket.socket(socket.AF_UNIX)
-    listener.bind(path)
-    listener.listen()
-
-    def echo(conn: socket.socket) -> None:
-        with conn, contextlib.suppress(OSError):  # the tunnel closed the session
-            conn.sendall(b"hello\n")
-            while data := conn.recv(4096):
-                conn.sendall(data.upper())
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=echo, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=serve, daemon=True).start()
-    return listener
 
 
 @pytest.fixture
 def small_mda_side(tmp_path: Path, pairs: Pairs) -> Iterator[int]:  # noqa: F811
     """The MDA's tunnel with ``SLOTS`` session slots onto an echo socket."""
-    echo = _greeter(str(tmp_path / "echo"))
+    echo = _echo_server(str(tmp_path / "echo"))
     identity = tunnel.Identity(*pairs.mda, pairs.mta[0])
     listener = socket.create_server(("127.0.0.1", 0))
     connect = tunnel.unix_connector(str(tmp_path / "echo"))
