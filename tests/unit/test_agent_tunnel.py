@@ -40,10 +40,17 @@ def pairs(tmp_path_factory: pytest.TempPathFactory) -> Pairs:
 
 
 def _echo_server(path: str) -> socket.socket:
-    """A unix socket that greets with ``hello`` and then echoes each chunk upper-cased."""
+    """A unix socket that greets each connection with ``hello`` at once (many at a time) and
+    then echoes each chunk upper-cased."""
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(path)
     listener.listen()
+
+    def echo(conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):  # the tunnel closed the session
+            conn.sendall(b"hello\n")
+            while data := conn.recv(4096):
+                conn.sendall(data.upper())
 
     def serve() -> None:
         while True:
@@ -51,13 +58,7 @@ def _echo_server(path: str) -> socket.socket:
                 conn, _ = listener.accept()
             except OSError:
                 return
-            with conn:
-                try:
-                    conn.sendall(b"hello\n")
-                    while data := conn.recv(4096):
-                        conn.sendall(data.upper())
-                except OSError:
-                    continue  # the tunnel closed the session
+            threading.Thread(target=echo, args=(conn,), daemon=True).start()
 
     threading.Thread(target=serve, daemon=True).start()
     return listener

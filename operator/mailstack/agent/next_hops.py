@@ -11,8 +11,11 @@ uses) in a child process: in the agent itself, glibc's NSS modules would stay lo
 life of the pod. Both hops are the MDA's TLS tunnels (agent.tunnel): the probe completes a
 handshake with the MTA's certificate and wants the MDA's pinned one, as Postfix and the SASL
 tunnel will; a bare connection would succeed while the tunnel refuses every handshake (a
-certificate rotated on one side only, or its connection slots taken). Two handshakes each
-probe period (10 s) cost the MDA's agent well under a millisecond of CPU each.
+certificate rotated on one side only). The handshakes ask for the probe's server name
+(``layout.TUNNEL_PROBE_SERVER_NAME``), which the tunnel serves on slots of its own: sessions
+that Postfix holds (for clients that hold submission sessions, say) never make the MTA unready,
+as taking it out of its Services would not free them. Two handshakes each probe period (10 s)
+cost the MDA's agent well under a millisecond of CPU each.
 """
 
 from __future__ import annotations
@@ -116,7 +119,8 @@ def tunnel_reach(identity: Identity) -> Callable[[str, int], str | None]:
     else the error."""
 
     # Imported here: agent.tunnel loads _ssl, which only the agents running a tunnel need.
-    from mailstack.agent.tunnel import Socket, handshake
+    from mailstack.agent.tunnel import handshake
+    from mailstack.agent.tunnel_sockets import Socket
 
     def connect(address: str, port: int) -> str | None:
         family = _socket.AF_INET6 if ":" in address else _socket.AF_INET
@@ -130,7 +134,9 @@ def tunnel_reach(identity: Identity) -> Callable[[str, int], str | None]:
         try:
             # The first byte of the greeting (LMTP's banner, the auth service's handshake): with
             # TLS 1.3 the server refuses a client certificate only after our side is done.
-            if not handshake(conn, identity, server_side=False).recv(1):
+            # Asking for the probe's server name: the tunnel serves it on slots of its own.
+            session = handshake(conn, identity, False, layout.TUNNEL_PROBE_SERVER_NAME)
+            if not session.recv(1):
                 return "no TLS tunnel: closed after the handshake"
         except (OSError, ValueError) as err:  # _ssl.SSLError is an OSError
             return f"no TLS tunnel: {err}"

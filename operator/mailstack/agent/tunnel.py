@@ -31,7 +31,14 @@ import pwd
 import select
 import sys
 
-from mailstack.agent.tunnel_hello import LISTEN_BACKLOG, Waiting
+from mailstack.agent.tunnel_hello import Waiting
+from mailstack.agent.tunnel_sockets import (
+    Socket,
+    tcp_connector,
+    tcp_listener,
+    unix_connector,
+    unix_listener,
+)
 from mailstack.render import layout
 
 # Not typing.TYPE_CHECKING (see mailstack.agent.command).
@@ -54,21 +61,19 @@ if TYPE_CHECKING:
 HANDSHAKE_TIMEOUT = 3.0
 # A session with no byte either way for this long is closed (Postfix reconnects when it needs to).
 IDLE_TIMEOUT = 3600.0
-# Connections past their first TLS record (in the handshake or relaying) served at once; more
-# are closed at once.
+# Sessions (past the handshake, the pinned certificate shown) relayed at once when
+# ``layout.TUNNEL_SESSIONS_ENV`` does not say; more are closed at once. The renderer sets it
+# above what Postfix's process limits let it open, so only Postfix itself could fill them.
 MAX_CONNECTIONS = 200
+# Sessions of the MTA's readiness probe (its handshakes ask for
+# ``layout.TUNNEL_PROBE_SERVER_NAME``), on slots of their own: each lasts one greeting.
+PROBE_SESSIONS = 4
 
 CHUNK = 65536
 
 
 def _log(message: str) -> None:
     print(f"mailstack-agent: tunnel: {message}", file=sys.stderr, flush=True)
-
-
-class Socket(_socket.socket):
-    """``_socket.socket`` that ``_ssl`` can wrap: it keeps a weak reference to the socket."""
-
-    __slots__ = ("__weakref__",)
 
 
 class Identity:
@@ -132,12 +137,21 @@ class Session:
         self.sock.close()
 
 
-def handshake(sock: _socket.socket, identity: Identity, server_side: bool) -> Session:
+def handshake(
+    sock: _socket.socket,
+    identity: Identity,
+    server_side: bool,
+    server_name: str | None = None,
+    names_asked: list[str] | None = None,
+) -> Session:
     """The TLS session over ``sock`` once the peer showed the pinned certificate; raises
-    ``OSError`` (``_ssl.SSLError`` among them) otherwise; the socket is the caller's to close."""
+    ``OSError`` (``_ssl.SSLError`` among them) otherwise; the socket is the caller's to close.
+    A client asks for ``server_name`` (SNI); a server appends the name asked to ``names_asked``."""
     sock.settimeout(HANDSHAKE_TIMEOUT)
     context = identity.context(server_side)
-    tls: _TlsObject = context._wrap_socket(sock, server_side, None)  # type: ignore[attr-defined]
+    if names_asked is not None:
+        context.sni_callback = lambda _tls, name, _context: names_asked.append(name or "")
+    tls: _TlsObject = context._wrap_socket(sock, server_side, server_name)  # type: ignore[attr-defined]
     tls.do_handshake()
     if tls.getpeercert(True) != identity.pinned():
         raise _ssl.SSLError("the peer's certificate is not the pinned one")
@@ -200,14 +214,17 @@ class Tunnel:
         connect: Callable[[], _socket.socket],
         identity: Identity,
         accept_tls: bool,
+        slots: int = MAX_CONNECTIONS,
     ) -> None:
         self.name = name
         self.listener = listener
         self.connect = connect
         self.identity = identity
         self.accept_tls = accept_tls
+        self.slots = slots
         self.active = 0
-        self.waiting = Waiting()  # connections before their first TLS record
+        self.probes = 0
+        self.waiting = Waiting()  # connections before their session: hello and handshake
         self.closed = False
         self.lock = _thread.allocate_lock()
 
@@ -227,42 +244,67 @@ class Tunnel:
                 self.waiting.add(conn)
                 _thread.start_new_thread(self._serve_after_hello, (conn,))
                 continue
-            with self.lock:
-                if self.active >= MAX_CONNECTIONS:
-                    conn.close()
-                    continue
+            if not self._take_slot(probe=False):
+                conn.close()
+                continue
+            _thread.start_new_thread(self._serve_plain, (conn,))
+
+    def _take_slot(self, probe: bool) -> bool:
+        with self.lock:
+            if probe and self.probes < PROBE_SESSIONS:
+                self.probes += 1
+                return True
+            if not probe and self.active < self.slots:
                 self.active += 1
-            _thread.start_new_thread(self._serve, (conn,))
+                return True
+            return False
+
+    def _free_slot(self, probe: bool) -> None:
+        with self.lock:
+            if probe:
+                self.probes -= 1
+            else:
+                self.active -= 1
 
     def _serve_after_hello(self, conn: _socket.socket) -> None:
-        hello = self.waiting.hello(conn)
-        with self.lock:
-            admitted = hello and self.active < MAX_CONNECTIONS
-            if admitted:
-                self.active += 1
-        if admitted:
-            self._serve(conn)
-        else:
+        """A connection stays with the waiting ones, which the listener cuts when they hold
+        every place, until its handshake is done: one that sends a whole ClientHello and then
+        nothing takes no session slot, and only the peer with the pinned certificate does."""
+        tls: Session | None = None
+        names: list[str] = []
+        try:
+            if self.waiting.hello(conn):
+                tls = handshake(conn, self.identity, server_side=True, names_asked=names)
+        except (OSError, ValueError) as err:  # _ssl.SSLError is an OSError
+            _log(f"{self.name}: connection refused or failed: {err}")
+        probe = layout.TUNNEL_PROBE_SERVER_NAME in names
+        if not self.waiting.leave(conn) or tls is None or not self._take_slot(probe):
             conn.close()
-
-    def _serve(self, conn: _socket.socket) -> None:
+            return
         target: _socket.socket | None = None
         try:
-            if self.accept_tls:
-                tls = handshake(conn, self.identity, server_side=True)
-                target = self.connect()
-                relay(tls, target)
-            else:
-                target = self.connect()
-                relay(handshake(target, self.identity, server_side=False), conn)
+            target = self.connect()
+            relay(tls, target)
+        except OSError as err:
+            _log(f"{self.name}: connection failed: {err}")
+        finally:
+            conn.close()
+            if target is not None:
+                target.close()
+            self._free_slot(probe)
+
+    def _serve_plain(self, conn: _socket.socket) -> None:
+        target: _socket.socket | None = None
+        try:
+            target = self.connect()
+            relay(handshake(target, self.identity, server_side=False), conn)
         except (OSError, ValueError) as err:  # _ssl.SSLError is an OSError
             _log(f"{self.name}: connection refused or failed: {err}")
         finally:
             conn.close()
             if target is not None:
                 target.close()
-            with self.lock:
-                self.active -= 1
+            self._free_slot(probe=False)
 
     def problem(self) -> str | None:
         """For the readiness probe: None while the tunnel listens."""
@@ -277,75 +319,14 @@ class Tunnel:
         self.listener.close()
 
 
-def tcp_listener(port: int) -> _socket.socket:
-    """A listener on every address of the pod: IPv6 and IPv4 where the pod has IPv6."""
-    for family, host in ((_socket.AF_INET6, "::"), (_socket.AF_INET, "0.0.0.0")):
-        try:
-            listener = _socket.socket(family, _socket.SOCK_STREAM)
-        except OSError:
-            continue  # no IPv6 in this pod
-        try:
-            listener.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
-            if family == _socket.AF_INET6:
-                listener.setsockopt(_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY, 0)
-            listener.bind((host, port))
-        except OSError:
-            listener.close()
-            if family == _socket.AF_INET:
-                raise
-            continue
-        listener.listen(LISTEN_BACKLOG)
-        return listener
-    raise OSError(f"cannot listen on port {port}")
-
-
-def unix_listener(path: str, owner: tuple[int, int] | None = None) -> _socket.socket:
-    """A listener on a unix socket that only ``owner`` (uid, gid), or our own user, may use."""
-    if os.path.exists(path):
-        os.unlink(path)  # left by the container's previous run
-    listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    listener.bind(path)
-    if owner is not None:
-        os.chown(path, *owner)
-    os.chmod(path, 0o600)
-    listener.listen(64)
-    return listener
-
-
-def unix_connector(path: str) -> Callable[[], _socket.socket]:
-    def connect() -> _socket.socket:
-        sock = Socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-        try:
-            sock.connect(path)
-        except OSError:
-            sock.close()
-            raise
-        return sock
-
-    return connect
-
-
-def tcp_connector(address: str) -> Callable[[], _socket.socket]:
-    """Connects to ``host:port`` (a Service name, resolved at each connection)."""
-    host, _, port = address.rpartition(":")
-
-    def connect() -> _socket.socket:
-        failure: OSError = OSError(f"{address}: no address")
-        for family, kind, proto, _name, where in _socket.getaddrinfo(
-            host.strip("[]"), int(port), 0, _socket.SOCK_STREAM
-        ):
-            sock = Socket(family, kind, proto)
-            sock.settimeout(HANDSHAKE_TIMEOUT)
-            try:
-                sock.connect(where)
-            except OSError as err:
-                sock.close()
-                failure = err
-                continue
-            return sock
-        raise failure
-
-    return connect
+def session_slots(name: str) -> int:
+    """The sessions the tunnel ``name`` carries at once: ``layout.TUNNEL_SESSIONS_ENV``
+    (``lmtp=N,sasl=M``, the pod spec's), else ``MAX_CONNECTIONS``."""
+    for item in os.environ.get(layout.TUNNEL_SESSIONS_ENV, "").split(","):
+        key, _, value = item.partition("=")
+        if key.strip() == name and value.strip().isdigit():
+            return int(value)
+    return MAX_CONNECTIONS
 
 
 def start(tunnel: Tunnel) -> Tunnel:
@@ -362,7 +343,8 @@ def open_postfix_tunnels() -> list[Tunnel]:
     identity = Identity(layout.MTA_CLIENT_CERT, layout.MTA_CLIENT_KEY, layout.MDA_CLIENT_CERT)
     postfix = pwd.getpwnam("postfix")
     listener = unix_listener(layout.SASL_TUNNEL_SOCKET, (postfix.pw_uid, postfix.pw_gid))
-    return [start(Tunnel("sasl", listener, tcp_connector(server), identity, accept_tls=False))]
+    tunnel = Tunnel("sasl", listener, tcp_connector(server), identity, False, session_slots("sasl"))
+    return [start(tunnel)]
 
 
 def open_dovecot_tunnels() -> list[Tunnel]:
@@ -375,7 +357,8 @@ def open_dovecot_tunnels() -> list[Tunnel]:
     ):
         listener = tcp_listener(port.number)
         connect = unix_connector(socket_path)
-        opened.append(start(Tunnel(port.name, listener, connect, identity, accept_tls=True)))
+        slots = session_slots(port.name)
+        opened.append(start(Tunnel(port.name, listener, connect, identity, True, slots)))
     return opened
 
 

@@ -1,16 +1,19 @@
 """Owns the tunnel listeners' first gate: a connection is served once its first TLS record (the
-ClientHello) is whole, and only a bounded number may wait for it.
+ClientHello) is whole and its handshake done, and only a bounded number may wait for that.
 
 A TLS client sends its ClientHello right after connecting. Connections that send a record header
 and nothing more (or nothing at all) would otherwise hold the listener's connection slots for the
 whole handshake timeout, stopping LMTP delivery and logins: where the NetworkPolicy is not
 enforced any pod can do that, and such connections may even come from the MTA's own address, so
 per-address limits cannot tell them from the MTA. Instead they only wait (``MAX_WAITING`` at
-most, ``HELLO_TIMEOUT`` each); when every waiting place is taken, the listener cuts the oldest
-once it has waited ``MIN_WAIT`` and accepts nothing until then. A real ClientHello is whole when
-its connection is accepted, so it passes; cut connections that reconnect at once find the next
-place only after ``MIN_WAIT``, which bounds the churn, and the listen queue (``LISTEN_BACKLOG``)
-holds the MTA's connection meanwhile. The bytes are peeked, not read, and stay for the handshake.
+most, ``HELLO_TIMEOUT`` each, then the handshake's deadline: a whole ClientHello followed by
+silence waits too, and takes no session slot); when every waiting place is taken, the listener
+cuts the oldest once it has waited ``MIN_WAIT`` and accepts nothing until then. A real
+ClientHello is whole when its connection is accepted, and the MTA's handshake takes
+milliseconds, so it passes before it is the oldest; cut connections that reconnect at once
+find the next place only after ``MIN_WAIT``, which bounds the churn, and the listen queue
+(``LISTEN_BACKLOG``) holds the MTA's connection meanwhile. The bytes are peeked, not read, and
+stay for the handshake.
 """
 
 from __future__ import annotations
@@ -83,9 +86,12 @@ class Waiting:
             self.connections[id(conn)] = (conn, time.monotonic())
 
     def hello(self, conn: _socket.socket) -> bool:
-        """Wait for ``conn``'s first record; True when it came whole and ``conn`` was not cut
-        meanwhile. Either way ``conn`` no longer waits."""
-        whole = has_hello(conn, self.timeout)
+        """Wait for ``conn``'s first record; True when it came whole. ``conn`` still waits (its
+        handshake comes next): ``leave`` ends that."""
+        return has_hello(conn, self.timeout)
+
+    def leave(self, conn: _socket.socket) -> bool:
+        """``conn`` no longer waits; True when it was not cut meanwhile."""
         with self.lock:
             kept = self.connections.pop(id(conn), None)
-        return whole and kept is not None and kept[0] is conn
+        return kept is not None and kept[0] is conn

@@ -65,6 +65,14 @@ MASKED_CLIENTS_PATH = "/masked-clients"
 # The env variable that tells the postfix container's agent where Dovecot's auth service is
 # (``<mda Service>:<SASL_PORT>``): the Service name depends on the MailDomain.
 AUTH_SERVER_ENV = "MAILSTACK_AUTH_SERVER"
+# The env variable that tells the postfix and dovecot containers' agents how many sessions each
+# tunnel carries at once (``lmtp=N,sasl=M``), derived from Postfix's process limits in the
+# rendered master.cf (render.postfix.tunnel_sessions): Postfix must never find them full.
+TUNNEL_SESSIONS_ENV = "MAILSTACK_TUNNEL_SESSIONS"
+# The server name (SNI) the MTA's readiness probe asks for in its handshakes through the MDA's
+# tunnels: the tunnel serves it on slots of its own, so that sessions held by Postfix (or by
+# clients holding Postfix's) never make the MTA unready.
+TUNNEL_PROBE_SERVER_NAME = "readiness-probe.mailstack.invalid"
 # ClamAV's signature databases, on the queue volume (a subPath): freshclam writes them, clamd
 # reads them, and a restarted pod does not download them again.
 CLAMAV_DB_DIR = "/var/lib/clamav"

@@ -153,6 +153,41 @@ def render_postfix_master_cf(service: MailService) -> str:
     )
 
 
+# Postfix's default_process_limit (main.cf does not set it): a master.cf service's "-".
+DEFAULT_PROCESS_LIMIT = 100
+# Sessions beyond twice the process limits (a reload leaves the old processes their sessions
+# while new ones start): room for the connections Postfix opens and closes around them.
+TUNNEL_SESSION_MARGIN = 16
+
+
+def tunnel_sessions(master_cf: str) -> dict[str, int]:
+    """How many sessions each tunnel must carry at once for the Postfix of ``master_cf``: every
+    smtpd of a service with ``smtpd_sasl_auth_enable=yes`` holds a connection to Dovecot's auth
+    service from its session's start, before any AUTH (it lists the mechanisms in its EHLO
+    reply); each lmtp process holds one LMTP session. Twice the process limits, and a margin."""
+    limits = {"sasl": 0, "lmtp": 0}
+    service: list[str] = []
+    for line in [*master_cf.splitlines(), "end"]:
+        if line.startswith((" ", "\t")):
+            service.append(line.strip())
+            continue
+        if service and not service[0].startswith("#"):
+            fields = service[0].split()
+            maxproc = DEFAULT_PROCESS_LIMIT if fields[6] == "-" else int(fields[6].rstrip("?"))
+            if fields[7] == "smtpd" and "-o smtpd_sasl_auth_enable=yes" in service:
+                limits["sasl"] += maxproc
+            if fields[7] == "lmtp":
+                limits["lmtp"] += maxproc
+        service = [line.strip()] if line.strip() else []
+    return {name: 2 * limit + TUNNEL_SESSION_MARGIN for name, limit in limits.items()}
+
+
+def tunnel_sessions_env(service: MailService) -> str:
+    """``layout.TUNNEL_SESSIONS_ENV``'s value for the agents of ``service``'s pods."""
+    sessions = tunnel_sessions(render_postfix_master_cf(service))
+    return ",".join(f"{name}={count}" for name, count in sorted(sessions.items()))
+
+
 def render_postfix_config(
     service: MailService,
     relay_ca: str | None,

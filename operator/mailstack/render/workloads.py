@@ -215,7 +215,10 @@ def render_mta_statefulset(
         container_resources(settings, "postfix"),
         POSTFIX_CAPABILITIES,
         # Where the agent's tunnel takes Postfix's SASL connections (agent/tunnel.py).
-        env={layout.AUTH_SERVER_ENV: f"{names['mda_service']}:{layout.SASL_PORT.number}"},
+        env={
+            layout.AUTH_SERVER_ENV: f"{names['mda_service']}:{layout.SASL_PORT.number}",
+            layout.TUNNEL_SESSIONS_ENV: _tunnel_sessions(service),
+        },
     )
     rspamd = container(
         "rspamd",
@@ -273,6 +276,13 @@ def render_mta_statefulset(
     return _statefulset(service, settings, "mta", names["service"], pod, claims, config_checksum)
 
 
+def _tunnel_sessions(service: MailService) -> str:
+    """``layout.TUNNEL_SESSIONS_ENV`` for both pods' agents, from the rendered master.cf."""
+    from mailstack.render.postfix import tunnel_sessions_env  # render.postfix imports us
+
+    return tunnel_sessions_env(service)
+
+
 def render_mda_statefulset(
     service: MailService, options: RenderOptions, config_checksum: str
 ) -> Obj:
@@ -304,6 +314,8 @@ def render_mda_statefulset(
         container_resources(settings, "dovecot"),
         [],  # runs as vmail, every process of it: no capability
         run_as=(layout.VMAIL_UID, layout.VMAIL_GID),
+        # How many sessions its tunnels carry (agent/tunnel.py), from Postfix's limits.
+        env={layout.TUNNEL_SESSIONS_ENV: _tunnel_sessions(service)},
     )
     volumes = [
         config_map_volume("dovecot-config", names["dovecot_config"]),

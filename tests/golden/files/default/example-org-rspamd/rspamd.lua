@@ -75,6 +75,134 @@ local max_dash_lines = 10000 -- every line "--" + something (candidates)
 -- spec.spam.onScanFailure: tempfail. Refused with 451: the sender retries, then bounces it.
 local accept = false
 
+-- Parts that exist only once rspamd decodes a part, which no raw line shows. rspamd parses the
+-- body of a message/* part (but message/delivery-status and */*notification*) as a message of
+-- its own after decoding it by its Content-Transfer-Encoding (base64, quoted-printable or
+-- uuencode, taken from the header alone, and a part without one inherits its enclosing
+-- message/* part's): a base64 message/rfc822 part of two raw "--" lines holds any number of
+-- parts. RFC 2046 5.2.1 allows message/rfc822 in 7bit, 8bit and binary only, so such a part
+-- is too complex. And it parses the content of S/MIME signed-data (*/*pkcs7-mime*, decoded
+-- as its CTE says): a message hidden there is in no raw line either, so a pkcs7-mime part
+-- passes only as what mail is encrypted in (the DER of enveloped or authEnvelopedData,
+-- base64), which rspamd cannot open. A multipart's own CTE is ignored (it splits the raw
+-- text at its boundaries), and archives and TNEF become no MIME parts.
+-- The header blocks read are the message's, and each one after a line starting with "--" (a
+-- part's) up to its first empty line (rspamd's end of headers never comes later), with the
+-- block after it while the Content-Type is message/* (the enclosed message's own headers); a
+-- block is read once, so this stays linear in the message's size.
+local enveloped_oids = { "\6\9\42\134\72\134\247\13\1\7\3",
+  "\6\11\42\134\72\134\247\13\1\9\16\1\23" }
+local rspamd_util = require "rspamd_util"
+
+-- Where the header block starting at the line break `from` ends, and the line break before
+-- its body (nil when no empty line follows). `found` keeps the empty lines found last: `from`
+-- only grows, so each kind is searched for once over the message.
+local function header_block_end(lowered, from, found)
+  for kind, line in pairs({ lf = "\n\n", crlf = "\r\n\r\n" }) do
+    if found[kind] and found[kind] <= from then
+      found[kind] = lowered:find(line, from + 1, true) or false
+    end
+  end
+  local lf, crlf = found.lf, found.crlf
+  if lf and (not crlf or lf < crlf) then return lf, lf + 1 end
+  if crlf then return crlf + 1, crlf + 3 end
+  return #lowered, nil
+end
+
+-- The values of header `name` in a lowered header block without NUL bytes (rspamd drops them
+-- from values), as rspamd reads them and more: unfolded, without comments, quotes or white
+-- space.
+local function header_values(block, name, words, state)
+  local values, pos = {}, 1
+  while true do
+    local at = block:find(name, pos, true)
+    if not at then return values end
+    local colon = block:match("^%s*():", at + #name)
+    local line_start = block:sub(at - 1, at - 1)
+    if colon and (line_start == "\n" or line_start == "\r") then
+      state.headers = state.headers + 1
+      if state.headers > max_dash_lines then return values end
+      local next_header = block:find("[\r\n][^%s]", colon) or #block + 1
+      local value = block:sub(colon + 1, next_header - 1)
+      for _, word in ipairs(words) do -- only what can matter
+        if value:find(word, 1, true) then
+          values[#values + 1] = value:gsub("%b()", ""):gsub('[%s"]', "")
+          break
+        end
+      end
+      pos = next_header
+    else
+      pos = at + #name
+    end
+  end
+end
+
+local function any(values, pattern)
+  for _, value in ipairs(values) do
+    if value:find(pattern) then return true end
+  end
+  return false
+end
+
+-- Whether the pkcs7-mime body starting at `body` is what rspamd cannot look into: base64 (the
+-- CTE says so or none is given) of a ContentInfo of enveloped or authEnvelopedData.
+local function encrypted(content, encodings, body)
+  for _, value in ipairs(encodings) do
+    if not value:find("^base%-?64") then return false end
+  end
+  local head = content:sub(body, body + 200):gsub("%s", ""):sub(1, 32)
+  if #head < 32 or head:find("[^%w+/]") then return false end
+  local der = tostring(rspamd_util.decode_base64(head))
+  local size = der:byte(2) or 0
+  local at = size > 0x80 and 3 + size - 0x80 or 3
+  if der:byte(1) ~= 0x30 then return false end
+  for _, oid in ipairs(enveloped_oids) do
+    if der:sub(at, at + #oid - 1) == oid then return true end
+  end
+  return false
+end
+
+-- Why one header block (from the line break `from` on) and what it encloses hide parts, or
+-- nil; and where the blocks read end.
+local function hidden_parts(content, lowered, from, state)
+  while true do
+    local last, body = header_block_end(lowered, from, state)
+    local block = (from == 0 and "\n" .. lowered:sub(1, last) or lowered:sub(from, last))
+      :gsub("%z", "")
+    local types = header_values(block, "content-type", { "message", "pkcs7-mime" }, state)
+    local encodings = #types > 0
+      and header_values(block, "content-transfer-encoding", { "" }, state)
+    if state.headers > max_dash_lines then
+      return string.format("over %d Content-Type and -Transfer-Encoding headers",
+        max_dash_lines), last
+    end
+    local message = any(types, "^message")
+    if message and (any(encodings, "base%-?64") or any(encodings, "quoted%-printable")
+        or any(encodings, "uu")) then
+      return "an encoded message/* part", last
+    end
+    if any(types, "pkcs7%-mime") and not (body and encrypted(content, encodings, body + 1)) then
+      return "an S/MIME part other than encrypted", last
+    end
+    if not message or not body then return nil, last end
+    from = body
+  end
+end
+
+local function decoded_parts(content, lowered, starts)
+  starts[#starts + 1] = 0 -- the message's own header block
+  table.sort(starts)
+  local covered, state = -1, { lf = 0, crlf = 0, headers = 0 }
+  for _, at in ipairs(starts) do
+    if at > covered then
+      local why
+      why, covered = hidden_parts(content, lowered, at, state)
+      if why then return why end
+    end
+  end
+  return nil
+end
+
 -- Why the message is too complex, or nil. Linear in its size, and stops at the first limit.
 -- rspamd takes every line that starts with "--" and something (after a LF, or a CR: a bare CR
 -- ends a line for it too) as a boundary candidate, and parses as parts those whose rest is a
@@ -98,7 +226,7 @@ local function too_complex(content)
     end
     pos = at + 8
   end
-  local parts, lines = 0, 0
+  local parts, lines, starts = 0, 0, {}
   for _, line_start in ipairs({ "\n--", "\r--" }) do
     pos = 1
     while true do
@@ -107,6 +235,7 @@ local function too_complex(content)
       local first = content:sub(at + 3, at + 3)
       if first ~= "" and first ~= "\r" and first ~= "\n" then
         lines = lines + 1
+        starts[lines] = at
         if lines > max_dash_lines then
           return string.format("over %d lines starting with --", max_dash_lines)
         end
@@ -120,7 +249,7 @@ local function too_complex(content)
       pos = at + 3
     end
   end
-  return nil
+  return decoded_parts(content, lowered, starts)
 end
 
 -- The agent's health probe (its envelope sender, from the pod's own 127.0.0.1, which no outside
