@@ -1,4 +1,5 @@
-"""Submission: the From: header's display name or comments show no address but the sender's.
+"""Submission: the From: header's display name or comments show no address but the sender's,
+and Sender: and the Resent- headers hold the sender's address.
 
 Found by a check from outside: a logged-in user could put someone else's address where a mail
 client shows the author (the display name, a comment, an encoded word) and have the mail signed
@@ -27,13 +28,17 @@ def _encoded(text: str) -> str:
     return f"=?utf-8?b?{base64.b64encode(text.encode()).decode()}?="
 
 
-def _submit(stack: Stack, port: str, from_header: str, subject: str) -> tuple[int, bytes]:
-    raw = f"From: {from_header}\r\nTo: erin@example.com\r\nSubject: {subject}\r\n"
+def _submit_headers(stack: Stack, port: str, headers: str, subject: str) -> tuple[int, bytes]:
+    raw = f"{headers}\r\nTo: erin@example.com\r\nSubject: {subject}\r\n"
     raw += f"Date: {email.utils.formatdate()}\r\nMessage-ID: {email.utils.make_msgid()}\r\n"
     with login(stack, port, "alice") as smtp:
         assert smtp.mail(ALICE)[0] == 250
         assert smtp.rcpt("erin@example.com")[0] == 250
         return smtp.data((raw + "\r\nhello\r\n").encode())
+
+
+def _submit(stack: Stack, port: str, from_header: str, subject: str) -> tuple[int, bytes]:
+    return _submit_headers(stack, port, f"From: {from_header}", subject)
 
 
 @pytest.mark.parametrize("port", PORTS)
@@ -124,15 +129,6 @@ def test_display_names_without_another_address_are_sent(stack: Stack, port: str)
 
 
 SENDER_REFUSED = b"5.7.1 The Sender: and Resent- headers must hold your sender address"
-
-
-def _submit_headers(stack: Stack, port: str, headers: str, subject: str) -> tuple[int, bytes]:
-    raw = f"{headers}\r\nTo: erin@example.com\r\nSubject: {subject}\r\n"
-    raw += f"Date: {email.utils.formatdate()}\r\nMessage-ID: {email.utils.make_msgid()}\r\n"
-    with login(stack, port, "alice") as smtp:
-        assert smtp.mail(ALICE)[0] == 250
-        assert smtp.rcpt("erin@example.com")[0] == 250
-        return smtp.data((raw + "\r\nhello\r\n").encode())
 
 
 @pytest.mark.parametrize("port", PORTS)
