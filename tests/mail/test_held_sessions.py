@@ -31,7 +31,7 @@ PER_ADDRESS = submission_connections(20)  # the submission ports' per-address li
 
 # Holds ``count`` sessions on host:port from ``source``, each after the banner and EHLO (with
 # STARTTLS on 587, TLS on 465), sending EHLO again every 4 s (smtpd's timeout is per command;
-# EHLO is a junk command only after 5). Prints how many it holds, then holds them until stdin
+# EHLO is an error only beyond the 6th). Prints how many it holds, then holds them until stdin
 # closes.
 HOLD_SUBMISSION_SCRIPT = r"""
 import json, smtplib, ssl, sys, threading, time
@@ -137,8 +137,8 @@ def test_sessions_held_before_login_do_not_stop_submission(stack: Stack, port: s
 
 @pytest.mark.parametrize("port", ["submission", "submissions"])
 def test_a_session_repeating_ehlo_before_login_is_ended(stack: Stack, port: str) -> None:
-    """A session kept open before login with EHLO alone: after 5, each EHLO is an error, and
-    the 10th error ends the session (421). Port 25's 20 would take 30 EHLOs."""
+    """A session kept open before login with EHLO alone: beyond the 6th, each EHLO is an
+    error, and the 10th error ends the session (421). Port 25's limit of 20 would take 31."""
     replies: list[int] = []
     smtp = connect(stack, port)  # TLS and one EHLO
     try:
