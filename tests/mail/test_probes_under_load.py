@@ -48,10 +48,11 @@ def release(holder: subprocess.Popen[str]) -> None:
 
 
 # Holds ``count`` sessions on port 25 from one local address, each in DATA and sending a header
-# line every 4 s (smtpd's timeout is per read). Prints how many reached DATA, then holds them
-# until stdin closes. The address is first a sender postscreen knows: one session waits for the
-# whole greeting, so that the held ones go straight to smtpd (a burst of new clients would fill
-# postscreen's 100 places for screening first: "all screening ports busy").
+# line every 4 s. Prints how many reached DATA once each session is in DATA or given up (at most
+# 45 s: a busy scanner makes 200 sessions slow to start), then holds them until stdin closes.
+# The address is first a sender postscreen knows: one session waits for the whole greeting, so
+# that the held ones go straight to smtpd (a burst of new clients would fill postscreen's 100
+# places for screening first: "all screening ports busy").
 HOLD_SCRIPT = r"""
 import json, socket, sys, threading, time
 host, port, source, count = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
@@ -61,7 +62,7 @@ while greeting.readline()[3:4] == b"-":
     pass
 known.sendall(b"QUIT\r\n")
 known.close()
-held, stop = [], threading.Event()
+held, settled, stop = [], [], threading.Event()
 def hold():
     try:
         sock = socket.create_connection((host, port), timeout=30, source_address=(source, 0))
@@ -79,6 +80,11 @@ def hold():
             if reply()[:1] not in (b"2", b"3"):
                 return
         held.append(sock)
+    except OSError:
+        return
+    finally:
+        settled.append(1)
+    try:
         while not stop.is_set():
             sock.sendall(b"X-Slow: x\r\n")
             stop.wait(4)
@@ -86,7 +92,9 @@ def hold():
         return
 threads = [threading.Thread(target=hold, daemon=True) for _ in range(count)]
 for t in threads: t.start()
-time.sleep(8)
+deadline = time.monotonic() + 45
+while len(settled) < count and time.monotonic() < deadline:
+    time.sleep(0.5)
 print(json.dumps(len(held)), flush=True)
 sys.stdin.read()
 stop.set()
