@@ -88,6 +88,7 @@ def render_postfix_main_cf(service: MailService, mda_fingerprint: str) -> str:
         milter_timeouts=MILTER_TIMEOUTS,
         sieve_login=layout.SIEVE_LOGIN,
         per_client=domain.limits.per_client,
+        port_25_processes=PORT_25_SMTPD_PROCESSES,
         exempt_networks=[postfix_network(n) for n in domain.limits.per_client.exempt_networks],
         postscreen=domain.postscreen,
         dnsbl_sites=[dnsbl_site(site) for site in domain.postscreen.dnsbl.sites],
