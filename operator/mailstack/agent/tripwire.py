@@ -21,7 +21,7 @@ import sys
 import time
 
 from mailstack.agent.health import Acceptor
-from mailstack.agent.tunnel import unix_listener
+from mailstack.agent.tunnel_sockets import unix_listener
 from mailstack.render import layout
 
 # Not typing.TYPE_CHECKING (see mailstack.agent.command).

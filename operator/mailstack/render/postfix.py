@@ -30,6 +30,26 @@ RELAY_CA_FILE = "relay-ca.crt"
 CLUSTER_CLIENTS_FILE = "cluster-clients.cidr"
 MASKED_CLIENT_CLASS = "mailstack_masked_client"
 
+# Port 25's smtpd processes (the "smtpd pass" service behind postscreen): twice Postfix's 100,
+# so that sessions held from a few addresses at the per-address limit (6 x 17 in DATA, the
+# outside re-check of #21) leave room for other senders. Port 25's smtpd holds no SASL
+# connection (AUTH is off there), so these cost memory only (docs/operator.md, "Hostile
+# clients"). The submission ports keep Postfix's 100: each of their smtpd holds a connection of
+# the SASL tunnel from the session's start.
+PORT_25_SMTPD_PROCESSES = 200
+# The submission ports (587, 465) allow one client address a quarter of port 25's connections
+# at once (spec.limits.perClient.smtpConnections; 5 of the default 20): a person's devices
+# behind one address need a few, and sessions held before login from a few addresses then
+# cannot take the 100 smtpd processes of a submission port.
+SUBMISSION_CONNECTIONS_SHARE = 4
+
+
+def submission_connections(smtp_connections: int) -> int:
+    """The per-address connection count of the submission ports; 0 (no limit) stays 0."""
+    if smtp_connections == 0:
+        return 0
+    return max(1, -(-smtp_connections // SUBMISSION_CONNECTIONS_SHARE))
+
 
 def _paths() -> dict[str, str]:
     return {
@@ -77,6 +97,7 @@ def render_postfix_main_cf(
         milter_timeouts=MILTER_TIMEOUTS,
         sieve_login=layout.SIEVE_LOGIN,
         per_client=domain.limits.per_client,
+        port_25_processes=PORT_25_SMTPD_PROCESSES,
         exempt_networks=[postfix_network(n) for n in domain.limits.per_client.exempt_networks],
         postscreen=domain.postscreen,
         dnsbl_sites=[dnsbl_site(site) for site in domain.postscreen.dnsbl.sites],
@@ -150,6 +171,10 @@ def render_postfix_master_cf(service: MailService) -> str:
         proxied=[p.name for p in enabled_public_ports(service, "mta")] if proxied else [],
         probe_port=layout.POSTFIX_PROBE_PORT,
         probe_processes=layout.POSTFIX_PROBE_PROCESSES,
+        port_25_processes=PORT_25_SMTPD_PROCESSES,
+        submission_connections=submission_connections(
+            service.domain.limits.per_client.smtp_connections
+        ),
     )
 
 
