@@ -80,7 +80,8 @@ def mta_pod(api: ApiServer, name: str, port: int, ip: str = "127.0.0.1") -> None
             "spec": {"containers": [{"name": "postfix", "image": "mail", "ports": ports}]},
         }
     )
-    api.patch("pods", f"{name}-mta-0", {"status": {"podIP": ip}}, NS, subresource="status")
+    status = {"phase": "Running", "podIP": ip}
+    api.patch("pods", f"{name}-mta-0", {"status": status}, NS, subresource="status")
 
 
 def masked(api: ApiServer, name: str, status: str) -> dict[str, Any]:

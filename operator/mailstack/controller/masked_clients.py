@@ -26,6 +26,7 @@ CLIENT_ADDRESSES_MASKED = "ClientAddressesMasked"
 # A day: a nightly job relaying through the public Service is seen, and a fixed setup clears
 # by the next day (the agents' logs say when each address was last seen).
 CLEAR_AFTER = 24 * 3600.0
+MAX_SIGHTINGS = 64  # per MailDomain: the condition names a few; memory stays bounded
 MAX_LINES = 64  # the agent keeps 32 pairs; more is not an agent
 MAX_NAMED = 8  # addresses named in the message; the rest are counted
 
@@ -52,7 +53,7 @@ def parse_observations(text: str, now: float) -> list[Sighting]:
             address = str(ipaddress.ip_address(address))
         except ValueError:
             continue
-        if not (port.isdigit() or port == "?"):
+        if not (port == "?" or (port.isdigit() and 0 < int(port) < 65536)):
             continue
         found.append(Sighting(address, port, int(words[2]), now - int(words[3])))
     return found
@@ -65,14 +66,17 @@ def merge(
     clear_after: float = CLEAR_AFTER,
 ) -> dict[Key, Sighting]:
     """``known`` updated with the latest of each pair, without the pairs not seen for
-    ``clear_after``."""
+    ``clear_after``, and at most ``MAX_SIGHTINGS`` (the latest): what an agent answers is
+    whatever a pod of the tenant's says, so what is kept of it is bounded."""
     result = dict(known)
     for sighting in seen:
         key = (sighting.address, sighting.port)
         before = result.get(key)
         if before is None or sighting.last_seen >= before.last_seen:
             result[key] = sighting
-    return {key: s for key, s in result.items() if now - s.last_seen < clear_after}
+    fresh = [(key, s) for key, s in result.items() if now - s.last_seen < clear_after]
+    fresh.sort(key=lambda item: (-item[1].last_seen, item[0]))
+    return dict(fresh[:MAX_SIGHTINGS])
 
 
 def masked_condition(sightings: Iterable[Sighting], networks: ClusterNetworks) -> Condition:

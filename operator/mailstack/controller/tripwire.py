@@ -35,7 +35,7 @@ from mailstack.controller.masked_clients import (
     merge,
     parse_observations,
 )
-from mailstack.kubedoc import ObjectRef
+from mailstack.kubedoc import Obj, ObjectRef, meta_of
 from mailstack.render import layout
 from mailstack.render.objects import INSTANCE_LABEL
 
@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 POLL_INTERVAL = 60.0
 ANSWER_MAX = 65536  # the agent's answer is a few lines
+MTA_REPLICAS = 1  # render.workloads: the MTA StatefulSet runs one pod
 
 
 def mta_selector(name: str) -> str:
@@ -50,6 +51,18 @@ def mta_selector(name: str) -> str:
     return (
         f"app.kubernetes.io/name=mailstack,{INSTANCE_LABEL}={name},app.kubernetes.io/component=mta"
     )
+
+
+def polled_pods(pods: list[Obj], name: str) -> list[Obj]:
+    """The MailDomain's running MTA pods by the StatefulSet's names (``<n>-mta-<ordinal>``, one
+    replica): the label selector alone would also find pods the tenant made with those labels,
+    as many as it likes, finished ones among them (whose address the cluster gives to others)."""
+    names = {f"{layout.object_names(name)['mta']}-{i}" for i in range(MTA_REPLICAS)}
+    return [
+        pod
+        for pod in pods
+        if meta_of(pod).get("name") in names and (pod.get("status") or {}).get("phase") == "Running"
+    ]
 
 
 def agent_address(pod: Mapping[str, Any]) -> tuple[str, int] | None:
@@ -136,7 +149,8 @@ class Tripwire:
             except ApiError as err:
                 logger.warning("%s: listing the MTA pods failed: %s", ref, err)
                 return
-            agents = [a for a in (agent_address(p) for p in pods) if a is not None]
+            running = polled_pods(pods, ref.name)
+            agents = [a for a in (agent_address(p) for p in running) if a is not None]
             answers = await asyncio.gather(*(read_agent(*a, self.timeout) for a in agents))
         if ref.uid not in self._due:  # forgotten meanwhile
             return
