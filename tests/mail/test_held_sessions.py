@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from mailstack.render.postfix import submission_connections
 from tests.mail.conftest import Stack
 from tests.mail.messages import text_message, token
 from tests.mail.test_probes_under_load import HOLD_SCRIPT, release
@@ -27,7 +26,7 @@ from tests.mail.test_submission import connect, login
 
 ADDRESSES = 6  # internet addresses the attacker holds from, 17 sessions each
 SESSIONS = 17  # under port 25's per-address limit (smtpConnections: 20)
-PER_ADDRESS = submission_connections(20)  # the submission ports' per-address limit: 5
+PER_ADDRESS = 5  # what a per-address limit on the submission ports would have to be (open)
 
 # Holds ``count`` sessions on host:port from ``source``, each after the banner and EHLO (with
 # STARTTLS on 587, TLS on 465), sending EHLO again every 4 s (smtpd's timeout is per command;
@@ -107,6 +106,11 @@ def holding(
                 release(holder)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="open (#21 second check, R3): a per-address limit of 5 on 587/465 refused ordinary "
+    "parallel submissions from one address (a NAT, the suite's own clients); needs another design",
+)
 @pytest.mark.parametrize("port", ["submission", "submissions"])
 def test_sessions_held_before_login_do_not_stop_submission(stack: Stack, port: str) -> None:
     """Attack: 102 sessions tried on 587 (or 465) from 6 internet addresses, 17 each (under

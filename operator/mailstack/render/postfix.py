@@ -37,18 +37,6 @@ MASKED_CLIENT_CLASS = "mailstack_masked_client"
 # clients"). The submission ports keep Postfix's 100: each of their smtpd holds a connection of
 # the SASL tunnel from the session's start.
 PORT_25_SMTPD_PROCESSES = 200
-# The submission ports (587, 465) allow one client address a quarter of port 25's connections
-# at once (spec.limits.perClient.smtpConnections; 5 of the default 20): a person's devices
-# behind one address need a few, and sessions held before login from a few addresses then
-# cannot take the 100 smtpd processes of a submission port.
-SUBMISSION_CONNECTIONS_SHARE = 4
-
-
-def submission_connections(smtp_connections: int) -> int:
-    """The per-address connection count of the submission ports; 0 (no limit) stays 0."""
-    if smtp_connections == 0:
-        return 0
-    return max(1, -(-smtp_connections // SUBMISSION_CONNECTIONS_SHARE))
 
 
 def _paths() -> dict[str, str]:
@@ -172,9 +160,6 @@ def render_postfix_master_cf(service: MailService) -> str:
         probe_port=layout.POSTFIX_PROBE_PORT,
         probe_processes=layout.POSTFIX_PROBE_PROCESSES,
         port_25_processes=PORT_25_SMTPD_PROCESSES,
-        submission_connections=submission_connections(
-            service.domain.limits.per_client.smtp_connections
-        ),
     )
 
 
