@@ -413,6 +413,10 @@ class Stack:
 
     def own_processes(self) -> dict[int, str]:
         """PID -> command line of every process below this stack's ``mailstack up``."""
+        return {pid: cmd for pid, (_, cmd) in self.own_process_tree().items()}
+
+    def own_process_tree(self) -> dict[int, tuple[int, str]]:
+        """PID -> (parent PID, command line) of every process below this stack's ``up``."""
         children: dict[int, list[int]] = {}
         for entry in Path("/proc").iterdir():
             if entry.name.isdigit():
@@ -422,15 +426,16 @@ class Stack:
                     continue
                 children.setdefault(ppid, []).append(int(entry.name))
         assert self.process is not None
-        found: dict[int, str] = {}
+        found: dict[int, tuple[int, str]] = {}
         todo = [self.process.pid]
         while todo:
-            for child in children.get(todo.pop(), []):
+            parent = todo.pop()
+            for child in children.get(parent, []):
                 try:
                     raw = Path(f"/proc/{child}/cmdline").read_bytes()
                 except OSError:
                     continue
-                found[child] = raw.replace(b"\0", b" ").decode(errors="replace").strip()
+                found[child] = (parent, raw.replace(b"\0", b" ").decode(errors="replace").strip())
                 todo.append(child)
         return found
 
@@ -442,11 +447,14 @@ class Stack:
             "dovecot": ("dovecot -F",),
             "rspamd": ("rspamd -f", "rspamd: main process"),
         }
-        own = self.own_processes()
-        return {
-            name: {pid for pid, cmd in own.items() if any(p in cmd for p in options)}
+        own = self.own_process_tree()
+        found = {
+            name: {pid for pid, (_, cmd) in own.items() if any(p in cmd for p in options)}
             for name, options in patterns.items()
         }
+        # A daemon's child between fork and exec still carries its parent's command line (the
+        # Postfix master spawning an lmtp client, say): only the topmost match is the daemon.
+        return {name: {p for p in pids if own[p][0] not in pids} for name, pids in found.items()}
 
     def in_container(
         self, daemon: str, *argv: str, timeout: float = 60

@@ -2,7 +2,9 @@
 
 Folders are read recursively (``*.yaml``, ``*.yml``) in sorted order. Documents of other kinds
 are skipped, so an examples folder may also hold, say, a kustomization. Everything is parsed
-before anything is returned: the caller gets all models and all problems at once.
+before anything is returned: the caller gets all models and all problems at once. A mapping
+that names a key twice is refused, as kubectl refuses it: YAML would keep the last one silently,
+and a user who pastes a documented block beside an existing key would lose the first.
 """
 
 from __future__ import annotations
@@ -20,6 +22,29 @@ from mailstack.api.parse import parse_mailbox, parse_maildomain, parse_secret
 from mailstack.api.policy import KIND as POLICY_KIND
 from mailstack.api.policy import MailDomainPolicy, parse_policy
 from mailstack.kubedoc import meta_of
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses a key named twice in one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # "<<": SafeLoader merges it later
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark)
+            except TypeError:  # an unhashable key: SafeLoader's own error says so
+                break
+            if first is not key_node.start_mark:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"found duplicate key {key!r} (first on line {first.line + 1})",
+                    key_node.start_mark,
+                )
+        return super().construct_mapping(node, deep=deep)
 
 
 @dataclass
@@ -102,7 +127,7 @@ def load_documents(paths: Iterable[str | Path], default_namespace: str = "defaul
     for path in yaml_files(paths):
         try:
             text = path.read_text(encoding="utf-8")
-            for index, doc in enumerate(yaml.safe_load_all(text)):
+            for index, doc in enumerate(yaml.load_all(text, Loader=_UniqueKeyLoader)):
                 pairs.append((f"{path}#{index + 1}" if index else str(path), doc))
         except OSError as err:
             problems.append(Problem("file", "", f"cannot read: {err.strerror}", str(path)))
