@@ -37,8 +37,8 @@ class OperatorConfig:
     # MailDomains reconciled at the same time: rendering is CPU-bound (more would not finish
     # sooner on a few cores), and each pass holds a domain's parsed and rendered objects.
     parallel_reconciles: int = 4
-    # Of which one namespace may hold this many: the namespaces take turns (``fairness``); 1
-    # keeps another tenant's first pass from sharing the CPU with several of one namespace's.
+    # Of which one namespace is sure of this many while others wait: the namespaces take turns
+    # (``fairness``), and slots no other namespace wants go to whoever has passes waiting.
     namespace_reconciles: int = 1
     # Where the proofs of control (``api.proof``) and the outbound identity are looked up: an
     # address (default: the system's resolvers), and the first delay between two proof lookups
