@@ -10,7 +10,7 @@ exemptNetworks entry inside a cluster range is refused.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -28,18 +28,19 @@ OPTIONS = RenderOptions(cluster_networks=NETWORKS, operator_namespace="mailstack
 
 
 class FakeAgent:
-    """Serves ``layout.MASKED_CLIENTS_PATH`` with ``body``, as the postfix agent would."""
+    """Serves ``layout.MASKED_CLIENTS_PATH`` with ``answer(request number)``, as the postfix
+    agent would (``body``: the same answer to every request)."""
 
     def __init__(self) -> None:
-        self.body = ""
         self.requests = 0
+        self.answer: Callable[[int], str] = lambda n: ""
         agent = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 agent.requests += 1
                 found = self.path == layout.MASKED_CLIENTS_PATH
-                data = agent.body.encode() if found else b"not found\n"
+                data = agent.answer(agent.requests).encode() if found else b"not found\n"
                 self.send_response(200 if found else 404)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -51,6 +52,14 @@ class FakeAgent:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def body(self) -> str:
+        return self.answer(self.requests)
+
+    @body.setter
+    def body(self, text: str) -> None:
+        self.answer = lambda n: text
 
     def close(self) -> None:
         self.server.shutdown()
@@ -64,24 +73,33 @@ def agent() -> Iterator[FakeAgent]:
     fake.close()
 
 
-def mta_pod(api: ApiServer, name: str, port: int, ip: str = "127.0.0.1") -> None:
-    """The MTA pod of MailDomain ``name`` as the StatefulSet would make it, running at ``ip``."""
+def mta_pod(
+    api: ApiServer,
+    name: str,
+    port: int,
+    ip: str = "127.0.0.1",
+    pod: str = "",
+    status: dict[str, Any] | None = None,
+) -> None:
+    """A pod carrying the MTA labels of MailDomain ``name`` (by default the StatefulSet's,
+    ``<name>-mta-0``), with ``status`` (by default running at ``ip``)."""
     labels = {
         "app.kubernetes.io/name": "mailstack",
         "app.kubernetes.io/instance": name,
         "app.kubernetes.io/component": "mta",
     }
     ports = [{"name": "health", "containerPort": port, "protocol": "TCP"}]
+    pod = pod or f"{name}-mta-0"
     api.create(
         {
             "apiVersion": "v1",
             "kind": "Pod",
-            "metadata": {"name": f"{name}-mta-0", "namespace": NS, "labels": labels},
+            "metadata": {"name": pod, "namespace": NS, "labels": labels},
             "spec": {"containers": [{"name": "postfix", "image": "mail", "ports": ports}]},
         }
     )
-    status = {"phase": "Running", "podIP": ip}
-    api.patch("pods", f"{name}-mta-0", {"status": status}, NS, subresource="status")
+    status = status or {"phase": "Running", "podIP": ip}
+    api.patch("pods", pod, {"status": status}, NS, subresource="status")
 
 
 def masked(api: ApiServer, name: str, status: str) -> dict[str, Any]:

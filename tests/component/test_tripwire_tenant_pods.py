@@ -12,98 +12,26 @@ only running pods.
 from __future__ import annotations
 
 import itertools
-import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import pytest
-
-from mailstack.api.models import ClusterNetworks
 from mailstack.controller.masked_clients import MAX_LINES
-from mailstack.render import layout
-from mailstack.render.objects import RenderOptions
-from tests.component.conftest import NS, conditions, maildomain
+from tests.component.conftest import maildomain
 from tests.component.emulator import ApiServer, wait_for
 from tests.component.harness import OperatorThread
-
-NETWORKS = ClusterNetworks(pods=("10.244.0.0/16",), services=("10.96.0.0/12",))
-OPTIONS = RenderOptions(cluster_networks=NETWORKS, operator_namespace="mailstack-system")
-
-
-class HostileAgent:
-    """Serves ``layout.MASKED_CLIENTS_PATH`` with what ``answer(request number)`` gives."""
-
-    def __init__(self) -> None:
-        self.requests = 0
-        self.answer: Callable[[int], str] = lambda n: ""
-        agent = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                agent.requests += 1
-                data = agent.answer(agent.requests).encode()
-                self.send_response(200 if self.path == layout.MASKED_CLIENTS_PATH else 404)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def agent() -> Iterator[HostileAgent]:
-    fake = HostileAgent()
-    yield fake
-    fake.close()
+from tests.component.test_tripwire import OPTIONS, FakeAgent, agent, masked, mta_pod  # noqa: F401
 
 
 def labelled_pod(
     api: ApiServer, name: str, pod: str, port: int, status: dict[str, Any] | None = None
 ) -> None:
     """A pod of the tenant's own, carrying the MTA labels of MailDomain ``name``."""
-    labels = {
-        "app.kubernetes.io/name": "mailstack",
-        "app.kubernetes.io/instance": name,
-        "app.kubernetes.io/component": "mta",
-    }
-    ports = [{"name": "health", "containerPort": port, "protocol": "TCP"}]
-    api.create(
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": pod, "namespace": NS, "labels": labels},
-            "spec": {"containers": [{"name": "postfix", "image": "x", "ports": ports}]},
-        }
-    )
-    status = status or {"phase": "Running", "podIP": "127.0.0.1"}
-    api.patch("pods", pod, {"status": status}, NS, subresource="status")
-
-
-def masked(api: ApiServer, name: str, status: str) -> dict[str, Any]:
-    domain = wait_for(
-        lambda: (
-            (md := api.get("maildomains", name, NS)) is not None
-            and conditions(md).get("ClientAddressesMasked", {}).get("status") == status
-            and md
-        ),
-        timeout=30,
-    )
-    return conditions(domain)["ClientAddressesMasked"]
+    mta_pod(api, name, port, pod=pod, status=status)
 
 
 def test_an_agent_naming_new_addresses_each_poll_does_not_grow_the_operators_memory(
-    api: ApiServer, agent: HostileAgent
+    api: ApiServer,
+    agent: FakeAgent,  # noqa: F811
 ) -> None:
     """Attack: the tenant's labelled pod answers MAX_LINES addresses never seen before on every
     poll. The tripwire keeps every (address, port) for CLEAR_AFTER (a day): at one poll a
@@ -133,7 +61,7 @@ def test_an_agent_naming_new_addresses_each_poll_does_not_grow_the_operators_mem
     assert kept <= 2 * MAX_LINES, f"{kept} sightings kept for one MailDomain"
 
 
-def test_a_finished_pod_is_not_polled(api: ApiServer, agent: HostileAgent) -> None:
+def test_a_finished_pod_is_not_polled(api: ApiServer, agent: FakeAgent) -> None:  # noqa: F811
     """Attack: the tenant labels a pod that exits at once (``restartPolicy: Never``). Its
     ``status.podIP`` stays in the Pod object after it has Succeeded, while the cluster hands
     that address to the next pod scheduled on the node, possibly another tenant's: the operator
@@ -154,7 +82,10 @@ def test_a_finished_pod_is_not_polled(api: ApiServer, agent: HostileAgent) -> No
     assert agent.requests == 0, "the operator polled a finished pod's stale address"
 
 
-def test_one_poll_reads_no_more_pods_than_the_mta_runs(api: ApiServer, agent: HostileAgent) -> None:
+def test_one_poll_reads_no_more_pods_than_the_mta_runs(
+    api: ApiServer,
+    agent: FakeAgent,  # noqa: F811
+) -> None:
     """Attack: the tenant creates 40 pods carrying the MTA labels of its MailDomain (the MTA's
     StatefulSet runs one). Every poll connects to all of them at once, each answer read up to
     ``ANSWER_MAX``: a tenant sets how many connections and how much memory each poll of the

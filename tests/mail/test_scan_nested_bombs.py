@@ -14,16 +14,13 @@ import email.utils
 import json
 import smtplib
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.mail.conftest import Stack
-from tests.mail.messages import SENDER, text_message, token
-from tests.mail.test_scanner import PARALLEL_SCRIPT, SUBMISSION_BOUND
-from tests.mail.test_submission import login
+from tests.mail.messages import SENDER, token
+from tests.mail.test_scanner import SUBMISSION_BOUND, submitting_during_bombs
 
 
 def inner_message(subject: str, parts: int) -> bytes:
@@ -179,32 +176,7 @@ def test_nested_part_bombs_do_not_stall_submission(stack: Stack, tmp_path: Path)
     each take under 15 s and succeed."""
     bomb = tmp_path / "nested.eml"
     bomb.write_bytes(nested_bomb(token("nested bomb"), NESTED_PARTS))
-    attacker = subprocess.Popen(
-        [
-            *("ip", "netns", "exec", stack.internet.netns, sys.executable, "-c"),
-            *(PARALLEL_SCRIPT, stack.internet.host_ip, str(stack.port("smtp")), SENDER),
-            *("alice@example.com", "4", str(bomb)),
-        ],
-        stdout=subprocess.PIPE,
-    )
-    submissions: list[tuple[float, str]] = []
-    try:
-        time.sleep(3)  # the bombs are on their way to the scanner
-        while attacker.poll() is None or not submissions:
-            started = time.monotonic()
-            try:
-                with login(stack, "submission", "bob") as smtp:
-                    smtp.send_message(
-                        text_message(
-                            token("meanwhile"), "carol@example.com", sender="bob@example.com"
-                        )
-                    )
-                outcome = "250"
-            except (smtplib.SMTPException, OSError) as err:  # what a user sees
-                outcome = f"{type(err).__name__}: {err}"[:120]
-            submissions.append((round(time.monotonic() - started, 1), outcome))
-    finally:
-        out, _ = attacker.communicate(timeout=300)
+    out, submissions = submitting_during_bombs(stack, bomb, 4)
     print(f"\nbombs: {out.decode().strip()}\nsubmissions (s, outcome): {submissions}")
     bombs = json.loads(out)
     assert all(code == 451 and seconds < 15 for code, seconds in bombs), bombs

@@ -5,7 +5,6 @@ session slots follow Postfix's process limits (render.postfix.tunnel_sessions)."
 from __future__ import annotations
 
 import contextlib
-import re
 import socket
 import ssl
 import threading
@@ -18,10 +17,11 @@ from mailstack.agent import next_hops, tunnel, tunnel_hello
 from mailstack.api.assemble import assemble
 from mailstack.api.models import API_VERSION
 from mailstack.api.parse import parse_maildomain
-from mailstack.render import layout
+from mailstack.render import layout, postfix
 from mailstack.render.postfix import (
     DEFAULT_PROCESS_LIMIT,
     TUNNEL_SESSION_MARGIN,
+    process_limit,
     render_postfix_main_cf,
     render_postfix_master_cf,
     tunnel_sessions,
@@ -120,27 +120,49 @@ def test_the_session_slots_come_from_the_pod_spec(monkeypatch: pytest.MonkeyPatc
     assert tunnel.session_slots("sasl") == tunnel.MAX_CONNECTIONS
 
 
-def test_the_sasl_slots_exceed_what_postfix_can_open() -> None:
+def _lmtp_and_sasl_limits(master_cf: str) -> tuple[int, int]:
+    """The process limits of lmtp and of the smtpd services with SASL in ``master_cf``."""
+    entries = parse_master_cf(master_cf)
+    sasl = [
+        entry
+        for entry in entries
+        if entry.command == "smtpd" and entry.options().get("smtpd_sasl_auth_enable") == "yes"
+    ]
+    lmtp = [entry for entry in entries if entry.command == "lmtp"]
+    assert len(lmtp) == 1
+    return process_limit(lmtp[0].maxproc), sum(process_limit(e.maxproc) for e in sasl)
+
+
+@pytest.mark.parametrize(
+    ("service_spec", "sasl_services"),
+    [
+        ({}, 2),  # 587 and 465
+        ({"exposure": "ProxyProtocol", "proxyProtocol": {"trustedCIDRs": ["10.0.0.0/16"]}}, 4),
+    ],
+)
+def test_the_sasl_slots_exceed_what_postfix_can_open(
+    monkeypatch: pytest.MonkeyPatch, service_spec: dict[str, object], sasl_services: int
+) -> None:
     """Every smtpd of 587 and 465 holds an auth connection from its session's start: twice
-    their process limits (a reload leaves the old processes their sessions) and a margin."""
+    their process limits (a reload leaves the old processes their sessions) and a margin; the
+    count comes from the values master.cf is rendered from, and agrees with the rendered text
+    (also when a limit changes)."""
     doc = {
         "apiVersion": API_VERSION,
         "kind": "MailDomain",
         "metadata": {"name": "example-com", "namespace": "mail"},
-        "spec": {"domain": "example.com"},
+        "spec": {"domain": "example.com", "service": service_spec},
     }
     (service,), problems = assemble([parse_maildomain(doc)], [])
     assert not problems
-    master_cf = render_postfix_master_cf(service)
     # "-" in master.cf is default_process_limit: main.cf must leave Postfix's default.
     assert "default_process_limit" not in render_postfix_main_cf(service, "AA:BB")
-    sasl = [
-        entry
-        for entry in parse_master_cf(master_cf)
-        if entry.command == "smtpd" and entry.options().get("smtpd_sasl_auth_enable") == "yes"
-    ]
-    assert sorted(entry.service for entry in sasl) == ["465", "587"]
-    limits = [DEFAULT_PROCESS_LIMIT if e.maxproc == "-" else int(e.maxproc) for e in sasl]
-    assert tunnel_sessions(master_cf)["sasl"] == 2 * sum(limits) + TUNNEL_SESSION_MARGIN
-    smaller = re.sub(r"(?m)^(587 +inet +\S+ +\S+ +\S+ +\S+ +)\S+", r"\g<1>30", master_cf)
-    assert tunnel_sessions(smaller)["sasl"] == 2 * (sum(limits) - limits[0] + 30) + 16
+    lmtp, sasl = _lmtp_and_sasl_limits(render_postfix_master_cf(service))
+    assert sasl == sasl_services * DEFAULT_PROCESS_LIMIT
+    expected = {"lmtp": 2 * lmtp + TUNNEL_SESSION_MARGIN, "sasl": 2 * sasl + TUNNEL_SESSION_MARGIN}
+    assert tunnel_sessions(service) == expected
+    monkeypatch.setattr(postfix, "SUBMISSION_PROCESSES", "30")
+    monkeypatch.setattr(postfix, "LMTP_PROCESSES", "7")
+    lmtp, sasl = _lmtp_and_sasl_limits(render_postfix_master_cf(service))
+    assert (lmtp, sasl) == (7, sasl_services * 30)
+    assert tunnel_sessions(service) == {"lmtp": 2 * 7 + 16, "sasl": 2 * sasl + 16}

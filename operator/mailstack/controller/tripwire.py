@@ -37,13 +37,12 @@ from mailstack.controller.masked_clients import (
 )
 from mailstack.kubedoc import Obj, ObjectRef, meta_of
 from mailstack.render import layout
-from mailstack.render.objects import INSTANCE_LABEL
+from mailstack.render.objects import INSTANCE_LABEL, STATEFULSET_REPLICAS
 
 logger = logging.getLogger(__name__)
 
 POLL_INTERVAL = 60.0
 ANSWER_MAX = 65536  # the agent's answer is a few lines
-MTA_REPLICAS = 1  # render.workloads: the MTA StatefulSet runs one pod
 
 
 def mta_selector(name: str) -> str:
@@ -57,7 +56,7 @@ def polled_pods(pods: list[Obj], name: str) -> list[Obj]:
     """The MailDomain's running MTA pods by the StatefulSet's names (``<n>-mta-<ordinal>``, one
     replica): the label selector alone would also find pods the tenant made with those labels,
     as many as it likes, finished ones among them (whose address the cluster gives to others)."""
-    names = {f"{layout.object_names(name)['mta']}-{i}" for i in range(MTA_REPLICAS)}
+    names = {f"{layout.object_names(name)['mta']}-{i}" for i in range(STATEFULSET_REPLICAS)}
     return [
         pod
         for pod in pods

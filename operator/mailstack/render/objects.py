@@ -19,6 +19,9 @@ DOMAIN_ANNOTATION = "mailstack.dev/domain"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 MANAGER = "mailstack"
+# Pods per StatefulSet (``<name>-mta``, ``<name>-mda``, render.workloads): one each. The
+# tripwire polls the MTA's pods by these ordinals (controller.tripwire).
+STATEFULSET_REPLICAS = 1
 
 
 @dataclass(frozen=True)

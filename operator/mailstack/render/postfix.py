@@ -149,6 +149,20 @@ def listener_ports(service: MailService) -> dict[str, int]:
     return {port.name: port.number for port in ports}
 
 
+# Postfix's default_process_limit (main.cf does not set it): a master.cf service's "-".
+DEFAULT_PROCESS_LIMIT = 100
+# The services whose smtpd takes SASL logins (smtpd_sasl_auth_enable=yes), in master.cf's two
+# loops (STARTTLS, TLS wrapper mode), those of them in ``listener_ports`` rendered; their
+# process limit and lmtp's, as master.cf's maxproc column writes them ("-": the default).
+STARTTLS_SUBMISSION = ("submission", "int-submission")
+WRAPPER_SUBMISSION = ("submissions", "int-submissions")
+SUBMISSION_PROCESSES = "-"
+LMTP_PROCESSES = "-"
+# Sessions beyond twice the process limits (a reload leaves the old processes their sessions
+# while new ones start): room for the connections Postfix opens and closes around them.
+TUNNEL_SESSION_MARGIN = 16
+
+
 def render_postfix_master_cf(service: MailService) -> str:
     proxied = service.domain.service.exposure == "ProxyProtocol"
     return render_template(
@@ -160,41 +174,36 @@ def render_postfix_master_cf(service: MailService) -> str:
         probe_port=layout.POSTFIX_PROBE_PORT,
         probe_processes=layout.POSTFIX_PROBE_PROCESSES,
         port_25_processes=PORT_25_SMTPD_PROCESSES,
+        starttls_submission=STARTTLS_SUBMISSION,
+        wrapper_submission=WRAPPER_SUBMISSION,
+        submission_processes=SUBMISSION_PROCESSES,
+        lmtp_processes=LMTP_PROCESSES,
     )
 
 
-# Postfix's default_process_limit (main.cf does not set it): a master.cf service's "-".
-DEFAULT_PROCESS_LIMIT = 100
-# Sessions beyond twice the process limits (a reload leaves the old processes their sessions
-# while new ones start): room for the connections Postfix opens and closes around them.
-TUNNEL_SESSION_MARGIN = 16
+def process_limit(maxproc: str) -> int:
+    """A maxproc column's number of processes."""
+    return DEFAULT_PROCESS_LIMIT if maxproc == "-" else int(maxproc.rstrip("?"))
 
 
-def tunnel_sessions(master_cf: str) -> dict[str, int]:
-    """How many sessions each tunnel must carry at once for the Postfix of ``master_cf``: every
-    smtpd of a service with ``smtpd_sasl_auth_enable=yes`` holds a connection to Dovecot's auth
-    service from its session's start, before any AUTH (it lists the mechanisms in its EHLO
-    reply); each lmtp process holds one LMTP session. Twice the process limits, and a margin."""
-    limits = {"sasl": 0, "lmtp": 0}
-    service: list[str] = []
-    for line in [*master_cf.splitlines(), "end"]:
-        if line.startswith((" ", "\t")):
-            service.append(line.strip())
-            continue
-        if service and not service[0].startswith("#"):
-            fields = service[0].split()
-            maxproc = DEFAULT_PROCESS_LIMIT if fields[6] == "-" else int(fields[6].rstrip("?"))
-            if fields[7] == "smtpd" and "-o smtpd_sasl_auth_enable=yes" in service:
-                limits["sasl"] += maxproc
-            if fields[7] == "lmtp":
-                limits["lmtp"] += maxproc
-        service = [line.strip()] if line.strip() else []
+def tunnel_sessions(service: MailService) -> dict[str, int]:
+    """How many sessions each tunnel must carry at once for ``service``'s Postfix (the values
+    master.cf is rendered from): every smtpd of a service with SASL holds a connection to
+    Dovecot's auth service from its session's start, before any AUTH (it lists the mechanisms
+    in its EHLO reply); each lmtp process holds one LMTP session. Twice the process limits, and
+    a margin."""
+    listeners = listener_ports(service)
+    sasl_services = [n for n in (*STARTTLS_SUBMISSION, *WRAPPER_SUBMISSION) if n in listeners]
+    limits = {
+        "sasl": len(sasl_services) * process_limit(SUBMISSION_PROCESSES),
+        "lmtp": process_limit(LMTP_PROCESSES),
+    }
     return {name: 2 * limit + TUNNEL_SESSION_MARGIN for name, limit in limits.items()}
 
 
 def tunnel_sessions_env(service: MailService) -> str:
     """``layout.TUNNEL_SESSIONS_ENV``'s value for the agents of ``service``'s pods."""
-    sessions = tunnel_sessions(render_postfix_master_cf(service))
+    sessions = tunnel_sessions(service)
     return ",".join(f"{name}={count}" for name, count in sorted(sessions.items()))
 
 

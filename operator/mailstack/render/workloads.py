@@ -27,6 +27,7 @@ from mailstack.render.containers import (
 from mailstack.render.forwarding import FORWARDING_DIR, FORWARDING_MAP_KEY
 from mailstack.render.objects import (
     CHECKSUM_ANNOTATION,
+    STATEFULSET_REPLICAS,
     RenderOptions,
     metadata,
     pod_labels,
@@ -129,7 +130,7 @@ def _statefulset(
         "kind": "StatefulSet",
         "metadata": metadata(domain, names[component], component),
         "spec": {
-            "replicas": 1,
+            "replicas": STATEFULSET_REPLICAS,
             "serviceName": governing_service,
             "podManagementPolicy": "Parallel",
             "updateStrategy": {"type": "RollingUpdate"},
@@ -277,7 +278,7 @@ def render_mta_statefulset(
 
 
 def _tunnel_sessions(service: MailService) -> str:
-    """``layout.TUNNEL_SESSIONS_ENV`` for both pods' agents, from the rendered master.cf."""
+    """``layout.TUNNEL_SESSIONS_ENV`` for both pods' agents (render.postfix.tunnel_sessions)."""
     from mailstack.render.postfix import tunnel_sessions_env  # render.postfix imports us
 
     return tunnel_sessions_env(service)
