@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from mailstack.api import claims, limits, proof
 from mailstack.api.errors import Problem
 from mailstack.api.models import Mailbox, MailDomain
-from mailstack.api.policy import Grants
+from mailstack.api.policy import SERVER_NOT_ALLOWED, Grants
 from mailstack.api.proof import Proof
 
 
@@ -177,14 +177,17 @@ def eligibility_problems(
     dom: MailDomain, grants: Grants, proofs: Mapping[str, Proof] | None = None
 ) -> list[Problem]:
     """Why ``dom`` may not claim its domain at all (before limits and the contest): not
-    granted, its host name not granted, its Service, certificate issuer or a host not allowed,
-    proof not given."""
+    granted, its host name or its shared server not granted, its Service, certificate issuer
+    or a host not allowed, proof not given."""
     refusal = grants.refusal(dom.namespace, dom.domain)
     if refusal is not None:
         return [Problem(dom.ref, "spec.domain", refusal)]
     refusal = grants.hostname_refusal(dom)
     if refusal is not None:
         return [Problem(dom.ref, "spec.hostname", refusal)]
+    refusal = grants.server_refusal(dom)
+    if refusal is not None:
+        return [Problem(dom.ref, "spec.serverRef", refusal, kind=SERVER_NOT_ALLOWED)]
     not_allowed = grants.service_refusals(dom) + grants.issuer_refusals(dom)
     not_allowed += grants.host_refusals(dom) + grants.outbound_refusals(dom)
     if not_allowed:
