@@ -8,15 +8,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from mailstack.api import models
-from mailstack.api.assemble import eligibility_problems
+from mailstack.api.assemble import SERVER_PENDING, assemble, eligibility_problems
 from mailstack.api.documents import parse_documents
 from mailstack.api.errors import ValidationError
 from mailstack.api.parse import parse_maildomain
 from mailstack.api.parse.server import parse_mailserver
 from mailstack.api.policy import SERVER_NOT_ALLOWED, Grants, parse_policy
 from mailstack.api.server_models import SERVER_FIELDS, MailServer, Replicas
+from mailstack.commands.main import main
 
 API = "mailstack.dev/v1alpha1"
 
@@ -227,3 +229,41 @@ def test_the_mailserver_crd_is_the_generated_one() -> None:
     script = Path(__file__).resolve().parents[2] / "scripts" / "gen-mailserver-crd.py"
     done = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_domain_on_a_server_is_no_stack_of_its_own_and_claims_nothing() -> None:
+    dom = joining("tenant-a")
+    alone = parse_maildomain(domain_doc("tenant-b"))
+    services, found = assemble([dom, alone], [])
+    assert [s.domain.ref for s in services] == ["MailDomain/tenant-b/mail"]
+    assert [(p.document, p.path, p.kind) for p in found] == [
+        ("MailDomain/tenant-a/mail", "spec.serverRef", SERVER_PENDING)
+    ]
+    joined, found = assemble([dom, alone], [], on_servers=True)
+    assert [s.domain.ref for s in joined] == [
+        "MailDomain/tenant-a/mail",
+        "MailDomain/tenant-b/mail",
+    ]
+    assert found == []
+
+
+def test_mailstack_render_reads_a_server_and_renders_no_stack_for_its_domain(
+    tmp_path: Path, capsys: Any
+) -> None:
+    server = tmp_path / "server.yaml"
+    server.write_text(yaml.safe_dump(server_doc()))
+    domain = tmp_path / "domain.yaml"
+    domain.write_text(
+        yaml.safe_dump(domain_doc(serverRef={"namespace": "mail-platform", "name": "shared"}))
+    )
+    alone = tmp_path / "alone.yaml"
+    alone.write_text(yaml.safe_dump(domain_doc("tenant-b")))
+    assert main(["render", "-f", str(server), "-f", str(alone)]) == 0
+    assert "namespace: tenant-b" in capsys.readouterr().out
+    assert main(["render", "-f", str(server), "-f", str(domain)]) == 2
+    err = capsys.readouterr().err
+    assert "MailDomain/tenant-a/mail spec.serverRef: a MailDomain on a shared MailServer" in err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(server_doc(replicas={"mta": 0})))
+    assert main(["render", "-f", str(bad)]) == 2
+    assert "MailServer/mail-platform/shared spec.replicas.mta" in capsys.readouterr().err

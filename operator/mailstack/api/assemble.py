@@ -18,6 +18,12 @@ from mailstack.api.models import Mailbox, MailDomain
 from mailstack.api.policy import SERVER_NOT_ALLOWED, Grants
 from mailstack.api.proof import Proof
 
+SERVER_PENDING = "ServerPending"  # Problem.kind: on a shared server, which nothing serves yet
+_PENDING = (
+    "a MailDomain on a shared MailServer is not served yet: the MailServer kind is parsed and "
+    "checked, but neither the operator nor mailstack render acts on spec.serverRef so far"
+)
+
 
 @dataclass(frozen=True)
 class MailService:
@@ -78,6 +84,7 @@ def assemble(
     grants: Grants | None = None,
     proofs: Mapping[str, Proof] | None = None,
     volume_claims: Mapping[str, Mapping[str, int]] | None = None,
+    on_servers: bool = False,
 ) -> tuple[list[MailService], list[Problem]]:
     """Group Mailboxes under their MailDomains and check the cross-document rules.
 
@@ -90,12 +97,18 @@ def assemble(
     admitted claim (``MailDomain.claim_order``); every later one gets a problem naming it. Host
     names and nested names take part too (``claims.contest``). A Mailbox belongs to the
     MailDomain of its own namespace that serves its domain, unless the limits refuse it.
+
+    A MailDomain naming a shared server (``spec.serverRef``) is assembled only for the render
+    of servers (``on_servers``); for a stack of its own it serves nothing (``SERVER_PENDING``),
+    so that no caller renders it as one.
     """
     grants = grants or Grants()
     problems: list[Problem] = []
     candidates = []
     for dom in sorted(domains, key=lambda d: d.claim_order):
         refusals = eligibility_problems(dom, grants, proofs)
+        if not refusals and dom.server_ref is not None and not on_servers:
+            refusals = [Problem(dom.ref, "spec.serverRef", _PENDING, kind=SERVER_PENDING)]
         if refusals:
             problems += refusals
         else:
