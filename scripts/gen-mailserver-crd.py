@@ -6,7 +6,7 @@ and relay are parsed by the MailDomain's parsers (operator/mailstack/api/parse/s
 their schemas are copied from crds/maildomain.yaml rather than written twice; the rest (host
 name, replicas, status, printer columns) is here. Run it after changing crds/maildomain.yaml,
 then scripts/gen-install-manifest.sh; tests/unit/test_crds_server.py fails while it is stale.
-Usage: scripts/gen-mailserver-crd.py [--check]
+Usage: .venv/bin/python scripts/gen-mailserver-crd.py [--check] (it imports mailstack)
 """
 
 from __future__ import annotations
@@ -18,19 +18,9 @@ from typing import Any
 
 import yaml
 
+from mailstack.api.server_models import SERVER_FIELDS  # the sections a server takes over
+
 ROOT = Path(__file__).resolve().parents[1]
-SERVER_FIELDS = (
-    "service",
-    "storage",
-    "pods",
-    "spam",
-    "outbound",
-    "limits",
-    "postscreen",
-    "resolvers",
-    "protocols",
-    "relay",
-)
 HEADER = """\
 # CustomResourceDefinition of the MailServer resource (group mailstack.dev, version v1alpha1).
 #
@@ -79,9 +69,7 @@ def build(maildomain: dict[str, Any]) -> dict[str, Any]:
     )
     tls = copy.deepcopy(domain_spec["properties"]["tls"])
     tls["description"] = "How the certificate of the server's host name is issued."
-    rules = [
-        r for r in domain_spec.get("x-kubernetes-validations", []) if "relay" in r["rule"]
-    ]
+    rules = [r for r in domain_spec.get("x-kubernetes-validations", []) if "relay" in r["rule"]]
     status = copy.deepcopy(root["properties"]["status"])
     status["properties"] = {
         "observedGeneration": status["properties"]["observedGeneration"],
@@ -112,21 +100,45 @@ def build(maildomain: dict[str, Any]) -> dict[str, Any]:
         "properties": {"hostname": hostname, "tls": tls, "replicas": _replicas(), **sections},
         "x-kubernetes-validations": rules,
     }
-    column = {"type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"}
+    column = {"type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'}
     columns = [
-        {"name": "Hostname", "type": "string", "jsonPath": ".spec.hostname",
-         "description": "The server's host name."},
-        {"name": "Domains", "type": "integer", "jsonPath": ".status.domains",
-         "description": "The MailDomains it serves."},
-        {"name": "Mailboxes", "type": "integer", "jsonPath": ".status.mailboxes",
-         "description": "The Mailboxes of those domains."},
-        {"name": "MTA", "type": "string", "jsonPath": ".status.mtaReady",
-         "description": "Ready/desired MTA pods."},
-        {"name": "MDA", "type": "string", "jsonPath": ".status.mdaReady",
-         "description": "Ready/desired MDA pods."},
+        {
+            "name": "Hostname",
+            "type": "string",
+            "jsonPath": ".spec.hostname",
+            "description": "The server's host name.",
+        },
+        {
+            "name": "Domains",
+            "type": "integer",
+            "jsonPath": ".status.domains",
+            "description": "The MailDomains it serves.",
+        },
+        {
+            "name": "Mailboxes",
+            "type": "integer",
+            "jsonPath": ".status.mailboxes",
+            "description": "The Mailboxes of those domains.",
+        },
+        {
+            "name": "MTA",
+            "type": "string",
+            "jsonPath": ".status.mtaReady",
+            "description": "Ready/desired MTA pods.",
+        },
+        {
+            "name": "MDA",
+            "type": "string",
+            "jsonPath": ".status.mdaReady",
+            "description": "Ready/desired MDA pods.",
+        },
         {"name": "Ready", **column, "description": "Whether the server is ready."},
-        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp",
-         "description": "Time since creation."},
+        {
+            "name": "Age",
+            "type": "date",
+            "jsonPath": ".metadata.creationTimestamp",
+            "description": "Time since creation.",
+        },
     ]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
@@ -187,7 +199,10 @@ def main() -> int:
     target = ROOT / "crds" / "mailserver.yaml"
     if sys.argv[1:] == ["--check"]:
         if target.read_text() != text():
-            print("stale: crds/mailserver.yaml; run scripts/gen-mailserver-crd.py", file=sys.stderr)
+            print(
+                "stale: crds/mailserver.yaml; run .venv/bin/python scripts/gen-mailserver-crd.py",
+                file=sys.stderr,
+            )
             return 1
         return 0
     target.write_text(text())
