@@ -7,15 +7,17 @@ import dataclasses
 import pytest
 
 from mailstack.render.server_domains import (
+    ServedDomain,
+    server_dkim_data,
+    server_tls_data,
+    server_users_data,
+)
+from mailstack.render.server_paths import (
     DOMAIN_TLS_DIR,
     DOVECOT_LOCAL_NAMES_KEY,
     SELECTOR_MAP_KEY,
     SNI_MAP_KEY,
     VIRTUAL_DOMAINS_KEY,
-    ServedDomain,
-    server_dkim_data,
-    server_tls_data,
-    server_users_data,
 )
 from mailstack.render.templating import RenderError
 from mailstack.render.users import render_users_secret_data

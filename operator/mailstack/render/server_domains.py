@@ -19,6 +19,13 @@ from collections.abc import Sequence
 from mailstack.api.assemble import MailService
 from mailstack.material import Material
 from mailstack.render.forwarding import FORWARDING_MAP_KEY, render_forwarding_maps
+from mailstack.render.server_paths import (
+    DOMAIN_TLS_DIR,
+    DOVECOT_LOCAL_NAMES_KEY,
+    SELECTOR_MAP_KEY,
+    SNI_MAP_KEY,
+    VIRTUAL_DOMAINS_KEY,
+)
 from mailstack.render.templating import RenderError
 from mailstack.render.users import (
     render_passwd_file,
@@ -27,15 +34,6 @@ from mailstack.render.users import (
     render_virtual_mailboxes,
     virtual_alias_entries,
 )
-
-# Where the MTA and MDA pods of a server mount ``<server>-dkim`` and ``<server>-domain-tls``.
-# Here, not in render.layout, until the agents reload them (layout is part of the mail image).
-SERVER_DKIM_DIR = "/etc/mailstack/dkim"
-DOMAIN_TLS_DIR = "/etc/mailstack/domain-tls"
-VIRTUAL_DOMAINS_KEY = "virtual_domains"  # Postfix's virtual_mailbox_domains, a texthash table
-SELECTOR_MAP_KEY = "selectors.map"  # rspamd's dkim_signing selector_map: "domain selector"
-SNI_MAP_KEY = "sni"  # Postfix's tls_server_sni_maps, a texthash table
-DOVECOT_LOCAL_NAMES_KEY = "local-names.conf"  # included by dovecot.conf
 
 ServedDomain = tuple[MailService, Material]
 
