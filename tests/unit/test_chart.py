@@ -144,6 +144,7 @@ def test_crds_are_the_repository_crds_plus_kopf_peering() -> None:
         "maildomains.mailstack.dev",
         "mailboxes.mailstack.dev",
         "maildomainpolicies.mailstack.dev",
+        "mailservers.mailstack.dev",
         "clusterkopfpeerings.kopf.dev",
         "kopfpeerings.kopf.dev",
     }
@@ -171,6 +172,7 @@ def test_helm_upgrade_upgrades_the_mailstack_crds_and_uninstall_keeps_them() -> 
         "maildomains.mailstack.dev",
         "mailboxes.mailstack.dev",
         "maildomainpolicies.mailstack.dev",
+        "mailservers.mailstack.dev",
     }
     for crd in crds.values():
         assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}

@@ -88,7 +88,7 @@ def program(expression: str) -> Any:
 def admit(user: str, obj: Mapping[str, Any], old: Mapping[str, Any] | None = None) -> str | None:
     """None when the policy admits the request, else its message."""
     spec = policy()["spec"]
-    resource = "mailboxes" if obj["kind"] == "Mailbox" else "maildomains"
+    resource = obj["kind"].lower() + ("es" if obj["kind"] == "Mailbox" else "s")
     activation: dict[str, Any] = {
         "object": json_to_cel(dict(obj)),
         "oldObject": json_to_cel(dict(old) if old is not None else None),
@@ -124,6 +124,15 @@ def maildomain(**spec: Any) -> dict[str, Any]:
     }
 
 
+def mailserver(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "mailstack.dev/v1alpha1",
+        "kind": "MailServer",
+        "metadata": {"name": "shared", "namespace": "tenant-a"},
+        "spec": {"hostname": "mx.example.com", **spec},
+    }
+
+
 def mailbox(secret: str) -> dict[str, Any]:
     return {
         "apiVersion": "mailstack.dev/v1alpha1",
@@ -133,6 +142,10 @@ def mailbox(secret: str) -> dict[str, Any]:
     }
 
 
+MAY_READ = (
+    "MailDomain, MailServer or Mailbox may refer only to Secrets its author may read (the "
+    "operator reads them)"
+)
 RELAY = {
     "host": "smtp.example.net",
     "credentialsSecretRef": {"name": "relay"},
@@ -144,8 +157,7 @@ def test_a_mailbox_may_name_only_a_secret_its_author_may_get() -> None:
     assert admit(ALICE, mailbox("alice-pw")) is None
     assert admit(MALLORY, mailbox("alice-pw")) == (
         "you may not get Secret alice-pw of namespace tenant-a, which this Mailbox refers to: a "
-        "MailDomain or Mailbox may refer only to Secrets its author may read (the operator reads "
-        "them)"
+        + MAY_READ
     )
     assert admit(ALICE, mailbox("someone-elses")) is not None
 
@@ -192,8 +204,7 @@ def test_a_spec_change_is_checked_against_every_secret_it_refers_to() -> None:
     moved = maildomain(relay={**RELAY, "credentialsSecretRef": {"name": "stolen"}})
     assert admit(MALLORY, moved, old=before) == (
         "you may not get Secret stolen, relay-ca of namespace tenant-a, which this MailDomain "
-        "refers to: a MailDomain or Mailbox may refer only to Secrets its author may read (the "
-        "operator reads them)" + UPDATE_NOTE
+        "refers to: a " + MAY_READ + UPDATE_NOTE
     )
     assert admit(MALLORY, mailbox("other"), old=mailbox("alice-pw")) is not None
     # A change of a field that names no Secret, by someone who may get them all: admitted.
@@ -230,8 +241,8 @@ def test_a_kept_relay_secret_may_not_be_pointed_at_another_host() -> None:
     after = maildomain(relay={**relay, "host": "smtp.mallory.example"})
     assert admit(MALLORY, after, old=before) == (
         "you may not get Secret relay of namespace tenant-a, which this MailDomain refers to: a "
-        "MailDomain or Mailbox may refer only to Secrets its author may read (the operator reads "
-        "them)" + UPDATE_NOTE
+        + MAY_READ
+        + UPDATE_NOTE
     )
     assert admit(ALICE, after, old=before) is None
 
@@ -271,7 +282,7 @@ def secret_references(kind: str) -> Iterator[tuple[list[str], bool]]:
 
 
 def _object_with(kind: str, parts: list[str], is_list: bool) -> dict[str, Any]:
-    doc = mailbox("x") if kind == "Mailbox" else maildomain()
+    doc = {"Mailbox": mailbox("x"), "MailServer": mailserver()}.get(kind) or maildomain()
     doc["spec"].pop("passwordSecretRef", None)
     node: dict[str, Any] = doc
     for part in parts[:-1]:
@@ -280,7 +291,7 @@ def _object_with(kind: str, parts: list[str], is_list: bool) -> dict[str, Any]:
     return doc
 
 
-@pytest.mark.parametrize("kind", ["MailDomain", "Mailbox"])
+@pytest.mark.parametrize("kind", ["MailDomain", "MailServer", "Mailbox"])
 def test_every_secret_reference_of_the_crds_is_checked(kind: str) -> None:
     found = list(secret_references(kind))
     assert found, f"no Secret reference found in the {kind} CRD: the walk is broken"
@@ -297,6 +308,20 @@ def test_the_walk_sees_the_known_references() -> None:
     assert {"spec.relay.credentialsSecretRef", "spec.dns.provider.route53.credentialsSecretRef",
             "spec.pods.imagePullSecrets"} <= paths  # fmt: skip
     assert {".".join(p) for p, _ in secret_references("Mailbox")} == {"spec.passwordSecretRef"}
+    assert {".".join(p) for p, _ in secret_references("MailServer")} == {
+        "spec.relay.credentialsSecretRef",
+        "spec.relay.caSecretRef",
+        "spec.pods.imagePullSecrets",
+    }
+
+
+def test_a_mailserver_names_every_unreadable_secret_of_its_relay() -> None:
+    assert admit(MALLORY, mailserver()) is None  # no reference: nothing to check
+    assert admit(ALICE, mailserver(relay=RELAY)) is None
+    message = admit(MALLORY, mailserver(relay=RELAY))
+    assert message is not None
+    assert "you may not get Secret relay, relay-ca of namespace tenant-a" in message
+    assert "which this MailServer refers to" in message
 
 
 # --- the rendered objects ------------------------------------------------------------------------
@@ -340,7 +365,7 @@ def test_the_policy_and_binding_are_valid_kubernetes_objects(
     assert vap["spec"]["failurePolicy"] == "Fail"
     (rule,) = vap["spec"]["matchConstraints"]["resourceRules"]
     assert set(rule["operations"]) == {"CREATE", "UPDATE"}
-    assert set(rule["resources"]) == {"maildomains", "mailboxes"}
+    assert set(rule["resources"]) == {"maildomains", "mailboxes", "mailservers"}
 
 
 def test_the_policy_can_be_switched_off() -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from mailstack.api import dns_models, models, pod_models, policy
+from mailstack.api import dns_models, models, pod_models, policy, server_models
 from mailstack.api.validate import size_bytes
 from tests.unit.test_crds import CRD_FILES, root_schema, walk_schema
 
@@ -97,6 +97,18 @@ MODEL_DEFAULTS: dict[tuple[str, str], object] = {
     ("Mailbox", ".spec.keepCopy"): models.Mailbox.keep_copy,
     ("Mailbox", ".spec.suspended"): models.Mailbox.suspended,
 }
+
+# The MailServer's sections are the MailDomain's (api.parse.server), with their defaults.
+_SERVER_SECTIONS = (*server_models.SERVER_FIELDS, "tls")
+MODEL_DEFAULTS.update(
+    {
+        ("MailServer", path): value
+        for (kind, path), value in list(MODEL_DEFAULTS.items())
+        if kind == "MailDomain" and path.split(".")[2] in _SERVER_SECTIONS
+    }
+)
+MODEL_DEFAULTS[("MailServer", ".spec.replicas.mta")] = server_models.Replicas.mta
+MODEL_DEFAULTS[("MailServer", ".spec.replicas.mda")] = server_models.Replicas.mda
 
 # Where the CRD spells a value otherwise than the model holds it.
 ALIGNMENT_MODES = {"relaxed": "r", "strict": "s"}

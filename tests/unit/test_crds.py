@@ -38,6 +38,7 @@ from mailstack.api import parse as parser
 from mailstack.api import validate as v
 from mailstack.api.errors import FieldError, ValidationError
 from mailstack.api.parse.common import host_or_ip
+from mailstack.api.parse.server import parse_mailserver
 from mailstack.api.policy import parse_policy
 from mailstack.api.quantities import quantity
 from tests.apiserver_dialects import RE2Validator, cel_program
@@ -47,6 +48,7 @@ CRD_FILES = {
     "MailDomain": ROOT / "crds" / "maildomain.yaml",
     "Mailbox": ROOT / "crds" / "mailbox.yaml",
     "MailDomainPolicy": ROOT / "crds" / "maildomainpolicy.yaml",
+    "MailServer": ROOT / "crds" / "mailserver.yaml",
 }
 CASES = ROOT / "tests" / "crd_cases"
 API_VERSION = "mailstack.dev/v1alpha1"
@@ -281,6 +283,7 @@ PARSERS: dict[str, Callable[[Doc], object]] = {
     "MailDomain": parser.parse_maildomain,
     "Mailbox": parser.parse_mailbox,
     "MailDomainPolicy": parse_policy,
+    "MailServer": parse_mailserver,
 }
 
 

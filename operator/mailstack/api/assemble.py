@@ -15,8 +15,14 @@ from dataclasses import dataclass
 from mailstack.api import claims, limits, proof
 from mailstack.api.errors import Problem
 from mailstack.api.models import Mailbox, MailDomain
-from mailstack.api.policy import Grants
+from mailstack.api.policy import SERVER_NOT_ALLOWED, Grants
 from mailstack.api.proof import Proof
+
+SERVER_PENDING = "ServerPending"  # Problem.kind: on a shared server, which nothing serves yet
+_PENDING = (
+    "a MailDomain on a shared MailServer is not served yet: the MailServer kind is parsed and "
+    "checked, but neither the operator nor mailstack render acts on spec.serverRef so far"
+)
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,7 @@ def assemble(
     grants: Grants | None = None,
     proofs: Mapping[str, Proof] | None = None,
     volume_claims: Mapping[str, Mapping[str, int]] | None = None,
+    on_servers: bool = False,
 ) -> tuple[list[MailService], list[Problem]]:
     """Group Mailboxes under their MailDomains and check the cross-document rules.
 
@@ -90,12 +97,18 @@ def assemble(
     admitted claim (``MailDomain.claim_order``); every later one gets a problem naming it. Host
     names and nested names take part too (``claims.contest``). A Mailbox belongs to the
     MailDomain of its own namespace that serves its domain, unless the limits refuse it.
+
+    A MailDomain naming a shared server (``spec.serverRef``) is assembled only for the render
+    of servers (``on_servers``); for a stack of its own it serves nothing (``SERVER_PENDING``),
+    so that no caller renders it as one.
     """
     grants = grants or Grants()
     problems: list[Problem] = []
     candidates = []
     for dom in sorted(domains, key=lambda d: d.claim_order):
         refusals = eligibility_problems(dom, grants, proofs)
+        if not refusals and dom.server_ref is not None and not on_servers:
+            refusals = [Problem(dom.ref, "spec.serverRef", _PENDING, kind=SERVER_PENDING)]
         if refusals:
             problems += refusals
         else:
@@ -177,14 +190,17 @@ def eligibility_problems(
     dom: MailDomain, grants: Grants, proofs: Mapping[str, Proof] | None = None
 ) -> list[Problem]:
     """Why ``dom`` may not claim its domain at all (before limits and the contest): not
-    granted, its host name not granted, its Service, certificate issuer or a host not allowed,
-    proof not given."""
+    granted, its host name or its shared server not granted, its Service, certificate issuer
+    or a host not allowed, proof not given."""
     refusal = grants.refusal(dom.namespace, dom.domain)
     if refusal is not None:
         return [Problem(dom.ref, "spec.domain", refusal)]
     refusal = grants.hostname_refusal(dom)
     if refusal is not None:
         return [Problem(dom.ref, "spec.hostname", refusal)]
+    refusal = grants.server_refusal(dom)
+    if refusal is not None:
+        return [Problem(dom.ref, "spec.serverRef", refusal, kind=SERVER_NOT_ALLOWED)]
     not_allowed = grants.service_refusals(dom) + grants.issuer_refusals(dom)
     not_allowed += grants.host_refusals(dom) + grants.outbound_refusals(dom)
     if not_allowed:

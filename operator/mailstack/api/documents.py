@@ -1,4 +1,5 @@
-"""Load MailDomain, Mailbox, Secret and MailDomainPolicy documents from YAML files and folders.
+"""Load MailDomain, MailServer, Mailbox, Secret and MailDomainPolicy documents from YAML files
+and folders.
 
 Folders are read recursively (``*.yaml``, ``*.yml``) in sorted order. Documents of other kinds
 are skipped, so an examples folder may also hold, say, a kustomization. Everything is parsed
@@ -19,8 +20,11 @@ import yaml
 from mailstack.api import models as m
 from mailstack.api.errors import Problem, ValidationError
 from mailstack.api.parse import parse_mailbox, parse_maildomain, parse_secret
+from mailstack.api.parse.server import parse_mailserver
 from mailstack.api.policy import KIND as POLICY_KIND
 from mailstack.api.policy import MailDomainPolicy, parse_policy
+from mailstack.api.server_models import KIND as SERVER_KIND
+from mailstack.api.server_models import MailServer
 from mailstack.kubedoc import meta_of
 
 
@@ -50,6 +54,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 @dataclass
 class Inputs:
     domains: list[m.MailDomain] = field(default_factory=list)
+    servers: list[MailServer] = field(default_factory=list)
     mailboxes: list[m.Mailbox] = field(default_factory=list)
     secrets: list[m.Secret] = field(default_factory=list)
     policies: list[MailDomainPolicy] = field(default_factory=list)
@@ -89,7 +94,7 @@ def parse_documents(
             )
             continue
         kind = doc.get("kind")
-        if kind not in ("MailDomain", "Mailbox", "Secret", POLICY_KIND):
+        if kind not in ("MailDomain", SERVER_KIND, "Mailbox", "Secret", POLICY_KIND):
             continue
         meta = meta_of(doc)
         namespace = "" if kind == POLICY_KIND else meta.get("namespace") or default_namespace
@@ -109,6 +114,8 @@ def parse_documents(
         try:
             if kind == "MailDomain":
                 inputs.domains.append(parse_maildomain(doc, source, default_namespace))
+            elif kind == SERVER_KIND:
+                inputs.servers.append(parse_mailserver(doc, source, default_namespace))
             elif kind == "Mailbox":
                 inputs.mailboxes.append(parse_mailbox(doc, source, default_namespace))
             elif kind == POLICY_KIND:

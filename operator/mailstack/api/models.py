@@ -188,8 +188,21 @@ class Spam:
 
 
 @dataclass(frozen=True)
+class ServerRef:
+    """``spec.serverRef``: the shared MailServer serving a MailDomain (``api.server_models``)."""
+
+    namespace: str
+    name: str
+
+    @property
+    def ref(self) -> str:
+        return f"MailServer/{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
 class MailDomain:
-    """One mail service for one domain, fully defaulted."""
+    """One mail service for one domain, fully defaulted. With ``server_ref`` it joins a shared
+    MailServer, and the server's fields here keep their defaults (api.parse.maildomain)."""
 
     name: str
     namespace: str
@@ -211,6 +224,7 @@ class MailDomain:
     postscreen: Postscreen = field(default_factory=Postscreen)
     resolvers: tuple[str, ...] = ()
     pods: MailPods = field(default_factory=MailPods)  # a layer: see api.pod_models
+    server_ref: ServerRef | None = None
     generation: int = 0
     uid: str = ""
     created: str = ""  # metadata.creationTimestamp (RFC 3339, UTC); "" in files

@@ -19,13 +19,16 @@ every name under a suffix (``*.example.com``: ``shop.example.com``, not ``exampl
       requireProof: true                         # a TXT record proves control of a domain
       outbound:                                  # optional: addresses Postfix may bind to
         bindAddresses: [203.0.113.0/28]          # default: none (spec.outbound.bindAddress)
+      servers: [mail-platform/shared]            # MailServers its MailDomains may join
 
 ``limits`` bound what each namespace named may claim (``api.limits``); ``requireProof`` serves a
 granted domain only once its MailDomain proves control of it in DNS (``api.proof``).
 ``outbound.bindAddresses`` lists the addresses (CIDRs) the platform gave the namespace: a
 MailDomain binds Postfix to its ``spec.outbound.addresses`` only within them. Listing an address
 in ``spec.outbound`` without binding is not restricted: it is published in the tenant's own SPF
-record and looked up, which concerns its own domain only.
+record and looked up, which concerns its own domain only. ``servers`` lists the shared
+MailServers (``namespace/name``) the granted domains may join with ``spec.serverRef``; a server
+of the MailDomain's own namespace needs no listing (``SERVER_NOT_ALLOWED`` otherwise).
 
 The public Service of a MailDomain is created by the operator's account, past whatever stops
 the tenant from making a LoadBalancer or annotating one itself; a policy's ``service`` section
@@ -61,6 +64,7 @@ from mailstack.api.service_limits import ServiceLimits
 from mailstack.kubedoc import meta_of
 
 KIND = "MailDomainPolicy"
+SERVER_NOT_ALLOWED = "ServerNotAllowed"  # Problem.kind: spec.serverRef names a server not granted
 MAX_ENTRIES = 256  # namespaces and domains per policy, as the CRD says
 
 
@@ -77,6 +81,7 @@ class MailDomainPolicy:
     # Networks a granted MailDomain may bind Postfix to (spec.outbound.bindAddress).
     bind_addresses: tuple[str, ...] = ()
     issuers: IssuerLimits = NO_CLUSTER_ISSUERS  # the ClusterIssuers its MailDomains may name
+    servers: tuple[str, ...] = ()  # "namespace/name" of the MailServers they may join
 
     @property
     def ref(self) -> str:
@@ -170,6 +175,21 @@ class Grants:
             for i, address in enumerate(dom.outbound.ipv4 + dom.outbound.ipv6)
             if not any(ipaddress.ip_address(address) in net for net in networks)
         ]
+
+    def server_refusal(self, dom: MailDomain) -> str | None:
+        """Why ``dom`` may not join the MailServer its ``spec.serverRef`` names, or None: a
+        server of another namespace must be listed in ``servers`` by a grant of its domain."""
+        server = dom.server_ref
+        if server is None or not self.enforced or server.namespace == dom.namespace:
+            return None
+        granting = [p for p in self.policies if p.grants(dom.namespace, dom.domain)]
+        if not granting or any(f"{server.namespace}/{server.name}" in p.servers for p in granting):
+            return None  # not granted at all: refused as such
+        names = " or ".join(p.ref for p in granting)
+        return (
+            f"{names} does not list the {server.ref} in spec.servers: namespace "
+            f"{dom.namespace} may not join it; ask the platform team to add it"
+        )
 
     def limits_for(self, namespace: str) -> NamespaceLimits:
         """The limits of ``namespace``: the most generous of the policies naming it."""
@@ -291,6 +311,7 @@ def parse_policy(doc: Mapping[str, Any], source: str = "") -> MailDomainPolicy:
         "requireProof",
         "outbound",
         "issuers",
+        "servers",
     }
     spec = r.mapping(doc.get("spec"), "spec", fields)
     namespaces = _entries(r, spec, "spec.namespaces", validate.kubernetes_name)
@@ -308,6 +329,9 @@ def parse_policy(doc: Mapping[str, Any], source: str = "") -> MailDomainPolicy:
             r, outbound, "spec.outbound.bindAddresses", _network, allow_empty=True
         )
     issuer_limits = issuers.parse_issuers(r, spec.get("issuers"))
+    servers: tuple[str, ...] = ()
+    if "servers" in spec:
+        servers = _entries(r, spec, "spec.servers", _server, allow_empty=True)
     raise_problems(r)
     return MailDomainPolicy(
         name,
@@ -319,7 +343,16 @@ def parse_policy(doc: Mapping[str, Any], source: str = "") -> MailDomainPolicy:
         require_proof,
         bind_addresses,
         issuer_limits,
+        servers,
     )
+
+
+def _server(value: object) -> str:
+    """``namespace/name`` of a MailServer."""
+    if not isinstance(value, str) or value.count("/") != 1:
+        raise FieldError(f"expected namespace/name of a MailServer, got {value!r}")
+    namespace, name = value.split("/")
+    return f"{validate.kubernetes_name(namespace)}/{validate.kubernetes_name(name)}"
 
 
 def _network(value: object) -> str:

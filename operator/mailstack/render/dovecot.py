@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mailstack.api.assemble import MailService
 from mailstack.render import layout
+from mailstack.render.server_paths import DOMAIN_TLS_DIR, DOVECOT_LOCAL_NAMES_KEY
 from mailstack.render.templating import render_template
 from mailstack.render.tls_profile import template_values as tls_profile
 from mailstack.render.workloads import enabled_public_ports
@@ -76,6 +77,7 @@ def render_dovecot_conf(service: MailService) -> str:
             "dovecot_config": layout.DOVECOT_CONFIG_DIR,
             "tls_cert": layout.TLS_CERT,
             "tls_key": layout.TLS_KEY,
+            "local_names": f"{DOMAIN_TLS_DIR}/{DOVECOT_LOCAL_NAMES_KEY}",  # a shared server's
             "passwd": layout.PASSWD_FILE,
             "mail": layout.MAIL_DIR,
             "mda_client_cert": layout.MDA_CLIENT_CERT,

@@ -26,7 +26,7 @@ address; it only delivers to the mailbox without forwarding.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 HELD_DETAIL = "not-forwarded"
 # Where the rspamd container mounts the map: this one key of the users Secret, nothing else.
@@ -124,8 +124,16 @@ def held_alias_entries(entries: AliasEntries, domain: str) -> list[tuple[str, tu
 
 def render_forwarding_map(entries: AliasEntries, domain: str) -> str:
     """The guard map as rspamd's hash map reads it: ``key value`` lines."""
+    return render_forwarding_maps([(entries, domain)])
+
+
+def render_forwarding_maps(domains: Iterable[tuple[AliasEntries, str]]) -> str:
+    """The guard map of several domains served together (a shared server), one header."""
     header = (
         "# Envelope recipients that forward outside this server, and what becomes of mail\n"
         "# rspamd marks as spam or that fails our DMARC (render/forwarding.py).\n"
     )
-    return header + "".join(f"{a} {v}\n" for a, v in forwarding_entries(entries, domain))
+    lines = [
+        f"{a} {v}\n" for entries, domain in domains for a, v in forwarding_entries(entries, domain)
+    ]
+    return header + "".join(lines)

@@ -7,6 +7,7 @@ from mailstack.api.models import ClusterNetworks
 from mailstack.api.postscreen_models import DnsblSite
 from mailstack.render import layout
 from mailstack.render.rspamd import SCAN_TIMEOUT_SECONDS
+from mailstack.render.server_paths import DOMAIN_TLS_DIR, SNI_MAP_KEY, VIRTUAL_DOMAINS_KEY
 from mailstack.render.templating import RenderError, render_template
 from mailstack.render.tls_profile import template_values as tls_profile
 from mailstack.render.workloads import enabled_public_ports, internal_ports
@@ -57,6 +58,9 @@ def _paths() -> dict[str, str]:
         "sasl_tunnel": layout.SASL_TUNNEL_SOCKET,
         "postscreen_cache": layout.POSTSCREEN_CACHE,
         "tripwire": layout.TRIPWIRE_SOCKET,
+        # A shared server's (render.server_domains).
+        "virtual_domains": f"{layout.USERS_DIR}/{VIRTUAL_DOMAINS_KEY}",
+        "sni_map": f"{DOMAIN_TLS_DIR}/{SNI_MAP_KEY}",
     }
 
 

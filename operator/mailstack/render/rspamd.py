@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from mailstack.api import hosts
 from mailstack.api.assemble import MailService
 from mailstack.render import layout
-from mailstack.render.forwarding import FORWARDING_MAP, HELD_DETAIL
+from mailstack.render.forwarding import FORWARDING_DIR, FORWARDING_MAP, HELD_DETAIL
+from mailstack.render.server_paths import SELECTOR_MAP_KEY, VIRTUAL_DOMAINS_KEY
 from mailstack.render.templating import render_template
 
 RSPAMD_FILES = (
@@ -87,6 +88,16 @@ def dkim_key_file(selector: str) -> str:
     return f"{selector}.key"
 
 
+def _server_context() -> dict[str, str]:
+    """What a shared server's rspamd reads instead of its one domain (render.server_domains):
+    the key by the From: domain and its mapped selector, the domains from the users Secret."""
+    return {
+        "dkim_key_path": f"{layout.DKIM_DIR}/$domain.$selector.key",
+        "dkim_selector_map": f"{layout.DKIM_DIR}/{SELECTOR_MAP_KEY}",
+        "own_domains_map": f"{FORWARDING_DIR}/{VIRTUAL_DOMAINS_KEY}",
+    }
+
+
 def render_rspamd_config(service: MailService) -> dict[str, str]:
     """The files of the ``<name>-rspamd`` ConfigMap (mounted as ``local.d``)."""
     domain = service.domain
@@ -98,6 +109,7 @@ def render_rspamd_config(service: MailService) -> dict[str, str]:
         "sieve_login": layout.SIEVE_LOGIN,
         "probe_sender": layout.MILTER_PROBE_SENDER,
         "dkim_key_path": f"{layout.DKIM_DIR}/{dkim_key_file(domain.dkim.selector)}",
+        **(_server_context() if domain.server_ref else {}),
         "limits": SCAN_LIMITS,
         "scan_timeout": SCAN_TIMEOUT_SECONDS,
         "proxy_processes": PROXY_PROCESSES,

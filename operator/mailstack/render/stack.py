@@ -42,9 +42,10 @@ def _config_map(service: MailService, name: str, component: str, data: dict[str,
     }
 
 
-def _secret(
+def secret_object(
     service: MailService, name: str, component: str, data: dict[str, str], kind: str = "Opaque"
 ) -> Obj:
+    """A Secret of the stack, its data given as text."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -87,13 +88,13 @@ def render_tls_objects(service: MailService, material: Material) -> list[Obj]:
             f"{domain.ref}: no TLS certificate material for issuer {domain.tls.issuer}"
         )
     return [
-        _secret(
+        secret_object(
             service,
             names["ca"],
             "tls",
             {"ca.crt": material.ca.cert_pem, "ca.key": material.ca.key_pem},
         ),
-        _secret(
+        secret_object(
             service,
             names["tls"],
             "tls",
@@ -118,7 +119,7 @@ def render_mda_client_secret(service: MailService, material: Material) -> Obj:
     fingerprint that Postfix trusts (mounted in the MTA pod with the certificate, not the key)."""
     client = _client(service, material.mda_client, "mda")
     names = layout.object_names(service.domain.name)
-    return _secret(
+    return secret_object(
         service,
         names["mda_client"],
         "mda",
@@ -136,7 +137,7 @@ def render_mta_client_secret(service: MailService, material: Material) -> Obj:
     client = _client(service, material.mta_client, "mta")
     names = layout.object_names(service.domain.name)
     data = {"tls.crt": client.cert_pem, "tls.key": client.key_pem}
-    return _secret(service, names["mta_client"], "mta", data)
+    return secret_object(service, names["mta_client"], "mta", data)
 
 
 def render_stack(
@@ -169,8 +170,8 @@ def render_stack(
         _config_map(service, names["rspamd_config"], "mta", rspamd_files),
         _config_map(service, names["dovecot_config"], "mda", dovecot_files),
         _config_map(service, names["sieve"], "mda", render_sieve_scripts(service)),
-        _secret(service, names["users"], "users", users),
-        _secret(
+        secret_object(service, names["users"], "users", users),
+        secret_object(
             service,
             names["dkim"],
             "dkim",

@@ -40,6 +40,7 @@ from mailstack.render.pod_settings import (
     template_metadata,
 )
 from mailstack.render.rspamd import dkim_key_file
+from mailstack.render.server_paths import DOMAIN_TLS_DIR, VIRTUAL_DOMAINS_KEY, domain_tls_secret
 
 # The capabilities the postfix container adds back after dropping all. Postfix runs as root:
 # its master and each of its daemons switch to the postfix user themselves (set_ugid: setgid,
@@ -190,7 +191,12 @@ def render_mta_statefulset(
     names = layout.object_names(domain.name)
     settings = pod_settings(service, options)
     mta_ports = enabled_public_ports(service, "mta")
+    shared = domain.server_ref is not None  # a MailServer's stack (render.server)
     user_keys = ["virtual_mailboxes", "virtual_aliases", "sender_logins"]
+    guard_keys = [FORWARDING_MAP_KEY]
+    if shared:
+        user_keys.append(VIRTUAL_DOMAINS_KEY)
+        guard_keys.append(VIRTUAL_DOMAINS_KEY)  # rspamd's own domains
     if relay_auth:
         user_keys.append("relay_passwords")
     postfix = container(
@@ -205,6 +211,7 @@ def render_mta_statefulset(
             mount("postfix-config", layout.POSTFIX_CONFIG_DIR),
             mount("users", layout.USERS_DIR),
             mount("tls", layout.TLS_DIR),
+            *_domain_tls_mounts(shared),
             mount("mda-client", layout.MDA_CLIENT_DIR),
             mount("mta-client", layout.MTA_CLIENT_DIR),
             mount("queue", layout.QUEUE_VOLUME, read_only=False),
@@ -248,13 +255,17 @@ def render_mta_statefulset(
         config_map_volume("postfix-config", names["postfix_config"]),
         config_map_volume("rspamd-config", names["rspamd_config"]),
         secret_volume("users", names["users"], user_keys),
-        secret_volume("forwarding", names["users"], [FORWARDING_MAP_KEY]),
+        secret_volume("forwarding", names["users"], guard_keys),
         secret_volume("tls", names["tls"], ["tls.crt", "tls.key", "ca.crt"]),
+        *_domain_tls_volumes(domain.name, shared),
         # The MDA's certificate and the fingerprint Postfix trusts, not the key.
         secret_volume("mda-client", names["mda_client"], ["clientcerts", "tls.crt"]),
         secret_volume("mta-client", names["mta_client"], ["tls.crt", "tls.key"]),
-        # The key only: a key someone else put in the Secret never reaches the pod.
-        secret_volume("dkim", names["dkim"], [dkim_key_file(domain.dkim.selector)]),
+        # The key only: a key someone else put in the Secret never reaches the pod. A server's
+        # keys come and go with its domains: the whole Secret, which only the operator writes.
+        secret_volume(
+            "dkim", names["dkim"], None if shared else [dkim_key_file(domain.dkim.selector)]
+        ),
         empty_dir("postfix-data"),
         empty_dir("milter"),
         empty_dir("sasl-tunnel", memory=True),
@@ -275,6 +286,17 @@ def render_mta_statefulset(
         )
     ]
     return _statefulset(service, settings, "mta", names["service"], pod, claims, config_checksum)
+
+
+def _domain_tls_mounts(shared: bool) -> list[Obj]:
+    """A shared server's domain certificates (render.server_domains), in both pods."""
+    return [mount("domain-tls", DOMAIN_TLS_DIR)] if shared else []
+
+
+def _domain_tls_volumes(name: str, shared: bool) -> list[Obj]:
+    """Mounted whole: the files come and go with the domains, and an ``items`` list would
+    change the pod template with each."""
+    return [secret_volume("domain-tls", domain_tls_secret(name))] if shared else []
 
 
 def _tunnel_sessions(service: MailService) -> str:
@@ -305,6 +327,7 @@ def render_mda_statefulset(
             mount("users", layout.USERS_DIR),
             mount("sieve", layout.SIEVE_DIR),
             mount("tls", layout.TLS_DIR),
+            *_domain_tls_mounts(domain.server_ref is not None),
             mount("mda-client", layout.MDA_CLIENT_DIR),
             mount("mta-client", layout.MTA_CLIENT_DIR),
             mount("mail", layout.MAIL_DIR, read_only=False),
@@ -323,6 +346,7 @@ def render_mda_statefulset(
         config_map_volume("sieve", names["sieve"]),
         secret_volume("users", names["users"], ["passwd"]),
         secret_volume("tls", names["tls"], ["tls.crt", "tls.key", "ca.crt"]),
+        *_domain_tls_volumes(domain.name, domain.server_ref is not None),
         secret_volume("mda-client", names["mda_client"], ["tls.crt", "tls.key"]),
         # The certificate the agent's LMTP and SASL tunnel pins (agent/tunnel.py), not the key.
         secret_volume("mta-client", names["mta_client"], ["tls.crt"]),

@@ -1,7 +1,9 @@
 """The MailDomain document: its top level and its small sections.
 
 Owns: ``parse_maildomain``, the addresses completed with the domain (aliases, catch-all,
-postmaster), and the sections ``protocols``, ``dkim``, ``storage`` and ``spam``. ``limits``,
+postmaster), and the sections ``protocols``, ``dkim``, ``storage``, ``spam`` and ``serverRef``
+(with it, the server's fields are refused: ``api.server_models.SERVER_FIELDS``); the MailServer's
+parser reuses the section parsers. ``limits``,
 ``relay``, ``outbound``, ``tls``, ``dns``, ``service``, ``postscreen`` and ``pods`` have their
 own modules. Defaults come from the model classes; only those derived from the domain
 (``mail.<domain>``, ``postmaster@<domain>``) and the host name (the HELO name) are made here.
@@ -30,7 +32,10 @@ from mailstack.api.parse.postscreen import parse_postscreen
 from mailstack.api.parse.relay import parse_relay
 from mailstack.api.parse.service import parse_service
 from mailstack.api.parse.tls import parse_tls
+from mailstack.api.pod_models import MailPods
+from mailstack.api.postscreen_models import Postscreen
 from mailstack.api.reader import Reader, boolean, join, number, one_of
+from mailstack.api.server_models import SERVER_FIELDS
 
 SPEC_FIELDS = frozenset(
     {
@@ -52,6 +57,7 @@ SPEC_FIELDS = frozenset(
         "postscreen",
         "resolvers",
         "pods",
+        "serverRef",
     }
 )
 
@@ -80,7 +86,7 @@ def parse_maildomain(
         spec, "postmaster", "spec", addresses.target, f"postmaster@{domain}" if domain else ""
     )
     limits = parse_limits(r, spec.get("limits"))
-    protocols = _protocols(r, spec.get("protocols"))
+    protocols = parse_protocols(r, spec.get("protocols"))
     relay = parse_relay(r, spec.get("relay"))
     relayed = spec.get("relay") is not None
     outbound = parse_outbound(r, spec.get("outbound"), hostname, relayed)
@@ -88,11 +94,26 @@ def parse_maildomain(
     dkim = _dkim(r, spec.get("dkim"))
     dns = parse_dns(r, spec.get("dns"), domain)
     service = parse_service(r, spec.get("service"))
-    storage = _storage(r, spec.get("storage"))
-    spam = _spam(r, spec.get("spam"))
+    storage = parse_storage(r, spec.get("storage"))
+    spam = parse_spam(r, spec.get("spam"))
     postscreen = parse_postscreen(r, spec.get("postscreen"))
     resolvers = r.items(spec, "resolvers", "spec", validate.any_ip_address)
     pods = parse_pods(r, spec.get("pods"), "spec.pods")
+    server_ref = parse_server_ref(r, spec.get("serverRef"), namespace)
+    if server_ref is not None:
+        server_fields: dict[str, tuple[object, object]] = {
+            "service": (service, models.ServiceSpec()),
+            "storage": (storage, models.Storage()),
+            "pods": (pods, MailPods()),
+            "spam": (spam, models.Spam()),
+            "outbound": (outbound, models.Outbound(helo_name=hostname)),
+            "limits": (limits, models.Limits()),
+            "postscreen": (postscreen, Postscreen()),
+            "resolvers": (resolvers, ()),
+            "protocols": (protocols, models.Protocols()),
+            "relay": (relay, None),
+        }
+        _refuse_server_fields(r, server_fields, server_ref)
     raise_problems(r)
     return models.MailDomain(
         name=name,
@@ -115,10 +136,42 @@ def parse_maildomain(
         postscreen=postscreen,
         resolvers=resolvers,
         pods=pods,
+        server_ref=server_ref,
         generation=generation,
         uid=uid,
         created=created,
     )
+
+
+def parse_server_ref(r: Reader, value: object, namespace: str) -> models.ServerRef | None:
+    """``spec.serverRef``: the MailServer that serves the domain (its namespace defaults to the
+    MailDomain's own); None when absent."""
+    if value is None:
+        return None
+    path = "spec.serverRef"
+    ref = r.mapping(value, path, {"namespace", "name"})
+    name = r.field(ref, "name", path, validate.kubernetes_name)
+    server_namespace = r.field(ref, "namespace", path, validate.kubernetes_name, namespace)
+    if not (r.present(name) and r.present(server_namespace)):
+        return None
+    return models.ServerRef(server_namespace, name)
+
+
+def _refuse_server_fields(
+    r: Reader, parsed: Mapping[str, tuple[object, object]], server: models.ServerRef
+) -> None:
+    """A field error for each field of the server (``SERVER_FIELDS``) whose parsed value is not
+    its default (``parsed``: name -> (value, default)). Compared parsed, not raw: the API server
+    fills in the CRD's defaults (``service: {}`` and more), which must pass, and for the same
+    reason the CRD has no CEL rule for it (a defaulted section is indistinguishable there)."""
+    for name in SERVER_FIELDS:
+        value, default = parsed[name]
+        if value != default:
+            r.fail(
+                f"spec.{name}",
+                f"belongs to the {server.ref} named in spec.serverRef: set it there, "
+                "or remove spec.serverRef for a stack of the domain's own",
+            )
 
 
 @dataclass(frozen=True)
@@ -171,7 +224,7 @@ def _aliases(
     return tuple(aliases)
 
 
-def _protocols(r: Reader, value: object) -> models.Protocols:
+def parse_protocols(r: Reader, value: object) -> models.Protocols:
     path = "spec.protocols"
     protocols = r.mapping(value, path, {"imap", "pop3", "submission", "submissions", "managesieve"})
     default = models.Protocols
@@ -215,7 +268,7 @@ def _volume(r: Reader, value: object, path: str, default: models.Volume) -> mode
     )
 
 
-def _storage(r: Reader, value: object) -> models.Storage:
+def parse_storage(r: Reader, value: object) -> models.Storage:
     path = "spec.storage"
     storage = r.mapping(value, path, {"mailboxes", "queue", "retention"})
     default = models.Storage()
@@ -228,7 +281,7 @@ def _storage(r: Reader, value: object) -> models.Storage:
     )
 
 
-def _spam(r: Reader, value: object) -> models.Spam:
+def parse_spam(r: Reader, value: object) -> models.Spam:
     path = "spec.spam"
     spam = r.mapping(
         value, path, {"enabled", "thresholds", "moveToJunk", "antivirus", "onScanFailure"}
