@@ -3,7 +3,11 @@ forward secrecy only, every suite of the list known (a misspelt name would vanis
 
 from __future__ import annotations
 
+import re
 import ssl
+from pathlib import Path
+
+import pytest
 
 from mailstack.render import tls_profile
 
@@ -28,3 +32,29 @@ def test_the_profile_starts_at_tls_12_with_x25519_first() -> None:
     values = tls_profile.template_values()
     assert values["min_protocol"] == "TLSv1.2"
     assert values["curves"].split(":") == ["X25519", "prime256v1", "secp384r1"]
+
+
+# The TLS parameters a service may set for itself: whether TLS is used, how it starts, whether a
+# client certificate is asked for. Anything else (protocols, ciphers, curves, keys) would make
+# one port's profile differ from its daemon's, which the mail tests' scans take as one.
+SERVICE_TLS_OPTIONS = {
+    "smtpd_tls_security_level",
+    "smtpd_tls_wrappermode",
+    "smtpd_tls_auth_only",
+    "smtpd_tls_ask_ccert",
+}
+GOLDEN = Path(__file__).parent.parent / "golden" / "files"
+
+
+@pytest.mark.parametrize("stack", ["mail/example-com", "default/example-org"])
+def test_no_port_overrides_its_daemons_tls_profile(stack: str) -> None:
+    """``tests/mail/test_tls_profile`` scans one port per Postfix parameter set (25 for the
+    opportunistic ``smtpd_tls_*``, 465 for the mandatory ones 587 shares) and one Dovecot port:
+    sound only while no service sets its own protocols, suites or curves."""
+    namespace, name = stack.split("/")
+    master = (GOLDEN / namespace / f"{name}-postfix" / "master.cf").read_text()
+    options = set(re.findall(r"-o (smtpd_tls_\w+)=", master))
+    assert options and options <= SERVICE_TLS_OPTIONS, options - SERVICE_TLS_OPTIONS
+    dovecot = (GOLDEN / namespace / f"{name}-dovecot" / "dovecot.conf").read_text()
+    nested = re.findall(r"^\s+(ssl_\w+)\s*=", dovecot, re.MULTILINE)
+    assert nested == [], nested  # ssl = yes on a listener is implicit TLS, not a profile
