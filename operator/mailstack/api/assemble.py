@@ -18,6 +18,10 @@ from mailstack.api.models import Mailbox, MailDomain
 from mailstack.api.policy import Grants
 from mailstack.api.proof import Proof
 
+# The kind of the problem of a Mailbox whose domain no admitted MailDomain serves (a caller that
+# knows the MailDomain was refused for a reason of its own says so instead: pipeline.py).
+UNSERVED = "unserved"
+
 
 @dataclass(frozen=True)
 class MailService:
@@ -125,6 +129,7 @@ def assemble(
                     box.ref,
                     "spec.address",
                     f"no MailDomain in namespace {box.namespace} serves the domain {box.domain}",
+                    kind=UNSERVED,
                 )
             )
             continue
