@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mailstack.api.assemble import MailService, assemble
-from mailstack.api.documents import load_documents
+from mailstack.api.assemble import UNSERVED, MailService, assemble
+from mailstack.api.documents import Inputs, load_documents
 from mailstack.api.errors import Problem
 from mailstack.api.models import ClusterNetworks, Secret
 from mailstack.api.parse.cluster_networks import exempt_cluster_problems
@@ -46,7 +46,9 @@ def prepare(
     # The policies in the files are the platform's: given any, grants are required (policy.py).
     grants = Grants(tuple(inputs.policies))
     services, problems = assemble(inputs.domains, inputs.mailboxes, grants)
-    problems = inputs.problems + _with_sources(problems, inputs.sources)
+    problems = inputs.problems + _with_sources(
+        _unserved_explained(problems, inputs), inputs.sources
+    )
     result: list[tuple[MailService, Material]] = []
     for service in services:
         overlaps = exempt_cluster_problems(service.domain, networks or ClusterNetworks())
@@ -61,6 +63,26 @@ def prepare(
         problems += _with_sources(material_problems, inputs.sources)
         result.append((service, material))
     return Prepared(result, problems)
+
+
+def _unserved_explained(problems: list[Problem], inputs: Inputs) -> list[Problem]:
+    """A Mailbox whose MailDomain was refused for an error of its own (or sat in a file that did
+    not parse) adds no error that points away from the cause; while a file could not be read at
+    all, each such error says it may be the cause."""
+    domain_of = {box.ref: (box.namespace, box.domain) for box in inputs.mailboxes}
+    result = []
+    for problem in problems:
+        if problem.kind == UNSERVED:
+            if domain_of.get(problem.document) in inputs.refused_domains:
+                continue
+            if inputs.unreadable:
+                files = ", ".join(inputs.unreadable)
+                problem = dataclasses.replace(
+                    problem,
+                    message=f"{problem.message} (unless it is in {files}, which has an error)",
+                )
+        result.append(problem)
+    return result
 
 
 def _with_sources(problems: list[Problem], sources: dict[str, str]) -> list[Problem]:

@@ -10,9 +10,13 @@ range, where ``up``'s HAProxy connects from.
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import signal
+import smtplib
 import socket
 import sys
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -20,6 +24,7 @@ import pytest
 from tests.mail.conftest import (
     BRIDGE_NETWORK,
     CLIENT_CONTEXT_SOURCE,
+    HOSTNAME,
     PASSWORDS,
     Stack,
     start_stack,
@@ -68,16 +73,94 @@ def test_an_unauthenticated_client_behind_the_proxy_cannot_relay(proxied: Stack)
     refuses_relay_from_the_internet(proxied)
 
 
-def test_a_client_announced_as_loopback_is_not_trusted(proxied: Stack) -> None:
-    """HAProxy announces a client of the host's loopback as 127.0.0.1, the pod's own address:
-    on the PROXY ports mynetworks is empty, so it is a stranger like any other."""
+def test_a_client_of_the_hosts_loopback_is_announced_as_the_host(proxied: Stack) -> None:
+    """up's HAProxy announces a client of the host's loopback as the host's bridge address (as
+    DNAT shows it), never as 127.0.0.1, which the PROXY ports refuse; it is a stranger there."""
+    host = json.loads((proxied.state / "endpoints.json").read_text())["hostAddress"]
     victim = f"victim-{secrets.token_hex(4)}@example.org"
     with proxied.smtp("smtp") as smtp:
         assert smtp.mail(SENDER)[0] == 250
         code, text = smtp.rcpt(victim)
         assert code in (454, 554), text
     line = proxied.wait_for_log(MTA, "postfix", f"<{victim}>: Relay access denied", "NOQUEUE")
-    assert "[127.0.0.1]" in line, line
+    assert f"[{host}]" in line, line
+
+
+class ForgingSMTP(smtplib.SMTP):
+    """An SMTP client that sends a PROXY v1 header first, as a broken or forging proxy would."""
+
+    def __init__(self, header: bytes, host: str, port: int) -> None:
+        self.header = header
+        super().__init__(host, port, timeout=30)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        conn = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        conn.sendall(self.header)
+        return conn  # type: ignore[no-any-return]
+
+
+def proxy_header(announced: str, pod: str, port: int) -> bytes:
+    if ":" in announced:
+        return f"PROXY TCP6 {announced} ::ffff:{pod} 40000 {port}\r\n".encode()
+    return f"PROXY TCP4 {announced} {pod} 40000 {port}\r\n".encode()
+
+
+UNANNOUNCEABLE = ["127.0.0.1", "127.0.0.5", "::1", "::ffff:127.0.0.1", "169.254.169.254"]
+
+
+@pytest.mark.parametrize("announced", UNANNOUNCEABLE)
+def test_port_25_drops_a_client_announced_as_loopback(proxied: Stack, announced: str) -> None:
+    """#14 re-check R1: rspamd takes a loopback client for the pod itself (no SPF, no own-domain
+    check, DKIM-signed): a proxy announcing one is refused before any mail (postscreen)."""
+    mta = pod_address(proxied, MTA)
+    with pytest.raises(smtplib.SMTPConnectError) as refused:
+        ForgingSMTP(proxy_header(announced, mta, 25), mta, 25).close()
+    assert refused.value.smtp_code == 521, refused.value
+
+
+def test_port_25_takes_an_ordinary_announced_client(proxied: Stack) -> None:
+    """The same forged header with an ordinary address: greeted, and our domain as envelope
+    sender refused (the own-domain rule): the check above is not a broken header."""
+    mta = pod_address(proxied, MTA)
+    with ForgingSMTP(proxy_header("203.0.113.9", mta, 25), mta, 25) as smtp:
+        smtp._host = HOSTNAME  # type: ignore[attr-defined]
+        smtp.ehlo("client.example.net")
+        smtp.starttls(context=proxied.tls_context())
+        smtp.ehlo("client.example.net")
+        assert smtp.mail("alice@example.com")[0] == 250
+        code, text = smtp.rcpt("bob@example.com")
+        if code == 250:
+            code, text = smtp.data(raw_text_message("forged", "alice@example.com"))
+        assert code == 554 and b"submission port" in text, text
+
+
+@pytest.mark.parametrize("announced", ["127.0.0.1", "::1"])
+def test_submission_refuses_a_client_announced_as_loopback_even_logged_in(
+    proxied: Stack, announced: str
+) -> None:
+    mta = pod_address(proxied, MTA)
+    with ForgingSMTP(proxy_header(announced, mta, 587), mta, 587) as smtp:
+        smtp._host = HOSTNAME  # type: ignore[attr-defined]
+        smtp.ehlo("client.example.net")
+        smtp.starttls(context=proxied.tls_context())
+        smtp.ehlo("client.example.net")
+        smtp.login("alice@example.com", PASSWORDS["alice"])
+        assert smtp.mail("alice@example.com")[0] == 250
+        code, text = smtp.rcpt("bob@example.com")
+        assert code == 554 and b"no client of this port can have" in text, text
+
+
+@pytest.mark.parametrize("announced", ["127.0.0.1", "::1"])
+def test_dovecot_does_not_take_a_loopback_announced_client_as_secured(
+    proxied: Stack, announced: str
+) -> None:
+    """Dovecot allows plaintext logins on "secured" connections, the local ones among them: an
+    announced loopback address does not make one (the proxy's real address counts)."""
+    mda = pod_address(proxied, MDA)
+    with socket.create_connection((mda, 143), timeout=15) as conn:
+        conn.sendall(proxy_header(announced, mda, 143))
+        greeting = conn.recv(4096)
+    assert greeting.startswith(b"* OK") and b"LOGINDISABLED" in greeting, greeting
 
 
 def test_submission_through_the_proxy_logs_in(proxied: Stack) -> None:
@@ -201,3 +284,30 @@ def test_the_internal_listeners_serve_the_namespace_without_proxy(proxied: Stack
     # The host is not a pod of the namespace: the internal listeners are closed to it.
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection((mta, 11587), timeout=10).close()
+
+
+def test_up_restarts_its_haproxy(proxied: Stack) -> None:
+    """#14 re-check R2: HAProxy killed, every PROXY port refused connections while up stayed
+    "ready" and said nothing. Now: restarted with back-off, logged, "degraded" meanwhile."""
+    (pid,) = [p for p, cmd in proxied.own_processes().items() if "haproxy.cfg" in cmd]
+    os.kill(pid, signal.SIGKILL)
+    log = proxied.workdir / "up.log"
+    proxied.wait_for(
+        "HAProxy's restart in up's log",
+        lambda: "haproxy started again" in log.read_text() or None,
+        timeout=20,
+    )
+    text = log.read_text()
+    assert "haproxy exited with -9; restarting in 1 s" in text, text[-2000:]
+    assert "now degraded" in text and "now ready" in text, text[-2000:]
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with proxied.smtp("submission") as smtp:
+                smtp.login("alice@example.com", PASSWORDS["alice"])
+            break
+        except (OSError, smtplib.SMTPException):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    assert (proxied.state / "ready").read_text() == "ready\n"

@@ -39,16 +39,20 @@ def test_host_ports_are_published_with_dnat(tmp_path: Path) -> None:
 
 def test_the_configuration_sends_proxy_v2_to_the_pods() -> None:
     config = haproxy_config(
-        ["127.0.0.1", "::1"], [(20025, "10.192.0.2", 25), (20993, "10.192.0.3", 993)]
+        ["127.0.0.1", "::1"],
+        [(20025, "10.192.0.2", 25), (20993, "10.192.0.3", 993)],
+        "10.192.0.1",
     )
     assert config.endswith(
         "listen port-20025\n"
         "  bind 127.0.0.1:20025\n"
         "  bind ipv6@::1:20025\n"
+        "  tcp-request connection set-src ipv4(10.192.0.1) if { src 127.0.0.0/8 ::1 }\n"
         "  server pod 10.192.0.2:25 send-proxy-v2\n"
         "listen port-20993\n"
         "  bind 127.0.0.1:20993\n"
         "  bind ipv6@::1:20993\n"
+        "  tcp-request connection set-src ipv4(10.192.0.1) if { src 127.0.0.0/8 ::1 }\n"
         "  server pod 10.192.0.3:993 send-proxy-v2\n"
     )
     assert "  mode tcp\n" in config and "  timeout client 31m\n" in config

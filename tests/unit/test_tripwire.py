@@ -111,9 +111,8 @@ def test_the_public_listeners_hand_cluster_clients_to_the_agent() -> None:
         "default_action=DUNNO, timeout=2s }"
     ) in main
     assert (
-        f"mailstack_tripwire = check_client_access cidr:{layout.POSTFIX_CONFIG_DIR}/"
-        + (CLUSTER_CLIENTS_FILE)
-        in main
+        "mailstack_tripwire = $mailstack_proxied_guard, check_client_access "
+        f"cidr:{layout.POSTFIX_CONFIG_DIR}/" + (CLUSTER_CLIENTS_FILE) in main
     )
     assert "smtpd_client_restrictions = $mailstack_tripwire" in main
     # Never trusted: mynetworks is the pod's loopback, no XCLIENT/XFORWARD.
@@ -129,7 +128,8 @@ def test_the_public_listeners_hand_cluster_clients_to_the_agent() -> None:
 def test_without_cluster_networks_there_is_no_tripwire() -> None:
     files = render_postfix_config(example_service(), None, "ab" * 32, ClusterNetworks())
     assert CLUSTER_CLIENTS_FILE not in files
-    assert "mailstack_tripwire =\n" in files["main.cf"]
+    assert "mailstack_tripwire = $mailstack_proxied_guard\n" in files["main.cf"]
+    assert "mailstack_proxied_guard =\n" in files["main.cf"]
     assert "check_policy_service" not in files["main.cf"]
 
 

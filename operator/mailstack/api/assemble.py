@@ -23,6 +23,9 @@ _PENDING = (
     "a MailDomain on a shared MailServer is not served yet: the MailServer kind is parsed and "
     "checked, but neither the operator nor mailstack render acts on spec.serverRef so far"
 )
+# The kind of the problem of a Mailbox whose domain no admitted MailDomain serves (a caller that
+# knows the MailDomain was refused for a reason of its own says so instead: pipeline.py).
+UNSERVED = "unserved"
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,7 @@ def assemble(
                     box.ref,
                     "spec.address",
                     f"no MailDomain in namespace {box.namespace} serves the domain {box.domain}",
+                    kind=UNSERVED,
                 )
             )
             continue

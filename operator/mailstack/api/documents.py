@@ -28,6 +28,21 @@ from mailstack.api.server_models import MailServer
 from mailstack.kubedoc import meta_of
 
 
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping names ``key`` twice: on ``first_line`` and again on ``line`` (1-based)."""
+
+    def __init__(self, key: Any, first: yaml.Mark, again: yaml.Mark, mapping: yaml.Mark) -> None:
+        super().__init__(
+            "while constructing a mapping",
+            mapping,
+            f"found duplicate key {key!r} (first on line {first.line + 1})",
+            again,
+        )
+        self.key = key
+        self.first_line = first.line + 1
+        self.line = again.line + 1
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """A safe loader that refuses a key named twice in one mapping."""
 
@@ -42,12 +57,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             except TypeError:  # an unhashable key: SafeLoader's own error says so
                 break
             if first is not key_node.start_mark:
-                raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping",
-                    node.start_mark,
-                    f"found duplicate key {key!r} (first on line {first.line + 1})",
-                    key_node.start_mark,
-                )
+                raise DuplicateKeyError(key, first, key_node.start_mark, node.start_mark)
         return super().construct_mapping(node, deep=deep)
 
 
@@ -61,6 +71,11 @@ class Inputs:
     problems: list[Problem] = field(default_factory=list)
     # "Kind/namespace/name" -> the file (and position) it came from
     sources: dict[str, str] = field(default_factory=dict)
+    # (namespace, domain) of the MailDomains refused with a problem of their own (a document
+    # that did not parse, or in a file that did not): their Mailboxes add no error of their own.
+    refused_domains: set[tuple[str, str]] = field(default_factory=set)
+    # Files that could not be read at all: any MailDomain may have been in them.
+    unreadable: list[str] = field(default_factory=list)
 
     def secrets_in(self, namespace: str) -> dict[str, m.Secret]:
         return {s.name: s for s in self.secrets if s.namespace == namespace}
@@ -124,13 +139,55 @@ def parse_documents(
                 inputs.secrets.append(parse_secret(doc, source, default_namespace))
         except ValidationError as err:
             inputs.problems.extend(err.problems)
+            if kind == "MailDomain":
+                inputs.refused_domains |= _served(doc, default_namespace)
     return inputs
+
+
+def _served(doc: Any, default_namespace: str) -> set[tuple[str, str]]:
+    """(namespace, domain) of a MailDomain document that was refused, read as far as it goes."""
+    if not isinstance(doc, Mapping) or doc.get("kind") != "MailDomain":
+        return set()
+    spec = doc.get("spec")
+    domain = spec.get("domain") if isinstance(spec, Mapping) else None
+    if not isinstance(domain, str):
+        return set()
+    namespace = meta_of(doc).get("namespace") or default_namespace
+    return {(str(namespace), domain.strip().lower().rstrip("."))}
+
+
+def _yaml_problem(err: yaml.YAMLError, path: Path) -> Problem:
+    """A YAML error as one line that names the line at fault: ``file: line 8: ...``."""
+    if isinstance(err, DuplicateKeyError):
+        return Problem(
+            f"line {err.line}",
+            "",
+            f"key {err.key!r} is defined twice (first on line {err.first_line})",
+            str(path),
+        )
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None)
+    if mark is not None and problem:
+        return Problem(f"line {mark.line + 1}", "", f"is not valid YAML: {problem}", str(path))
+    return Problem("file", "", f"is not valid YAML: {err}".replace("\n", " "), str(path))
+
+
+def _refused_in(text: str, default_namespace: str) -> set[tuple[str, str]]:
+    """The MailDomains a file refused for a duplicate key would have held (YAML's own reading,
+    which keeps the last value): their Mailboxes' errors would point away from the cause."""
+    try:
+        docs = list(yaml.safe_load_all(text))
+    except yaml.YAMLError:
+        return set()
+    return set().union(*(_served(doc, default_namespace) for doc in docs))
 
 
 def load_documents(paths: Iterable[str | Path], default_namespace: str = "default") -> Inputs:
     """Read and parse every document in the given files and folders."""
     pairs: list[tuple[str, Any]] = []
     problems: list[Problem] = []
+    refused_domains: set[tuple[str, str]] = set()
+    unreadable: list[str] = []
     for path in yaml_files(paths):
         try:
             text = path.read_text(encoding="utf-8")
@@ -138,12 +195,18 @@ def load_documents(paths: Iterable[str | Path], default_namespace: str = "defaul
                 pairs.append((f"{path}#{index + 1}" if index else str(path), doc))
         except OSError as err:
             problems.append(Problem("file", "", f"cannot read: {err.strerror}", str(path)))
+            unreadable.append(str(path))
         except UnicodeDecodeError:
             problems.append(Problem("file", "", "is not UTF-8 text", str(path)))
+            unreadable.append(str(path))
         except yaml.YAMLError as err:
-            problems.append(
-                Problem("file", "", f"is not valid YAML: {err}".replace("\n", " "), str(path))
-            )
+            problems.append(_yaml_problem(err, path))
+            refused = _refused_in(text, default_namespace)
+            refused_domains |= refused
+            if not refused:
+                unreadable.append(str(path))
     inputs = parse_documents(pairs, default_namespace)
     inputs.problems[:0] = problems
+    inputs.refused_domains |= refused_domains
+    inputs.unreadable += unreadable
     return inputs

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 from mailstack.local.pods import ContainerPlan
 from mailstack.local.terminal import log
@@ -27,6 +27,15 @@ from mailstack.local.terminal import log
 MAX_RESTART_DELAY = 30
 # As the kubelet: a container that ran this long before it exited starts the back-off afresh.
 BACKOFF_RESET_SECONDS = 600
+
+
+class Supervised(Protocol):
+    """A process restarted with back-off (``restart_due``): a container, or ``up``'s HAProxy."""
+
+    process: subprocess.Popen[bytes] | None
+    restarts: int
+    next_start: float
+    started: float
 
 
 @dataclass
@@ -136,8 +145,9 @@ def in_parallel(calls: list[Callable[[], None]]) -> None:
         thread.join()
 
 
-def restart_due(running: RunningContainer, label: str, now: float) -> bool:
-    """For a container whose process exited: True when it is time to start it again.
+def restart_due(running: Supervised, label: str, now: float) -> bool:
+    """For a process that exited (a container's, HAProxy's): True when it is time to start it
+    again.
 
     restartPolicy Always, with the kubelet's back-off: the first look at an exited process
     schedules (and logs) the restart, a later look at or after that time says True.

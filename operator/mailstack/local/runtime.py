@@ -299,7 +299,7 @@ class LocalRuntime:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.proxy = LocalProxy(self.state / "haproxy.cfg", self.logs / "haproxy.log")
         try:
-            self.proxy.start(self.listen, forwards)
+            self.proxy.start(self.listen, forwards, self.network.host_address)
         except ProxyError as err:
             raise RuntimeConfigError(str(err)) from None
 
@@ -326,12 +326,18 @@ class LocalRuntime:
         return sorted(pending)
 
     def supervise(self) -> None:
-        """Restart containers that exited (restartPolicy Always, with back-off)."""
+        """Restart containers that exited (restartPolicy Always, with back-off), and HAProxy."""
         now = time.monotonic()
         for key, containers in self.running.items():
             for running in containers:
                 if not self.stopping and restart_due(running, f"{key}/{running.plan.name}", now):
                     self._start_container(self.pods[key], running)
+        if self.proxy is not None and not self.stopping:
+            self.proxy.supervise(now)
+
+    def published(self) -> bool:
+        """Every published port has its forwarder: False while HAProxy is down."""
+        return self.proxy is None or self.proxy.running
 
     def apply_render(self, objects: list[Obj]) -> None:
         """Bring running pods to a new render: swap volumes, restart changed templates."""

@@ -28,13 +28,21 @@ def log(message: str) -> None:
     print(f"mailstack up: {message}", file=sys.stderr, flush=True)
 
 
+def _host(address: str) -> str:
+    """A ``--listen`` address as it goes before ``:port`` (an IPv6 one in brackets)."""
+    bare = address.strip("[]")
+    return f"[{bare}]" if ":" in bare else bare
+
+
 def print_endpoints(endpoints: dict[str, Any], state: Path) -> None:
-    """The ready banner: each MailDomain's ports, the CA to trust and the zone to publish."""
-    listen = endpoints["listen"][0]
+    """The ready banner: each MailDomain's ports on every ``--listen`` address, the CA to
+    trust and the zone to publish."""
+    hosts = [_host(address) for address in endpoints["listen"]]
     print("mailstack up: ready", flush=True)
     for domain, ports in sorted(endpoints["domains"].items()):
         print(f"{domain}:")
         for name, port in sorted(ports.items(), key=lambda item: item[1]):
-            print(f"  {_PORT_DESCRIPTIONS.get(name, name):36} {listen}:{port}")
+            published = ", ".join(f"{host}:{port}" for host in hosts)
+            print(f"  {_PORT_DESCRIPTIONS.get(name, name):36} {published}")
     print(f"CA certificate clients must trust:     {state / 'ca.crt'}")
     print(f"DNS records to publish:                {state / 'records.zone'}", flush=True)

@@ -126,8 +126,7 @@ def _run_locked(
         if not_ready:
             log("not ready after {:.0f} s: {}".format(READY_TIMEOUT, ", ".join(not_ready)))
         print_endpoints(endpoints, state.root)
-        (state.root / "ready").write_text("ready\n" if not not_ready else "degraded\n")
-        _follow_inputs(runtime, files, state, resolvers, reload_requested, networks)
+        _follow_inputs(runtime, files, state, resolvers, reload_requested, networks, not not_ready)
         return 0
     except (NetworkError, RuntimeConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -145,13 +144,22 @@ def _follow_inputs(
     resolvers: dict[str, tuple[str, ...]],
     reload_requested: threading.Event,
     networks: ClusterNetworks | None = None,
+    pods_ready: bool = True,
 ) -> None:
-    """Until the runtime stops: supervise its containers, and re-render on SIGHUP or when
-    the input files change (checked every second); a render that fails leaves the pods as
-    they are."""
+    """Until the runtime stops: supervise its containers (and HAProxy), keep the ``ready`` file
+    ("degraded" while pods were not ready in time or HAProxy is down), and re-render on SIGHUP
+    or when the input files change (checked every second); a render that fails leaves the pods
+    as they are."""
     digest = _inputs_digest(files)
+    status = ""
     while not runtime.stopping:
         runtime.supervise()
+        wanted = "ready\n" if pods_ready and runtime.published() else "degraded\n"
+        if wanted != status:
+            if status:
+                log(f"now {wanted.strip()}")
+            (state.root / "ready").write_text(wanted)
+            status = wanted
         reload_requested.wait(timeout=1.0)
         current = _inputs_digest(files)
         if reload_requested.is_set() or current != digest:

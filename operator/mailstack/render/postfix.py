@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from mailstack.api.assemble import MailService
 from mailstack.api.models import ClusterNetworks
 from mailstack.api.postscreen_models import DnsblSite
@@ -94,10 +96,42 @@ def render_postfix_main_cf(
         postscreen=domain.postscreen,
         dnsbl_sites=[dnsbl_site(site) for site in domain.postscreen.dnsbl.sites],
         postscreen_access_list=postscreen_access_list(domain.postscreen.allow_networks),
+        unannounceable=unannounceable_clients(),
         tripwire=f"{layout.POSTFIX_CONFIG_DIR}/{CLUSTER_CLIENTS_FILE}" if networks else None,
         proxy_protocol=domain.service.proxy_protocol,
         tls=tls_profile(),
     )
+
+
+# Client addresses no PROXY header may announce on a public port: the pod's own loopback (rspamd
+# and mynetworks take it for the pod itself: its bounces, its probe), "this network" and
+# link-local ones. A proxy's own local clients come as its public address (``mailstack up``'s
+# HAProxy: the host's bridge address); a header naming one of these is broken or forged.
+UNANNOUNCEABLE_CLIENTS = (
+    "127.0.0.0/8",
+    "::ffff:127.0.0.0/104",
+    "::1/128",
+    "0.0.0.0/8",
+    "::/128",
+    "169.254.0.0/16",
+    "fe80::/10",
+)
+
+
+@dataclass(frozen=True)
+class Unannounceable:
+    """The two forms of ``UNANNOUNCEABLE_CLIENTS`` for main.cf: smtpd's client check (587, 465
+    and the smtpd behind postscreen) and postscreen's access list entries (port 25)."""
+
+    smtpd: str
+    postscreen: str
+
+
+def unannounceable_clients() -> Unannounceable:
+    text = "REJECT 5.7.1 The proxy announced an address that no client of this port can have"
+    smtpd = ", ".join(f"{{{network} {text}}}" for network in UNANNOUNCEABLE_CLIENTS)
+    postscreen = ", ".join(f"{{{network} reject}}" for network in UNANNOUNCEABLE_CLIENTS)
+    return Unannounceable(f"check_client_access cidr:{{ {smtpd} }}", f"cidr:{{ {postscreen} }}")
 
 
 def postscreen_access_list(allow_networks: tuple[str, ...]) -> str:

@@ -1,0 +1,72 @@
+"""``mailstack render`` on a MailDomain refused for an error of its own: its Mailboxes add no
+errors that point away from the cause (#14 re-check R4)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+from mailstack.commands.main import main
+
+DOMAIN = """\
+apiVersion: mailstack.dev/v1alpha1
+kind: MailDomain
+metadata: {name: example, namespace: mail}
+spec:
+  domain: example.com
+  service:
+    type: LoadBalancer
+"""
+MAILBOXES = """\
+apiVersion: mailstack.dev/v1alpha1
+kind: Mailbox
+metadata: {name: alice, namespace: mail}
+spec: {address: alice@example.com, passwordSecretRef: {name: alice-pw}}
+---
+apiVersion: mailstack.dev/v1alpha1
+kind: Mailbox
+metadata: {name: bob, namespace: mail}
+spec: {address: bob@example.com, passwordSecretRef: {name: bob-pw}}
+"""
+
+
+def errors_of(folder: Path) -> list[str]:
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        code = main(["render", "-f", str(folder)])
+    assert code == 2, err.getvalue()
+    return [line for line in err.getvalue().splitlines() if line.startswith("error: ")]
+
+
+def test_a_domain_file_with_a_duplicate_key_gives_one_error(tmp_path: Path) -> None:
+    (tmp_path / "maildomain.yaml").write_text(DOMAIN + "  service:\n    exposure: ProxyProtocol\n")
+    (tmp_path / "mailboxes.yaml").write_text(MAILBOXES)
+    (line,) = errors_of(tmp_path)
+    assert "line 8: key 'service' is defined twice (first on line 6)" in line
+
+
+def test_a_domain_refused_for_a_bad_field_gives_only_its_own_error(tmp_path: Path) -> None:
+    (tmp_path / "maildomain.yaml").write_text(DOMAIN.replace("domain: ", "hostnme: x\n  domain: "))
+    (tmp_path / "mailboxes.yaml").write_text(MAILBOXES)
+    (line,) = errors_of(tmp_path)
+    assert "MailDomain/mail/example spec.hostnme" in line
+
+
+def test_a_file_that_does_not_parse_is_named_as_a_possible_cause(tmp_path: Path) -> None:
+    (tmp_path / "maildomain.yaml").write_text("kind: MailDomain\nspec: {domain: [\n")
+    (tmp_path / "mailboxes.yaml").write_text(MAILBOXES)
+    lines = errors_of(tmp_path)
+    assert len(lines) == 3, lines
+    unserved = [line for line in lines if "no MailDomain in namespace mail serves" in line]
+    assert len(unserved) == 2, lines
+    assert all(f"unless it is in {tmp_path / 'maildomain.yaml'}" in line for line in unserved)
+
+
+def test_a_mailbox_without_any_domain_still_says_so(tmp_path: Path) -> None:
+    (tmp_path / "maildomain.yaml").write_text(DOMAIN.replace("example.com", "example.org"))
+    (tmp_path / "mailboxes.yaml").write_text(MAILBOXES)
+    lines = errors_of(tmp_path)
+    assert len(lines) == 2, lines
+    assert all("no MailDomain in namespace mail serves the domain example.com" in x for x in lines)
+    assert not any("unless" in line for line in lines)
