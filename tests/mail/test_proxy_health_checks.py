@@ -11,6 +11,7 @@ Real HAProxy (Debian's) in front of the pods of a ProxyProtocol stack, beside ``
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import ssl
 import subprocess
@@ -42,7 +43,12 @@ def checking_haproxy(stack: Stack, tmp_path: Path, check: str) -> Iterator[dict[
     port on 127.0.0.1}."""
     address = pod_address(stack, MTA)
     published = dict(zip(POSTFIX_PORTS, _free_ports(len(POSTFIX_PORTS)), strict=True))
-    config = haproxy_config(["127.0.0.1"], [(published[p], address, p) for p in POSTFIX_PORTS])
+    # As up's own HAProxy does, announce this host's loopback clients as its bridge address.
+    (host_address,) = re.findall(
+        r"set-src ipv4\(([^)]+)\)", (stack.state / "haproxy.cfg").read_text()
+    )[:1]
+    forwards = [(published[p], address, p) for p in POSTFIX_PORTS]
+    config = haproxy_config(["127.0.0.1"], forwards, host_address)
     for port in POSTFIX_PORTS:
         server = f"{address}:{port} send-proxy-v2"
         config = config.replace(server, f"{server} {check.format(port=port)}")
