@@ -34,9 +34,15 @@ MASKED_CLIENT_CLASS = "mailstack_masked_client"
 # so that sessions held from a few addresses at the per-address limit (6 x 17 in DATA, the
 # outside re-check of #21) leave room for other senders. Port 25's smtpd holds no SASL
 # connection (AUTH is off there), so these cost memory only (docs/operator.md, "Hostile
-# clients"). The submission ports keep Postfix's 100: each of their smtpd holds a connection of
-# the SASL tunnel from the session's start.
+# clients").
 PORT_25_SMTPD_PROCESSES = 200
+# The public submission ports' smtpd processes (587 and 465 each), twice Postfix's 100 too: 102
+# sessions held before login from 6 addresses (the outside re-check of #21) took all 100 and a
+# user's login timed out. With spec.limits.perClient.smtpConnections (20) per address, filling
+# a port takes 10 addresses. A per-address limit of 5 instead refused ordinary parallel
+# submissions from one address (a NAT, an office). Each of these smtpd holds a connection of the
+# SASL tunnel from its session's start: the tunnels are sized from master.cf (tunnel_sessions).
+SUBMISSION_SMTPD_PROCESSES = 200
 
 
 def _paths() -> dict[str, str]:
@@ -160,6 +166,7 @@ def render_postfix_master_cf(service: MailService) -> str:
         probe_port=layout.POSTFIX_PROBE_PORT,
         probe_processes=layout.POSTFIX_PROBE_PROCESSES,
         port_25_processes=PORT_25_SMTPD_PROCESSES,
+        submission_processes=SUBMISSION_SMTPD_PROCESSES,
     )
 
 

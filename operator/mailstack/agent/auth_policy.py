@@ -1,0 +1,252 @@
+"""Owns Dovecot's auth policy service: how many password guesses an address gets, per login and
+across logins, without ever locking a right password out.
+
+Dovecot asks it before each login (``command=allow``, every protocol: IMAP, POP3, ManageSieve
+and Postfix's SMTP AUTH through the SASL tunnel) and tells it each result (``command=report``),
+with the login, the client's address and the password's hash (``H(nonce || login || NUL ||
+password)``, truncated; the nonce is new at each start and stays in the pod). Each login and
+address has a bucket of guesses (``GuessLimits``): a login from a hash not known to be right
+takes one from the (address, login) bucket and one from the address's; when either is empty
+the login is refused before the password is checked (``status -1``, answered as a wrong password
+after Dovecot's failure delay). A login that succeeds gives its guesses back and makes its hash
+known: a known hash (the password a user's devices log in with) is checked at once, whatever the
+buckets hold, so guessers behind a user's address (an office NAT) cannot lock her out. A guess
+that happens to share a known hash's 24 bits is only checked, not let in. Dovecot's own
+per-address penalty is off (the auth processes run where they find no penalty socket): it
+delayed right passwords too, past Postfix's 10 s.
+
+The HTTP is Dovecot's client only (loopback, ``layout.AUTH_POLICY_PORT``), read with
+``Content-Length`` or chunked bodies, on kept-alive connections.
+"""
+
+from __future__ import annotations
+
+import _socket  # not socket: see mailstack.agent.health
+import _thread
+import json
+import os
+import time
+
+from mailstack.agent.health import Acceptor
+from mailstack.render import layout
+
+# Not typing.TYPE_CHECKING (see mailstack.agent.command).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+
+class Bucket:
+    """``burst`` guesses, refilled at ``per_minute``: ``take`` spends one if there is one."""
+
+    __slots__ = ("burst", "per_second", "stamp", "tokens")
+
+    def __init__(self, burst: float, per_minute: float, now: float) -> None:
+        self.burst, self.per_second = burst, per_minute / 60.0
+        self.tokens, self.stamp = burst, now
+
+    def level(self, now: float) -> float:
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.per_second)
+        self.stamp = now
+        return self.tokens
+
+    def take(self, now: float) -> bool:
+        if self.level(now) < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+    def give_back(self, now: float) -> None:
+        self.tokens = min(self.burst, self.level(now) + 1.0)
+
+
+class GuessLimits:
+    """Buckets per (address, login) and per address, and each login's known hashes. Memory is
+    bounded: at most ``max_buckets`` buckets of each kind (full ones go first, then the
+    longest unused) and ``KNOWN_PER_LOGIN`` hashes a login (only successes add them)."""
+
+    KNOWN_PER_LOGIN = 4  # devices may still log in with the old password for a while
+
+    def __init__(
+        self,
+        login_burst: float = 10,
+        login_per_minute: float = 1,
+        address_burst: float = 30,
+        address_per_minute: float = 6,
+        max_buckets: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.login_limit = (login_burst, login_per_minute)
+        self.address_limit = (address_burst, address_per_minute)
+        self.max_buckets = max_buckets
+        self.clock = clock
+        self.logins: dict[tuple[str, str], Bucket] = {}
+        self.addresses: dict[str, Bucket] = {}
+        self.known: dict[str, list[str]] = {}
+        self.lock = _thread.allocate_lock()
+
+    def _bucket(
+        self, table: dict[Any, Bucket], key: object, limit: tuple[float, float], now: float
+    ) -> Bucket:
+        bucket = table.pop(key, None)
+        if bucket is None:
+            bucket = Bucket(limit[0], limit[1], now)
+            if len(table) >= self.max_buckets:
+                full = [k for k, b in table.items() if b.level(now) >= b.burst]
+                for k in full or list(table)[: max(1, len(table) // 10)]:
+                    del table[k]
+        table[key] = bucket  # re-inserted: the dict's order is the recency
+        return bucket
+
+    def _is_known(self, login: str, pwhash: str) -> bool:
+        return bool(pwhash) and pwhash in self.known.get(login, ())
+
+    def allow(self, address: str, login: str, pwhash: str) -> bool:
+        """Before a login: whether its password may be checked."""
+        now = self.clock()
+        with self.lock:
+            if self._is_known(login, pwhash):
+                return True
+            per_login = self._bucket(self.logins, (address, login), self.login_limit, now)
+            per_address = self._bucket(self.addresses, address, self.address_limit, now)
+            if per_login.level(now) < 1.0 or per_address.level(now) < 1.0:
+                return False
+            per_login.take(now)
+            per_address.take(now)
+            return True
+
+    def report(self, address: str, login: str, pwhash: str, success: bool, refused: bool) -> None:
+        """After a login: a success gives its guesses back and makes its hash known; a failure
+        from a known hash (24 bits shared by chance) is charged now."""
+        now = self.clock()
+        with self.lock:
+            known = self._is_known(login, pwhash)
+            if refused or (known and success):
+                return
+            per_login = self._bucket(self.logins, (address, login), self.login_limit, now)
+            per_address = self._bucket(self.addresses, address, self.address_limit, now)
+            if known:
+                per_login.take(now)
+                per_address.take(now)
+            elif success:
+                per_login.give_back(now)
+                per_address.give_back(now)
+                if pwhash:
+                    hashes = self.known.setdefault(login, [])
+                    hashes.insert(0, pwhash)
+                    del hashes[self.KNOWN_PER_LOGIN :]
+
+
+# A request is a few hundred bytes of JSON; Dovecot keeps its connections between requests.
+REQUEST_MAX = 65536
+IDLE_TIMEOUT = 120.0
+
+
+def _read_request(conn: _socket.socket, buffer: bytes) -> tuple[str, bytes, bytes] | None:
+    """One request: (its target, its body, what follows it), or None at the end."""
+    while b"\r\n\r\n" not in buffer:
+        chunk = conn.recv(4096)
+        if not chunk or len(buffer) > REQUEST_MAX:
+            return None
+        buffer += chunk
+    head, buffer = buffer.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    words = lines[0].split()
+    headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:])}
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        body = b""
+        while True:
+            while b"\r\n" not in buffer:
+                chunk = conn.recv(4096)
+                if not chunk or len(buffer) > REQUEST_MAX:
+                    return None
+                buffer += chunk
+            size_line, buffer = buffer.split(b"\r\n", 1)
+            size = int(size_line.split(b";")[0], 16)
+            while len(buffer) < size + 2:
+                chunk = conn.recv(4096)
+                if not chunk or len(body) + len(buffer) > REQUEST_MAX:
+                    return None
+                buffer += chunk
+            body, buffer = body + buffer[:size], buffer[size + 2 :]
+            if size == 0:
+                return (words[1] if len(words) > 1 else "", body, buffer)
+    length = int(headers.get("content-length", "0"))
+    if length > REQUEST_MAX:
+        return None
+    while len(buffer) < length:
+        chunk = conn.recv(4096)
+        if not chunk:
+            return None
+        buffer += chunk
+    return (words[1] if len(words) > 1 else "", buffer[:length], buffer[length:])
+
+
+def answer(limits: GuessLimits, target: str, body: bytes) -> dict[str, object]:
+    """The JSON answer to one request of Dovecot's."""
+    try:
+        request = json.loads(body or b"{}")
+    except ValueError:
+        return {"status": 0, "msg": ""}
+    if not isinstance(request, dict):
+        return {"status": 0, "msg": ""}
+    address = str(request.get("remote", ""))
+    login = str(request.get("login", "")).lower()
+    pwhash = str(request.get("pwhash", ""))
+    if "command=report" in target:
+        success, refused = request.get("success") is True, request.get("policy_reject") is True
+        limits.report(address, login, pwhash, success, refused)
+        return {"status": 0, "msg": ""}
+    if limits.allow(address, login, pwhash):
+        return {"status": 0, "msg": ""}
+    return {"status": -1, "msg": "too many failed logins from your address"}
+
+
+def _serve(limits: GuessLimits, conn: _socket.socket) -> None:
+    buffer = b""
+    try:
+        conn.settimeout(IDLE_TIMEOUT)
+        while True:
+            request = _read_request(conn, buffer)
+            if request is None:
+                return
+            target, body, buffer = request
+            reply = json.dumps(answer(limits, target, body)).encode()
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(reply), reply)
+            )
+    except (OSError, ValueError):
+        return
+    finally:
+        conn.close()
+
+
+def write_nonce(path: str = layout.AUTH_POLICY_NONCE) -> None:
+    """A new nonce for Dovecot's password hashes (``auth_policy_hash_nonce = <path``): the known
+    hashes live in this process's memory only, so they need no nonce older than it."""
+    descriptor = os.open(f"{path}.new", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as nonce:
+        nonce.write(os.urandom(24).hex())
+    os.replace(f"{path}.new", path)
+
+
+class AuthPolicyServer(Acceptor):
+    def __init__(self, limits: GuessLimits, port: int, host: str = "127.0.0.1") -> None:
+        self.limits = limits
+        listener = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+        listener.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(64)
+        self.port = listener.getsockname()[1]
+        super().__init__(listener, lambda conn: _serve(limits, conn))
+
+
+def open_auth_policy(
+    limits: GuessLimits | None = None, port: int = layout.AUTH_POLICY_PORT
+) -> AuthPolicyServer:
+    """The policy service, listening on the loopback and served in its own thread."""
+    server = AuthPolicyServer(limits or GuessLimits(), port)
+    _thread.start_new_thread(server.serve_forever, ())
+    return server
