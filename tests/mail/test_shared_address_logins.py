@@ -13,6 +13,7 @@ guesses for her from the same address in under a minute, then her right password
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -36,6 +37,17 @@ def refusals(stack: Stack, login: str, source: str) -> int:
 
     found = stack.wait_for("the 25 guesses in Dovecot's log", logged, timeout=20)
     return sum(1 for line in found if "policy server refusal" in line)
+
+
+def guessed_from_a_nat(stack: Stack, script: str, *arguments: str) -> tuple[list[Any], int]:
+    """``script``'s output, run from a new internet address with the server's address, then
+    ``arguments``, then that address, grace's login and password and 25 wrong ones; and how many
+    of the 25 the policy service refused unchecked."""
+    with internet_address(stack) as source:
+        host = stack.internet.host_ip
+        grace = ("grace@example.com", PASSWORDS["grace"], "25")
+        out = stack.run_in_internet(script, host, *arguments, source, *grace, timeout=180)
+        return json.loads(out), refusals(stack, "grace@example.com", source)
 
 
 # From ``source`` in the internet namespace: ``wrong`` AUTH attempts with a wrong password for
@@ -97,21 +109,8 @@ def test_guesses_from_a_shared_address_do_not_lock_out_the_right_password_smtp(
     session, in parallel); then grace, behind the same address, logs in with her password.
     Expected: at most 10 of the guesses were checked (the rest refused as wrong, 535, never 454
     nor 450), and her login gets 235 within 3 s."""
-    with internet_address(stack) as source:
-        out = json.loads(
-            stack.run_in_internet(
-                NAT_SMTP_SCRIPT,
-                stack.internet.host_ip,
-                str(stack.port(port)),
-                "1" if port == "submissions" else "0",
-                source,
-                "grace@example.com",
-                PASSWORDS["grace"],
-                "25",
-                timeout=180,
-            )
-        )
-        refused = refusals(stack, "grace@example.com", source)
+    implicit = "1" if port == "submissions" else "0"
+    out, refused = guessed_from_a_nat(stack, NAT_SMTP_SCRIPT, str(stack.port(port)), implicit)
     print(
         f"\n{port}: wrong {out[0]} ({refused} refused unchecked); right: {out[1]} after {out[2]} s"
     )
@@ -168,20 +167,7 @@ def test_guesses_from_a_shared_address_do_not_lock_out_the_right_password_imap(
 ) -> None:
     """The same on IMAPS (Dovecot's own logins): the right password logs in at once after
     25 wrong ones from its address."""
-    with internet_address(stack) as source:
-        out = json.loads(
-            stack.run_in_internet(
-                NAT_IMAP_SCRIPT,
-                stack.internet.host_ip,
-                str(stack.port("imaps")),
-                source,
-                "grace@example.com",
-                PASSWORDS["grace"],
-                "25",
-                timeout=180,
-            )
-        )
-        refused = refusals(stack, "grace@example.com", source)
+    out, refused = guessed_from_a_nat(stack, NAT_IMAP_SCRIPT, str(stack.port("imaps")))
     print(f"\nimaps: wrong {out[0]} in {out[3]} s ({refused} refused unchecked); right: {out[1]}")
     assert out[1] == "OK" and out[2] < 3, out
     assert out[0] == ["NO"] * 25, out

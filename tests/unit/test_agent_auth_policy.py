@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 
 from mailstack.agent.auth_policy import GuessLimits, answer, open_auth_policy
 from mailstack.render.dovecot import render_dovecot_conf
@@ -84,6 +85,23 @@ def test_dovecot_requests_over_http() -> None:
             connection.request("POST", f"/?command={command}", json.dumps(body))
             statuses.append(json.loads(connection.getresponse().read())["status"])
         assert statuses == [0, 0, -1]  # one connection, kept alive
+    finally:
+        server.shutdown()
+
+
+def test_a_chunked_request_and_a_broken_one() -> None:
+    server = open_auth_policy(GuessLimits(), port=0)
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as conn:
+            body = json.dumps({"login": "grace", "remote": "192.0.2.1"}).encode()
+            conn.sendall(
+                b"POST /?command=allow HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+            )
+            reply = conn.recv(4096)
+            assert reply.startswith(b"HTTP/1.1 200") and reply.endswith(b'{"status": 0, "msg": ""}')
+            conn.sendall(b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n")
+            assert conn.recv(4096) == b""  # not HTTP: the connection is closed
     finally:
         server.shutdown()
 

@@ -27,7 +27,7 @@ import json
 import os
 import time
 
-from mailstack.agent.health import Acceptor
+from mailstack.agent.health import Acceptor, inet_listener
 from mailstack.render import layout
 
 # Not typing.TYPE_CHECKING (see mailstack.agent.command).
@@ -143,44 +143,37 @@ REQUEST_MAX = 65536
 IDLE_TIMEOUT = 120.0
 
 
-def _read_request(conn: _socket.socket, buffer: bytes) -> tuple[str, bytes, bytes] | None:
-    """One request: (its target, its body, what follows it), or None at the end."""
-    while b"\r\n\r\n" not in buffer:
+def _receive(conn: _socket.socket, buffer: bytes, enough: Callable[[bytes], bool]) -> bytes:
+    """``buffer`` and what ``conn`` sends until ``enough`` of it; EOFError if it ends first."""
+    while not enough(buffer):
         chunk = conn.recv(4096)
         if not chunk or len(buffer) > REQUEST_MAX:
-            return None
+            raise EOFError
         buffer += chunk
+    return buffer
+
+
+def _read_request(conn: _socket.socket, buffer: bytes) -> tuple[str, bytes, bytes]:
+    """One request: (its target, its body, what follows it); EOFError at the end."""
+    buffer = _receive(conn, buffer, lambda data: b"\r\n\r\n" in data)
     head, buffer = buffer.split(b"\r\n\r\n", 1)
     lines = head.decode("latin-1").split("\r\n")
     words = lines[0].split()
+    target = words[1] if len(words) > 1 else ""
     headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:])}
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        body = b""
-        while True:
-            while b"\r\n" not in buffer:
-                chunk = conn.recv(4096)
-                if not chunk or len(buffer) > REQUEST_MAX:
-                    return None
-                buffer += chunk
-            size_line, buffer = buffer.split(b"\r\n", 1)
-            size = int(size_line.split(b";")[0], 16)
-            while len(buffer) < size + 2:
-                chunk = conn.recv(4096)
-                if not chunk or len(body) + len(buffer) > REQUEST_MAX:
-                    return None
-                buffer += chunk
-            body, buffer = body + buffer[:size], buffer[size + 2 :]
-            if size == 0:
-                return (words[1] if len(words) > 1 else "", body, buffer)
-    length = int(headers.get("content-length", "0"))
-    if length > REQUEST_MAX:
-        return None
-    while len(buffer) < length:
-        chunk = conn.recv(4096)
-        if not chunk:
-            return None
-        buffer += chunk
-    return (words[1] if len(words) > 1 else "", buffer[:length], buffer[length:])
+    if "chunked" not in headers.get("transfer-encoding", "").lower():
+        length = int(headers.get("content-length", "0"))
+        buffer = _receive(conn, buffer, lambda data: len(data) >= length)
+        return (target, buffer[:length], buffer[length:])
+    body = b""
+    while True:
+        buffer = _receive(conn, buffer, lambda data: b"\r\n" in data)
+        size_line, buffer = buffer.split(b"\r\n", 1)
+        size = int(size_line.split(b";")[0], 16)
+        buffer = _receive(conn, buffer, lambda data: len(data) >= size + 2)  # noqa: B023
+        body, buffer = body + buffer[:size], buffer[size + 2 :]
+        if size == 0 or len(body) > REQUEST_MAX:
+            return (target, body, buffer)
 
 
 def answer(limits: GuessLimits, target: str, body: bytes) -> dict[str, object]:
@@ -208,16 +201,13 @@ def _serve(limits: GuessLimits, conn: _socket.socket) -> None:
     try:
         conn.settimeout(IDLE_TIMEOUT)
         while True:
-            request = _read_request(conn, buffer)
-            if request is None:
-                return
-            target, body, buffer = request
+            target, body, buffer = _read_request(conn, buffer)
             reply = json.dumps(answer(limits, target, body)).encode()
             conn.sendall(
                 b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                 b"Content-Length: %d\r\n\r\n%s" % (len(reply), reply)
             )
-    except (OSError, ValueError):
+    except (OSError, ValueError, EOFError):  # gone, idle, or not HTTP
         return
     finally:
         conn.close()
@@ -235,10 +225,7 @@ def write_nonce(path: str = layout.AUTH_POLICY_NONCE) -> None:
 class AuthPolicyServer(Acceptor):
     def __init__(self, limits: GuessLimits, port: int, host: str = "127.0.0.1") -> None:
         self.limits = limits
-        listener = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
-        listener.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
-        listener.bind((host, port))
-        listener.listen(64)
+        listener = inet_listener(host, port, 64)
         self.port = listener.getsockname()[1]
         super().__init__(listener, lambda conn: _serve(limits, conn))
 
