@@ -106,6 +106,23 @@ def test_a_chunked_request_and_a_broken_one() -> None:
         server.shutdown()
 
 
+def test_memory_is_bounded_however_many_addresses_guess() -> None:
+    policy = GuessLimits(max_buckets=10, clock=Clock())
+    for i in range(100):
+        policy.allow(f"192.0.2.{i}", f"user{i}", "abcdef")
+    assert len(policy.addresses) <= 10 and len(policy.logins) <= 10
+
+
+def test_an_ipv6_host_is_its_64() -> None:
+    policy = GuessLimits(login_burst=1, login_per_minute=1, clock=Clock())
+    first = {"login": "grace", "pwhash": "a1", "remote": "2001:db8:1:2::1"}
+    assert answer(policy, "/?command=allow", json.dumps(first).encode())["status"] == 0
+    again = {**first, "remote": "2001:db8:1:2:ffff::7"}
+    assert answer(policy, "/?command=allow", json.dumps(again).encode())["status"] == -1
+    other = {**first, "remote": "2001:db8:1:3::1"}
+    assert answer(policy, "/?command=allow", json.dumps(other).encode())["status"] == 0
+
+
 def test_bad_requests_are_allowed_not_crashed() -> None:
     policy = GuessLimits()
     assert answer(policy, "/?command=allow", b"not json")["status"] == 0

@@ -11,7 +11,8 @@ the login is refused before the password is checked (``status -1``, answered as 
 after Dovecot's failure delay). A login that succeeds gives its guesses back and makes its hash
 known: a known hash (the password a user's devices log in with) is checked at once, whatever the
 buckets hold, so guessers behind a user's address (an office NAT) cannot lock her out. A guess
-that happens to share a known hash's 24 bits is only checked, not let in. Dovecot's own
+that happens to share a known hash's 24 bits is only checked, not let in. An IPv6 client is
+its /64. Dovecot's own
 per-address penalty is off (the auth processes run where they find no penalty socket): it
 delayed right passwords too, past Postfix's 10 s.
 
@@ -92,9 +93,9 @@ class GuessLimits:
         bucket = table.pop(key, None)
         if bucket is None:
             bucket = Bucket(limit[0], limit[1], now)
-            if len(table) >= self.max_buckets:
+            if len(table) >= self.max_buckets:  # full ones, and at least the oldest tenth
                 full = [k for k, b in table.items() if b.level(now) >= b.burst]
-                for k in full or list(table)[: max(1, len(table) // 10)]:
+                for k in {*full, *list(table)[: max(1, len(table) // 10)]}:
                     del table[k]
         table[key] = bucket  # re-inserted: the dict's order is the recency
         return bucket
@@ -176,6 +177,17 @@ def _read_request(conn: _socket.socket, buffer: bytes) -> tuple[str, bytes, byte
             return (target, body, buffer)
 
 
+def client_network(address: str) -> str:
+    """What one client is: an IPv4 address, or an IPv6 address's /64 (a host gets a /64 and
+    may use any address in it)."""
+    if ":" not in address:
+        return address
+    try:
+        return _socket.inet_pton(_socket.AF_INET6, address)[:8].hex() + "::/64"
+    except (OSError, ValueError):
+        return address
+
+
 def answer(limits: GuessLimits, target: str, body: bytes) -> dict[str, object]:
     """The JSON answer to one request of Dovecot's."""
     try:
@@ -184,7 +196,7 @@ def answer(limits: GuessLimits, target: str, body: bytes) -> dict[str, object]:
         return {"status": 0, "msg": ""}
     if not isinstance(request, dict):
         return {"status": 0, "msg": ""}
-    address = str(request.get("remote", ""))
+    address = client_network(str(request.get("remote", "")))
     login = str(request.get("login", "")).lower()
     pwhash = str(request.get("pwhash", ""))
     if "command=report" in target:
