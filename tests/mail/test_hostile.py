@@ -134,8 +134,8 @@ def test_a_penalised_address_still_logs_in_on_submission(stack: Stack) -> None:
     result = json.loads(output)
     assert len(result["failures"]) == 3, result
     # No penalty grows (the auth policy service bounds guessing instead): each failure is
-    # answered after the failure delay (2 s) alone.
-    assert all(1.5 < seconds < 5 for seconds in result["failures"]), result
+    # answered within the failure delay (up to 2 s: Dovecot answers failures in batches).
+    assert all(seconds < 5 for seconds in result["failures"]), result
     # Nor is the right password delayed: with the penalty, this waited 15 s and Postfix, which
     # waits 10 s, answered "454 4.7.0 Connection lost to authentication server".
     assert result["code"] == 235, result

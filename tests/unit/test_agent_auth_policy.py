@@ -133,4 +133,5 @@ def test_dovecot_asks_the_agent_before_each_login_and_has_no_penalty() -> None:
     conf = render_dovecot_conf(example_service())
     assert "auth_policy_server_url = http://127.0.0.1:10071/" in conf
     assert "auth_policy_report_after_auth = yes" in conf
-    assert conf.count("executable = /usr/bin/env --chdir=/ /usr/lib/dovecot/auth") == 2
+    start = "executable = /usr/bin/env --chdir=/run/dovecot/auth-without-penalty "
+    assert conf.count(start + "/usr/lib/dovecot/auth") == 2

@@ -225,6 +225,17 @@ def _serve(limits: GuessLimits, conn: _socket.socket) -> None:
         conn.close()
 
 
+def prepare_dovecot_auth(folder: str = layout.DOVECOT_AUTH_DIR) -> None:
+    """Before Dovecot starts: the nonce, and the folder its auth processes start in (a link to
+    the auth-worker socket, which they find relative to it, and no penalty socket)."""
+    write_nonce()
+    if not os.path.isdir(folder):
+        os.mkdir(folder, 0o755)
+    link = f"{folder}/auth-worker"
+    if not os.path.islink(link):
+        os.symlink(f"{layout.DOVECOT_RUN_DIR}/auth-worker", link)
+
+
 def write_nonce(path: str = layout.AUTH_POLICY_NONCE) -> None:
     """A new nonce for Dovecot's password hashes (``auth_policy_hash_nonce = <path``): the known
     hashes live in this process's memory only, so they need no nonce older than it."""

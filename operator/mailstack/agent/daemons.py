@@ -206,9 +206,9 @@ def _prepare_dovecot() -> None:
             for entry in entries:
                 if entry.is_dir(follow_symlinks=False) and entry.stat().st_uid != layout.VMAIL_UID:
                     os.chown(entry.path, layout.VMAIL_UID, layout.VMAIL_GID)
-    from mailstack.agent.auth_policy import write_nonce  # here: only this agent imports json
+    from mailstack.agent.auth_policy import prepare_dovecot_auth  # only this agent: json
 
-    write_nonce()  # before doveconf: dovecot.conf reads it (auth_policy_hash_nonce)
+    prepare_dovecot_auth()  # before doveconf: dovecot.conf reads the nonce
     code, output = run(["doveconf", "-c", DOVECOT_CONF, "-n"], capture=True)
     if code != 0:
         raise AgentError(f"dovecot.conf is not valid: {output.strip()}")

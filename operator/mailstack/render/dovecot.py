@@ -83,6 +83,7 @@ def render_dovecot_conf(service: MailService) -> str:
             "lmtp_socket": layout.DOVECOT_LMTP_SOCKET_NAME,
             "auth_socket": layout.DOVECOT_AUTH_SOCKET_NAME,
             "auth_policy_nonce": layout.AUTH_POLICY_NONCE,
+            "auth_dir": layout.DOVECOT_AUTH_DIR,
         },
         auth_policy_port=layout.AUTH_POLICY_PORT,
         names=layout.object_names(domain.name),

@@ -239,6 +239,9 @@ POSTFIX_PROBE_PROCESSES = 2
 # passwords with for it (a new one each start: the service keeps its state in memory only).
 AUTH_POLICY_PORT = 10071
 AUTH_POLICY_NONCE = f"{DOVECOT_RUN_DIR}/auth-policy-nonce"
+# The folder Dovecot's auth processes start in: it holds a link to the auth-worker socket (which
+# they find relative to it) but not the per-address penalty's socket, so they have no penalty.
+DOVECOT_AUTH_DIR = f"{DOVECOT_RUN_DIR}/auth-without-penalty"
 # Health endpoints of the agents; the containers of one pod share a network namespace.
 HEALTH_PORTS = {"postfix": 9101, "rspamd": 9102, "dovecot": 9103, "clamd": 9104, "freshclam": 9105}
 
