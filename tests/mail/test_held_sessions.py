@@ -1,11 +1,11 @@
 """Sessions held open from a few internet addresses, each under its per-address limit: the
 submission ports before login, and port 25 in DATA (the outside re-check of #21, 2026-12-07).
 
-What stops them: the submission ports allow an address a quarter of port 25's connections
-(5 of spec.limits.perClient.smtpConnections' 20) and count a repeated EHLO as junk after 5;
-port 25's smtpd has 200 processes (render/postfix.py). A botnet of many addresses still fills a
-port: docs/operator.md, "Hostile clients".
-"""
+What stops them: each of the ports 25, 587 and 465 has 200 smtpd processes (render/postfix.py),
+so 6 addresses at 17 sessions leave room, and a held address gets spec.limits.perClient.
+smtpConnections (20) per port; the submission ports count a repeated EHLO as junk after 5. Ten
+addresses at the per-address limit (or a botnet) still fill a port: docs/operator.md, "Hostile
+clients"."""
 
 from __future__ import annotations
 
@@ -25,8 +25,7 @@ from tests.mail.test_probes_under_load import HOLD_SCRIPT, release
 from tests.mail.test_submission import connect, login
 
 ADDRESSES = 6  # internet addresses the attacker holds from, 17 sessions each
-SESSIONS = 17  # under port 25's per-address limit (smtpConnections: 20)
-PER_ADDRESS = 5  # what a per-address limit on the submission ports would have to be (open)
+SESSIONS = 17  # under the per-address limit (smtpConnections: 20)
 
 # Holds ``count`` sessions on host:port from ``source``, each after the banner and EHLO (with
 # STARTTLS on 587, TLS on 465), sending EHLO again every 4 s (smtpd's timeout is per command;
@@ -106,17 +105,13 @@ def holding(
                 release(holder)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (#21 second check, R3): a per-address limit of 5 on 587/465 refused ordinary "
-    "parallel submissions from one address (a NAT, the suite's own clients); needs another design",
-)
 @pytest.mark.parametrize("port", ["submission", "submissions"])
 def test_sessions_held_before_login_do_not_stop_submission(stack: Stack, port: str) -> None:
     """Attack: 102 sessions tried on 587 (or 465) from 6 internet addresses, 17 each (under
-    port 25's per-address limit of 20), each after EHLO (and TLS) and never logging in; before,
-    they took the port's 100 smtpd processes and a user's login timed out. Expected: each
-    address holds at most 5 (the rest get 421), and a user logs in and sends within 20 s."""
+    the per-address limit of 20), each after EHLO (and TLS) and never logging in; before, they
+    took the port's 100 smtpd processes and a user's login timed out. Expected: they hold more
+    than 95 sessions (the attack is whole: no per-address limit of 5 refuses them), and a user
+    still logs in and sends within 20 s (the port has 200)."""
     implicit = "1" if port == "submissions" else "0"
 
     def arguments(source: str) -> list[str]:
@@ -134,8 +129,7 @@ def test_sessions_held_before_login_do_not_stop_submission(stack: Stack, port: s
             outcome = f"{type(err).__name__}: {err}"[:120]
         took = round(time.monotonic() - start, 1)
     print(f"\n{port}: held {held}; the user's submission: {outcome} after {took} s")
-    assert len(held) == ADDRESSES and max(held) <= PER_ADDRESS, held
-    assert sum(held) >= ADDRESSES * (PER_ADDRESS - 1), held  # the attack did hold sessions
+    assert len(held) == ADDRESSES and sum(held) >= 95, held  # as many as took 100 before
     assert outcome == "250" and took < 20, (outcome, took)
 
 

@@ -137,7 +137,8 @@ def _lmtp_and_sasl_limits(master_cf: str) -> tuple[int, int]:
     ("service_spec", "sasl_services"),
     [
         ({}, 2),  # 587 and 465
-        ({"exposure": "ProxyProtocol", "proxyProtocol": {"trustedCIDRs": ["10.0.0.0/16"]}}, 4),
+        # and int-submission, int-submissions (Postfix's default limit: in-cluster clients)
+        ({"exposure": "ProxyProtocol", "proxyProtocol": {"trustedCIDRs": ["10.0.0.0/16"]}}, 2),
     ],
 )
 def test_the_sasl_slots_exceed_what_postfix_can_open(
@@ -158,11 +159,13 @@ def test_the_sasl_slots_exceed_what_postfix_can_open(
     # "-" in master.cf is default_process_limit: main.cf must leave Postfix's default.
     assert "default_process_limit" not in render_postfix_main_cf(service, "AA:BB")
     lmtp, sasl = _lmtp_and_sasl_limits(render_postfix_master_cf(service))
-    assert sasl == sasl_services * DEFAULT_PROCESS_LIMIT
+    internal = 2 if service_spec else 0
+    public = postfix.SUBMISSION_SMTPD_PROCESSES
+    assert sasl == sasl_services * public + internal * DEFAULT_PROCESS_LIMIT
     expected = {"lmtp": 2 * lmtp + TUNNEL_SESSION_MARGIN, "sasl": 2 * sasl + TUNNEL_SESSION_MARGIN}
     assert tunnel_sessions(service) == expected
-    monkeypatch.setattr(postfix, "SUBMISSION_PROCESSES", "30")
+    monkeypatch.setattr(postfix, "SUBMISSION_SMTPD_PROCESSES", 30)
     monkeypatch.setattr(postfix, "LMTP_PROCESSES", "7")
     lmtp, sasl = _lmtp_and_sasl_limits(render_postfix_master_cf(service))
-    assert (lmtp, sasl) == (7, sasl_services * 30)
+    assert (lmtp, sasl) == (7, sasl_services * 30 + internal * DEFAULT_PROCESS_LIMIT)
     assert tunnel_sessions(service) == {"lmtp": 2 * 7 + 16, "sasl": 2 * sasl + 16}

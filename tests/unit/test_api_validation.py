@@ -964,18 +964,18 @@ def test_password_accepted(value: str) -> None:
 def test_per_client_limits_default_and_parse() -> None:
     default = parse_maildomain(maildomain()).limits.per_client
     assert default == m.ClientLimits()
-    assert (default.smtp_connections, default.smtp_logins_per_minute) == (20, 20)
+    assert (default.smtp_connections, default.smtp_logins_per_minute) == (20, 0)
     spec = domain_spec(
         limits={
             "perClient": {
-                "smtpLoginsPerMinute": 0,
+                "smtpLoginsPerMinute": 30,
                 "sessionsPerUser": 5,
                 "exemptNetworks": ["10.1.2.3/16", "192.0.2.7", "2001:db8::1/48"],
             }
         }
     )
     limits = parse_maildomain(maildomain(spec)).limits.per_client
-    assert limits.smtp_logins_per_minute == 0
+    assert limits.smtp_logins_per_minute == 30
     assert limits.sessions_per_user == 5
     assert limits.smtp_connections == m.ClientLimits.smtp_connections
     # Canonical ranges: host bits cleared, an address a one-address range.

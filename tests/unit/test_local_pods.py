@@ -47,7 +47,7 @@ def test_every_statefulset_becomes_one_pod_with_its_claims(
     postfix = next(c for c in mta.containers if c.name == "postfix")
     assert postfix.env == {
         "MAILSTACK_AUTH_SERVER": "example-com-mda:12345",
-        "MAILSTACK_TUNNEL_SESSIONS": "lmtp=216,sasl=416",
+        "MAILSTACK_TUNNEL_SESSIONS": "lmtp=216,sasl=816",
     }
 
 

@@ -61,6 +61,7 @@ class Daemon:
         housekeeping: list[list[str]] | None = None,  # run daily, in order (agent.housekeeping)
         tunnels: bool = False,  # agent.tunnel.open_tunnels(name), after prepare
         tripwire: bool = False,  # agent.tripwire's policy service, with the tunnels
+        auth_policy: bool = False,  # agent.auth_policy's service for Dovecot, with the tunnels
     ) -> None:
         self.name = name
         self.command = command
@@ -73,6 +74,7 @@ class Daemon:
         self.housekeeping = housekeeping or []
         self.tunnels = tunnels
         self.tripwire = tripwire
+        self.auth_policy = auth_policy
 
 
 def _require(binary: str, package: str) -> str:
@@ -204,9 +206,13 @@ def _prepare_dovecot() -> None:
             for entry in entries:
                 if entry.is_dir(follow_symlinks=False) and entry.stat().st_uid != layout.VMAIL_UID:
                     os.chown(entry.path, layout.VMAIL_UID, layout.VMAIL_GID)
+    from mailstack.agent.auth_policy import prepare_dovecot_auth  # only this agent: json
+
+    prepare_dovecot_auth()  # before doveconf: dovecot.conf reads the nonce
     code, output = run(["doveconf", "-c", DOVECOT_CONF, "-n"], capture=True)
     if code != 0:
         raise AgentError(f"dovecot.conf is not valid: {output.strip()}")
+    _ensure_domain_dir()
 
 
 def _ensure_domain_dir() -> None:
@@ -221,11 +227,6 @@ def _ensure_domain_dir() -> None:
                 domains.add(user.split("@", 1)[1])
     for name in domains:
         _directory(f"{layout.MAIL_DIR}/{name}", layout.VMAIL_UID, layout.VMAIL_GID, 0o700)
-
-
-def _prepare_dovecot_all() -> None:
-    _prepare_dovecot()
-    _ensure_domain_dir()
 
 
 def _reload_dovecot(pid: int) -> None:
@@ -250,12 +251,13 @@ def dovecot() -> Daemon:
         # Not the passwd-file nor the users' Sieve scripts: Dovecot reads them on use. A reload
         # restarts the auth service and drops Postfix's connections to it (one 454 each).
         watched=[layout.DOVECOT_CONFIG_DIR, layout.TLS_DIR, layout.MDA_CLIENT_DIR],
-        prepare=_prepare_dovecot_all,
+        prepare=_prepare_dovecot,
         reload=_reload_dovecot,
         # LMTP's socket behind the tunnel; the tunnels report themselves.
         probes=[probe_banner(layout.DOVECOT_LMTP_SOCKET, b"220 ")],
         housekeeping=expunge_commands(),
         tunnels=True,
+        auth_policy=True,
     )
 
 

@@ -90,6 +90,15 @@ def _answer(state: HealthState, conn: _socket.socket) -> None:
         conn.close()
 
 
+def inet_listener(host: str, port: int, backlog: int) -> _socket.socket:
+    """An IPv4 listener on ``host`` (0: a free port)."""
+    listener = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+    listener.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+    listener.bind((host, port))
+    listener.listen(backlog)
+    return listener
+
+
 class Acceptor:
     """Accepts connections on ``listener`` until ``shutdown``; each is handed to ``handle`` in
     its own thread. The health server's, and the tripwire's policy service's."""
@@ -127,10 +136,7 @@ class HealthServer(Acceptor):
 
     def __init__(self, state: HealthState, port: int, host: str = "0.0.0.0") -> None:
         self.state = state
-        listener = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
-        listener.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
-        listener.bind((host, port))
-        listener.listen(16)
+        listener = inet_listener(host, port, 16)
         self.port = listener.getsockname()[1]
         super().__init__(listener, lambda conn: _answer(state, conn))
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from types import FrameType
 
-    from mailstack.agent.tripwire import PolicyServer
+    from mailstack.agent.health import Acceptor
     from mailstack.agent.tunnel import Tunnel
 else:
     # The C module under ``signal``, whose enum import would cost every agent about 0.7 MB.
@@ -46,7 +46,7 @@ def run_daemon(daemon: Daemon, health_port: int | None, poll: float = 2.0) -> in
     tunnels: list[Tunnel] = []
     # The tripwire's policy service (its observations on the health server) is shut down with
     # the tunnels.
-    closing: list[PolicyServer] = []
+    closing: list[Acceptor] = []
     pages: dict[str, Callable[[], str]] = {}
     try:
         if daemon.tunnels:  # _ssl is imported only by the agents that run a tunnel
@@ -59,6 +59,10 @@ def run_daemon(daemon: Daemon, health_port: int | None, poll: float = 2.0) -> in
             masked = MaskedClients()
             closing.append(open_tripwire(masked))
             pages[layout.MASKED_CLIENTS_PATH] = masked.text
+        if daemon.auth_policy:
+            from mailstack.agent.auth_policy import open_auth_policy
+
+            closing.append(open_auth_policy())
     except (AgentError, OSError, ValueError, KeyError) as err:  # KeyError: no postfix user
         log(f"{daemon.name}: cannot open its tunnels: {err}")
         return 1

@@ -44,7 +44,7 @@ class ClientLimits:
     smtp_connections_per_minute: int = 60
     smtp_messages_per_minute: int = 60
     smtp_recipients_per_minute: int = 200
-    smtp_logins_per_minute: int = 20
+    smtp_logins_per_minute: int = 0  # off: agent.auth_policy bounds guessing
     sessions_per_user: int = 50
     exempt_networks: tuple[str, ...] = ()
 

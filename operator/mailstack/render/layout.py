@@ -234,6 +234,14 @@ MDA_SUBMIT_PORT = Port("mda-submit", 10587, "mta")
 # banner says that the master process is alive and spawns smtpd (agent.daemons).
 POSTFIX_PROBE_PORT = 10025
 POSTFIX_PROBE_PROCESSES = 2
+# Dovecot's auth policy service (agent.auth_policy): HTTP on the MDA pod's loopback, asked before
+# each login and told each result; and the file where the agent leaves the nonce Dovecot hashes
+# passwords with for it (a new one each start: the service keeps its state in memory only).
+AUTH_POLICY_PORT = 10071
+AUTH_POLICY_NONCE = f"{DOVECOT_RUN_DIR}/auth-policy-nonce"
+# The folder Dovecot's auth processes start in: it holds a link to the auth-worker socket (which
+# they find relative to it) but not the per-address penalty's socket, so they have no penalty.
+DOVECOT_AUTH_DIR = f"{DOVECOT_RUN_DIR}/auth-without-penalty"
 # Health endpoints of the agents; the containers of one pod share a network namespace.
 HEALTH_PORTS = {"postfix": 9101, "rspamd": 9102, "dovecot": 9103, "clamd": 9104, "freshclam": 9105}
 

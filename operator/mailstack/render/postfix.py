@@ -37,9 +37,15 @@ MASKED_CLIENT_CLASS = "mailstack_masked_client"
 # so that sessions held from a few addresses at the per-address limit (6 x 17 in DATA, the
 # outside re-check of #21) leave room for other senders. Port 25's smtpd holds no SASL
 # connection (AUTH is off there), so these cost memory only (docs/operator.md, "Hostile
-# clients"). The submission ports keep Postfix's 100: each of their smtpd holds a connection of
-# the SASL tunnel from the session's start.
+# clients").
 PORT_25_SMTPD_PROCESSES = 200
+# The public submission ports' smtpd processes (587 and 465 each), twice Postfix's 100 too: 102
+# sessions held before login from 6 addresses (the outside re-check of #21) took all 100 and a
+# user's login timed out. With spec.limits.perClient.smtpConnections (20) per address, filling
+# a port takes 10 addresses. A per-address limit of 5 instead refused ordinary parallel
+# submissions from one address (a NAT, an office). Each of these smtpd holds a connection of the
+# SASL tunnel from its session's start: the tunnels are sized from master.cf (tunnel_sessions).
+SUBMISSION_SMTPD_PROCESSES = 200
 
 
 def _paths() -> dict[str, str]:
@@ -194,8 +200,16 @@ DEFAULT_PROCESS_LIMIT = 100
 # process limit and lmtp's, as master.cf's maxproc column writes them ("-": the default).
 STARTTLS_SUBMISSION = ("submission", "int-submission")
 WRAPPER_SUBMISSION = ("submissions", "int-submissions")
-SUBMISSION_PROCESSES = "-"
+SUBMISSION_SERVICES = (*STARTTLS_SUBMISSION, *WRAPPER_SUBMISSION)
 LMTP_PROCESSES = "-"
+
+
+def submission_processes(name: str) -> str:
+    """A submission service's maxproc column: the public ones SUBMISSION_SMTPD_PROCESSES, the
+    internal ones (in-cluster clients only) Postfix's default."""
+    return "-" if name.startswith("int-") else str(SUBMISSION_SMTPD_PROCESSES)
+
+
 # Sessions beyond twice the process limits (a reload leaves the old processes their sessions
 # while new ones start): room for the connections Postfix opens and closes around them.
 TUNNEL_SESSION_MARGIN = 16
@@ -214,7 +228,7 @@ def render_postfix_master_cf(service: MailService) -> str:
         port_25_processes=PORT_25_SMTPD_PROCESSES,
         starttls_submission=STARTTLS_SUBMISSION,
         wrapper_submission=WRAPPER_SUBMISSION,
-        submission_processes=SUBMISSION_PROCESSES,
+        submission_processes={n: submission_processes(n) for n in SUBMISSION_SERVICES},
         lmtp_processes=LMTP_PROCESSES,
     )
 
@@ -231,9 +245,9 @@ def tunnel_sessions(service: MailService) -> dict[str, int]:
     in its EHLO reply); each lmtp process holds one LMTP session. Twice the process limits, and
     a margin."""
     listeners = listener_ports(service)
-    sasl_services = [n for n in (*STARTTLS_SUBMISSION, *WRAPPER_SUBMISSION) if n in listeners]
+    sasl_services = [n for n in SUBMISSION_SERVICES if n in listeners]
     limits = {
-        "sasl": len(sasl_services) * process_limit(SUBMISSION_PROCESSES),
+        "sasl": sum(process_limit(submission_processes(n)) for n in sasl_services),
         "lmtp": process_limit(LMTP_PROCESSES),
     }
     return {name: 2 * limit + TUNNEL_SESSION_MARGIN for name, limit in limits.items()}

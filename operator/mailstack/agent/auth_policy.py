@@ -1,0 +1,262 @@
+"""Owns Dovecot's auth policy service: how many password guesses an address gets, per login and
+across logins, without ever locking a right password out.
+
+Dovecot asks it before each login (``command=allow``, every protocol: IMAP, POP3, ManageSieve
+and Postfix's SMTP AUTH through the SASL tunnel) and tells it each result (``command=report``),
+with the login, the client's address and the password's hash (``H(nonce || login || NUL ||
+password)``, truncated; the nonce is new at each start and stays in the pod). Each login and
+address has a bucket of guesses (``GuessLimits``): a login from a hash not known to be right
+takes one from the (address, login) bucket and one from the address's; when either is empty
+the login is refused before the password is checked (``status -1``, answered as a wrong password
+after Dovecot's failure delay). A login that succeeds gives its guesses back and makes its hash
+known: a known hash (the password a user's devices log in with) is checked at once, whatever the
+buckets hold, so guessers behind a user's address (an office NAT) cannot lock her out. A guess
+that happens to share a known hash's 24 bits is only checked, not let in. An IPv6 client is
+its /64. Dovecot's own
+per-address penalty is off (the auth processes run where they find no penalty socket): it
+delayed right passwords too, past Postfix's 10 s.
+
+The HTTP is Dovecot's client only (loopback, ``layout.AUTH_POLICY_PORT``), read with
+``Content-Length`` or chunked bodies, on kept-alive connections.
+"""
+
+from __future__ import annotations
+
+import _socket  # not socket: see mailstack.agent.health
+import _thread
+import json
+import os
+import time
+
+from mailstack.agent.health import Acceptor, inet_listener
+from mailstack.render import layout
+
+# Not typing.TYPE_CHECKING (see mailstack.agent.command).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+
+class Bucket:
+    """``burst`` guesses, refilled at ``per_minute``: ``take`` spends one if there is one."""
+
+    __slots__ = ("burst", "per_second", "stamp", "tokens")
+
+    def __init__(self, burst: float, per_minute: float, now: float) -> None:
+        self.burst, self.per_second = burst, per_minute / 60.0
+        self.tokens, self.stamp = burst, now
+
+    def level(self, now: float) -> float:
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.per_second)
+        self.stamp = now
+        return self.tokens
+
+    def take(self, now: float) -> bool:
+        if self.level(now) < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+    def give_back(self, now: float) -> None:
+        self.tokens = min(self.burst, self.level(now) + 1.0)
+
+
+class GuessLimits:
+    """Buckets per (address, login) and per address, and each login's known hashes. Memory is
+    bounded: at most ``max_buckets`` buckets of each kind (full ones go first, then the
+    longest unused) and ``KNOWN_PER_LOGIN`` hashes a login (only successes add them)."""
+
+    KNOWN_PER_LOGIN = 4  # devices may still log in with the old password for a while
+
+    def __init__(
+        self,
+        login_burst: float = 10,
+        login_per_minute: float = 1,
+        address_burst: float = 30,
+        address_per_minute: float = 6,
+        max_buckets: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.login_limit = (login_burst, login_per_minute)
+        self.address_limit = (address_burst, address_per_minute)
+        self.max_buckets = max_buckets
+        self.clock = clock
+        self.logins: dict[tuple[str, str], Bucket] = {}
+        self.addresses: dict[str, Bucket] = {}
+        self.known: dict[str, list[str]] = {}
+        self.lock = _thread.allocate_lock()
+
+    def _bucket(
+        self, table: dict[Any, Bucket], key: object, limit: tuple[float, float], now: float
+    ) -> Bucket:
+        bucket = table.pop(key, None)
+        if bucket is None:
+            bucket = Bucket(limit[0], limit[1], now)
+            if len(table) >= self.max_buckets:  # full ones, and at least the oldest tenth
+                full = [k for k, b in table.items() if b.level(now) >= b.burst]
+                for k in {*full, *list(table)[: max(1, len(table) // 10)]}:
+                    del table[k]
+        table[key] = bucket  # re-inserted: the dict's order is the recency
+        return bucket
+
+    def _is_known(self, login: str, pwhash: str) -> bool:
+        return bool(pwhash) and pwhash in self.known.get(login, ())
+
+    def allow(self, address: str, login: str, pwhash: str) -> bool:
+        """Before a login: whether its password may be checked."""
+        now = self.clock()
+        with self.lock:
+            if self._is_known(login, pwhash):
+                return True
+            per_login = self._bucket(self.logins, (address, login), self.login_limit, now)
+            per_address = self._bucket(self.addresses, address, self.address_limit, now)
+            if per_login.level(now) < 1.0 or per_address.level(now) < 1.0:
+                return False
+            per_login.take(now)
+            per_address.take(now)
+            return True
+
+    def report(self, address: str, login: str, pwhash: str, success: bool, refused: bool) -> None:
+        """After a login: a success gives its guesses back and makes its hash known; a failure
+        from a known hash (24 bits shared by chance) is charged now."""
+        now = self.clock()
+        with self.lock:
+            known = self._is_known(login, pwhash)
+            if refused or (known and success):
+                return
+            per_login = self._bucket(self.logins, (address, login), self.login_limit, now)
+            per_address = self._bucket(self.addresses, address, self.address_limit, now)
+            if known:
+                per_login.take(now)
+                per_address.take(now)
+            elif success:
+                per_login.give_back(now)
+                per_address.give_back(now)
+                if pwhash:
+                    hashes = self.known.setdefault(login, [])
+                    hashes.insert(0, pwhash)
+                    del hashes[self.KNOWN_PER_LOGIN :]
+
+
+# A request is a few hundred bytes of JSON; Dovecot keeps its connections between requests.
+REQUEST_MAX = 65536
+IDLE_TIMEOUT = 120.0
+
+
+def _receive(conn: _socket.socket, buffer: bytes, enough: Callable[[bytes], bool]) -> bytes:
+    """``buffer`` and what ``conn`` sends until ``enough`` of it; EOFError if it ends first."""
+    while not enough(buffer):
+        chunk = conn.recv(4096)
+        if not chunk or len(buffer) > REQUEST_MAX:
+            raise EOFError
+        buffer += chunk
+    return buffer
+
+
+def _read_request(conn: _socket.socket, buffer: bytes) -> tuple[str, bytes, bytes]:
+    """One request: (its target, its body, what follows it); EOFError at the end."""
+    buffer = _receive(conn, buffer, lambda data: b"\r\n\r\n" in data)
+    head, buffer = buffer.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    words = lines[0].split()
+    target = words[1] if len(words) > 1 else ""
+    headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:])}
+    if "chunked" not in headers.get("transfer-encoding", "").lower():
+        length = int(headers.get("content-length", "0"))
+        buffer = _receive(conn, buffer, lambda data: len(data) >= length)
+        return (target, buffer[:length], buffer[length:])
+    body = b""
+    while True:
+        buffer = _receive(conn, buffer, lambda data: b"\r\n" in data)
+        size_line, buffer = buffer.split(b"\r\n", 1)
+        size = int(size_line.split(b";")[0], 16)
+        buffer = _receive(conn, buffer, lambda data: len(data) >= size + 2)  # noqa: B023
+        body, buffer = body + buffer[:size], buffer[size + 2 :]
+        if size == 0 or len(body) > REQUEST_MAX:
+            return (target, body, buffer)
+
+
+def client_network(address: str) -> str:
+    """What one client is: an IPv4 address, or an IPv6 address's /64 (a host gets a /64 and
+    may use any address in it)."""
+    if ":" not in address:
+        return address
+    try:
+        return _socket.inet_pton(_socket.AF_INET6, address)[:8].hex() + "::/64"
+    except (OSError, ValueError):
+        return address
+
+
+def answer(limits: GuessLimits, target: str, body: bytes) -> dict[str, object]:
+    """The JSON answer to one request of Dovecot's."""
+    try:
+        request = json.loads(body or b"{}")
+    except ValueError:
+        return {"status": 0, "msg": ""}
+    if not isinstance(request, dict):
+        return {"status": 0, "msg": ""}
+    address = client_network(str(request.get("remote", "")))
+    login = str(request.get("login", "")).lower()
+    pwhash = str(request.get("pwhash", ""))
+    if "command=report" in target:
+        success, refused = request.get("success") is True, request.get("policy_reject") is True
+        limits.report(address, login, pwhash, success, refused)
+        return {"status": 0, "msg": ""}
+    if limits.allow(address, login, pwhash):
+        return {"status": 0, "msg": ""}
+    return {"status": -1, "msg": "too many failed logins from your address"}
+
+
+def _serve(limits: GuessLimits, conn: _socket.socket) -> None:
+    buffer = b""
+    try:
+        conn.settimeout(IDLE_TIMEOUT)
+        while True:
+            target, body, buffer = _read_request(conn, buffer)
+            reply = json.dumps(answer(limits, target, body)).encode()
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(reply), reply)
+            )
+    except (OSError, ValueError, EOFError):  # gone, idle, or not HTTP
+        return
+    finally:
+        conn.close()
+
+
+def prepare_dovecot_auth(folder: str = layout.DOVECOT_AUTH_DIR) -> None:
+    """Before Dovecot starts: the nonce, and the folder its auth processes start in (a link to
+    the auth-worker socket, which they find relative to it, and no penalty socket)."""
+    write_nonce()
+    if not os.path.isdir(folder):
+        os.mkdir(folder, 0o755)
+    link = f"{folder}/auth-worker"
+    if not os.path.islink(link):
+        os.symlink(f"{layout.DOVECOT_RUN_DIR}/auth-worker", link)
+
+
+def write_nonce(path: str = layout.AUTH_POLICY_NONCE) -> None:
+    """A new nonce for Dovecot's password hashes (``auth_policy_hash_nonce = <path``): the known
+    hashes live in this process's memory only, so they need no nonce older than it."""
+    descriptor = os.open(f"{path}.new", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as nonce:
+        nonce.write(os.urandom(24).hex())
+    os.replace(f"{path}.new", path)
+
+
+class AuthPolicyServer(Acceptor):
+    def __init__(self, limits: GuessLimits, port: int, host: str = "127.0.0.1") -> None:
+        self.limits = limits
+        listener = inet_listener(host, port, 64)
+        self.port = listener.getsockname()[1]
+        super().__init__(listener, lambda conn: _serve(limits, conn))
+
+
+def open_auth_policy(
+    limits: GuessLimits | None = None, port: int = layout.AUTH_POLICY_PORT
+) -> AuthPolicyServer:
+    """The policy service, listening on the loopback and served in its own thread."""
+    server = AuthPolicyServer(limits or GuessLimits(), port)
+    _thread.start_new_thread(server.serve_forever, ())
+    return server
