@@ -214,21 +214,25 @@ class Documents:
 
     def _contender_keys(self, doc: Mapping[str, Any]) -> set[DomainKey]:
         """Every MailDomain, in any namespace, whose claim contends with ``doc``'s (a relation
-        both ways, ``api.claims``): the same domain or host name, a domain its host name is or
-        is under, a host name that is or is under its domain, a domain or host name its domain
-        is under, a domain under its domain or equal to or under its host name."""
+        both ways, ``api.claims``): the same domain or host name, a domain or host name its
+        host name is or is under, a host name that is or is under its domain or its host name,
+        a domain or host name its domain is under, a domain under its domain or equal to or
+        under its host name."""
         domain, hostname = served_domain(doc), served_hostname(doc)
         keys = set(self._domains_by_domain.get(domain, {}))
-        keys |= set(self._domains_by_hostname.get(hostname, {}))
-        for above in at_or_above(hostname or ""):
+        for above in at_or_above(hostname or ""):  # its own host name too
             keys |= set(self._domains_by_domain.get(above, {}))
+            keys |= set(self._domains_by_hostname.get(above, {}))
         for above in at_or_above(domain or ""):
             keys |= set(self._domains_by_domain.get(above, {}))
             keys |= set(self._domains_by_hostname.get(above, {}))
-        if domain is not None:
-            for name, claims in self._domains_by_hostname.items():
-                if name is not None and at_or_under(name, domain):
-                    keys |= set(claims)
+        for name, claims in self._domains_by_hostname.items():
+            if name is None:
+                continue
+            if (domain is not None and at_or_under(name, domain)) or (
+                hostname is not None and at_or_under(name, hostname)
+            ):
+                keys |= set(claims)
         for name, claims in self._domains_by_domain.items():
             if name is None:
                 continue
