@@ -42,7 +42,7 @@ def slim(body: Mapping[str, Any]) -> Obj:
 
 
 class Documents:
-    def __init__(self) -> None:
+    def __init__(self, granted: Callable[[str, str], bool] | None = None) -> None:
         self._boxes: dict[tuple[str, str], Obj] = {}
         self._boxes_by_domain: dict[tuple[str, str | None], dict[str, Obj]] = defaultdict(dict)
         self._boxes_by_secret: dict[tuple[str, str], set[str]] = defaultdict(set)
@@ -54,6 +54,9 @@ class Documents:
         self._domain_secrets: dict[tuple[str, str], set[str]] = defaultdict(set)
         # Called when nothing refers to a Secret any more (``SecretCache.release``).
         self.released: Callable[[str, str], None] = lambda namespace, secret: None
+        # Whether the platform's policies let a namespace serve a domain (``Grants.refusal``):
+        # a MailDomain they do not refers to nothing, nor do its Mailboxes.
+        self.granted = granted or (lambda namespace, domain: True)
 
     # --- Mailboxes ------------------------------------------------------------------------
 
@@ -112,13 +115,13 @@ class Documents:
         self._domains_by_hostname[served_hostname(doc)][(namespace, name)] = doc
         for secret in referenced_secret_names(doc, ()):
             self._domain_secrets[(namespace, secret)].add(name)
-        self._release(namespace, old)
+        self._release(namespace, old, maildomain=True)
         return affected | self._affected_by(doc)
 
     def drop_domain(self, namespace: str, name: str) -> set[DomainKey]:
         old = self._domains.get((namespace, name))
         affected = self._drop_domain(namespace, name)
-        self._release(namespace, old)
+        self._release(namespace, old, maildomain=True)
         return affected
 
     def _drop_domain(self, namespace: str, name: str) -> set[DomainKey]:
@@ -187,15 +190,45 @@ class Documents:
         return users
 
     def references(self, namespace: str, secret: str) -> bool:
-        """Whether a MailDomain or Mailbox of the namespace names the Secret."""
+        """Whether a MailDomain of the namespace that may serve its domain names the Secret, or
+        a Mailbox on such a MailDomain's domain does. A Mailbox of no MailDomain (or of an
+        ungranted one) refers to nothing: a tenant's Mailboxes no one serves, each naming a
+        large Secret, would otherwise fill the operator's memory (#13 re-check F2)."""
         key = (namespace, secret)
-        return key in self._domain_secrets or key in self._boxes_by_secret
+        for name in self._domain_secrets.get(key, ()):
+            doc = self._domains.get((namespace, name))
+            if doc is not None and self._may_serve(namespace, served_domain(doc)):
+                return True
+        for name in self._boxes_by_secret.get(key, ()):
+            box = self._boxes.get((namespace, name))
+            domain = None if box is None else address_domain(box)
+            if self.domain_names(namespace, domain) and self._may_serve(namespace, domain):
+                return True
+        return False
 
-    def _release(self, namespace: str, old: Mapping[str, Any] | None) -> None:
-        """The Secrets the replaced or dropped document ``old`` named that nothing names now."""
+    def _may_serve(self, namespace: str, domain: str | None) -> bool:
+        return domain is not None and self.granted(namespace, domain)
+
+    def release_unreferenced(self, namespace: str | None = None) -> None:
+        """Release every Secret (of ``namespace``, or all) that nothing refers to now: after the
+        grants changed, a MailDomain may no longer serve."""
+        keys = {*self._domain_secrets, *self._boxes_by_secret}
+        for ns, secret in sorted(keys):
+            if (namespace is None or ns == namespace) and not self.references(ns, secret):
+                self.released(ns, secret)
+
+    def _release(
+        self, namespace: str, old: Mapping[str, Any] | None, maildomain: bool = False
+    ) -> None:
+        """The Secrets the replaced or dropped document ``old`` named that nothing names now
+        (for a ``maildomain``, also those of the Mailboxes on its domain)."""
         if old is None:
             return
-        for secret in {*referenced_secret_names(old, ()), password_secret_name(old)}:
+        names = {*referenced_secret_names(old, ()), password_secret_name(old)}
+        if maildomain:
+            boxes = self.mailboxes(namespace, served_domain(old))
+            names |= {password_secret_name(box) for box in boxes}
+        for secret in names:
             if secret is not None and not self.references(namespace, secret):
                 self.released(namespace, secret)
 
