@@ -119,6 +119,17 @@ def blob(name: str, ns: str, size: int) -> dict[str, Any]:
     }
 
 
+def held_bytes(operator: OperatorThread, ns: str, names: list[str]) -> int:
+    """The bytes of data the operator keeps of the Secrets ``names``."""
+    cache = operator.operator.secrets
+    return sum(
+        len(value)
+        for name in names
+        if (secret := cache.get(ns, name)) is not None
+        for _, value in secret.data
+    )
+
+
 def test_unreferenced_labelled_secrets_do_not_grow_the_operators_memory(
     api: ApiServer, operator: OperatorThread
 ) -> None:
@@ -133,12 +144,7 @@ def test_unreferenced_labelled_secrets_do_not_grow_the_operators_memory(
         api.create(blob(f"blob{i}", "hostile", 700 * 1024))  # base64: under the 1 MiB limit
     cache = operator.operator.secrets
     wait_for(lambda: cache.unloaded("hostile", f"blob{count - 1}"), 60)
-    held = sum(
-        len(value)
-        for i in range(count)
-        if (secret := cache.get("hostile", f"blob{i}")) is not None
-        for _, value in secret.data
-    )
+    held = held_bytes(operator, "hostile", [f"blob{i}" for i in range(count)])
     print(f"the operator holds {held / MIB:.1f} MiB of {count} unreferenced Secrets")
     assert held < 4 * MIB, f"{held / MIB:.1f} MiB of unreferenced Secrets held by the operator"
 
@@ -168,12 +174,7 @@ def test_mailboxes_no_maildomain_serves_do_not_make_the_operator_hold_large_secr
         ),
         60,
     )
-    held = sum(
-        len(value)
-        for i in range(count)
-        if (secret := cache.get("hostile", f"blob{i}")) is not None
-        for _, value in secret.data
-    )
+    held = held_bytes(operator, "hostile", [f"blob{i}" for i in range(count)])
     print(f"the operator holds {held / MIB:.1f} MiB for {count} Mailboxes of no MailDomain")
     assert held < 4 * MIB, f"{held / MIB:.1f} MiB held for Mailboxes no MailDomain serves"
 

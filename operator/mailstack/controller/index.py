@@ -253,26 +253,18 @@ class Documents:
         under its host name."""
         domain, hostname = served_domain(doc), served_hostname(doc)
         keys = set(self._domains_by_domain.get(domain, {}))
-        for above in at_or_above(hostname or ""):  # its own host name too
-            keys |= set(self._domains_by_domain.get(above, {}))
-            keys |= set(self._domains_by_hostname.get(above, {}))
-        for above in at_or_above(domain or ""):
-            keys |= set(self._domains_by_domain.get(above, {}))
-            keys |= set(self._domains_by_hostname.get(above, {}))
-        for name, claims in self._domains_by_hostname.items():
-            if name is None:
-                continue
-            if (domain is not None and at_or_under(name, domain)) or (
-                hostname is not None and at_or_under(name, hostname)
-            ):
-                keys |= set(claims)
-        for name, claims in self._domains_by_domain.items():
-            if name is None:
-                continue
-            if (domain is not None and at_or_under(name, domain)) or (
-                hostname is not None and at_or_under(name, hostname)
-            ):
-                keys |= set(claims)
+        indexes = (self._domains_by_domain, self._domains_by_hostname)
+        for above in {*at_or_above(hostname or ""), *at_or_above(domain or "")}:  # own names too
+            for index in indexes:
+                keys |= set(index.get(above, {}))
+        for index in indexes:
+            for name, claims in index.items():
+                if name is None:
+                    continue
+                if (domain is not None and at_or_under(name, domain)) or (
+                    hostname is not None and at_or_under(name, hostname)
+                ):
+                    keys |= set(claims)
         return keys
 
     @staticmethod
