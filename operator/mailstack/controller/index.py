@@ -190,15 +190,14 @@ class Documents:
         return users
 
     def references(self, namespace: str, secret: str) -> bool:
-        """Whether a MailDomain of the namespace that may serve its domain names the Secret, or
-        a Mailbox on such a MailDomain's domain does. A Mailbox of no MailDomain (or of an
-        ungranted one) refers to nothing: a tenant's Mailboxes no one serves, each naming a
-        large Secret, would otherwise fill the operator's memory (#13 re-check F2)."""
+        """Whether a MailDomain of the namespace names the Secret, or a Mailbox on the domain
+        of a MailDomain of its namespace that may serve it does. A Mailbox of no MailDomain (or
+        of an ungranted one) refers to nothing: a tenant's Mailboxes no one serves, each naming
+        a large Secret, would otherwise fill the operator's memory (#13 re-check F2). Every
+        MailDomain's count: a withdrawn one still removes its records with its DNS key."""
         key = (namespace, secret)
-        for name in self._domain_secrets.get(key, ()):
-            doc = self._domains.get((namespace, name))
-            if doc is not None and self._may_serve(namespace, served_domain(doc)):
-                return True
+        if key in self._domain_secrets:
+            return True
         for name in self._boxes_by_secret.get(key, ()):
             box = self._boxes.get((namespace, name))
             domain = None if box is None else address_domain(box)
