@@ -119,6 +119,17 @@ def blob(name: str, ns: str, size: int) -> dict[str, Any]:
     }
 
 
+def held_bytes(operator: OperatorThread, ns: str, names: list[str]) -> int:
+    """The bytes of data the operator keeps of the Secrets ``names``."""
+    cache = operator.operator.secrets
+    return sum(
+        len(value)
+        for name in names
+        if (secret := cache.get(ns, name)) is not None
+        for _, value in secret.data
+    )
+
+
 def test_unreferenced_labelled_secrets_do_not_grow_the_operators_memory(
     api: ApiServer, operator: OperatorThread
 ) -> None:
@@ -133,14 +144,39 @@ def test_unreferenced_labelled_secrets_do_not_grow_the_operators_memory(
         api.create(blob(f"blob{i}", "hostile", 700 * 1024))  # base64: under the 1 MiB limit
     cache = operator.operator.secrets
     wait_for(lambda: cache.unloaded("hostile", f"blob{count - 1}"), 60)
-    held = sum(
-        len(value)
-        for i in range(count)
-        if (secret := cache.get("hostile", f"blob{i}")) is not None
-        for _, value in secret.data
-    )
+    held = held_bytes(operator, "hostile", [f"blob{i}" for i in range(count)])
     print(f"the operator holds {held / MIB:.1f} MiB of {count} unreferenced Secrets")
     assert held < 4 * MIB, f"{held / MIB:.1f} MiB of unreferenced Secrets held by the operator"
+
+
+def test_mailboxes_no_maildomain_serves_do_not_make_the_operator_hold_large_secrets(
+    api: ApiServer, operator: OperatorThread
+) -> None:
+    """Re-check F2 (#13): R10's attack with one small Mailbox per Secret. The tenant creates
+    Mailboxes on a domain no MailDomain serves, then labelled Secrets of 700 KiB (or writes
+    them again later), each Mailbox naming one as ``passwordSecretRef``: each 1 KiB Mailbox
+    made the operator hold 700 KiB that nothing uses, some 700 of them pass the chart's
+    512Mi limit. Only a Mailbox on a domain a MailDomain of its namespace may serve refers."""
+    namespace(api, "hostile")
+    count = 24
+    for i in range(count):
+        box = mailbox(f"box{i}", f"u{i}@nowhere.example", secret=f"blob{i}")
+        api.create(in_namespace(box, "hostile"))
+    documents = operator.operator.documents
+    wait_for(lambda: documents.mailbox("hostile", f"box{count - 1}") is not None, 60)
+    for i in range(count):  # the Secrets come after the Mailboxes (or are written again)
+        api.create(blob(f"blob{i}", "hostile", 700 * 1024))
+    cache = operator.operator.secrets
+    wait_for(
+        lambda: (
+            cache.get("hostile", f"blob{count - 1}") is not None
+            or cache.unloaded("hostile", f"blob{count - 1}")
+        ),
+        60,
+    )
+    held = held_bytes(operator, "hostile", [f"blob{i}" for i in range(count)])
+    print(f"the operator holds {held / MIB:.1f} MiB for {count} Mailboxes of no MailDomain")
+    assert held < 4 * MIB, f"{held / MIB:.1f} MiB held for Mailboxes no MailDomain serves"
 
 
 def test_a_secret_is_read_on_its_first_reference_and_forgotten_after_the_last(

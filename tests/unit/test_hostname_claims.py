@@ -177,6 +177,46 @@ def test_a_host_name_refused_hands_the_domain_to_the_next_claim() -> None:
 SHOP_HOST = "mail.shop.proof.example"
 
 
+def test_a_host_name_under_an_older_claims_host_name_of_another_namespace_is_refused() -> None:
+    # #13 re-check F6: tenant A (older) serves its domain with the shared-hosting host name
+    # mx.hosting.proof.example; tenant B (newer) names smtp.mx.hosting.proof.example, under no older
+    # DOMAIN and not A's host name itself, and would get its records and a certificate for a
+    # name under A's mail host.
+    older = claim(
+        "tenant-a",
+        "a",
+        "a.proof.example",
+        "2026-12-01T00:00:00Z",
+        hostname="mx.hosting.proof.example",
+    )
+    newer = claim(
+        "tenant-b",
+        "b",
+        "b.proof.example",
+        "2026-12-02T00:00:00Z",
+        hostname="smtp.mx.hosting.proof.example",
+    )
+    grants = shared(require_proof=False)
+    assert served([newer, older], grants) == {older.ref}
+    assert hostname_problems([newer, older], grants) == [
+        "MailDomain/tenant-b/b: smtp.mx.hosting.proof.example is under mx.hosting.proof.example, "
+        "the host name of MailDomain/tenant-a/a"
+    ]
+    # The same namespace may nest its own host names; an older one under a newer is kept.
+    own = claim(
+        "tenant-a",
+        "a2",
+        "a2.proof.example",
+        "2026-12-02T00:00:00Z",
+        hostname="smtp.mx.hosting.proof.example",
+    )
+    assert served([own, older], grants) == {older.ref, own.ref}
+    above = claim(
+        "tenant-b", "c", "c.proof.example", "2026-12-02T00:00:00Z", hostname="hosting.proof.example"
+    )
+    assert served([above, older], grants) == {older.ref, above.ref}
+
+
 def test_a_newer_domain_claim_on_an_older_tenants_host_name_takes_nothing_over() -> None:
     grants = shared(require_proof=False)
     squat = claim("squatter", "squat", SHOP_HOST, "2026-12-02T00:00:00Z", hostname=SHOP_HOST)
@@ -310,3 +350,21 @@ def test_the_index_finds_the_claims_on_names_above_and_under_a_domain() -> None:
         ("squatter", "squat"),
         ("squatter", "eu"),
     }
+
+
+def test_the_index_finds_the_claims_on_host_names_above_and_under_a_host_name() -> None:
+    from mailstack.controller.index import Documents
+
+    docs = Documents()
+    older = raw("tenant-a", "a", "a.proof.example", "mx.hosting.proof.example")
+    under = raw("tenant-b", "b", "b.proof.example", "smtp.mx.hosting.proof.example")
+    unrelated = raw("tenant-d", "d", "d.proof.example", "mx.other.proof.example")
+    for doc in (older, under, unrelated):
+        docs.put_domain(doc)
+
+    def names(doc: dict[str, Any]) -> set[str]:
+        return {d["metadata"]["name"] for d in docs.contenders(doc)}
+
+    assert names(under) == {"b", "a"}
+    assert names(older) == {"a", "b"}
+    assert docs.drop_domain("tenant-a", "a") == {("tenant-a", "a"), ("tenant-b", "b")}

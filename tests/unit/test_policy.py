@@ -9,8 +9,10 @@ import pytest
 
 from mailstack.api.assemble import assemble
 from mailstack.api.errors import ValidationError
+from mailstack.api.models import ServiceSpec
 from mailstack.api.parse import parse_maildomain
 from mailstack.api.policy import Grants, MailDomainPolicy, domain_matches, parse_policy
+from mailstack.api.service_limits import ServiceLimits
 from mailstack.commands.main import main
 
 API = "mailstack.dev/v1alpha1"
@@ -287,6 +289,57 @@ def test_no_fixed_address_refuses_the_ipv6_and_adoption_annotations(key: str) ->
     assert [p.path for p in assemble([pinned], [], Grants((strict,)))[1]] == [
         f"spec.service.annotations.{key}"
     ]
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        # #13 re-check F7: Linode's NodeBalancer to front the Service (an existing one, with
+        # its address), OpenStack's load balancer to reuse and floating IP to put on it, Azure's
+        # public IP prefix the address comes from (another team's reserved addresses).
+        "service.beta.kubernetes.io/linode-loadbalancer-nodebalancer-id",
+        "loadbalancer.openstack.org/load-balancer-id",
+        "loadbalancer.openstack.org/load-balancer-address",
+        "service.beta.kubernetes.io/azure-pip-prefix-id",
+    ],
+)
+def test_no_fixed_address_refuses_adopting_another_load_balancer_or_its_address(key: str) -> None:
+    # The policy leaves annotations at their default (any): the tenant names the id of another
+    # tenant's load balancer or address prefix, and the cloud controller hands it over.
+    any_annotation = limited("any", loadBalancerIP=False)
+    adopting = service_claim("tenant-a", annotations={key: "lb-of-another-tenant"})
+    assert [p.path for p in assemble([adopting], [], Grants((any_annotation,)))[1]] == [
+        f"spec.service.annotations.{key}"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("key", "refused"),
+    [
+        # Not in the table, judged by their words under a load balancer controller's prefix.
+        ("service.beta.kubernetes.io/exoscale-loadbalancer-id", True),
+        ("load-balancer.hetzner.cloud/ipv4", True),
+        ("service.beta.kubernetes.io/oci-load-balancer-reserved-ip", True),
+        ("metallb.universe.tf/allow-shared-ip", True),  # another Service's address by its key
+        ("kube-vip.io/loadbalancerIPv6", True),
+        # Words of an address that choose no address, and an id that is no load balancer's.
+        ("metallb.universe.tf/address-pool", False),
+        ("service.beta.kubernetes.io/aws-load-balancer-ip-address-type", False),
+        ("service.beta.kubernetes.io/azure-disable-load-balancer-floating-ip", False),
+        ("service.beta.kubernetes.io/linode-loadbalancer-firewall-id", False),
+        ("service.beta.kubernetes.io/aws-load-balancer-nlb-target-type", False),
+        # Outside the controllers' prefixes nothing but the table counts.
+        ("example.com/ip", False),
+    ],
+)
+def test_no_fixed_address_refuses_what_a_load_balancer_controllers_key_says(
+    key: str, refused: bool
+) -> None:
+    assert (
+        bool(ServiceLimits(load_balancer_ip=False).refusals(ServiceSpec(annotations=((key, "x"),))))
+        is refused
+    )
+    assert ServiceLimits().refusals(ServiceSpec(annotations=((key, "x"),))) == []
 
 
 def test_the_hosts_the_mail_pods_contact_are_held_to_the_host_rule() -> None:

@@ -104,7 +104,7 @@ def test_quarantine_marks_incoming_mail_and_still_refuses_users_mail() -> None:
 
 def test_freshclam_takes_the_official_databases_from_a_mirror_or_not_at_all() -> None:
     official = render_rspamd_config(service({"enabled": True}))["freshclam.conf"]
-    assert "DatabaseMirror database.clamav.net\n" in official
+    assert "DatabaseMirror database.clamav.net.\n" in official
     assert "ExcludeDatabase" not in official
     mirrored = render_rspamd_config(
         service({"enabled": True, "signatures": {"privateMirror": "http://mirror.example.net"}})
@@ -138,6 +138,19 @@ def test_freshclams_hosts_are_absolute_names_which_no_search_list_completes() ->
 
 
 ADDRESS_URL = "http://[2001:db8::1]:8080/z.ndb"
+
+
+def test_the_default_mirror_is_absolute_too() -> None:
+    # #13 re-check F8: with ndots:5 the search list completes database.clamav.net FIRST: the
+    # tenant holding the namespace ``net`` answers database.clamav.net.svc.cluster.local (a
+    # headless Service ``clamav``, a pod ``database``) for every tenant's freshclam. freshclam
+    # makes ``https://database.clamav.net.`` of it; its TXT look-ups (current.cvd.clamav.net)
+    # go through res_query, which uses no search list.
+    config = render_rspamd_config(service({"enabled": True}))["freshclam.conf"]
+    mirrors = [
+        line.split()[1] for line in config.splitlines() if line.startswith("DatabaseMirror ")
+    ]
+    assert mirrors == ["database.clamav.net."]
 
 
 @pytest.mark.parametrize(

@@ -188,6 +188,7 @@ def test_only_referenced_secrets_are_kept_with_their_data() -> None:
     cache.put(_secret("blob", "1"))
     cache.put(_secret("pw", "1"))
     assert (cache.get("t", "blob"), cache.unloaded("t", "blob"), len(cache)) == (None, True, 0)
+    documents.put_domain(_domain("t", "t.example"))
     documents.put_mailbox(_box("carol", "pw"))
     cache.put(_secret("pw", "2"))  # a change, or the pass's read on the first reference
     assert cache.get("t", "pw") is not None and not cache.unloaded("t", "pw")
@@ -196,6 +197,56 @@ def test_only_referenced_secrets_are_kept_with_their_data() -> None:
     documents.put_mailbox(_box("carol", "other"))  # the last reference gone: forgotten
     assert (cache.get("t", "pw"), cache.unloaded("t", "pw")) == (None, True)
     assert cache.drop("t", "pw") and not cache.unloaded("t", "pw")
+
+
+def _domain(name: str, domain: str, relay_secret: str | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"domain": domain}
+    if relay_secret is not None:
+        spec["relay"] = {
+            "host": "smtp.relay.example",
+            "credentialsSecretRef": {"name": relay_secret},
+        }
+    return {"kind": "MailDomain", "metadata": {"name": name, "namespace": "t"}, "spec": spec}
+
+
+def test_a_mailbox_refers_to_its_secret_only_on_a_domain_a_maildomain_may_serve() -> None:
+    """#13 re-check F2: Mailboxes no MailDomain serves (or only an ungranted one) made the
+    operator keep each one's large Secret: they refer to nothing until a MailDomain that may
+    serve their domain comes, and again nothing once it goes."""
+    granted = {"t.example"}
+    documents = Documents(granted=lambda ns, domain: domain in granted)
+    cache = SecretCache(documents.references)
+    documents.released = cache.release
+    documents.put_mailbox(_box("carol", "pw"))
+    cache.put(_secret("pw", "1"))
+    assert (cache.get("t", "pw"), cache.unloaded("t", "pw")) == (None, True)
+    assert not cache.wanted("t", "pw")  # nor read by a pass (``user_secrets.read``)
+    documents.put_domain(_domain("t", "t.example"))
+    assert cache.wanted("t", "pw")
+    cache.put(_secret("pw", "2"))
+    assert cache.get("t", "pw") is not None
+    documents.drop_domain("t", "t")  # its Mailboxes' Secrets are forgotten with it
+    assert (cache.get("t", "pw"), cache.unloaded("t", "pw")) == (None, True)
+    # The Mailboxes on an ungranted MailDomain's domain refer to nothing; the MailDomain's own
+    # references count (withdrawn, it removes its records with its DNS key).
+    documents.put_domain(_domain("t", "t.example", relay_secret="relay"))
+    documents.put_domain(_domain("u", "u.example", relay_secret="other"))
+    documents.put_mailbox(
+        _box("dave", "pw2")
+        | {"spec": {"address": "dave@u.example", "passwordSecretRef": {"name": "pw2"}}}
+    )
+    assert [documents.references("t", n) for n in ("relay", "other", "pw", "pw2")] == [
+        True,
+        True,
+        True,
+        False,
+    ]
+    # When the grants change, what no longer may be served is forgotten.
+    cache.put(_secret("pw", "3"))
+    assert cache.get("t", "pw") is not None
+    granted.clear()
+    documents.release_unreferenced()
+    assert (cache.get("t", "pw"), cache.unloaded("t", "pw")) == (None, True)
 
 
 # --- maxStorage counts the volume claims, retained ones too ----------------------------------

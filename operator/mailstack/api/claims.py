@@ -7,9 +7,9 @@ equal to or under one that an OLDER admitted claim of another namespace holds is
 namespace's, so a newer claim cannot take an older one's names over by claiming a name above
 or at them.
 
-- A host name equal to or under the domain of an older claim of another namespace (nearer to
-  it than the MailDomain's own domain) belongs to that domain's owner: ``spec.hostname``
-  refused.
+- A host name equal to or under the domain of an older claim of another namespace, or under
+  the held host name of one (nearer to it than the MailDomain's own domain), belongs to that
+  claim's namespace: ``spec.hostname`` refused.
 - A host name is held by its oldest admitted claim whose host name that rule leaves it (even
   while that claim loses its domain, so that who holds a host name never depends on who wins a
   domain); the MailDomains of the holder's namespace may share it, those of others may not.
@@ -55,9 +55,8 @@ def _name_refusals(admitted: Sequence[MailDomain]) -> dict[str, Problem]:
     names = _Names(admitted)
     refusals: dict[str, Problem] = {}
     for dom in admitted:
-        owner = names.hostname_owner(dom)
-        if owner is not None:
-            why = f"{dom.hostname} belongs to {owner.domain}, claimed by {owner.ref}"
+        why = names.hostname_refusal(dom)
+        if why is not None:
             refusals[dom.ref] = Problem(dom.ref, "spec.hostname", why)
             continue
         holder = names.holders.setdefault(dom.hostname, dom)
@@ -88,16 +87,20 @@ class _Names:
             return None
         return claim if self.rank[claim.ref] < self.rank[dom.ref] else None
 
-    def hostname_owner(self, dom: MailDomain) -> MailDomain | None:
-        """The older claim of another namespace on a domain that ``dom``'s host name is or is
-        under, nearer to it than ``dom``'s own domain (a host name under its own domain goes
-        with the contest for that domain)."""
+    def hostname_refusal(self, dom: MailDomain) -> str | None:
+        """Why ``dom``'s host name belongs to an older claim of another namespace: it is or is
+        under that claim's domain, or under its held host name (the same host name is
+        ``holders``' rule), nearer to it than ``dom``'s own domain (a host name under its own
+        domain goes with the contest for that domain)."""
         for name in at_or_above(dom.hostname):
             if name == dom.domain:
                 return None
             owner = self.older_rival(dom, self.claimed_by.get(name))
             if owner is not None:
-                return owner
+                return f"{dom.hostname} belongs to {owner.domain}, claimed by {owner.ref}"
+            holder = self.older_rival(dom, self.holders.get(name))
+            if holder is not None and name != dom.hostname:
+                return f"{dom.hostname} is under {name}, the host name of {holder.ref}"
         return None
 
     def domain_refusal(self, dom: MailDomain) -> str | None:

@@ -1,5 +1,7 @@
-"""What a MailDomainPolicy's grant lets the public Service be: ``ServiceLimits`` and the table
-of address-pinning annotations that ``loadBalancerIP: false`` refuses.
+"""What a MailDomainPolicy's grant lets the public Service be: ``ServiceLimits``, and the
+address-pinning and load-balancer-adopting annotations that ``loadBalancerIP: false`` refuses
+(``pins_address``: a table of known keys, and a rule for the keys of load balancer controllers
+that name an address or an existing load balancer).
 
 Owns the check of ``spec.service`` against a grant (``ServiceLimits.refusals``); parsing the
 policy's ``service`` section stays in ``api.policy``.
@@ -7,16 +9,19 @@ policy's ``service`` section stays in ``api.policy``.
 
 from __future__ import annotations
 
+import itertools
+import re
 from dataclasses import dataclass
 
 from mailstack.api.models import ServiceSpec
 
 # Annotations by which a load balancer implementation takes a fixed address for a Service:
 # ``loadBalancerIP: false`` refuses them as it refuses the field, whatever the policy's
-# ``annotations`` list allows. Implementations not listed may have their own: a platform must
-# not allow an address-pinning annotation through ``annotations`` (a prefix such as
-# ``metallb.universe.tf/*`` is checked against this table; a key not in it is not). Choosing a
-# pool (``metallb.universe.tf/address-pool``) is not pinning: the pools say who may use them.
+# ``annotations`` list allows; so does adopting an existing load balancer by its id (its address
+# comes with it). Keys not listed are judged by their words (``pins_address``); one of an
+# implementation whose prefix is not in ``CONTROLLER_PREFIXES`` is not: a platform must not allow
+# such a key through ``annotations``. Choosing a pool (``metallb.universe.tf/address-pool``) is
+# not pinning: the pools say who may use them.
 ADDRESS_ANNOTATIONS = {
     "metallb.universe.tf/loadBalancerIPs": "MetalLB",
     "metallb.io/loadBalancerIPs": "MetalLB",
@@ -33,9 +38,78 @@ ADDRESS_ANNOTATIONS = {
     "service.beta.kubernetes.io/aws-load-balancer-ipv6-addresses": "AWS",
     "service.beta.kubernetes.io/azure-pip-name-ipv6": "Azure (a public IP resource)",
     "kubernetes.digitalocean.com/load-balancer-id": "DigitalOcean (adopts a load balancer)",
+    "service.beta.kubernetes.io/linode-loadbalancer-nodebalancer-id": (
+        "Linode (adopts a NodeBalancer)"
+    ),
+    "loadbalancer.openstack.org/load-balancer-id": "OpenStack (adopts a load balancer)",
+    "loadbalancer.openstack.org/load-balancer-address": "OpenStack (a floating IP)",
+    "service.beta.kubernetes.io/azure-pip-prefix-id": "Azure (a public IP prefix)",
+    "service.beta.kubernetes.io/azure-pip-prefix-id-ipv6": "Azure (a public IP prefix)",
     "networking.gke.io/load-balancer-ip-addresses": "GKE (reserved addresses)",
     "oci.oraclecloud.com/reserved-private-ips": "Oracle OKE",
 }
+
+
+# A table alone always misses one: under the prefixes of load balancer controllers, a key with
+# one of these words in its name is taken to pin an address or adopt a load balancer (and with
+# it its address) too. Known keys with such words that do neither are in ``NOT_PINNING``.
+CONTROLLER_PREFIXES = (
+    "service.beta.kubernetes.io/",
+    "service.kubernetes.io/",
+    "loadbalancer.openstack.org/",
+    "kubernetes.digitalocean.com/",
+    "load-balancer.hetzner.cloud/",
+    "networking.gke.io/",
+    "cloud.google.com/",
+    "oci.oraclecloud.com/",
+    "oci-network-load-balancer.oraclecloud.com/",
+    "metallb.universe.tf/",
+    "metallb.io/",
+    "kube-vip.io/",
+    "lbipam.cilium.io/",
+    "io.cilium/",
+    "projectcalico.org/",
+    "purelb.io/",
+    "yandex.cpi.flant.com/",
+)
+ADDRESS_WORDS = frozenset(
+    {"ip", "ips", "ipv4", "ipv6", "address", "addresses", "pip", "eip", "eips", "floatingip"}
+)
+BALANCER_WORDS = frozenset({"balancer", "loadbalancer", "nodebalancer", "lb", "nlb"})
+NOT_PINNING = frozenset(
+    {
+        "metallb.universe.tf/address-pool",  # a pool: the pools say who may use them
+        "metallb.io/address-pool",
+        "service.beta.kubernetes.io/aws-load-balancer-ip-address-type",  # ipv4 or dualstack
+        "service.beta.kubernetes.io/azure-pip-tags",
+        "service.beta.kubernetes.io/azure-pip-ip-tags",
+        "service.beta.kubernetes.io/azure-load-balancer-ip-tags",
+        "service.beta.kubernetes.io/azure-disable-load-balancer-floating-ip",  # direct return
+    }
+)
+
+
+def _words(name: str) -> list[str]:
+    """The words of an annotation's name: split at ``-``, ``.``, ``_`` and lower-to-upper
+    case changes (``loadBalancerIPs``: load, balancer, ips)."""
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "-", name)
+    return [word.lower() for word in re.split(r"[-._]+", spaced) if word]
+
+
+def pins_address(key: str) -> str | None:
+    """Whose fixed address (or adopted load balancer) the annotation ``key`` asks for, or None:
+    the table first, then the words of a key under a load balancer controller's prefix."""
+    if key in ADDRESS_ANNOTATIONS:
+        return ADDRESS_ANNOTATIONS[key]
+    prefix = next((p for p in CONTROLLER_PREFIXES if key.startswith(p)), None)
+    if prefix is None or key in NOT_PINNING:
+        return None
+    words = _words(key[len(prefix) :])
+    if ADDRESS_WORDS & set(words):
+        return f"{prefix[:-1]}: the name says an address"
+    if any(w in BALANCER_WORDS and after == "id" for w, after in itertools.pairwise(words)):
+        return f"{prefix[:-1]}: the name says an existing load balancer"
+    return None
 
 
 # What a grant allows when its policy names no ``exposures``: all but HostPort, which binds the
@@ -69,8 +143,8 @@ class ServiceLimits:
                 key == p or (p.endswith("*") and key.startswith(p[:-1])) for p in self.annotations
             ):
                 found.append((f"spec.service.annotations.{key}", "this annotation is not allowed"))
-            elif not self.load_balancer_ip and key in ADDRESS_ANNOTATIONS:
-                why = f"a fixed address ({ADDRESS_ANNOTATIONS[key]}) is not allowed"
+            elif not self.load_balancer_ip and (pinned := pins_address(key)) is not None:
+                why = f"a fixed address ({pinned}) is not allowed"
                 found.append((f"spec.service.annotations.{key}", why))
         if service.load_balancer_ip and not self.load_balancer_ip:
             found.append(("spec.service.loadBalancerIP", "a fixed address is not allowed"))

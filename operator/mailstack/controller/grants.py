@@ -43,6 +43,10 @@ class PolicySet:
                 self._invalid.add(name)
         return self.grants != before
 
+    def may_serve(self, namespace: str, domain: str) -> bool:
+        """Whether the grants let ``namespace`` serve ``domain``."""
+        return self.grants.refusal(namespace, domain) is None
+
     @property
     def grants(self) -> Grants:
         policies = tuple(self._policies[n] for n in sorted(self._policies))

@@ -83,11 +83,11 @@ class Operator:
     def __init__(self, config: OperatorConfig | None = None) -> None:
         self.config = config or OperatorConfig()
         self.coalescer = Coalescer()
-        self.documents = Documents()
+        self.policies = PolicySet(self.config.require_domain_grant)
+        self.documents = Documents(granted=self.policies.may_serve)
         self.secrets = SecretCache(self.documents.references)  # referenced ones with their data
         self.documents.released = self.secrets.release
         self.echoes = Echoes()
-        self.policies = PolicySet(self.config.require_domain_grant)
         # An explicit peering identity, so that this code and kopf agree on which peer is us.
         self.identity = self.config.identity or (
             f"{os.environ.get('POD_NAME') or socket.gethostname()}/{os.getpid()}"
@@ -235,6 +235,7 @@ class Operator:
     async def _on_policy(self, kind: str, body: Obj, primed: bool) -> None:
         if self.policies.update(kind, body):
             self.reconciler.grants = self.policies.grants
+            self.documents.release_unreferenced()  # a MailDomain may no longer serve
             if primed:
                 self._mark(self.documents.domain_keys())
 

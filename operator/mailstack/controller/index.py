@@ -42,7 +42,7 @@ def slim(body: Mapping[str, Any]) -> Obj:
 
 
 class Documents:
-    def __init__(self) -> None:
+    def __init__(self, granted: Callable[[str, str], bool] | None = None) -> None:
         self._boxes: dict[tuple[str, str], Obj] = {}
         self._boxes_by_domain: dict[tuple[str, str | None], dict[str, Obj]] = defaultdict(dict)
         self._boxes_by_secret: dict[tuple[str, str], set[str]] = defaultdict(set)
@@ -54,6 +54,9 @@ class Documents:
         self._domain_secrets: dict[tuple[str, str], set[str]] = defaultdict(set)
         # Called when nothing refers to a Secret any more (``SecretCache.release``).
         self.released: Callable[[str, str], None] = lambda namespace, secret: None
+        # Whether the platform's policies let a namespace serve a domain (``Grants.refusal``):
+        # a MailDomain they do not refers to nothing, nor do its Mailboxes.
+        self.granted = granted or (lambda namespace, domain: True)
 
     # --- Mailboxes ------------------------------------------------------------------------
 
@@ -112,13 +115,13 @@ class Documents:
         self._domains_by_hostname[served_hostname(doc)][(namespace, name)] = doc
         for secret in referenced_secret_names(doc, ()):
             self._domain_secrets[(namespace, secret)].add(name)
-        self._release(namespace, old)
+        self._release(namespace, old, maildomain=True)
         return affected | self._affected_by(doc)
 
     def drop_domain(self, namespace: str, name: str) -> set[DomainKey]:
         old = self._domains.get((namespace, name))
         affected = self._drop_domain(namespace, name)
-        self._release(namespace, old)
+        self._release(namespace, old, maildomain=True)
         return affected
 
     def _drop_domain(self, namespace: str, name: str) -> set[DomainKey]:
@@ -187,15 +190,44 @@ class Documents:
         return users
 
     def references(self, namespace: str, secret: str) -> bool:
-        """Whether a MailDomain or Mailbox of the namespace names the Secret."""
+        """Whether a MailDomain of the namespace names the Secret, or a Mailbox on the domain
+        of a MailDomain of its namespace that may serve it does. A Mailbox of no MailDomain (or
+        of an ungranted one) refers to nothing: a tenant's Mailboxes no one serves, each naming
+        a large Secret, would otherwise fill the operator's memory (#13 re-check F2). Every
+        MailDomain's count: a withdrawn one still removes its records with its DNS key."""
         key = (namespace, secret)
-        return key in self._domain_secrets or key in self._boxes_by_secret
+        if key in self._domain_secrets:
+            return True
+        for name in self._boxes_by_secret.get(key, ()):
+            box = self._boxes.get((namespace, name))
+            domain = None if box is None else address_domain(box)
+            if self.domain_names(namespace, domain) and self._may_serve(namespace, domain):
+                return True
+        return False
 
-    def _release(self, namespace: str, old: Mapping[str, Any] | None) -> None:
-        """The Secrets the replaced or dropped document ``old`` named that nothing names now."""
+    def _may_serve(self, namespace: str, domain: str | None) -> bool:
+        return domain is not None and self.granted(namespace, domain)
+
+    def release_unreferenced(self, namespace: str | None = None) -> None:
+        """Release every Secret (of ``namespace``, or all) that nothing refers to now: after the
+        grants changed, a MailDomain may no longer serve."""
+        keys = {*self._domain_secrets, *self._boxes_by_secret}
+        for ns, secret in sorted(keys):
+            if (namespace is None or ns == namespace) and not self.references(ns, secret):
+                self.released(ns, secret)
+
+    def _release(
+        self, namespace: str, old: Mapping[str, Any] | None, maildomain: bool = False
+    ) -> None:
+        """The Secrets the replaced or dropped document ``old`` named that nothing names now
+        (for a ``maildomain``, also those of the Mailboxes on its domain)."""
         if old is None:
             return
-        for secret in {*referenced_secret_names(old, ()), password_secret_name(old)}:
+        names = {*referenced_secret_names(old, ()), password_secret_name(old)}
+        if maildomain:
+            boxes = self.mailboxes(namespace, served_domain(old))
+            names |= {password_secret_name(box) for box in boxes}
+        for secret in names:
             if secret is not None and not self.references(namespace, secret):
                 self.released(namespace, secret)
 
@@ -214,28 +246,24 @@ class Documents:
 
     def _contender_keys(self, doc: Mapping[str, Any]) -> set[DomainKey]:
         """Every MailDomain, in any namespace, whose claim contends with ``doc``'s (a relation
-        both ways, ``api.claims``): the same domain or host name, a domain its host name is or
-        is under, a host name that is or is under its domain, a domain or host name its domain
-        is under, a domain under its domain or equal to or under its host name."""
+        both ways, ``api.claims``): the same domain or host name, a domain or host name its
+        host name is or is under, a host name that is or is under its domain or its host name,
+        a domain or host name its domain is under, a domain under its domain or equal to or
+        under its host name."""
         domain, hostname = served_domain(doc), served_hostname(doc)
         keys = set(self._domains_by_domain.get(domain, {}))
-        keys |= set(self._domains_by_hostname.get(hostname, {}))
-        for above in at_or_above(hostname or ""):
-            keys |= set(self._domains_by_domain.get(above, {}))
-        for above in at_or_above(domain or ""):
-            keys |= set(self._domains_by_domain.get(above, {}))
-            keys |= set(self._domains_by_hostname.get(above, {}))
-        if domain is not None:
-            for name, claims in self._domains_by_hostname.items():
-                if name is not None and at_or_under(name, domain):
+        indexes = (self._domains_by_domain, self._domains_by_hostname)
+        for above in {*at_or_above(hostname or ""), *at_or_above(domain or "")}:  # own names too
+            for index in indexes:
+                keys |= set(index.get(above, {}))
+        for index in indexes:
+            for name, claims in index.items():
+                if name is None:
+                    continue
+                if (domain is not None and at_or_under(name, domain)) or (
+                    hostname is not None and at_or_under(name, hostname)
+                ):
                     keys |= set(claims)
-        for name, claims in self._domains_by_domain.items():
-            if name is None:
-                continue
-            if (domain is not None and at_or_under(name, domain)) or (
-                hostname is not None and at_or_under(name, hostname)
-            ):
-                keys |= set(claims)
         return keys
 
     @staticmethod

@@ -6,7 +6,8 @@
 - ``SecretCache``: the user Secrets labelled ``mailstack.dev/usable-by`` (passwords, relay
   credentials and CA, DNS credentials), kept current by the Secret watch, whose label selector
   is the only way a Secret gets here: an unlabelled Secret is never read nor stored. Only the
-  data of Secrets a MailDomain or Mailbox refers to is kept; of the others, the resourceVersion
+  data of Secrets a MailDomain or Mailbox refers to is kept (one that may serve its domain, or
+  a Mailbox on such a domain: ``Documents.references``); of the others, the resourceVersion
   (a tenant writing many large labelled Secrets grew the operator's memory until it was
   OOM-killed). A Secret's data is read on its first reference (``Reconciler.user_secrets``) and
   dropped when the last reference goes.
@@ -134,6 +135,10 @@ class SecretCache:
     def get(self, namespace: str, name: str) -> Secret | None:
         entry = self._items.get((namespace, name))
         return None if entry is None else entry[1]
+
+    def wanted(self, namespace: str, name: str) -> bool:
+        """Whether the Secret's data would be kept (something refers to it)."""
+        return self._referenced is None or self._referenced(namespace, name)
 
     def unloaded(self, namespace: str, name: str) -> bool:
         """Whether the Secret exists, labelled, but its data was not kept (not referenced)."""

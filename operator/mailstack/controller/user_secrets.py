@@ -23,7 +23,8 @@ async def read(
     """The Secrets of ``names`` that exist, labelled, in ``namespace``, by name."""
     result = {}
     for name in sorted(names):
-        if cache.unloaded(namespace, name):  # a name the watch delivered: a valid one
+        # A name the watch delivered (a valid one), that something able to serve refers to.
+        if cache.unloaded(namespace, name) and cache.wanted(namespace, name):
             selector = f"metadata.name={name}"
             try:
                 found = await kube.list(SECRET, namespace, USABLE_BY_LABEL, field_selector=selector)
