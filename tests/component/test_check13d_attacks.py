@@ -4,10 +4,19 @@ attack works."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from tests.component.conftest import maildomain, wait_ready
-from tests.component.emulator import ApiServer, wait_for
+import pytest
+
+from tests.component.conftest import conditions, maildomain, wait_ready
+from tests.component.emulator import (
+    ApiServer,
+    builtin_resources,
+    crd_resources,
+    external_dns_resources,
+    wait_for,
+)
 from tests.component.harness import OperatorThread
 from tests.component.test_limits import namespace, policy
 from tests.component.test_operator import in_namespace
@@ -65,4 +74,57 @@ def test_a_tenant_cannot_publish_another_tenants_host_through_its_service_annota
     assert not published, (
         f"Valid={verdict}: tenant-a's Service, made by the operator, asks external-dns to "
         f"publish tenant-b's names: {published}"
+    )
+
+
+WITH_EXTERNAL_DNS = {
+    "resources": [*builtin_resources(), *crd_resources(), *external_dns_resources()]
+}
+
+
+def valid_reason(api: ApiServer, name: str, ns: str) -> str | None:
+    return conditions(api.get("maildomains", name, ns)).get("Valid", {}).get("reason")
+
+
+@pytest.mark.parametrize("api", [WITH_EXTERNAL_DNS], indirect=True)
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"catchAll": "nobody@a.example"},
+        {"relay": {"host": "smtp.example.net", "credentialsSecretRef": {"name": "gone"}}},
+    ],
+    ids=["no-such-mailbox", "missing-secret"],
+)
+def test_held_a_tenant_keeps_no_domain_whose_grant_was_withdrawn_by_breaking_its_spec(
+    api: ApiServer, operator: OperatorThread, broken: dict[str, Any]
+) -> None:
+    """Attack: tenant-a serves a.example through the shared external-dns. Told that the platform
+    will hand a.example to tenant-b, it first makes its spec invalid (a catch-all that is no
+    mailbox, a relay Secret that does not exist: mistakes the CRD schema cannot see), hoping
+    that an invalid spec, which keeps the objects of its last valid spec, keeps its DNSEndpoint
+    for a.example beside tenant-b's once the grant is gone. (Held: the grant is checked first.)"""
+    two_tenants(api)
+    dns = {"provider": {"externalDNS": {}}, "addresses": {"ipv4": ["192.0.2.25"]}}
+    api.create(in_namespace(maildomain("a", "a.example", dns=dns), "tenant-a"))
+    wait_for(lambda: api.get("dnsendpoints", "a-dns", "tenant-a"), 60)
+    api.patch("maildomains", "a", {"spec": broken}, "tenant-a")
+    wait_for(lambda: valid_reason(api, "a", "tenant-a") in ("InvalidSpec", "InvalidSecret"), 60)
+
+    # The platform withdraws a.example from tenant-a and grants it to tenant-b.
+    api.patch("maildomainpolicies", "a", {"spec": {"domains": ["*.a.example"]}}, None)
+    b_domains = ["b.example", "*.b.example", "a.example"]
+    api.patch("maildomainpolicies", "b", {"spec": {"domains": b_domains}}, None)
+    b_dns = {"provider": {"externalDNS": {}}, "addresses": {"ipv4": ["192.0.2.26"]}}
+    b = maildomain("b", "a.example", dns=b_dns, hostname="mail.b.example")
+    api.create(in_namespace(b, "tenant-b"))
+    wait_for(lambda: api.get("dnsendpoints", "b-dns", "tenant-b"), 60)
+    time.sleep(3)  # the withdrawal of a policy change: at once (docs/operator.md)
+
+    kept = api.get("dnsendpoints", "a-dns", "tenant-a")
+    names = sorted({e["dnsName"] for e in (kept or {}).get("spec", {}).get("endpoints", [])})
+    b_valid = conditions(api.get("maildomains", "b", "tenant-b")).get("Valid", {})
+    assert kept is None, (
+        f"tenant-b: {b_valid.get('reason')} {b_valid.get('message')}; "
+        f"tenant-a (Valid={valid_reason(api, 'a', 'tenant-a')}) still has external-dns "
+        f"publish {names} after its grant of a.example went to tenant-b"
     )
