@@ -128,3 +128,13 @@ def test_held_a_tenant_keeps_no_domain_whose_grant_was_withdrawn_by_breaking_its
         f"tenant-a (Valid={valid_reason(api, 'a', 'tenant-a')}) still has external-dns "
         f"publish {names} after its grant of a.example went to tenant-b"
     )
+
+
+def test_held_spec_domain_cannot_be_changed_to_carry_a_proof_over(api: ApiServer) -> None:
+    """Attack: prove one's own name, then change ``spec.domain`` to the victim's (the status's
+    ``proven: true`` is read without its domain: tests/unit/test_check13d_proof.py). Held by the
+    CRD's ``self == oldSelf`` rule, which the API server (and the emulator) enforces."""
+    namespace(api, "tenant-a")
+    api.create(in_namespace(maildomain("a", "squat.a.example"), "tenant-a"))
+    with pytest.raises(Exception, match="immutable"):
+        api.patch("maildomains", "a", {"spec": {"domain": "shop.a.example"}}, "tenant-a")
