@@ -138,3 +138,39 @@ def test_held_spec_domain_cannot_be_changed_to_carry_a_proof_over(api: ApiServer
     api.create(in_namespace(maildomain("a", "squat.a.example"), "tenant-a"))
     with pytest.raises(Exception, match="immutable"):
         api.patch("maildomains", "a", {"spec": {"domain": "shop.a.example"}}, "tenant-a")
+
+
+def test_another_tenants_label_churn_does_not_reconcile_my_maildomain(api: ApiServer) -> None:
+    """Attack: tenant-b, granted nothing of a.example, creates a MailDomain claiming a.example
+    (refused: DomainNotGranted) and then changes only its labels, again and again (any tenant
+    may; the API server takes each write). Every event of a MailDomain marks the other claims
+    of its names for a reconcile, metadata-only ones too (``Documents.put_domain``), so each
+    label change costs tenant-a's MailDomain a reconcile in tenant-a's own turns (renders,
+    applies, reads of its Secrets), paid from tenant-a's slots, at tenant-b's pace."""
+    two_tenants(api)
+    running = OperatorThread(api)
+    passes: list[str] = []
+    inner = running.operator.reconcile
+
+    async def counted(body: Any, *, resync: bool = False) -> Any:
+        passes.append(body["metadata"]["namespace"])
+        return await inner(body, resync=resync)
+
+    running.operator.reconcile = counted  # type: ignore[method-assign]
+    with running:
+        api.create(in_namespace(maildomain("a", "a.example"), "tenant-a"))
+        wait_ready(api, "a", timeout=60, namespace="tenant-a")
+        api.create(in_namespace(maildomain("x", "a.example"), "tenant-b"))
+        wait_for(lambda: valid_reason(api, "x", "tenant-b") == "DomainNotGranted", 60)
+        time.sleep(2)
+        before = passes.count("tenant-a")
+        for i in range(30):
+            labels = {"metadata": {"labels": {"churn": str(i)}}}
+            api.patch("maildomains", "x", labels, "tenant-b")
+            time.sleep(0.2)
+        time.sleep(3)
+        caused = passes.count("tenant-a") - before
+    assert caused <= 1, (
+        f"30 label changes of tenant-b's refused MailDomain cost tenant-a's MailDomain {caused} "
+        "reconciles"
+    )
