@@ -13,6 +13,7 @@ from tests.component.conftest import conditions, maildomain, wait_ready
 from tests.component.emulator import (
     ApiServer,
     builtin_resources,
+    cert_manager_resources,
     crd_resources,
     external_dns_resources,
     wait_for,
@@ -173,4 +174,47 @@ def test_another_tenants_label_churn_does_not_reconcile_my_maildomain(api: ApiSe
     assert caused <= 1, (
         f"30 label changes of tenant-b's refused MailDomain cost tenant-a's MailDomain {caused} "
         "reconciles"
+    )
+
+
+WITH_CERT_MANAGER = {
+    "resources": [*builtin_resources(), *crd_resources(), *cert_manager_resources()]
+}
+
+
+@pytest.mark.parametrize("api", [WITH_CERT_MANAGER], indirect=True)
+def test_replacing_the_only_policy_opens_no_window_for_a_waiting_squatter(
+    api: ApiServer, operator: OperatorThread
+) -> None:
+    """Attack: the platform has one MailDomainPolicy (tenant-b: b.example) and the chart's
+    default ``policy.requireGrant=false``. Tenant-a waits with a refused MailDomain of its own
+    domain whose host name is tenant-b's mail host, with a ClusterIssuer. The platform replaces
+    its policy (``kubectl replace --force``, a GitOps prune and re-create, a rename): for the
+    moment no policy exists, the operator serves "as for a single team", where host names are
+    not contested and every issuer is allowed, and tenant-a's Certificate for mail.b.example is
+    created through the operator's account."""
+    for ns in ("tenant-a", "tenant-b"):
+        namespace(api, ns)
+    only = policy("b", namespaces=["tenant-b"], domains=["b.example", "*.b.example"])
+    api.create(only, None)
+    api.create(in_namespace(maildomain("b", "b.example"), "tenant-b"))
+    wait_ready(api, "b", timeout=60, namespace="tenant-b")
+    tls = {
+        "issuer": "certManager",
+        "certManager": {"issuerRef": {"name": "letsencrypt", "kind": "ClusterIssuer"}},
+    }
+    squat = maildomain("squat", "squat.example", hostname="mail.b.example", tls=tls)
+    api.create(in_namespace(squat, "tenant-a"))
+    wait_for(lambda: valid_reason(api, "squat", "tenant-a") == "DomainNotGranted", 60)
+
+    api.delete("maildomainpolicies", "b", None)
+    seen: set[str] = set()
+    deadline = time.monotonic() + 4  # the replacement takes a few seconds
+    while time.monotonic() < deadline:
+        for cert in api.list("certificates", "tenant-a"):
+            seen.update(cert["spec"]["dnsNames"])
+        time.sleep(0.05)
+    api.create(only, None)
+    assert "mail.b.example" not in seen, (
+        f"while the platform replaced its only policy, tenant-a got a Certificate for {seen}"
     )
