@@ -22,6 +22,8 @@ from tests.component.emulator import (
     wait_for,
 )
 from tests.component.harness import OperatorThread
+from tests.component.test_limits import namespace, policy, valid_reason
+from tests.component.test_operator import in_namespace
 
 WITH_EXTERNAL_DNS = {
     "resources": [*builtin_resources(), *crd_resources(), *external_dns_resources()]
@@ -174,3 +176,101 @@ def test_a_cluster_without_external_dns_gets_a_clear_condition(
     assert {r["state"] for r in md["status"]["dns"]["records"]} == {"Pending"}
     assert api.get("configmaps", "example-org-postfix", NS) is not None
     assert not operator.errors
+
+
+NAME_ANNOTATIONS = (
+    "external-dns.alpha.kubernetes.io/hostname",
+    "external-dns.alpha.kubernetes.io/internal-hostname",
+)
+
+
+def two_tenants(api: ApiServer) -> None:
+    for ns in ("tenant-a", "tenant-b"):
+        namespace(api, ns)
+    api.create(policy("a", namespaces=["tenant-a"], domains=["a.example", "*.a.example"]), None)
+    api.create(policy("b", namespaces=["tenant-b"], domains=["b.example", "*.b.example"]), None)
+
+
+def public_services(api: ApiServer, ns: str) -> list[dict[str, Any]]:
+    return [s for s in api.list("services", ns) if s["spec"].get("type") == "LoadBalancer"]
+
+
+def test_a_tenant_cannot_publish_another_tenants_host_through_its_service_annotations(
+    api: ApiServer, operator: OperatorThread
+) -> None:
+    """tenant-a, granted a.example only (the policy says nothing about annotations,
+    the documented default: any), writes external-dns's hostname annotation naming tenant-b's
+    mail host and domain into ``spec.service.annotations``. The operator's account creates the
+    LoadBalancer Service with it; a shared external-dns watching Services (its default) then
+    publishes A records for mail.b.example and b.example pointing at tenant-a's load balancer:
+    another namespace's domain published, past grants, the contest and the ownership records."""
+    two_tenants(api)
+    api.create(in_namespace(maildomain("b", "b.example"), "tenant-b"))
+    wait_ready(api, "b", timeout=60, namespace="tenant-b")
+    hostile = {name: "mail.b.example,b.example" for name in NAME_ANNOTATIONS}
+    api.create(
+        in_namespace(maildomain("a", "a.example", service={"annotations": hostile}), "tenant-a")
+    )
+
+    def decided() -> str | None:
+        obj = api.get("maildomains", "a", "tenant-a") or {}
+        for cond in (obj.get("status") or {}).get("conditions") or []:
+            if cond["type"] == "Valid":
+                return str(cond["status"])
+        return None
+
+    verdict = wait_for(decided, 60)
+    published = [
+        (key, value)
+        for service in public_services(api, "tenant-a")
+        for key, value in (service["metadata"].get("annotations") or {}).items()
+        if key in NAME_ANNOTATIONS
+    ]
+    assert not published, (
+        f"Valid={verdict}: tenant-a's Service, made by the operator, asks external-dns to "
+        f"publish tenant-b's names: {published}"
+    )
+
+
+@pytest.mark.parametrize("api", [WITH_EXTERNAL_DNS], indirect=True)
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"catchAll": "nobody@a.example"},
+        {"relay": {"host": "smtp.example.net", "credentialsSecretRef": {"name": "gone"}}},
+    ],
+    ids=["no-such-mailbox", "missing-secret"],
+)
+def test_a_tenant_keeps_no_domain_whose_grant_was_withdrawn_by_breaking_its_spec(
+    api: ApiServer, operator: OperatorThread, broken: dict[str, Any]
+) -> None:
+    """tenant-a serves a.example through the shared external-dns. Told that the platform
+    will hand a.example to tenant-b, it first makes its spec invalid (a catch-all that is no
+    mailbox, a relay Secret that does not exist: mistakes the CRD schema cannot see), hoping
+    that an invalid spec, which keeps the objects of its last valid spec, keeps its DNSEndpoint
+    for a.example beside tenant-b's once the grant is gone. (Held: the grant is checked first.)"""
+    two_tenants(api)
+    dns = {"provider": {"externalDNS": {}}, "addresses": {"ipv4": ["192.0.2.25"]}}
+    api.create(in_namespace(maildomain("a", "a.example", dns=dns), "tenant-a"))
+    wait_for(lambda: api.get("dnsendpoints", "a-dns", "tenant-a"), 60)
+    api.patch("maildomains", "a", {"spec": broken}, "tenant-a")
+    wait_for(lambda: valid_reason(api, "a", "tenant-a") in ("InvalidSpec", "InvalidSecret"), 60)
+
+    # The platform withdraws a.example from tenant-a and grants it to tenant-b.
+    api.patch("maildomainpolicies", "a", {"spec": {"domains": ["*.a.example"]}}, None)
+    b_domains = ["b.example", "*.b.example", "a.example"]
+    api.patch("maildomainpolicies", "b", {"spec": {"domains": b_domains}}, None)
+    b_dns = {"provider": {"externalDNS": {}}, "addresses": {"ipv4": ["192.0.2.26"]}}
+    b = maildomain("b", "a.example", dns=b_dns, hostname="mail.b.example")
+    api.create(in_namespace(b, "tenant-b"))
+    wait_for(lambda: api.get("dnsendpoints", "b-dns", "tenant-b"), 60)
+    time.sleep(3)  # the withdrawal of a policy change: at once (docs/operator.md)
+
+    kept = api.get("dnsendpoints", "a-dns", "tenant-a")
+    names = sorted({e["dnsName"] for e in (kept or {}).get("spec", {}).get("endpoints", [])})
+    b_valid = conditions(api.get("maildomains", "b", "tenant-b")).get("Valid", {})
+    assert kept is None, (
+        f"tenant-b: {b_valid.get('reason')} {b_valid.get('message')}; "
+        f"tenant-a (Valid={valid_reason(api, 'a', 'tenant-a')}) still has external-dns "
+        f"publish {names} after its grant of a.example went to tenant-b"
+    )

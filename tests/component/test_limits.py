@@ -8,6 +8,7 @@ domain once its TXT record is published at a real BIND (``tests.e2e.dnsservers``
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,13 @@ import dns.update
 import pytest
 
 from tests.component.conftest import conditions, mailbox, maildomain, password, wait_ready
-from tests.component.emulator import ApiServer, wait_for
+from tests.component.emulator import (
+    ApiServer,
+    builtin_resources,
+    cert_manager_resources,
+    crd_resources,
+    wait_for,
+)
 from tests.component.harness import OperatorThread
 from tests.component.test_operator import HASH, in_namespace, wait_for_a_later_second
 from tests.e2e.dnsservers import Bind, bind_server
@@ -36,6 +43,10 @@ def policy(name: str, **spec: Any) -> dict[str, Any]:
         "metadata": {"name": name},
         "spec": spec,
     }
+
+
+def valid_reason(api: ApiServer, name: str, ns: str) -> str | None:
+    return conditions(api.get("maildomains", name, ns)).get("Valid", {}).get("reason")
 
 
 def refused(api: ApiServer, plural: str, name: str, ns: str) -> dict[str, Any]:
@@ -176,3 +187,55 @@ def test_a_grant_requiring_proof_serves_the_domain_once_the_txt_record_is_seen(
     # The owner's record proves nothing for the squatter's MailDomain.
     valid = conditions(api.get("maildomains", "squat", "squatter"))["Valid"]
     assert valid["reason"] == "ProofPending"
+
+
+def test_spec_domain_cannot_be_changed_to_carry_a_proof_over(api: ApiServer) -> None:
+    """Prove one's own name, then change ``spec.domain`` to the victim's: the CRD's
+    ``self == oldSelf`` rule, which the API server (and the emulator) enforces, refuses it (and
+    ``from_status`` would not carry the proof over: tests/unit/test_proof.py)."""
+    namespace(api, "tenant-a")
+    api.create(in_namespace(maildomain("a", "squat.a.example"), "tenant-a"))
+    with pytest.raises(Exception, match="immutable"):
+        api.patch("maildomains", "a", {"spec": {"domain": "shop.a.example"}}, "tenant-a")
+
+
+WITH_CERT_MANAGER = {
+    "resources": [*builtin_resources(), *crd_resources(), *cert_manager_resources()]
+}
+
+
+@pytest.mark.parametrize("api", [WITH_CERT_MANAGER], indirect=True)
+def test_replacing_the_only_policy_opens_no_window_for_a_waiting_squatter(
+    api: ApiServer, operator: OperatorThread
+) -> None:
+    """The platform has one MailDomainPolicy (tenant-b: b.example) and the chart's
+    default ``policy.requireGrant=false``. Tenant-a waits with a refused MailDomain of its own
+    domain whose host name is tenant-b's mail host, with a ClusterIssuer. The platform replaces
+    its policy (``kubectl replace --force``, a GitOps prune and re-create, a rename): for the
+    moment no policy exists, but the operator, having seen one, keeps grants required: no
+    Certificate for mail.b.example is created for tenant-a through the operator's account."""
+    for ns in ("tenant-a", "tenant-b"):
+        namespace(api, ns)
+    only = policy("b", namespaces=["tenant-b"], domains=["b.example", "*.b.example"])
+    api.create(only, None)
+    api.create(in_namespace(maildomain("b", "b.example"), "tenant-b"))
+    wait_ready(api, "b", timeout=60, namespace="tenant-b")
+    tls = {
+        "issuer": "certManager",
+        "certManager": {"issuerRef": {"name": "letsencrypt", "kind": "ClusterIssuer"}},
+    }
+    squat = maildomain("squat", "squat.example", hostname="mail.b.example", tls=tls)
+    api.create(in_namespace(squat, "tenant-a"))
+    wait_for(lambda: valid_reason(api, "squat", "tenant-a") == "DomainNotGranted", 60)
+
+    api.delete("maildomainpolicies", "b", None)
+    seen: set[str] = set()
+    deadline = time.monotonic() + 4  # the replacement takes a few seconds
+    while time.monotonic() < deadline:
+        for cert in api.list("certificates", "tenant-a"):
+            seen.update(cert["spec"]["dnsNames"])
+        time.sleep(0.05)
+    api.create(only, None)
+    assert "mail.b.example" not in seen, (
+        f"while the platform replaced its only policy, tenant-a got a Certificate for {seen}"
+    )

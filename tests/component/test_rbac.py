@@ -138,7 +138,10 @@ def test_the_operator_needs_exactly_the_chart_rbac(api: ApiServer) -> None:
         }
         api.create(policy, None)
         wait_for(lambda: api.get("services", "example-org") is None)
-        api.delete("maildomainpolicies", "other", None)
+        # (Deleting it would not do: once a policy was seen, grants stay required.)
+        domains = ["other.example", "example.org", "*.example.org"]
+        granted = {"spec": {"domains": domains, "issuers": {"clusterIssuers": ["letsencrypt"]}}}
+        api.patch("maildomainpolicies", "other", granted, None)
         wait_ready(api, "example-org")
         # TLS issuer switch: the Certificate appears, the CA Secret goes; and back.
         issuer = {"issuer": "certManager", "certManager": {"issuerRef": {"name": "letsencrypt"}}}

@@ -21,6 +21,7 @@ from tests.component.conftest import (
     maildomain,
     password,
     settle,
+    wait_ready,
 )
 from tests.component.emulator import (
     ApiServer,
@@ -30,7 +31,8 @@ from tests.component.emulator import (
     wait_for,
 )
 from tests.component.harness import OperatorThread
-from tests.component.test_limits import namespace, policy
+from tests.component.test_external_dns import two_tenants
+from tests.component.test_limits import namespace, policy, valid_reason
 from tests.component.test_operator import in_namespace
 
 
@@ -285,3 +287,38 @@ def test_an_orphaned_cert_manager_secret_of_another_app_is_not_mounted(
     assert "Secret/shop-tls" in verdict["message"]
     assert "shop-tls" not in mounts, "the mail pods mount the app's orphaned key"
     assert api.get("certificates", "shop-tls", "default") is None
+
+
+def test_another_tenants_label_churn_does_not_reconcile_my_maildomain(api: ApiServer) -> None:
+    """tenant-b, granted nothing of a.example, creates a MailDomain claiming a.example
+    (refused: DomainNotGranted) and then changes only its labels, again and again (any tenant
+    may; the API server takes each write). Only a change of its claim marks the other claims
+    on its names for a reconcile (``Documents.put_domain``): label changes cost tenant-a's
+    MailDomain no reconcile in tenant-a's own turns."""
+    two_tenants(api)
+    running = OperatorThread(api)
+    passes: list[str] = []
+    inner = running.operator.reconcile
+
+    async def counted(body: Any, *, resync: bool = False) -> Any:
+        passes.append(body["metadata"]["namespace"])
+        return await inner(body, resync=resync)
+
+    running.operator.reconcile = counted  # type: ignore[method-assign]
+    with running:
+        api.create(in_namespace(maildomain("a", "a.example"), "tenant-a"))
+        wait_ready(api, "a", timeout=60, namespace="tenant-a")
+        api.create(in_namespace(maildomain("x", "a.example"), "tenant-b"))
+        wait_for(lambda: valid_reason(api, "x", "tenant-b") == "DomainNotGranted", 60)
+        time.sleep(2)
+        before = passes.count("tenant-a")
+        for i in range(30):
+            labels = {"metadata": {"labels": {"churn": str(i)}}}
+            api.patch("maildomains", "x", labels, "tenant-b")
+            time.sleep(0.2)
+        time.sleep(3)
+        caused = passes.count("tenant-a") - before
+    assert caused <= 1, (
+        f"30 label changes of tenant-b's refused MailDomain cost tenant-a's MailDomain {caused} "
+        "reconciles"
+    )

@@ -23,7 +23,18 @@ def test_changes_are_reported_and_deletions_withdraw_the_grant() -> None:
     assert not policies.update("MODIFIED", policy("a", ["a.example"]))  # nothing new
     assert policies.grants.refusal("tenant-a", "a.example") is None
     assert policies.update("DELETED", policy("a", ["a.example"]))
-    assert not policies.grants.enforced
+    assert policies.grants.refusal("tenant-a", "a.example") is not None
+
+
+def test_grants_stay_required_once_a_policy_was_seen() -> None:
+    # The platform replaces its only policy (delete, then create): in between, no policy
+    # exists, and the operator must not serve "as for a single team" (any name, any issuer).
+    policies = PolicySet()
+    assert not policies.grants.enforced  # a single team, never a policy: anything goes
+    policies.update("ADDED", policy("a", ["a.example"]))
+    policies.update("DELETED", policy("a", ["a.example"]))
+    assert policies.grants.enforced
+    assert policies.grants.refusal("tenant-a", "a.example") is not None
 
 
 def test_a_policy_the_parser_refuses_keeps_grants_required() -> None:

@@ -320,7 +320,9 @@ def test_the_index_finds_every_claim_that_contends_with_a_maildomains() -> None:
     rival = raw("tenant-b", "rival", "squat.proof.example")
     assert docs.put_domain(rival) == {("tenant-b", "rival"), ("squatter", "squat")}
     assert names(rival) == {"rival", "squat", "shop"}
-    assert ("tenant-b", "rival") in docs.put_domain(owner)
+    proving = {**owner, "status": {"proof": {"token": "t", "proven": True}}}
+    assert ("tenant-b", "rival") in docs.put_domain(proving)
+    assert docs.put_domain(proving) == {("tenant-a", "shop")}  # nothing new: nobody else
     docs.drop_domain("tenant-b", "rival")
     assert docs.drop_domain("tenant-a", "shop") == {("tenant-a", "shop"), ("squatter", "squat")}
     assert names(squat) == {"squat"}

@@ -375,3 +375,39 @@ def test_the_hosts_the_mail_pods_contact_are_held_to_the_host_rule() -> None:
     # The platform may let its tenants name the cluster DNS and an internal mirror.
     doc["spec"]["allowedHosts"] = ["10.96.0.10", "169.254.169.254", "*.svc.cluster.local"]
     assert assemble([dom], [], Grants((parse_policy(doc),)))[1] == []
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "external-dns.alpha.kubernetes.io/hostname",
+        "external-dns.alpha.kubernetes.io/internal-hostname",
+    ],
+)
+def test_a_service_publishes_no_name_but_its_own_through_dns_annotations(key: str) -> None:
+    # The policy says nothing of annotations (any allowed): still, a shared external-dns must
+    # not publish another tenant's names, nor a name under the domain (another grant's), at
+    # this tenant's load balancer.
+    grants = Grants((limited("open"),))
+    own = service_claim("tenant-a", annotations={key: "a.example, MAIL.a.example."})
+    assert assemble([own], [], grants)[1] == []
+    for value in ("mail.b.example,b.example", "a.example,shop.a.example"):
+        hostile = service_claim("tenant-a", annotations={key: value})
+        services, problems = assemble([hostile], [], grants)
+        assert services == []
+        assert [p.path for p in problems] == [f"spec.service.annotations.{key}"]
+    foreign = service_claim("tenant-a", annotations={key: "b.example"})
+    assert "it would publish b.example" in assemble([foreign], [], grants)[1][0].message
+    # Shaping the records of its own names is fine; without policies, anything goes.
+    shaped = {key: "a.example", "external-dns.alpha.kubernetes.io/ttl": "60"}
+    assert assemble([service_claim("tenant-a", annotations=shaped)], [], grants)[1] == []
+    hostile = service_claim("tenant-a", annotations={key: "b.example"})
+    assert assemble([hostile], [], Grants(()))[1] == []
+
+
+def test_a_service_takes_no_label_in_the_clouds_dns_zone() -> None:
+    key = "service.beta.kubernetes.io/azure-dns-label-name"
+    labelled = service_claim("tenant-a", annotations={key: "mail"})
+    assert [p.path for p in assemble([labelled], [], Grants((limited("open"),)))[1]] == [
+        f"spec.service.annotations.{key}"
+    ]

@@ -48,9 +48,22 @@ def test_a_token_is_random_and_the_record_names_it() -> None:
 def test_a_status_without_a_usable_token_holds_no_proof() -> None:
     for status in (None, {}, {"proof": "x"}, {"proof": {"token": "a b"}}, {"proof": {}}):
         assert from_status("shop.t.example", status) is None
-    assert from_status("d.example", {"proof": {"token": "abc", "proven": "yes"}}) == Proof(
-        "d.example", "abc", False
-    )
+    record = {"name": "_mailstack-challenge.d.example"}
+    held = {"proof": {"token": "abc", "proven": "yes", "record": record}}
+    assert from_status("d.example", held) == Proof("d.example", "abc", False)
+
+
+def test_a_proof_given_for_one_domain_does_not_count_for_another() -> None:
+    """A tenant proves ``squat.customers.example`` and its MailDomain then names
+    ``shop.customers.example`` (a CRD without its immutability rule on spec.domain, a status
+    restored onto another MailDomain): the status names the old challenge record, so no proof
+    is carried over and a new token is asked for."""
+    status = {"proof": Proof("squat.customers.example", "a" * 32, proven=True).as_status()}
+    assert from_status("shop.customers.example", status) is None
+    carried = from_status("shop.customers.example", status)
+    assert not decide("shop.customers.example", carried, None, counting_bytes()).proven
+    unnamed = {"proof": {"token": "a" * 32, "proven": True}}
+    assert from_status("shop.customers.example", unnamed) is None
 
 
 def test_the_decision_issues_a_token_then_waits_for_the_record_and_keeps_a_proof() -> None:
@@ -113,7 +126,9 @@ def test_a_render_issues_the_token_and_withdraws_until_the_record_is_seen() -> N
 
 def test_a_proven_sibling_in_its_status_outserves_a_pending_claim() -> None:
     squatter = domain_doc("squatter", "2026-12-01T00:00:00Z")
-    owner = domain_doc("owner", "2026-12-07T00:00:00Z", {"proof": {"token": "t", "proven": True}})
+    owner = domain_doc(
+        "owner", "2026-12-07T00:00:00Z", {"proof": Proof("shop.t.example", "t", True).as_status()}
+    )
     rendered = plan.render_domain(inputs(squatter, siblings=[owner]))
     assert rendered.invalid_reason == reasons.PROOF_PENDING
     mine = plan.render_domain(inputs(owner, siblings=[squatter], proof=Proof("shop.t.example",
@@ -212,7 +227,9 @@ def test_a_proven_maildomain_of_the_namespace_view_counts_against_the_limits() -
             },
         }
     )
-    older = domain_doc("owner", "2026-12-01T00:00:00Z", {"proof": {"token": "a", "proven": True}})
+    older = domain_doc(
+        "owner", "2026-12-01T00:00:00Z", {"proof": Proof("older.t.example", "a", True).as_status()}
+    )
     older["metadata"]["name"] = "older"
     older["spec"]["domain"] = "older.t.example"
     mine = domain_doc("owner", "2026-12-07T00:00:00Z")

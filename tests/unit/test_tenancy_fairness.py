@@ -378,3 +378,49 @@ def test_several_policies_granting_a_domain_add_up_their_cluster_issuers() -> No
     own = dom("y", t(1), tls={**tls, "certManager": {"issuerRef": {"name": "x", "kind": "Issuer"}}})
     assert Grants((pol("p1"),)).issuer_refusals(own) == []  # the namespace's own Issuer
     assert Grants(()).issuer_refusals(model) == []  # no policy: a single team's cluster
+
+
+def _claim(ns: str, name: str, uid: str, generation: int = 1, **meta: Any) -> dict[str, Any]:
+    metadata = {"name": name, "namespace": ns, "uid": uid, "generation": generation, **meta}
+    metadata.setdefault("creationTimestamp", "2026-12-01T00:00:00Z")
+    return {
+        "apiVersion": "mailstack.dev/v1alpha1",
+        "kind": "MailDomain",
+        "metadata": metadata,
+        "spec": {"domain": "a.example"},
+    }
+
+
+def test_only_a_change_of_a_claim_marks_the_other_claims_on_its_names() -> None:
+    docs = Documents()
+    docs.put_domain(_claim("tenant-a", "a", "uid-a"))
+    assert ("tenant-a", "a") in docs.put_domain(_claim("tenant-b", "x", "uid-x"))
+    # Labels, resourceVersion, conditions: the contest reads none of them.
+    churn = _claim("tenant-b", "x", "uid-x", resourceVersion="7", labels={"churn": "1"})
+    churn["status"] = {"conditions": [{"type": "Valid", "status": "False"}]}
+    assert docs.put_domain(churn) == {("tenant-b", "x")}
+    # A new spec, a new proof, or a re-created object (a new uid) does.
+    moved = _claim("tenant-b", "x", "uid-x", generation=2)
+    moved["spec"] = {"domain": "a.example", "hostname": "mx.a.example"}
+    assert ("tenant-a", "a") in docs.put_domain(moved)
+    proven = {**moved, "status": {"proof": {"token": "t", "proven": True}}}
+    assert ("tenant-a", "a") in docs.put_domain(proven)
+    assert ("tenant-a", "a") in docs.put_domain(_claim("tenant-b", "x", "uid-y"))
+
+
+def test_contenders_are_parsed_once_per_generation(monkeypatch: pytest.MonkeyPatch) -> None:
+    parsed: list[str] = []
+    real = plan.parse_maildomain
+
+    def counted(doc: Any, source: str) -> Any:
+        parsed.append(doc["metadata"]["name"])
+        return real(doc, source)
+
+    monkeypatch.setattr(plan, "parse_maildomain", counted)
+    hostile = [_claim("tenant-b", f"x{i}", f"uid-cache-x{i}") for i in range(5)]
+    mine = _claim("tenant-a", "a", "uid-cache-a")
+    for _ in range(3):
+        plan._parse_domains(hostile, plan.parse_maildomain(mine, "test"))
+    assert sorted(n for n in parsed if n != "a") == [f"x{i}" for i in range(5)]
+    plan._parse_domains([_claim("tenant-b", "x0", "uid-cache-x0", generation=2)], real(mine, "t"))
+    assert parsed.count("x0") == 2  # a new generation is parsed again

@@ -60,7 +60,7 @@ from mailstack.api.models import MailDomain
 from mailstack.api.parse.common import METADATA_FIELDS, check_header, raise_problems
 from mailstack.api.parse.service import EXPOSURES
 from mailstack.api.reader import Reader, boolean, one_of
-from mailstack.api.service_limits import ServiceLimits
+from mailstack.api.service_limits import ServiceLimits, published_name_refusals
 from mailstack.kubedoc import meta_of
 
 KIND = "MailDomainPolicy"
@@ -128,11 +128,14 @@ class Grants:
         if not self.enforced:
             return []
         granting = [p for p in self.policies if p.grants(dom.namespace, dom.domain)]
+        if not granting:
+            return []  # not granted: refused elsewhere
+        # Whatever the grants allow: a Service publishes no name but the MailDomain's own.
+        published = published_name_refusals(dom.service, (dom.domain, dom.hostname))
         verdicts = [p.service.refusals(dom.service) for p in granting]
-        if not verdicts or any(not v for v in verdicts):
-            return []  # not granted (refused elsewhere), or one grant allows all of it
         names = " or ".join(p.ref for p in granting)
-        return [(path, f"{why} by {names}") for path, why in verdicts[0]]
+        limited = [] if any(not v for v in verdicts) else verdicts[0]  # one grant allows all
+        return published + [(path, f"{why} by {names}") for path, why in limited]
 
     def allowed_hosts(self, dom: MailDomain, removal: bool = False) -> tuple[str, ...]:
         """The ``allowedHosts`` of the policies granting ``dom``'s domain: non-public hosts it

@@ -62,9 +62,14 @@ def new_token(random_bytes: Callable[[int], bytes]) -> str:
 
 
 def from_status(domain: str, status: object) -> Proof | None:
-    """The proof a MailDomain's status holds (None: no token issued yet)."""
+    """The proof a MailDomain's status holds (None: no token issued yet, or one issued for
+    another domain: its ``record.name`` is not this domain's challenge name, so a status carried
+    over from another domain never counts, whatever the CRD's immutability rule holds)."""
     section = status.get("proof") if isinstance(status, Mapping) else None
     if not isinstance(section, Mapping):
+        return None
+    record = section.get("record")
+    if not isinstance(record, Mapping) or record.get("name") != challenge_name(domain):
         return None
     token = section.get("token")
     if not isinstance(token, str) or not token.isalnum():

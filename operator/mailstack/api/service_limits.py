@@ -49,6 +49,37 @@ ADDRESS_ANNOTATIONS = {
     "oci.oraclecloud.com/reserved-private-ips": "Oracle OKE",
 }
 
+# Annotations by which a shared DNS controller publishes names for a Service, pointing at its
+# load balancer: under policies every name they carry must be the MailDomain's own admitted
+# domain or host name, exactly (a name under the domain may be another tenant's grant, as with
+# ``*.customers.example``). None: a label in the cloud's own zone, never the MailDomain's name,
+# so always refused. Keys that only shape the records of names published this way (external-dns
+# ``target``, ``ttl``, ``access``, ``set-identifier``, ``aws-*`` routing) publish no name of
+# their own and are left to the policy's ``annotations`` list.
+PUBLISHING_ANNOTATIONS: dict[str, str | None] = {
+    "external-dns.alpha.kubernetes.io/hostname": "external-dns",
+    "external-dns.alpha.kubernetes.io/internal-hostname": "external-dns",
+    "service.beta.kubernetes.io/azure-dns-label-name": None,
+}
+
+
+def published_name_refusals(service: ServiceSpec, own: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(field path, why) for each annotation that would publish a name other than ``own``."""
+    found: list[tuple[str, str]] = []
+    for key, value in service.annotations:
+        if key not in PUBLISHING_ANNOTATIONS:
+            continue
+        path = f"spec.service.annotations.{key}"
+        if PUBLISHING_ANNOTATIONS[key] is None:
+            found.append((path, "a name in the cloud's DNS zone is not allowed"))
+            continue
+        names = [n.strip().lower().rstrip(".") for n in value.split(",")]
+        foreign = sorted({n for n in names if n not in own})
+        if foreign:
+            why = f"it would publish {', '.join(foreign)}: only {' or '.join(own)} may be"
+            found.append((path, why))
+    return found
+
 
 # A table alone always misses one: under the prefixes of load balancer controllers, a key with
 # one of these words in its name is taken to pin an address or adopt a load balancer (and with

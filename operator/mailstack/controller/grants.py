@@ -5,7 +5,12 @@ namespaced install serves one team; see docs/operator.md). Each change may grant
 domain of any MailDomain, so the handlers mark every MailDomain when the set changes. A policy
 the API server let through but the parser refuses (the CRD cannot check everything) grants
 nothing and is logged, but still counts as a policy: grants stay required (it fails closed; a
-typo in the only policy must not switch enforcement off).
+typo in the only policy must not switch enforcement off). Likewise once this process has seen
+any policy, grants stay required after the last one goes: replacing the only policy
+(``kubectl replace --force``, a GitOps prune and re-create, a rename) must not open a window in
+which the operator serves "as for a single team". A platform that means to go back to single-team
+mode restarts the operator; one that restarts it during a replacement should set
+``policy.requireGrant`` (docs/operator.md).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ class PolicySet:
         self.required = required
         self._policies: dict[str, MailDomainPolicy] = {}
         self._invalid: set[str] = set()
+        self._seen = False  # a policy existed in this process's lifetime: sticky enforcement
 
     def update(self, event: str, body: Mapping[str, Any]) -> bool:
         """Apply one informer event; True when the grants changed."""
@@ -36,6 +42,7 @@ class PolicySet:
         self._policies.pop(name, None)
         self._invalid.discard(name)
         if event != "DELETED":
+            self._seen = True
             try:
                 self._policies[name] = parse_policy(body, "cluster")
             except ValidationError as err:
@@ -50,4 +57,4 @@ class PolicySet:
     @property
     def grants(self) -> Grants:
         policies = tuple(self._policies[n] for n in sorted(self._policies))
-        return Grants(policies, self.required or bool(self._invalid))
+        return Grants(policies, self.required or self._seen or bool(self._invalid))

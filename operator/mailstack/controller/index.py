@@ -41,6 +41,15 @@ def slim(body: Mapping[str, Any]) -> Obj:
     }
 
 
+def _claim_of(doc: Mapping[str, Any]) -> tuple[object, ...]:
+    """What the contest for names reads of a MailDomain (``api.claims``, ``plan``): its spec,
+    identity, age and proof; a change elsewhere hands no name over."""
+    meta = meta_of(doc)
+    status = doc.get("status")
+    proof = status.get("proof") if isinstance(status, Mapping) else None
+    return (doc.get("spec"), meta.get("uid"), meta.get("creationTimestamp"), proof)
+
+
 class Documents:
     def __init__(self, granted: Callable[[str, str], bool] | None = None) -> None:
         self._boxes: dict[tuple[str, str], Obj] = {}
@@ -116,6 +125,10 @@ class Documents:
         for secret in referenced_secret_names(doc, ()):
             self._domain_secrets[(namespace, secret)].add(name)
         self._release(namespace, old, maildomain=True)
+        if old is not None and _claim_of(old) == _claim_of(doc):
+            # A metadata-only or status-only event (labels, conditions): no claim changed, so
+            # no other MailDomain is judged differently; another tenant's churn costs nothing.
+            return {(namespace, name)}
         return affected | self._affected_by(doc)
 
     def drop_domain(self, namespace: str, name: str) -> set[DomainKey]:

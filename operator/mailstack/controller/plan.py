@@ -224,11 +224,34 @@ def _parse_domains(docs: Sequence[Mapping[str, Any]], model: MailDomain) -> list
         key = ObjectRef.of(doc)[:2]
         if key == (model.namespace, model.name) or key in found:
             continue
-        try:
-            found[key] = parse_maildomain(doc, SOURCE)
-        except ValidationError:
-            continue
+        parsed = _parsed_contender(doc)
+        if parsed is not None:
+            found[key] = parsed
     return list(found.values())
+
+
+# Contenders parsed, by (uid, generation): the parse reads the spec and immutable metadata
+# only, so N hostile claims on one name cost N parses, not one each per reconcile of every
+# contender (N²). Bounded: cleared when full.
+_PARSED: dict[tuple[str, int], MailDomain | None] = {}
+_PARSED_MAX = 4096
+
+
+def _parsed_contender(doc: Mapping[str, Any]) -> MailDomain | None:
+    meta = doc.get("metadata") or {}
+    uid, generation = meta.get("uid"), meta.get("generation")
+    key = (uid, generation) if isinstance(uid, str) and isinstance(generation, int) else None
+    if key is not None and key in _PARSED:
+        return _PARSED[key]
+    try:
+        parsed: MailDomain | None = parse_maildomain(doc, SOURCE)
+    except ValidationError:
+        parsed = None
+    if key is not None:
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[key] = parsed
+    return parsed
 
 
 def _proofs(
