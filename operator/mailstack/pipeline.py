@@ -60,6 +60,12 @@ def prepare(
         material, material_problems = resolve_material(
             service, secrets, now or datetime.now(UTC), random_bytes
         )
+        refused = [name for ns, name in inputs.refused_secrets if ns == namespace]
+        material_problems = [
+            p
+            for p in material_problems
+            if not any(p.message.startswith(f"Secret {name} not found") for name in refused)
+        ]
         problems += _with_sources(material_problems, inputs.sources)
         result.append((service, material))
     return Prepared(result, problems)

@@ -70,3 +70,42 @@ def test_a_mailbox_without_any_domain_still_says_so(tmp_path: Path) -> None:
     assert len(lines) == 2, lines
     assert all("no MailDomain in namespace mail serves the domain example.com" in x for x in lines)
     assert not any("unless" in line for line in lines)
+
+
+SECRETS = """\
+apiVersion: v1
+kind: Secret
+metadata:
+  name: alice-pw
+  namespace: mail
+  labels: {mailstack.dev/usable-by: mailboxes}
+stringData:
+  password: one-two-three
+  password: four-five-six
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: bob-pw
+  namespace: mail
+  labels: {mailstack.dev/usable-by: mailboxes}
+stringData: {password: three-little-pigs}
+"""
+
+
+def test_a_secret_file_with_a_duplicate_key_gives_one_error(tmp_path: Path) -> None:
+    """The second #14 check (N1): the Mailboxes of a Secret file refused for a duplicate key
+    each got "Secret ... not found" with advice to label it, pointing away from the cause."""
+    (tmp_path / "maildomain.yaml").write_text(DOMAIN)
+    (tmp_path / "mailboxes.yaml").write_text(MAILBOXES)
+    (tmp_path / "secrets.yaml").write_text(SECRETS)
+    (line,) = errors_of(tmp_path)
+    assert "line 9: key 'password' is defined twice (first on line 8)" in line
+
+
+def test_a_secret_missing_from_the_files_is_still_reported(tmp_path: Path) -> None:
+    (tmp_path / "maildomain.yaml").write_text(DOMAIN)
+    (tmp_path / "mailboxes.yaml").write_text(MAILBOXES)
+    (tmp_path / "secrets.yaml").write_text(SECRETS.split("---\n")[1])
+    (line,) = errors_of(tmp_path)
+    assert "Secret alice-pw not found" in line

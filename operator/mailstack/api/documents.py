@@ -76,6 +76,9 @@ class Inputs:
     refused_domains: set[tuple[str, str]] = field(default_factory=set)
     # Files that could not be read at all: any MailDomain may have been in them.
     unreadable: list[str] = field(default_factory=list)
+    # (namespace, name) of the Secrets in a file refused for a duplicate key: whatever names
+    # them gets no "not found" error that points away from the cause.
+    refused_secrets: set[tuple[str, str]] = field(default_factory=set)
 
     def secrets_in(self, namespace: str) -> dict[str, m.Secret]:
         return {s.name: s for s in self.secrets if s.namespace == namespace}
@@ -172,14 +175,23 @@ def _yaml_problem(err: yaml.YAMLError, path: Path) -> Problem:
     return Problem("file", "", f"is not valid YAML: {err}".replace("\n", " "), str(path))
 
 
-def _refused_in(text: str, default_namespace: str) -> set[tuple[str, str]]:
-    """The MailDomains a file refused for a duplicate key would have held (YAML's own reading,
-    which keeps the last value): their Mailboxes' errors would point away from the cause."""
+def _refused_in(
+    text: str, default_namespace: str
+) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+    """The MailDomains (namespace, domain) and Secrets (namespace, name) a file refused for a
+    duplicate key would have held (YAML's own reading, which keeps the last value): errors of
+    the Mailboxes on those domains, or of what names those Secrets, point away from the cause."""
     try:
         docs = list(yaml.safe_load_all(text))
     except yaml.YAMLError:
-        return set()
-    return set().union(*(_served(doc, default_namespace) for doc in docs))
+        return set(), set()
+    domains: set[tuple[str, str]] = set().union(*(_served(d, default_namespace) for d in docs))
+    secrets = {
+        (str(meta_of(d).get("namespace") or default_namespace), str(meta_of(d).get("name")))
+        for d in docs
+        if isinstance(d, Mapping) and d.get("kind") == "Secret"
+    }
+    return domains, secrets
 
 
 def load_documents(paths: Iterable[str | Path], default_namespace: str = "default") -> Inputs:
@@ -187,6 +199,7 @@ def load_documents(paths: Iterable[str | Path], default_namespace: str = "defaul
     pairs: list[tuple[str, Any]] = []
     problems: list[Problem] = []
     refused_domains: set[tuple[str, str]] = set()
+    refused_secrets: set[tuple[str, str]] = set()
     unreadable: list[str] = []
     for path in yaml_files(paths):
         try:
@@ -201,12 +214,14 @@ def load_documents(paths: Iterable[str | Path], default_namespace: str = "defaul
             unreadable.append(str(path))
         except yaml.YAMLError as err:
             problems.append(_yaml_problem(err, path))
-            refused = _refused_in(text, default_namespace)
+            refused, secrets = _refused_in(text, default_namespace)
             refused_domains |= refused
-            if not refused:
+            refused_secrets |= secrets
+            if not refused and not secrets:
                 unreadable.append(str(path))
     inputs = parse_documents(pairs, default_namespace)
     inputs.problems[:0] = problems
     inputs.refused_domains |= refused_domains
     inputs.unreadable += unreadable
+    inputs.refused_secrets |= refused_secrets
     return inputs
