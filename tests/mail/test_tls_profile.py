@@ -1,11 +1,8 @@
 """The TLS profile (Mozilla's "intermediate"), as a scanner and as legacy clients see it.
 
-testssl.sh scans one port per TLS configuration: 25 (Postfix's opportunistic ``smtpd_tls_*``),
-465 (the mandatory ones, which 587 shares) and 993 (Dovecot's one ``ssl_*`` set, for every
-listener): protocols, the standard cipher categories, forward secrecy (the suites and curves)
-and the vulnerability checks. That no port sets its own protocols, suites or curves is checked
-on the rendered files (``tests/unit/test_tls_profile``); scanning all seven ports took 7
-minutes of a 2-core machine's CPU for the same findings. The three scans run at once and share
+testssl.sh scans every port it can speak to (ManageSieve it cannot: that port is covered by the
+direct checks below): protocols, the standard cipher categories, forward secrecy (the suites
+and curves) and the vulnerability checks. The seven scans run at once and share
 one module-scoped run. The direct check is cheap: a TLS 1.2 client offering only CBC suites is
 refused on every port, and the same client offering AEAD suites is served (a TLS 1.1 client's
 refusal is in ``test_tls``).
@@ -28,8 +25,16 @@ from mailstack.render import tls_profile
 from tests.mail.conftest import Stack
 from tests.mail.test_tls import PORTS, tls_connection
 
-# port name -> testssl's --starttls protocol (None: implicit TLS), one port per configuration.
-SCANNED = {"smtp": "smtp", "submissions": None, "imaps": None}
+# port name -> testssl's --starttls protocol (None: implicit TLS). ManageSieve is not scanned.
+SCANNED = {
+    "smtp": "smtp",
+    "submission": "smtp",
+    "submissions": None,
+    "imap": "imap",
+    "imaps": None,
+    "pop3": "pop3",
+    "pop3s": None,
+}
 # Measured on a shared 2-core machine (load average 15-20): one port 39 s (-p -s -f) + 49 s
 # (-U); all seven at once 409-457 s. Each scan is one bash process: they run in parallel.
 SCAN_TIMEOUT = 600

@@ -36,7 +36,7 @@ def test_the_profile_starts_at_tls_12_with_x25519_first() -> None:
 
 # The TLS parameters a service may set for itself: whether TLS is used, how it starts, whether a
 # client certificate is asked for. Anything else (protocols, ciphers, curves, keys) would make
-# one port's profile differ from its daemon's, which the mail tests' scans take as one.
+# one port's profile differ from its daemon's.
 SERVICE_TLS_OPTIONS = {
     "smtpd_tls_security_level",
     "smtpd_tls_wrappermode",
@@ -48,9 +48,8 @@ GOLDEN = Path(__file__).parent.parent / "golden" / "files"
 
 @pytest.mark.parametrize("stack", ["mail/example-com", "default/example-org"])
 def test_no_port_overrides_its_daemons_tls_profile(stack: str) -> None:
-    """``tests/mail/test_tls_profile`` scans one port per Postfix parameter set (25 for the
-    opportunistic ``smtpd_tls_*``, 465 for the mandatory ones 587 shares) and one Dovecot port:
-    sound only while no service sets its own protocols, suites or curves."""
+    """One profile per daemon: no service sets its own protocols, suites or curves (a port
+    that did would differ from the others silently; the mail tests scan each port)."""
     namespace, name = stack.split("/")
     master = (GOLDEN / namespace / f"{name}-postfix" / "master.cf").read_text()
     options = set(re.findall(r"-o (smtpd_tls_\w+)=", master))
