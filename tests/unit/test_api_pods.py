@@ -535,9 +535,9 @@ def test_operator_defaults_parse_from_json() -> None:
         ("[]", "mailPods", "expected a mapping"),
         ('{"priorityClassName": "X"}', "mailPods.priorityClassName", "DNS-1123 subdomain"),
         (
-            '{"resources": {"postfix": {"requests": {"memory": "1Gi"}}}}',
+            '{"resources": {"postfix": {"requests": {"memory": "2Gi"}}}}',
             "mailPods.resources",
-            "postfix: the memory request 1Gi is more than its limit 256Mi",
+            "postfix: the memory request 2Gi is more than its limit 1280Mi",
         ),
     ],
 )

@@ -211,7 +211,9 @@ def _resources(cpu: str, memory: str, memory_limit: str) -> ContainerResources:
 # What the mail pods get when neither the MailDomain nor the operator's defaults say otherwise.
 BUILT_IN = MailPods(
     resources=PodResources(
-        postfix=_resources("50m", "64Mi", "256Mi"),
+        # The limit covers every smtpd the three public ports may run (600, about 1.75 MiB each
+        # while a flood holds them): below it, a flood got the container OOM-killed, 25 with it.
+        postfix=_resources("50m", "64Mi", "1280Mi"),
         rspamd=_resources("100m", "192Mi", "512Mi"),
         dovecot=_resources("50m", "64Mi", "512Mi"),
         # With spec.spam.antivirus only. clamd holds the official databases in about 1.2 GiB
