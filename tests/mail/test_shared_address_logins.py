@@ -7,18 +7,24 @@ Now the agent's auth policy service (agent/auth_policy.py, asked by Dovecot befo
 SMTP AUTH included) refuses guesses beyond an address's budget per login and across logins,
 and lets a password that this login succeeded with through at once (docs/operator.md, "Hostile
 clients"). Each case: grace's device logs in once (her hash becomes known), then 25 wrong
-guesses for her from the same address in under a minute, then her right password.
+guesses for her from the same address in under a minute, then her right password. The
+third red team on #21 (F1b) killed the agent in between: the known hashes and their nonce are
+kept on the mail volume (agent/known_hashes.py), so a restarted agent still knows them.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 from typing import Any
 
 import pytest
 
 from tests.mail.conftest import PASSWORDS, Stack
 from tests.mail.test_held_sessions import internet_address
+from tests.mail.test_redteam21c_auth_policy import FLOOD_SCRIPT, RIGHT_LOGIN_SCRIPT
 
 # Guesses the auth policy service lets Dovecot check for one login from one address at once
 # (agent.auth_policy.GuessLimits: then one a minute).
@@ -172,3 +178,44 @@ def test_guesses_from_a_shared_address_do_not_lock_out_the_right_password_imap(
     assert out[1] == "OK" and out[2] < 3, out
     assert out[0] == ["NO"] * 25, out
     assert refused == 25 - LOGIN_BURST, refused
+
+
+def test_known_password_still_logs_in_after_the_agent_restarts(stack: Stack) -> None:
+    """grace logs in from an address she shares with a guesser (her hash becomes known); the
+    MDA pod's agent is killed (a crash, an OOM kill: no saving on the way out) and comes back;
+    the guesser spends the address's budget on other logins; grace's right password logs in."""
+    host, imaps = stack.internet.host_ip, str(stack.port("imaps"))
+    grace = ("grace@example.com", PASSWORDS["grace"])
+    bob = ("bob@example.com", PASSWORDS["bob"])
+    with internet_address(stack) as source:
+        first = stack.run_in_internet(RIGHT_LOGIN_SCRIPT, host, imaps, source, *grace)
+        assert json.loads(first)[0] == "OK", first
+        own = stack.own_process_tree()
+        (dovecot,) = stack.own_daemon_pids()["dovecot"]
+        agent = own[dovecot][0]
+        print(f"\nkilling the MDA agent {agent}: {own[agent][1][:100]}")
+        os.kill(agent, signal.SIGKILL)
+        start = time.monotonic()
+        gap: list[object] = []
+        while time.monotonic() - start < 120:
+            answer = json.loads(  # another user: grace's own login would make her hash known
+                stack.run_in_internet(RIGHT_LOGIN_SCRIPT, host, imaps, source, *bob)
+            )
+            gap.append(answer[0])
+            if answer[0] == "OK":
+                break
+            time.sleep(1)
+        back = round(time.monotonic() - start, 1)
+        nobody = [f"nobody{i}@example.com" for i in range(40)]
+        arguments = (host, imaps, source, "20", "15", *nobody)
+        flood = stack.run_in_internet(FLOOD_SCRIPT, *arguments, timeout=120)
+        right = json.loads(stack.run_in_internet(RIGHT_LOGIN_SCRIPT, host, imaps, source, *grace))
+        lines = stack.log("example-com-mda-0", "dovecot").splitlines()
+        refused = sum(1 for ln in lines if f",{source}" in ln and "policy server refusal" in ln)
+    print(
+        f"logins while restarting: {gap} (back after {back} s); flood {flood.strip()} "
+        f"({refused} refused unchecked); grace afterwards: {right}"
+    )
+    assert gap[-1] == "OK", gap
+    assert refused > 0, flood  # the address's budget was spent: only a known hash gets through
+    assert right[0] == "OK", right

@@ -75,7 +75,7 @@ def test_a_success_gives_its_guess_back() -> None:
 
 def test_dovecot_requests_over_http() -> None:
     policy = GuessLimits(login_burst=1, login_per_minute=1, clock=Clock())
-    server = open_auth_policy(policy, port=0)
+    server = open_auth_policy(policy, port=0, state_path=None)
     try:
         connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
         request = {"login": "Grace", "pwhash": "a1b2c3", "remote": "192.0.2.1", "protocol": "imap"}
@@ -90,7 +90,7 @@ def test_dovecot_requests_over_http() -> None:
 
 
 def test_a_chunked_request_and_a_broken_one() -> None:
-    server = open_auth_policy(GuessLimits(), port=0)
+    server = open_auth_policy(GuessLimits(), port=0, state_path=None)
     try:
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as conn:
             body = json.dumps({"login": "grace", "remote": "192.0.2.1"}).encode()

@@ -4,7 +4,8 @@ across logins, without ever locking a right password out.
 Dovecot asks it before each login (``command=allow``, every protocol: IMAP, POP3, ManageSieve
 and Postfix's SMTP AUTH through the SASL tunnel) and tells it each result (``command=report``),
 with the login, the client's address and the password's hash (``H(nonce || login || NUL ||
-password)``, truncated; the nonce is new at each start and stays in the pod). Each login and
+password)``, truncated; the nonce is made once and kept, with the known hashes, on the mail
+volume by ``agent.known_hashes``, so a restarted agent still knows them). Each login and
 address has a bucket of guesses (``GuessLimits``): a login from a hash not known to be right
 takes one from the (address, login) bucket and one from the address's; when either is empty
 the login is refused before the password is checked (``status -1``, answered as a wrong password
@@ -29,6 +30,7 @@ import os
 import time
 
 from mailstack.agent.health import Acceptor, inet_listener
+from mailstack.agent.known_hashes import KnownHashSaver, load_state, restore_known_hashes
 from mailstack.render import layout
 
 # Not typing.TYPE_CHECKING (see mailstack.agent.command).
@@ -65,9 +67,11 @@ class Bucket:
 class GuessLimits:
     """Buckets per (address, login) and per address, and each login's known hashes. Memory is
     bounded: at most ``max_buckets`` buckets of each kind (full ones go first, then the
-    longest unused) and ``KNOWN_PER_LOGIN`` hashes a login (only successes add them)."""
+    longest unused), ``KNOWN_PER_LOGIN`` hashes a login (only successes add them) and known
+    hashes for at most ``max_buckets`` logins (the longest without a success go first)."""
 
     KNOWN_PER_LOGIN = 4  # devices may still log in with the old password for a while
+    MAX_BUCKETS = 100_000
 
     def __init__(
         self,
@@ -75,7 +79,7 @@ class GuessLimits:
         login_per_minute: float = 1,
         address_burst: float = 30,
         address_per_minute: float = 6,
-        max_buckets: int = 100_000,
+        max_buckets: int = MAX_BUCKETS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.login_limit = (login_burst, login_per_minute)
@@ -84,7 +88,9 @@ class GuessLimits:
         self.clock = clock
         self.logins: dict[tuple[str, str], Bucket] = {}
         self.addresses: dict[str, Bucket] = {}
-        self.known: dict[str, list[str]] = {}
+        self.known: dict[str, list[str]] = {}  # in the order of their last success
+        self.known_version = 0  # counts the changes of ``known``
+        self.on_known_change: Callable[[], None] = lambda: None  # called under ``lock``
         self.lock = _thread.allocate_lock()
 
     def _bucket(
@@ -134,9 +140,17 @@ class GuessLimits:
                 per_login.give_back(now)
                 per_address.give_back(now)
                 if pwhash:
-                    hashes = self.known.setdefault(login, [])
-                    hashes.insert(0, pwhash)
-                    del hashes[self.KNOWN_PER_LOGIN :]
+                    self._make_known(login, pwhash)
+
+    def _make_known(self, login: str, pwhash: str) -> None:
+        hashes = self.known.pop(login, [])
+        hashes.insert(0, pwhash)
+        del hashes[self.KNOWN_PER_LOGIN :]
+        self.known[login] = hashes  # re-inserted: the dict's order is the recency
+        while len(self.known) > self.max_buckets:
+            del self.known[next(iter(self.known))]
+        self.known_version += 1
+        self.on_known_change()
 
 
 # A request is a few hundred bytes of JSON; Dovecot keeps its connections between requests.
@@ -225,10 +239,16 @@ def _serve(limits: GuessLimits, conn: _socket.socket) -> None:
         conn.close()
 
 
-def prepare_dovecot_auth(folder: str = layout.DOVECOT_AUTH_DIR) -> None:
-    """Before Dovecot starts: the nonce, and the folder its auth processes start in (a link to
-    the auth-worker socket, which they find relative to it, and no penalty socket)."""
-    write_nonce()
+def prepare_dovecot_auth(
+    folder: str = layout.DOVECOT_AUTH_DIR,
+    nonce_path: str = layout.AUTH_POLICY_NONCE,
+    state_path: str = layout.AUTH_POLICY_STATE,
+) -> None:
+    """Before Dovecot starts: the nonce (the saved one, with which the saved known hashes were
+    made, or a new one), and the folder its auth processes start in (a link to the auth-worker
+    socket, which they find relative to it, and no penalty socket)."""
+    saved_nonce, _ = load_state(state_path, GuessLimits.MAX_BUCKETS, GuessLimits.KNOWN_PER_LOGIN)
+    write_nonce(nonce_path, saved_nonce or os.urandom(24).hex())
     if not os.path.isdir(folder):
         os.mkdir(folder, 0o755)
     link = f"{folder}/auth-worker"
@@ -236,27 +256,50 @@ def prepare_dovecot_auth(folder: str = layout.DOVECOT_AUTH_DIR) -> None:
         os.symlink(f"{layout.DOVECOT_RUN_DIR}/auth-worker", link)
 
 
-def write_nonce(path: str = layout.AUTH_POLICY_NONCE) -> None:
-    """A new nonce for Dovecot's password hashes (``auth_policy_hash_nonce = <path``): the known
-    hashes live in this process's memory only, so they need no nonce older than it."""
+def write_nonce(path: str, nonce: str) -> None:
+    """The nonce for Dovecot's password hashes (``auth_policy_hash_nonce = <path``)."""
     descriptor = os.open(f"{path}.new", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as nonce:
-        nonce.write(os.urandom(24).hex())
+    with os.fdopen(descriptor, "w") as written:
+        written.write(nonce)
     os.replace(f"{path}.new", path)
 
 
+def read_nonce(path: str) -> str:
+    with open(path, encoding="ascii") as nonce:
+        return nonce.read().strip()
+
+
 class AuthPolicyServer(Acceptor):
-    def __init__(self, limits: GuessLimits, port: int, host: str = "127.0.0.1") -> None:
-        self.limits = limits
+    def __init__(
+        self,
+        limits: GuessLimits,
+        port: int,
+        host: str = "127.0.0.1",
+        saver: KnownHashSaver | None = None,
+    ) -> None:
+        self.limits, self.saver = limits, saver
         listener = inet_listener(host, port, 64)
         self.port = listener.getsockname()[1]
         super().__init__(listener, lambda conn: _serve(limits, conn))
 
+    def shutdown(self) -> None:
+        super().shutdown()
+        if self.saver is not None:  # a rollout's stop: what changed since the last save
+            self.saver.close()
+
 
 def open_auth_policy(
-    limits: GuessLimits | None = None, port: int = layout.AUTH_POLICY_PORT
+    limits: GuessLimits | None = None,
+    port: int = layout.AUTH_POLICY_PORT,
+    nonce_path: str = layout.AUTH_POLICY_NONCE,
+    state_path: str | None = layout.AUTH_POLICY_STATE,
 ) -> AuthPolicyServer:
-    """The policy service, listening on the loopback and served in its own thread."""
-    server = AuthPolicyServer(limits or GuessLimits(), port)
+    """The policy service, listening on the loopback and served in its own thread, with the
+    known hashes saved at ``state_path`` (after ``prepare_dovecot_auth``) restored and kept."""
+    limits = limits or GuessLimits()
+    saver = None
+    if state_path is not None:
+        saver = restore_known_hashes(limits, state_path, read_nonce(nonce_path))
+    server = AuthPolicyServer(limits, port, saver=saver)
     _thread.start_new_thread(server.serve_forever, ())
     return server

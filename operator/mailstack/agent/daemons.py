@@ -208,6 +208,7 @@ def _prepare_dovecot() -> None:
                     os.chown(entry.path, layout.VMAIL_UID, layout.VMAIL_GID)
     from mailstack.agent.auth_policy import prepare_dovecot_auth  # only this agent: json
 
+    _directory(layout.AUTH_POLICY_STATE_DIR, 0, 0, 0o700)  # see agent.known_hashes
     prepare_dovecot_auth()  # before doveconf: dovecot.conf reads the nonce
     code, output = run(["doveconf", "-c", DOVECOT_CONF, "-n"], capture=True)
     if code != 0:

@@ -236,9 +236,13 @@ POSTFIX_PROBE_PORT = 10025
 POSTFIX_PROBE_PROCESSES = 2
 # Dovecot's auth policy service (agent.auth_policy): HTTP on the MDA pod's loopback, asked before
 # each login and told each result; and the file where the agent leaves the nonce Dovecot hashes
-# passwords with for it (a new one each start: the service keeps its state in memory only).
+# passwords with for it. The nonce and the known hashes (agent.known_hashes) are kept on the mail
+# volume, in a dot-folder of the agent's beside the domains' folders (a domain never starts with
+# a dot), so a restarted agent still knows the right passwords.
 AUTH_POLICY_PORT = 10071
 AUTH_POLICY_NONCE = f"{DOVECOT_RUN_DIR}/auth-policy-nonce"
+AUTH_POLICY_STATE_DIR = f"{MAIL_DIR}/.mailstack-auth-policy"
+AUTH_POLICY_STATE = f"{AUTH_POLICY_STATE_DIR}/known-hashes.json"
 # The folder Dovecot's auth processes start in: it holds a link to the auth-worker socket (which
 # they find relative to it) but not the per-address penalty's socket, so they have no penalty.
 DOVECOT_AUTH_DIR = f"{DOVECOT_RUN_DIR}/auth-without-penalty"
