@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 
 from tests.mail.conftest import PASSWORDS, Stack
+from tests.mail.test_guess_budgets import FLOOD_SCRIPT, RIGHT_LOGIN_SCRIPT
 from tests.mail.test_held_sessions import internet_address
-from tests.mail.test_redteam21c_auth_policy import FLOOD_SCRIPT, RIGHT_LOGIN_SCRIPT
 
 # Guesses the auth policy service lets Dovecot check for one login from one address at once
 # (agent.auth_policy.GuessLimits: then one a minute).
