@@ -12,6 +12,7 @@ import pytest
 
 from mailstack.api import proof
 from mailstack.api.assemble import assemble
+from mailstack.api.errors import ValidationError
 from mailstack.api.policy import Grants, parse_policy
 from mailstack.controller.grants import PolicySet
 from tests.unit.test_tenancy_attacks import API, GRANTS, domain
@@ -226,3 +227,22 @@ def test_held_name_above_older_host_name_is_free() -> None:
 @pytest.mark.parametrize("hostname", ["mx.host.customers.example", "x.y.mx.host.customers.example"])
 def test_held_same_namespace_may_share_and_nest(hostname: str) -> None:
     assert contest("tenant-b", "c.customers.example", hostname)
+
+
+# Names in other spellings never reach the contest: spec.domain and spec.hostname are canonical.
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("domain", "B.EXAMPLE"),
+        ("domain", "b.example."),
+        ("domain", "bü.example"),
+        ("domain", " b.example"),
+        ("hostname", "MAIL.B.EXAMPLE"),
+        ("hostname", "mail.b.example."),
+        ("hostname", "*.b.example"),
+    ],
+)
+def test_held_other_spellings_of_a_name_are_refused_at_parse(field: str, value: str) -> None:
+    spec = {"domain": "a.example", field: value}
+    with pytest.raises(ValidationError):
+        domain("tenant-a", "a", spec.pop("domain"), A_CREATED, **spec)
