@@ -246,3 +246,23 @@ def test_held_other_spellings_of_a_name_are_refused_at_parse(field: str, value: 
     spec = {"domain": "a.example", field: value}
     with pytest.raises(ValidationError):
         domain("tenant-a", "a", spec.pop("domain"), A_CREATED, **spec)
+
+
+# G9: cloud load balancer annotations that attach a certificate of the cloud account (shared by
+# every tenant of the cluster) to tenant-a's load balancer, or have the cloud issue one for the
+# names given: under the default ``annotations`` (any) they pass, so tenant-a's load balancer
+# terminates TLS with tenant-b's certificate (the operator's Service selects by labels a tenant
+# can put on a pod of its own, which then reads the plaintext).
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("service.beta.kubernetes.io/aws-load-balancer-ssl-cert", "arn:aws:acm:r:1:certificate/b"),
+        ("service.beta.kubernetes.io/do-loadbalancer-certificate-id", "b-cert-id"),
+        ("load-balancer.hetzner.cloud/http-certificates", "b-cert"),
+        ("load-balancer.hetzner.cloud/http-managed-certificate-domains", "b.example"),
+    ],
+)
+def test_load_balancer_certificate_annotations_take_no_other_tenants_certificate(
+    key: str, value: str
+) -> None:
+    assert not served({key: value})
