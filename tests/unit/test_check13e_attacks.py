@@ -266,3 +266,58 @@ def test_load_balancer_certificate_annotations_take_no_other_tenants_certificate
     key: str, value: str
 ) -> None:
     assert not served({key: value})
+
+
+# F7 variants: keys that adopt an existing load balancer (or its address) by a name or a port,
+# with the controller's prefix allowed and ``loadBalancerIP: false``.
+NO_PINNING = Grants(
+    (
+        parse_policy(
+            policy_body(
+                "a",
+                {
+                    "namespaces": ["tenant-a"],
+                    "domains": ["a.example", "*.a.example"],
+                    "service": {
+                        "loadBalancerIP": False,
+                        "annotations": [
+                            "loadbalancer.openstack.org/*",
+                            "load-balancer.hetzner.cloud/*",
+                            "metallb.universe.tf/*",
+                            "service.beta.kubernetes.io/*",
+                        ],
+                    },
+                },
+            )
+        ),
+    )
+)
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("metallb.universe.tf/loadBalancerIPs", "192.0.2.9"),
+        ("metallb.universe.tf/allow-shared-ip", "b-key"),
+        ("service.beta.kubernetes.io/azure-pip-name", "b-pip"),
+        ("service.beta.kubernetes.io/scw-loadbalancer-id", "b-lb"),
+        ("loadbalancer.openstack.org/load-balancer-id", "b-lb"),
+    ],
+)
+def test_held_pinning_keys_refused(key: str, value: str) -> None:
+    assert not served({key: value}, NO_PINNING)
+
+
+# G10: OpenStack's ``port-id`` (the VIP port, with its address) and Hetzner's ``name`` (the CCM
+# takes over a load balancer of that name) pin another tenant's address; their names carry none
+# of the rule's words.
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("loadbalancer.openstack.org/port-id", "b-vip-port"),
+        ("load-balancer.hetzner.cloud/name", "b-lb"),
+    ],
+)
+def test_keys_adopting_by_name_or_port_are_refused(key: str, value: str) -> None:
+    assert served({}, NO_PINNING)
+    assert not served({key: value}, NO_PINNING)
