@@ -15,7 +15,9 @@ from mailstack.api.assemble import assemble
 from mailstack.api.errors import ValidationError
 from mailstack.api.policy import Grants, parse_policy
 from mailstack.controller.grants import PolicySet
+from mailstack.controller.index import Documents
 from tests.unit.test_tenancy_attacks import API, GRANTS, domain
+from tests.unit.test_tenancy_fairness import _domain
 
 A_CREATED = "2026-01-02T00:00:00Z"
 B_CREATED = "2026-01-01T00:00:00Z"  # the victim is the older tenant
@@ -321,3 +323,14 @@ def test_held_pinning_keys_refused(key: str, value: str) -> None:
 def test_keys_adopting_by_name_or_port_are_refused(key: str, value: str) -> None:
     assert served({}, NO_PINNING)
     assert not served({key: value}, NO_PINNING)
+
+
+# F2 variant (G11): an ungranted MailDomain that never published still refers to its relay
+# credentials Secret (``Documents.references`` counts every MailDomain's references so that a
+# withdrawn one can remove its records with its DNS key): a namespace with no grant, hence no
+# limit on its MailDomains, makes the operator keep one large labelled Secret per MailDomain.
+def test_ungranted_maildomain_that_never_published_keeps_no_relay_secret() -> None:
+    documents = Documents(granted=lambda namespace, dom: False)
+    for i in range(3):
+        documents.put_domain(_domain(f"d{i}", f"d{i}.example", relay_secret=f"big{i}"))
+    assert not any(documents.references("t", f"big{i}") for i in range(3))
