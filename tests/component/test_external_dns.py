@@ -181,6 +181,11 @@ def test_a_cluster_without_external_dns_gets_a_clear_condition(
 NAME_ANNOTATIONS = (
     "external-dns.alpha.kubernetes.io/hostname",
     "external-dns.alpha.kubernetes.io/internal-hostname",
+    "external-dns.kubernetes.io/hostname",  # external-dns v0.22 and later
+    "external-dns.kubernetes.io/internal-hostname",
+    "dns.alpha.kubernetes.io/external",  # kops's dns-controller
+    "dns.alpha.kubernetes.io/internal",
+    "coredns.io/hostname",  # CoreDNS's k8s_gateway
 )
 
 

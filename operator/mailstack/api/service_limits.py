@@ -56,9 +56,17 @@ ADDRESS_ANNOTATIONS = {
 # so always refused. Keys that only shape the records of names published this way (external-dns
 # ``target``, ``ttl``, ``access``, ``set-identifier``, ``aws-*`` routing) publish no name of
 # their own and are left to the policy's ``annotations`` list.
+# external-dns reads ``external-dns.kubernetes.io/`` since v0.22 (its default
+# ``--annotation-prefix``), the alpha prefix before and with ``--enable-legacy-annotation-prefix``;
+# kops's dns-controller and CoreDNS's k8s_gateway publish comma-separated names the same way.
 PUBLISHING_ANNOTATIONS: dict[str, str | None] = {
     "external-dns.alpha.kubernetes.io/hostname": "external-dns",
     "external-dns.alpha.kubernetes.io/internal-hostname": "external-dns",
+    "external-dns.kubernetes.io/hostname": "external-dns",
+    "external-dns.kubernetes.io/internal-hostname": "external-dns",
+    "dns.alpha.kubernetes.io/external": "kops dns-controller",
+    "dns.alpha.kubernetes.io/internal": "kops dns-controller",
+    "coredns.io/hostname": "CoreDNS k8s_gateway",
     "service.beta.kubernetes.io/azure-dns-label-name": None,
 }
 

@@ -1,0 +1,38 @@
+"""What a grant lets a MailDomain's public Service and pods carry (``api.service_limits``): the
+names DNS controllers would publish, the certificates and the addresses of the shared cloud
+account a load balancer would take."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailstack.api.assemble import assemble
+from mailstack.api.policy import Grants
+from tests.unit.test_policy import limited, service_claim
+
+OPEN = Grants((limited("open"),))  # a policy that says nothing of annotations: any allowed
+
+
+def refused_paths(annotations: dict[str, str], grants: Grants = OPEN) -> list[str]:
+    services, problems = assemble([service_claim("tenant-a", annotations=annotations)], [], grants)
+    assert (services == []) is bool(problems)
+    return [p.path for p in problems]
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        # external-dns v0.22 and later (its default --annotation-prefix)
+        "external-dns.kubernetes.io/hostname",
+        "external-dns.kubernetes.io/internal-hostname",
+        # kops's dns-controller
+        "dns.alpha.kubernetes.io/external",
+        "dns.alpha.kubernetes.io/internal",
+        # CoreDNS's k8s_gateway plugin
+        "coredns.io/hostname",
+    ],
+)
+def test_every_dns_controllers_key_publishes_no_name_but_the_services_own(key: str) -> None:
+    assert refused_paths({key: "a.example,mail.a.example"}) == []
+    for value in ("b.example", "a.example, mail.b.example", "shop.a.example"):
+        assert refused_paths({key: value}) == [f"spec.service.annotations.{key}"]
