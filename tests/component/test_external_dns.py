@@ -237,6 +237,24 @@ def test_a_tenant_cannot_publish_another_tenants_host_through_its_service_annota
     )
 
 
+def test_a_tenant_cannot_publish_another_tenants_host_through_its_pods_annotations(
+    api: ApiServer, operator: OperatorThread
+) -> None:
+    """As above through ``spec.pods.annotations``, which go onto the mail pods' templates:
+    external-dns's (and dns-controller's) pod source publishes a pod's names at its address."""
+    two_tenants(api)
+    key = "external-dns.alpha.kubernetes.io/internal-hostname"
+    hostile = {"annotations": {key: "mail.b.example,b.example"}}
+    api.create(in_namespace(maildomain("a", "a.example", pods=hostile), "tenant-a"))
+    wait_for(lambda: valid_reason(api, "a", "tenant-a") == "ServiceNotAllowed", 60)
+    published = [
+        sts["metadata"]["name"]
+        for sts in api.list("statefulsets", "tenant-a")
+        if key in (sts["spec"]["template"]["metadata"].get("annotations") or {})
+    ]
+    assert not published, "tenant-a's pods ask external-dns to publish tenant-b's names"
+
+
 @pytest.mark.parametrize("api", [WITH_EXTERNAL_DNS], indirect=True)
 @pytest.mark.parametrize(
     "broken",

@@ -4,11 +4,14 @@ account a load balancer would take."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from mailstack.api.assemble import assemble
+from mailstack.api.parse import parse_maildomain
 from mailstack.api.policy import Grants
-from tests.unit.test_policy import limited, service_claim
+from tests.unit.test_policy import API, limited, service_claim
 
 OPEN = Grants((limited("open"),))  # a policy that says nothing of annotations: any allowed
 
@@ -36,3 +39,31 @@ def test_every_dns_controllers_key_publishes_no_name_but_the_services_own(key: s
     assert refused_paths({key: "a.example,mail.a.example"}) == []
     for value in ("b.example", "a.example, mail.b.example", "shop.a.example"):
         assert refused_paths({key: value}) == [f"spec.service.annotations.{key}"]
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "external-dns.alpha.kubernetes.io/hostname",  # external-dns's pod source
+        "external-dns.kubernetes.io/internal-hostname",
+        "dns.alpha.kubernetes.io/external",  # kops's dns-controller reads pods too
+    ],
+)
+def test_the_mail_pods_publish_no_name_but_the_maildomains_own(key: str) -> None:
+    def pods_claim(value: str) -> Any:
+        return parse_maildomain(
+            {
+                "apiVersion": API,
+                "kind": "MailDomain",
+                "metadata": {"name": "mail", "namespace": "tenant-a"},
+                "spec": {"domain": "a.example", "pods": {"annotations": {key: value}}},
+            }
+        )
+
+    assert assemble([pods_claim("a.example")], [], OPEN)[1] == []
+    services, problems = assemble([pods_claim("mail.b.example,b.example")], [], OPEN)
+    assert services == []
+    assert [(p.path, p.message.split(":")[0]) for p in problems] == [
+        (f"spec.pods.annotations.{key}", "it would publish b.example, mail.b.example")
+    ]
+    assert assemble([pods_claim("b.example")], [], Grants(()))[1] == []  # no policies: any

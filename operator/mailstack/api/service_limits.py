@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mailstack.api.models import ServiceSpec
@@ -71,13 +72,17 @@ PUBLISHING_ANNOTATIONS: dict[str, str | None] = {
 }
 
 
-def published_name_refusals(service: ServiceSpec, own: tuple[str, ...]) -> list[tuple[str, str]]:
-    """(field path, why) for each annotation that would publish a name other than ``own``."""
+def published_name_refusals(
+    annotations: Iterable[tuple[str, str]], field: str, own: tuple[str, ...]
+) -> list[tuple[str, str]]:
+    """(field path, why) for each of ``annotations`` (at ``field``: the Service's, or the mail
+    pods', which external-dns's and dns-controller's pod sources read) that would publish a
+    name other than ``own``."""
     found: list[tuple[str, str]] = []
-    for key, value in service.annotations:
+    for key, value in annotations:
         if key not in PUBLISHING_ANNOTATIONS:
             continue
-        path = f"spec.service.annotations.{key}"
+        path = f"{field}.{key}"
         if PUBLISHING_ANNOTATIONS[key] is None:
             found.append((path, "a name in the cloud's DNS zone is not allowed"))
             continue
