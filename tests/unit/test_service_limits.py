@@ -67,3 +67,29 @@ def test_the_mail_pods_publish_no_name_but_the_maildomains_own(key: str) -> None
         (f"spec.pods.annotations.{key}", "it would publish b.example, mail.b.example")
     ]
     assert assemble([pods_claim("b.example")], [], Grants(()))[1] == []  # no policies: any
+
+
+CERTIFICATE_KEYS = [
+    "service.beta.kubernetes.io/aws-load-balancer-ssl-cert",
+    "service.beta.kubernetes.io/do-loadbalancer-certificate-id",
+    "service.beta.kubernetes.io/do-loadbalancer-certificate-name",
+    "load-balancer.hetzner.cloud/http-certificates",
+    "load-balancer.hetzner.cloud/http-managed-certificate-domains",
+    "loadbalancer.openstack.org/default-tls-container-ref",
+]
+
+
+@pytest.mark.parametrize("key", CERTIFICATE_KEYS)
+def test_a_load_balancer_takes_no_certificate_of_the_cloud_account_unless_listed(
+    key: str,
+) -> None:
+    # Another tenant's certificate (or one the cloud issues for its names) on this tenant's load
+    # balancer: refused with annotations at their default (any) and under a prefix pattern.
+    assert refused_paths({key: "cert-of-tenant-b"}) == [f"spec.service.annotations.{key}"]
+    by_prefix = Grants((limited("prefix", annotations=[key.split("/")[0] + "/*"]),))
+    assert refused_paths({key: "cert-of-tenant-b"}, by_prefix) == [
+        f"spec.service.annotations.{key}"
+    ]
+    # A platform that wants its load balancers to terminate TLS lists the key itself.
+    assert refused_paths({key: "cert"}, Grants((limited("tls", annotations=[key]),))) == []
+    assert refused_paths({key: "cert"}, Grants(())) == []  # no policies: a single team's cluster

@@ -1,7 +1,8 @@
 """What a MailDomainPolicy's grant lets the public Service be: ``ServiceLimits``, and the
 address-pinning and load-balancer-adopting annotations that ``loadBalancerIP: false`` refuses
 (``pins_address``: a table of known keys, and a rule for the keys of load balancer controllers
-that name an address or an existing load balancer).
+that name an address or an existing load balancer), and the certificates of the cloud account
+a load balancer may take only where a policy lists the key (``CERTIFICATE_ANNOTATIONS``).
 
 Owns the check of ``spec.service`` against a grant (``ServiceLimits.refusals``); parsing the
 policy's ``service`` section stays in ``api.policy``.
@@ -92,6 +93,21 @@ def published_name_refusals(
             why = f"it would publish {', '.join(foreign)}: only {' or '.join(own)} may be"
             found.append((path, why))
     return found
+
+
+# Annotations by which a cloud load balancer terminates TLS with a certificate of the cloud
+# account (shared by every tenant of the cluster), or has the cloud issue one for the names
+# given: under policies refused unless a grant lists the key itself (a pattern ending in ``*``
+# does not do). The mail ports do their own TLS, so mailstack never needs the load balancer to;
+# a platform that wants it sets the key for its tenants' MailDomains.
+CERTIFICATE_ANNOTATIONS = {
+    "service.beta.kubernetes.io/aws-load-balancer-ssl-cert": "AWS (an ACM certificate)",
+    "service.beta.kubernetes.io/do-loadbalancer-certificate-id": "DigitalOcean",
+    "service.beta.kubernetes.io/do-loadbalancer-certificate-name": "DigitalOcean",
+    "load-balancer.hetzner.cloud/http-certificates": "Hetzner",
+    "load-balancer.hetzner.cloud/http-managed-certificate-domains": "Hetzner (issued for names)",
+    "loadbalancer.openstack.org/default-tls-container-ref": "OpenStack (a Barbican container)",
+}
 
 
 # A table alone always misses one: under the prefixes of load balancer controllers, a key with
@@ -187,6 +203,12 @@ class ServiceLimits:
                 key == p or (p.endswith("*") and key.startswith(p[:-1])) for p in self.annotations
             ):
                 found.append((f"spec.service.annotations.{key}", "this annotation is not allowed"))
+            elif key in CERTIFICATE_ANNOTATIONS and key not in (self.annotations or ()):
+                why = (
+                    f"a certificate of the cloud account ({CERTIFICATE_ANNOTATIONS[key]}) is not "
+                    "allowed unless the policy lists this key in service.annotations"
+                )
+                found.append((f"spec.service.annotations.{key}", why))
             elif not self.load_balancer_ip and (pinned := pins_address(key)) is not None:
                 why = f"a fixed address ({pinned}) is not allowed"
                 found.append((f"spec.service.annotations.{key}", why))
