@@ -45,6 +45,8 @@ ADDRESS_ANNOTATIONS = {
     ),
     "loadbalancer.openstack.org/load-balancer-id": "OpenStack (adopts a load balancer)",
     "loadbalancer.openstack.org/load-balancer-address": "OpenStack (a floating IP)",
+    "loadbalancer.openstack.org/port-id": "OpenStack (a VIP port, with its address)",
+    "load-balancer.hetzner.cloud/name": "Hetzner (adopts a load balancer by its name)",
     "service.beta.kubernetes.io/azure-pip-prefix-id": "Azure (a public IP prefix)",
     "service.beta.kubernetes.io/azure-pip-prefix-id-ipv6": "Azure (a public IP prefix)",
     "networking.gke.io/load-balancer-ip-addresses": "GKE (reserved addresses)",
