@@ -323,6 +323,7 @@ def test_no_fixed_address_refuses_adopting_another_load_balancer_or_its_address(
     [
         # Not in the table, judged by their words under a load balancer controller's prefix.
         ("service.beta.kubernetes.io/exoscale-loadbalancer-id", True),
+        ("service.beta.kubernetes.io/scw-loadbalancer-id", True),
         ("load-balancer.hetzner.cloud/ipv4", True),
         ("service.beta.kubernetes.io/oci-load-balancer-reserved-ip", True),
         ("metallb.universe.tf/allow-shared-ip", True),  # another Service's address by its key

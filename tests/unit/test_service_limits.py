@@ -93,3 +93,26 @@ def test_a_load_balancer_takes_no_certificate_of_the_cloud_account_unless_listed
     # A platform that wants its load balancers to terminate TLS lists the key itself.
     assert refused_paths({key: "cert"}, Grants((limited("tls", annotations=[key]),))) == []
     assert refused_paths({key: "cert"}, Grants(())) == []  # no policies: a single team's cluster
+
+
+# Every spelling of a foreign name is refused (the fifth #13 check's variants of its G1).
+@pytest.mark.parametrize(
+    "value",
+    [
+        "B.EXAMPLE",
+        "b.example.",
+        "*.b.example",
+        "*.a.example",  # a wildcard under its own domain may be another tenant's grant
+        "x.a.example",
+        "a.example,\tb.example",
+        "a.example ,b.example ,",
+        "a.example b.example",  # external-dns drops the space: one name, not its own
+        "xn--b-example",
+    ],
+)
+@pytest.mark.parametrize(
+    "key",
+    ["external-dns.alpha.kubernetes.io/hostname", "external-dns.kubernetes.io/internal-hostname"],
+)
+def test_no_spelling_of_a_foreign_name_is_published(key: str, value: str) -> None:
+    assert refused_paths({key: value}) == [f"spec.service.annotations.{key}"]
