@@ -181,6 +181,11 @@ def test_a_cluster_without_external_dns_gets_a_clear_condition(
 NAME_ANNOTATIONS = (
     "external-dns.alpha.kubernetes.io/hostname",
     "external-dns.alpha.kubernetes.io/internal-hostname",
+    "external-dns.kubernetes.io/hostname",  # external-dns v0.22 and later
+    "external-dns.kubernetes.io/internal-hostname",
+    "dns.alpha.kubernetes.io/external",  # kops's dns-controller
+    "dns.alpha.kubernetes.io/internal",
+    "coredns.io/hostname",  # CoreDNS's k8s_gateway
 )
 
 
@@ -230,6 +235,24 @@ def test_a_tenant_cannot_publish_another_tenants_host_through_its_service_annota
         f"Valid={verdict}: tenant-a's Service, made by the operator, asks external-dns to "
         f"publish tenant-b's names: {published}"
     )
+
+
+def test_a_tenant_cannot_publish_another_tenants_host_through_its_pods_annotations(
+    api: ApiServer, operator: OperatorThread
+) -> None:
+    """As above through ``spec.pods.annotations``, which go onto the mail pods' templates:
+    external-dns's (and dns-controller's) pod source publishes a pod's names at its address."""
+    two_tenants(api)
+    key = "external-dns.alpha.kubernetes.io/internal-hostname"
+    hostile = {"annotations": {key: "mail.b.example,b.example"}}
+    api.create(in_namespace(maildomain("a", "a.example", pods=hostile), "tenant-a"))
+    wait_for(lambda: valid_reason(api, "a", "tenant-a") == "ServiceNotAllowed", 60)
+    published = [
+        sts["metadata"]["name"]
+        for sts in api.list("statefulsets", "tenant-a")
+        if key in (sts["spec"]["template"]["metadata"].get("annotations") or {})
+    ]
+    assert not published, "tenant-a's pods ask external-dns to publish tenant-b's names"
 
 
 @pytest.mark.parametrize("api", [WITH_EXTERNAL_DNS], indirect=True)

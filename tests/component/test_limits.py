@@ -239,3 +239,54 @@ def test_replacing_the_only_policy_opens_no_window_for_a_waiting_squatter(
     assert "mail.b.example" not in seen, (
         f"while the platform replaced its only policy, tenant-a got a Certificate for {seen}"
     )
+
+
+def squatting_tenant(api: ApiServer) -> None:
+    """Two granted tenants; tenant-a names tenant-b's mail host as the host name of a domain
+    nobody claims, waiting for a moment in which the operator serves as for a single team."""
+    for ns, dom in (("tenant-a", "a.example"), ("tenant-b", "b.example")):
+        namespace(api, ns)
+        api.create(policy(ns[-1], namespaces=[ns], domains=[dom, f"*.{dom}"]), None)
+    squat = maildomain("a", "squat.example", hostname="mail.b.example")
+    api.create(in_namespace(squat, "tenant-a"))
+
+
+def squatter_served(api: ApiServer) -> bool:
+    return bool(api.list("statefulsets", "tenant-a") or api.list("services", "tenant-a"))
+
+
+@pytest.mark.parametrize("require_grant", [True, False], ids=["requireGrant", "default"])
+def test_a_restart_while_no_policy_exists_serves_nothing_only_with_require_grant(
+    api: ApiServer, require_grant: bool
+) -> None:
+    """requireGrant closes the window; without it an operator restarted while no policy exists
+    serves as for a single team, as docs/operator.md says (this case documents that)."""
+    squatting_tenant(api)
+    with OperatorThread(api, require_domain_grant=require_grant):
+        wait_for(lambda: valid_reason(api, "a", "tenant-a") == "DomainNotGranted", 60)
+    for name in ("a", "b"):
+        api.delete("maildomainpolicies", name, None)
+    with OperatorThread(api, require_domain_grant=require_grant):
+        if require_grant:
+            time.sleep(5)
+            assert valid_reason(api, "a", "tenant-a") == "DomainNotGranted"
+            assert not squatter_served(api)
+        else:
+            wait_for(lambda: squatter_served(api), 60)  # the documented window
+
+
+def test_policies_renamed_under_a_running_operator_serve_nothing_in_between(
+    api: ApiServer, operator: OperatorThread
+) -> None:
+    squatting_tenant(api)
+    wait_for(lambda: valid_reason(api, "a", "tenant-a") == "DomainNotGranted", 60)
+    for name in ("a", "b"):
+        api.delete("maildomainpolicies", name, None)
+    time.sleep(3)
+    assert valid_reason(api, "a", "tenant-a") == "DomainNotGranted"
+    assert not squatter_served(api)
+    api.create(policy("a2", namespaces=["tenant-a"], domains=["a.example", "*.a.example"]), None)
+    api.create(policy("b2", namespaces=["tenant-b"], domains=["b.example", "*.b.example"]), None)
+    time.sleep(3)
+    assert valid_reason(api, "a", "tenant-a") == "DomainNotGranted"
+    assert not squatter_served(api)

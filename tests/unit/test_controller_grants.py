@@ -46,3 +46,22 @@ def test_a_policy_the_parser_refuses_keeps_grants_required() -> None:
     assert policies.grants.refusal("tenant-a", "a.example") is not None
     assert policies.update("MODIFIED", policy("typo", ["a.example"]))
     assert policies.grants.refusal("tenant-a", "a.example") is None
+
+
+def test_a_policy_replaced_under_another_name_or_an_invalid_one_deleted_keeps_grants_required() -> (
+    None
+):
+    policies = PolicySet()
+    policies.update("ADDED", policy("old", ["a.example"]))
+    policies.update("DELETED", policy("old", ["a.example"]))
+    policies.update("ADDED", policy("new", ["a.example"]))
+    assert policies.grants.refusal("tenant-a", "a.example") is None
+    assert policies.grants.refusal("tenant-b", "a.example") is not None
+    invalid = PolicySet()
+    invalid.update("ADDED", policy("typo", ["a.123"]))
+    invalid.update("DELETED", policy("typo", ["a.123"]))
+    assert invalid.grants.enforced
+
+
+def test_after_a_restart_without_policies_require_grant_serves_nothing() -> None:
+    assert PolicySet(required=True).grants.refusal("tenant-a", "a.example") is not None

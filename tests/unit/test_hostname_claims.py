@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from mailstack.api.assemble import assemble
+from mailstack.api.errors import ValidationError
 from mailstack.api.models import MailDomain
 from mailstack.api.parse import parse_maildomain
 from mailstack.api.policy import Grants, parse_policy
@@ -370,3 +373,74 @@ def test_the_index_finds_the_claims_on_host_names_above_and_under_a_host_name() 
     assert names(under) == {"b", "a"}
     assert names(older) == {"a", "b"}
     assert docs.drop_domain("tenant-a", "a") == {("tenant-a", "a"), ("tenant-b", "b")}
+
+
+# Host names and domains under an older tenant's names at several depths (the fifth #13 check's
+# variants of F6), under one wide grant shared by both tenants.
+OLDER_B = ("tenant-b", "b", "b.customers.example", "2026-01-01T00:00:00Z")
+
+
+def customers() -> Grants:
+    doc = {
+        "apiVersion": API,
+        "kind": "MailDomainPolicy",
+        "metadata": {"name": "customers"},
+        "spec": {"namespaces": ["tenant-a", "tenant-b"], "domains": ["*.customers.example"]},
+    }
+    return Grants((parse_policy(doc),))
+
+
+def newer_served(namespace: str, domain: str, hostname: str) -> bool:
+    """Whether a newer claim is served beside tenant-b's older one, which always is."""
+    older = claim(*OLDER_B, hostname="mx.host.customers.example")
+    newer = claim(namespace, "n", domain, "2026-01-02T00:00:00Z", hostname=hostname)
+    refs = served([older, newer], customers())
+    assert older.ref in refs
+    return newer.ref in refs
+
+
+@pytest.mark.parametrize(
+    "hostname",
+    [
+        "mx.host.customers.example",
+        "x.mx.host.customers.example",
+        "z.y.x.mx.host.customers.example",
+        "b.customers.example",
+        "a.b.c.b.customers.example",
+    ],
+)
+def test_a_host_name_at_or_under_an_older_tenants_names_at_any_depth_is_refused(
+    hostname: str,
+) -> None:
+    assert not newer_served("tenant-a", "a.customers.example", hostname)
+
+
+@pytest.mark.parametrize(
+    "domain",
+    ["mx.host.customers.example", "y.x.mx.host.customers.example", "y.x.b.customers.example"],
+)
+def test_a_domain_at_or_under_an_older_tenants_names_at_any_depth_is_refused(domain: str) -> None:
+    assert not newer_served("tenant-a", domain, f"mail.{domain}")
+
+
+def test_a_name_above_an_older_host_name_and_the_same_namespaces_nested_names_are_free() -> None:
+    assert newer_served("tenant-a", "a.customers.example", "host.customers.example")
+    assert newer_served("tenant-b", "c.customers.example", "x.y.mx.host.customers.example")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("domain", "B.EXAMPLE"),
+        ("domain", "b.example."),
+        ("domain", "bü.example"),
+        ("domain", " b.example"),
+        ("hostname", "MAIL.B.EXAMPLE"),
+        ("hostname", "mail.b.example."),
+        ("hostname", "*.b.example"),
+    ],
+)
+def test_other_spellings_of_a_name_never_reach_the_contest(field: str, value: str) -> None:
+    spec = {"domain": "a.example", field: value}
+    with pytest.raises(ValidationError):
+        claim("tenant-a", "a", spec.pop("domain"), "2026-01-02T00:00:00Z", **spec)

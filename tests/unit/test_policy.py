@@ -301,6 +301,11 @@ def test_no_fixed_address_refuses_the_ipv6_and_adoption_annotations(key: str) ->
         "loadbalancer.openstack.org/load-balancer-id",
         "loadbalancer.openstack.org/load-balancer-address",
         "service.beta.kubernetes.io/azure-pip-prefix-id",
+        # The fifth check's G10: no word of the rule in their names. OpenStack's VIP port (with
+        # its address) and Hetzner's load balancer name (the controller takes over the one of
+        # that name).
+        "loadbalancer.openstack.org/port-id",
+        "load-balancer.hetzner.cloud/name",
     ],
 )
 def test_no_fixed_address_refuses_adopting_another_load_balancer_or_its_address(key: str) -> None:
@@ -318,6 +323,7 @@ def test_no_fixed_address_refuses_adopting_another_load_balancer_or_its_address(
     [
         # Not in the table, judged by their words under a load balancer controller's prefix.
         ("service.beta.kubernetes.io/exoscale-loadbalancer-id", True),
+        ("service.beta.kubernetes.io/scw-loadbalancer-id", True),
         ("load-balancer.hetzner.cloud/ipv4", True),
         ("service.beta.kubernetes.io/oci-load-balancer-reserved-ip", True),
         ("metallb.universe.tf/allow-shared-ip", True),  # another Service's address by its key

@@ -8,6 +8,8 @@ import socket
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from mailstack.api.assemble import assemble
 from mailstack.api.parse import parse_maildomain
 from mailstack.api.policy import Grants, parse_policy
@@ -244,8 +246,6 @@ def test_a_proven_maildomain_of_the_namespace_view_counts_against_the_limits() -
 
 
 def test_the_operator_takes_the_resolver_of_the_proofs_as_an_address() -> None:
-    import pytest
-
     from mailstack.commands.main import build_parser
     from mailstack.commands.operator import config_from_args
 
@@ -255,3 +255,19 @@ def test_the_operator_takes_the_resolver_of_the_proofs_as_an_address() -> None:
     assert config_from_args(parser.parse_args(["operator"])).proof_resolver == ""
     with pytest.raises(SystemExit):
         parser.parse_args(["operator", "--proof-resolver", "dns.example"])
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "_MAILSTACK-CHALLENGE.A.EXAMPLE",
+        "_mailstack-challenge.a.example.",
+        "_mailstack-challenge.A.example",
+        " _mailstack-challenge.a.example",
+        "_mailstack-challenge.b.example",
+        "_mailstack-challenge.x.a.example",
+    ],
+)
+def test_a_status_proof_naming_its_record_otherwise_does_not_count(name: str) -> None:
+    status = {"proof": {"token": "abc", "record": {"name": name}, "proven": True}}
+    assert from_status("a.example", status) is None

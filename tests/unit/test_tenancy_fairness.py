@@ -424,3 +424,29 @@ def test_contenders_are_parsed_once_per_generation(monkeypatch: pytest.MonkeyPat
     assert sorted(n for n in parsed if n != "a") == [f"x{i}" for i in range(5)]
     plan._parse_domains([_claim("tenant-b", "x0", "uid-cache-x0", generation=2)], real(mine, "t"))
     assert parsed.count("x0") == 2  # a new generation is parsed again
+
+
+def test_a_change_of_what_no_contest_reads_marks_no_other_claim() -> None:
+    # (uids of their own: contenders are parsed once per uid and generation, process-wide)
+    docs = Documents()
+    docs.put_domain(_claim("tenant-a", "a", "uid-churn-a"))
+    rival = _claim("tenant-b", "x", "uid-churn-x")
+    docs.put_domain(rival)
+    for generation, pods in enumerate(({"labels": {"churn": "1"}}, {"resources": {}}), start=2):
+        # The pods' labels and resources: rendered only, never read by admission or the contest.
+        churned = _claim("tenant-b", "x", "uid-churn-x", generation=generation)
+        churned["spec"] = {"domain": "a.example", "pods": pods}
+        assert docs.put_domain(churned) == {("tenant-b", "x")}
+    # An invalid spec holds no name, however it changes; becoming valid again does.
+    for generation, bad in enumerate(("not a list", "still not"), start=4):
+        invalid = _claim("tenant-b", "x", "uid-churn-x", generation=generation)
+        invalid["spec"] = {"domain": "a.example", "resolvers": bad}
+        changed = docs.put_domain(invalid)
+        assert (("tenant-a", "a") in changed) is (generation == 4)
+    assert ("tenant-a", "a") in docs.put_domain(
+        _claim("tenant-b", "x", "uid-churn-x", generation=6)
+    )
+    # The pods' annotations are read (names they would publish): a change marks the others.
+    annotated = _claim("tenant-b", "x", "uid-churn-x", generation=7)
+    annotated["spec"] = {"domain": "a.example", "pods": {"annotations": {"k": "v"}}}
+    assert ("tenant-a", "a") in docs.put_domain(annotated)

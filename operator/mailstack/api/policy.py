@@ -124,14 +124,21 @@ class Grants:
         return issuers.refusals(dom, [(p.ref, p.issuers) for p in granting])
 
     def service_refusals(self, dom: MailDomain) -> list[tuple[str, str]]:
-        """(field path, why) for what the grants of ``dom`` do not allow its Service to be."""
+        """(field path, why) for what the grants of ``dom`` do not allow its Service to be, and
+        for names its Service or its pods' annotations would have a DNS controller publish."""
         if not self.enforced:
             return []
         granting = [p for p in self.policies if p.grants(dom.namespace, dom.domain)]
         if not granting:
             return []  # not granted: refused elsewhere
-        # Whatever the grants allow: a Service publishes no name but the MailDomain's own.
-        published = published_name_refusals(dom.service, (dom.domain, dom.hostname))
+        # Whatever the grants allow: neither the Service nor the mail pods publish a name but
+        # the MailDomain's own.
+        own = (dom.domain, dom.hostname)
+        published = published_name_refusals(
+            dom.service.annotations, "spec.service.annotations", own
+        )
+        pod_annotations = dom.pods.annotations or ()
+        published += published_name_refusals(pod_annotations, "spec.pods.annotations", own)
         verdicts = [p.service.refusals(dom.service) for p in granting]
         names = " or ".join(p.ref for p in granting)
         limited = [] if any(not v for v in verdicts) else verdicts[0]  # one grant allows all

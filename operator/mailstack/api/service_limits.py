@@ -1,7 +1,8 @@
 """What a MailDomainPolicy's grant lets the public Service be: ``ServiceLimits``, and the
 address-pinning and load-balancer-adopting annotations that ``loadBalancerIP: false`` refuses
 (``pins_address``: a table of known keys, and a rule for the keys of load balancer controllers
-that name an address or an existing load balancer).
+that name an address or an existing load balancer), and the certificates of the cloud account
+a load balancer may take only where a policy lists the key (``CERTIFICATE_ANNOTATIONS``).
 
 Owns the check of ``spec.service`` against a grant (``ServiceLimits.refusals``); parsing the
 policy's ``service`` section stays in ``api.policy``.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mailstack.api.models import ServiceSpec
@@ -43,6 +45,8 @@ ADDRESS_ANNOTATIONS = {
     ),
     "loadbalancer.openstack.org/load-balancer-id": "OpenStack (adopts a load balancer)",
     "loadbalancer.openstack.org/load-balancer-address": "OpenStack (a floating IP)",
+    "loadbalancer.openstack.org/port-id": "OpenStack (a VIP port, with its address)",
+    "load-balancer.hetzner.cloud/name": "Hetzner (adopts a load balancer by its name)",
     "service.beta.kubernetes.io/azure-pip-prefix-id": "Azure (a public IP prefix)",
     "service.beta.kubernetes.io/azure-pip-prefix-id-ipv6": "Azure (a public IP prefix)",
     "networking.gke.io/load-balancer-ip-addresses": "GKE (reserved addresses)",
@@ -56,20 +60,32 @@ ADDRESS_ANNOTATIONS = {
 # so always refused. Keys that only shape the records of names published this way (external-dns
 # ``target``, ``ttl``, ``access``, ``set-identifier``, ``aws-*`` routing) publish no name of
 # their own and are left to the policy's ``annotations`` list.
+# external-dns reads ``external-dns.kubernetes.io/`` since v0.22 (its default
+# ``--annotation-prefix``), the alpha prefix before and with ``--enable-legacy-annotation-prefix``;
+# kops's dns-controller and CoreDNS's k8s_gateway publish comma-separated names the same way.
 PUBLISHING_ANNOTATIONS: dict[str, str | None] = {
     "external-dns.alpha.kubernetes.io/hostname": "external-dns",
     "external-dns.alpha.kubernetes.io/internal-hostname": "external-dns",
+    "external-dns.kubernetes.io/hostname": "external-dns",
+    "external-dns.kubernetes.io/internal-hostname": "external-dns",
+    "dns.alpha.kubernetes.io/external": "kops dns-controller",
+    "dns.alpha.kubernetes.io/internal": "kops dns-controller",
+    "coredns.io/hostname": "CoreDNS k8s_gateway",
     "service.beta.kubernetes.io/azure-dns-label-name": None,
 }
 
 
-def published_name_refusals(service: ServiceSpec, own: tuple[str, ...]) -> list[tuple[str, str]]:
-    """(field path, why) for each annotation that would publish a name other than ``own``."""
+def published_name_refusals(
+    annotations: Iterable[tuple[str, str]], field: str, own: tuple[str, ...]
+) -> list[tuple[str, str]]:
+    """(field path, why) for each of ``annotations`` (at ``field``: the Service's, or the mail
+    pods', which external-dns's and dns-controller's pod sources read) that would publish a
+    name other than ``own``."""
     found: list[tuple[str, str]] = []
-    for key, value in service.annotations:
+    for key, value in annotations:
         if key not in PUBLISHING_ANNOTATIONS:
             continue
-        path = f"spec.service.annotations.{key}"
+        path = f"{field}.{key}"
         if PUBLISHING_ANNOTATIONS[key] is None:
             found.append((path, "a name in the cloud's DNS zone is not allowed"))
             continue
@@ -79,6 +95,21 @@ def published_name_refusals(service: ServiceSpec, own: tuple[str, ...]) -> list[
             why = f"it would publish {', '.join(foreign)}: only {' or '.join(own)} may be"
             found.append((path, why))
     return found
+
+
+# Annotations by which a cloud load balancer terminates TLS with a certificate of the cloud
+# account (shared by every tenant of the cluster), or has the cloud issue one for the names
+# given: under policies refused unless a grant lists the key itself (a pattern ending in ``*``
+# does not do). The mail ports do their own TLS, so mailstack never needs the load balancer to;
+# a platform that wants it sets the key for its tenants' MailDomains.
+CERTIFICATE_ANNOTATIONS = {
+    "service.beta.kubernetes.io/aws-load-balancer-ssl-cert": "AWS (an ACM certificate)",
+    "service.beta.kubernetes.io/do-loadbalancer-certificate-id": "DigitalOcean",
+    "service.beta.kubernetes.io/do-loadbalancer-certificate-name": "DigitalOcean",
+    "load-balancer.hetzner.cloud/http-certificates": "Hetzner",
+    "load-balancer.hetzner.cloud/http-managed-certificate-domains": "Hetzner (issued for names)",
+    "loadbalancer.openstack.org/default-tls-container-ref": "OpenStack (a Barbican container)",
+}
 
 
 # A table alone always misses one: under the prefixes of load balancer controllers, a key with
@@ -174,6 +205,12 @@ class ServiceLimits:
                 key == p or (p.endswith("*") and key.startswith(p[:-1])) for p in self.annotations
             ):
                 found.append((f"spec.service.annotations.{key}", "this annotation is not allowed"))
+            elif key in CERTIFICATE_ANNOTATIONS and key not in (self.annotations or ()):
+                why = (
+                    f"a certificate of the cloud account ({CERTIFICATE_ANNOTATIONS[key]}) is not "
+                    "allowed unless the policy lists this key in service.annotations"
+                )
+                found.append((f"spec.service.annotations.{key}", why))
             elif not self.load_balancer_ip and (pinned := pins_address(key)) is not None:
                 why = f"a fixed address ({pinned}) is not allowed"
                 found.append((f"spec.service.annotations.{key}", why))

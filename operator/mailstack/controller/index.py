@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from mailstack.api.claims import at_or_above, at_or_under
+from mailstack.api.pod_models import MailPods
 from mailstack.controller.documents import (
     address_domain,
     namespaced_name,
@@ -22,7 +24,7 @@ from mailstack.controller.documents import (
     served_hostname,
 )
 from mailstack.controller.memory import DomainKey
-from mailstack.controller.plan import NamespaceView
+from mailstack.controller.plan import NamespaceView, parsed_contender
 from mailstack.kubedoc import Obj, meta_of
 
 # creationTimestamp: the age of a MailDomain's claim on its domain (``MailDomain.claim_order``).
@@ -42,12 +44,18 @@ def slim(body: Mapping[str, Any]) -> Obj:
 
 
 def _claim_of(doc: Mapping[str, Any]) -> tuple[object, ...]:
-    """What the contest for names reads of a MailDomain (``api.claims``, ``plan``): its spec,
-    identity, age and proof; a change elsewhere hands no name over."""
+    """What the contest for names reads of a MailDomain (``api.claims``, ``plan``): its parsed
+    spec (None when invalid: an invalid claim holds nothing, however it changes) but for the
+    pod settings other than annotations (the only ones its admission reads), its identity, age
+    and proof; a change elsewhere hands no name over, so another tenant's churn on them
+    reconciles no other MailDomain."""
     meta = meta_of(doc)
     status = doc.get("status")
     proof = status.get("proof") if isinstance(status, Mapping) else None
-    return (doc.get("spec"), meta.get("uid"), meta.get("creationTimestamp"), proof)
+    parsed = parsed_contender(doc)
+    if parsed is not None:
+        parsed = replace(parsed, generation=0, pods=MailPods(annotations=parsed.pods.annotations))
+    return (parsed, meta.get("uid"), meta.get("creationTimestamp"), proof)
 
 
 class Documents:

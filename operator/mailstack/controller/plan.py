@@ -224,7 +224,7 @@ def _parse_domains(docs: Sequence[Mapping[str, Any]], model: MailDomain) -> list
         key = ObjectRef.of(doc)[:2]
         if key == (model.namespace, model.name) or key in found:
             continue
-        parsed = _parsed_contender(doc)
+        parsed = parsed_contender(doc)
         if parsed is not None:
             found[key] = parsed
     return list(found.values())
@@ -237,7 +237,8 @@ _PARSED: dict[tuple[str, int], MailDomain | None] = {}
 _PARSED_MAX = 4096
 
 
-def _parsed_contender(doc: Mapping[str, Any]) -> MailDomain | None:
+def parsed_contender(doc: Mapping[str, Any]) -> MailDomain | None:
+    """The raw MailDomain ``doc`` parsed, or None when invalid (it serves nothing)."""
     meta = doc.get("metadata") or {}
     uid, generation = meta.get("uid"), meta.get("generation")
     key = (uid, generation) if isinstance(uid, str) and isinstance(generation, int) else None
