@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 
 from tests.mail.conftest import Stack
 from tests.mail.messages import MTA
+from tests.mail.test_held_sessions import HOLD_SUBMISSION_SCRIPT
 from tests.mail.test_probes_under_load import release
 
 
@@ -55,37 +56,6 @@ def internet_address(stack: Stack) -> Iterator[str]:
         )
 
 
-# Holds ``count`` sessions on host:port from ``source``, each after the banner and EHLO (with
-# STARTTLS on 587, TLS on 465), sending EHLO again every 4 s (smtpd's timeout is per read; EHLO
-# is no junk command). Prints how many it holds, then holds them until stdin closes.
-HOLD_SUBMISSION_SCRIPT = r"""
-import json, smtplib, ssl, sys, threading, time
-host, port, implicit, source, count = sys.argv[1:6]
-port, implicit, count = int(port), implicit == "1", int(count)
-context = ssl._create_unverified_context()
-held, stop = [], threading.Event()
-def hold():
-    try:
-        if implicit:
-            smtp = smtplib.SMTP_SSL(host, port, context=context, timeout=30,
-                                    source_address=(source, 0))
-        else:
-            smtp = smtplib.SMTP(host, port, timeout=30, source_address=(source, 0))
-            smtp.ehlo("laptop.example.net")
-            smtp.starttls(context=context)
-        smtp.ehlo("laptop.example.net")
-        held.append(smtp)
-        while not stop.wait(4):
-            smtp.ehlo("laptop.example.net")
-    except (OSError, smtplib.SMTPException):
-        return
-threads = [threading.Thread(target=hold, daemon=True) for _ in range(count)]
-for t in threads: t.start()
-time.sleep(10)
-print(json.dumps(len(held)), flush=True)
-sys.stdin.read()
-stop.set()
-"""
 HOLDERS = 6  # addresses, 17 sessions each (smtpConnections: 20 per address)
 
 
