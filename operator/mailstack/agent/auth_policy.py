@@ -13,7 +13,8 @@ after Dovecot's failure delay). A login that succeeds gives its guesses back and
 known: a known hash (the password a user's devices log in with) is checked at once, whatever the
 buckets hold, so guessers behind a user's address (an office NAT) cannot lock her out. A guess
 that happens to share a known hash's 24 bits is only checked, not let in. An IPv6 client is
-its /64. Dovecot's own
+its /64. An address in ``exemptNetworks`` (``agent.exempt_networks``: an office NAT the
+platform lists) has no bucket across logins, only its logins' own. Dovecot's own
 per-address penalty is off (the auth processes run where they find no penalty socket): it
 delayed right passwords too, past Postfix's 10 s.
 
@@ -29,6 +30,7 @@ import json
 import os
 import time
 
+from mailstack.agent.exempt_networks import ExemptNetworks
 from mailstack.agent.health import Acceptor, inet_listener
 from mailstack.agent.known_hashes import KnownHashSaver, load_state, restore_known_hashes
 from mailstack.render import layout
@@ -36,7 +38,7 @@ from mailstack.render import layout
 # Not typing.TYPE_CHECKING (see mailstack.agent.command).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Container
     from typing import Any
 
 
@@ -109,21 +111,36 @@ class GuessLimits:
     def _is_known(self, login: str, pwhash: str) -> bool:
         return bool(pwhash) and pwhash in self.known.get(login, ())
 
-    def allow(self, address: str, login: str, pwhash: str) -> bool:
-        """Before a login: whether its password may be checked."""
+    def _address_bucket(self, address: str, exempt: bool, now: float) -> Bucket | None:
+        if exempt:  # an exempt network's address: its logins' budgets only
+            return None
+        return self._bucket(self.addresses, address, self.address_limit, now)
+
+    def allow(self, address: str, login: str, pwhash: str, exempt: bool = False) -> bool:
+        """Before a login: whether its password may be checked. ``exempt``: the address is in
+        an exempt network (``agent.exempt_networks``), held to the per-login budget only."""
         now = self.clock()
         with self.lock:
             if self._is_known(login, pwhash):
                 return True
             per_login = self._bucket(self.logins, (address, login), self.login_limit, now)
-            per_address = self._bucket(self.addresses, address, self.address_limit, now)
-            if per_login.level(now) < 1.0 or per_address.level(now) < 1.0:
+            per_address = self._address_bucket(address, exempt, now)
+            if per_login.level(now) < 1.0 or (per_address and per_address.level(now) < 1.0):
                 return False
             per_login.take(now)
-            per_address.take(now)
+            if per_address:
+                per_address.take(now)
             return True
 
-    def report(self, address: str, login: str, pwhash: str, success: bool, refused: bool) -> None:
+    def report(
+        self,
+        address: str,
+        login: str,
+        pwhash: str,
+        success: bool,
+        refused: bool,
+        exempt: bool = False,
+    ) -> None:
         """After a login: a success gives its guesses back and makes its hash known; a failure
         from a known hash (24 bits shared by chance) is charged now."""
         now = self.clock()
@@ -132,15 +149,14 @@ class GuessLimits:
             if refused or (known and success):
                 return
             per_login = self._bucket(self.logins, (address, login), self.login_limit, now)
-            per_address = self._bucket(self.addresses, address, self.address_limit, now)
-            if known:
-                per_login.take(now)
-                per_address.take(now)
-            elif success:
-                per_login.give_back(now)
-                per_address.give_back(now)
-                if pwhash:
-                    self._make_known(login, pwhash)
+            buckets = [per_login, *filter(None, [self._address_bucket(address, exempt, now)])]
+            for bucket in buckets:
+                if known:
+                    bucket.take(now)
+                elif success:
+                    bucket.give_back(now)
+            if not known and success and pwhash:
+                self._make_known(login, pwhash)
 
     def _make_known(self, login: str, pwhash: str) -> None:
         hashes = self.known.pop(login, [])
@@ -202,33 +218,37 @@ def client_network(address: str) -> str:
         return address
 
 
-def answer(limits: GuessLimits, target: str, body: bytes) -> dict[str, object]:
-    """The JSON answer to one request of Dovecot's."""
+def answer(
+    limits: GuessLimits, target: str, body: bytes, exempt: Container[str] = ()
+) -> dict[str, object]:
+    """The JSON answer to one request of Dovecot's; ``exempt``: the addresses held to per-login
+    budgets only (``agent.exempt_networks``)."""
     try:
         request = json.loads(body or b"{}")
     except ValueError:
         return {"status": 0, "msg": ""}
     if not isinstance(request, dict):
         return {"status": 0, "msg": ""}
-    address = client_network(str(request.get("remote", "")))
+    remote = str(request.get("remote", ""))
+    address, in_exempt = client_network(remote), remote in exempt
     login = str(request.get("login", "")).lower()
     pwhash = str(request.get("pwhash", ""))
     if "command=report" in target:
         success, refused = request.get("success") is True, request.get("policy_reject") is True
-        limits.report(address, login, pwhash, success, refused)
+        limits.report(address, login, pwhash, success, refused, in_exempt)
         return {"status": 0, "msg": ""}
-    if limits.allow(address, login, pwhash):
+    if limits.allow(address, login, pwhash, in_exempt):
         return {"status": 0, "msg": ""}
     return {"status": -1, "msg": "too many failed logins from your address"}
 
 
-def _serve(limits: GuessLimits, conn: _socket.socket) -> None:
+def _serve(limits: GuessLimits, exempt: Container[str], conn: _socket.socket) -> None:
     buffer = b""
     try:
         conn.settimeout(IDLE_TIMEOUT)
         while True:
             target, body, buffer = _read_request(conn, buffer)
-            reply = json.dumps(answer(limits, target, body)).encode()
+            reply = json.dumps(answer(limits, target, body, exempt)).encode()
             conn.sendall(
                 b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                 b"Content-Length: %d\r\n\r\n%s" % (len(reply), reply)
@@ -276,11 +296,12 @@ class AuthPolicyServer(Acceptor):
         port: int,
         host: str = "127.0.0.1",
         saver: KnownHashSaver | None = None,
+        exempt: Container[str] = (),
     ) -> None:
         self.limits, self.saver = limits, saver
         listener = inet_listener(host, port, 64)
         self.port = listener.getsockname()[1]
-        super().__init__(listener, lambda conn: _serve(limits, conn))
+        super().__init__(listener, lambda conn: _serve(limits, exempt, conn))
 
     def shutdown(self) -> None:
         super().shutdown()
@@ -293,13 +314,16 @@ def open_auth_policy(
     port: int = layout.AUTH_POLICY_PORT,
     nonce_path: str = layout.AUTH_POLICY_NONCE,
     state_path: str | None = layout.AUTH_POLICY_STATE,
+    exempt_path: str | None = layout.AUTH_POLICY_SETTINGS,
 ) -> AuthPolicyServer:
     """The policy service, listening on the loopback and served in its own thread, with the
-    known hashes saved at ``state_path`` (after ``prepare_dovecot_auth``) restored and kept."""
+    known hashes saved at ``state_path`` (after ``prepare_dovecot_auth``) restored and kept,
+    and the exempt networks of the file at ``exempt_path``."""
     limits = limits or GuessLimits()
     saver = None
     if state_path is not None:
         saver = restore_known_hashes(limits, state_path, read_nonce(nonce_path))
-    server = AuthPolicyServer(limits, port, saver=saver)
+    exempt = ExemptNetworks(exempt_path)
+    server = AuthPolicyServer(limits, port, saver=saver, exempt=exempt)
     _thread.start_new_thread(server.serve_forever, ())
     return server

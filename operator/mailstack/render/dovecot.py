@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from mailstack.api.assemble import MailService
 from mailstack.render import layout
 from mailstack.render.server_paths import DOMAIN_TLS_DIR, DOVECOT_LOCAL_NAMES_KEY
@@ -131,9 +133,19 @@ def _login_services(service: MailService) -> list[str]:
     return ["imap-login", "pop3-login", *sieve]
 
 
+def render_auth_policy_settings(service: MailService) -> str:
+    """The auth policy service's settings (``agent.exempt_networks`` reads them): the networks
+    held to per-login guessing budgets only, those exempt from the SMTP limits too."""
+    exempt = list(service.domain.limits.per_client.exempt_networks)
+    return json.dumps({"exemptNetworks": exempt}, indent=2) + "\n"
+
+
 def render_dovecot_config(service: MailService) -> dict[str, str]:
     """The files of the ``<name>-dovecot`` ConfigMap."""
-    files = {"dovecot.conf": render_dovecot_conf(service)}
+    files = {
+        "dovecot.conf": render_dovecot_conf(service),
+        "auth-policy.json": render_auth_policy_settings(service),
+    }
     if service.domain.spam.enabled and service.domain.spam.junk_folder:
         files["spam-to-junk.sieve"] = render_template("dovecot/spam-to-junk.sieve.j2")
     return files

@@ -243,6 +243,8 @@ AUTH_POLICY_PORT = 10071
 AUTH_POLICY_NONCE = f"{DOVECOT_RUN_DIR}/auth-policy-nonce"
 AUTH_POLICY_STATE_DIR = f"{MAIL_DIR}/.mailstack-auth-policy"
 AUTH_POLICY_STATE = f"{AUTH_POLICY_STATE_DIR}/known-hashes.json"
+# The auth policy's settings from the spec (render.dovecot: the dovecot ConfigMap's file).
+AUTH_POLICY_SETTINGS = f"{DOVECOT_CONFIG_DIR}/auth-policy.json"
 # The folder Dovecot's auth processes start in: it holds a link to the auth-worker socket (which
 # they find relative to it) but not the per-address penalty's socket, so they have no penalty.
 DOVECOT_AUTH_DIR = f"{DOVECOT_RUN_DIR}/auth-without-penalty"
