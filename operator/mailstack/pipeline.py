@@ -19,6 +19,7 @@ from mailstack.api.errors import Problem
 from mailstack.api.models import ClusterNetworks, Secret
 from mailstack.api.parse.cluster_networks import exempt_cluster_problems
 from mailstack.api.policy import Grants
+from mailstack.api.secret_access import SECRET_NOT_FOUND
 from mailstack.kubedoc import Obj
 from mailstack.material import Material
 from mailstack.material.resolve import material_secret_names, resolve_material
@@ -60,15 +61,18 @@ def prepare(
         material, material_problems = resolve_material(
             service, secrets, now or datetime.now(UTC), random_bytes
         )
-        refused = [name for ns, name in inputs.refused_secrets if ns == namespace]
-        material_problems = [
-            p
-            for p in material_problems
-            if not any(p.message.startswith(f"Secret {name} not found") for name in refused)
-        ]
+        refused = {name for ns, name in inputs.refused_secrets if ns == namespace}
+        material_problems = without_refused_secrets(material_problems, refused)
         problems += _with_sources(material_problems, inputs.sources)
         result.append((service, material))
     return Prepared(result, problems)
+
+
+def without_refused_secrets(problems: list[Problem], refused: set[str]) -> list[Problem]:
+    """The problems but those saying that a Secret of ``refused`` (in a file refused for an
+    error of its own) is not found: they would point away from the cause. Told by their kind
+    (``SECRET_NOT_FOUND``), never by their words."""
+    return [p for p in problems if not (p.kind == SECRET_NOT_FOUND and p.subject in refused)]
 
 
 def _unserved_explained(problems: list[Problem], inputs: Inputs) -> list[Problem]:

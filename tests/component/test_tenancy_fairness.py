@@ -181,6 +181,27 @@ def test_mailboxes_no_maildomain_serves_do_not_make_the_operator_hold_large_secr
     assert held < 4 * MIB, f"{held / MIB:.1f} MiB held for Mailboxes no MailDomain serves"
 
 
+def test_an_ungranted_maildomain_does_not_make_the_operator_read_its_relay_secret(
+    api: ApiServer, operator: OperatorThread
+) -> None:
+    """Check G11 (#13): a namespace without a grant creates MailDomains, each naming a large
+    labelled Secret as its relay credentials: refused, never published, each still made the
+    operator read and keep its Secret. Of an ungranted MailDomain only the DNS key its
+    withdrawal needs counts (once it published); a grant makes the relay Secret count."""
+    namespace(api, "hostile")
+    api.create(policy("other", namespaces=["tenant-b"], domains=["b.example"]), None)
+    relay = {"host": "smtp.example.net", "credentialsSecretRef": {"name": "relay"}}
+    api.create(blob("relay", "hostile", 700 * 1024))
+    api.create(in_namespace(maildomain("h", "h.example", relay=relay), "hostile"))
+    wait_for(lambda: valid(api, "h", "hostile").get("reason") == "DomainNotGranted", 60)
+    cache = operator.operator.secrets
+    wait_for(lambda: cache.unloaded("hostile", "relay"), 30)
+    assert cache.get("hostile", "relay") is None, "an ungranted MailDomain's relay Secret kept"
+    assert not cache.wanted("hostile", "relay")  # nor read by its passes
+    api.create(policy("hostile", namespaces=["hostile"], domains=["h.example"]), None)
+    wait_for(lambda: cache.get("hostile", "relay") is not None, 60)
+
+
 def test_a_secret_is_read_on_its_first_reference_and_forgotten_after_the_last(
     api: ApiServer, operator: OperatorThread
 ) -> None:

@@ -4,10 +4,16 @@ errors that point away from the cause (#14 re-check R4)."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 from pathlib import Path
 
+from mailstack.api.errors import Problem
+from mailstack.api.models import Secret
+from mailstack.api.secret_access import MAILBOXES as MAILBOXES_KIND
+from mailstack.api.secret_access import SECRET_NOT_FOUND, refusal_problem
 from mailstack.commands.main import main
+from mailstack.pipeline import without_refused_secrets
 
 DOMAIN = """\
 apiVersion: mailstack.dev/v1alpha1
@@ -109,3 +115,25 @@ def test_a_secret_missing_from_the_files_is_still_reported(tmp_path: Path) -> No
     (tmp_path / "secrets.yaml").write_text(SECRETS.split("---\n")[1])
     (line,) = errors_of(tmp_path)
     assert "Secret alice-pw not found" in line
+
+
+def test_refused_secrets_are_told_apart_by_their_kind_not_their_words() -> None:
+    """``pipeline`` drops the "not found" errors about a Secret refused for a file error by the
+    problem's kind and subject: a reworded message is still dropped, and another problem that
+    happens to read like one is kept."""
+    marked = {"kind": SECRET_NOT_FOUND, "subject": "alice-pw"}
+    reworded = Problem("Mailbox/mail/alice", "p", "no such Secret", **marked)
+    lookalike = Problem("Mailbox/mail/bob", "p", "Secret alice-pw not found (a look-alike)")
+    other = dataclasses.replace(reworded, subject="bob-pw")
+    kept = without_refused_secrets([reworded, lookalike, other], {"alice-pw"})
+    assert kept == [lookalike, other]
+
+
+def test_a_missing_secret_is_marked_with_its_name() -> None:
+    """What the filter reads is what ``secret_access`` marks: absent, not merely unlabelled."""
+    missing = refusal_problem({}, "alice-pw", MAILBOXES_KIND, "Mailbox/mail/alice", "p")
+    assert missing is not None
+    assert (missing.kind, missing.subject) == (SECRET_NOT_FOUND, "alice-pw")
+    unlabelled = Secret(name="alice-pw", namespace="mail")
+    refused = refusal_problem({"alice-pw": unlabelled}, "alice-pw", MAILBOXES_KIND, "d", "p")
+    assert refused is not None and refused.kind != SECRET_NOT_FOUND

@@ -227,8 +227,8 @@ def test_a_mailbox_refers_to_its_secret_only_on_a_domain_a_maildomain_may_serve(
     assert cache.get("t", "pw") is not None
     documents.drop_domain("t", "t")  # its Mailboxes' Secrets are forgotten with it
     assert (cache.get("t", "pw"), cache.unloaded("t", "pw")) == (None, True)
-    # The Mailboxes on an ungranted MailDomain's domain refer to nothing; the MailDomain's own
-    # references count (withdrawn, it removes its records with its DNS key).
+    # The Mailboxes on an ungranted MailDomain's domain refer to nothing, nor does its relay
+    # (only its DNS key counts, once it published: ``test_an_ungranted_maildomain_...``).
     documents.put_domain(_domain("t", "t.example", relay_secret="relay"))
     documents.put_domain(_domain("u", "u.example", relay_secret="other"))
     documents.put_mailbox(
@@ -237,7 +237,7 @@ def test_a_mailbox_refers_to_its_secret_only_on_a_domain_a_maildomain_may_serve(
     )
     assert [documents.references("t", n) for n in ("relay", "other", "pw", "pw2")] == [
         True,
-        True,
+        False,
         True,
         False,
     ]
@@ -247,6 +247,33 @@ def test_a_mailbox_refers_to_its_secret_only_on_a_domain_a_maildomain_may_serve(
     granted.clear()
     documents.release_unreferenced()
     assert (cache.get("t", "pw"), cache.unloaded("t", "pw")) == (None, True)
+
+
+def test_an_ungranted_maildomain_refers_only_to_the_dns_key_its_withdrawal_needs() -> None:
+    """#13 check G11: an ungranted MailDomain kept its relay Secret (and any other it names)
+    loaded, one large Secret per MailDomain of a namespace without a grant. Only its DNS
+    provider's credentials count, and only while it may hold records (it published): removing
+    them is all a refused MailDomain does."""
+    granted: set[str] = set()
+    documents = Documents(granted=lambda ns, domain: domain in granted)
+    cache = SecretCache(documents.references)
+    documents.released = cache.release
+    doc = _domain("t", "t.example", relay_secret="relay")
+    provider = {"rfc2136": {"server": "ns.t.example", "tsigSecretRef": {"name": "tsig"}}}
+    doc["spec"]["dns"] = {"provider": provider}
+    documents.put_domain(doc)
+    for name in ("relay", "tsig"):
+        cache.put(_secret(name, "1"))
+    assert [cache.wanted("t", n) for n in ("relay", "tsig")] == [False, False]
+    assert (cache.get("t", "relay"), cache.get("t", "tsig"), len(cache)) == (None, None, 0)
+    documents.put_domain(doc | {"status": {"dns": {"published": True}}})  # it had served
+    assert [cache.wanted("t", n) for n in ("relay", "tsig")] == [False, True]
+    cache.put(_secret("tsig", "2"))  # the withdrawal's read
+    assert cache.get("t", "tsig") is not None
+    documents.put_domain(doc | {"status": {"dns": {"published": False}}})  # records removed
+    assert (cache.get("t", "tsig"), cache.unloaded("t", "tsig")) == (None, True)
+    granted.add("t.example")  # a grant: everything it names counts again
+    assert [cache.wanted("t", n) for n in ("relay", "tsig")] == [True, True]
 
 
 # --- maxStorage counts the volume claims, retained ones too ----------------------------------

@@ -21,6 +21,9 @@ class Problem:
     source: str = ""
     # What kind of problem, when a caller must tell it apart (``limits.LIMIT_EXCEEDED``).
     kind: str = ""
+    # What the kind is about, when a caller needs that too (``secret_access.SECRET_NOT_FOUND``:
+    # the Secret's name).
+    subject: str = ""
 
     def __str__(self) -> str:
         where = f"{self.source}: " if self.source else ""

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final, Literal
 
+from mailstack.api.errors import Problem
 from mailstack.api.models import Secret
 
 USABLE_BY_LABEL: Final = "mailstack.dev/usable-by"
@@ -27,6 +28,9 @@ SEPARATOR: Final = "_"
 MAILDOMAINS: Final = "maildomains"
 MAILBOXES: Final = "mailboxes"
 UserKind = Literal["maildomains", "mailboxes"]
+# Problem.kind of a reference to a Secret the operator does not see (Problem.subject: its name):
+# ``pipeline`` tells a Secret refused for a file error of its own apart by this, not by words.
+SECRET_NOT_FOUND: Final = "SecretNotFound"
 
 
 def usable_by(labels: Mapping[str, object] | None) -> frozenset[str]:
@@ -64,3 +68,15 @@ def refusal(secrets: Mapping[str, Secret], name: str, kind: UserKind) -> str | N
         found = f"it has no label {USABLE_BY_LABEL}"
     command = label_command(name, secret.usable_by | {kind})
     return f"Secret {name} may not be used by {kind}: {found} (to allow it: {command})"
+
+
+def refusal_problem(
+    secrets: Mapping[str, Secret], name: str, kind: UserKind, document: str, path: str
+) -> Problem | None:
+    """``refusal`` as the Problem of ``document``'s field ``path``, marked ``SECRET_NOT_FOUND``
+    when the Secret is absent."""
+    message = refusal(secrets, name, kind)
+    if message is None:
+        return None
+    missing = SECRET_NOT_FOUND if name not in secrets else ""
+    return Problem(document, path, message, kind=missing, subject=name)

@@ -68,19 +68,11 @@ def password_secret_name(mailbox: Mapping[str, Any]) -> str | None:
     return _ref_name(spec_of(mailbox).get("passwordSecretRef"))
 
 
-def referenced_secret_names(
-    maildomain: Mapping[str, Any], mailboxes: Sequence[Mapping[str, Any]]
-) -> set[str]:
-    """Names of the user Secrets the raw documents refer to (best effort, before parsing)."""
+def dns_secret_names(maildomain: Mapping[str, Any]) -> set[str]:
+    """Names of the Secrets a raw MailDomain's DNS provider settings refer to (its credentials:
+    all that removing its records needs)."""
     names: set[str] = set()
-    spec = spec_of(maildomain)
-    relay = spec.get("relay")
-    if isinstance(relay, Mapping):
-        for ref in ("credentialsSecretRef", "caSecretRef"):
-            relay_secret = _ref_name(relay.get(ref))
-            if relay_secret is not None:
-                names.add(relay_secret)
-    dns = spec.get("dns")
+    dns = spec_of(maildomain).get("dns")
     provider = dns.get("provider") if isinstance(dns, Mapping) else None
     if isinstance(provider, Mapping):
         for settings in provider.values():
@@ -89,7 +81,21 @@ def referenced_secret_names(
             for field_name, ref in settings.items():
                 provider_secret = _ref_name(ref)
                 if str(field_name).endswith("SecretRef") and provider_secret is not None:
-                    names.add(provider_secret)  # the DNS provider's credentials
+                    names.add(provider_secret)
+    return names
+
+
+def referenced_secret_names(
+    maildomain: Mapping[str, Any], mailboxes: Sequence[Mapping[str, Any]]
+) -> set[str]:
+    """Names of the user Secrets the raw documents refer to (best effort, before parsing)."""
+    names = dns_secret_names(maildomain)
+    relay = spec_of(maildomain).get("relay")
+    if isinstance(relay, Mapping):
+        for ref in ("credentialsSecretRef", "caSecretRef"):
+            relay_secret = _ref_name(relay.get(ref))
+            if relay_secret is not None:
+                names.add(relay_secret)
     for box in mailboxes:
         password = password_secret_name(box)
         if password is not None:

@@ -17,8 +17,10 @@ from mailstack.api.claims import at_or_above, at_or_under
 from mailstack.api.pod_models import MailPods
 from mailstack.controller.documents import (
     address_domain,
+    dns_secret_names,
     namespaced_name,
     password_secret_name,
+    published_before,
     referenced_secret_names,
     served_domain,
     served_hostname,
@@ -211,20 +213,30 @@ class Documents:
         return users
 
     def references(self, namespace: str, secret: str) -> bool:
-        """Whether a MailDomain of the namespace names the Secret, or a Mailbox on the domain
-        of a MailDomain of its namespace that may serve it does. A Mailbox of no MailDomain (or
-        of an ungranted one) refers to nothing: a tenant's Mailboxes no one serves, each naming
-        a large Secret, would otherwise fill the operator's memory (#13 re-check F2). Every
-        MailDomain's count: a withdrawn one still removes its records with its DNS key."""
+        """Whether a MailDomain of the namespace that may serve its domain names the Secret, or
+        a Mailbox on the domain of such a MailDomain of its namespace does. A Mailbox of no
+        MailDomain (or of an ungranted one) refers to nothing: a tenant's Mailboxes no one
+        serves, each naming a large Secret, would otherwise fill the operator's memory (#13
+        re-check F2). Of an ungranted MailDomain only what its withdrawal needs counts: its DNS
+        provider's credentials, while it may hold records (``status.dns.published``); its relay
+        Secrets are neither read nor kept (#13 check G11)."""
         key = (namespace, secret)
-        if key in self._domain_secrets:
-            return True
+        for name in self._domain_secrets.get(key, ()):
+            doc = self._domains.get((namespace, name))
+            if doc is not None and self._domain_refers(namespace, doc, secret):
+                return True
         for name in self._boxes_by_secret.get(key, ()):
             box = self._boxes.get((namespace, name))
             domain = None if box is None else address_domain(box)
             if self.domain_names(namespace, domain) and self._may_serve(namespace, domain):
                 return True
         return False
+
+    def _domain_refers(self, namespace: str, doc: Obj, secret: str) -> bool:
+        """Whether the MailDomain ``doc``'s reference to ``secret`` counts (``references``)."""
+        if self._may_serve(namespace, served_domain(doc)):
+            return True
+        return secret in dns_secret_names(doc) and published_before(doc.get("status"))
 
     def _may_serve(self, namespace: str, domain: str | None) -> bool:
         return domain is not None and self.granted(namespace, domain)

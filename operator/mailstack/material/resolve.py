@@ -21,7 +21,7 @@ from typing import Literal, TypeVar
 from mailstack.api.assemble import MailService
 from mailstack.api.errors import FieldError, Problem
 from mailstack.api.models import Mailbox, MailDomain, Secret, SecretKeyRef
-from mailstack.api.secret_access import MAILBOXES, MAILDOMAINS, UserKind, refusal
+from mailstack.api.secret_access import MAILBOXES, MAILDOMAINS, UserKind, refusal_problem
 from mailstack.api.validate import has_control_characters
 from mailstack.api.validate import password as validate_password
 from mailstack.material import Material
@@ -305,9 +305,9 @@ def _read_user_value(
     """What ``load`` makes of the value a user's Secret holds under ``ref``, or None after
     noting on ``owner`` (a resource of ``kind``) why not (``load`` raises ``FieldError`` or
     ``MaterialError``)."""
-    raw, missing = _lookup(secrets, ref.name, ref.key, kind)
-    if raw is None:
-        problems.append(Problem(owner, path, missing))
+    raw = _lookup(secrets, ref.name, ref.key, kind, owner, path)
+    if isinstance(raw, Problem):
+        problems.append(raw)
         return None
     try:
         return load(raw)
@@ -324,15 +324,15 @@ def _resolve_relay(
         return None
     path = "spec.relay.credentialsSecretRef"
     secret_name = relay.credentials_secret
-    refused = refusal(secrets, secret_name, MAILDOMAINS)
+    refused = refusal_problem(secrets, secret_name, MAILDOMAINS, dom.ref, path)
     if refused is not None:  # said once, not once per key
-        problems.append(Problem(dom.ref, path, refused))
+        problems.append(refused)
         return None
     values: list[str] = []
     for key, what in ((relay.username_key, "username"), (relay.password_key, "password")):
-        raw, missing = _lookup(secrets, secret_name, key, MAILDOMAINS)
-        if raw is None:
-            problems.append(Problem(dom.ref, path, missing))
+        raw = _lookup(secrets, secret_name, key, MAILDOMAINS, dom.ref, path)
+        if isinstance(raw, Problem):
+            problems.append(raw)
             continue
         message = _relay_value_problem(raw, what)
         if message is not None:
@@ -375,17 +375,17 @@ def _relay_value_problem(raw: bytes, what: str) -> str | None:
 
 
 def _lookup(
-    secrets: Mapping[str, Secret], name: str, key: str, kind: UserKind
-) -> tuple[bytes | None, str]:
-    """The value, or None and the message saying what is missing or why it may not be used
-    by a resource of ``kind`` (the ``mailstack.dev/usable-by`` label)."""
-    refused = refusal(secrets, name, kind)
+    secrets: Mapping[str, Secret], name: str, key: str, kind: UserKind, owner: str, path: str
+) -> bytes | Problem:
+    """The value, or the Problem of ``owner``'s field ``path`` saying what is missing or why it
+    may not be used by a resource of ``kind`` (the ``mailstack.dev/usable-by`` label)."""
+    refused = refusal_problem(secrets, name, kind, owner, path)
     if refused is not None:
-        return None, refused
+        return refused
     value = secrets[name].get(key)
     if value is None:
-        return None, f"Secret {name} has no key {key}"
-    return value, ""
+        return Problem(owner, path, f"Secret {name} has no key {key}")
+    return value
 
 
 def _get(secrets: Mapping[str, Secret], name: str, key: str) -> bytes | None:
