@@ -60,6 +60,9 @@ def _render(
     if not prepared.services:
         print("error: no MailDomain found in the given files", file=sys.stderr)
         return None
+    if prepared.servers:  # its pods, ports and reloads on this host are still to be built (#18)
+        print("error: mailstack up does not run a MailServer yet", file=sys.stderr)
+        return None
     objects = render_all(prepared, RenderOptions(cluster_networks=networks or ClusterNetworks()))
     save_state(state, prepared, objects)
     if resolvers is not None:
