@@ -14,18 +14,10 @@ from mailstack.api.policy import SERVER_NOT_ALLOWED
 from mailstack.api.server_join import join_servers
 from mailstack.api.server_models import MailServer
 from mailstack.pipeline import prepare
+from tests.unit.test_api_server import server_doc
 
 API = "mailstack.dev/v1alpha1"
 SHARED = {"namespace": "mail-platform", "name": "shared"}
-
-
-def server_doc(**spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": API,
-        "kind": "MailServer",
-        "metadata": {"name": "shared", "namespace": "mail-platform"},
-        "spec": {"hostname": "mx.platform.example", **spec},
-    }
 
 
 def domain_doc(namespace: str, **spec: Any) -> dict[str, Any]:
