@@ -3,13 +3,14 @@ when it may not or cannot be, refused with a problem that says why; nothing is r
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from mailstack.api.assemble import MailService
-from mailstack.api.models import MailDomain, ServerRef
+from mailstack.api.models import IssuerRef, MailDomain, ServerRef, Tls
 from mailstack.api.policy import SERVER_NOT_ALLOWED
 from mailstack.api.server_join import join_servers
 from mailstack.api.server_models import MailServer
@@ -124,3 +125,14 @@ def test_join_refuses_names_and_host_names_that_would_collide() -> None:
     assert "already the host name of MailServer/mail-platform/shared" in layout.problems[1].message
     assert "already the host name of MailDomain/tenant-b/mail" in layout.problems[2].message
     assert layout.joined == {SERVER.ref: [first]} and layout.isolated == []
+
+
+def test_join_refuses_a_cert_manager_certificate_until_the_server_copies_one() -> None:
+    service = _service("tenant-a", "mail", "mail.tenant-a.example")
+    issuer = Tls(issuer="certManager", cert_manager_issuer=IssuerRef("letsencrypt"))
+    domain = dataclasses.replace(service.domain, tls=issuer)
+    layout = join_servers([MailService(domain, ())], [SERVER])
+    assert [(p.document, p.path) for p in layout.problems] == [
+        ("MailDomain/tenant-a/mail", "spec.tls.issuer")
+    ]
+    assert layout.joined == {SERVER.ref: []}

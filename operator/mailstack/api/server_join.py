@@ -5,8 +5,9 @@ with a stack of their own and those served by a MailServer among the documents, 
 for a MailDomain that cannot be served where it asks: its ``serverRef`` names a MailServer that
 is not there (then nothing is rendered for it, rather than a stack of its own with the server's
 defaults), its host name is the server's or another domain's on the same server (SNI could give
-only one of them its certificate), or it has the name of a MailServer of its namespace (their
-objects would share names). Grants are checked before this, by ``assemble``.
+only one of them its certificate), its certificate is cert-manager's (not copied yet), or it
+has the name of a MailServer of its namespace (their objects would share names). Grants are
+checked before this, by ``assemble``.
 """
 
 from __future__ import annotations
@@ -53,6 +54,14 @@ def join_servers(services: Iterable[MailService], servers: Iterable[MailServer])
                 "nothing (give the MailServer's file too)"
             )
             layout.problems.append(Problem(dom.ref, "spec.serverRef", message))
+            continue
+        if dom.tls.issuer == "certManager":  # the server needs a copy of what it issues
+            message = (
+                "a domain on a shared MailServer takes issuer internal or acme for now: the "
+                "server serves a copy of the domain's certificate, and copying the one "
+                "cert-manager issues is not built yet"
+            )
+            layout.problems.append(Problem(dom.ref, "spec.tls.issuer", message))
             continue
         taken = hosts[server.ref].get(dom.hostname)
         if taken is not None:
