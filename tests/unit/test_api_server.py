@@ -247,7 +247,7 @@ def test_a_domain_on_a_server_is_no_stack_of_its_own_and_claims_nothing() -> Non
     assert found == []
 
 
-def test_mailstack_render_reads_a_server_and_renders_no_stack_for_its_domain(
+def test_mailstack_render_renders_a_server_with_its_domains_and_no_stack_for_them(
     tmp_path: Path, capsys: Any
 ) -> None:
     server = tmp_path / "server.yaml"
@@ -260,9 +260,22 @@ def test_mailstack_render_reads_a_server_and_renders_no_stack_for_its_domain(
     alone.write_text(yaml.safe_dump(domain_doc("tenant-b")))
     assert main(["render", "-f", str(server), "-f", str(alone)]) == 0
     assert "namespace: tenant-b" in capsys.readouterr().out
-    assert main(["render", "-f", str(server), "-f", str(domain)]) == 2
+    assert main(["render", "-f", str(server), "-f", str(domain)]) == 0
+    objects = list(yaml.safe_load_all(capsys.readouterr().out))
+    tenant = {
+        (o["kind"], o["metadata"]["name"])
+        for o in objects
+        if o["metadata"]["namespace"] == "tenant-a"
+    }
+    # the domain's own material, and no stack of its own
+    assert tenant == {("Secret", f"mail-{n}") for n in ("users", "dkim", "ca", "tls")}
+    platform = {
+        o["metadata"]["name"] for o in objects if o["metadata"]["namespace"] == "mail-platform"
+    }
+    assert {"shared-mta", "shared-mda", "shared-domain-tls"} <= platform
+    assert main(["render", "-f", str(domain)]) == 2  # without its server: nothing
     err = capsys.readouterr().err
-    assert "MailDomain/tenant-a/mail spec.serverRef: a MailDomain on a shared MailServer" in err
+    assert "MailDomain/tenant-a/mail spec.serverRef: MailServer/mail-platform/shared is not" in err
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(server_doc(replicas={"mta": 0})))
     assert main(["render", "-f", str(bad)]) == 2

@@ -36,6 +36,9 @@ KINDS = {
     "PodDisruptionBudget",
 }
 DOMAINS = {("mail", "example-com"), ("default", "example-org")}
+# examples/shared: a MailServer rendered as a stack, and its domains' own Secrets
+SERVER = ("mail-platform", "shared")
+JOINED = {("tenant-a", "acme"), ("tenant-b", "globex"), ("tenant-c", "initech")}
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,7 @@ def kinds_by_instance(docs: list[dict[str, Any]]) -> dict[tuple[str, str], set[s
 
 
 def _domain_name_of(name: str) -> str:
-    for _, domain in DOMAINS:
+    for _, domain in (*DOMAINS, SERVER, *JOINED):
         if name == domain or name.startswith(domain + "-"):
             return domain
     return name
@@ -122,9 +125,11 @@ def test_render_examples_prints_every_kind_for_both_domains(
     docs = documents(run.out)
     assert run.out.count("---\n") >= len(docs)
     by_instance = kinds_by_instance(docs)
-    assert set(by_instance) == DOMAINS
-    for key in DOMAINS:
+    assert set(by_instance) == DOMAINS | {SERVER} | JOINED
+    for key in (*DOMAINS, SERVER):
         assert by_instance[key] == KINDS, key
+    for key in JOINED:
+        assert by_instance[key] == {"Secret"}, key
     names = {(d["metadata"]["namespace"], d["kind"], d["metadata"]["name"]) for d in docs}
     assert len(names) == len(docs), "an object is rendered twice"
     for ns, name in DOMAINS:
@@ -150,7 +155,8 @@ def test_render_with_state_is_byte_identical(state_render: StateRender) -> None:
 def test_state_dir_layout(state_render: StateRender) -> None:
     state = state_render.state
     ca = (state / "ca.crt").read_text()
-    assert ca.count("-----BEGIN CERTIFICATE-----") == 2  # one CA per MailDomain
+    # one CA per MailDomain (2 stacks, 3 on the server) and the server's own
+    assert ca.count("-----BEGIN CERTIFICATE-----") == 6
     zone = (state / "records.zone").read_text()
     assert "mail2026._domainkey.example.com." in zone
     assert "mailstack._domainkey.example.org." in zone
@@ -183,7 +189,8 @@ def test_output_dir_holds_one_file_per_object(state_render: StateRender, tmp_pat
         for d in docs
     }
     assert set(written) == set(expected)
-    assert {name.split("/")[0] for name in written} == {"mail", "default"}
+    namespaces = {ns for ns, _ in (*DOMAINS, SERVER, *JOINED)}
+    assert {name.split("/")[0] for name in written} == namespaces
     for name, data in written.items():
         assert documents(data.decode()) == [expected[name]], name
     # The files, in render order, are exactly the stdout stream of the same state.

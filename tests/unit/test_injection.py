@@ -891,7 +891,7 @@ C1 = (
     "BUG: relay credentials and {SCHEME} hashes may contain C1 control characters "
     "(U+0080-U+009F), written verbatim into relay_passwords and passwd; hashes may also be "
     "non-ASCII (fix: refuse unicodedata category 'Cc' in validate.password and "
-    "resolve._relay_value_problem, and allow only printable ASCII after {SCHEME})"
+    "user_secrets._relay_value_problem, and allow only printable ASCII after {SCHEME})"
 )
 D = ("domain", "spec")
 # Local parts that lead to a mailbox: targets that keep the documents routable.

@@ -25,6 +25,8 @@ def test_every_statefulset_becomes_one_pod_with_its_claims(
         "mail/example-com-mda-0",
         "default/example-org-mta-0",
         "default/example-org-mda-0",
+        "mail-platform/shared-mta-0",  # examples/shared: the server, none for its domains
+        "mail-platform/shared-mda-0",
     }
     mda = pods["mail/example-com-mda-0"]
     assert mda.volumes["mail"].kind == "claim"

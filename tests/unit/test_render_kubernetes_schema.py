@@ -75,3 +75,23 @@ def test_expected_object_set(example_render: list[dict[str, Any]]) -> None:
         ("PodDisruptionBudget", "example-com"),
     ]:
         assert (kind, "mail", name) in names
+
+
+def test_the_shared_server_example_is_among_the_validated_objects(
+    example_render: list[dict[str, Any]],
+) -> None:
+    """examples/shared: the server's stack in its namespace, and each domain's own Secrets in
+    its tenant's (so ``test_objects_validate_strictly`` checks those too)."""
+    names = {(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]) for o in example_render}
+    for kind, name in [
+        ("StatefulSet", "shared-mta"),
+        ("StatefulSet", "shared-mda"),
+        ("Secret", "shared-users"),
+        ("Secret", "shared-dkim"),
+        ("Secret", "shared-domain-tls"),
+        ("Service", "shared"),
+    ]:
+        assert (kind, "mail-platform", name) in names
+    for namespace, name in (("tenant-a", "acme"), ("tenant-b", "globex"), ("tenant-c", "initech")):
+        own = {(k, n) for k, ns, n in names if ns == namespace}
+        assert own == {("Secret", f"{name}-{part}") for part in ("users", "dkim", "ca", "tls")}

@@ -60,7 +60,9 @@ def test_one_domain_fewer_changes_only_its_lines(domains: list[ServedDomain]) ->
 
 
 def test_each_domain_signs_with_its_own_key_and_selector(domains: list[ServedDomain]) -> None:
-    data = server_dkim_data(domains)
+    host, *joined = domains  # the server's own key is kept with the domains'
+    data = server_dkim_data(joined, host)
+    assert server_dkim_data(list(reversed(joined)), host) == data
     lines = data[SELECTOR_MAP_KEY].splitlines()
     assert len(lines) == len(domains)
     for service, material in domains:
@@ -77,7 +79,7 @@ def test_a_key_for_another_selector_is_refused(domains: list[ServedDomain]) -> N
         service.domain, dkim=dataclasses.replace(service.domain.dkim, selector="other")
     )
     with pytest.raises(RenderError, match="DKIM key is for selector"):
-        server_dkim_data([(dataclasses.replace(service, domain=other), material)])
+        server_dkim_data([(dataclasses.replace(service, domain=other), material)], domains[1])
 
 
 def test_sni_gives_each_host_name_its_own_certificate(domains: list[ServedDomain]) -> None:

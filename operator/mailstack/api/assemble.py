@@ -20,8 +20,8 @@ from mailstack.api.proof import Proof
 
 SERVER_PENDING = "ServerPending"  # Problem.kind: on a shared server, which nothing serves yet
 _PENDING = (
-    "a MailDomain on a shared MailServer is not served yet: the MailServer kind is parsed and "
-    "checked, but neither the operator nor mailstack render acts on spec.serverRef so far"
+    "a MailDomain on a shared MailServer is not served by the operator yet: mailstack render "
+    "renders it with its MailServer, but the operator does not act on spec.serverRef so far"
 )
 # The kind of the problem of a Mailbox whose domain no admitted MailDomain serves (a caller that
 # knows the MailDomain was refused for a reason of its own says so instead: pipeline.py).

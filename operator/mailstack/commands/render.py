@@ -58,7 +58,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     prepared = prepare(args.file, state, networks=args.cluster_networks)
     if prepared.problems:
         return report_problems(prepared.problems)
-    if not prepared.services:
+    if not prepared.services and not prepared.servers:
         return report_problems([Problem("input", "", "no MailDomain found in the given files")])
     objects = render_all(prepared, RenderOptions(cluster_networks=args.cluster_networks))
     if args.output:

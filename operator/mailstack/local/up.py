@@ -28,7 +28,7 @@ from mailstack.local.pods import public_forwards
 from mailstack.local.preflight import PreflightError, check_host, lock_state
 from mailstack.local.runtime import READY_TIMEOUT, LocalRuntime, RuntimeConfigError
 from mailstack.local.terminal import log, print_endpoints
-from mailstack.pipeline import prepare, render_all, save_state
+from mailstack.pipeline import Prepared, prepare, render_all, save_state
 from mailstack.render.objects import RenderOptions
 from mailstack.statedir import StateDir
 
@@ -57,6 +57,14 @@ def _render(
         for problem in prepared.problems:
             print(f"error: {problem}", file=sys.stderr)
         return None
+    for entry in prepared.servers:  # its pods, ports and reloads here are still to be built
+        domains = ", ".join(service.domain.domain for service, _ in entry.domains) or "none"
+        print(
+            f"warning: mailstack up does not run a MailServer yet: {entry.server.ref} "
+            f"(domains: {domains}) is left out",
+            file=sys.stderr,
+        )
+    prepared = Prepared(prepared.services, prepared.problems)
     if not prepared.services:
         print("error: no MailDomain found in the given files", file=sys.stderr)
         return None

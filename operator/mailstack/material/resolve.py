@@ -19,13 +19,9 @@ from datetime import datetime
 from typing import Literal, TypeVar
 
 from mailstack.api.assemble import MailService
-from mailstack.api.errors import FieldError, Problem
-from mailstack.api.models import Mailbox, MailDomain, Secret, SecretKeyRef
-from mailstack.api.secret_access import MAILBOXES, MAILDOMAINS, UserKind, refusal_problem
-from mailstack.api.validate import has_control_characters
-from mailstack.api.validate import password as validate_password
+from mailstack.api.errors import Problem
+from mailstack.api.models import Mailbox, MailDomain, Secret, ServerRef
 from mailstack.material import Material
-from mailstack.material.ca_bundle import load_ca_bundle
 from mailstack.material.dkim import DkimKey, generate_dkim_key, load_dkim_key
 from mailstack.material.errors import MaterialError
 from mailstack.material.passwords import DEFAULT_ROUNDS, parse_passwd_file, password_hash
@@ -41,10 +37,10 @@ from mailstack.material.pki import (
     load_server_certificate,
     needs_renewal,
 )
+from mailstack.material.user_secrets import read_password, relay_ca, relay_credentials
 
 RandomBytes = Callable[[int], bytes]
 _Pair = TypeVar("_Pair", CertificateAuthority, ClientCertificate)
-_Value = TypeVar("_Value")
 
 # Names of the operator-owned Secrets and their keys (``<name>`` is the MailDomain's name).
 CA_CERT_KEY = "ca.crt"
@@ -61,6 +57,19 @@ def dkim_secret_name(name: str) -> str:
 def dkim_key_name(selector: str) -> str:
     """The key in the DKIM Secret: the file rspamd's ``path`` setting points at."""
     return f"{selector}.key"
+
+
+def server_dkim_key_name(domain: str, selector: str) -> str:
+    """The key of one domain's DKIM key in a shared server's ``<server>-dkim``: rspamd's
+    ``path`` pattern ``$domain.$selector.key`` finds it by the From: domain and the mapped
+    selector. The server's own key (its host name's) is kept there under this name too."""
+    return f"{domain}.{selector}.key"
+
+
+def is_server_host(dom: MailDomain) -> bool:
+    """Whether ``dom`` is a shared server seen as the domain whose stack it runs
+    (``render.server.server_host``: its ``server_ref`` names itself)."""
+    return dom.server_ref == ServerRef(dom.namespace, dom.name)
 
 
 def ca_secret_name(name: str) -> str:
@@ -86,12 +95,21 @@ def mta_client_secret_name(name: str) -> str:
 def material_secret_names(name: str) -> list[str]:
     """The operator-owned Secrets the material is read back from (and written to)."""
     return [
+        *domain_material_secret_names(name),
+        mda_client_secret_name(name),
+        mta_client_secret_name(name),
+    ]
+
+
+def domain_material_secret_names(name: str) -> list[str]:
+    """The Secrets a MailDomain on a shared server keeps in its own namespace, and its material
+    is read back from (``resolve_domain_material``): its key, CA, certificate and passwd lines.
+    The server's Secrets are made of them, never read back for them (docs/architecture.md)."""
+    return [
         dkim_secret_name(name),
         ca_secret_name(name),
         tls_secret_name(name),
         users_secret_name(name),
-        mda_client_secret_name(name),
-        mta_client_secret_name(name),
     ]
 
 
@@ -110,6 +128,35 @@ def resolve_material(
 ) -> tuple[Material, list[Problem]]:
     """The Material for ``service`` and the problems found in the Secrets it refers to."""
     dom = service.domain
+    own, problems = resolve_domain_material(
+        service, secrets, now, random_bytes, password_rounds=password_rounds
+    )
+    material = Material(
+        dkim=own.dkim,
+        tls=own.tls,
+        ca=own.ca,
+        password_hashes=own.password_hashes,
+        relay_credentials=relay_credentials(dom, secrets, problems),
+        relay_ca=relay_ca(dom, secrets, problems),
+        mda_client=_resolve_client(dom, secrets, now, random_bytes, "mda"),
+        mta_client=_resolve_client(dom, secrets, now, random_bytes, "mta"),
+    )
+    return material, problems
+
+
+def resolve_domain_material(
+    service: MailService,
+    secrets: Mapping[str, Secret],
+    now: datetime,
+    random_bytes: RandomBytes = os.urandom,
+    *,
+    password_rounds: int = DEFAULT_ROUNDS,
+) -> tuple[Material, list[Problem]]:
+    """What is the domain's own whatever serves it: its DKIM key, its CA and certificate
+    (issuer internal or acme) and its Mailboxes' password hashes, read back from its
+    ``domain_material_secret_names`` and generated where missing. All a MailDomain on a shared
+    server has: the relay and the pods' client certificates are the server's."""
+    dom = service.domain
     problems: list[Problem] = []
     dkim = _resolve_dkim(dom, secrets)
     ca: CertificateAuthority | None = None
@@ -120,18 +167,7 @@ def resolve_material(
         ca = _resolve_ca(dom, secrets, now, random_bytes)
         tls = _resolve_tls(dom, ca, secrets, now, random_bytes)
     hashes = _resolve_passwords(service, secrets, random_bytes, password_rounds, problems)
-    relay = _resolve_relay(dom, secrets, problems)
-    relay_ca = _resolve_relay_ca(dom, secrets, problems)
-    material = Material(
-        dkim=dkim,
-        tls=tls,
-        ca=ca,
-        password_hashes=tuple(sorted(hashes.items())),
-        relay_credentials=relay,
-        relay_ca=relay_ca,
-        mda_client=_resolve_client(dom, secrets, now, random_bytes, "mda"),
-        mta_client=_resolve_client(dom, secrets, now, random_bytes, "mta"),
-    )
+    material = Material(dkim=dkim, tls=tls, ca=ca, password_hashes=tuple(sorted(hashes.items())))
     return material, problems
 
 
@@ -175,7 +211,8 @@ def material_secrets(name: str, material: Material) -> dict[str, dict[str, bytes
 
 def _resolve_dkim(dom: MailDomain, secrets: Mapping[str, Secret]) -> DkimKey:
     selector, algorithm = dom.dkim.selector, dom.dkim.algorithm
-    stored = _get(secrets, dkim_secret_name(dom.name), dkim_key_name(selector))
+    key = server_dkim_key_name(dom.domain, selector) if is_server_host(dom) else None
+    stored = _get(secrets, dkim_secret_name(dom.name), key or dkim_key_name(selector))
     if stored is not None:
         try:
             return load_dkim_key(selector, algorithm, stored)
@@ -266,7 +303,7 @@ def _resolve_passwords(
         previous = parse_passwd_file(previous_text.decode("utf-8", errors="replace"))
     hashes: dict[str, str] = {}
     for box in service.mailboxes:
-        plain = _read_password(box, secrets, problems)
+        plain = read_password(box, secrets, problems)
         if plain is None:
             continue
         try:
@@ -276,116 +313,6 @@ def _resolve_passwords(
         except MaterialError as err:
             problems.append(Problem(box.ref, "spec.passwordSecretRef", _in(box, err.message)))
     return hashes
-
-
-def _read_password(
-    box: Mailbox, secrets: Mapping[str, Secret], problems: list[Problem]
-) -> str | None:
-    path, load = "spec.passwordSecretRef", _password_text
-    return _read_user_value(secrets, box.password, box.ref, path, MAILBOXES, load, problems)
-
-
-def _password_text(raw: bytes) -> str:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise FieldError("the password is not UTF-8 text") from None
-    return validate_password(text)
-
-
-def _read_user_value(
-    secrets: Mapping[str, Secret],
-    ref: SecretKeyRef,
-    owner: str,
-    path: str,
-    kind: UserKind,
-    load: Callable[[bytes], _Value],
-    problems: list[Problem],
-) -> _Value | None:
-    """What ``load`` makes of the value a user's Secret holds under ``ref``, or None after
-    noting on ``owner`` (a resource of ``kind``) why not (``load`` raises ``FieldError`` or
-    ``MaterialError``)."""
-    raw = _lookup(secrets, ref.name, ref.key, kind, owner, path)
-    if isinstance(raw, Problem):
-        problems.append(raw)
-        return None
-    try:
-        return load(raw)
-    except (FieldError, MaterialError) as err:
-        problems.append(Problem(owner, path, f"Secret {ref.name} key {ref.key}: {err.message}"))
-        return None
-
-
-def _resolve_relay(
-    dom: MailDomain, secrets: Mapping[str, Secret], problems: list[Problem]
-) -> tuple[str, str] | None:
-    relay = dom.relay
-    if relay is None or relay.credentials_secret is None:
-        return None
-    path = "spec.relay.credentialsSecretRef"
-    secret_name = relay.credentials_secret
-    refused = refusal_problem(secrets, secret_name, MAILDOMAINS, dom.ref, path)
-    if refused is not None:  # said once, not once per key
-        problems.append(refused)
-        return None
-    values: list[str] = []
-    for key, what in ((relay.username_key, "username"), (relay.password_key, "password")):
-        raw = _lookup(secrets, secret_name, key, MAILDOMAINS, dom.ref, path)
-        if isinstance(raw, Problem):
-            problems.append(raw)
-            continue
-        message = _relay_value_problem(raw, what)
-        if message is not None:
-            problems.append(Problem(dom.ref, path, f"Secret {secret_name} key {key}: {message}"))
-            continue
-        values.append(raw.decode("utf-8"))
-    if len(values) != 2:
-        return None
-    return values[0], values[1]
-
-
-def _resolve_relay_ca(
-    dom: MailDomain, secrets: Mapping[str, Secret], problems: list[Problem]
-) -> str | None:
-    ref = dom.relay.ca if dom.relay is not None else None
-    if ref is None:
-        return None
-    path = "spec.relay.caSecretRef"
-    return _read_user_value(secrets, ref, dom.ref, path, MAILDOMAINS, load_ca_bundle, problems)
-
-
-def _relay_value_problem(raw: bytes, what: str) -> str | None:
-    # Both values end up in a Postfix sasl_passwd map line "[host]:port user:password": a line
-    # break would start a new entry, and the user name ends at the first ':' or blank.
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return f"the {what} is not UTF-8 text"
-    if not text:
-        return f"the {what} is empty"
-    if has_control_characters(text):
-        return f"the {what} contains a newline or another control character"
-    if what == "username" and (":" in text or any(c.isspace() for c in text)):
-        return "the username contains ':' or whitespace"
-
-    if text != text.strip():
-        # Postfix trims map values, so leading or trailing blanks would be silently lost.
-        return f"the {what} starts or ends with whitespace"
-    return None
-
-
-def _lookup(
-    secrets: Mapping[str, Secret], name: str, key: str, kind: UserKind, owner: str, path: str
-) -> bytes | Problem:
-    """The value, or the Problem of ``owner``'s field ``path`` saying what is missing or why it
-    may not be used by a resource of ``kind`` (the ``mailstack.dev/usable-by`` label)."""
-    refused = refusal_problem(secrets, name, kind, owner, path)
-    if refused is not None:
-        return refused
-    value = secrets[name].get(key)
-    if value is None:
-        return Problem(owner, path, f"Secret {name} has no key {key}")
-    return value
 
 
 def _get(secrets: Mapping[str, Secret], name: str, key: str) -> bytes | None:

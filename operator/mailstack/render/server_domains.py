@@ -1,14 +1,14 @@
-"""The per-domain files of a shared MailServer: what changes when a domain or a Mailbox joins
-or leaves it, gathered into the data of Secrets the server owns.
+"""The per-domain files of a shared MailServer: what changes when a domain or a Mailbox joins or
+leaves it, gathered into the data of Secrets the server owns.
 
 Owns ``server_users_data`` (``<server>-users``: every domain's passwd lines, Postfix maps and
-forwarding guard, and the list of the domains), ``server_dkim_data`` (``<server>-dkim``: a key
-per domain and selector, and rspamd's selector map) and ``server_tls_data``
-(``<server>-domain-tls``: each domain's certificate and key under its host name, Postfix's SNI
-table and Dovecot's ``local_name`` blocks). Only Secrets change with the domains: the pods
-mount each of them whole (no ``items``, whose list is part of the pod template) and the agents
-reload on a change, so no domain or Mailbox rolls a pod. Each domain's part is made by the
-single-domain renderer's own function (``render.users``, ``render.forwarding``); this module
+forwarding guard, and the list of the domains), ``server_dkim_data`` (``<server>-dkim``: a key per
+domain and selector, the server's own among them, and rspamd's selector map) and
+``server_tls_data`` (``<server>-domain-tls``: each domain's certificate and key under its host
+name, Postfix's SNI table and Dovecot's ``local_name`` blocks). Only Secrets change with the
+domains: the pods mount each of them whole (no ``items``, whose list is part of the pod template)
+and the agents reload on a change, so no domain or Mailbox rolls a pod. Each domain's part is made
+by the single-domain renderer's own function (``render.users``, ``render.forwarding``); this module
 only joins them. Pure.
 """
 
@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from mailstack.api.assemble import MailService
 from mailstack.material import Material
+from mailstack.material.resolve import server_dkim_key_name
 from mailstack.render.forwarding import FORWARDING_MAP_KEY, render_forwarding_maps
 from mailstack.render.server_paths import (
     DOMAIN_TLS_DIR,
@@ -69,22 +70,18 @@ def server_users_data(domains: Sequence[ServedDomain]) -> dict[str, str]:
     }
 
 
-def dkim_key_name(domain: str, selector: str) -> str:
-    """The key of one domain's DKIM key in ``<server>-dkim``: rspamd's ``path`` pattern
-    ``$domain.$selector.key`` finds it by the From: domain and the mapped selector."""
-    return f"{domain}.{selector}.key"
-
-
-def server_dkim_data(domains: Sequence[ServedDomain]) -> dict[str, str]:
+def server_dkim_data(domains: Sequence[ServedDomain], host: ServedDomain) -> dict[str, str]:
     """The files of ``<server>-dkim``: each domain's private key (its own selector), and the
-    selector map that makes rspamd sign a From: domain of the server and no other."""
+    selector map that makes rspamd sign a From: domain of the server and no other. ``host`` is
+    the server itself (``render.server.server_host``): its own key signs its host name's mail
+    (bounces and DSNs), and is kept here between renders (``material.resolve``)."""
     data: dict[str, str] = {}
     selectors = []
-    for service, material in _ordered(domains):
+    for service, material in _ordered([*domains, host]):
         domain, key = service.domain, material.dkim
         if key.selector != domain.dkim.selector:
             raise RenderError(f"{domain.ref}: DKIM key is for selector {key.selector}")
-        data[dkim_key_name(domain.domain, key.selector)] = key.rspamd_private_key()
+        data[server_dkim_key_name(domain.domain, key.selector)] = key.rspamd_private_key()
         selectors.append(f"{domain.domain} {key.selector}\n")
     data[SELECTOR_MAP_KEY] = "".join(selectors)
     return data

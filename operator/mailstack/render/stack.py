@@ -140,6 +140,18 @@ def render_mta_client_secret(service: MailService, material: Material) -> Obj:
     return secret_object(service, names["mta_client"], "mta", data)
 
 
+def render_dkim_secret(service: MailService, material: Material) -> Obj:
+    """``<name>-dkim``: the private key in the form rspamd loads, and the TXT value to publish."""
+    domain, dkim = service.domain, material.dkim
+    if dkim.selector != domain.dkim.selector:
+        raise RenderError(f"{domain.ref}: DKIM key is for selector {dkim.selector}")
+    data = {
+        dkim_key_file(dkim.selector): dkim.rspamd_private_key(),
+        f"{dkim.selector}.txt": dkim.dns_value() + "\n",
+    }
+    return secret_object(service, layout.object_names(domain.name)["dkim"], "dkim", data)
+
+
 def render_stack(
     service: MailService, material: Material, options: RenderOptions | None = None
 ) -> list[Obj]:
@@ -155,9 +167,6 @@ def render_stack(
     rspamd_files = render_rspamd_config(service)
     dovecot_files = render_dovecot_config(service)
     users = render_users_secret_data(service, material)
-    dkim = material.dkim
-    if dkim.selector != domain.dkim.selector:
-        raise RenderError(f"{domain.ref}: DKIM key is for selector {dkim.selector}")
 
     objects: list[Obj] = [
         {
@@ -171,15 +180,7 @@ def render_stack(
         _config_map(service, names["dovecot_config"], "mda", dovecot_files),
         _config_map(service, names["sieve"], "mda", render_sieve_scripts(service)),
         secret_object(service, names["users"], "users", users),
-        secret_object(
-            service,
-            names["dkim"],
-            "dkim",
-            {
-                dkim_key_file(dkim.selector): dkim.rspamd_private_key(),
-                f"{dkim.selector}.txt": dkim.dns_value() + "\n",
-            },
-        ),
+        render_dkim_secret(service, material),
         *render_tls_objects(service, material),
         render_mda_client_secret(service, material),
         render_mta_client_secret(service, material),
