@@ -245,7 +245,7 @@ def test_deployment_runs_one_hardened_operator_with_probes() -> None:
     assert box["command"] == ["mailstack"] and box["args"][0] == "operator"
     # The probes ask kopf's liveness endpoint, on the port the operator is told to serve it.
     assert "--liveness=http://0.0.0.0:8080/healthz" in box["args"]
-    assert box["ports"] == [{"name": "health", "containerPort": 8080, "protocol": "TCP"}]
+    assert box["ports"][0] == {"name": "health", "containerPort": 8080, "protocol": "TCP"}
     for probe in ("startupProbe", "livenessProbe"):
         assert box[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert "--peering=mailstack" in box["args"]
