@@ -101,6 +101,11 @@ def test_helm_lint_strict_passes_for_the_default_and_a_namespaced_install() -> N
         "resources.requests.gpu=1",
         "networkPolicy.apiServer.cidrs={not-a-cidr}",
         "networkPolicy.apiServer.ports={0}",
+        # The operator's metrics and logs (8080 is the liveness endpoint's).
+        "metrics.port=8080",
+        "metrics.port=80",
+        "operator.logFormat=xml",
+        "metrics.serviceMonitor.interval=soon",
         # The mail pods' defaults: quantities, containers, label syntax, enums, names, fields.
         "mailPods.resources.postfix.limits.memory=1 Gi",
         "mailPods.resources.postfix.requests.cpu=-1",
