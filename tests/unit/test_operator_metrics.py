@@ -176,6 +176,7 @@ def test_api_requests_and_dns_publishes_are_counted_by_their_labels() -> None:
     publishes = "mailstack_dns_publishes_total"
     assert value(m, publishes, provider="rfc2136", outcome="DNSProviderTimeout") == 1
     assert value(m, publishes, provider="rfc2136", outcome="Published") == 1
+    assert "_created" not in m.text()  # no second series per counter
 
 
 # --- a MailDomain's certificate and DKIM key --------------------------------------------------
