@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 # No ``<counter>_created`` series beside each counter and histogram: they would double the
 # series for nothing an alert or a dashboard here reads. (A process-wide switch of the client:
 # the operator's process is the one exporter in it.)
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]  # (the client leaves it unannotated)
 
 MAILDOMAIN_KIND = "MailDomain"
 # A pass takes milliseconds when nothing changed, seconds for a first render with keys to make.
