@@ -17,6 +17,9 @@ DEBIAN_PACKAGES=(
   bind9 bind9-dnsutils pdns-server pdns-backend-sqlite3
   haproxy
   testssl.sh
+  # promtool, for the operator's alert rules (tests/unit/test_operator_alerts.py). The package
+  # also holds the Prometheus server, which nothing starts (policy-rc.d below while installing).
+  prometheus
 )
 
 missing_packages() {

@@ -101,6 +101,11 @@ def test_helm_lint_strict_passes_for_the_default_and_a_namespaced_install() -> N
         "resources.requests.gpu=1",
         "networkPolicy.apiServer.cidrs={not-a-cidr}",
         "networkPolicy.apiServer.ports={0}",
+        # The operator's metrics and logs (8080 is the liveness endpoint's).
+        "metrics.port=8080",
+        "metrics.port=80",
+        "operator.logFormat=xml",
+        "metrics.serviceMonitor.interval=soon",
         # The mail pods' defaults: quantities, containers, label syntax, enums, names, fields.
         "mailPods.resources.postfix.limits.memory=1 Gi",
         "mailPods.resources.postfix.requests.cpu=-1",
@@ -245,7 +250,7 @@ def test_deployment_runs_one_hardened_operator_with_probes() -> None:
     assert box["command"] == ["mailstack"] and box["args"][0] == "operator"
     # The probes ask kopf's liveness endpoint, on the port the operator is told to serve it.
     assert "--liveness=http://0.0.0.0:8080/healthz" in box["args"]
-    assert box["ports"] == [{"name": "health", "containerPort": 8080, "protocol": "TCP"}]
+    assert box["ports"][0] == {"name": "health", "containerPort": 8080, "protocol": "TCP"}
     for probe in ("startupProbe", "livenessProbe"):
         assert box[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert "--peering=mailstack" in box["args"]

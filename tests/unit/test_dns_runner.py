@@ -178,6 +178,8 @@ def test_a_slow_publication_ends_in_the_background_and_wakes_its_maildomain(
     publisher = DnsPublisher(timings, provider=provider)
     woken: list[tuple[str, str]] = []
     publisher.wake = lambda ns, name: woken.append((ns, name))
+    published: list[tuple[str, str]] = []  # the metrics hook: each publication that ended
+    publisher.published = lambda kind, outcome: published.append((kind, outcome))
     dom = domain("tenant-a", "example-org", "a")
     service = MailService(dom, ())
 
@@ -212,6 +214,12 @@ def test_a_slow_publication_ends_in_the_background_and_wakes_its_maildomain(
     assert seen[3] == ("DNSProviderTimeout", "DNSProviderTimeout", 2)
     assert seen[4] == ([("tenant-a", "example-org")], True)  # woken when the back-off is over
     assert seen[5] == (reasons.PUBLISHED, 3)
+    # Three publications ran (the answers from memory are none): each counted once.
+    assert published == [
+        ("rfc2136", reasons.PUBLISHED),
+        ("rfc2136", "DNSProviderTimeout"),
+        ("rfc2136", reasons.PUBLISHED),
+    ]
     publisher.runner.close()
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
-import logging
 from typing import TYPE_CHECKING, Any
 
 from mailstack.api.errors import ValidationError
@@ -37,6 +36,7 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
         debounce=args.debounce,
         require_domain_grant=args.require_domain_grant,
         proof_resolver=args.proof_resolver or "",
+        metrics_address=args.metrics_address,
         dns=DnsTimings(call_timeout=args.dns_call_timeout, deadline=args.dns_deadline),
         render=RenderOptions(
             image=args.mail_image,
@@ -63,14 +63,22 @@ def mail_pod_defaults(text: str) -> MailPods:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def metrics_address(text: str) -> str:
+    """``--metrics-address``: HOST:PORT, or empty (no metrics port)."""
+    from mailstack.controller.metrics import split_address
+
+    if text:
+        try:
+            split_address(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
 def cmd_operator(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if not args.verbose:
-        logging.getLogger("kopf").setLevel(logging.WARNING)  # per-event chatter
-        logging.getLogger("aiohttp").setLevel(logging.WARNING)
+    from mailstack.controller import log_context
+
+    log_context.configure(args.log_format, verbose=args.verbose)
     asyncio.run(serve(config_from_args(args), liveness=args.liveness or None))
     return 0
 
@@ -168,6 +176,21 @@ def add_operator_command(commands: Any) -> None:
         metavar="NS",
         help="the operator's own namespace: the MTA pods' NetworkPolicy lets its pods read what "
         "the tripwire saw (--cluster-networks); default: none",
+    )
+    parser.add_argument(
+        "--metrics-address",
+        type=metrics_address,
+        default="",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics on http://HOST:PORT/metrics (the chart: 0.0.0.0:9090); "
+        "default: none (docs/operations.md lists the series)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="text (the default) or json: one JSON object per line, with the MailDomain a "
+        "reconcile is about as its 'object' field",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.set_defaults(handler=cmd_operator)

@@ -50,6 +50,8 @@ class OperatorConfig:
     outbound_recheck: float = 600.0
     # DNS provider calls: per call and per publication deadlines, threads, back-off.
     dns: DnsTimings = field(default_factory=DnsTimings)
+    # Where /metrics is served (HOST:PORT; controller.metrics); empty: nowhere.
+    metrics_address: str = ""
 
 
 def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:

@@ -208,6 +208,7 @@ class DnsPublisher:
         self._options = {"timeout": self.timings.call_timeout, **provider_options}
         # Marks a MailDomain for another pass (the operator's coalescer).
         self.wake: Callable[[str, str], None] = _no_wake
+        self.published: Callable[[str, str], None] = lambda kind, outcome: None  # (metrics)
 
     def remembered(self, key: ObjectRef) -> DnsOutcome | None:
         entry = self._memory.get(key)
@@ -281,6 +282,7 @@ class DnsPublisher:
             else:
                 outcome = outcome_of(statuses, kind)
                 self._memory[key] = _Published(wanted, outcome)
+            self.published(kind, outcome.condition.reason)
             return outcome
 
         self._held[key] = True

@@ -20,7 +20,7 @@ from typing import Any
 from mailstack.api.errors import ValidationError
 from mailstack.api.models import MailDomain
 from mailstack.api.parse import parse_maildomain
-from mailstack.controller import plan
+from mailstack.controller import plan, reasons
 from mailstack.controller.dns_publisher import host_guard
 from mailstack.controller.documents import referenced_secret_names
 from mailstack.controller.events import Notice, finalized_notice
@@ -70,7 +70,9 @@ async def finalize(
     try:
         claims = await kube.list(PVC, ref.namespace, selector)
     except ApiError as err:
-        raise ReconcileError(f"listing the volume claims failed: {err}", 10) from err
+        raise ReconcileError(
+            f"listing the volume claims failed: {err}", reasons.FINALIZE_FAILED
+        ) from err
     claim_names = sorted(ObjectRef.of(claim).name for claim in claims)
     if retention(body) == "Delete":
         summary = f"retention Delete: {len(claim_names)} volume claim(s) go with the StatefulSets"
@@ -83,6 +85,7 @@ async def finalize(
     for doc in mailboxes:
         await reconciler.statuses.orphan(doc)
     reconciler.written.forget(MAILDOMAIN.kind, ref.namespace, ref.name)
+    reconciler.metrics.forget(MAILDOMAIN.kind, ref.namespace, ref.name)
     reconciler.dns.forget(ref.namespace, ref.name, gone=True)
     reconciler.tripwire.forget(ref.uid)
     await reconciler.events.post(MAILDOMAIN, body, [finalized_notice(summary)])
@@ -122,6 +125,8 @@ async def _cleanup_dns(reconciler: Reconciler, body: Mapping[str, Any]) -> str:
     except DnsError as err:
         message = f"removing the DNS records failed ({err.reason}): {err}"
         await reconciler.events.post(MAILDOMAIN, body, [Notice("Warning", err.reason, message)])
-        raise ReconcileError(message + "; the finalizer stays until it succeeds", 10) from err
+        raise ReconcileError(
+            message + "; the finalizer stays until it succeeds", reasons.FINALIZE_FAILED
+        ) from err
     count = len(removed.changes) if removed is not None else 0
     return f"provider {model.dns.provider.kind}: {count} DNS record set(s) removed"

@@ -1,14 +1,12 @@
 """The kopf side of the operator: settings, the MailDomain handlers, the informers' callbacks.
 
-kopf runs the MailDomain lifecycle (one registry per operator instance, so tests can run several
-in turn):
+kopf runs the MailDomain lifecycle (one registry per operator, so tests can run several):
 
 - create / update / resume → ``reconcile`` now (kopf retries on ``TemporaryError``);
-- a daemon per MailDomain → the coalescing loop: waits until something relevant changed (or the
-  resync interval passed: drift correction), lets a burst settle for ``debounce`` s, reconciles;
-- delete → ``finalize`` (kopf's finalizer is ``mailstack.dev/finalizer``): the DNS records the
-  MailDomain published are removed first; while the provider fails, the finalizer stays (kopf
-  retries, a Warning Event says why).
+- a daemon per MailDomain → the coalescing loop: waits until something changed (or the resync
+  interval passed: drift correction), lets a burst settle for ``debounce`` s, reconciles;
+- delete → ``finalize`` (finalizer ``mailstack.dev/finalizer``): the MailDomain's DNS records
+  are removed first; while the provider fails, the finalizer stays (a Warning Event says why).
 
 Mailboxes, Secrets and the children are watched by informers (``informer``, see there why not
 kopf) whose callbacks only update memory (``index.Documents``, ``memory.SecretCache``) and mark
@@ -20,8 +18,7 @@ the MailDomains concerned:
   the MailDomains using it (only labelled Secrets are watched; the operator's own Secrets are
   watched as children, by their ``managed-by`` label);
 - a child changed or deleted by someone else (not the echo of the operator's own write) → its
-  owner, so a deleted or edited child is restored within the debounce time, and a StatefulSet's
-  readiness reaches ``WorkloadsReady``.
+  owner: a deleted or edited child is restored, a StatefulSet's readiness reaches WorkloadsReady.
 """
 
 from __future__ import annotations
@@ -65,6 +62,7 @@ from mailstack.controller.kinds import (
 from mailstack.controller.kube import Kube
 from mailstack.controller.login import log_in
 from mailstack.controller.memory import Coalescer, DomainKey, Echoes, Peering, SecretCache
+from mailstack.controller.metrics import OperatorMetrics
 from mailstack.controller.outcome import Outcome, ReconcileError
 from mailstack.controller.proof_lookup import ProofLookup
 from mailstack.controller.reconcile import Reconciler
@@ -88,6 +86,7 @@ class Operator:
         self.secrets = SecretCache(self.documents.references)  # referenced ones with their data
         self.documents.released = self.secrets.release
         self.echoes = Echoes()
+        self.metrics = OperatorMetrics()  # /metrics (``serve``); the client hands it on
         # An explicit peering identity, so that this code and kopf agree on which peer is us.
         self.identity = self.config.identity or (
             f"{os.environ.get('POD_NAME') or socket.gethostname()}/{os.getpid()}"
@@ -118,7 +117,7 @@ class Operator:
     @property
     def kube(self) -> Kube:
         if self._kube is None:
-            self._kube = Kube(self.login)
+            self._kube = Kube(self.login, metrics=self.metrics)
         return self._kube
 
     @property
@@ -250,6 +249,7 @@ class Operator:
         old = self.documents.mailbox(namespace, name)
         if kind == "DELETED":
             affected = self.documents.drop_mailbox(namespace, name)
+            self.metrics.forget(MAILBOX.kind, namespace, name)
         else:
             affected = self.documents.put_mailbox(body)
             if old is not None and old.get("spec") == body.get("spec"):

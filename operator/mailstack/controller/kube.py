@@ -7,8 +7,9 @@ status subresource patches, Events and a few reads. This client does exactly tho
 no threads, and none of the official client's generated models (which would cost memory and
 reject fields they do not know).
 
-Errors are ``ApiError`` with the HTTP status; ``transient`` tells retryable failures (network,
-5xx, 409, 429) from those that need a change first (403, 404, 422).
+Each request is counted by verb and HTTP code (``metrics``). Errors are ``ApiError`` with the
+HTTP status; ``transient`` tells retryable failures (network, 5xx, 409, 429) from those that
+need a change first (403, 404, 422).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import kopf
 from mailstack import __version__
 from mailstack.controller.children import FIELD_MANAGER
 from mailstack.controller.kinds import STATEFUL_SET, Kind, kind_of
+from mailstack.controller.metrics import OperatorMetrics
 from mailstack.kubedoc import Obj
 
 logger = logging.getLogger(__name__)
@@ -61,8 +63,17 @@ class ApiError(Exception):
 class Kube:
     """The controller's API client. Create inside the running event loop; ``close()`` at exit."""
 
-    def __init__(self, login: Login, *, request_timeout: float = 30.0, connections: int = 16):
+    def __init__(
+        self,
+        login: Login,
+        *,
+        request_timeout: float = 30.0,
+        connections: int = 16,
+        metrics: OperatorMetrics | None = None,
+    ):
         self._login = login
+        # The operator's series: requests by verb and code here, the rest by its other users.
+        self.metrics = metrics if metrics is not None else OperatorMetrics()
         self._timeout = aiohttp.ClientTimeout(total=request_timeout)
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
@@ -121,7 +132,9 @@ class Kube:
                     text = await response.text()
                     status = response.status
             except (aiohttp.ClientError, TimeoutError) as err:
+                self.metrics.api_request(method, None)
                 raise ApiError(0, type(err).__name__, str(err) or repr(err), what) from err
+            self.metrics.api_request(method, status)
             if status == 401 and attempt == 1:
                 continue  # an expired token (bound service account tokens rotate): log in again
             payload = _decode(text)
@@ -203,6 +216,7 @@ class Kube:
         session = await self._connect()
         self.requests["WATCH"] += 1
         what = f"watch {kind.plural}"
+        answered = False
         try:
             async with session.get(
                 self._server + kind.path(namespace),
@@ -211,6 +225,8 @@ class Kube:
                 # server's interval) is a dead one.
                 timeout=aiohttp.ClientTimeout(total=None, sock_read=timeout + 30),
             ) as response:
+                answered = True
+                self.metrics.api_request("WATCH", response.status)
                 if response.status >= 400:
                     payload = _decode(await response.text())
                     raise ApiError(
@@ -230,6 +246,8 @@ class Kube:
                             if event:
                                 yield event
         except (aiohttp.ClientError, TimeoutError) as err:
+            if not answered:  # a stream that breaks later was counted when it was answered
+                self.metrics.api_request("WATCH", None)
             raise ApiError(0, type(err).__name__, str(err) or repr(err), what) from err
 
     async def apply(self, obj: Obj, *, force: bool = True) -> Obj:

@@ -21,10 +21,12 @@ if TYPE_CHECKING:
 
 
 class ReconcileError(Exception):
-    """A pass that must be retried; ``delay`` is the suggested wait in seconds."""
+    """A pass that must be retried; ``delay`` is the suggested wait in seconds, ``reason`` one
+    of the pass failures of ``reasons`` (the errors metric's label)."""
 
-    def __init__(self, message: str, delay: float) -> None:
+    def __init__(self, message: str, reason: str, delay: float = 10) -> None:
         self.delay = delay
+        self.reason = reason
         super().__init__(message)
 
 

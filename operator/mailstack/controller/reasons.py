@@ -88,3 +88,11 @@ RECREATED = "Recreated"  # a StatefulSet, for a field it cannot change
 RESTORED = "Restored"  # children changed or deleted outside the operator
 FINALIZED = "Finalized"
 INVALID_PREFIX = "Invalid"  # + a Mailbox's Valid reason
+
+# --- Why a pass failed and is retried (``ReconcileError.reason``, the errors metric's label) ---
+
+READ_FAILED = "ReadFailed"  # reading Secrets or children
+APPLY_FAILED = "ApplyFailed"  # the API server refused a child
+STATUS_WRITE_FAILED = "StatusWriteFailed"
+FINALIZE_FAILED = "FinalizeFailed"
+UNEXPECTED = "Unexpected"  # any other exception: a fault of ours

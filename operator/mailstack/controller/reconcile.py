@@ -10,8 +10,8 @@ finalizer's part is ``finalize``). The phases of a pass, each a method with a ty
 3. ``_apply_children``: read the other children; one not this MailDomain's: write nothing
    (``NameTaken``); else apply those that differ, the DNSEndpoint last, delete stale ones.
 4. ``_publish_dns``: the DNS records (``dns_publisher``), when they changed or on resync.
-5. ``_write_statuses``: the MailDomain's and its Mailboxes' status when it differs
-   (``status_writer``; ``tripwire``'s last sightings too), Events for transitions (``events``).
+5. ``_write_statuses``: the statuses that differ (``status_writer``, ``tripwire``'s sightings
+   too), Events for transitions (``events``); a pass is observed by ``metrics``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 
 from mailstack.api.models import Secret
 from mailstack.api.policy import Grants
-from mailstack.controller import plan, user_secrets
+from mailstack.controller import plan, reasons, user_secrets
 from mailstack.controller.children import (
     Change,
     Owner,
@@ -51,6 +51,7 @@ from mailstack.controller.events import EventPoster, change_notices, domain_noti
 from mailstack.controller.kinds import CERTIFICATE, MAILDOMAIN, SECRET, STATEFUL_SET, ChildKey, Kind
 from mailstack.controller.kube import ApiError, Kube
 from mailstack.controller.memory import Echoes, SecretCache, WrittenStatus
+from mailstack.controller.metrics import observed_pass
 from mailstack.controller.outcome import ApplyResult, Gathered, Outcome, ReconcileError
 from mailstack.controller.ownership import (
     names_to_check,
@@ -100,6 +101,8 @@ class Reconciler:
         self.echoes = echoes if echoes is not None else Echoes()
         self.written = written if written is not None else WrittenStatus()
         self.dns = dns if dns is not None else DnsPublisher()
+        self.metrics = kube.metrics  # the operator's series (``metrics``), fed by every phase
+        self.dns.published = self.metrics.dns_published
         self.proofs = ProofLookup()
         self.tripwire = Tripwire(kube, self.options.cluster_networks, lambda *d: self.dns.wake(*d))
         self.renderer = RenderPool(render_workers)  # keys and hashes, off the event loop
@@ -112,6 +115,7 @@ class Reconciler:
 
     # --- the pass ------------------------------------------------------------------------
 
+    @observed_pass
     async def reconcile(
         self,
         body: Mapping[str, Any],
@@ -142,7 +146,7 @@ class Reconciler:
         await self._write_statuses(body, gathered.inputs, rendered, applied, dns, outcome)
         if applied.error is not None:
             delay = 10 if applied.error.transient else 60
-            raise ReconcileError(f"applying failed: {applied.error}", delay)
+            raise ReconcileError(f"applying failed: {applied.error}", reasons.APPLY_FAILED, delay)
         if outcome.changed_objects or outcome.status_writes:
             logger.info(
                 "%s: %s; %d status write(s)",
@@ -170,7 +174,7 @@ class Reconciler:
             storage_limited = self.grants.limits_for(ref.namespace).max_storage is not None
             claims = await namespace_claims(self.kube, ref.namespace) if storage_limited else {}
         except ApiError as err:
-            raise ReconcileError(f"reading the Secrets failed: {err}", 10) from err
+            raise ReconcileError(f"reading the Secrets failed: {err}", reasons.READ_FAILED) from err
         user = await self.user_secrets(ref.namespace, referenced_secret_names(body, mailboxes))
         previous = self.statuses.previous(MAILDOMAIN, body)
         proof, txt = await self.proofs.look(body, self.grants, previous)
@@ -217,7 +221,7 @@ class Reconciler:
         try:
             live.update(await self._read_children(ref.namespace, list(dict.fromkeys(others))))
         except ApiError as err:
-            raise ReconcileError(f"reading the children failed: {err}", 10) from err
+            raise ReconcileError(f"reading children failed: {err}", reasons.READ_FAILED) from err
         taken = taken_names(rendered.objects, live, owner, later)
         if taken:  # all or nothing: a half stack never runs
             logger.warning("%s: not applied, not this MailDomain's: %s", ref, ", ".join(taken))
@@ -245,7 +249,7 @@ class Reconciler:
         try:
             live.update(await self._read_children(ref.namespace, keys))
         except ApiError as err:
-            raise ReconcileError(f"reading the children failed: {err}", 10) from err
+            raise ReconcileError(f"reading children failed: {err}", reasons.READ_FAILED) from err
         error = await self._delete(
             ref, stale_children([], keys, live, Owner.of(ref)), live, outcome
         )
@@ -327,6 +331,7 @@ class Reconciler:
             outbound=self.proofs.outbound.look(body, rendered.model if rendered.ok else None),
             masked=self.tripwire.look(ObjectRef.of(body)),
         )
+        self.metrics.note_domain(namespace, name, rendered, children)
         if await self.statuses.write(MAILDOMAIN, body, status):
             outcome.status_writes += 1
             notices = domain_notices(body.get("status"), status) + change_notices(outcome)

@@ -3,7 +3,8 @@
 A status is written when it differs both from the object's and from the operator's own last
 write (``memory.WrittenStatus``: the watch may deliver that write a moment later), as a JSON
 merge patch of the status subresource. Transitions are computed from the operator's last write
-too, so ``lastTransitionTime`` does not move back and forth with a stale copy. A Mailbox that
+too, so ``lastTransitionTime`` does not move back and forth with a stale copy. Every status
+computed, written or not, is noted for the condition gauges (``metrics``). A Mailbox that
 becomes invalid gets a Warning Event (``events.mailbox_notices``).
 """
 
@@ -14,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from mailstack.controller import reasons
 from mailstack.controller.conditions import Condition, MailboxVerdict, orphan_verdict
 from mailstack.controller.documents import doc_generation, doc_name
 from mailstack.controller.events import EventPoster, mailbox_notices
@@ -33,6 +35,7 @@ class StatusWriter:
         self.written = written
         self.events = events
         self._batch = batch
+        self.metrics = kube.metrics  # every status computed is noted: the condition gauges
 
     def previous(self, kind: Kind, doc: Mapping[str, Any]) -> Any:
         """The status to compute transitions from (see ``WrittenStatus.previous``)."""
@@ -48,17 +51,18 @@ class StatusWriter:
 
     async def write(self, kind: Kind, doc: Mapping[str, Any], status: Obj) -> bool:
         """Patch the status subresource when ``status`` differs; True when written."""
+        ref = ObjectRef.of(doc)
+        self.metrics.note_status(kind.kind, ref.namespace, ref.name, status)
         patch = status_patch(doc.get("status"), status)
         if patch is None or self.current(kind, doc, status):
             return False
-        ref = ObjectRef.of(doc)
         try:
             await self.kube.patch_status(kind, ref.namespace, ref.name, patch)
         except ApiError as err:
             if err.status == 404:
                 return False  # deleted meanwhile
             raise ReconcileError(
-                f"writing the status of {kind.kind}/{ref.name}: {err}", 10
+                f"writing the status of {kind.kind}/{ref.name}: {err}", reasons.STATUS_WRITE_FAILED
             ) from err
         self.written.put(kind.kind, ref.namespace, ref.name, ref.uid, status)
         return True
@@ -102,6 +106,7 @@ class StatusWriter:
             status = self._mailbox_status(
                 doc, verdict.valid, verdict.ready, now=now, domain_name=domain_name
             )
+            self.metrics.note_status(MAILBOX.kind, *ObjectRef.of(doc)[:2], status)
             if not self.current(MAILBOX, doc, status):
                 changed.append((doc, status))
         writes = 0

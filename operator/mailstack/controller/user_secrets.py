@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from mailstack.api.models import Secret
 from mailstack.api.secret_access import USABLE_BY_LABEL
+from mailstack.controller import reasons
 from mailstack.controller.kinds import SECRET
 from mailstack.controller.kube import ApiError, Kube
 from mailstack.controller.memory import SecretCache
@@ -29,7 +30,9 @@ async def read(
             try:
                 found = await kube.list(SECRET, namespace, USABLE_BY_LABEL, field_selector=selector)
             except ApiError as err:
-                raise ReconcileError(f"reading Secret {name} failed: {err}", 10) from err
+                raise ReconcileError(
+                    f"reading Secret {name} failed: {err}", reasons.READ_FAILED
+                ) from err
             for obj in found:
                 cache.put(obj)
         secret = cache.get(namespace, name)
