@@ -13,11 +13,12 @@ split a server returns.
 
 Records deliberately *not* published:
 
-- ``autoconfig`` / ``autodiscover`` CNAMEs: nothing in the stack serves the Thunderbird autoconfig
-  XML or the Outlook autodiscover endpoint yet. A CNAME to the mail host would send Thunderbird
-  to a closed HTTP port and Outlook to an HTTPS endpoint whose certificate does not cover the
-  name (a certificate warning shown to users). The RFC 6186 SRV records describe the same
-  settings; the CNAMEs come when an HTTP endpoint serves them.
+- ``autoconfig`` / ``autodiscover`` CNAMEs: the Thunderbird autoconfig XML and the Outlook
+  autodiscover answers are rendered (``render.web``) but nothing in the stack serves them yet.
+  A CNAME to the mail host would send Thunderbird to a closed HTTP port and Outlook to an HTTPS
+  endpoint whose certificate does not cover the name (a certificate warning shown to users).
+  The RFC 6186 SRV records describe the same settings; the CNAMEs come when an HTTP endpoint
+  serves them.
 - extra MX hosts: the MailDomain spec has no field for them yet.
 """
 
