@@ -45,11 +45,16 @@ def test_every_public_port_is_a_client_port_or_named_as_none() -> None:
     assert not set(CLIENT_PORTS) & CLIENTLESS_PORTS
 
 
-@pytest.mark.parametrize("protocols", PROTOCOL_SETS)
+@pytest.fixture(params=PROTOCOL_SETS)
+def service(request: pytest.FixtureRequest) -> MailService:
+    """example.com with each of the protocol sets."""
+    protocols: Protocols = request.param
+    return example_service(protocols=protocols)
+
+
 def test_autoconfig_has_an_element_for_each_enabled_port_and_no_other(
-    protocols: Protocols,
+    service: MailService,
 ) -> None:
-    service = example_service(protocols=protocols)
     root = ET.fromstring(autoconfig_xml(service))
     assert root.tag == "clientConfig" and root.get("version") == "1.1"
     [provider] = root.findall("emailProvider")
@@ -67,11 +72,10 @@ def test_autoconfig_has_an_element_for_each_enabled_port_and_no_other(
     assert first is not None and first.findtext("socketType") == "SSL"  # RFC 8314 preferred
 
 
-@pytest.mark.parametrize("protocols", PROTOCOL_SETS)
 def test_the_profile_is_a_plist_with_the_preferred_ports_and_no_password(
-    protocols: Protocols,
+    service: MailService,
 ) -> None:
-    service = example_service(protocols=protocols)
+    protocols = service.domain.protocols
     profile = plistlib.loads(mobileconfig(service))
     [account] = profile["PayloadContent"]
     assert account["PayloadType"] == "com.apple.mail.managed"

@@ -161,6 +161,7 @@ def test_the_profile_takes_an_address_of_the_domain_only() -> None:
     refused = get("autoconfig.example.com", path, "email=alice@example.net")
     assert refused.status == 400 and b"not served here" in refused.body
     assert get("autoconfig.example.com", path).status == 200
+    assert get("mta-sts.example.com", path, "email=alice@example.com").status == 404
 
 
 def test_nothing_else_is_served() -> None:

@@ -166,7 +166,8 @@ def respond(service: MailService, request: WebRequest) -> WebResponse:
         path == autodiscover.JSON_PATH or path.startswith(autodiscover.JSON_PATH + "/")
     ):
         return _autodiscover_json(service, request)
-    if path == mobileconfig.MOBILECONFIG_PATH and request.query:
+    on_autoconfig = host.startswith(autoconfig.AUTOCONFIG_HOST_LABEL + ".")
+    if on_autoconfig and path == mobileconfig.MOBILECONFIG_PATH and request.query:
         return _mobileconfig(service, request)
     document = static_documents(service).get((host, path))
     if document is None:
