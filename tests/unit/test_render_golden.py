@@ -32,7 +32,7 @@ def _expected_tree(objects: list[dict[str, Any]]) -> dict[str, bytes]:
 
 def _web_tree(services: list[MailService]) -> dict[str, bytes]:
     """Each service's static documents, and the Autodiscover answers (POX to a POST for the
-    first mailbox, JSON v2 for AutodiscoverV1)."""
+    first mailbox, or for postmaster without one; JSON v2 for AutodiscoverV1)."""
     tree: dict[str, bytes] = {}
     for service in services:
         folder = f"web/{service.domain.namespace}/{service.domain.name}"
@@ -41,7 +41,8 @@ def _web_tree(services: list[MailService]) -> dict[str, bytes]:
         host = f"autodiscover.{service.domain.domain}"
         if host not in site.web_hosts(service):
             continue
-        address = service.mailboxes[0].address
+        boxes = service.mailboxes
+        address = boxes[0].address if boxes else f"postmaster@{service.domain.domain}"
         answers = {
             POX_PATHS[0]: site.WebRequest("POST", host, POX_PATHS[0], body=pox_request(address)),
             JSON_PATH: site.WebRequest(

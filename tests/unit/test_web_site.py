@@ -136,6 +136,7 @@ def test_the_json_endpoint_points_at_the_pox_one() -> None:
         ("Email=alice@example.org&Protocol=AutodiscoverV1", "example.org is not served"),
         ("Protocol=AutodiscoverV1", "no valid email address"),
         ("x=" + "y" * 2000, "too long"),
+        ("&".join(f"f{n}=1" for n in range(20)), "too many fields"),
     ):
         response = get(AUTODISCOVER, "/autodiscover/autodiscover.json", query)
         assert response.status == 400
@@ -162,6 +163,7 @@ def test_the_profile_takes_an_address_of_the_domain_only() -> None:
     assert refused.status == 400 and b"not served here" in refused.body
     assert get("autoconfig.example.com", path).status == 200
     assert get("mta-sts.example.com", path, "email=alice@example.com").status == 404
+    assert get("autoconfig.example.com", path, "a&" * 20).status == 400
 
 
 def test_nothing_else_is_served() -> None:

@@ -25,6 +25,7 @@ from mailstack.render.web.clients import configurable
 
 MAX_BODY_BYTES = autodiscover.MAX_REQUEST_BYTES
 MAX_QUERY_CHARACTERS = 1024
+MAX_QUERY_FIELDS = 16
 # Every answer carries these: nothing here is a page to render, frame or guess the type of.
 SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
     ("Strict-Transport-Security", "max-age=31536000"),
@@ -98,7 +99,11 @@ def _query(request: WebRequest) -> dict[str, str]:
     """The query's parameters, names lowercase (clients differ in case); refused when long."""
     if len(request.query) > MAX_QUERY_CHARACTERS:
         raise autodiscover.AutodiscoverRefused("the query string is too long")
-    return {k.lower(): v for k, v in parse_qsl(request.query, max_num_fields=16)}
+    try:
+        fields = parse_qsl(request.query, max_num_fields=MAX_QUERY_FIELDS)
+    except ValueError:  # more fields than that
+        raise autodiscover.AutodiscoverRefused("the query has too many fields") from None
+    return {k.lower(): v for k, v in fields}
 
 
 def _autodiscover_json(service: MailService, request: WebRequest) -> WebResponse:
