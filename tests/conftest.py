@@ -7,14 +7,31 @@ from typing import Any
 
 import pytest
 
+from mailstack.api.assemble import MailService
+from mailstack.pipeline import Prepared
 from tests.support import render_examples
 
 
 @pytest.fixture(scope="session")
-def example_render(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+def example_rendering(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Prepared, list[dict[str, Any]]]:
+    """examples/ prepared and rendered with the fixture material (session-wide)."""
+    return render_examples(tmp_path_factory.mktemp("render"))
+
+
+@pytest.fixture(scope="session")
+def example_render(
+    example_rendering: tuple[Prepared, list[dict[str, Any]]],
+) -> list[dict[str, Any]]:
     """The objects rendered from examples/ with the fixture material (session-wide)."""
-    _, objects = render_examples(tmp_path_factory.mktemp("render"))
-    return objects
+    return example_rendering[1]
+
+
+@pytest.fixture(scope="session")
+def example_services(example_rendering: tuple[Prepared, list[dict[str, Any]]]) -> list[MailService]:
+    """The example's MailServices, as rendered (session-wide)."""
+    return [service for service, _ in example_rendering[0].services]
 
 
 @pytest.fixture(scope="session")

@@ -83,3 +83,15 @@ def example_service(**fields: Any) -> MailService:
         **fields,
     )
     return MailService(domain, ())
+
+
+def pox_request(address: str) -> bytes:
+    """An Autodiscover POX request as Outlook POSTs it."""
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n'
+        '<Autodiscover xmlns="http://schemas.microsoft.com/exchange/autodiscover/outlook/'
+        'requestschema/2006"><Request>'
+        f"<EMailAddress>{address}</EMailAddress>"
+        "<AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/outlook/"
+        "responseschema/2006a</AcceptableResponseSchema></Request></Autodiscover>"
+    ).encode()

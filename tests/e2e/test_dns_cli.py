@@ -103,7 +103,7 @@ def test_apply_publishes_what_dig_reads_back_and_check_agrees(bind: Bind, tmp_pa
     prepared = prepare([files], StateDir(state))
     [(service, material)] = prepared.services
     records = desired_records(service.domain, material.dkim)
-    assert len(records) == 15  # with TLS-RPT and the ManageSieve SRV
+    assert len(records) == 16  # with TLS-RPT, MTA-STS and the ManageSieve SRV
     for record in records:
         answer = dig(bind, record.name, record.type)
         if record.type == "TXT":
@@ -125,7 +125,7 @@ def test_apply_publishes_what_dig_reads_back_and_check_agrees(bind: Bind, tmp_pa
         "-f", files, "--state", state, "--no-follow",
     )  # fmt: skip
     assert check.code == 0, check.out + check.err
-    assert "; 15 of 15 records right" in check.out
+    assert "; 16 of 16 records right" in check.out
     found = cli(
         "dns", "check", "example.com", "--server", f"127.0.0.1:{bind.port}",
         "--selector", "mail2026", "--no-follow",
@@ -142,7 +142,7 @@ def test_check_before_apply_reports_missing_records(bind: Bind, tmp_path: Path) 
     )  # fmt: skip
     assert run.code == 1
     assert "!! missing   example.com. MX" in run.out
-    assert run.err.count("\n") == 1 and run.err.startswith("error: 15 record(s) of example.com")
+    assert run.err.count("\n") == 1 and run.err.startswith("error: 16 record(s) of example.com")
 
 
 def test_conflict_exits_3_with_one_line(tmp_path: Path) -> None:

@@ -12,7 +12,6 @@ from mailstack.dns.records import (
     canonical_value,
     desired_records,
     managed_names,
-    mta_sts_id,
     rdata_value,
     render_zone,
     txt_strings,
@@ -20,6 +19,7 @@ from mailstack.dns.records import (
     txt_zone_text,
 )
 from mailstack.material.dkim import DkimKey, generate_dkim_key
+from mailstack.render.web.mta_sts import mta_sts_id
 from tests.dns_inputs import maildomain
 
 

@@ -13,17 +13,17 @@ split a server returns.
 
 Records deliberately *not* published:
 
-- ``autoconfig`` / ``autodiscover`` CNAMEs: nothing in the stack serves the Thunderbird autoconfig
-  XML or the Outlook autodiscover endpoint yet. A CNAME to the mail host would send Thunderbird
-  to a closed HTTP port and Outlook to an HTTPS endpoint whose certificate does not cover the
-  name (a certificate warning shown to users). The RFC 6186 SRV records describe the same
-  settings; the CNAMEs come when an HTTP endpoint serves them.
+- ``autoconfig`` / ``autodiscover`` CNAMEs: the Thunderbird autoconfig XML and the Outlook
+  autodiscover answers are rendered (``render.web``) but nothing in the stack serves them yet.
+  A CNAME to the mail host would send Thunderbird to a closed HTTP port and Outlook to an HTTPS
+  endpoint whose certificate does not cover the name (a certificate warning shown to users).
+  The RFC 6186 SRV records describe the same settings; the CNAMEs come when an HTTP endpoint
+  serves them.
 - extra MX hosts: the MailDomain spec has no field for them yet.
 """
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,6 +40,7 @@ from mailstack.api.models import MailDomain
 from mailstack.api.validate import has_control_characters
 from mailstack.material.dkim import DkimKey
 from mailstack.render.layout import PUBLIC_PORTS, Port, Srv
+from mailstack.render.web.mta_sts import POLICY_PATH, mta_sts_id, mx_hosts, policy_host
 
 SPF_PREFIX = "v=spf1"
 
@@ -188,19 +189,6 @@ def tls_rpt_value(domain: MailDomain) -> str:
     return "v=TLSRPTv1; rua=" + ",".join(f"mailto:{a}" for a in rua)
 
 
-def mta_sts_policy(domain: MailDomain) -> str:
-    """The policy file served at https://mta-sts.<domain>/.well-known/mta-sts.txt (RFC 8461)."""
-    sts = domain.dns.mta_sts
-    return (
-        f"version: STSv1\r\nmode: {sts.mode}\r\nmx: {domain.hostname}\r\nmax_age: {sts.max_age}\r\n"
-    )
-
-
-def mta_sts_id(domain: MailDomain) -> str:
-    """The policy id: changes exactly when the policy does."""
-    return hashlib.sha256(mta_sts_policy(domain).encode()).hexdigest()[:20]
-
-
 def caa_issuer(acme_server: str) -> str | None:
     """The CAA ``issue`` value for an ACME directory URL, or None for an unknown CA."""
     host = (urlsplit(acme_server).hostname or "").lower().rstrip(".")
@@ -252,7 +240,13 @@ def desired_records(
     apex = domain.domain
     host = domain.hostname
     records = [
-        Record(apex, "MX", ttl, (f"10 {host}.",), f"mail for {apex} is delivered to {host}"),
+        Record(
+            apex,
+            "MX",
+            ttl,
+            tuple(f"10 {mx}." for mx in mx_hosts(domain)),
+            f"mail for {apex} is delivered to {', '.join(mx_hosts(domain))}",
+        ),
     ]
     ipv4, ipv6, source = _addresses(domain, service_addresses)
     if ipv4:
@@ -300,8 +294,8 @@ def desired_records(
                 "TXT",
                 ttl,
                 (f"v=STSv1; id={mta_sts_id(domain)}",),
-                f"MTA-STS policy id (RFC 8461); the policy itself is served at "
-                f"https://mta-sts.{apex}/.well-known/mta-sts.txt",
+                f"MTA-STS policy id (RFC 8461), a digest of the policy served at "
+                f"https://{policy_host(domain)}{POLICY_PATH}",
             )
         )
     if domain.dns.tls_rpt.enabled:
