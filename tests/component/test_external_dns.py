@@ -17,6 +17,7 @@ from tests.component.conftest import NS, conditions, maildomain, settle, wait_re
 from tests.component.emulator import (
     ApiServer,
     builtin_resources,
+    cert_manager_resources,
     crd_resources,
     external_dns_resources,
     wait_for,
@@ -297,3 +298,67 @@ def test_a_tenant_keeps_no_domain_whose_grant_was_withdrawn_by_breaking_its_spec
         f"tenant-a (Valid={valid_reason(api, 'a', 'tenant-a')}) still has external-dns "
         f"publish {names} after its grant of a.example went to tenant-b"
     )
+
+
+WITH_DNS_AND_CERTS = {
+    "resources": [
+        *builtin_resources(),
+        *crd_resources(),
+        *external_dns_resources(),
+        *cert_manager_resources(),
+    ]
+}
+TLS = {"issuer": "certManager", "certManager": {"issuerRef": {"name": "le", "kind": "Issuer"}}}
+
+
+def serving_objects(api: ApiServer, ns: str) -> dict[str, list[str]]:
+    """What serves or publishes in ``ns``: StatefulSets, the names of Certificates and
+    DNSEndpoints."""
+    return {
+        "statefulsets": sorted(s["metadata"]["name"] for s in api.list("statefulsets", ns)),
+        "certificates": sorted(
+            n for c in api.list("certificates", ns) for n in c["spec"].get("dnsNames", [])
+        ),
+        "dnsendpoints": sorted(
+            {e["dnsName"] for d in api.list("dnsendpoints", ns) for e in d["spec"]["endpoints"]}
+        ),
+    }
+
+
+@pytest.mark.parametrize("api", [WITH_DNS_AND_CERTS], indirect=True)
+@pytest.mark.parametrize(
+    "broken",
+    [
+        # Refused by the operator's parser, accepted by the CRD.
+        {"serverRef": {"name": "shared"}, "relay": {"host": "smtp.example.net"}},
+        {"serverRef": {"name": "shared"}, "limits": {"messageSize": "1Mi"}},
+    ],
+    ids=["serverRef+relay", "serverRef+limits"],
+)
+def test_a_tenant_keeps_no_domain_whose_grant_was_withdrawn_behind_a_parse_error(
+    api: ApiServer, operator: OperatorThread, broken: dict[str, Any]
+) -> None:
+    """As above with an error the parser itself refuses (``spec.serverRef`` beside a server
+    section): ``render_domain`` stops before ``assemble`` checks any grant, and an invalid
+    spec keeps its last objects. Once a.example went to tenant-b, tenant-a must keep no
+    StatefulSet, no DNSEndpoint and no Certificate for it (``controller.unparsed``)."""
+    two_tenants(api)
+    dns = {"provider": {"externalDNS": {}}, "addresses": {"ipv4": ["192.0.2.25"]}}
+    api.create(in_namespace(maildomain("a", "a.example", dns=dns, tls=TLS), "tenant-a"))
+    wait_for(lambda: api.get("dnsendpoints", "a-dns", "tenant-a"), 60)
+    wait_for(lambda: serving_objects(api, "tenant-a")["certificates"], 60)
+    api.patch("maildomains", "a", {"spec": broken}, "tenant-a")
+    wait_for(lambda: valid_reason(api, "a", "tenant-a") == "InvalidSpec", 60)
+    assert serving_objects(api, "tenant-a")["statefulsets"]  # bad input loses nothing
+
+    api.patch("maildomainpolicies", "a", {"spec": {"domains": ["*.a.example"]}}, None)
+    b_domains = ["b.example", "*.b.example", "a.example", "*.a.example"]
+    api.patch("maildomainpolicies", "b", {"spec": {"domains": b_domains}}, None)
+    b_dns = {"provider": {"externalDNS": {}}, "addresses": {"ipv4": ["192.0.2.26"]}}
+    api.create(in_namespace(maildomain("b", "a.example", dns=b_dns, tls=TLS), "tenant-b"))
+    wait_for(lambda: api.get("dnsendpoints", "b-dns", "tenant-b"), 60)
+    empty = {"statefulsets": [], "certificates": [], "dnsendpoints": []}
+    wait_for(lambda: serving_objects(api, "tenant-a") == empty, 30)
+    assert valid_reason(api, "a", "tenant-a") == "DomainNotGranted"
+    b_valid = conditions(api.get("maildomains", "b", "tenant-b")).get("Valid", {})
+    assert b_valid.get("status") == "True", b_valid

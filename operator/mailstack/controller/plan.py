@@ -38,6 +38,7 @@ from mailstack.controller.kinds import (
     STATEFUL_SET,
     ChildKey,
 )
+from mailstack.controller.unparsed import unparsed_refusal
 from mailstack.kubedoc import Obj, ObjectRef
 from mailstack.material import Material
 from mailstack.material.errors import MaterialError
@@ -217,12 +218,13 @@ def _split(problems: list[Problem], rendered: Rendered, domain_ref: str) -> None
         # Problems of sibling MailDomains are reported by their own reconcile.
 
 
-def _parse_domains(docs: Sequence[Mapping[str, Any]], model: MailDomain) -> list[MailDomain]:
-    """The other MailDomains, parsed once each; an invalid one serves nothing."""
+def _parse_domains(docs: Sequence[Mapping[str, Any]], own: tuple[str, str]) -> list[MailDomain]:
+    """The MailDomains but ``own`` (namespace, name), parsed once each; an invalid one serves
+    nothing."""
     found: dict[tuple[str, str], MailDomain] = {}
     for doc in docs:
         key = ObjectRef.of(doc)[:2]
-        if key == (model.namespace, model.name) or key in found:
+        if key == own or key in found:
             continue
         parsed = parsed_contender(doc)
         if parsed is not None:
@@ -256,10 +258,11 @@ def parsed_contender(doc: Mapping[str, Any]) -> MailDomain | None:
 
 
 def _proofs(
-    inputs: DomainInputs, model: MailDomain, siblings: Sequence[MailDomain]
+    inputs: DomainInputs, model: MailDomain | None, siblings: Sequence[MailDomain]
 ) -> dict[str, Proof]:
-    """The proofs of control by MailDomain ref: this one's decided now (a new token, or proven
-    by this pass's lookup), the others' as their statuses say (the operator wrote them)."""
+    """The proofs of control by MailDomain ref: this one's (``model``) decided now (a new
+    token, or proven by this pass's lookup), the others' as their statuses say (the operator
+    wrote them)."""
     found: dict[str, Proof] = {}
     others = [*inputs.siblings, *inputs.namespace_domains]
     statuses = {ObjectRef.of(doc)[:2]: doc.get("status") for doc in others}
@@ -267,7 +270,7 @@ def _proofs(
         proof = from_status(dom.domain, statuses.get((dom.namespace, dom.name)))
         if proof is not None:
             found[dom.ref] = proof
-    if inputs.grants.proof_required(model.namespace, model.domain):
+    if model is not None and inputs.grants.proof_required(model.namespace, model.domain):
         found[model.ref] = decide(model.domain, inputs.proof, inputs.proof_txt, inputs.random_bytes)
     return found
 
@@ -292,6 +295,17 @@ def _withdrawn_reason(grants: Grants, model: MailDomain, problems: Sequence[Prob
     return reasons.DOMAIN_CONFLICT
 
 
+def _served_by_others(inputs: DomainInputs) -> dict[str, str]:
+    """The domains the other MailDomains of ``inputs`` serve, with the ref of the one serving
+    each: the contest as it runs without this MailDomain (whose spec does not parse)."""
+    own = ObjectRef.of(inputs.domain)[:2]
+    others = _parse_domains([*inputs.siblings, *inputs.namespace_domains], own)
+    proofs = _proofs(inputs, None, others)
+    claims = {own[0]: inputs.namespace_claims}
+    services, _ = assemble(others, [], inputs.grants, proofs, claims)
+    return {s.domain.domain: s.domain.ref for s in services}
+
+
 def render_domain(inputs: DomainInputs) -> Rendered:
     """Parse, assemble, resolve material and render one MailDomain with its Mailboxes."""
     out = Rendered()
@@ -299,10 +313,17 @@ def render_domain(inputs: DomainInputs) -> Rendered:
         model = parse_maildomain(inputs.domain, SOURCE)
     except ValidationError as err:
         out.domain_problems = err.problems
+        refusal = unparsed_refusal(inputs.domain, inputs.grants, _served_by_others(inputs))
+        if refusal is not None:  # withdrawn: its names are not its namespace's (any more)
+            out.invalid_reason, problem = refusal
+            out.domain_problems = [problem, *err.problems]
+            out.serves_mailboxes = False
         return out
     out.model = model
 
-    siblings = _parse_domains([*inputs.siblings, *inputs.namespace_domains], model)
+    siblings = _parse_domains(
+        [*inputs.siblings, *inputs.namespace_domains], (model.namespace, model.name)
+    )
     boxes: list[Mailbox] = []
     # A Mailbox of the domain is in both lists when the namespace view is given.
     box_docs = {doc_name(doc): doc for doc in [*inputs.mailboxes, *inputs.namespace_mailboxes]}
