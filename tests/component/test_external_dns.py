@@ -362,3 +362,31 @@ def test_a_tenant_keeps_no_domain_whose_grant_was_withdrawn_behind_a_parse_error
     assert valid_reason(api, "a", "tenant-a") == "DomainNotGranted"
     b_valid = conditions(api.get("maildomains", "b", "tenant-b")).get("Valid", {})
     assert b_valid.get("status") == "True", b_valid
+
+
+@pytest.mark.parametrize("api", [WITH_DNS_AND_CERTS], indirect=True)
+def test_a_served_maildomain_that_joins_a_server_stops_serving_and_says_why(
+    api: ApiServer, operator: OperatorThread
+) -> None:
+    """tenant-a serves a.example, then names a MailServer of its own namespace: the operator
+    does not run shared servers yet, so its StatefulSets, Certificate and DNSEndpoint go
+    (tenant-b, given the domain afterwards, is the only one serving it) and it says so
+    (``ServerPending``, not ``DomainConflict``). One joining a server of another namespace that
+    no grant lists gets ``ServerNotAllowed``."""
+    two_tenants(api)
+    dns = {"provider": {"externalDNS": {}}, "addresses": {"ipv4": ["192.0.2.25"]}}
+    api.create(in_namespace(maildomain("a", "a.example", dns=dns, tls=TLS), "tenant-a"))
+    wait_for(lambda: api.get("dnsendpoints", "a-dns", "tenant-a"), 60)
+    api.patch("maildomains", "a", {"spec": {"serverRef": {"name": "shared"}}}, "tenant-a")
+    empty = {"statefulsets": [], "certificates": [], "dnsendpoints": []}
+    wait_for(lambda: serving_objects(api, "tenant-a") == empty, 60)
+    assert valid_reason(api, "a", "tenant-a") == "ServerPending"
+    message = conditions(api.get("maildomains", "a", "tenant-a"))["Valid"]["message"]
+    assert "remove spec.serverRef" in message
+
+    other = {"namespace": "platform", "name": "shared"}
+    api.create(in_namespace(maildomain("o", "o.a.example", serverRef=other), "tenant-a"))
+    wait_for(lambda: valid_reason(api, "o", "tenant-a") is not None, 60)
+    assert valid_reason(api, "o", "tenant-a") == "ServerNotAllowed"
+    message = conditions(api.get("maildomains", "o", "tenant-a"))["Valid"]["message"]
+    assert "ask the platform team to add it" in message

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -288,6 +289,28 @@ def test_duplicate_domain_does_not_speak_for_the_mailboxes() -> None:
     rendered = plan.render_domain(inputs)
     assert valid_condition(rendered).reason == "DomainConflict"
     assert mailbox_verdicts(rendered, inputs.mailboxes, "example-org") == []
+
+
+@pytest.mark.parametrize(
+    ("server", "reason"),
+    [
+        ({"name": "shared"}, "ServerPending"),
+        ({"namespace": "platform", "name": "shared"}, "ServerNotAllowed"),
+    ],
+)
+def test_a_maildomain_on_a_server_is_withdrawn_with_its_own_reason(
+    server: dict[str, str], reason: str
+) -> None:
+    from mailstack.api.policy import Grants, parse_policy
+    from tests.unit.test_policy import policy_doc
+
+    grants = Grants((parse_policy(policy_doc("a", ["default"], ["example.org", "*.example.org"])),))
+    inputs = plan.DomainInputs(
+        domain=domain_doc(serverRef=server), siblings=(), mailboxes=[], secrets={}, now=NOW
+    )
+    rendered = plan.render_domain(dataclasses.replace(inputs, grants=grants))
+    assert rendered.withdrawn and valid_condition(rendered).reason == reason
+    assert "spec.serverRef" in valid_condition(rendered).message
 
 
 def test_workloads_condition_reads_the_statefulset_status() -> None:

@@ -21,7 +21,8 @@ from mailstack.api.proof import Proof
 SERVER_PENDING = "ServerPending"  # Problem.kind: on a shared server, which nothing serves yet
 _PENDING = (
     "a MailDomain on a shared MailServer is not served by the operator yet: mailstack render "
-    "renders it with its MailServer, but the operator does not act on spec.serverRef so far"
+    "renders it with its MailServer, but the operator does not act on spec.serverRef so far; "
+    "remove spec.serverRef to serve the domain from a stack of its own"
 )
 # The kind of the problem of a Mailbox whose domain no admitted MailDomain serves (a caller that
 # knows the MailDomain was refused for a reason of its own says so instead: pipeline.py).

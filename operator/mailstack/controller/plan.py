@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from mailstack.api.assemble import MailService, assemble
+from mailstack.api.assemble import SERVER_PENDING, MailService, assemble
 from mailstack.api.errors import Problem, ValidationError
 from mailstack.api.limits import LIMIT_EXCEEDED
 from mailstack.api.models import Mailbox, MailDomain, Secret
 from mailstack.api.parse import parse_mailbox, parse_maildomain, parse_secret
 from mailstack.api.parse.cluster_networks import exempt_cluster_problems
-from mailstack.api.policy import Grants
+from mailstack.api.policy import SERVER_NOT_ALLOWED, Grants
 from mailstack.api.proof import PROOF_PENDING, Proof, decide, from_status
 from mailstack.controller import reasons
 from mailstack.controller.children import Owner, owned
@@ -72,9 +72,9 @@ def prune_candidates(name: str) -> list[ChildKey]:
 
 
 # A MailDomain that may not serve its domain (any more): not granted, its Service or a host not
-# allowed, over its namespace's limits, its proof of control not given, or an older claim
-# serves it. Unlike an invalid spec, whose last valid objects stay,
-# such a MailDomain must stop serving what it served.
+# allowed, over its namespace's limits, its proof of control not given, an older claim serves
+# it, or it joins a shared server (not run yet, or not one its grants list). Unlike an invalid
+# spec, whose last valid objects stay (``unparsed``), such a MailDomain must stop serving.
 WITHDRAWN = frozenset(
     {
         reasons.DOMAIN_NOT_GRANTED,
@@ -84,6 +84,8 @@ WITHDRAWN = frozenset(
         reasons.DOMAIN_CONFLICT,
         reasons.LIMIT_EXCEEDED,
         reasons.PROOF_PENDING,
+        reasons.SERVER_PENDING,
+        reasons.SERVER_NOT_ALLOWED,
     }
 )
 
@@ -172,8 +174,9 @@ class Rendered:
     domain_problems: list[Problem] = field(default_factory=list)
     mailbox_problems: dict[str, list[Problem]] = field(default_factory=lambda: defaultdict(list))
     # Reason for Valid=False: InvalidSpec, DomainNotGranted, ServiceNotAllowed, IssuerNotAllowed,
-    # HostNotAllowed, ProofPending, LimitExceeded, DomainConflict (claimed twice), InvalidSecret,
-    # NameTaken (``ownership.refuse_taken``, after the children are read).
+    # HostNotAllowed, ProofPending, LimitExceeded, DomainConflict (claimed twice), ServerPending,
+    # ServerNotAllowed, InvalidSecret, NameTaken (``ownership.refuse_taken``, after the
+    # children are read).
     invalid_reason: str = reasons.INVALID_SPEC
     render_error: str | None = None
     # Another MailDomain serves the same domain: this one must not touch the Mailboxes.
@@ -288,6 +291,10 @@ def _withdrawn_reason(grants: Grants, model: MailDomain, problems: Sequence[Prob
     if grants.outbound_refusals(model):
         return reasons.OUTBOUND_NOT_ALLOWED
     kinds = {p.kind for p in problems}
+    if SERVER_NOT_ALLOWED in kinds:
+        return reasons.SERVER_NOT_ALLOWED
+    if SERVER_PENDING in kinds:
+        return reasons.SERVER_PENDING
     if PROOF_PENDING in kinds:
         return reasons.PROOF_PENDING
     if LIMIT_EXCEEDED in kinds:

@@ -26,6 +26,8 @@ OUTBOUND_NOT_ALLOWED = "OutboundAddressNotAllowed"  # binds to an address no gra
 DOMAIN_CONFLICT = "DomainConflict"  # an older MailDomain (any namespace) serves spec.domain
 LIMIT_EXCEEDED = "LimitExceeded"  # over a namespace limit of a MailDomainPolicy (Mailboxes too)
 PROOF_PENDING = "ProofPending"  # the grant requires a DNS proof of control not seen yet
+SERVER_PENDING = "ServerPending"  # spec.serverRef: the operator does not run shared servers yet
+SERVER_NOT_ALLOWED = "ServerNotAllowed"  # spec.serverRef names a server no grant lists
 INVALID_SECRET = "InvalidSecret"  # a referenced or material Secret cannot be used
 NAME_TAKEN = "NameTaken"  # an object of a child's name exists and is not this MailDomain's
 
