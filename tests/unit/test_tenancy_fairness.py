@@ -6,10 +6,12 @@ only referenced Secrets are kept with their data (``controller.memory.SecretCach
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -447,10 +449,48 @@ def test_contenders_are_parsed_once_per_generation(monkeypatch: pytest.MonkeyPat
     hostile = [_claim("tenant-b", f"x{i}", f"uid-cache-x{i}") for i in range(5)]
     mine = _claim("tenant-a", "a", "uid-cache-a")
     for _ in range(3):
-        plan._parse_domains(hostile, plan.parse_maildomain(mine, "test"))
+        plan._parse_domains(hostile, ("tenant-a", "a"))
     assert sorted(n for n in parsed if n != "a") == [f"x{i}" for i in range(5)]
-    plan._parse_domains([_claim("tenant-b", "x0", "uid-cache-x0", generation=2)], real(mine, "t"))
+    plan._parse_domains([_claim("tenant-b", "x0", "uid-cache-x0", generation=2)], ("a", "a"))
     assert parsed.count("x0") == 2  # a new generation is parsed again
+    assert plan._PARSED["uid-cache-x0"][0] == 2  # and replaces the older one
+    plan._parse_domains([_claim("tenant-b", "x0", "uid-cache-x0", generation=1)], ("a", "a"))
+    assert parsed.count("x0") == 3 and plan._PARSED["uid-cache-x0"][0] == 2  # not kept
+    assert mine["metadata"]["uid"] not in plan._PARSED  # one's own spec: parsed by its render
+
+
+def big_aliases(round_: int) -> dict[str, list[str]]:
+    """``spec.aliases`` at the CRD's bounds (128 aliases of 32 targets of up to 318 characters):
+    about 1 MiB of JSON, valid for the CRD and the parser; ``round_`` changes one target."""
+    host = ("a" * 60 + ".") * 3 + "example"
+    aliases = {f"al{i}": [f"{'x' * 58}{i:03d}{j}@{host}" for j in range(32)] for i in range(128)}
+    aliases["al0"][0] = f"round{round_}@{host}"
+    return aliases
+
+
+def test_one_large_maildomain_written_again_and_again_is_parsed_into_one_copy() -> None:
+    # The sixth #13 check (H5): a copy per (uid, generation), cleared at 4096, let one
+    # MailDomain of some 1 MiB written 400 times (1.2 MiB per parse) pass the chart's 512Mi.
+    raw = json.dumps({**_claim("hostile", "big", "uid-big"), "spec": {"domain": "h.example"}})
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for generation in range(1, 21):
+            doc = json.loads(raw)  # as each watch event brings it
+            doc["metadata"]["generation"] = generation
+            doc["spec"]["aliases"] = big_aliases(generation)
+            assert plan.parsed_contender(doc) is not None
+            del doc
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    print(f"{held / 2**20:.1f} MiB held for 20 generations of one MailDomain")
+    assert held < 4 * 2**20, f"{held / 2**20:.1f} MiB held for 20 generations of one spec"
+    assert plan._PARSED["uid-big"][0] == 20
+    docs = Documents()
+    docs.put_domain(json.loads(raw))
+    docs.drop_domain("hostile", "big")  # deleted: its parse goes too
+    assert "uid-big" not in plan._PARSED
 
 
 def test_a_change_of_what_no_contest_reads_marks_no_other_claim() -> None:

@@ -26,7 +26,7 @@ from mailstack.controller.documents import (
     served_hostname,
 )
 from mailstack.controller.memory import DomainKey
-from mailstack.controller.plan import NamespaceView, parsed_contender
+from mailstack.controller.plan import NamespaceView, forget_contender, parsed_contender
 from mailstack.kubedoc import Obj, meta_of
 
 # creationTimestamp: the age of a MailDomain's claim on its domain (``MailDomain.claim_order``).
@@ -145,6 +145,8 @@ class Documents:
         old = self._domains.get((namespace, name))
         affected = self._drop_domain(namespace, name)
         self._release(namespace, old, maildomain=True)
+        if old is not None:
+            forget_contender(old)
         return affected
 
     def _drop_domain(self, namespace: str, name: str) -> set[DomainKey]:

@@ -235,10 +235,13 @@ def _parse_domains(docs: Sequence[Mapping[str, Any]], own: tuple[str, str]) -> l
     return list(found.values())
 
 
-# Contenders parsed, by (uid, generation): the parse reads the spec and immutable metadata
-# only, so N hostile claims on one name cost N parses, not one each per reconcile of every
-# contender (N²). Bounded: cleared when full.
-_PARSED: dict[tuple[str, int], MailDomain | None] = {}
+# Contenders parsed, by uid: the latest generation seen and its parse. The parse reads the spec
+# and immutable metadata only, so N hostile claims on one name cost N parses, not one each per
+# reconcile of every contender (N²). One entry per live MailDomain (an older generation is
+# parsed again, not kept; ``forget_contender`` drops a deleted one): a copy per generation let
+# one large MailDomain written again and again fill the operator's memory (the sixth #13
+# check, H5). Bounded in count too: cleared when full.
+_PARSED: dict[str, tuple[int, MailDomain | None]] = {}
 _PARSED_MAX = 4096
 
 
@@ -246,18 +249,27 @@ def parsed_contender(doc: Mapping[str, Any]) -> MailDomain | None:
     """The raw MailDomain ``doc`` parsed, or None when invalid (it serves nothing)."""
     meta = doc.get("metadata") or {}
     uid, generation = meta.get("uid"), meta.get("generation")
-    key = (uid, generation) if isinstance(uid, str) and isinstance(generation, int) else None
-    if key is not None and key in _PARSED:
-        return _PARSED[key]
+    if not isinstance(uid, str) or not isinstance(generation, int):
+        uid, generation = None, -1
+    cached = _PARSED.get(uid) if uid is not None else None
+    if cached is not None and cached[0] == generation:
+        return cached[1]
     try:
         parsed: MailDomain | None = parse_maildomain(doc, SOURCE)
     except ValidationError:
         parsed = None
-    if key is not None:
-        if len(_PARSED) >= _PARSED_MAX:
+    if uid is not None and (cached is None or cached[0] < generation):
+        if uid not in _PARSED and len(_PARSED) >= _PARSED_MAX:
             _PARSED.clear()
-        _PARSED[key] = parsed
+        _PARSED[uid] = (generation, parsed)
     return parsed
+
+
+def forget_contender(doc: Mapping[str, Any]) -> None:
+    """Drop the parse of the deleted MailDomain ``doc``."""
+    uid = (doc.get("metadata") or {}).get("uid")
+    if isinstance(uid, str):
+        _PARSED.pop(uid, None)
 
 
 def _proofs(
