@@ -316,6 +316,9 @@ CHURN = {
     "annotations": lambda i: {"metadata": {"annotations": {"churn": str(i)}}},
     "finalizers": lambda i: {"metadata": {"finalizers": [f"tenant-b.example/churn-{i}"]}},
     "pod labels": lambda i: {"spec": {"pods": {"labels": {"churn": str(i)}}}},  # rendered only
+    # Read by the contest, but tenant-b's claim is refused by the grants before any contest.
+    "aliases": lambda i: {"spec": {"aliases": {f"a{i}": ["x@elsewhere.example"]}}},
+    "serverRef": lambda i: {"spec": {"serverRef": {"name": f"s{i}"}}},
 }
 
 
@@ -323,10 +326,10 @@ CHURN = {
 def test_another_tenants_churn_does_not_reconcile_my_maildomain(api: ApiServer, write: str) -> None:
     """tenant-b, granted nothing of a.example, creates a MailDomain claiming a.example
     (refused: DomainNotGranted) and then changes only its labels (annotations, finalizers, its
-    pods' labels), again and again (any tenant may; the API server takes each write). Only a
-    change of its claim marks the other claims on its names for a reconcile
-    (``Documents.put_domain``): such changes cost tenant-a's MailDomain no reconcile in
-    tenant-a's own turns."""
+    pods' labels; or, new spec fields, its aliases or serverRef), again and again (any tenant
+    may; the API server takes each write). Only a change of a claim the grants let take part
+    marks the other claims on its names for a reconcile (``Documents.put_domain``): such
+    changes cost tenant-a's MailDomain no reconcile in tenant-a's own turns."""
     two_tenants(api)
     running = OperatorThread(api)
     passes: list[str] = []

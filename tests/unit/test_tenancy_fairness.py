@@ -517,3 +517,28 @@ def test_a_change_of_what_no_contest_reads_marks_no_other_claim() -> None:
     annotated = _claim("tenant-b", "x", "uid-churn-x", generation=7)
     annotated["spec"] = {"domain": "a.example", "pods": {"annotations": {"k": "v"}}}
     assert ("tenant-a", "a") in docs.put_domain(annotated)
+
+
+def test_spec_churn_of_a_claim_the_grants_refuse_marks_no_other_claim() -> None:
+    # The sixth #13 check (H4): tenant-b, granted nothing of a.example, changes the aliases or
+    # the serverRef of its refused claim on it again and again; assemble refuses it before any
+    # contest, so tenant-a's MailDomain must not be reconciled for each change.
+    def granted(namespace: str, domain: str) -> bool:
+        return namespace == "tenant-a"
+
+    for grants, marked in ((granted, False), (None, True)):  # None: no policies, all contend
+        docs = Documents(granted=grants)
+        docs.put_domain(_claim("tenant-a", "a", "uid-h4-a"))
+        docs.put_domain(_claim("tenant-b", "x", "uid-h4-x"))
+        changes = [{"aliases": {"a2": ["x@elsewhere.example"]}}, {"serverRef": {"name": "s2"}}]
+        for generation, change in enumerate(changes, start=2):
+            churned = _claim("tenant-b", "x", "uid-h4-x", generation=generation)
+            churned["spec"] = {"domain": "a.example", **change}
+            assert (("tenant-a", "a") in docs.put_domain(churned)) is marked, change
+    # A change that makes the claim one the grants allow (its host name) marks the others.
+    docs = Documents(granted=lambda namespace, domain: domain != "mail.a.example")
+    docs.put_domain(_claim("tenant-a", "a", "uid-h4-a"))
+    docs.put_domain(_claim("tenant-b", "x", "uid-h4-x"))
+    moved = _claim("tenant-b", "x", "uid-h4-x", generation=2)
+    moved["spec"] = {"domain": "a.example", "hostname": "mx.a.example"}
+    assert ("tenant-a", "a") in docs.put_domain(moved)

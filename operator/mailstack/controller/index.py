@@ -135,11 +135,22 @@ class Documents:
         for secret in referenced_secret_names(doc, ()):
             self._domain_secrets[(namespace, secret)].add(name)
         self._release(namespace, old, maildomain=True)
-        if old is not None and _claim_of(old) == _claim_of(doc):
-            # A metadata-only or status-only event (labels, conditions): no claim changed, so
-            # no other MailDomain is judged differently; another tenant's churn costs nothing.
+        if old is not None and (
+            not (self._takes_part(old) or self._takes_part(doc)) or _claim_of(old) == _claim_of(doc)
+        ):
+            # A metadata-only or status-only event (labels, conditions), or a change of a claim
+            # the grants refuse before any contest: no other MailDomain is judged differently;
+            # another tenant's churn costs nothing.
             return {(namespace, name)}
         return affected | self._affected_by(doc)
+
+    def _takes_part(self, doc: Mapping[str, Any]) -> bool:
+        """Whether the grants let the MailDomain ``doc``'s namespace hold its domain and host
+        name: a claim they refuse takes part in no contest (``assemble``), whatever its spec
+        says; a change of the grants re-checks every MailDomain anyway."""
+        namespace = namespaced_name(doc)[0]
+        names = (served_domain(doc), served_hostname(doc))
+        return all(name is not None and self.granted(namespace, name) for name in names)
 
     def drop_domain(self, namespace: str, name: str) -> set[DomainKey]:
         old = self._domains.get((namespace, name))
