@@ -69,7 +69,11 @@ def build(maildomain: dict[str, Any]) -> dict[str, Any]:
     )
     tls = copy.deepcopy(domain_spec["properties"]["tls"])
     tls["description"] = "How the certificate of the server's host name is issued."
-    rules = [r for r in domain_spec.get("x-kubernetes-validations", []) if "relay" in r["rule"]]
+    rules = [
+        r
+        for r in domain_spec.get("x-kubernetes-validations", [])
+        if "relay" in r["rule"] and "serverRef" not in r["rule"]  # a server joins no server
+    ]
     status = copy.deepcopy(root["properties"]["status"])
     status["properties"] = {
         "observedGeneration": status["properties"]["observedGeneration"],

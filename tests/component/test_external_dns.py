@@ -329,11 +329,12 @@ def serving_objects(api: ApiServer, ns: str) -> dict[str, list[str]]:
 @pytest.mark.parametrize(
     "broken",
     [
-        # Refused by the operator's parser, accepted by the CRD.
-        {"serverRef": {"name": "shared"}, "relay": {"host": "smtp.example.net"}},
+        # Refused by the operator's parser, accepted by the CRD (whose rule on serverRef
+        # covers spec.relay and spec.resolvers only: the other sections have defaults).
         {"serverRef": {"name": "shared"}, "limits": {"messageSize": "1Mi"}},
+        {"serverRef": {"name": "shared"}, "protocols": {"pop3": False}},
     ],
-    ids=["serverRef+relay", "serverRef+limits"],
+    ids=["serverRef+limits", "serverRef+protocols"],
 )
 def test_a_tenant_keeps_no_domain_whose_grant_was_withdrawn_behind_a_parse_error(
     api: ApiServer, operator: OperatorThread, broken: dict[str, Any]

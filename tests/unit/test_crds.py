@@ -703,6 +703,16 @@ BAD: list[tuple[str, Doc, str]] = [
         policy(outbound={"bindAddresses": ["out.example.com"]}),
         "not valid under any of the given schemas",
     ),
+    (
+        "server-ref-with-relay",
+        maildomain(serverRef={"name": "shared"}, relay={"host": "smtp.example.net"}),
+        "with spec.serverRef, the MailServer relays",
+    ),
+    (
+        "server-ref-with-resolvers",
+        maildomain(serverRef={"name": "shared"}, resolvers=["192.0.2.53"]),
+        "with spec.serverRef, the MailServer relays",
+    ),
     ("relay-without-host", maildomain(relay={"port": 25}), required("host")),
     (
         "relay-empty-credentials",
