@@ -9,7 +9,7 @@ import pytest
 
 from mailstack.api.policy import Grants, parse_policy
 from mailstack.controller import plan
-from mailstack.controller.conditions import valid_condition
+from mailstack.controller.conditions import rendered_condition, valid_condition
 from tests.unit.test_controller import NOW, domain_doc
 from tests.unit.test_policy import policy_doc
 
@@ -41,6 +41,7 @@ def test_an_ungranted_maildomain_is_withdrawn_even_when_its_spec_does_not_parse(
     message = valid_condition(out).message
     assert message.startswith("spec.domain: no MailDomainPolicy grants namespace default")
     assert len(out.domain_problems) > 1  # the parse problems are still reported
+    assert "what made it serve is removed" in rendered_condition(out, None).message
 
 
 @pytest.mark.parametrize("broken", list(BROKEN))
@@ -50,6 +51,7 @@ def test_a_granted_maildomain_whose_spec_does_not_parse_keeps_its_last_objects(
     for policies in [(OURS,), ()]:  # granted, or no policies at all (a single team)
         out = rendered(domain_doc(**BROKEN[broken]), *policies)
         assert not out.valid and not out.withdrawn and out.invalid_reason == "InvalidSpec"
+        assert "the objects of the last valid spec stay" in rendered_condition(out, None).message
 
 
 def test_an_ungranted_or_invalid_host_name_withdraws_an_unparsed_spec() -> None:

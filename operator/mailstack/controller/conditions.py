@@ -86,12 +86,12 @@ def rendered_condition(rendered: Rendered, apply_error: str | None) -> Condition
             "not applied: an object of a child's name is not this MailDomain's (see Valid)",
         )
     if not rendered.valid:
-        return Condition(
-            RENDERED,
-            "False",
-            reasons.INVALID_SPEC,
-            "not rendered: the spec is not valid; the objects of the last valid spec stay",
+        why = (
+            "the MailDomain may not serve its domain (see Valid); what made it serve is removed"
+            if rendered.withdrawn
+            else "the spec is not valid; the objects of the last valid spec stay"
         )
+        return Condition(RENDERED, "False", reasons.INVALID_SPEC, f"not rendered: {why}")
     if rendered.render_error is not None:
         return Condition(RENDERED, "False", reasons.RENDER_FAILED, rendered.render_error)
     if apply_error is not None:

@@ -3,11 +3,12 @@
 ``render_domain`` is the same sequence as ``mailstack render`` (parse → assemble → material →
 render) applied to what the cluster holds, with one difference in policy: problems are sorted by
 the document they belong to instead of stopping everything. A problem with the MailDomain itself
-stops its render (the objects of the last valid spec stay in place); a problem with one Mailbox
-only marks that Mailbox. ``conditions`` turns the outcome into conditions (``mailbox_verdicts``
-for the Mailboxes) and ``status`` into the status documents (``domain_status``,
-``mailbox_status``; see ``docs/architecture.md``). Nothing here performs I/O; ``reconcile``
-does that around it.
+stops its render (the objects of the last valid spec stay in place, unless the MailDomain may no
+longer serve its domain: ``WITHDRAWN``, and ``unparsed`` for a spec that does not parse); a
+problem with one Mailbox only marks that Mailbox. ``conditions`` turns the outcome into
+conditions (``mailbox_verdicts`` for the Mailboxes) and ``status`` into the status documents
+(``domain_status``, ``mailbox_status``; see ``docs/architecture.md``). Nothing here performs
+I/O; ``reconcile`` does that around it.
 """
 
 from __future__ import annotations
