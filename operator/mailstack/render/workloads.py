@@ -60,7 +60,7 @@ POSTFIX_CAPABILITIES = [
     "FOWNER",
     # master stops its daemons (user postfix) with SIGTERM to its process group.
     "KILL",
-    # SMTP on 25, submissions on 465, submission on 587.
+    # SMTP on 25 (587 and 465 are Dovecot's, in the MDA pod).
     "NET_BIND_SERVICE",
     # master and every daemon switch to the postfix user and group.
     "SETGID",
