@@ -12,6 +12,7 @@ DEBIAN_PACKAGES=(
   python3 python3-venv python3-pip ca-certificates openssl
   postfix libsasl2-modules
   dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-sieve dovecot-managesieved
+  dovecot-submissiond
   rspamd clamav-daemon clamav-freshclam
   iproute2 nftables util-linux mount procps
   bind9 bind9-dnsutils pdns-server pdns-backend-sqlite3

@@ -186,12 +186,10 @@ def test_parallel_guesses_are_limited_and_others_still_log_in(stack: Stack) -> N
     codes = json.loads(output)
     assert len(codes) == 30
     assert 454 not in codes, codes
-    # At most smtpConnections (20) at once: the rest are told to come back later (421 at
-    # connect); of those, the auth policy service lets 10 be checked (agent/auth_policy.py),
-    # and refuses the others unchecked (535 as well: test_shared_address_logins counts them).
-    assert codes.count(535) <= 20, codes
-    assert sum(1 for c in codes if c in (421, 450)) >= 10, codes
-    assert set(codes) <= {535, 421, 450}, codes
+    # 587 is Dovecot's: no per-address connection limit, so every guess gets its session and is
+    # refused (535); the auth policy service lets 10 be checked (agent/auth_policy.py) and
+    # refuses the others unchecked, answered alike (test_shared_address_logins counts them).
+    assert codes == [535] * 30, codes
     # Everybody else logs in at once, with the right password.
     start = time.monotonic()
     with stack.smtp("submission") as smtp:

@@ -1,9 +1,12 @@
-"""Dovecot's LMTP and auth ports answer Postfix's certificate alone.
+"""The internal ports answer their one peer's certificate alone.
 
-Both are served by the agent beside Dovecot over TLS with the MTA's pinned client certificate
-(agent/tunnel.py). A client in another pod's network namespace (here the MTA pod's, which the
-NetworkPolicy admits) gets no LMTP greeting and no auth handshake without that certificate;
-with it, it gets both (so the probe itself works). From the host, nothing answers at all.
+Dovecot's LMTP port is served by the agent beside Dovecot over TLS with the MTA's pinned client
+certificate (agent/tunnel.py). A client in another pod's network namespace (here the MTA pod's,
+which the NetworkPolicy admits) gets no LMTP greeting without that certificate; with it, it
+gets one (so the probe itself works). From the host, nothing answers at all. Postfix's
+mda-relay port, where Dovecot relays the mail of users logged in on 587 and 465 and names them
+with XCLIENT, relays for Dovecot's certificate alone: a client without it (here in the MDA pod,
+which the NetworkPolicy admits) that names a user with XCLIENT relays nothing.
 """
 
 from __future__ import annotations
@@ -74,9 +77,9 @@ def _probe_from_host(address: str, port: int, cert: str, key: str) -> str:
 
 @pytest.mark.parametrize(
     ("port", "greeting"),
-    [(layout.LMTP_PORT.number, "220 "), (layout.SASL_PORT.number, "VERSION\t1\t")],
+    [(layout.LMTP_PORT.number, "220 ")],
 )
-def test_lmtp_and_auth_answer_only_the_mtas_certificate(
+def test_lmtp_answers_only_the_mtas_certificate(
     stack: Stack, mda_address: str, port: int, greeting: str
 ) -> None:
     own = (_read(stack, layout.MTA_CLIENT_CERT), _read(stack, layout.MTA_CLIENT_KEY))
@@ -90,3 +93,53 @@ def test_lmtp_and_auth_answer_only_the_mtas_certificate(
     # From the host, not even the right certificate: up's nftables mirror of the
     # NetworkPolicy refuses the connection before the certificate is asked for.
     assert _probe_from_host(mda_address, port, *own) == "refused"
+
+
+# On mda-relay from the MDA pod: STARTTLS (with the given certificate, or none; "plain": no
+# STARTTLS), XCLIENT naming alice, then a message to another domain. Prints the replies to
+# XCLIENT, MAIL and RCPT.
+XCLIENT_RELAY = (
+    CLIENT_CONTEXT_SOURCE
+    + """
+import smtplib, sys
+host, port, cert, key = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+smtp = smtplib.SMTP(host, port, timeout=20)
+smtp.ehlo("mail.example.com")
+if cert != "plain":
+    smtp.starttls(context=client_context(cert, key))
+    smtp.ehlo("mail.example.com")
+codes = [smtp.docmd("XCLIENT", "LOGIN=alice@example.com ADDR=203.0.113.9")[0]]
+smtp.ehlo("laptop.example.net")
+codes.append(smtp.mail("alice@example.com")[0])
+codes.append(smtp.rcpt("victim@example.net")[0])
+print(" ".join(map(str, codes)))
+"""
+)
+
+
+def _xclient_in_mda_pod(stack: Stack, cert: str, key: str) -> str:
+    port = str(layout.MDA_RELAY_PORT.number)
+    result = stack.in_container(
+        "dovecot", "python3", "-c", XCLIENT_RELAY, "example-com-mta", port, cert, key
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout.strip()
+
+
+def test_mda_relay_relays_for_dovecots_certificate_alone(stack: Stack) -> None:
+    own = (_read(stack, layout.MDA_CLIENT_CERT), _read_mda_key(stack))
+    other = generate_client_certificate("example-com-mda", datetime.now(UTC))
+    # Dovecot's certificate: XCLIENT names alice, and her mail to another domain is taken.
+    assert _xclient_in_mda_pod(stack, *own) == "220 250 250"
+    # Another key with the same name, or none: XCLIENT is taken (Postfix asks no certificate
+    # for it), but no recipient is.
+    for cert, key in [(other.cert_pem, other.key_pem), ("", "")]:
+        assert _xclient_in_mda_pod(stack, cert, key) == "220 250 554", cert[:40]
+    # Without TLS: nothing after XCLIENT (the port requires TLS).
+    assert _xclient_in_mda_pod(stack, "plain", "").split()[1:] == ["530", "530"]
+
+
+def _read_mda_key(stack: Stack) -> str:
+    result = stack.in_container("dovecot", "cat", layout.MDA_CLIENT_KEY)
+    assert result.returncode == 0, result.stderr
+    return result.stdout

@@ -24,7 +24,7 @@ from tests.mail.messages import raw_text_message, token
 
 MTA_POD, MDA_POD = "mail/example-com-mta-0", "mail/example-com-mda-0"
 MDA_SERVICE = "example-com-mda"
-INTERNAL = [(MDA_POD, layout.LMTP_PORT.number), (MDA_POD, layout.SASL_PORT.number)]
+INTERNAL = [(MDA_POD, layout.LMTP_PORT.number)]
 POSTFIX_HEALTH = layout.HEALTH_PORTS["postfix"]
 
 # "open <first bytes of a greeting>", "refused", or "blocked <error>" (a timeout, no route).
@@ -109,17 +109,18 @@ def stranger(stack: Stack) -> Iterator[str]:
         subprocess.run(["ip", "link", "delete", veth], check=False, capture_output=True)
 
 
-def test_lmtp_and_auth_answer_the_mta_alone(stack: Stack, stranger: str) -> None:
+def test_lmtp_answers_the_mta_alone(stack: Stack, stranger: str) -> None:
     mta = _address(stack, MTA_POD)
     internal = [(_address(stack, pod), port) for pod, port in INTERNAL]
     internal.append((mta, layout.MDA_SUBMIT_PORT.number))  # Dovecot's alone
+    internal.append((mta, layout.MDA_RELAY_PORT.number))  # Dovecot's alone (587 and 465)
     in_stranger = ["ip", "netns", "exec", stranger]
     in_internet = ["ip", "netns", "exec", stack.internet.netns]
     for address, port in internal:
         assert _probe([], address, port) == "refused", (address, port)
         assert _probe(in_stranger, address, port) == "refused", (address, port)
         assert not _probe(in_internet, address, port).startswith("open"), (address, port)
-    # The MTA reaches both, by the Service name Postfix uses.
+    # The MTA reaches LMTP, by the Service name Postfix uses.
     for _, port in INTERNAL:
         result = stack.in_container("postfix", "python3", "-c", PROBE, MDA_SERVICE, str(port))
         assert result.stdout.startswith("open"), (port, result.stdout, result.stderr)
@@ -152,9 +153,17 @@ def test_a_host_tool_replacing_etc_hosts_leaves_mail_flowing(stack: Stack) -> No
     subject = token("after /etc/hosts was replaced")
     stack.send_from_internet("alice@example.com", raw_text_message(subject, "alice@example.com"))
     stack.wait_for_subject("alice", subject)
-    # Submission logs in through Dovecot's auth Service.
+    # Submission logs in at Dovecot, which relays through the MTA's Service name.
+    subject = token("submitted after /etc/hosts was replaced")
     with stack.smtp("submission") as smtp:
         assert smtp.login("alice@example.com", PASSWORDS["alice"])[0] == 235
+        refused = smtp.sendmail(
+            "alice@example.com",
+            ["bob@example.com"],
+            raw_text_message(subject, "bob@example.com", sender="alice@example.com"),
+        )
+    assert refused == {}
+    stack.wait_for_subject("bob", subject)
 
 
 def _queue_state(stack: Stack, queue_id: str) -> str:

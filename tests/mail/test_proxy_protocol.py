@@ -138,8 +138,10 @@ def test_port_25_takes_an_ordinary_announced_client(proxied: Stack) -> None:
 def test_submission_refuses_a_client_announced_as_loopback_even_logged_in(
     proxied: Stack, announced: str
 ) -> None:
-    mta = pod_address(proxied, MTA)
-    with ForgingSMTP(proxy_header(announced, mta, 587), mta, 587) as smtp:
+    """Dovecot serves 587 and names the announced client to Postfix (XCLIENT on mda-relay),
+    which refuses the pod's own loopback there as on its PROXY ports."""
+    mda = pod_address(proxied, MDA)
+    with ForgingSMTP(proxy_header(announced, mda, 587), mda, 587) as smtp:
         smtp._host = HOSTNAME  # type: ignore[attr-defined]
         smtp.ehlo("client.example.net")
         smtp.starttls(context=proxied.tls_context())
@@ -148,6 +150,20 @@ def test_submission_refuses_a_client_announced_as_loopback_even_logged_in(
         assert smtp.mail("alice@example.com")[0] == 250
         code, text = smtp.rcpt("bob@example.com")
         assert code == 554 and b"no client of this port can have" in text, text
+
+
+@pytest.mark.parametrize("announced", ["127.0.0.1", "::1"])
+def test_submission_does_not_take_a_loopback_announced_client_as_secured(
+    proxied: Stack, announced: str
+) -> None:
+    """As on IMAP below: on 587 without STARTTLS, Dovecot offers no AUTH to a client the proxy
+    announced as loopback, and refuses a plaintext login."""
+    mda = pod_address(proxied, MDA)
+    with ForgingSMTP(proxy_header(announced, mda, 587), mda, 587) as smtp:
+        smtp.ehlo("client.example.net")
+        assert smtp.has_extn("starttls") and not smtp.has_extn("auth"), smtp.esmtp_features
+        code, _ = smtp.docmd("AUTH", "PLAIN AGFsaWNlQGV4YW1wbGUuY29tAHdyb25n")
+        assert code == 530, code
 
 
 @pytest.mark.parametrize("announced", ["127.0.0.1", "::1"])
@@ -215,7 +231,7 @@ def _first_bytes(address: str, port: int, send: bytes = b"") -> bytes:
 
 
 @pytest.mark.parametrize(
-    ("pod", "port", "greeting"), [(MTA, 25, b"220"), (MTA, 587, b"220"), (MDA, 143, b"* OK")]
+    ("pod", "port", "greeting"), [(MTA, 25, b"220"), (MDA, 587, b"220"), (MDA, 143, b"* OK")]
 )
 def test_a_connection_without_the_header_is_refused(
     proxied: Stack, pod: str, port: int, greeting: bytes
@@ -240,7 +256,7 @@ except OSError as err:
 def test_outside_the_trusted_ranges_the_proxy_ports_are_closed(proxied: Stack) -> None:
     """The internet namespace (not in trustedCIDRs) reaching the pods directly: refused by the
     NetworkPolicy (nftables under up), as Postfix itself has no list of trusted proxies."""
-    for pod, port in ((MTA, 25), (MTA, 465), (MDA, 993)):
+    for pod, port in ((MTA, 25), (MDA, 465), (MDA, 993)):
         out = proxied.run_in_internet(CONNECT, pod_address(proxied, pod), str(port))
         assert out.strip() == "ConnectionRefusedError", (pod, port, out)
 
@@ -249,8 +265,8 @@ INTERNAL_CLIENT = (
     CLIENT_CONTEXT_SOURCE
     + r"""
 import imaplib, smtplib, sys
-mta, mda, password, subject = sys.argv[1:5]
-with smtplib.SMTP(mta, 11587, timeout=30) as smtp:
+mda, password, subject = sys.argv[1:4]
+with smtplib.SMTP(mda, 11587, timeout=30) as smtp:
     smtp.ehlo("webmail.mail.svc")
     smtp.starttls(context=client_context("", ""))
     smtp.ehlo("webmail.mail.svc")
@@ -273,17 +289,18 @@ def test_the_internal_listeners_serve_the_namespace_without_proxy(proxied: Stack
     """A pod of the namespace (here: in the MDA pod's network namespace, standing for a
     webmail) submits on int-submission and logs in on int-imap, without a PROXY header."""
     subject = f"internal {secrets.token_hex(4)}"
-    mta, mda = pod_address(proxied, MTA), pod_address(proxied, MDA)
+    mda = pod_address(proxied, MDA)
     result = proxied.in_container(
-        "dovecot", sys.executable, "-c", INTERNAL_CLIENT, mta, mda, PASSWORDS["alice"], subject
+        "dovecot", sys.executable, "-c", INTERNAL_CLIENT, mda, PASSWORDS["alice"], subject
     )
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
     received = proxied.wait_for_subject("alice", subject)
+    # Dovecot's Received and Postfix's (which XCLIENT gave the client's address) name the pod.
     smtp = [str(r) for r in received.get_all("Received") if "with ESMTP" in str(r)]
-    assert len(smtp) == 1 and f"[{mda}]" in smtp[0], received.get_all("Received")
+    assert smtp and all(f"[{mda}]" in r for r in smtp), received.get_all("Received")
     # The host is not a pod of the namespace: the internal listeners are closed to it.
     with pytest.raises(ConnectionRefusedError):
-        socket.create_connection((mta, 11587), timeout=10).close()
+        socket.create_connection((mda, 11587), timeout=10).close()
 
 
 def test_up_restarts_its_haproxy(proxied: Stack) -> None:

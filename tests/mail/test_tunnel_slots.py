@@ -1,4 +1,4 @@
-"""The MDA's tunnel ports against connections that never finish their TLS handshake (outside
+"""The MDA's tunnel port (LMTP) against connections that never finish their TLS handshake (outside
 checks, 2026-12-07): a TLS record header alone, or a whole ClientHello and then silence, from a
 client the NetworkPolicy admits, or any pod where it is not enforced.
 The openers run in the MTA's own network namespace (the only one the local run's policy lets
@@ -17,7 +17,6 @@ import pytest
 from tests.mail.conftest import Stack
 from tests.mail.messages import MDA, text_message, token
 from tests.mail.test_probes_under_load import release
-from tests.mail.test_submission import login
 
 # ``count`` openers on host:port, each sending a TLS record header (a 512-byte ClientHello
 # announced) and nothing more, reconnecting when dropped. Prints "holding", runs until stdin
@@ -130,24 +129,3 @@ def test_unfinished_handshakes_do_not_stop_delivery(stack: Stack, kind: str) -> 
     for subject in subjects:  # nothing lost either way
         stack.wait_for_subject("alice", subject, timeout=90)
     assert delivered == subjects, delivered
-
-
-@pytest.mark.parametrize("kind", list(OPENER_KINDS))
-def test_unfinished_handshakes_on_the_auth_tunnel_do_not_stop_logins(
-    stack: Stack, kind: str
-) -> None:
-    """Openers of ``kind`` on the SASL tunnel (12345), more than its slots (the whole hello
-    ones, ~90 handshakes/s: outside re-check, 2026-12-07). Expected: users still log in on
-    587 and 465."""
-    outcomes: list[str] = []
-    holder = openers(stack, 12345, kind)
-    try:
-        for port in ["submission", "submissions"] * 4:
-            try:
-                with login(stack, port, "bob"):
-                    outcomes.append("235")
-            except Exception as err:  # what a user sees
-                outcomes.append(f"{type(err).__name__}: {err}"[:100])
-    finally:
-        release(holder)
-    assert outcomes == ["235"] * 8, outcomes

@@ -134,4 +134,6 @@ def test_dovecot_asks_the_agent_before_each_login_and_has_no_penalty() -> None:
     assert "auth_policy_server_url = http://127.0.0.1:10071/" in conf
     assert "auth_policy_report_after_auth = yes" in conf
     start = "executable = /usr/bin/env --chdir=/run/dovecot/auth-without-penalty "
-    assert conf.count(start + "/usr/lib/dovecot/auth") == 2
+    # One auth process, for every protocol (Postfix no longer asks Dovecot: no auth-smtp).
+    assert conf.count(start + "/usr/lib/dovecot/auth") == 1
+    assert "auth-smtp" not in conf

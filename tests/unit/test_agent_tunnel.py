@@ -71,9 +71,7 @@ def mda_side(tmp_path: Path, pairs: Pairs) -> Iterator[int]:
     identity = tunnel.Identity(*pairs.mda, pairs.mta[0])
     listener = socket.create_server(("127.0.0.1", 0))
     server = tunnel.start(
-        tunnel.Tunnel(
-            "lmtp", listener, tunnel.unix_connector(str(tmp_path / "echo")), identity, True
-        )
+        tunnel.Tunnel("lmtp", listener, tunnel.unix_connector(str(tmp_path / "echo")), identity)
     )
     yield listener.getsockname()[1]
     server.shutdown()
@@ -127,35 +125,6 @@ def test_the_tunnel_speaks_tls_13_only(mda_side: int, pairs: Pairs) -> None:
     # The pinned certificate itself, over TLS 1.2: refused (both ends are ours).
     assert _client(mda_side, pairs.mta, ssl.TLSVersion.TLSv1_2) == b"refused"
     assert _client(mda_side, pairs.mta, ssl.TLSVersion.TLSv1_3).startswith(b"hello\n")
-
-
-def _through_mta_side(tmp_path: Path, mda_port: int, identity: tunnel.Identity) -> bytes:
-    """Postfix's view: a plain unix socket, carried over TLS to the MDA's port."""
-    path = str(tmp_path / "auth")
-    listener = tunnel.unix_listener(path)
-    connect = tunnel.tcp_connector(f"127.0.0.1:{mda_port}")
-    client = tunnel.start(tunnel.Tunnel("sasl", listener, connect, identity, False))
-    try:
-        with socket.socket(socket.AF_UNIX) as conn:
-            conn.settimeout(5)
-            conn.connect(path)
-            greeting = conn.recv(100)
-            if greeting:
-                conn.sendall(b"auth\n")
-                greeting += conn.recv(100)
-            return greeting
-    finally:
-        client.shutdown()
-
-
-def test_the_mta_side_carries_a_unix_socket_to_the_pinned_server(
-    tmp_path: Path, mda_side: int, pairs: Pairs
-) -> None:
-    assert _through_mta_side(tmp_path, mda_side, tunnel.Identity(*pairs.mta, pairs.mda[0])) == (
-        b"hello\nAUTH\n"
-    )
-    # A server with another certificate than the pinned one gets nothing.
-    assert _through_mta_side(tmp_path, mda_side, tunnel.Identity(*pairs.mta, pairs.other[0])) == b""
 
 
 def test_connections_that_never_finish_their_hello_do_not_keep_the_mta_out(

@@ -39,7 +39,7 @@ def small_mda_side(tmp_path: Path, pairs: Pairs) -> Iterator[int]:  # noqa: F811
     identity = tunnel.Identity(*pairs.mda, pairs.mta[0])
     listener = socket.create_server(("127.0.0.1", 0))
     connect = tunnel.unix_connector(str(tmp_path / "echo"))
-    server = tunnel.start(tunnel.Tunnel("sasl", listener, connect, identity, True, SLOTS))
+    server = tunnel.start(tunnel.Tunnel("lmtp", listener, connect, identity, SLOTS))
     yield listener.getsockname()[1]
     server.shutdown()
     echo.close()
@@ -114,58 +114,37 @@ def test_the_readiness_probe_passes_with_every_session_slot_taken(
 
 
 def test_the_session_slots_come_from_the_pod_spec(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(layout.TUNNEL_SESSIONS_ENV, "lmtp=216,sasl=416")
-    assert (tunnel.session_slots("sasl"), tunnel.session_slots("lmtp")) == (416, 216)
+    monkeypatch.setenv(layout.TUNNEL_SESSIONS_ENV, "lmtp=216")
+    assert tunnel.session_slots("lmtp") == 216
     monkeypatch.delenv(layout.TUNNEL_SESSIONS_ENV)
-    assert tunnel.session_slots("sasl") == tunnel.MAX_CONNECTIONS
+    assert tunnel.session_slots("lmtp") == tunnel.MAX_CONNECTIONS
 
 
-def _lmtp_and_sasl_limits(master_cf: str) -> tuple[int, int]:
-    """The process limits of lmtp and of the smtpd services with SASL in ``master_cf``."""
-    entries = parse_master_cf(master_cf)
-    sasl = [
-        entry
-        for entry in entries
-        if entry.command == "smtpd" and entry.options().get("smtpd_sasl_auth_enable") == "yes"
-    ]
-    lmtp = [entry for entry in entries if entry.command == "lmtp"]
+def _lmtp_limit(master_cf: str) -> int:
+    """The process limit of lmtp in ``master_cf``."""
+    lmtp = [entry for entry in parse_master_cf(master_cf) if entry.command == "lmtp"]
     assert len(lmtp) == 1
-    return process_limit(lmtp[0].maxproc), sum(process_limit(e.maxproc) for e in sasl)
+    return process_limit(lmtp[0].maxproc)
 
 
-@pytest.mark.parametrize(
-    ("service_spec", "sasl_services"),
-    [
-        ({}, 2),  # 587 and 465
-        # and int-submission, int-submissions (Postfix's default limit: in-cluster clients)
-        ({"exposure": "ProxyProtocol", "proxyProtocol": {"trustedCIDRs": ["10.0.0.0/16"]}}, 2),
-    ],
-)
-def test_the_sasl_slots_exceed_what_postfix_can_open(
-    monkeypatch: pytest.MonkeyPatch, service_spec: dict[str, object], sasl_services: int
-) -> None:
-    """Every smtpd of 587 and 465 holds an auth connection from its session's start: twice
-    their process limits (a reload leaves the old processes their sessions) and a margin; the
-    count comes from the values master.cf is rendered from, and agrees with the rendered text
-    (also when a limit changes)."""
+def test_the_lmtp_slots_exceed_what_postfix_can_open(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each lmtp process holds one session: twice the process limit (a reload leaves the old
+    processes their sessions) and a margin; the count comes from the value master.cf is
+    rendered from, and agrees with the rendered text (also when the limit changes). No smtpd
+    holds a tunnel any more: Postfix takes no logins (587 and 465 are Dovecot's)."""
     doc = {
         "apiVersion": API_VERSION,
         "kind": "MailDomain",
         "metadata": {"name": "example-com", "namespace": "mail"},
-        "spec": {"domain": "example.com", "service": service_spec},
+        "spec": {"domain": "example.com"},
     }
     (service,), problems = assemble([parse_maildomain(doc)], [])
     assert not problems
     # "-" in master.cf is default_process_limit: main.cf must leave Postfix's default.
     assert "default_process_limit" not in render_postfix_main_cf(service, "AA:BB")
-    lmtp, sasl = _lmtp_and_sasl_limits(render_postfix_master_cf(service))
-    internal = 2 if service_spec else 0
-    public = postfix.SUBMISSION_SMTPD_PROCESSES
-    assert sasl == sasl_services * public + internal * DEFAULT_PROCESS_LIMIT
-    expected = {"lmtp": 2 * lmtp + TUNNEL_SESSION_MARGIN, "sasl": 2 * sasl + TUNNEL_SESSION_MARGIN}
-    assert tunnel_sessions(service) == expected
-    monkeypatch.setattr(postfix, "SUBMISSION_SMTPD_PROCESSES", 30)
+    lmtp = _lmtp_limit(render_postfix_master_cf(service))
+    assert lmtp == DEFAULT_PROCESS_LIMIT
+    assert tunnel_sessions(service) == {"lmtp": 2 * lmtp + TUNNEL_SESSION_MARGIN}
     monkeypatch.setattr(postfix, "LMTP_PROCESSES", "7")
-    lmtp, sasl = _lmtp_and_sasl_limits(render_postfix_master_cf(service))
-    assert (lmtp, sasl) == (7, sasl_services * 30 + internal * DEFAULT_PROCESS_LIMIT)
-    assert tunnel_sessions(service) == {"lmtp": 2 * 7 + 16, "sasl": 2 * sasl + 16}
+    assert _lmtp_limit(render_postfix_master_cf(service)) == 7
+    assert tunnel_sessions(service) == {"lmtp": 2 * 7 + 16}

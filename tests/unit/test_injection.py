@@ -52,7 +52,7 @@ from mailstack.render import layout
 from mailstack.render.dovecot import STORED_HEADER_ROOM
 from mailstack.render.forwarding import held_alias_entries
 from mailstack.render.objects import CHECKSUM_ANNOTATION, DOMAIN_ANNOTATION
-from mailstack.render.postfix import RELAY_CA_FILE
+from mailstack.render.postfix import RELAY_CA_FILE, RELAY_SASL_APP
 from mailstack.render.stack import render_stack
 from mailstack.render.templating import RenderError
 from tests.parsers import (
@@ -518,6 +518,10 @@ def user_dovecot(service: MailService) -> dict[str, str]:
         "login_greeting": f"{dom.hostname} ready",
         # The MTA's internal Service is named after the MailDomain.
         "submission_host": f"{dom.name}-mta:{layout.MDA_SUBMIT_PORT.number}",
+        # Where submission relays logged-in users' mail (587 and 465 are Dovecot's).
+        "submission_relay_host": f"{dom.name}-mta",
+        "submission_max_mail_size": str(dom.limits.message_size),
+        "submission_max_recipients": str(dom.limits.recipients_per_message),
     }
 
 
@@ -721,7 +725,7 @@ def check_rendered(r: Rendered) -> None:
     ]
     # The relay's CA beside main.cf: nothing but certificates, whatever the Secret held.
     postfix = files_of(find(r.objects, "ConfigMap", names["postfix_config"]))
-    assert set(postfix) == {"main.cf", "master.cf", RELAY_CA_FILE}
+    assert set(postfix) == {"main.cf", "master.cf", RELAY_CA_FILE, f"{RELAY_SASL_APP}.conf"}
     assert postfix[RELAY_CA_FILE] == r.material.relay_ca
     assert PEM_CERTIFICATES.fullmatch(postfix[RELAY_CA_FILE]), postfix[RELAY_CA_FILE]
 
@@ -1416,7 +1420,7 @@ def test_baseline_parses_to_the_intended_directives() -> None:
     main = parsed.main_cf
     assert main["virtual_mailbox_domains"] == DOMAIN
     assert main["myhostname"] == f"mail.{DOMAIN}"
-    assert main["smtpd_tls_auth_only"] == "yes"
+    assert main["smtpd_sasl_auth_enable"] == "no"
     assert main["mynetworks"] == "127.0.0.0/8 [::1]/128"
     assert main["relayhost"] == "[smtp.relay.example.net]:587"
     assert main["smtp_sasl_auth_enable"] == "yes"
@@ -1426,11 +1430,14 @@ def test_baseline_parses_to_the_intended_directives() -> None:
     assert main["bounce_notice_recipient"] == f"postmaster@{DOMAIN}"
     assert main["smtpd_relay_restrictions"].endswith("reject_unauth_destination")
     services = {(e.service, e.type) for e in parsed.master_cf}
-    assert {("25", "inet"), ("587", "inet"), ("465", "inet")} <= services
-    submission = next(e for e in parsed.master_cf if e.service == "587")
-    assert submission.options()["smtpd_sasl_auth_enable"] == "yes"
-    assert submission.options()["smtpd_tls_security_level"] == "encrypt"
+    # 587 and 465 are Dovecot's; it relays logged-in users' mail to mda-relay.
+    relay_port = str(layout.MDA_RELAY_PORT.number)
+    assert {("25", "inet"), (relay_port, "inet")} <= services
+    assert not {("587", "inet"), ("465", "inet")} & services
+    relay = next(e for e in parsed.master_cf if e.service == relay_port)
+    assert relay.options()["smtpd_tls_security_level"] == "encrypt"
     root = parsed.dovecot
+    assert "submission" in root.get("protocols").split()
     assert root.get("hostname") == f"mail.{DOMAIN}"
     assert root.get("auth_mechanisms") == "plain login"
     assert root.get("disable_plaintext_auth") == "yes"

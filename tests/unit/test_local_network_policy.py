@@ -46,25 +46,30 @@ def _chain_of(ruleset: str, pod: PolicyPod, direction: str = "ingress") -> list[
     return [line.strip() for line in body.group(1).splitlines() if not line.strip().startswith("#")]
 
 
-def test_only_the_mta_reaches_lmtp_and_auth(example_render: list[dict[str, Any]]) -> None:
+def test_only_the_mta_reaches_lmtp_and_only_the_mda_its_relay_ports(
+    example_render: list[dict[str, Any]],
+) -> None:
     pods = _pods(example_render)
     ruleset = _ruleset(_policies(example_render), pods)
     mta, mda = pods["mail/example-com-mta-0"], pods["mail/example-com-mda-0"]
     other_mta = pods["default/example-org-mta-0"]
     rules = _chain_of(ruleset, mda)
-    # The host for the probes, the public ports for everyone, LMTP and auth for the MTA alone.
+    # The host for the probes, the public ports for everyone (587 and 465 are Dovecot's), LMTP
+    # for the MTA alone.
     assert rules[0] == f"ip saddr {HOST} tcp dport {layout.HEALTH_PORTS['dovecot']} accept"
-    assert f"ip saddr {mta.address} tcp dport {{ 24, 12345 }} accept" in rules
+    assert "tcp dport { 110, 143, 465, 587, 993, 995, 4190 } accept" in rules
+    assert f"ip saddr {mta.address} tcp dport 24 accept" in rules
     assert any(re.fullmatch(r"tcp dport \{ [\d, ]+ \} accept", rule) for rule in rules)
     assert not any(other_mta.address in rule for rule in rules)
     assert rules[-2:] == [
         "meta l4proto tcp reject with tcp reset",
         "reject with icmpx admin-prohibited",
     ]
-    # The MTA: its public ports from anywhere, mda-submit from its own MDA only.
+    # The MTA: port 25 from anywhere, mda-submit and mda-relay from its own MDA only.
     mta_rules = _chain_of(ruleset, mta)
-    assert f"ip saddr {mda.address} tcp dport {layout.MDA_SUBMIT_PORT.number} accept" in mta_rules
-    assert "tcp dport { 25, 465, 587 } accept" in mta_rules
+    relay_ports = f"{layout.MDA_SUBMIT_PORT.number}, {layout.MDA_RELAY_PORT.number}"
+    assert f"ip saddr {mda.address} tcp dport {{ {relay_ports} }} accept" in mta_rules
+    assert "tcp dport 25 accept" in mta_rules
     # The renderer writes no egress policy: nothing is isolated for egress.
     assert "jump out_" not in ruleset
 
@@ -238,8 +243,15 @@ def test_the_proxy_protocol_policies_as_rules(tmp_path: Any) -> None:
     pods = _pods(objects)
     mta = pods["mail/px-mta-0"]
     mda = pods["mail/px-mda-0"]
-    rules = _chain_of(_ruleset(_policies(objects), pods), mta)
-    assert "ip saddr 10.192.0.0/10 tcp dport { 25, 465, 587 } accept" in rules
-    namespace_pods = f"{{ {mta.address}, {mda.address} }}"
-    assert f"ip saddr {namespace_pods} tcp dport {{ 11465, 11587 }} accept" in rules
+    ruleset = _ruleset(_policies(objects), pods)
+    rules = _chain_of(ruleset, mta)
+    assert "ip saddr 10.192.0.0/10 tcp dport 25 accept" in rules
     assert not any(re.fullmatch(r"tcp dport .* accept", rule) for rule in rules)
+    # 587 and 465 are Dovecot's: the MDA's chain has them and their internal twins.
+    mda_rules = _chain_of(ruleset, mda)
+    public = "{ 110, 143, 465, 587, 993, 995, 4190 }"
+    assert f"ip saddr 10.192.0.0/10 tcp dport {public} accept" in mda_rules
+    namespace_pods = f"{{ {mta.address}, {mda.address} }}"
+    internal = "{ 11110, 11143, 11465, 11587, 11993, 11995, 15190 }"
+    assert f"ip saddr {namespace_pods} tcp dport {internal} accept" in mda_rules
+    assert not any(re.fullmatch(r"tcp dport .* accept", rule) for rule in mda_rules)

@@ -42,15 +42,12 @@ def test_every_statefulset_becomes_one_pod_with_its_claims(
         "subPath": "rspamd-db",
     } in rspamd.mounts
     assert rspamd.command[-4:] == ["agent", "rspamd", "--health-port", "9102"]
-    # The container's env as rendered (glibc malloc settings for rspamd, where the agent beside
-    # Postfix finds Dovecot's auth service, and how many sessions its tunnel carries), as a
-    # kubelet sets it.
+    # The container's env as rendered (glibc malloc settings for rspamd; none for the agent
+    # beside Postfix, which carries no tunnel since Postfix takes no logins), as a kubelet sets
+    # it.
     assert rspamd.env["GLIBC_TUNABLES"].startswith("glibc.malloc.")
     postfix = next(c for c in mta.containers if c.name == "postfix")
-    assert postfix.env == {
-        "MAILSTACK_AUTH_SERVER": "example-com-mda:12345",
-        "MAILSTACK_TUNNEL_SESSIONS": "lmtp=216,sasl=816",
-    }
+    assert postfix.env == {}
 
 
 def test_public_ports_go_to_the_pod_that_declares_them(

@@ -29,7 +29,7 @@ SETTINGS = [
     {switch: False for switch in SWITCHES},
     *({switch: switch != off for switch in SWITCHES} for off in SWITCHES),
 ]
-INTERNAL = {layout.LMTP_PORT.number, layout.SASL_PORT.number, layout.MDA_SUBMIT_PORT.number}
+INTERNAL = {layout.LMTP_PORT.number, layout.MDA_SUBMIT_PORT.number, layout.MDA_RELAY_PORT.number}
 
 
 @pytest.fixture(scope="module")
@@ -92,21 +92,22 @@ def test_every_place_opens_the_ports_of_the_table(
     probe = f"127.0.0.1:{layout.POSTFIX_PROBE_PORT}"
     assert probe in {e.service for e in smtpd}
     assert {int(e.service) for e in smtpd if e.service != probe} == _open(protocols, "mta") | {
-        layout.MDA_SUBMIT_PORT.number
+        layout.MDA_SUBMIT_PORT.number,
+        layout.MDA_RELAY_PORT.number,
     }
 
     dovecot = parse_dovecot_conf(render_dovecot_conf(service))
     listening = {int(s.get("port")) for s in _sections(dovecot) if s.name == "inet_listener"} - {0}
-    # LMTP and SASL: the agent's TLS tunnel listens (agent/tunnel.py), onto Dovecot's sockets.
+    # LMTP: the agent's TLS tunnel listens (agent/tunnel.py), onto Dovecot's socket.
     assert listening == _open(protocols, "mda")
     sockets = {s.arg for s in _sections(dovecot) if s.name == "unix_listener"}
-    assert {layout.DOVECOT_LMTP_SOCKET_NAME, layout.DOVECOT_AUTH_SOCKET_NAME} <= sockets
+    assert layout.DOVECOT_LMTP_SOCKET_NAME in sockets
     served = set(dovecot.get("protocols").split())
     assert served == {"lmtp"} | {
         name
         for name, switch in [("imap", "imap"), ("pop3", "pop3"), ("sieve", "managesieve")]
         if protocols[switch]
-    }
+    } | ({"submission"} if protocols["submission"] or protocols["submissions"] else set())
 
     srv = [r for r in desired_records(service.domain, dkim) if r.type == "SRV"]
     announced = {int(value.split()[2]) for r in srv for value in r.values if value != "0 0 0 ."}

@@ -185,16 +185,14 @@ def test_postfix_takes_proxy_on_the_public_ports_only(tmp_path: Path) -> None:
         for words in lines
         if words[1] == "inet"
     }
-    assert sum("mynetworks=" in words for words in lines) == 4  # 25, its smtpd, 587, 465
+    # 25, its smtpd, and mda-relay (where Dovecot names the clients of 587 and 465).
+    assert sum("mynetworks=" in words for words in lines) == 3
     assert not any("smtpd_upstream_proxy_protocol=haproxy" in w for w in lines if w[1] == "pass")
     assert any("mynetworks=" in words for words in lines if words[1] == "pass")
     assert proxied == {
         "25": True,
-        "587": True,
-        "465": True,
-        "11587": False,  # int-submission
-        "11465": False,  # int-submissions
         "10587": False,  # mda-submit
+        "10588": False,  # mda-relay (587 and 465 are Dovecot's)
         "127.0.0.1:10025": False,  # the probe listener
     }
     for timeout in ("smtpd_upstream_proxy_timeout", "postscreen_upstream_proxy_timeout"):
@@ -243,6 +241,10 @@ def test_dovecot_takes_proxy_from_the_trusted_ranges_on_the_public_listeners(
         "int-pop3s": ("11995", False),
         "sieve": ("4190", True),
         "int-sieve": ("15190", False),
+        "submission": ("587", True),
+        "submissions": ("465", True),
+        "int-submission": ("11587", False),
+        "int-submissions": ("11465", False),
     }
 
 
@@ -279,19 +281,25 @@ def test_the_network_policies_admit_the_proxies_and_the_namespaces(tmp_path: Pat
     objects = proxied_render(tmp_path)
     mta = find(objects, "NetworkPolicy", "px-mta")["spec"]["ingress"]
     proxies = [{"ipBlock": {"cidr": cidr}} for cidr in TRUSTED]
-    assert mta[0] == {
-        "from": proxies,
-        "ports": [{"protocol": "TCP", "port": n} for n in ("smtp", "submissions", "submission")],
-    }
+    # Port 25 alone: 587 and 465 are Dovecot's; no internal listener on the MTA.
+    assert mta[0] == {"from": proxies, "ports": [{"protocol": "TCP", "port": "smtp"}]}
     webmail = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "webmail"}}}
-    assert mta[1] == {
-        "from": [{"podSelector": {}}, webmail],
-        "ports": [{"protocol": "TCP", "port": n} for n in ("int-submissions", "int-submission")],
-    }
+    assert all(webmail not in rule.get("from", []) for rule in mta)
     mda = find(objects, "NetworkPolicy", "px-mda")["spec"]["ingress"]
     assert mda[0]["from"] == proxies
+    assert [p["port"] for p in mda[0]["ports"]] == [
+        "submissions",
+        "submission",
+        "imap",
+        "imaps",
+        "pop3",
+        "pop3s",
+        "sieve",
+    ]
     assert mda[1]["from"] == [{"podSelector": {}}, webmail]
     assert [p["port"] for p in mda[1]["ports"]] == [
+        "int-submissions",
+        "int-submission",
         "int-imap",
         "int-imaps",
         "int-pop3",

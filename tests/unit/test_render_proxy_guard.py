@@ -50,7 +50,7 @@ def test_the_proxy_listeners_refuse_unannounceable_clients(tmp_path: Path) -> No
         for words in (line.split() for line in postconf(config, "-M").splitlines())
     }
     guard = "mailstack_proxied_guard=$mailstack_unannounceable_smtpd"
-    for service in ("25/inet", "smtpd/pass", "587/inet", "465/inet"):
+    for service in ("25/inet", "smtpd/pass"):
         if service == "25/inet":
             assert (
                 "postscreen_access_list=$mailstack_unannounceable_postscreen" in services[service]
@@ -58,8 +58,12 @@ def test_the_proxy_listeners_refuse_unannounceable_clients(tmp_path: Path) -> No
             assert "postscreen_denylist_action=drop" in services[service]
         else:
             assert guard in services[service], service
-    for service in ("11587/inet", "11465/inet", "10587/inet", "127.0.0.1:10025/inet"):
+    for service in ("10587/inet", "10588/inet", "127.0.0.1:10025/inet"):
         assert not any("mailstack_proxied_guard" in word for word in services[service]), service
+    # 587 and 465 are Dovecot's: mda-relay refuses the same addresses when Dovecot names them
+    # with XCLIENT, PROXY exposure or not (test_render_submission).
+    assert not {"587/inet", "465/inet", "11587/inet", "11465/inet"} & set(services)
+    assert any("$mailstack_unannounceable_smtpd," in word for word in services["10588/inet"])
     # Every public smtpd checks the guard first ($mailstack_tripwire leads their restrictions).
     assert postconf(config, "-h", "mailstack_tripwire").split(",")[0].strip() == (
         "$mailstack_proxied_guard"

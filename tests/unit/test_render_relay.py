@@ -15,7 +15,12 @@ import pytest
 from mailstack.api.assemble import MailService
 from mailstack.api.models import Relay, SecretKeyRef
 from mailstack.render import layout
-from mailstack.render.postfix import RELAY_CA_FILE, SYSTEM_CA_FILE, render_postfix_config
+from mailstack.render.postfix import (
+    RELAY_CA_FILE,
+    RELAY_SASL_APP,
+    SYSTEM_CA_FILE,
+    render_postfix_config,
+)
 from mailstack.render.templating import RenderError
 from tests.parsers import parse_main_cf
 from tests.support import example_service
@@ -71,7 +76,9 @@ def test_outbound_tls_follows_the_relay(case: str) -> None:
     assert params["smtp_tls_CAfile"] == (OWN_CA_FILE if own_ca else SYSTEM_CA_FILE)
     # The CA file sits beside main.cf in the same ConfigMap: a new CA rolls the MTA pod.
     assert files.get(RELAY_CA_FILE) == (CA_PEM if own_ca else None)
-    assert set(files) == {"main.cf", "master.cf"} | ({RELAY_CA_FILE} if own_ca else set())
+    assert set(files) == {"main.cf", "master.cf", f"{RELAY_SASL_APP}.conf"} | (
+        {RELAY_CA_FILE} if own_ca else set()
+    )
 
 
 def test_a_relay_ca_without_its_certificates_is_not_rendered() -> None:

@@ -107,7 +107,7 @@ def test_the_public_listeners_hand_cluster_clients_to_the_agent() -> None:
     main = files["main.cf"].splitlines()
     assert "smtpd_restriction_classes = mailstack_masked_client" in main
     assert (
-        "mailstack_masked_client = check_policy_service { unix:/run/mailstack/sasl/tripwire, "
+        "mailstack_masked_client = check_policy_service { unix:/run/mailstack/policy/tripwire, "
         "default_action=DUNNO, timeout=2s }"
     ) in main
     assert (
@@ -120,8 +120,9 @@ def test_the_public_listeners_hand_cluster_clients_to_the_agent() -> None:
     assert "smtpd_authorized_xclient_hosts =" in main
     assert "smtpd_authorized_xforward_hosts =" in main
     master = files["master.cf"]
-    # 587 and 465 look before the login permits; mda-submit and the probe never.
-    assert master.count("smtpd_client_restrictions=$mailstack_tripwire,permit_sasl") == 2
+    # Port 25 alone (its smtpd's client restrictions are main.cf's): 587 and 465 are Dovecot's,
+    # and mda-submit, mda-relay and the probe never look.
+    assert "$mailstack_tripwire" not in master
     assert "smtpd_client_restrictions=permit_tls_clientcerts,reject" in master
 
 

@@ -2,7 +2,7 @@
 across logins, without ever locking a right password out.
 
 Dovecot asks it before each login (``command=allow``, every protocol: IMAP, POP3, ManageSieve
-and Postfix's SMTP AUTH through the SASL tunnel) and tells it each result (``command=report``),
+and submission on 587 and 465) and tells it each result (``command=report``),
 with the login, the client's address and the password's hash (``H(nonce || login || NUL ||
 password)``, truncated; the nonce is made once and kept, with the known hashes, on the mail
 volume by ``agent.known_hashes``, so a restarted agent still knows them). Each login and

@@ -152,7 +152,7 @@ def _prepare_postfix() -> None:
     _directory(layout.QUEUE_DIR, 0, 0, 0o755)
     _directory(layout.POSTFIX_DATA_DIR, uid, gid, 0o700)
     _directory(layout.POSTSCREEN_DIR, uid, gid, 0o700)
-    _directory(layout.SASL_TUNNEL_DIR, 0, 0, 0o755)
+    _directory(layout.POLICY_SOCKET_DIR, 0, 0, 0o755)
     wait_for_config_age(layout.POSTFIX_CONFIG_DIR)
     run([postfix, "-c", layout.POSTFIX_CONFIG_DIR, "post-install", "create-missing"], check=True)
 
@@ -180,9 +180,8 @@ def postfix() -> Daemon:
         prepare=_prepare_postfix,
         reload=_reload_postfix,
         probes=alive,
-        # Ready only when the Services Postfix hands mail and logins to resolve and answer.
+        # Ready only when the Service Postfix hands mail to resolves and answers.
         readiness=[probe_next_hops(f"{layout.POSTFIX_CONFIG_DIR}/main.cf")],
-        tunnels=True,
         tripwire=True,
     )
 

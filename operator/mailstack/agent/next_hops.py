@@ -1,27 +1,25 @@
 """The MTA's readiness beyond its own ports: can Postfix reach the Services it hands mail to?
 
-Owns the check that Postfix resolves and reaches its LMTP next hop (``virtual_transport``) and
-Dovecot's auth service (``smtpd_sasl_path``), read from the mounted main.cf as Postfix reads
-them, so the check follows whatever the renderer writes there. Without it a Postfix that had lost
+Owns the check that Postfix resolves and reaches its LMTP next hop (``virtual_transport``), read
+from the mounted main.cf as Postfix reads it, so the check follows whatever the renderer writes
+there. Without it a Postfix that had lost
 its Service names (a pod's hosts file gone, cluster DNS down) or its route to Dovecot still said
 ready: submission failed and inbound mail waited or bounced while every probe said ok.
 
 Names are resolved by ``getent ahosts`` (getaddrinfo, the lookup ``lmtp_host_lookup = native``
 uses) in a child process: in the agent itself, glibc's NSS modules would stay loaded for the
-life of the pod. Both hops are the MDA's TLS tunnels (agent.tunnel): the probe completes a
-handshake with the MTA's certificate and wants the MDA's pinned one, as Postfix and the SASL
-tunnel will; a bare connection would succeed while the tunnel refuses every handshake (a
-certificate rotated on one side only). The handshakes ask for the probe's server name
-(``layout.TUNNEL_PROBE_SERVER_NAME``), which the tunnel serves on slots of its own: sessions
-that Postfix holds (for clients that hold submission sessions, say) never make the MTA unready,
-as taking it out of its Services would not free them. Two handshakes each probe period (10 s)
-cost the MDA's agent well under a millisecond of CPU each.
+life of the pod. The hop is the MDA's TLS tunnel (agent.tunnel): the probe completes a
+handshake with the MTA's certificate and wants the MDA's pinned one, as Postfix will; a bare
+connection would succeed while the tunnel refuses every handshake (a certificate rotated on one
+side only). The handshake asks for the probe's server name (``layout.TUNNEL_PROBE_SERVER_NAME``),
+which the tunnel serves on slots of its own: sessions that Postfix holds never make the MTA
+unready, as taking it out of its Services would not free them. One handshake each probe period
+(10 s) costs the MDA's agent well under a millisecond of CPU.
 """
 
 from __future__ import annotations
 
 import _socket  # not socket: see mailstack.agent.health
-import os
 
 from mailstack.agent.processes import ProcessError, run
 from mailstack.render import layout
@@ -38,7 +36,7 @@ CONNECT_TIMEOUT = 2.0
 # kubelet's probe timeout (which would read as a failed probe with no reason).
 RESOLVE_TIMEOUT = 3
 # main.cf parameters that name an internal next hop, and what each is for.
-NEXT_HOP_PARAMETERS = (("virtual_transport", "LMTP"), ("smtpd_sasl_path", "auth"))
+NEXT_HOP_PARAMETERS = (("virtual_transport", "LMTP"),)
 
 
 def main_cf_parameters(text: str) -> dict[str, str]:
@@ -73,15 +71,12 @@ def inet_endpoint(value: str) -> tuple[str, int] | None:
     return host, int(port)
 
 
-def next_hops(main_cf: str, carried: dict[str, str] | None = None) -> list[tuple[str, str, int]]:
-    """(purpose, host, port) of each internal next hop main.cf names over TCP. ``carried``: a
-    local socket main.cf names and the ``host:port`` the agent's tunnel carries it to (Postfix's
-    SASL client, agent.tunnel), which is then the next hop."""
+def next_hops(main_cf: str) -> list[tuple[str, str, int]]:
+    """(purpose, host, port) of each internal next hop main.cf names over TCP."""
     parameters = main_cf_parameters(main_cf)
     hops = []
     for name, purpose in NEXT_HOP_PARAMETERS:
-        value = parameters.get(name, "")
-        endpoint = inet_endpoint((carried or {}).get(value, value))
+        endpoint = inet_endpoint(parameters.get(name, ""))
         if endpoint is not None:
             hops.append((purpose, *endpoint))
     return hops
@@ -132,7 +127,7 @@ def tunnel_reach(identity: Identity) -> Callable[[str, int], str | None]:
             conn.close()
             return str(err)
         try:
-            # The first byte of the greeting (LMTP's banner, the auth service's handshake): with
+            # The first byte of the greeting (LMTP's banner): with
             # TLS 1.3 the server refuses a client certificate only after our side is done.
             # Asking for the probe's server name: the tunnel serves it on slots of its own.
             session = handshake(conn, identity, False, layout.TUNNEL_PROBE_SERVER_NAME)
@@ -148,7 +143,7 @@ def tunnel_reach(identity: Identity) -> Callable[[str, int], str | None]:
 
 
 def mta_identity() -> Identity:
-    """The MTA's side of the tunnels (as ``agent.tunnel.open_postfix_tunnels``)."""
+    """The MTA's side of the LMTP tunnel (as Postfix's main.cf presents it)."""
     from mailstack.agent.tunnel import Identity
 
     return Identity(layout.MTA_CLIENT_CERT, layout.MTA_CLIENT_KEY, layout.MDA_CLIENT_CERT)
@@ -158,20 +153,16 @@ def probe_next_hops(
     main_cf_path: str,
     resolver: Callable[[str], str | None] = resolve,
     connector: Callable[[str, int], str | None] | None = None,
-    carried: dict[str, str] | None = None,
 ) -> Callable[[], str | None]:
     """A readiness probe: healthy when every next hop of the main.cf resolves and completes a
     tunnel handshake (``connector``, by default ``tunnel_reach`` with the MTA's identity); else
-    what failed, naming the parameter's purpose, host and port. ``carried`` (``next_hops``)
-    defaults to the agent's SASL tunnel and the target the pod spec gives it."""
+    what failed, naming the parameter's purpose, host and port."""
     connector = connector or tunnel_reach(mta_identity())
-    if carried is None:
-        carried = {layout.SASL_TUNNEL_SOCKET: os.environ.get(layout.AUTH_SERVER_ENV, "")}
 
     def probe() -> str | None:
         try:
             with open(main_cf_path, encoding="utf-8") as main_cf:
-                hops = next_hops(main_cf.read(), carried)
+                hops = next_hops(main_cf.read())
         except OSError as err:
             return f"{main_cf_path}: {err}"
         problems = []

@@ -1,23 +1,22 @@
-"""Owns the agents' mutual-TLS tunnels, the only way to Dovecot's LMTP and auth services.
+"""Owns the dovecot agent's mutual-TLS tunnel, the only way to Dovecot's LMTP service.
 
 Dovecot cannot demand a client certificate on LMTP (``ssl_verify_client_cert`` only asks for
-one; ``auth_ssl_require_client_cert`` concerns logins), and neither its auth service nor
-Postfix's Dovecot SASL client speaks TLS. So both services listen on unix sockets inside the MDA
-pod, and the dovecot container's agent serves ``LMTP_PORT`` and ``SASL_PORT`` over TLS for the
-MTA's certificate alone, passing the bytes on to those sockets. In the MTA pod, Postfix's LMTP
-client speaks TLS itself (it presents the MTA's certificate and pins the MDA's); its SASL client
-cannot, so the postfix container's agent takes it on a unix socket and carries it to
-``SASL_PORT`` the same way (the ``client`` side here).
+one). So LMTP listens on a unix socket inside the MDA pod, and the dovecot container's agent
+serves ``LMTP_PORT`` over TLS for the MTA's certificate alone, passing the bytes on to that
+socket. In the MTA pod, Postfix's LMTP client speaks TLS itself (it presents the MTA's
+certificate and pins the MDA's); the client side here (``handshake``) is the MTA's readiness
+probe's (agent.next_hops). Postfix takes no logins any more (587 and 465 are Dovecot's), so
+no SASL is carried.
 
 Pinning: each side holds the other's self-signed certificate (the public part) and accepts that
 certificate only, compared byte for byte after the handshake; no CA takes part. The files are
 read for every connection, so new material is used without a restart. Each connection has one
 thread (``_thread``, as the health server), which does the handshake and then moves bytes both
 ways with ``select``: an ``SSLSocket`` must not be read and written from two threads at once.
-The agent imports ``_ssl`` only when it runs a tunnel (about 2.5 MB more RSS in the postfix and
-dovecot containers; the rspamd container runs none): the C modules under ``ssl`` and
-``socket``, as ``agent.health`` uses them, since ``ssl`` and ``socket`` with their enums made it
-about 8 MB.
+The agent imports ``_ssl`` only when it runs a tunnel or probes one (about 2.5 MB more RSS in
+the postfix and dovecot containers; the rspamd container does neither): the C modules under
+``ssl`` and ``socket``, as ``agent.health`` uses them, since ``ssl`` and ``socket`` with their
+enums made it about 8 MB.
 """
 
 from __future__ import annotations
@@ -27,17 +26,14 @@ import _ssl
 import _thread
 import binascii
 import os
-import pwd
 import select
 import sys
 
 from mailstack.agent.tunnel_hello import Waiting
 from mailstack.agent.tunnel_sockets import (
     Socket,
-    tcp_connector,
     tcp_listener,
     unix_connector,
-    unix_listener,
 )
 from mailstack.render import layout
 
@@ -204,8 +200,7 @@ def relay(session: Session, plain: _socket.socket, idle: float = IDLE_TIMEOUT) -
 
 
 class Tunnel:
-    """One listener and the connections it relays. ``accept_tls``: the listener speaks TLS and
-    the target is plain (the MDA side); otherwise the reverse (the MTA side)."""
+    """One TLS listener and the connections it relays to a plain target."""
 
     def __init__(
         self,
@@ -213,14 +208,12 @@ class Tunnel:
         listener: _socket.socket,
         connect: Callable[[], _socket.socket],
         identity: Identity,
-        accept_tls: bool,
         slots: int = MAX_CONNECTIONS,
     ) -> None:
         self.name = name
         self.listener = listener
         self.connect = connect
         self.identity = identity
-        self.accept_tls = accept_tls
         self.slots = slots
         self.active = 0
         self.probes = 0
@@ -230,8 +223,7 @@ class Tunnel:
 
     def serve_forever(self) -> None:
         while not self.closed:
-            if self.accept_tls:
-                self.waiting.make_room()
+            self.waiting.make_room()
             try:
                 # The C method that socket.socket.accept wraps (typeshed does not list it).
                 fd, _ = self.listener._accept()  # type: ignore[attr-defined]
@@ -240,14 +232,8 @@ class Tunnel:
                     return
                 continue
             conn = Socket(fileno=fd)
-            if self.accept_tls:
-                self.waiting.add(conn)
-                _thread.start_new_thread(self._serve_after_hello, (conn,))
-                continue
-            if not self._take_slot(probe=False):
-                conn.close()
-                continue
-            _thread.start_new_thread(self._serve_plain, (conn,))
+            self.waiting.add(conn)
+            _thread.start_new_thread(self._serve_after_hello, (conn,))
 
     def _take_slot(self, probe: bool) -> bool:
         with self.lock:
@@ -293,19 +279,6 @@ class Tunnel:
                 target.close()
             self._free_slot(probe)
 
-    def _serve_plain(self, conn: _socket.socket) -> None:
-        target: _socket.socket | None = None
-        try:
-            target = self.connect()
-            relay(handshake(target, self.identity, server_side=False), conn)
-        except (OSError, ValueError) as err:  # _ssl.SSLError is an OSError
-            _log(f"{self.name}: connection refused or failed: {err}")
-        finally:
-            conn.close()
-            if target is not None:
-                target.close()
-            self._free_slot(probe=False)
-
     def problem(self) -> str | None:
         """For the readiness probe: None while the tunnel listens."""
         return f"the {self.name} tunnel is closed" if self.closed else None
@@ -321,7 +294,7 @@ class Tunnel:
 
 def session_slots(name: str) -> int:
     """The sessions the tunnel ``name`` carries at once: ``layout.TUNNEL_SESSIONS_ENV``
-    (``lmtp=N,sasl=M``, the pod spec's), else ``MAX_CONNECTIONS``."""
+    (``lmtp=N``, the pod spec's), else ``MAX_CONNECTIONS``."""
     for item in os.environ.get(layout.TUNNEL_SESSIONS_ENV, "").split(","):
         key, _, value = item.partition("=")
         if key.strip() == name and value.strip().isdigit():
@@ -334,34 +307,15 @@ def start(tunnel: Tunnel) -> Tunnel:
     return tunnel
 
 
-def open_postfix_tunnels() -> list[Tunnel]:
-    """Postfix's SASL client, on a unix socket only the postfix user may use, to Dovecot's
-    auth service over TLS: the MTA's certificate shown, the MDA's pinned."""
-    server = os.environ.get(layout.AUTH_SERVER_ENV, "")
-    if ":" not in server:
-        raise ValueError(f"{layout.AUTH_SERVER_ENV} is not set to host:port (the pod spec's)")
-    identity = Identity(layout.MTA_CLIENT_CERT, layout.MTA_CLIENT_KEY, layout.MDA_CLIENT_CERT)
-    postfix = pwd.getpwnam("postfix")
-    listener = unix_listener(layout.SASL_TUNNEL_SOCKET, (postfix.pw_uid, postfix.pw_gid))
-    tunnel = Tunnel("sasl", listener, tcp_connector(server), identity, False, session_slots("sasl"))
-    return [start(tunnel)]
-
-
 def open_dovecot_tunnels() -> list[Tunnel]:
-    """LMTP and SASL over TLS, for the MTA's certificate only, onto Dovecot's unix sockets."""
+    """LMTP over TLS, for the MTA's certificate only, onto Dovecot's unix socket."""
     identity = Identity(layout.MDA_CLIENT_CERT, layout.MDA_CLIENT_KEY, layout.MTA_CLIENT_CERT)
-    opened: list[Tunnel] = []
-    for port, socket_path in (
-        (layout.LMTP_PORT, layout.DOVECOT_LMTP_SOCKET),
-        (layout.SASL_PORT, layout.DOVECOT_AUTH_SOCKET),
-    ):
-        listener = tcp_listener(port.number)
-        connect = unix_connector(socket_path)
-        slots = session_slots(port.name)
-        opened.append(start(Tunnel(port.name, listener, connect, identity, True, slots)))
-    return opened
+    port = layout.LMTP_PORT
+    listener = tcp_listener(port.number)
+    connect = unix_connector(layout.DOVECOT_LMTP_SOCKET)
+    return [start(Tunnel(port.name, listener, connect, identity, session_slots(port.name)))]
 
 
 def open_tunnels(daemon: str) -> list[Tunnel]:
     """The tunnels of the agent beside ``daemon``, listening."""
-    return {"postfix": open_postfix_tunnels, "dovecot": open_dovecot_tunnels}[daemon]()
+    return {"dovecot": open_dovecot_tunnels}[daemon]()

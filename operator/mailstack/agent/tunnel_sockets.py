@@ -1,5 +1,5 @@
 """Owns the ends of the agents' tunnels that are plain sockets: the TCP and unix listeners and
-the connectors to a unix socket or a ``host:port`` Service (agent.tunnel carries the bytes).
+the connector to a unix socket (agent.tunnel carries the bytes).
 Like agent.tunnel it uses the C modules under ``socket`` only (see its docstring).
 """
 
@@ -14,9 +14,6 @@ from mailstack.agent.tunnel_hello import LISTEN_BACKLOG
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-# A Service that does not take the connection by then is unreachable.
-CONNECT_TIMEOUT = 3.0
 
 
 class Socket(_socket.socket):
@@ -69,28 +66,5 @@ def unix_connector(path: str) -> Callable[[], _socket.socket]:
             sock.close()
             raise
         return sock
-
-    return connect
-
-
-def tcp_connector(address: str) -> Callable[[], _socket.socket]:
-    """Connects to ``host:port`` (a Service name, resolved at each connection)."""
-    host, _, port = address.rpartition(":")
-
-    def connect() -> _socket.socket:
-        failure: OSError = OSError(f"{address}: no address")
-        for family, kind, proto, _name, where in _socket.getaddrinfo(
-            host.strip("[]"), int(port), 0, _socket.SOCK_STREAM
-        ):
-            sock = Socket(family, kind, proto)
-            sock.settimeout(CONNECT_TIMEOUT)
-            try:
-                sock.connect(where)
-            except OSError as err:
-                sock.close()
-                failure = err
-                continue
-            return sock
-        raise failure
 
     return connect

@@ -35,8 +35,9 @@ class SecretKeyRef:
 class ClientLimits:
     """What one client address may do (``spec.limits.perClient``); 0 turns a limit off.
 
-    The SMTP limits are Postfix's anvil(8) counts, per port and per minute; ``sessions_per_user``
-    is Dovecot's per user and address, after login. ``exempt_networks`` (IP addresses or CIDR
+    The SMTP limits are Postfix's anvil(8) counts on port 25, per minute (587 and 465 are
+    Dovecot's, behind which Postfix skips them); ``sessions_per_user`` is Dovecot's per user and
+    address, after login (IMAP, POP3). ``exempt_networks`` (IP addresses or CIDR
     ranges, canonical) are exempt from the SMTP limits, as the pod's own loopback always is.
     """
 
@@ -44,7 +45,9 @@ class ClientLimits:
     smtp_connections_per_minute: int = 60
     smtp_messages_per_minute: int = 60
     smtp_recipients_per_minute: int = 200
-    smtp_logins_per_minute: int = 0  # off: agent.auth_policy bounds guessing
+    # No effect since Postfix takes no logins (587 and 465 are Dovecot's): kept so that
+    # MailDomains that set it stay valid; agent.auth_policy bounds guessing.
+    smtp_logins_per_minute: int = 0
     sessions_per_user: int = 50
     exempt_networks: tuple[str, ...] = ()
 

@@ -34,6 +34,7 @@ REQUIRED_FILES = {
     "/usr/lib/dovecot/pop3": "dovecot-pop3d",
     "/usr/lib/dovecot/lmtp": "dovecot-lmtpd",
     "/usr/lib/dovecot/managesieve": "dovecot-managesieved",
+    "/usr/lib/dovecot/submission": "dovecot-submissiond",
     "/usr/lib/dovecot/modules/lib90_sieve_plugin.so": "dovecot-sieve",
 }
 

@@ -27,13 +27,22 @@ STORED_HEADER_ROOM = 1 << 20
 # connection: 5.4 s).
 LOGIN_PROCESSES = 4
 # Dovecot's listeners that speak TLS from the first byte.
-IMPLICIT_TLS = frozenset({"imaps", "pop3s", "int-imaps", "int-pop3s"})
+IMPLICIT_TLS = frozenset(
+    {"imaps", "pop3s", "submissions", "int-imaps", "int-pop3s", "int-submissions"}
+)
 LOGIN_CLIENTS = 250
 
 
-# Dovecot's protocols, in the order dovecot.conf lists them, each named as the listener that
-# serves it: a protocol is on when that listener is (imaps and pop3s go with imap and pop3).
-_DOVECOT_PROTOCOLS = ("imap", "pop3", "lmtp", "sieve")
+# Dovecot's protocols, in the order dovecot.conf lists them, each with the listeners that serve
+# it: a protocol is on when one of them is (imaps and pop3s go with imap and pop3; submission
+# serves 587 and 465).
+_DOVECOT_PROTOCOLS = (
+    ("imap", ("imap",)),
+    ("pop3", ("pop3",)),
+    ("lmtp", ("lmtp",)),
+    ("sieve", ("sieve",)),
+    ("submission", ("submission", "submissions")),
+)
 
 
 def listener_ports(service: MailService) -> dict[str, int]:
@@ -45,7 +54,7 @@ def listener_ports(service: MailService) -> dict[str, int]:
         for port in layout.PUBLIC_PORTS
         if port.component == "mda"
     }
-    ports.update({port.name: port.number for port in (layout.LMTP_PORT, layout.SASL_PORT)})
+    ports[layout.LMTP_PORT.name] = layout.LMTP_PORT.number
     if service.domain.service.exposure == "ProxyProtocol":
         ports.update(
             {
@@ -60,7 +69,7 @@ def listener_ports(service: MailService) -> dict[str, int]:
 
 def dovecot_protocols(service: MailService) -> list[str]:
     listeners = listener_ports(service)
-    return [name for name in _DOVECOT_PROTOCOLS if listeners[name]]
+    return [name for name, served in _DOVECOT_PROTOCOLS if any(listeners[n] for n in served)]
 
 
 def render_dovecot_conf(service: MailService) -> str:
@@ -85,13 +94,15 @@ def render_dovecot_conf(service: MailService) -> str:
             "mda_client_cert": layout.MDA_CLIENT_CERT,
             "mda_client_key": layout.MDA_CLIENT_KEY,
             "lmtp_socket": layout.DOVECOT_LMTP_SOCKET_NAME,
-            "auth_socket": layout.DOVECOT_AUTH_SOCKET_NAME,
             "auth_policy_nonce": layout.AUTH_POLICY_NONCE,
             "auth_dir": layout.DOVECOT_AUTH_DIR,
         },
         auth_policy_port=layout.AUTH_POLICY_PORT,
         names=layout.object_names(domain.name),
         mda_submit_port=layout.MDA_SUBMIT_PORT.number,
+        mda_relay_port=layout.MDA_RELAY_PORT.number,
+        mda_relay_processes=layout.MDA_RELAY_PROCESSES,
+        submission=_login_listeners(service)["submission-login"],
         vmail_user=layout.VMAIL_USER,
         vmail_uid=layout.VMAIL_UID,
         vmail_gid=layout.VMAIL_GID,
@@ -122,15 +133,26 @@ def _login_listeners(service: MailService) -> dict[str, list[str]]:
             ("imap-login", ("imap", "imaps", "int-imap", "int-imaps")),
             ("pop3-login", ("pop3", "pop3s", "int-pop3", "int-pop3s")),
             ("managesieve-login", ("sieve", "int-sieve") if listeners["sieve"] else ()),
+            ("submission-login", _submission_listeners(listeners)),
         )
     }
 
 
+def _submission_listeners(listeners: dict[str, int]) -> tuple[str, ...]:
+    """submission-login's listeners: those of 587 and 465 that are on (with their int-* twins).
+    None when both are off (the submission protocol is then off too)."""
+    names = ("submission", "submissions", "int-submission", "int-submissions")
+    return tuple(name for name in names if listeners.get(name))
+
+
 def _login_services(service: MailService) -> list[str]:
     """Dovecot's login services that the config names: imap and pop3 always (their listeners
-    are off with port 0), managesieve only when on (its service exists with Pigeonhole's)."""
-    sieve = ["managesieve-login"] if listener_ports(service)["sieve"] else []
-    return ["imap-login", "pop3-login", *sieve]
+    are off with port 0), managesieve only when on (its service exists with Pigeonhole's), and
+    submission when 587 or 465 is (its service exists with dovecot-submissiond's)."""
+    listeners = listener_ports(service)
+    sieve = ["managesieve-login"] if listeners["sieve"] else []
+    submission = ["submission-login"] if _submission_listeners(listeners) else []
+    return ["imap-login", "pop3-login", *sieve, *submission]
 
 
 def render_auth_policy_settings(service: MailService) -> str:

@@ -46,32 +46,24 @@ MILTER_SOCKET = f"{MILTER_DIR}/rspamd.sock"
 # The envelope sender of the agent's health probe (agent/milter_probe), which it sends as from
 # 127.0.0.1: rspamd's rspamd.lua answers that message without scanning or logging it.
 MILTER_PROBE_SENDER = "probe@localhost"
-# Dovecot's LMTP and auth services listen on unix sockets only; the dovecot container's agent
-# reaches them from its TLS listeners on LMTP_PORT and SASL_PORT (agent/tunnel.py).
-# (dovecot.conf names them relative to its base_dir, DOVECOT_RUN_DIR).
+# Dovecot's LMTP service listens on a unix socket only; the dovecot container's agent reaches
+# it from its TLS listener on LMTP_PORT (agent/tunnel.py). (dovecot.conf names it relative to
+# its base_dir, DOVECOT_RUN_DIR.)
 DOVECOT_LMTP_SOCKET_NAME = "lmtp-tunnel"
-DOVECOT_AUTH_SOCKET_NAME = "auth-tunnel"
 DOVECOT_LMTP_SOCKET = f"{DOVECOT_RUN_DIR}/{DOVECOT_LMTP_SOCKET_NAME}"
-DOVECOT_AUTH_SOCKET = f"{DOVECOT_RUN_DIR}/{DOVECOT_AUTH_SOCKET_NAME}"
-# emptyDir of the postfix container: the socket on which its agent takes Postfix's SASL
-# connections to Dovecot's auth service and carries them over TLS to SASL_PORT.
-SASL_TUNNEL_DIR = "/run/mailstack/sasl"
-SASL_TUNNEL_SOCKET = f"{SASL_TUNNEL_DIR}/auth"
-# The postfix agent's policy service for clients of the public listeners from the cluster's own
-# ranges (agent/tripwire.py); beside the SASL socket, in the same emptyDir Postfix reaches.
-TRIPWIRE_SOCKET = f"{SASL_TUNNEL_DIR}/tripwire"
+# emptyDir of the postfix container where its agent serves Postfix's policy service: the
+# tripwire, for clients of the public listeners from the cluster's own ranges (agent/tripwire.py).
+POLICY_SOCKET_DIR = "/run/mailstack/policy"
+TRIPWIRE_SOCKET = f"{POLICY_SOCKET_DIR}/tripwire"
 # Where the postfix agent's health server serves what the tripwire saw (the operator reads it).
 MASKED_CLIENTS_PATH = "/masked-clients"
-# The env variable that tells the postfix container's agent where Dovecot's auth service is
-# (``<mda Service>:<SASL_PORT>``): the Service name depends on the MailDomain.
-AUTH_SERVER_ENV = "MAILSTACK_AUTH_SERVER"
-# The env variable that tells the postfix and dovecot containers' agents how many sessions each
-# tunnel carries at once (``lmtp=N,sasl=M``), derived from Postfix's process limits in the
-# rendered master.cf (render.postfix.tunnel_sessions): Postfix must never find them full.
+# The env variable that tells the dovecot container's agent how many sessions its tunnel
+# carries at once (``lmtp=N``), derived from Postfix's process limits in the rendered master.cf
+# (render.postfix.tunnel_sessions): Postfix must never find it full.
 TUNNEL_SESSIONS_ENV = "MAILSTACK_TUNNEL_SESSIONS"
 # The server name (SNI) the MTA's readiness probe asks for in its handshakes through the MDA's
-# tunnels: the tunnel serves it on slots of its own, so that sessions held by Postfix (or by
-# clients holding Postfix's) never make the MTA unready.
+# tunnel: the tunnel serves it on slots of its own, so that sessions held by Postfix never make
+# the MTA unready.
 TUNNEL_PROBE_SERVER_NAME = "readiness-probe.mailstack.invalid"
 # ClamAV's signature databases, on the queue volume (a subPath): freshclam writes them, clamd
 # reads them, and a restarted pod does not download them again.
@@ -182,14 +174,14 @@ PUBLIC_PORTS: tuple[Port, ...] = (
     Port(
         "submissions",
         465,
-        "mta",
+        "mda",
         protocol="submissions",
         srv=Srv("_submissions._tcp", 0, "message submission over implicit TLS (RFC 8314)"),
     ),
     Port(
         "submission",
         587,
-        "mta",
+        "mda",
         protocol="submission",
         srv=Srv("_submission._tcp", 10, "message submission with STARTTLS"),
     ),
@@ -222,13 +214,20 @@ def internal_port(port: Port) -> Port:
     )
 
 
-# Internal ports: always on, never announced. LMTP and SASL are TLS with a pinned client
-# certificate on both ends (the MTA's), served by the dovecot container's agent.
+# Internal ports: always on, never announced. LMTP is TLS with a pinned certificate on both ends
+# (the MTA's client certificate), served by the dovecot container's agent.
 LMTP_PORT = Port("lmtp", 24, "mda")
-SASL_PORT = Port("sasl", 12345, "mda")
 # Where Dovecot hands Postfix the mail that Sieve scripts send (redirects, vacation replies),
 # showing its client certificate; on the internal ``<name>-mta`` Service, for the MDA pods only.
 MDA_SUBMIT_PORT = Port("mda-submit", 10587, "mta")
+# Where Dovecot's submission service (587 and 465) relays the mail of logged-in users: TLS with
+# Dovecot's client certificate, then XCLIENT with the user's address, HELO and login; on the
+# internal ``<name>-mta`` Service, for the MDA pods only.
+MDA_RELAY_PORT = Port("mda-relay", 10588, "mta")
+# Its smtpd processes, one per logged-in session; Dovecot's submission service (one process per
+# logged-in session, each holding its relay connection) has the same limit, so its sessions
+# never wait for an smtpd, and a flood of logins costs the dovecot container this many at most.
+MDA_RELAY_PROCESSES = 100
 # Postfix's probe listener: an smtpd on the pod's loopback only, with its own process limit, so
 # that sessions holding every public smtpd (port 25's process limit) cannot fail the probes; its
 # banner says that the master process is alive and spawns smtpd (agent.daemons).

@@ -1,10 +1,11 @@
 """Services and NetworkPolicies: what is reachable, from where.
 
 The public Service selects both pods and uses named target ports, so each port's endpoints are
-exactly the pods that declare it (SMTP → MTA, IMAP/POP3/ManageSieve → MDA). LMTP and SASL live on
-the internal ``<name>-mda`` Service, and the NetworkPolicy admits only the MTA pods to them; the
-port where Dovecot hands Postfix the mail Sieve scripts send lives on the internal ``<name>-mta``
-Service, for the MDA pods only (and Postfix relays there only for Dovecot's client certificate).
+exactly the pods that declare it (SMTP → MTA; IMAP, POP3, ManageSieve and submission → MDA).
+LMTP lives on the internal ``<name>-mda`` Service, and the NetworkPolicy admits only the MTA pods
+to it; the ports where Dovecot hands Postfix the mail Sieve scripts send (mda-submit) and the
+mail of logged-in users (mda-relay) live on the internal ``<name>-mta`` Service, for the MDA pods
+only (and Postfix relays there only for Dovecot's client certificate).
 
 With the ProxyProtocol exposure the public ports take connections from the trusted proxies
 only (``ipBlock`` peers: Postfix has no list of trusted proxies of its own, so this is what keeps
@@ -95,12 +96,12 @@ def render_internal_service(service: MailService) -> Obj | None:
 
 def render_mda_service(service: MailService) -> Obj:
     name = layout.object_names(service.domain.name)["mda_service"]
-    return _internal_service(service, name, "mda", [layout.LMTP_PORT, layout.SASL_PORT])
+    return _internal_service(service, name, "mda", [layout.LMTP_PORT])
 
 
 def render_mta_service(service: MailService) -> Obj:
     name = layout.object_names(service.domain.name)["mta_service"]
-    return _internal_service(service, name, "mta", [layout.MDA_SUBMIT_PORT])
+    return _internal_service(service, name, "mta", [layout.MDA_SUBMIT_PORT, layout.MDA_RELAY_PORT])
 
 
 def _tcp(ports: list[str | int]) -> list[Obj]:
@@ -147,7 +148,7 @@ def render_network_policies(service: MailService, operator_namespace: str = "") 
                 *_public_rules(service, "mta"),
                 {
                     "from": [{"podSelector": {"matchLabels": selector_labels(domain, "mda")}}],
-                    "ports": _tcp([layout.MDA_SUBMIT_PORT.name]),
+                    "ports": _tcp([layout.MDA_SUBMIT_PORT.name, layout.MDA_RELAY_PORT.name]),
                 },
             ],
         },
@@ -164,7 +165,7 @@ def render_network_policies(service: MailService, operator_namespace: str = "") 
     mda_ingress: list[Obj] = [
         {
             "from": [{"podSelector": {"matchLabels": selector_labels(domain, "mta")}}],
-            "ports": _tcp([layout.LMTP_PORT.name, layout.SASL_PORT.name]),
+            "ports": _tcp([layout.LMTP_PORT.name]),
         }
     ]
     mda_ingress[:0] = _public_rules(service, "mda")

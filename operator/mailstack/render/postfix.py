@@ -35,17 +35,11 @@ MASKED_CLIENT_CLASS = "mailstack_masked_client"
 
 # Port 25's smtpd processes (the "smtpd pass" service behind postscreen): twice Postfix's 100,
 # so that sessions held from a few addresses at the per-address limit (6 x 17 in DATA, the
-# outside re-check of #21) leave room for other senders. Port 25's smtpd holds no SASL
-# connection (AUTH is off there), so these cost memory only (docs/operator.md, "Hostile
-# clients").
+# outside re-check of #21) leave room for other senders. They cost memory only
+# (docs/operator.md, "Hostile clients"). The submission ports are Dovecot's (render/dovecot.py):
+# its login processes hold the sessions before login, which took every smtpd of 587 when
+# Postfix served it (#21, F2), and only logged-in sessions reach Postfix, on mda-relay.
 PORT_25_SMTPD_PROCESSES = 200
-# The public submission ports' smtpd processes (587 and 465 each), twice Postfix's 100 too: 102
-# sessions held before login from 6 addresses (the outside re-check of #21) took all 100 and a
-# user's login timed out. With spec.limits.perClient.smtpConnections (20) per address, filling
-# a port takes 10 addresses. A per-address limit of 5 instead refused ordinary parallel
-# submissions from one address (a NAT, an office). Each of these smtpd holds a connection of the
-# SASL tunnel from its session's start: the tunnels are sized from master.cf (tunnel_sessions).
-SUBMISSION_SMTPD_PROCESSES = 200
 
 
 def _paths() -> dict[str, str]:
@@ -63,7 +57,6 @@ def _paths() -> dict[str, str]:
         "mda_clientcerts": layout.MDA_CLIENT_CERTS,
         "mta_client_cert": layout.MTA_CLIENT_CERT,
         "mta_client_key": layout.MTA_CLIENT_KEY,
-        "sasl_tunnel": layout.SASL_TUNNEL_SOCKET,
         "postscreen_cache": layout.POSTSCREEN_CACHE,
         "tripwire": layout.TRIPWIRE_SOCKET,
         # A shared server's (render.server_domains).
@@ -112,7 +105,8 @@ def render_postfix_main_cf(
 # Client addresses no PROXY header may announce on a public port: the pod's own loopback (rspamd
 # and mynetworks take it for the pod itself: its bounces, its probe), "this network" and
 # link-local ones. A proxy's own local clients come as its public address (``mailstack up``'s
-# HAProxy: the host's bridge address); a header naming one of these is broken or forged.
+# HAProxy: the host's bridge address); a header naming one of these is broken or forged. Nor
+# may Dovecot's XCLIENT on mda-relay name one: it passes on what a PROXY header told it on 587.
 UNANNOUNCEABLE_CLIENTS = (
     "127.0.0.0/8",
     "::ffff:127.0.0.0/104",
@@ -126,7 +120,7 @@ UNANNOUNCEABLE_CLIENTS = (
 
 @dataclass(frozen=True)
 class Unannounceable:
-    """The two forms of ``UNANNOUNCEABLE_CLIENTS`` for main.cf: smtpd's client check (587, 465
+    """The two forms of ``UNANNOUNCEABLE_CLIENTS`` for main.cf: smtpd's client check (mda-relay
     and the smtpd behind postscreen) and postscreen's access list entries (port 25)."""
 
     smtpd: str
@@ -189,25 +183,30 @@ def listener_ports(service: MailService) -> dict[str, int]:
         *enabled_public_ports(service, "mta"),
         *internal_ports(service, "mta"),
         layout.MDA_SUBMIT_PORT,
+        layout.MDA_RELAY_PORT,
     ]
     return {port.name: port.number for port in ports}
 
 
 # Postfix's default_process_limit (main.cf does not set it): a master.cf service's "-".
 DEFAULT_PROCESS_LIMIT = 100
-# The services whose smtpd takes SASL logins (smtpd_sasl_auth_enable=yes), in master.cf's two
-# loops (STARTTLS, TLS wrapper mode), those of them in ``listener_ports`` rendered; their
-# process limit and lmtp's, as master.cf's maxproc column writes them ("-": the default).
-STARTTLS_SUBMISSION = ("submission", "int-submission")
-WRAPPER_SUBMISSION = ("submissions", "int-submissions")
-SUBMISSION_SERVICES = (*STARTTLS_SUBMISSION, *WRAPPER_SUBMISSION)
+# lmtp's process limit, as master.cf's maxproc column writes it ("-": the default).
 LMTP_PROCESSES = "-"
 
 
-def submission_processes(name: str) -> str:
-    """A submission service's maxproc column: the public ones SUBMISSION_SMTPD_PROCESSES, the
-    internal ones (in-cluster clients only) Postfix's default."""
-    return "-" if name.startswith("int-") else str(SUBMISSION_SMTPD_PROCESSES)
+# The mda-relay port's SASL (master.cf): Postfix 3.7 applies XCLIENT's LOGIN to
+# permit_sasl_authenticated and reject_sender_login_mismatch only where SASL is on, and turning
+# it on needs a backend that lists a mechanism. Cyrus, with this file (cyrus_sasl_config_path):
+# no password database, so every AUTH fails; the logins are Dovecot's.
+RELAY_SASL_APP = "mda-relay-sasl"
+RELAY_SASL_CONF = """\
+# Cyrus SASL for Postfix's mda-relay port: there to let Postfix take the login Dovecot names
+# with XCLIENT. It checks no password (no database): every AUTH command fails.
+pwcheck_method: auxprop
+auxprop_plugin: sasldb
+sasldb_path: /nonexistent
+mech_list: PLAIN
+"""
 
 
 # Sessions beyond twice the process limits (a reload leaves the old processes their sessions
@@ -226,10 +225,10 @@ def render_postfix_master_cf(service: MailService) -> str:
         probe_port=layout.POSTFIX_PROBE_PORT,
         probe_processes=layout.POSTFIX_PROBE_PROCESSES,
         port_25_processes=PORT_25_SMTPD_PROCESSES,
-        starttls_submission=STARTTLS_SUBMISSION,
-        wrapper_submission=WRAPPER_SUBMISSION,
-        submission_processes={n: submission_processes(n) for n in SUBMISSION_SERVICES},
         lmtp_processes=LMTP_PROCESSES,
+        relay_sasl=RELAY_SASL_APP,
+        mda_relay_processes=layout.MDA_RELAY_PROCESSES,
+        postfix_config=layout.POSTFIX_CONFIG_DIR,
     )
 
 
@@ -239,18 +238,11 @@ def process_limit(maxproc: str) -> int:
 
 
 def tunnel_sessions(service: MailService) -> dict[str, int]:
-    """How many sessions each tunnel must carry at once for ``service``'s Postfix (the values
-    master.cf is rendered from): every smtpd of a service with SASL holds a connection to
-    Dovecot's auth service from its session's start, before any AUTH (it lists the mechanisms
-    in its EHLO reply); each lmtp process holds one LMTP session. Twice the process limits, and
-    a margin."""
-    listeners = listener_ports(service)
-    sasl_services = [n for n in SUBMISSION_SERVICES if n in listeners]
-    limits = {
-        "sasl": sum(process_limit(submission_processes(n)) for n in sasl_services),
-        "lmtp": process_limit(LMTP_PROCESSES),
-    }
-    return {name: 2 * limit + TUNNEL_SESSION_MARGIN for name, limit in limits.items()}
+    """How many sessions the LMTP tunnel must carry at once for ``service``'s Postfix (the value
+    master.cf is rendered from): each lmtp process holds one LMTP session. Twice the process
+    limit, and a margin."""
+    del service  # the same for every MailDomain, as lmtp's process limit
+    return {"lmtp": 2 * process_limit(LMTP_PROCESSES) + TUNNEL_SESSION_MARGIN}
 
 
 def tunnel_sessions_env(service: MailService) -> str:
@@ -273,6 +265,7 @@ def render_postfix_config(
         "main.cf": render_postfix_main_cf(service, mda_fingerprint, networks),
         "master.cf": render_postfix_master_cf(service),
     }
+    files[f"{RELAY_SASL_APP}.conf"] = RELAY_SASL_CONF
     if networks is not None:
         files[CLUSTER_CLIENTS_FILE] = render_cluster_clients(networks)
     relay = service.domain.relay

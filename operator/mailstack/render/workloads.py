@@ -60,7 +60,7 @@ POSTFIX_CAPABILITIES = [
     "FOWNER",
     # master stops its daemons (user postfix) with SIGTERM to its process group.
     "KILL",
-    # SMTP on 25, submissions on 465, submission on 587.
+    # SMTP on 25 (587 and 465 are Dovecot's, in the MDA pod).
     "NET_BIND_SERVICE",
     # master and every daemon switch to the postfix user and group.
     "SETGID",
@@ -206,6 +206,7 @@ def render_mta_statefulset(
             *[_public_port(service, p) for p in mta_ports],
             *[port(p) for p in internal_ports(service, "mta")],
             port(layout.MDA_SUBMIT_PORT),
+            port(layout.MDA_RELAY_PORT),
         ],
         [
             mount("postfix-config", layout.POSTFIX_CONFIG_DIR),
@@ -217,16 +218,11 @@ def render_mta_statefulset(
             mount("queue", layout.QUEUE_VOLUME, read_only=False),
             mount("postfix-data", layout.POSTFIX_DATA_DIR, read_only=False),
             mount("milter", layout.MILTER_DIR, read_only=False),
-            mount("sasl-tunnel", layout.SASL_TUNNEL_DIR, read_only=False),
+            mount("policy-sockets", layout.POLICY_SOCKET_DIR, read_only=False),
             mount("tmp", "/tmp", read_only=False),
         ],
         container_resources(settings, "postfix"),
         POSTFIX_CAPABILITIES,
-        # Where the agent's tunnel takes Postfix's SASL connections (agent/tunnel.py).
-        env={
-            layout.AUTH_SERVER_ENV: f"{names['mda_service']}:{layout.SASL_PORT.number}",
-            layout.TUNNEL_SESSIONS_ENV: _tunnel_sessions(service),
-        },
     )
     rspamd = container(
         "rspamd",
@@ -268,7 +264,7 @@ def render_mta_statefulset(
         ),
         empty_dir("postfix-data"),
         empty_dir("milter"),
-        empty_dir("sasl-tunnel", memory=True),
+        empty_dir("policy-sockets", memory=True),
         empty_dir("rspamd-run", memory=True),
         empty_dir("tmp"),
     ]
@@ -300,7 +296,7 @@ def _domain_tls_volumes(name: str, shared: bool) -> list[Obj]:
 
 
 def _tunnel_sessions(service: MailService) -> str:
-    """``layout.TUNNEL_SESSIONS_ENV`` for both pods' agents (render.postfix.tunnel_sessions)."""
+    """``layout.TUNNEL_SESSIONS_ENV`` for the MDA's agent (render.postfix.tunnel_sessions)."""
     from mailstack.render.postfix import tunnel_sessions_env  # render.postfix imports us
 
     return tunnel_sessions_env(service)
@@ -320,7 +316,6 @@ def render_mda_statefulset(
             *[_public_port(service, p) for p in mda_ports],
             *[port(p) for p in internal_ports(service, "mda")],
             port(layout.LMTP_PORT),
-            port(layout.SASL_PORT),
         ],
         [
             mount("dovecot-config", layout.DOVECOT_CONFIG_DIR),
@@ -338,7 +333,7 @@ def render_mda_statefulset(
         container_resources(settings, "dovecot"),
         [],  # runs as vmail, every process of it: no capability
         run_as=(layout.VMAIL_UID, layout.VMAIL_GID),
-        # How many sessions its tunnels carry (agent/tunnel.py), from Postfix's limits.
+        # How many sessions its tunnel carries (agent/tunnel.py), from Postfix's limits.
         env={layout.TUNNEL_SESSIONS_ENV: _tunnel_sessions(service)},
     )
     volumes = [
@@ -348,7 +343,7 @@ def render_mda_statefulset(
         secret_volume("tls", names["tls"], ["tls.crt", "tls.key", "ca.crt"]),
         *_domain_tls_volumes(domain.name, domain.server_ref is not None),
         secret_volume("mda-client", names["mda_client"], ["tls.crt", "tls.key"]),
-        # The certificate the agent's LMTP and SASL tunnel pins (agent/tunnel.py), not the key.
+        # The certificate the agent's LMTP tunnel pins (agent/tunnel.py), not the key.
         secret_volume("mta-client", names["mta_client"], ["tls.crt"]),
         empty_dir("dovecot-state"),
         empty_dir("dovecot-run", memory=True),
