@@ -9,6 +9,7 @@ leave (almost) nothing behind.
 from __future__ import annotations
 
 import base64
+import time
 from typing import Any
 
 from mailstack.material import dkim
@@ -21,15 +22,21 @@ from tests.component.test_tenancy_fairness import MIB, blob, held_bytes
 
 COUNT = 12
 BLOB = 700 * 1024  # its base64 stays under the API server's 1 MiB limit
+LIMITED = "LimitExceeded"
 
 
 def assert_not_held(operator: OperatorThread, names: list[str], what: str) -> None:
     """The operator keeps (almost) nothing of the hostile namespace's Secrets ``names``, once
-    it has seen the last one."""
+    it has seen the last one and the passes the last writes caused have settled (one that
+    served for a moment, before an older claim came, forgets its Secret at its next pass)."""
     cache = operator.operator.secrets
     last = names[-1]
     wait_for(lambda: cache.get("hostile", last) is not None or cache.unloaded("hostile", last), 30)
-    held = held_bytes(operator, "hostile", names)
+    deadline = time.monotonic() + 20
+    while (held := held_bytes(operator, "hostile", names)) >= 2 * MIB:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     print(f"{held / MIB:.1f} MiB held for {what}")
     assert held < 2 * MIB, f"{held / MIB:.1f} MiB held for {what}"
 
@@ -82,14 +89,16 @@ def test_maildomains_over_the_limit_do_not_make_the_operator_hold_their_secrets(
         api.create(in_namespace(maildomain(f"d{i}", f"d{i}.h.example", relay=relay), "hostile"))
     last = f"d{COUNT - 1}"
     wait_for(lambda: valid_reason(api, last, "hostile") is not None, 60)
-    assert valid_reason(api, last, "hostile") == "LimitExceeded"
+
     # Created within a second, they are admitted by uid: one of them, not always d0, is within
     # the limit (and refused for its Secret, which has no relay credentials: it was read).
-    over = [valid_reason(api, f"d{i}", "hostile") == "LimitExceeded" for i in range(COUNT)]
-    refused = [name for name, refused in zip(names, over, strict=True) if refused]
-    assert len(refused) == COUNT - 1
-    assert_not_held(operator, refused, f"{COUNT - 1} MailDomains refused by maxMailDomains")
-    (served,) = set(names) - set(refused)
+    def refused() -> list[str]:
+        reasons = [valid_reason(api, f"d{i}", "hostile") for i in range(COUNT)]
+        return [name for name, reason in zip(names, reasons, strict=True) if reason == LIMITED]
+
+    wait_for(lambda: len(refused()) == COUNT - 1, 60)
+    assert_not_held(operator, refused(), f"{COUNT - 1} MailDomains refused by maxMailDomains")
+    (served,) = set(names) - set(refused())
     assert operator.operator.secrets.get("hostile", served) is not None  # the served one's
 
 
@@ -107,7 +116,7 @@ def test_mailboxes_over_the_limit_do_not_make_the_operator_hold_their_secrets(
         api.create(blob(name, "hostile", BLOB))
         api.create(in_namespace(mailbox(f"u{i}", f"u{i}@h.example", secret=name), "hostile"))
     wait_for(lambda: box_reason(api, f"u{COUNT - 1}") is not None, 60)
-    refused = [n for i, n in enumerate(names) if box_reason(api, f"u{i}") == "LimitExceeded"]
+    refused = [n for i, n in enumerate(names) if box_reason(api, f"u{i}") == LIMITED]
     assert len(refused) >= COUNT - 1, [box_reason(api, f"u{i}") for i in range(COUNT)]
     assert_not_held(operator, refused, f"{len(refused)} Mailboxes refused by maxMailboxes")
 
