@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from dns.rdtypes.ANY.TXT import TXT
 
+from mailstack.material import dkim as dkim_module
 from mailstack.material.dkim import DkimKey, generate_dkim_key, load_dkim_key
 from mailstack.material.errors import MaterialError
 
@@ -230,6 +231,31 @@ def test_load_refuses_what_does_not_parse(ed_key: DkimKey) -> None:
     ).decode()
     with pytest.raises(MaterialError, match="encrypted"):
         load_dkim_key("s", "ed25519", encrypted)
+
+
+def test_blanks_around_a_stored_key_are_neither_kept_nor_a_new_cache_entry(
+    rsa_key: DkimKey,
+) -> None:
+    """#13 check H6: the tenant may write its ``<name>-dkim`` Secret. Its valid key followed by
+    600 KB of blank lines, of another length each time, read back as the same key and add no
+    entry to the parse cache (keyed by the stripped text, not by 600 KB each)."""
+    load_dkim_key("s", "rsa2048", rsa_key.private_key_pem)
+    before = dkim_module._parse_stripped_key.cache_info().currsize
+    for i in range(5):
+        padded = rsa_key.private_key_pem + "\n" * (600_000 + i)
+        assert load_dkim_key("mail2024", "rsa2048", padded.encode()) == rsa_key
+    assert dkim_module._parse_stripped_key.cache_info().currsize == before
+
+
+def test_a_key_text_over_the_bound_is_refused_unparsed(rsa_key: DkimKey) -> None:
+    """#13 check H6: a text longer than any key (a valid key and junk that the PEM reader may
+    skip) is a damaged key, never parsed nor cached: the spec's key is generated anew."""
+    before = dkim_module._parse_stripped_key.cache_info()
+    junk = rsa_key.private_key_pem + "x" * dkim_module.MAX_KEY_TEXT
+    with pytest.raises(MaterialError, match="characters long"):
+        load_dkim_key("s", "rsa2048", junk)
+    after = dkim_module._parse_stripped_key.cache_info()
+    assert (after.hits, after.misses) == (before.hits, before.misses)
 
 
 def test_generate_refuses_unknown_algorithms() -> None:

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mailstack.material import passwords
 from mailstack.material.errors import MaterialError
 from mailstack.material.passwords import (
     hash_password,
@@ -93,6 +94,17 @@ def test_passwords_longer_than_72_bytes_are_refused() -> None:
     # 37 characters, but 74 bytes: the limit is in bytes.
     with pytest.raises(MaterialError, match="74 bytes"):
         hash_password("é" * 37, rounds=4)
+
+
+def test_a_hash_longer_than_bcrypts_is_not_checked_nor_kept() -> None:
+    """#13 check H6's question for the other cache over Secret contents: a "hash" the tenant
+    pads to 600 KB is refused before ``_bcrypt_matches``, whose cache would keep it."""
+    hashed = hash_password("password", _fixed().randbytes, rounds=4)
+    before = passwords._bcrypt_matches.cache_info()
+    assert not verify_password("password", hashed + "." * 600_000)
+    after = passwords._bcrypt_matches.cache_info()
+    assert (after.hits, after.misses) == (before.hits, before.misses)
+    assert verify_password("password", hashed)
 
 
 def test_nul_and_bad_rounds_are_refused() -> None:

@@ -27,6 +27,7 @@ from mailstack.controller.memory import SecretCache
 from mailstack.controller.render_pool import RenderPool
 from mailstack.controller.volume_claims import requests_by_domain
 from tests.unit.test_limits import dom, t
+from tests.unit.test_policy import policy_doc
 
 
 async def _order(slots: FairSlots, arrivals: list[str]) -> list[str]:
@@ -276,6 +277,69 @@ def test_an_ungranted_maildomain_refers_only_to_the_dns_key_its_withdrawal_needs
     assert (cache.get("t", "tsig"), cache.unloaded("t", "tsig")) == (None, True)
     granted.add("t.example")  # a grant: everything it names counts again
     assert [cache.wanted("t", n) for n in ("relay", "tsig")] == [True, True]
+
+
+def _parsed_domain(name: str, created: str, **spec: Any) -> dict[str, Any]:
+    """A MailDomain of namespace t that parses (the index parses it to judge it)."""
+    meta = {"name": name, "namespace": "t", "uid": name, "creationTimestamp": created}
+    meta["generation"] = 1
+    doc = {"apiVersion": "mailstack.dev/v1alpha1", "kind": "MailDomain", "metadata": meta}
+    return doc | {"spec": {"domain": f"{name}.t.example", **spec}}
+
+
+def _parsed_box(name: str, domain: str, created: str) -> dict[str, Any]:
+    meta = {"name": name, "namespace": "t", "uid": name, "creationTimestamp": created}
+    spec = {"address": f"{name}@{domain}", "passwordSecretRef": {"name": f"pw-{name}"}}
+    return {"apiVersion": "mailstack.dev/v1alpha1", "kind": "Mailbox", "metadata": meta} | {
+        "spec": spec
+    }
+
+
+def test_a_maildomain_on_a_shared_server_refers_only_to_the_dns_key_its_withdrawal_needs() -> None:
+    """#13 check H1: a granted MailDomain naming a MailServer (``ServerPending``, or
+    ``ServerNotAllowed``) serves nothing, yet its Secrets and its Mailboxes' counted: each
+    one made the operator read and keep a large Secret, beyond any ``maxMailDomains``."""
+    documents = Documents(granted=lambda ns, domain: True)
+    tsig = {"tsigKeyName": "k", "tsigSecretRef": {"name": "tsig"}}
+    provider = {"rfc2136": {"server": "ns.t.example", **tsig}}
+    doc = _parsed_domain("s", "2026-01-01T00:00:00Z", serverRef={"name": "shared"})
+    doc["spec"]["dns"] = {"provider": provider}
+    documents.put_domain(doc)
+    documents.put_mailbox(_parsed_box("carol", "s.t.example", "2026-01-01T00:00:00Z"))
+    assert [documents.references("t", n) for n in ("tsig", "pw-carol")] == [False, False]
+    documents.put_domain(doc | {"status": {"dns": {"published": True}}})  # it had served
+    assert [documents.references("t", n) for n in ("tsig", "pw-carol")] == [True, False]
+    own = _parsed_domain("s", "2026-01-01T00:00:00Z", dns={"provider": provider})
+    own["metadata"]["generation"] = 2  # its own stack again: everything counts
+    documents.put_domain(own)
+    assert [documents.references("t", n) for n in ("tsig", "pw-carol")] == [True, True]
+
+
+def test_maildomains_and_mailboxes_over_the_limits_refer_to_nothing() -> None:
+    """#13 check H1: ``maxMailDomains``/``maxMailboxes`` bounded what a granted tenant serves,
+    not the Secrets the operator keeps: every MailDomain and Mailbox over the limits made it
+    read and keep the Secret it names. The index asks the render's admission
+    (``assemble.admit``): the oldest within the limits refer, the others do not, until an
+    older one goes."""
+    limited = policy_doc("t", ["t"], ["*.t.example"])
+    limited["spec"]["limits"] = {"maxMailDomains": 1, "maxMailboxes": 1}
+    grants = Grants((parse_policy(limited),))
+    documents = Documents(granted=lambda ns, domain: True, grants=lambda: grants)
+    cache = SecretCache(documents.references)
+    documents.released = cache.release
+    for i in (0, 1):
+        relay = {"host": "smtp.relay.example", "credentialsSecretRef": {"name": f"relay{i}"}}
+        documents.put_domain(_parsed_domain(f"d{i}", f"2026-01-0{i + 1}T00:00:00Z", relay=relay))
+        documents.put_mailbox(_parsed_box(f"b{i}", "d0.t.example", f"2026-01-0{i + 1}T00:00:00Z"))
+    names = ("relay0", "relay1", "pw-b0", "pw-b1")
+    assert [documents.references("t", n) for n in names] == [True, False, True, False]
+    cache.put(_secret("pw-b1", "1") | {"metadata": {"name": "pw-b1", "namespace": "t"}})
+    assert (cache.get("t", "pw-b1"), cache.unloaded("t", "pw-b1")) == (None, True)
+    documents.drop_mailbox("t", "b0")  # room for the next one
+    documents.drop_domain("t", "d0")
+    assert [documents.references("t", n) for n in names] == [False, True, False, False]
+    documents.put_domain(_parsed_domain("d0", "2026-01-01T00:00:00Z"))
+    assert [documents.references("t", n) for n in names] == [False, False, False, True]
 
 
 # --- maxStorage counts the volume claims, retained ones too ----------------------------------

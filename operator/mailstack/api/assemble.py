@@ -107,32 +107,12 @@ def assemble(
     so that no caller renders it as one.
     """
     grants = grants or Grants()
-    problems: list[Problem] = []
-    candidates = []
-    for dom in sorted(domains, key=lambda d: d.claim_order):
-        refusals = eligibility_problems(dom, grants, proofs)
-        if not refusals and dom.server_ref is not None and not on_servers:
-            refusals = [Problem(dom.ref, "spec.serverRef", _PENDING, kind=SERVER_PENDING)]
-        if refusals:
-            problems += refusals
-        else:
-            candidates.append(dom)
-    by_namespace: dict[str, list[MailDomain]] = defaultdict(list)
-    for dom in candidates:
-        by_namespace[dom.namespace].append(dom)
-    refused: set[str] = set()
-    for namespace, own in by_namespace.items():
-        own_claims = (volume_claims or {}).get(namespace)  # the volumes' requests, by MailDomain
-        admission = limits.admit_domains(grants.limits_for(namespace), own, own_claims)
-        problems += admission.problems
-        refused |= admission.refused
-    admitted = [dom for dom in candidates if dom.ref not in refused]
+    admission = admit(domains, mailboxes, grants, proofs, volume_claims, on_servers)
+    problems = list(admission.problems)
     by_key: dict[tuple[str, str], MailDomain] = {}
-    for dom in claims.contest(admitted, problems, hostnames=grants.enforced):
+    for dom in claims.contest(admission.domains, problems, hostnames=grants.enforced):
         by_key[(dom.namespace, dom.domain)] = dom
-    claimed_domains = {(d.namespace, d.domain) for d in admitted}
-    mailboxes, refused_boxes = _admit_mailboxes(grants, mailboxes, claimed_domains)
-    problems += refused_boxes
+    mailboxes = admission.mailboxes
 
     owners: dict[tuple[str, str], list[Mailbox]] = defaultdict(list)
     for box in sorted(mailboxes, key=lambda b: (b.namespace, b.name)):
@@ -189,6 +169,53 @@ def assemble(
         problems.extend(_check_routing(service))
         services.append(service)
     return services, problems
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """What may serve before the contest for names: the MailDomains eligible and within their
+    namespace's limits, the Mailboxes those limits do not refuse, and why the others may not."""
+
+    domains: list[MailDomain]
+    mailboxes: list[Mailbox]
+    problems: list[Problem]
+
+
+def admit(
+    domains: Iterable[MailDomain],
+    mailboxes: Iterable[Mailbox],
+    grants: Grants,
+    proofs: Mapping[str, Proof] | None = None,
+    volume_claims: Mapping[str, Mapping[str, int]] | None = None,
+    on_servers: bool = False,
+) -> Admitted:
+    """The part of ``assemble`` before the contest: eligibility (``eligibility_problems``, a
+    shared server's MailDomain pending), then each namespace's limits on MailDomains and on the
+    Mailboxes of the admitted ones. ``Documents`` asks it which Secrets a namespace's documents
+    may need, so that limits bound what the operator keeps as they bound what it serves."""
+    problems: list[Problem] = []
+    candidates = []
+    for dom in sorted(domains, key=lambda d: d.claim_order):
+        refusals = eligibility_problems(dom, grants, proofs)
+        if not refusals and dom.server_ref is not None and not on_servers:
+            refusals = [Problem(dom.ref, "spec.serverRef", _PENDING, kind=SERVER_PENDING)]
+        if refusals:
+            problems += refusals
+        else:
+            candidates.append(dom)
+    by_namespace: dict[str, list[MailDomain]] = defaultdict(list)
+    for dom in candidates:
+        by_namespace[dom.namespace].append(dom)
+    refused: set[str] = set()
+    for namespace, own in by_namespace.items():
+        own_claims = (volume_claims or {}).get(namespace)  # the volumes' requests, by MailDomain
+        admission = limits.admit_domains(grants.limits_for(namespace), own, own_claims)
+        problems += admission.problems
+        refused |= admission.refused
+    admitted = [dom for dom in candidates if dom.ref not in refused]
+    claimed_domains = {(d.namespace, d.domain) for d in admitted}
+    boxes, refused_boxes = _admit_mailboxes(grants, mailboxes, claimed_domains)
+    return Admitted(admitted, boxes, problems + refused_boxes)
 
 
 def eligibility_problems(

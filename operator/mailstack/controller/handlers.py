@@ -82,7 +82,7 @@ class Operator:
         self.config = config or OperatorConfig()
         self.coalescer = Coalescer()
         self.policies = PolicySet(self.config.require_domain_grant)
-        self.documents = Documents(granted=self.policies.may_serve)
+        self.documents = Documents(self.policies.may_serve, lambda: self.policies.grants)
         self.secrets = SecretCache(self.documents.references)  # referenced ones with their data
         self.documents.released = self.secrets.release
         self.echoes = Echoes()

@@ -15,6 +15,7 @@ from typing import Any
 
 from mailstack.api.claims import at_or_above, at_or_under
 from mailstack.api.pod_models import MailPods
+from mailstack.api.policy import Grants
 from mailstack.controller.documents import (
     address_domain,
     dns_secret_names,
@@ -27,6 +28,7 @@ from mailstack.controller.documents import (
 )
 from mailstack.controller.memory import DomainKey
 from mailstack.controller.plan import NamespaceView, forget_contender, parsed_contender
+from mailstack.controller.serving_refs import WITHIN, OverLimits, on_shared_server, over_limits
 from mailstack.kubedoc import Obj, meta_of
 
 # creationTimestamp: the age of a MailDomain's claim on its domain (``MailDomain.claim_order``).
@@ -61,7 +63,11 @@ def _claim_of(doc: Mapping[str, Any]) -> tuple[object, ...]:
 
 
 class Documents:
-    def __init__(self, granted: Callable[[str, str], bool] | None = None) -> None:
+    def __init__(
+        self,
+        granted: Callable[[str, str], bool] | None = None,
+        grants: Callable[[], Grants] = Grants,
+    ) -> None:
         self._boxes: dict[tuple[str, str], Obj] = {}
         self._boxes_by_domain: dict[tuple[str, str | None], dict[str, Obj]] = defaultdict(dict)
         self._boxes_by_secret: dict[tuple[str, str], set[str]] = defaultdict(set)
@@ -76,12 +82,17 @@ class Documents:
         # Whether the platform's policies let a namespace serve a domain (``Grants.refusal``):
         # a MailDomain they do not refers to nothing, nor do its Mailboxes.
         self.granted = granted or (lambda namespace, domain: True)
+        # The grants in force (their limits): what of a bounded namespace they refuse, by
+        # namespace, computed when a reference is asked for, forgotten when the namespace changes.
+        self.grants = grants
+        self._over_limits: dict[str, OverLimits] = {}
 
     # --- Mailboxes ------------------------------------------------------------------------
 
     def put_mailbox(self, body: Mapping[str, Any]) -> set[DomainKey]:
         doc = slim(body)
         namespace, name = namespaced_name(doc)
+        self._over_limits.pop(namespace, None)
         old = self._boxes.get((namespace, name))
         affected = self._drop_mailbox(namespace, name)
         domain = address_domain(doc)
@@ -94,6 +105,7 @@ class Documents:
         return affected | self._owners(namespace, domain)
 
     def drop_mailbox(self, namespace: str, name: str) -> set[DomainKey]:
+        self._over_limits.pop(namespace, None)
         old = self._boxes.get((namespace, name))
         affected = self._drop_mailbox(namespace, name)
         self._release(namespace, old)
@@ -126,6 +138,7 @@ class Documents:
     def put_domain(self, body: Mapping[str, Any]) -> set[DomainKey]:
         doc = slim(body)
         namespace, name = namespaced_name(doc)
+        self._over_limits.pop(namespace, None)
         old = self._domains.get((namespace, name))
         affected = self._drop_domain(namespace, name)
         domain = served_domain(doc)
@@ -153,6 +166,7 @@ class Documents:
         return all(name is not None and self.granted(namespace, name) for name in names)
 
     def drop_domain(self, namespace: str, name: str) -> set[DomainKey]:
+        self._over_limits.pop(namespace, None)
         old = self._domains.get((namespace, name))
         affected = self._drop_domain(namespace, name)
         self._release(namespace, old, maildomain=True)
@@ -232,7 +246,10 @@ class Documents:
         serves, each naming a large Secret, would otherwise fill the operator's memory (#13
         re-check F2). Of an ungranted MailDomain only what its withdrawal needs counts: its DNS
         provider's credentials, while it may hold records (``status.dns.published``); its relay
-        Secrets are neither read nor kept (#13 check G11)."""
+        Secrets are neither read nor kept (#13 check G11). The same holds for a MailDomain that
+        serves nothing though granted: on a shared server, or over its namespace's
+        ``maxMailDomains``; a Mailbox over ``maxMailboxes``/``maxQuota`` refers to nothing
+        (``serving_refs``, #13 check H1)."""
         key = (namespace, secret)
         for name in self._domain_secrets.get(key, ()):
             doc = self._domains.get((namespace, name))
@@ -240,16 +257,44 @@ class Documents:
                 return True
         for name in self._boxes_by_secret.get(key, ()):
             box = self._boxes.get((namespace, name))
-            domain = None if box is None else address_domain(box)
-            if self.domain_names(namespace, domain) and self._may_serve(namespace, domain):
+            if box is not None and self._box_refers(namespace, box):
                 return True
         return False
 
     def _domain_refers(self, namespace: str, doc: Obj, secret: str) -> bool:
         """Whether the MailDomain ``doc``'s reference to ``secret`` counts (``references``)."""
-        if self._may_serve(namespace, served_domain(doc)):
+        if self._serves(namespace, doc):
             return True
         return secret in dns_secret_names(doc) and published_before(doc.get("status"))
+
+    def _box_refers(self, namespace: str, box: Obj) -> bool:
+        """Whether the Mailbox ``box``'s password reference counts (``references``)."""
+        if meta_of(box).get("name") in self._over_limits_of(namespace).mailboxes:
+            return False
+        domain = address_domain(box)
+        return any(
+            self._serves(namespace, doc)
+            for name in self.domain_names(namespace, domain)
+            if (doc := self._domains.get((namespace, name))) is not None
+        )
+
+    def _serves(self, namespace: str, doc: Obj) -> bool:
+        """Whether the MailDomain ``doc`` may be rendered: granted, not on a shared server and
+        within its namespace's limits."""
+        if not self._may_serve(namespace, served_domain(doc)) or on_shared_server(doc):
+            return False
+        return meta_of(doc).get("name") not in self._over_limits_of(namespace).domains
+
+    def _over_limits_of(self, namespace: str) -> OverLimits:
+        found = self._over_limits.get(namespace)
+        if found is None:
+            grants = self.grants()
+            found = WITHIN
+            if grants.limits_for(namespace).bounded:
+                view = self.in_namespace(namespace)
+                found = over_limits(namespace, grants, view.domains, view.mailboxes)
+            self._over_limits[namespace] = found
+        return found
 
     def _may_serve(self, namespace: str, domain: str | None) -> bool:
         return domain is not None and self.granted(namespace, domain)
@@ -257,6 +302,7 @@ class Documents:
     def release_unreferenced(self, namespace: str | None = None) -> None:
         """Release every Secret (of ``namespace``, or all) that nothing refers to now: after the
         grants changed, a MailDomain may no longer serve."""
+        self._over_limits.clear()
         keys = {*self._domain_secrets, *self._boxes_by_secret}
         for ns, secret in sorted(keys):
             if (namespace is None or ns == namespace) and not self.references(ns, secret):

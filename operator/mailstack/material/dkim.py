@@ -27,6 +27,12 @@ MIN_RSA_BITS = 2048
 # verifiers join them (RFC 6376 3.6.2.2), so a 2048-bit key's value is split across several.
 TXT_STRING_MAX = 255
 
+# A stored key text longer than this, once stripped of the blanks around it, is taken as damaged
+# (a 4096-bit RSA key in PEM is some 3.3 KB): the tenant may write its ``<name>-dkim`` Secret, and
+# a parsed text is kept as the key cache's key, so without a bound each edit could leave up to
+# 1 MiB in the operator's memory (#13 check H6).
+MAX_KEY_TEXT = 16 * 1024
+
 _ED25519_SEED = 32
 _ED25519_SECRET = 64  # libsodium's secret key: seed followed by the public key
 
@@ -114,17 +120,31 @@ def load_dkim_key(selector: str, algorithm: DkimAlgorithm, pem: str | bytes) -> 
 
     Accepts any unencrypted PEM private key (PKCS#8 or traditional) and, for Ed25519, also the
     base64 form rspamd uses (see ``DkimKey.rspamd_private_key``). Raises ``MaterialError`` when
-    the key does not parse, is of another algorithm, or is an RSA key shorter than 2048 bits.
+    the key does not parse, is of another algorithm, is an RSA key shorter than 2048 bits, or is
+    longer than ``MAX_KEY_TEXT`` without the blanks around it.
     """
     text = pem.decode("ascii", errors="replace") if isinstance(pem, bytes) else pem
     return DkimKey(selector, algorithm, _pkcs8_pem(_parse_private_key(algorithm, text)))
 
 
-@functools.lru_cache(maxsize=1024)  # keys are immutable; parsing an RSA key costs ~25 ms
 def _parse_private_key(
     algorithm: DkimAlgorithm, text: str
 ) -> rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey:
+    """The key of ``text``, parsed once per stripped text of at most ``MAX_KEY_TEXT``: the cache
+    holds no more than 1024 of those (16 MiB at worst), whatever blanks a tenant adds."""
     stripped = text.strip()
+    if len(stripped) > MAX_KEY_TEXT:
+        raise MaterialError(
+            f"the DKIM private key is {len(stripped)} characters long; a key has at most "
+            f"{MAX_KEY_TEXT}"
+        )
+    return _parse_stripped_key(algorithm, stripped)
+
+
+@functools.lru_cache(maxsize=1024)  # keys are immutable; parsing an RSA key costs ~25 ms
+def _parse_stripped_key(
+    algorithm: DkimAlgorithm, stripped: str
+) -> rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey:
     if algorithm == "ed25519" and stripped and not stripped.startswith("-----"):
         return _parse_rspamd_ed25519(stripped)
     try:

@@ -33,6 +33,9 @@ _BCRYPT_ALPHABET = b"./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234
 _TO_BCRYPT = bytes.maketrans(_STD_ALPHABET, _BCRYPT_ALPHABET)
 # 22 characters of salt, 31 of hash, in bcrypt's alphabet.
 _SALT_AND_HASH = re.compile(r"[./A-Za-z0-9]{53}")
+# "$2b$NN$" and the 53 characters above: a longer text is no bcrypt hash, and is not kept as a key
+# of ``_bcrypt_matches``'s cache (it may come from a Secret the tenant writes).
+_BCRYPT_HASH_LEN = 60
 
 
 def hash_password(
@@ -58,7 +61,7 @@ def verify_password(plain: str, hashed: str) -> bool:
     Dovecot knows return False: the stdlib's ``crypt`` is deprecated (and gone in Python 3.13),
     and the only caller, ``password_hash``, then simply computes a new bcrypt hash.
     """
-    if not hashed.startswith(BCRYPT_SCHEME):
+    if not hashed.startswith(BCRYPT_SCHEME) or len(hashed) > len(BCRYPT_SCHEME) + _BCRYPT_HASH_LEN:
         return False
     try:
         secret = _bcrypt_input(plain)
