@@ -154,10 +154,21 @@ def render_all(prepared: Prepared, options: RenderOptions | None = None) -> list
     for service, material in prepared.services:
         objects += render_stack(service, material, options)
     for entry in prepared.servers:
-        objects += render_server(entry.server, entry.domains, entry.material, options)
-        for service, material in entry.domains:
-            objects += render_joined_domain(service, material)
+        own, domains = render_prepared_server(entry, options)
+        objects += own
+        for _, domain_objects in domains:
+            objects += domain_objects
     return objects
+
+
+def render_prepared_server(
+    entry: PreparedServer, options: RenderOptions | None = None
+) -> tuple[list[Obj], list[tuple[MailService, list[Obj]]]]:
+    """A server's objects (its namespace's, the MailServer's) and, by joined domain, what each
+    keeps in its own namespace (the MailDomain's): the CLI writes them all, the controller
+    owns each set by its own resource (owner references cannot cross namespaces)."""
+    own = render_server(entry.server, entry.domains, entry.material, options)
+    return own, [(s, render_joined_domain(s, m)) for s, m in entry.domains]
 
 
 def save_state(state: StateDir, prepared: Prepared, objects: list[Obj]) -> None:

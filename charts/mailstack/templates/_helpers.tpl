@@ -52,19 +52,19 @@ tests/unit/test_chart.py, which checks the two agree).
 */}}
 {{- define "mailstack.rules" -}}
 # The resources it serves: watched (read from the watch cache, never fetched one by one);
-# MailDomains get kopf's finalizer and annotations; both get their status written.
+# MailDomains and MailServers get kopf's finalizer and annotations; all get their status written.
 - apiGroups: [mailstack.dev]
-  resources: [maildomains]
+  resources: [maildomains, mailservers]
   verbs: [list, watch, patch]
 - apiGroups: [mailstack.dev]
   resources: [mailboxes]
   verbs: [list, watch]
 - apiGroups: [mailstack.dev]
-  resources: [maildomains/status, mailboxes/status]
+  resources: [maildomains/status, mailboxes/status, mailservers/status]
   verbs: [patch]
 # ownerReferences with blockOwnerDeletion need this (OwnerReferencesPermissionEnforcement).
 - apiGroups: [mailstack.dev]
-  resources: [maildomains/finalizers]
+  resources: [maildomains/finalizers, mailservers/finalizers]
   verbs: [update]
 # Children, applied server-side (patch; create when new). Secrets are also read: Mailbox
 # passwords and relay credentials, and the rendered keys and certificates, which are reused.

@@ -34,11 +34,13 @@ Action = Literal["create", "update", "restore"]
 
 @dataclass(frozen=True)
 class Owner:
-    """The MailDomain that owns the children (its uid is required by the API server)."""
+    """The MailDomain (or MailServer, ``kind``) that owns the children (its uid is required by
+    the API server)."""
 
     name: str
     namespace: str
     uid: str
+    kind: str = MAILDOMAIN.kind
 
     @classmethod
     def of(cls, ref: ObjectRef) -> Owner:
@@ -47,7 +49,7 @@ class Owner:
     def reference(self) -> Obj:
         return {
             "apiVersion": MAILDOMAIN.api_version,
-            "kind": MAILDOMAIN.kind,
+            "kind": self.kind,
             "name": self.name,
             "uid": self.uid,
             "controller": True,

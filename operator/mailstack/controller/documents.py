@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from mailstack.controller.kinds import MAILDOMAIN
+from mailstack.controller.kinds import MAILDOMAIN, Kind
 from mailstack.kubedoc import ObjectRef, meta_of, spec_of
 
 
@@ -103,13 +103,13 @@ def referenced_secret_names(
     return names
 
 
-def owner_name(child: Mapping[str, Any]) -> str | None:
-    """The MailDomain named in a child's ownerReferences."""
+def owner_name(child: Mapping[str, Any], kind: Kind = MAILDOMAIN) -> str | None:
+    """The MailDomain (or resource of ``kind``) named in a child's ownerReferences."""
     for ref in meta_of(child).get("ownerReferences") or []:
         if (
             isinstance(ref, Mapping)
-            and ref.get("kind") == MAILDOMAIN.kind
-            and ref.get("apiVersion") == MAILDOMAIN.api_version
+            and ref.get("kind") == kind.kind
+            and ref.get("apiVersion") == kind.api_version
         ):
             return str(ref.get("name"))
     return None

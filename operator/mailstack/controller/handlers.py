@@ -1,7 +1,6 @@
 """The kopf side of the operator: settings, the MailDomain handlers, the informers' callbacks.
 
 kopf runs the MailDomain lifecycle (one registry per operator, so tests can run several):
-
 - create / update / resume → ``reconcile`` now (kopf retries on ``TemporaryError``);
 - a daemon per MailDomain → the coalescing loop: waits until something changed (or the resync
   interval passed: drift correction), lets a burst settle for ``debounce`` s, reconciles;
@@ -11,14 +10,13 @@ kopf runs the MailDomain lifecycle (one registry per operator, so tests can run 
 Mailboxes, Secrets and the children are watched by informers (``informer``, see there why not
 kopf) whose callbacks only update memory (``index.Documents``, ``memory.SecretCache``) and mark
 the MailDomains concerned:
-
-- a Mailbox whose spec changed, appeared or went → its MailDomain (found in memory, no API
-  call); one that no MailDomain serves gets its status from here;
+- a Mailbox whose spec changed, appeared or went → its MailDomain (and its MailServer:
+  ``server_handlers``); one that no MailDomain serves gets its status from here;
 - a Secret labelled ``mailstack.dev/usable-by`` that changed, appeared, went or lost the label →
-  the MailDomains using it (only labelled Secrets are watched; the operator's own Secrets are
-  watched as children, by their ``managed-by`` label);
+  the MailDomains using it (the operator's own are watched as children, ``managed-by``);
 - a child changed or deleted by someone else (not the echo of the operator's own write) → its
-  owner: a deleted or edited child is restored, a StatefulSet's readiness reaches WorkloadsReady.
+  owner (a MailDomain, or a MailServer): a deleted or edited child is restored, a StatefulSet's
+  readiness reaches WorkloadsReady.
 """
 
 from __future__ import annotations
@@ -66,6 +64,7 @@ from mailstack.controller.metrics import OperatorMetrics
 from mailstack.controller.outcome import Outcome, ReconcileError
 from mailstack.controller.proof_lookup import ProofLookup
 from mailstack.controller.reconcile import Reconciler
+from mailstack.controller.server_handlers import Servers, register_servers
 from mailstack.kubedoc import Obj
 
 logger = logging.getLogger("mailstack.operator")
@@ -96,14 +95,13 @@ class Operator:
             self.identity, self.config.priority, enabled=self.config.peering is not None
         )
         self.informers: list[Informer] = []
+        self.servers = Servers(self)
         self._tasks: list[asyncio.Task[None]] = []
         self._locks: dict[DomainKey, asyncio.Lock] = {}
         self.slots = FairSlots(self.config.parallel_reconciles, self.config.namespace_reconciles)
         self._kube: Kube | None = None
         self._reconciler: Reconciler | None = None
         self._settings: kopf.OperatorSettings | None = None
-
-    # --- wiring ---------------------------------------------------------------------------
 
     def bind_settings(self, settings: kopf.OperatorSettings) -> None:
         """kopf's settings of the running operator (for logging in as kopf would)."""
@@ -207,6 +205,7 @@ class Operator:
     def _mark(self, keys: set[DomainKey]) -> None:
         for key in keys:
             self.coalescer.mark(key)
+        self.servers.mark_domains(keys)  # a joined MailDomain's change is its server's too
 
     async def _on_domain(self, kind: str, body: Obj, primed: bool) -> None:
         namespace, name = namespaced_name(body)
@@ -215,8 +214,8 @@ class Operator:
             affected = self.documents.drop_domain(namespace, name)
         else:
             affected = self.documents.put_domain(body)
-        # The MailDomain itself is kopf's (create/update handlers); its siblings, which may now
-        # win or lose the domain, are ours.
+        self.servers.note_domain(kind, body, old)
+        # The MailDomain itself is kopf's; its siblings (which may now win or lose it) are ours.
         affected |= self._limited_peers(namespace, old, body, kind)
         if primed:
             self._mark(affected - {(namespace, name)})
@@ -266,9 +265,8 @@ class Operator:
                 logger.warning("%s/%s: %s", namespace, name, err)
 
     async def _on_secret(self, kind: str, body: Obj, primed: bool) -> None:
-        # Every Secret labelled usable-by is known, the referenced ones with their data (a
-        # Mailbox created after its Secret has it read then: ``Reconciler.user_secrets``).
-        # One losing the label leaves the watch's selector: DELETED, so it is forgotten.
+        # Every Secret labelled usable-by is known, the referenced ones with their data (others
+        # are read when referenced). One losing the label leaves the watch: DELETED, forgotten.
         namespace, name = namespaced_name(body)
         if kind == "DELETED":
             changed = self.secrets.drop(namespace, name)
@@ -384,6 +382,7 @@ def build_registry(op: Operator) -> kopf.OperatorRegistry:
             raise kopf.TemporaryError(str(err), delay=err.delay) from err
         logger.info("finalized: %s", summary)
 
+    register_servers(registry, op)
     return registry
 
 
@@ -398,3 +397,4 @@ def child_changed(op: Operator, event_type: str, body: Mapping[str, Any], namesp
     owner = owner_name(body)
     if owner is not None and op.documents.has_domain(namespace, owner):
         op.coalescer.mark((namespace, owner))  # (not the children the GC removes after their owner)
+    op.servers.child_changed(namespace, body)

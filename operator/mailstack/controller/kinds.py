@@ -67,6 +67,8 @@ class ChildKey(NamedTuple):
 
 MAILDOMAIN = Kind(f"{GROUP}/{VERSION}", "MailDomain", "maildomains", status_subresource=True)
 MAILBOX = Kind(f"{GROUP}/{VERSION}", "Mailbox", "mailboxes", status_subresource=True)
+# A shared mail server (#18): its children are owned by it, its joined domains' by theirs.
+MAILSERVER = Kind(f"{GROUP}/{VERSION}", "MailServer", "mailservers", status_subresource=True)
 # The platform's grants (api.policy): cluster-scoped, read only.
 MAILDOMAIN_POLICY = Kind(
     f"{GROUP}/{VERSION}", "MailDomainPolicy", "maildomainpolicies", namespaced=False
@@ -110,6 +112,7 @@ OPTIONAL_KINDS: tuple[Kind, ...] = (CERTIFICATE, DNS_ENDPOINT)
 ALL_KINDS: tuple[Kind, ...] = (
     MAILDOMAIN,
     MAILBOX,
+    MAILSERVER,
     MAILDOMAIN_POLICY,
     *CHILD_KINDS,
     PVC,

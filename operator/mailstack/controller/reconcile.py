@@ -168,7 +168,7 @@ class Reconciler:
         """Phase 1: the material Secrets and the referenced user Secrets; any failure aborts."""
         ref = ObjectRef.of(body)
         try:
-            material = await self._read_children(
+            material = await self.read_children(
                 ref.namespace, [SECRET.key(n) for n in material_secret_names(ref.name)]
             )
             storage_limited = self.grants.limits_for(ref.namespace).max_storage is not None
@@ -219,7 +219,7 @@ class Reconciler:
         wanted = names_to_check(rendered.objects, later)
         others = [key for key in wanted + candidates if key not in live]
         try:
-            live.update(await self._read_children(ref.namespace, list(dict.fromkeys(others))))
+            live.update(await self.read_children(ref.namespace, list(dict.fromkeys(others))))
         except ApiError as err:
             raise ReconcileError(f"reading children failed: {err}", reasons.READ_FAILED) from err
         taken = taken_names(rendered.objects, live, owner, later)
@@ -229,7 +229,7 @@ class Reconciler:
         error: ApiError | None = None
         for change in plan_changes(rendered.objects, live):
             try:
-                await self._write(change, live, outcome)
+                await self.write_child(change, live, outcome)
             except ApiError as err:
                 logger.warning("%s: %s failed: %s", ref, change.action, err)
                 error = error or err
@@ -247,7 +247,7 @@ class Reconciler:
         """Delete the serving children this MailDomain owns (``plan.serving_children``)."""
         keys = plan.serving_children(ref.name)
         try:
-            live.update(await self._read_children(ref.namespace, keys))
+            live.update(await self.read_children(ref.namespace, keys))
         except ApiError as err:
             raise ReconcileError(f"reading children failed: {err}", reasons.READ_FAILED) from err
         error = await self._delete(
@@ -354,7 +354,7 @@ class Reconciler:
         async with self._limit:
             return await self.kube.get(kind, namespace, name)
 
-    async def _read_children(self, namespace: str, keys: Sequence[ChildKey]) -> Children:
+    async def read_children(self, namespace: str, keys: Sequence[ChildKey]) -> Children:
         results = await asyncio.gather(
             *(self._get(key.resource, namespace, key.name) for key in keys)
         )
@@ -383,14 +383,14 @@ class Reconciler:
         failure: Condition | None = None
         for change in plan_changes([endpoint], live):
             try:
-                await self._write(change, live, outcome)
+                await self.write_child(change, live, outcome)
             except ApiError as err:
                 logger.warning("%s/%s: %s failed: %s", owner.namespace, owner.name, change, err)
                 failure = endpoint_failure(endpoint, err.status, err.short())
         live_endpoint = live.get(child_key(endpoint))
         return endpoint, endpoint_outcome(domain, records, live_endpoint, failure)
 
-    async def _write(self, change: Change, live: Children, outcome: Outcome) -> None:
+    async def write_child(self, change: Change, live: Children, outcome: Outcome) -> None:
         """Apply one change and note it: the echo to ignore, the live view, the outcome."""
         result, recreated = await self.kube.apply_child(change.obj)
         if recreated:
