@@ -62,6 +62,10 @@ def server_status(api: ApiServer) -> dict[str, Any]:
     return (api.get("mailservers", "shared", PLATFORM) or {}).get("status") or {}
 
 
+def valid(api: ApiServer, name: str, namespace: str) -> dict[str, Any]:
+    return conditions(api.get("maildomains", name, namespace)).get("Valid", {})
+
+
 def owner_kinds(obj: dict[str, Any] | None) -> set[tuple[str, str]]:
     refs = ((obj or {}).get("metadata") or {}).get("ownerReferences") or []
     return {(r["kind"], r["name"]) for r in refs}
@@ -113,9 +117,23 @@ def test_three_domains_of_three_namespaces_join_one_leaves_one_is_not_allowed(
     }
     for sts in api.list("statefulsets", PLATFORM):
         assert owner_kinds(sts) == {("MailServer", "shared")}
-    assert "ada@a.example" in "".join(secret_data(api, "shared-users", PLATFORM).values())
+
+    def passwd() -> str:
+        return secret_data(api, "shared-users", PLATFORM).get("passwd", "")
+
+    wait_for(lambda: "ada@a.example:" in passwd(), 30)
+    # A joined domain's Mailbox password changes: the server's passwd follows.
+    line = next(x for x in passwd().splitlines() if x.startswith("ada@a.example:"))
+    api.patch("secrets", "ada-password", {"stringData": {"password": "another-horse"}}, "tenant-a")
+    wait_for(lambda: line not in passwd() and "ada@a.example:" in passwd(), 30)
     status = server_status(api)
     assert status["mailboxes"] == 1
+    # Each joined MailDomain says that the server serves it (no stack of its own).
+    for x, ns in TENANTS.items():
+        wait_for(lambda x=x, ns=ns: valid(api, x, ns).get("reason") == "ServedByServer", 30)
+        assert valid(api, x, ns)["status"] == "True"
+        assert "MailServer/platform/shared" in valid(api, x, ns)["message"]
+        assert not api.list("statefulsets", ns)
     assert conditions(api.get("mailservers", "shared", PLATFORM))["Valid"]["status"] == "True"
 
     # Not allowed: its own pass says why, and nothing of it is in the server's Secrets.

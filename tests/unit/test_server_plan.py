@@ -5,6 +5,7 @@ let join left out with its problem."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
@@ -13,7 +14,9 @@ from mailstack.api.models import Secret
 from mailstack.api.parse import parse_secret
 from mailstack.api.policy import Grants, parse_policy
 from mailstack.controller.children import APPLIED_ANNOTATION
+from mailstack.controller.plan import DomainInputs, render_domain
 from mailstack.controller.server_plan import ServerInputs, ServerRendered, render_server_pass
+from mailstack.controller.status import domain_status
 from mailstack.kubedoc import Obj
 from tests.unit.test_api_server import server_doc
 from tests.unit.test_pipeline_servers import domain_doc, policy_doc
@@ -105,3 +108,20 @@ def test_an_invalid_server_renders_nothing() -> None:
     assert not rendered.ok
     assert rendered.problems
     assert rendered.server_objects == [] and rendered.domain_objects == {}
+
+
+def test_a_maildomain_its_server_served_says_so_and_keeps_no_stack_of_its_own() -> None:
+    doc = with_uid(domain_doc("tenant-a"), "uid-a")
+    pending = DomainInputs(domain=doc, siblings=[], mailboxes=[], secrets={}, now=NOW)
+    assert render_domain(pending).invalid_reason == "ServerPending"
+    served = render_domain(
+        dataclasses.replace(pending, served_by="MailServer/mail-platform/shared", server_ready=True)
+    )
+    assert served.invalid_reason == "ServedByServer"
+    assert served.withdrawn and not served.objects  # its own stack's serving objects go
+    status = domain_status(served, generation=1, previous=None, now=NOW, server_ready=True)
+    found = {c["type"]: c for c in status["conditions"]}
+    assert found["Valid"]["status"] == "True"
+    assert "MailServer/mail-platform/shared" in found["Valid"]["message"]
+    assert found["WorkloadsReady"]["status"] == "True"
+    assert found["Ready"]["status"] == "Unknown"  # its certificate and records: not reported yet

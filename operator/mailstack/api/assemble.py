@@ -18,10 +18,10 @@ from mailstack.api.models import Mailbox, MailDomain
 from mailstack.api.policy import SERVER_NOT_ALLOWED, Grants
 from mailstack.api.proof import Proof
 
-SERVER_PENDING = "ServerPending"  # Problem.kind: on a shared server, which nothing serves yet
+SERVER_PENDING = "ServerPending"  # Problem.kind: on a shared server, which has not served it
 _PENDING = (
-    "a MailDomain on a shared MailServer is not served by the operator yet: mailstack render "
-    "renders it with its MailServer, but the operator does not act on spec.serverRef so far; "
+    "the MailServer has not served this MailDomain (yet): it is not there, its pass has not "
+    "run, or it refuses the domain (its status names the domains it does not serve); "
     "remove spec.serverRef to serve the domain from a stack of its own"
 )
 # The kind of the problem of a Mailbox whose domain no admitted MailDomain serves (a caller that

@@ -286,19 +286,19 @@ class Operator:
 
         ``resync``: the periodic pass (nothing marked): DNS records are published again too.
         """
-        snapshot = {key: body[key] for key in body}  # the daemon's body is a live view
+        snapshot = {k: body[k] for k in body}  # the daemon's body is a live view
         key = namespaced_name(snapshot)
         async with self._locks.setdefault(key, asyncio.Lock()), self.slots.slot(key[0]):
             self.coalescer.clear(key)  # this pass covers every change seen so far
-            domain = served_domain(snapshot)
             bounded = self.policies.grants.limits_for(key[0]).bounded
             view = self.documents.in_namespace(key[0]) if bounded else plan.NO_VIEW
             outcome = await self.reconciler.reconcile(
                 snapshot,
-                self.documents.mailboxes(key[0], domain),
+                self.documents.mailboxes(key[0], served_domain(snapshot)),
                 self.documents.contenders(snapshot),
                 resync=resync,
                 view=view,
+                served=self.servers.serving(key),
             )
         if outcome.retry_after is not None:  # a proof of control to look up again
             asyncio.get_running_loop().call_later(outcome.retry_after, self._mark_kept, key)

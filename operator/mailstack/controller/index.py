@@ -86,6 +86,9 @@ class Documents:
         # namespace, computed when a reference is asked for, forgotten when the namespace changes.
         self.grants = grants
         self._over_limits: dict[str, OverLimits] = {}
+        # Whether a MailServer's last pass served the MailDomain (namespace, name): then its
+        # references count as a stack's do (``server_handlers.Servers.serving``).
+        self.served_by_server: Callable[[str, str], bool] = lambda namespace, name: False
 
     # --- Mailboxes ------------------------------------------------------------------------
 
@@ -279,9 +282,12 @@ class Documents:
         )
 
     def _serves(self, namespace: str, doc: Obj) -> bool:
-        """Whether the MailDomain ``doc`` may be rendered: granted, not on a shared server and
-        within its namespace's limits."""
-        if not self._may_serve(namespace, served_domain(doc)) or on_shared_server(doc):
+        """Whether the MailDomain ``doc`` may be rendered: granted, not on a shared server (but
+        one that served it) and within its namespace's limits."""
+        if not self._may_serve(namespace, served_domain(doc)):
+            return False
+        name = str(meta_of(doc).get("name"))
+        if on_shared_server(doc) and not self.served_by_server(namespace, name):
             return False
         return meta_of(doc).get("name") not in self._over_limits_of(namespace).domains
 

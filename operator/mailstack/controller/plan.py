@@ -87,6 +87,7 @@ WITHDRAWN = frozenset(
         reasons.PROOF_PENDING,
         reasons.SERVER_PENDING,
         reasons.SERVER_NOT_ALLOWED,
+        reasons.SERVED_BY_SERVER,  # its stack is the server's: none of its own
     }
 )
 
@@ -162,6 +163,9 @@ class DomainInputs:
     # challenge name in this pass (None: not looked up).
     proof: Proof | None = None
     proof_txt: Sequence[str] | None = None
+    # The MailServer whose last pass served it ("": none; ``server_handlers``), and if ready.
+    served_by: str = ""
+    server_ready: bool = False
 
 
 @dataclass
@@ -273,19 +277,22 @@ def forget_contender(doc: Mapping[str, Any]) -> None:
         _PARSED.pop(uid, None)
 
 
+def status_proofs(
+    domains: Sequence[MailDomain], docs: Sequence[Mapping[str, Any]]
+) -> dict[str, Proof]:
+    """The proofs of control of ``domains`` that their raw ``docs``' statuses hold."""
+    statuses = {ObjectRef.of(doc)[:2]: doc.get("status") for doc in docs}
+    found = {d.ref: from_status(d.domain, statuses.get((d.namespace, d.name))) for d in domains}
+    return {ref: proof for ref, proof in found.items() if proof is not None}
+
+
 def _proofs(
     inputs: DomainInputs, model: MailDomain | None, siblings: Sequence[MailDomain]
 ) -> dict[str, Proof]:
     """The proofs of control by MailDomain ref: this one's (``model``) decided now (a new
     token, or proven by this pass's lookup), the others' as their statuses say (the operator
     wrote them)."""
-    found: dict[str, Proof] = {}
-    others = [*inputs.siblings, *inputs.namespace_domains]
-    statuses = {ObjectRef.of(doc)[:2]: doc.get("status") for doc in others}
-    for dom in siblings:
-        proof = from_status(dom.domain, statuses.get((dom.namespace, dom.name)))
-        if proof is not None:
-            found[dom.ref] = proof
+    found = status_proofs(siblings, [*inputs.siblings, *inputs.namespace_domains])
     if model is not None and inputs.grants.proof_required(model.namespace, model.domain):
         found[model.ref] = decide(model.domain, inputs.proof, inputs.proof_txt, inputs.random_bytes)
     return found
@@ -362,6 +369,10 @@ def render_domain(inputs: DomainInputs) -> Rendered:
     if service is None:
         out.serves_mailboxes = False
         out.invalid_reason = _withdrawn_reason(inputs.grants, model, out.domain_problems)
+        if out.invalid_reason == reasons.SERVER_PENDING and inputs.served_by:
+            out.invalid_reason = reasons.SERVED_BY_SERVER  # (a refusal, of its own stack only)
+            message = f"served by {inputs.served_by}, which has its workloads and status"
+            out.domain_problems = [Problem(model.ref, "spec.serverRef", message)]
         if not out.domain_problems:  # assemble always says why; this is a safety net
             out.domain_problems.append(Problem(model.ref, "spec.domain", "served twice"))
         return out

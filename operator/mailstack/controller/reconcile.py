@@ -1,8 +1,7 @@
 """One reconcile pass for one MailDomain: read, decide (``plan``), write only what differs.
 
 ``Reconciler.reconcile`` is idempotent (a second call with nothing changed only GETs), and the
-only code path that renders: kopf's handlers, the coalescing daemon and the resync end here (the
-finalizer's part is ``finalize``). The phases of a pass, each a method with a typed result:
+only code path that renders a MailDomain (a MailServer's: ``server_pass``). Its phases:
 1. ``_gather``: the material Secrets (``<n>-dkim``, ``-ca``, ``-tls``, ``-users``; only the
    operator's own, ``ownership``) and the referenced, labelled user Secrets from the watch cache.
    A read failing other than 404 aborts the pass: a new DKIM key would rotate it by accident.
@@ -113,8 +112,6 @@ class Reconciler:
         self._limit = asyncio.Semaphore(concurrency)
         self.passes = 0
 
-    # --- the pass ------------------------------------------------------------------------
-
     @observed_pass
     async def reconcile(
         self,
@@ -125,16 +122,19 @@ class Reconciler:
         now: datetime | None = None,
         resync: bool = False,
         view: plan.NamespaceView = plan.NO_VIEW,
+        served: tuple[str, bool] = ("", False),
     ) -> Outcome:
         """Bring one MailDomain's children and statuses in line with its spec.
 
         ``resync``: the periodic pass, which also publishes DNS records that did not change.
         ``view``: all MailDomains and Mailboxes of a namespace with limits (they count).
+        ``served``: the MailServer whose last pass served it, and whether it was ready.
         """
         ref = ObjectRef.of(body)
         self.passes += 1
         outcome = Outcome()
-        gathered = await self._gather(body, mailboxes, siblings, view, now or datetime.now(UTC))
+        when = now or datetime.now(UTC)
+        gathered = await self._gather(body, mailboxes, siblings, view, when, served)
         rendered = await self.renderer.render(gathered.inputs)
         outcome.valid = rendered.valid
         outcome.retry_after = self.proofs.retry_after(ref.uid) if rendered.proof_pending else None
@@ -164,6 +164,7 @@ class Reconciler:
         siblings: Sequence[Mapping[str, Any]],
         view: plan.NamespaceView,
         now: datetime,
+        served: tuple[str, bool],
     ) -> Gathered:
         """Phase 1: the material Secrets and the referenced user Secrets; any failure aborts."""
         ref = ObjectRef.of(body)
@@ -192,6 +193,8 @@ class Reconciler:
             namespace_claims=claims,
             proof=proof,
             proof_txt=txt,
+            served_by=served[0],
+            server_ready=served[1],
         )
         return Gathered(inputs, material)
 
@@ -330,6 +333,7 @@ class Reconciler:
             dns_published=self.dns.holds_records(ObjectRef.of(body), body.get("status")),
             outbound=self.proofs.outbound.look(body, rendered.model if rendered.ok else None),
             masked=self.tripwire.look(ObjectRef.of(body)),
+            server_ready=inputs.server_ready,
         )
         self.metrics.note_domain(namespace, name, rendered, children)
         if await self.statuses.write(MAILDOMAIN, body, status):
@@ -348,8 +352,6 @@ class Reconciler:
         self.tripwire.close()
         self.renderer.close()
 
-    # --- reading -------------------------------------------------------------------------
-
     async def _get(self, kind: Kind, namespace: str, name: str) -> Obj | None:
         async with self._limit:
             return await self.kube.get(kind, namespace, name)
@@ -363,8 +365,6 @@ class Reconciler:
     async def user_secrets(self, namespace: str, names: set[str]) -> dict[str, Secret]:
         """The referenced user Secrets (``user_secrets.read``)."""
         return await user_secrets.read(self.kube, self.secrets, namespace, names)
-
-    # --- writing children ----------------------------------------------------------------
 
     async def _apply_endpoint(
         self, rendered: plan.Rendered, owner: Owner, live: Children, outcome: Outcome

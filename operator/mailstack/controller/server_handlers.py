@@ -49,11 +49,17 @@ class Servers:
 
     def __init__(self, op: Operator) -> None:
         self.op = op
+        op.documents.served_by_server = lambda namespace, name: bool(
+            self.serving((namespace, name))[0]
+        )
         self.coalescer = Coalescer()
         self._server_of: dict[Key, Key] = {}
         self._joined: dict[Key, set[Key]] = defaultdict(set)
         self._locks: dict[Key, asyncio.Lock] = {}
         self._pass: ServerPass | None = None
+        # The MailDomains the last pass of each server served, with the server's readiness:
+        # what their own passes report (``serving``).
+        self._served: dict[Key, dict[Key, tuple[str, bool]]] = {}
 
     @property
     def server_pass(self) -> ServerPass:
@@ -78,7 +84,30 @@ class Servers:
             self._joined[after].add(key)
         same = kind != "DELETED" and old is not None and old.get("spec") == body.get("spec")
         if not (same and before == after):
-            self._mark({before, after} - {None})  # type: ignore[arg-type]
+            self._mark(k for k in (before, after) if k is not None)
+
+    def serving(self, domain: Key) -> tuple[str, bool]:
+        """The MailServer (``MailServer/<namespace>/<name>``) whose last pass served
+        ``domain``, and whether it was ready; ("", False) for none."""
+        server = self._server_of.get(domain)
+        served = self._served.get(server, {}) if server is not None else {}
+        return served.get(domain, ("", False))
+
+    def _note_served(self, server: Key, served: dict[Key, tuple[str, bool]]) -> None:
+        """The domains a pass of ``server`` served; those whose state changed are marked (their
+        status says it)."""
+        before = self._served.pop(server, {})
+        if served:
+            self._served[server] = served
+        for key in set(before) | set(served):
+            if (before.get(key) or ("",))[0] != (served.get(key) or ("",))[0]:
+                # Its Mailboxes' Secrets count (or no longer do) as a stack's (``index``): a
+                # domain served now has them read by the server's next pass.
+                self.op.documents.release_unreferenced(key[0])
+                if key in served:
+                    self.coalescer.mark(server)
+            if before.get(key) != served.get(key) and self.op.documents.has_domain(*key):
+                self.op.coalescer.mark(key)
 
     def joined(self, server: Key) -> list[Key]:
         """The MailDomains naming ``server`` in their ``serverRef``, sorted."""
@@ -118,9 +147,15 @@ class Servers:
                 namespaced_name(d): docs.mailboxes(namespaced_name(d)[0], served_domain(d))
                 for d in domains
             }
-            outcome, _ = await self.server_pass.reconcile(
+            outcome, rendered, status = await self.server_pass.reconcile(
                 snapshot, domains, list(contenders.values()), mailboxes
             )
+            ready = any(
+                c["type"] == "Ready" and c["status"] == "True" for c in status["conditions"]
+            )
+            ref = f"{MAILSERVER.kind}/{key[0]}/{key[1]}"
+            served = {(s.domain.namespace, s.domain.name): (ref, ready) for s in rendered.served}
+            self._note_served(key, served)
         return outcome
 
     async def run_daemon(self, body: Mapping[str, Any], stopped: kopf.DaemonStopped) -> None:
@@ -143,6 +178,7 @@ class Servers:
         finally:
             self.coalescer.forget(key)
             self._locks.pop(key, None)
+            self._note_served(key, {})  # (stopped: deleted, or this replica stands by)
 
 
 def register_servers(registry: kopf.OperatorRegistry, op: Operator) -> None:

@@ -60,7 +60,7 @@ class ServerPass:
         mailboxes: Mapping[DomainKey, Sequence[Mapping[str, Any]]],
         *,
         now: datetime | None = None,
-    ) -> tuple[Outcome, ServerRendered]:
+    ) -> tuple[Outcome, ServerRendered, Obj]:
         """Bring the server's children, its domains' own Secrets and its status in line.
 
         ``mailboxes``: by joined MailDomain (namespace, name), its raw Mailboxes.
@@ -100,13 +100,15 @@ class ServerPass:
                 taken += set_taken
                 if set_owner == owner:
                     live = set_live
-        await self._write_status(server, rendered, live, error, taken, outcome)
+        status = server_status(server, rendered, live, error, taken, datetime.now(UTC))
+        if await r.statuses.write(MAILSERVER, server, status):
+            outcome.status_writes += 1
         if error is not None:
             delay = 10 if error.transient else 60
             raise ReconcileError(f"applying failed: {error}", reasons.APPLY_FAILED, delay)
         if outcome.changed_objects:
             logger.info("MailServer %s: %s", ObjectRef.of(server)[:2], ", ".join(outcome.applied))
-        return outcome, rendered
+        return outcome, rendered, status
 
     async def _gather(
         self,
@@ -159,19 +161,6 @@ class ServerPass:
                 logger.warning("%s/%s: %s failed: %s", owner.namespace, owner.name, change, err)
                 error = error or err
         return error, [], live
-
-    async def _write_status(
-        self,
-        server: Mapping[str, Any],
-        rendered: ServerRendered,
-        live: Children,
-        error: ApiError | None,
-        taken: list[str],
-        outcome: Outcome,
-    ) -> None:
-        status = server_status(server, rendered, live, error, taken, datetime.now(UTC))
-        if await self.reconciler.statuses.write(MAILSERVER, server, status):
-            outcome.status_writes += 1
 
 
 def _ready(live: Children, name: str) -> tuple[str, bool]:

@@ -26,12 +26,11 @@ from mailstack.api.models import Mailbox, MailDomain, Secret
 from mailstack.api.parse import parse_mailbox
 from mailstack.api.parse.server import parse_mailserver
 from mailstack.api.policy import Grants
-from mailstack.api.proof import Proof, from_status
 from mailstack.api.server_join import join_servers
 from mailstack.api.server_models import MailServer
 from mailstack.controller.children import Owner, owned
 from mailstack.controller.kinds import MAILSERVER
-from mailstack.controller.plan import SOURCE, parsed_contender
+from mailstack.controller.plan import SOURCE, parsed_contender, status_proofs
 from mailstack.kubedoc import Obj, ObjectRef
 from mailstack.material.errors import MaterialError
 from mailstack.material.resolve import resolve_domain_material, resolve_material
@@ -90,17 +89,6 @@ def _key(ref: str) -> DomainKey:
     return namespace, name
 
 
-def _proofs(domains: Sequence[MailDomain], docs: Sequence[Mapping[str, Any]]) -> dict[str, Proof]:
-    """The proofs of control the MailDomains' statuses hold (their own passes decide them)."""
-    statuses = {ObjectRef.of(doc)[:2]: doc.get("status") for doc in docs}
-    found = {}
-    for dom in domains:
-        proof = from_status(dom.domain, statuses.get((dom.namespace, dom.name)))
-        if proof is not None:
-            found[dom.ref] = proof
-    return found
-
-
 def render_server_pass(inputs: ServerInputs) -> ServerRendered:
     """Parse, assemble, join, resolve material and render one MailServer with its domains."""
     out = ServerRendered()
@@ -126,7 +114,7 @@ def render_server_pass(inputs: ServerInputs) -> ServerRendered:
             continue  # the Mailbox's status says why (its MailDomain's pass)
     domains = list(parsed.values())
     services, problems = assemble(
-        domains, boxes, inputs.grants, _proofs(domains, docs), on_servers=True
+        domains, boxes, inputs.grants, status_proofs(domains, docs), on_servers=True
     )
     joined = join_servers(services, [server])
     wanted = {ObjectRef.of(doc)[:2] for doc in inputs.domains}

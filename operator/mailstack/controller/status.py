@@ -31,6 +31,7 @@ from mailstack.controller.conditions import (
     Condition,
     certificate_condition,
     outbound_condition,
+    problems_message,
     rendered_condition,
     valid_condition,
     waiting_for_render,
@@ -211,6 +212,7 @@ def domain_status(
     dns_published: bool = False,
     outbound: Sequence[AddressCheck] | None = None,
     masked: Condition | None = None,
+    server_ready: bool = False,
 ) -> Obj:
     """The MailDomain's status document after a reconcile.
 
@@ -221,6 +223,7 @@ def domain_status(
     ``outbound``: the last verdict on the outbound addresses (``outbound_lookup``); it is
     reported, not summarised into Ready (mail is served whatever receivers think of it).
     ``masked``: ``ClientAddressesMasked`` (``tripwire``); it never counts for Ready.
+    ``server_ready``: for a MailDomain served by a MailServer, whether the server is ready.
     """
     previous_map: Mapping[str, Any] = previous if isinstance(previous, Mapping) else {}
     if dns is None and rendered.model is not None and rendered.material is not None:
@@ -234,6 +237,8 @@ def domain_status(
         certificate_condition(rendered, certificate),
         dns.condition if dns is not None else waiting_for_render(DNS_READY),
     ]
+    if rendered.invalid_reason == reasons.SERVED_BY_SERVER:
+        conditions = served_conditions(rendered, server_ready)
     ready = summarise(conditions, "the mail service")
     # Informative conditions, never summarised into Ready.
     identity = outbound_condition(rendered.model if rendered.ok else None, outbound)
@@ -272,6 +277,27 @@ def domain_status(
         if "dns" in status or dns_published:
             status["dns"] = {**status.get("dns", {}), "published": dns_published}
     return status
+
+
+def served_conditions(rendered: Rendered, server_ready: bool) -> list[Condition]:
+    """A MailDomain on a shared MailServer whose last pass served it: valid and rendered (with
+    the server), its workloads the server's; its certificate and DNS records as the server
+    serves them are not reported here yet (#18), so they, and Ready, stay Unknown."""
+    served = reasons.SERVED_BY_SERVER
+    message = problems_message(rendered.domain_problems)
+    not_yet = "not reported for a domain on a shared server yet; see the MailServer"
+    return [
+        Condition(VALID, "True", served, message),
+        Condition(RENDERED, "True", served, "rendered with its MailServer"),
+        Condition(
+            WORKLOADS_READY,
+            "True" if server_ready else "False",
+            served,
+            "the MailServer is ready" if server_ready else "the MailServer is not ready",
+        ),
+        Condition(CERTIFICATE_READY, "Unknown", served, not_yet),
+        Condition(DNS_READY, "Unknown", served, not_yet),
+    ]
 
 
 def mailbox_status(
