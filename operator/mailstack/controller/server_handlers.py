@@ -179,6 +179,7 @@ class Servers:
             self.coalescer.forget(key)
             self._locks.pop(key, None)
             self._note_served(key, {})  # (stopped: deleted, or this replica stands by)
+            self.op.metrics.forget(MAILSERVER.kind, *key)
 
 
 def register_servers(registry: kopf.OperatorRegistry, op: Operator) -> None:
