@@ -122,6 +122,13 @@ def test_three_domains_of_three_namespaces_join_one_leaves_one_is_not_allowed(
         return secret_data(api, "shared-users", PLATFORM).get("passwd", "")
 
     wait_for(lambda: "ada@a.example:" in passwd(), 30)
+
+    # Its Mailboxes' statuses are the server pass's (the MailDomain renders none of them).
+    def ada() -> dict[str, Any]:
+        return conditions(api.get("mailboxes", "ada", "tenant-a"))
+
+    wait_for(lambda: ada().get("Ready", {}).get("status") == "True", 30)
+    assert ada()["Valid"]["status"] == "True"
     # A joined domain's Mailbox password changes: the server's passwd follows, no pod template.
     unchanged = templates(api)
     line = next(x for x in passwd().splitlines() if x.startswith("ada@a.example:"))

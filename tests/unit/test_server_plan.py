@@ -125,3 +125,17 @@ def test_a_maildomain_its_server_served_says_so_and_keeps_no_stack_of_its_own() 
     assert "MailServer/mail-platform/shared" in found["Valid"]["message"]
     assert found["WorkloadsReady"]["status"] == "True"
     assert found["Ready"]["status"] == "Unknown"  # its certificate and records: not reported yet
+
+
+def test_a_mailbox_without_its_password_is_filed_and_its_domain_still_served() -> None:
+    box = {
+        "apiVersion": "mailstack.dev/v1alpha1",
+        "kind": "Mailbox",
+        "metadata": {"name": "ada", "namespace": "tenant-a"},
+        "spec": {"address": "ada@tenant-a.example", "passwordSecretRef": {"name": "missing"}},
+    }
+    rendered = render_server_pass(dataclasses.replace(inputs({}), mailboxes=[box]))
+    assert len(rendered.served) == 2
+    assert [p.path for p in rendered.mailbox_problems[("tenant-a", "ada")]] == [
+        "spec.passwordSecretRef"
+    ]

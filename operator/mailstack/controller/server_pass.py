@@ -10,13 +10,16 @@ differs, with the MailDomain pass's own functions (``Reconciler.read_children``,
 3. apply, namespace by namespace: each joined domain's own Secrets first (its material must be
    kept before the server serves it), owned by its MailDomain; then the server's objects, owned
    by the MailServer. A set with a name not the operator's is not written (``NameTaken``).
-4. the MailServer's status: domains and Mailboxes served, MTA/MDA readiness, Valid and Ready.
+4. the MailServer's status: domains and Mailboxes served, MTA/MDA readiness, Valid and Ready;
+   and the statuses of the served domains' Mailboxes (``conditions.mailbox_verdicts``, on their
+   problems in this pass: the MailDomain's own pass renders none of them).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -24,12 +27,13 @@ from typing import Any
 from mailstack.api.models import Secret
 from mailstack.controller import reasons
 from mailstack.controller.children import Owner, plan_changes
+from mailstack.controller.conditions import mailbox_verdicts
 from mailstack.controller.documents import doc_generation, referenced_secret_names
 from mailstack.controller.kinds import MAILSERVER, SECRET, STATEFUL_SET
 from mailstack.controller.kube import ApiError
 from mailstack.controller.outcome import Outcome, ReconcileError
 from mailstack.controller.ownership import names_to_check, own_secrets, taken_names
-from mailstack.controller.plan import secrets_from_live, statefulset_names
+from mailstack.controller.plan import Rendered, secrets_from_live, statefulset_names
 from mailstack.controller.reconcile import Children, Reconciler
 from mailstack.controller.server_plan import (
     DomainKey,
@@ -100,9 +104,18 @@ class ServerPass:
                 taken += set_taken
                 if set_owner == owner:
                     live = set_live
-        status = server_status(server, rendered, live, error, taken, datetime.now(UTC))
+        status = server_status(server, rendered, live, error, taken, inputs.now)
         if await r.statuses.write(MAILSERVER, server, status):
             outcome.status_writes += 1
+        failed = error.short() if error is not None else None
+        for service in rendered.served:  # the Mailboxes of the domains it serves
+            key = (service.domain.namespace, service.domain.name)
+            problems = {n: p for (ns, n), p in rendered.mailbox_problems.items() if ns == key[0]}
+            view = Rendered(mailbox_problems=defaultdict(list, problems))
+            verdicts = mailbox_verdicts(view, mailboxes.get(key, ()), key[1], failed)
+            outcome.status_writes += await r.statuses.write_mailboxes(
+                mailboxes.get(key, ()), verdicts, key[1], inputs.now
+            )
         if error is not None:
             delay = 10 if error.transient else 60
             raise ReconcileError(f"applying failed: {error}", reasons.APPLY_FAILED, delay)

@@ -73,6 +73,10 @@ class ServerRendered:
         default_factory=lambda: defaultdict(list)
     )
     served: list[MailService] = field(default_factory=list)
+    # By Mailbox (namespace, name) of the joined domains: why it is not (fully) served.
+    mailbox_problems: dict[DomainKey, list[Problem]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
     server_objects: list[Obj] = field(default_factory=list)  # owned by the MailServer
     # By MailDomain: its own objects, owned by it, in its namespace.
     domain_objects: dict[DomainKey, list[Obj]] = field(default_factory=dict)
@@ -87,6 +91,15 @@ def _key(ref: str) -> DomainKey:
     """``MailDomain/<namespace>/<name>`` to (namespace, name)."""
     _, namespace, name = ref.split("/", 2)
     return namespace, name
+
+
+def _note(out: ServerRendered, problem: Problem, domains: set[DomainKey]) -> None:
+    """A problem of a joined MailDomain (of ``domains``) or of a Mailbox, filed by document."""
+    kind = problem.document.partition("/")[0]
+    if kind == "Mailbox":
+        out.mailbox_problems[_key(problem.document)].append(problem)
+    elif kind == "MailDomain" and _key(problem.document) in domains:
+        out.domain_problems[_key(problem.document)].append(problem)
 
 
 def render_server_pass(inputs: ServerInputs) -> ServerRendered:
@@ -110,8 +123,8 @@ def render_server_pass(inputs: ServerInputs) -> ServerRendered:
         namespace = ObjectRef.of(doc).namespace
         try:
             boxes.append(parse_mailbox(doc, SOURCE, namespace))
-        except ValidationError:
-            continue  # the Mailbox's status says why (its MailDomain's pass)
+        except ValidationError as err:
+            out.mailbox_problems[ObjectRef.of(doc)[:2]].extend(err.problems)
     domains = list(parsed.values())
     services, problems = assemble(
         domains, boxes, inputs.grants, status_proofs(domains, docs), on_servers=True
@@ -119,9 +132,7 @@ def render_server_pass(inputs: ServerInputs) -> ServerRendered:
     joined = join_servers(services, [server])
     wanted = {ObjectRef.of(doc)[:2] for doc in inputs.domains}
     for problem in problems + joined.problems:
-        kind = problem.document.partition("/")[0]
-        if kind == "MailDomain" and _key(problem.document) in wanted:
-            out.domain_problems[_key(problem.document)].append(problem)
+        _note(out, problem, wanted)
 
     own, own_problems = resolve_material(
         MailService(server_host(server), ()),
@@ -139,9 +150,9 @@ def render_server_pass(inputs: ServerInputs) -> ServerRendered:
             continue
         secrets = inputs.secrets.get(service.domain.namespace, {})
         material, found = resolve_domain_material(service, secrets, inputs.now, inputs.random_bytes)
-        refused = [p for p in found if p.document == service.domain.ref]
-        if refused:
-            out.domain_problems[key].extend(refused)
+        for problem in found:
+            _note(out, problem, wanted)
+        if any(p.document == service.domain.ref for p in found):
             continue
         served.append((service, material))
     out.served = [service for service, _ in served]
