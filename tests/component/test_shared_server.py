@@ -166,3 +166,22 @@ def test_three_domains_of_three_namespaces_join_one_leaves_one_is_not_allowed(
     assert "mail.c.example.crt" not in secret_data(api, "shared-domain-tls", PLATFORM)
     assert {f"{x}.example.sel{x}.key" for x in "ab"} <= set(dkim_keys())
     assert templates(api) == before
+
+
+def test_a_domain_whose_own_secret_name_is_taken_is_left_out_and_named(
+    api: ApiServer, operator: OperatorThread
+) -> None:
+    for ns in (PLATFORM, "tenant-e"):
+        api.create(namespace(ns), None)
+    foreign = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "e-dkim"}}
+    api.create(in_namespace({**foreign, "stringData": {"x": "not ours"}}, "tenant-e"), "tenant-e")
+    api.create(mailserver(), PLATFORM)
+    for x in "ef":
+        doc = maildomain(x, f"{x}.example", serverRef=SHARED, dkim={"selector": f"sel{x}"})
+        api.create(in_namespace(doc, "tenant-e"), "tenant-e")
+    wait_for(lambda: "f.example.self.key" in secret_data(api, "shared-dkim", PLATFORM), 90)
+    wait_for(lambda: server_status(api).get("domains") == 1, 30)
+    message = conditions(api.get("mailservers", "shared", PLATFORM))["Valid"]["message"]
+    assert "not serving tenant-e/e" in message
+    assert not any(k.startswith("e.example") for k in secret_data(api, "shared-dkim", PLATFORM))
+    assert secret_data(api, "e-dkim", "tenant-e") == {"x": "not ours"}

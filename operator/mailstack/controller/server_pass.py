@@ -9,7 +9,8 @@ differs, with the MailDomain pass's own functions (``Reconciler.read_children``,
 2. render (in a thread: keys and hashes).
 3. apply, namespace by namespace: each joined domain's own Secrets first (its material must be
    kept before the server serves it), owned by its MailDomain; then the server's objects, owned
-   by the MailServer. A set with a name not the operator's is not written (``NameTaken``).
+   by the MailServer. A set with a name not the operator's is not written (``NameTaken``); a
+   domain whose set is is rendered out of the server first (its key would be new every pass).
 4. the MailServer's status: domains and Mailboxes served, MTA/MDA readiness, Valid and Ready;
    and the statuses of the served domains' Mailboxes (``conditions.mailbox_verdicts``, on their
    problems in this pass: the MailDomain's own pass renders none of them).
@@ -18,12 +19,14 @@ differs, with the MailDomain pass's own functions (``Reconciler.read_children``,
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from mailstack.api.errors import Problem
 from mailstack.api.models import Secret
 from mailstack.controller import reasons
 from mailstack.controller.children import Owner, plan_changes
@@ -82,15 +85,24 @@ class ServerPass:
             options=r.options,
             grants=r.grants,
         )
-        rendered = await asyncio.get_running_loop().run_in_executor(
-            None, render_server_pass, inputs
-        )
+        loop = asyncio.get_running_loop()
+        rendered = await loop.run_in_executor(None, render_server_pass, inputs)
+        uids = {ObjectRef.of(d)[:2]: ObjectRef.of(d).uid for d in domains}
+        taken = await self._taken_domains(rendered, uids)
+        if taken:  # such a domain is left out: its key would be new at every pass
+            kept = [d for d in domains if ObjectRef.of(d)[:2] not in taken]
+            inputs = dataclasses.replace(inputs, domains=kept)
+            rendered = await loop.run_in_executor(None, render_server_pass, inputs)
+            for key, names in taken.items():
+                message = f"{', '.join(names)} exist and are not this MailDomain's"
+                rendered.domain_problems[key].append(
+                    Problem(f"MailDomain/{key[0]}/{key[1]}", "metadata.name", message)
+                )
         outcome.valid = rendered.ok
         live: Children = {}
         error: ApiError | None = None
-        taken: list[str] = []
+        server_taken: list[str] = []
         if rendered.ok and rendered.model is not None:
-            uids = {ObjectRef.of(d)[:2]: ObjectRef.of(d).uid for d in domains}
             sets = [
                 (Owner(key[1], key[0], uids[key]), objects)
                 for key, objects in rendered.domain_objects.items()
@@ -101,10 +113,10 @@ class ServerPass:
             for set_owner, objects in sets:
                 set_error, set_taken, set_live = await self._apply(set_owner, objects, outcome)
                 error = error or set_error
-                taken += set_taken
+                server_taken = set_taken if set_owner == owner else server_taken
                 if set_owner == owner:
                     live = set_live
-        status = server_status(server, rendered, live, error, taken, inputs.now)
+        status = server_status(server, rendered, live, error, server_taken, inputs.now)
         if await r.statuses.write(MAILSERVER, server, status):
             outcome.status_writes += 1
         failed = error.short() if error is not None else None
@@ -152,6 +164,22 @@ class ServerPass:
             users = await r.user_secrets(namespace, referenced_secret_names(doc, boxes))
             secrets.setdefault(namespace, {}).update(users)
         return secrets
+
+    async def _taken_domains(
+        self, rendered: ServerRendered, uids: Mapping[DomainKey, str]
+    ) -> dict[DomainKey, list[str]]:
+        """The joined domains one of whose own objects exists and is not theirs, with its names."""
+        taken = {}
+        for key, objects in rendered.domain_objects.items():
+            owner = Owner(key[1], key[0], uids[key])
+            try:
+                live = await self.reconciler.read_children(key[0], names_to_check(objects))
+            except ApiError as err:
+                message = f"reading children failed: {err}"
+                raise ReconcileError(message, reasons.READ_FAILED) from err
+            if names := taken_names(objects, live, owner):
+                taken[key] = names
+        return taken
 
     async def _apply(
         self, owner: Owner, objects: list[Obj], outcome: Outcome
