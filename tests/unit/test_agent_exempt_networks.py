@@ -16,6 +16,7 @@ from mailstack.agent.exempt_networks import (
     parse_network,
     read_exempt_networks,
 )
+from mailstack.api.models import ClientLimits, Limits
 from mailstack.render.dovecot import render_dovecot_config
 from tests.support import example_service
 from tests.unit.test_agent_auth_policy import Clock, limits
@@ -67,13 +68,15 @@ def test_an_exempt_address_keeps_per_login_budgets_only() -> None:
 
 
 def test_the_rendered_file_is_what_the_agent_reads(tmp_path: Path) -> None:
-    service = example_service()
-    files = render_dovecot_config(service)
+    listed = ["198.51.100.0/24", "2001:db8:40::/48"]
+    limits = ClientLimits(exempt_networks=tuple(listed))
+    files = render_dovecot_config(example_service(limits=Limits(per_client=limits)))
     path = tmp_path / "auth-policy.json"
     path.write_text(files["auth-policy.json"])
-    listed = list(service.domain.limits.per_client.exempt_networks)
     assert json.loads(files["auth-policy.json"]) == {"exemptNetworks": listed}
-    assert read_exempt_networks(str(path)) == [parse_network(n) for n in listed]
+    networks = read_exempt_networks(str(path))
+    assert networks == [parse_network(n) for n in listed] and len(networks) == 2
+    assert address_in("198.51.100.7", networks) and not address_in("192.0.2.7", networks)
 
 
 def test_the_file_is_re_read_when_it_changes(tmp_path: Path) -> None:
